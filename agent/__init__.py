@@ -1,0 +1,1 @@
+"""Cadence: keeps career-development conversations from lapsing."""

@@ -1,0 +1,57 @@
+"""Calendar and mail providers, one module each; the interfaces live in base.py.
+
+A static registry maps the ``provider:`` name of an account to its module. Each module
+exposes ``connect(ctx: Context) -> tuple[Calendar, Mailer]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.connectors.base import Calendar, ConfigError, Mailer, RetryPolicy
+from agent.model import Person
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+
+PROVIDERS = {
+    "local": "agent.connectors.local",
+    "google": "agent.connectors.google",
+    "microsoft": "agent.connectors.microsoft",
+    "caldav": "agent.connectors.caldav",
+    "exchange": "agent.connectors.exchange",
+}
+
+
+@dataclass
+class Context:
+    """What the engine hands a connector: its account, its people, logger and retry policy."""
+
+    name: str
+    account: Any
+    settings: Settings
+    people: Sequence[Person]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("cadence.connector"))
+
+
+def connect(ctx: Context) -> tuple[Calendar, Mailer]:
+    """Open the calendar and mailer of one account; raise ConfigError for unknown providers."""
+    provider = ctx.account.provider
+    module_name = PROVIDERS.get(provider)
+    if module_name is None:
+        raise ConfigError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise ConfigError(
+                f"account {ctx.name!r}: provider {provider!r} is not available in this version"
+            ) from None
+        raise
+    result: tuple[Calendar, Mailer] = module.connect(ctx)
+    return result

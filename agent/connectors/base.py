@@ -1,0 +1,157 @@
+"""The interfaces every provider implements, and the errors and retry policy they share.
+
+Errors::
+
+    CadenceError
+    ├── ConfigError        bad configuration or plan; the CLI exits 2
+    ├── TransientError     worth retrying (throttling, 5xx, timeouts); carries retry_after
+    ├── PermanentError     auth, forbidden, not found, bad request; never retried
+    └── CursorExpired      a sync cursor the provider no longer accepts; resync in full
+
+Each connector translates its library's exceptions into these at its boundary, with
+``raise ... from exc``, so the engine never needs to know a vendor's error classes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar, runtime_checkable
+
+from agent.model import (
+    Changes,
+    Event,
+    EventDraft,
+    Interval,
+    OutgoingMail,
+    Person,
+    SentMail,
+    SyncToken,
+)
+
+T = TypeVar("T")
+
+
+class CadenceError(Exception):
+    """Base of every error Cadence raises on purpose."""
+
+
+class ConfigError(CadenceError):
+    """Configuration or plan errors; ``errors`` holds every ``file:line: key: message``."""
+
+    def __init__(self, errors: Sequence[str] | str) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class TransientError(CadenceError):
+    """A failure that may pass: retry after ``retry_after`` seconds if given."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(CadenceError):
+    """A failure that retrying will not fix."""
+
+
+class CursorExpired(CadenceError):
+    """The provider no longer accepts the sync cursor; the engine resyncs in full."""
+
+
+@runtime_checkable
+class Calendar(Protocol):
+    """Read and write the calendars of the people on one account."""
+
+    #: True when the provider itself sends invitations to attendees on create/update.
+    sends_invitations: bool
+
+    def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+        """Return what changed on the person's calendar since ``since`` (None: everything).
+
+        Raise CursorExpired when ``since`` is no longer accepted.
+        """
+        ...
+
+    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
+        """Return busy intervals per email for everyone in ``people``, batched."""
+        ...
+
+    def create(self, draft: EventDraft) -> Event:
+        """Put the meeting on the organizer's and attendees' calendars; idempotent on key."""
+        ...
+
+    def find(self, person: Person, key: str) -> Event | None:
+        """Return the agent's event with booking ``key`` on the person's calendar."""
+        ...
+
+    def move(self, person: Person, event: Event, start: Interval) -> Event:
+        """Move one of the agent's own events to a new time (same event, new SEQUENCE)."""
+        ...
+
+    def cancel(self, person: Person, event: Event) -> None:
+        """Cancel one of the agent's own events; raise PermanentError for any other."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Mailer(Protocol):
+    """Send mail as the people on one account."""
+
+    def send(self, mail: OutgoingMail) -> SentMail:
+        """Send ``mail``; idempotent on ``mail.key`` where the provider allows it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def ensure_own(event: Event) -> None:
+    """Raise PermanentError unless the agent created ``event`` (it carries a key)."""
+    if not event.key:
+        raise PermanentError(
+            f"refusing to change event {event.id!r} on {event.owner}: the agent did not create it"
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter that honours ``retry_after``.
+
+    Inject ``RetryPolicy.none()`` in tests; production uses the defaults.
+    """
+
+    attempts: int = 5
+    base: float = 0.5
+    cap: float = 30.0
+    max_total: float = 120.0
+    sleep: Callable[[float], None] = time.sleep
+    rand: Callable[[], float] = random.random
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        return cls(attempts=1)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = min(self.cap, self.base * 2**attempt) * (0.5 + self.rand() / 2)
+        return max(backoff, retry_after or 0.0)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, retrying TransientError within the policy's bounds."""
+        waited = 0.0
+        for attempt in range(self.attempts):
+            try:
+                return fn()
+            except TransientError as exc:
+                if attempt + 1 >= self.attempts:
+                    raise
+                pause = self.delay(attempt, exc.retry_after)
+                if waited + pause > self.max_total:
+                    raise
+                waited += pause
+                self.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,331 @@
+"""Domain values shared by the rules, the store, the engine and the connectors.
+
+Every datetime here is timezone-aware. Instants are kept in UTC; a person's local
+view is derived from their ``timezone`` when needed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def utc(dt: datetime) -> datetime:
+    """Return ``dt`` in UTC; raise ValueError for a naive datetime."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"naive datetime {dt.isoformat()} where an aware one is required")
+    return dt.astimezone(UTC)
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    """A half-open span of time [start, end) in UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", utc(self.start))
+        object.__setattr__(self, "end", utc(self.end))
+        if self.end < self.start:
+            raise ValueError(f"interval ends before it starts: {self.start} > {self.end}")
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def contains(self, other: Interval) -> bool:
+        return self.start <= other.start and other.end <= self.end
+
+    def widen(self, by: timedelta) -> Interval:
+        return Interval(self.start - by, self.end + by)
+
+
+TimeRange = Interval
+
+
+@dataclass(frozen=True)
+class Span:
+    """A daily span of local wall time, such as working hours 09:00-17:00."""
+
+    start: time
+    end: time
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """Local working spans per weekday (0 = Monday); a missing day is not worked."""
+
+    days: Mapping[int, tuple[Span, ...]]
+
+    def on(self, weekday: int) -> tuple[Span, ...]:
+        return self.days.get(weekday, ())
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    name: str
+    timezone: str
+    working_hours: WorkingHours
+    country: str | None = None
+    subdivision: str | None = None
+    account: str = ""
+    plan: str | None = None
+    closed: frozenset[date] = frozenset()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.strip() else self.email.split("@")[0]
+
+    def local(self, dt: datetime) -> datetime:
+        return dt.astimezone(self.zone)
+
+
+class Stage(enum.StrEnum):
+    ALIGN = "align"
+    ADVANCE = "advance"
+    AMPLIFY = "amplify"
+    ADVOCATE = "advocate"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One recurring kind of development meeting within a program."""
+
+    name: str
+    every: timedelta
+    duration: timedelta
+    title: str
+    match: str | None = None
+    stages: tuple[str, ...] = ()
+    skip_near: str | None = None
+    skip_within: timedelta = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Booking:
+    horizon: timedelta = timedelta(days=14)
+    lead_time: timedelta = timedelta(days=2)
+    window: Span | None = None
+    buffer: timedelta = timedelta(minutes=10)
+    conference: str = "auto"
+    granularity: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    series: tuple[Series, ...]
+    organizer: str = "employee"
+    lapse_grace: timedelta = timedelta(days=7)
+    booking: Booking = Booking()
+    agenda_before: timedelta = timedelta(hours=24)
+    recap_after: timedelta = timedelta(hours=2)
+    recap_within: timedelta = timedelta(days=7)
+
+    def get(self, series: str) -> Series:
+        for s in self.series:
+            if s.name == series:
+                return s
+        raise KeyError(series)
+
+
+@dataclass(frozen=True)
+class Relationship:
+    employee: Person
+    partner: Person
+    role: str
+    program: Program
+
+    @property
+    def id(self) -> str:
+        return f"{self.employee.email}/{self.partner.email}"
+
+    @property
+    def organizer(self) -> Person:
+        return self.partner if self.program.organizer == "partner" else self.employee
+
+    @property
+    def attendee(self) -> Person:
+        return self.employee if self.organizer is self.partner else self.partner
+
+
+class PartStat(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    TENTATIVE = "tentative"
+    NEEDS_ACTION = "needs-action"
+
+
+@dataclass(frozen=True)
+class Attendee:
+    email: str
+    partstat: PartStat = PartStat.NEEDS_ACTION
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event (or one instance of a recurring event) as seen on one person's calendar.
+
+    ``id`` is unique within the owner's calendar: the provider's id, with the instance's
+    start appended for expanded recurrences. ``key`` is the agent's booking key when the
+    event carries the agent's tag, else None.
+    """
+
+    owner: str
+    id: str
+    title: str
+    start: datetime
+    end: datetime
+    uid: str = ""
+    all_day: bool = False
+    cancelled: bool = False
+    transparent: bool = False
+    kind: str = "default"
+    organizer: str | None = None
+    attendees: tuple[Attendee, ...] = ()
+    key: str | None = None
+    sequence: int = 0
+    description: str = ""
+    location: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", utc(self.start))
+        object.__setattr__(self, "end", utc(self.end))
+
+    @property
+    def interval(self) -> Interval:
+        return Interval(self.start, self.end)
+
+    def partstat(self, email: str) -> PartStat | None:
+        """Return the response of ``email``; the organizer counts as accepted."""
+        email = email.lower()
+        for a in self.attendees:
+            if a.email.lower() == email:
+                return a.partstat
+        if self.organizer and self.organizer.lower() == email:
+            return PartStat.ACCEPTED
+        return None
+
+    def takes_part(self, email: str) -> bool:
+        return self.partstat(email) is not None or self.owner.lower() == email.lower()
+
+    def declined_by(self, email: str) -> bool:
+        return self.partstat(email) == PartStat.DECLINED
+
+    @property
+    def blocks_time(self) -> bool:
+        """Whether the event makes its owner busy."""
+        return not (self.cancelled or self.transparent or self.declined_by(self.owner))
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A calendar item a connector could not read; logged and skipped, never fatal."""
+
+    owner: str
+    ref: str
+    reason: str
+
+
+SyncToken = str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed on one calendar since a cursor.
+
+    With ``full`` the events replace everything cached for the owner in the window;
+    otherwise they are upserts and ``removed`` lists event ids that are gone.
+    """
+
+    cursor: SyncToken
+    events: tuple[Event, ...] = ()
+    removed: tuple[str, ...] = ()
+    full: bool = False
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def quiet(self) -> bool:
+        return not (self.full or self.events or self.removed or self.skipped)
+
+
+def booking_key(relationship_id: str, series: str, due: date) -> str:
+    """Derive the idempotency key of one booking.
+
+    Lower-case hex is a subset of base32hex, so the key is a valid Google event id as
+    well as an ICS UID, a Graph transactionId and a CalDAV resource name.
+    """
+    digest = hashlib.sha256(f"{relationship_id}|{series}|{due.isoformat()}".encode())
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """A meeting the agent wants on both people's calendars."""
+
+    key: str
+    organizer: Person
+    attendees: tuple[Person, ...]
+    title: str
+    start: datetime
+    end: datetime
+    timezone: str
+    description: str = ""
+    conference: str = "none"
+    relationship: str = ""
+    series: str = ""
+    stage: str | None = None
+
+    @property
+    def uid(self) -> str:
+        return f"{self.key}@cadence"
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """An iCalendar object sent along a mail (METHOD:REQUEST or CANCEL)."""
+
+    method: str
+    ics: str
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    key: str
+    sender: str
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    invitation: Invitation | None = None
+    sender_name: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SentMail:
+    key: str
+    message_id: str
+    where: str
+    already: bool = False

@@ -1,0 +1,108 @@
+"""YAML loading that remembers where every key came from.
+
+Validation errors must name the file, the line and the key path, so a document is
+loaded twice from one text: once into plain Python values, once into the node tree
+that knows each value's line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.connectors.base import ConfigError
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A loaded YAML document: its data, its node tree and its path."""
+
+    path: Path
+    data: Any
+    root: yaml.Node | None
+
+    def line(self, loc: Sequence[str | int]) -> int:
+        """Return the 1-based line of the deepest node ``loc`` reaches.
+
+        Elements of ``loc`` that name no key (pydantic adds union tags and the names of
+        missing fields) are passed over, so the line is that of the nearest parent.
+        """
+        node = self.root
+        if node is None:
+            return 1
+        line = node.start_mark.line
+        for part in loc:
+            child = _child(node, part)
+            if child is None:
+                continue
+            key_node, node = child
+            line = key_node.start_mark.line
+        return line + 1
+
+    def where(self, loc: Sequence[str | int], message: str) -> str:
+        return f"{self.path}:{self.line(loc)}: {dotted(loc)}: {message}"
+
+
+def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if str(key_node.value) == str(part):
+                return key_node, value_node
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+        if 0 <= part < len(node.value):
+            return node.value[part], node.value[part]
+    return None
+
+
+def dotted(loc: Sequence[str | int]) -> str:
+    """Render a key path as ``people[0].timezone``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top)"
+
+
+def load(path: Path) -> Source:
+    """Read a YAML file; raise ConfigError naming the file and line on any syntax error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}:1: (file): not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}:1: (file): cannot read: {exc}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"{path}:{line}: (syntax): {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}:1: (syntax): {exc}") from None
+    return Source(path=path, data=data, root=root)
