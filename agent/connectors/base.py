@@ -88,8 +88,8 @@ class Calendar(Protocol):
         """Return the agent's event with booking ``key`` on the person's calendar."""
         ...
 
-    def move(self, person: Person, event: Event, start: Interval) -> Event:
-        """Move one of the agent's own events to a new time (same event, new SEQUENCE)."""
+    def move(self, person: Person, event: Event, to: Interval) -> Event:
+        """Move one of the agent's own events to ``to`` (same event, higher SEQUENCE)."""
         ...
 
     def cancel(self, person: Person, event: Event) -> None:
