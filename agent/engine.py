@@ -236,6 +236,7 @@ class _Tick:
     # --- assess --------------------------------------------------------------------------
 
     def assess(self) -> None:
+        self._settle_pending()
         self.own = {
             b["key"]: Own(b["relationship"], b["series"], b["stage"])
             for b in self.store.bookings()
@@ -251,6 +252,32 @@ class _Tick:
                 self._assess(rel, since)
             except Exception as exc:
                 self.error(f"assess {rel.id}", exc, rel.id)
+
+    def _settle_pending(self) -> None:
+        """Mark bookings left pending by a crash as booked when their event exists."""
+        for row in self.store.bookings():
+            if row["status"] != "pending":
+                continue
+            event = self.store.event_by_key(row["key"])
+            if event is None:
+                continue  # never created: the plan step books it again under the same key
+            if not self.dry_run:
+                self.store.save_booking(
+                    {
+                        "key": row["key"],
+                        "status": "booked",
+                        "event_id": event.id,
+                        "start": _ts(event.start),
+                        "end": _ts(event.end),
+                    },
+                    self.now,
+                )
+            self.audit(
+                "book",
+                f"booking {row['key']} found on the calendar after an interruption: recorded",
+                row["relationship"],
+                row["series"],
+            )
 
     def _assess(self, rel: Relationship, since: datetime, again: bool = False) -> None:
         events = self.store.events([rel.employee.email, rel.partner.email], since)

@@ -160,6 +160,10 @@ class Store:
             params.append(_ts(since))
         return [_row_event(r) for r in self._query(sql + " ORDER BY start", params)]
 
+    def event_by_key(self, key: str) -> Event | None:
+        rows = self._query("SELECT * FROM events WHERE key = ? ORDER BY owner LIMIT 1", [key])
+        return _row_event(rows[0]) if rows else None
+
     # --- bookings ----------------------------------------------------------------------
 
     def booking(self, key: str) -> dict[str, Any] | None:
