@@ -58,6 +58,39 @@ class MailSteps:
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None: ...
 
+    def send_ask(
+        self,
+        rel: Relationship,
+        state: cadence.SeriesState,
+        key: str,
+        reason: str,
+        proposals: list[str],
+    ) -> None:
+        """Ask the employee to pick a time after the automatic moves are used up."""
+        content = messages.render(
+            "pick",
+            rel,
+            state.name,
+            state.stage,
+            self.now,
+            self.now,
+            reason=reason,
+            proposals=tuple(proposals),
+            templates=self.settings.templates,
+        )
+        mail = OutgoingMail(
+            key=key,
+            sender=rel.employee.email,
+            sender_name=rel.employee.name,
+            to=(rel.employee.email,),
+            subject=content.subject,
+            text=content.text,
+            html=content.html,
+            message_id=message_id(key),
+            headers={"Date": format_datetime(self.now.astimezone(UTC))},
+        )
+        self._deliver(rel, state.name, state.key, "ask", mail)
+
     def mail(self) -> None:
         hours = self._hours()
         for rel in self.settings.relationships:
@@ -84,10 +117,18 @@ class MailSteps:
                 kinds.append("recap")
         out = []
         for kind in kinds:
-            row = self.store.outbox(f"{meeting.id}:{kind}")
+            row = self.store.outbox(self._key(meeting, kind))
             if not row or row["status"] != "sent":
                 out.append(kind)
         return out
+
+    @staticmethod
+    def _key(meeting: Meeting, kind: str) -> str:
+        """The outbox key; an updated invitation (higher SEQUENCE) is a new mail."""
+        sequence = meeting.event.sequence if meeting.event else 0
+        if kind == "invite" and sequence:
+            return f"{meeting.id}:invite{sequence}"
+        return f"{meeting.id}:{kind}"
 
     def _hours(self) -> dict[str, float]:
         hours: dict[str, float] = {}
@@ -131,7 +172,7 @@ class MailSteps:
         return ""
 
     def _send(self, rel: Relationship, meeting: Meeting, kind: str, hours: float) -> None:
-        key = f"{meeting.id}:{kind}"
+        key = self._key(meeting, kind)
         reason = ""
         if kind == "invite":
             booking = self.store.booking(meeting.key or "")
@@ -188,17 +229,23 @@ class MailSteps:
             invitation=invitation,
             headers={"Date": format_datetime(self.now.astimezone(UTC))},
         )
-        data = {"subject": content.subject, "to": list(mail.to), "message_id": mail.message_id}
+        self._deliver(rel, meeting.series, meeting.id, kind, mail)
+
+    def _deliver(
+        self, rel: Relationship, series: str, meeting: str, kind: str, mail: OutgoingMail
+    ) -> None:
+        """Send one mail with its outbox row written before and completed after."""
+        data = {"subject": mail.subject, "to": list(mail.to), "message_id": mail.message_id}
         if self.dry_run:
-            self.record(_record(kind, rel.id, meeting.series, content.subject, "planned", data))
+            self.record(_record(kind, rel.id, series, mail.subject, "planned", data))
             return
         self.store.save_outbox(
             {
-                "key": key,
-                "meeting": meeting.id,
+                "key": mail.key,
+                "meeting": meeting,
                 "kind": kind,
                 "relationship": rel.id,
-                "series": meeting.series,
+                "series": series,
                 "status": "pending",
                 "message_id": mail.message_id,
                 "sender": mail.sender,
@@ -212,21 +259,13 @@ class MailSteps:
         sent = mailer.send(mail)
         faults.point(f"mail:{kind}:after-send")
         self.store.save_outbox(
-            {"key": key, "status": "sent", "location": sent.where, "sent_at": _ts(self.now)},
+            {"key": mail.key, "status": "sent", "location": sent.where, "sent_at": _ts(self.now)},
             self.now,
         )
         data["where"] = sent.where
-        self.audit(kind, f"{kind} sent: {content.subject}", rel.id, meeting.series, data)
-        self.record(
-            _record(
-                kind,
-                rel.id,
-                meeting.series,
-                content.subject,
-                "already" if sent.already else "done",
-                data,
-            )
-        )
+        self.audit(kind, f"{kind} sent: {mail.subject}", rel.id, series, data)
+        outcome = "already" if sent.already else "done"
+        self.record(_record(kind, rel.id, series, mail.subject, outcome, data))
 
 
 def _record(*args: Any) -> ActionRecord:
