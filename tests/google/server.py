@@ -460,11 +460,16 @@ class CalendarService:
             else:
                 yield ev["id"], ev
 
-    def _inside(self, cal: Calendar, ev: dict[str, Any], lo: datetime | None, hi: datetime | None):
+    def _inside(
+        self, cal: Calendar, ev: dict[str, Any], lo: datetime | None, hi: datetime | None
+    ) -> bool:
         zone = ZoneInfo(cal.timezone)
-        if ev.get("recurrence"):
-            return hi is None or _when(ev["start"], zone) < hi
-        start, end = _when(ev["start"], zone), _when(ev["end"], zone)
+        try:
+            if ev.get("recurrence"):
+                return hi is None or _when(ev["start"], zone) < hi
+            start, end = _when(ev["start"], zone), _when(ev["end"], zone)
+        except (KeyError, ValueError, Invalid):
+            return True  # deletions reported by id only, and items stored broken on purpose
         return (lo is None or end > lo) and (hi is None or start < hi)
 
     def _current(
@@ -862,7 +867,9 @@ class GoogleServer:
         self.httpd = HTTPServer(("127.0.0.1", 0), _handler(self))
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-google")
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.02,), name="fake-google"
+        )
 
     @property
     def token_uri(self) -> str:
@@ -952,6 +959,9 @@ class GoogleServer:
                 return status, {**head, **exc.headers}, data
             except OAuthError as exc:
                 return _json(400, {"error": exc.error, "error_description": exc.description})
+            except Exception as exc:  # a bug in the fake: answer like a backend error
+                s.log.append(f"500 {exc!r}")
+                return _json(500, Failure(500, f"fake server bug: {exc!r}", "backendError").body())
 
     def _grant(self, authorization: str, method: Method) -> Grant:
         kind, _, token = authorization.partition(" ")
