@@ -47,7 +47,7 @@ ENVIRONMENT = (
 
 
 @cache
-def test_key() -> rsa.RSAPrivateKey:
+def rsa_key() -> rsa.RSAPrivateKey:
     """One RSA key per test run: generating one takes a noticeable moment."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -130,7 +130,7 @@ def workspace(
         for email_address, _, zone in people:
             server.state.add_calendar(email_address, zone)
         sa = server.state.add_service_account(
-            SERVICE_ACCOUNT, set(delegated or connector.scopes_for(True)), test_key()
+            SERVICE_ACCOUNT, set(delegated or connector.scopes_for(True)), rsa_key()
         )
         write_secret(tmp_path / "key.json", sa.key_file(server.token_uri))
         path = tmp_path / "cadence.yaml"
