@@ -35,7 +35,9 @@ def recording_policy(sleeps: list[float], attempts: int = 5) -> RetryPolicy:
         (503, "backendError", "global"),
     ],
 )
-def test_throttling_and_server_errors_are_retried(ws: Workspace, code: int, reason: str, domain: str) -> None:
+def test_throttling_and_server_errors_are_retried(
+    ws: Workspace, code: int, reason: str, domain: str
+) -> None:
     sleeps: list[float] = []
     cal, _ = ws.connect(recording_policy(sleeps))
     ws.server.state.fail(LIST, code, reason, domain=domain, times=2)
@@ -77,8 +79,9 @@ def test_retries_are_bounded(ws: Workspace) -> None:
 def test_quota_exceeded_stops_the_account_without_hammering(ws: Workspace) -> None:
     sleeps: list[float] = []
     cal, mailer = ws.connect(recording_policy(sleeps))
-    ws.server.state.fail(LIST, 403, "quotaExceeded", domain="usageLimits",
-                         message="Calendar usage limits exceeded.")
+    ws.server.state.fail(
+        LIST, 403, "quotaExceeded", domain="usageLimits", message="Calendar usage limits exceeded."
+    )
     with pytest.raises(PermanentError, match="usage limits"):
         cal.changes(ws.person("ana"), None, WINDOW)
     with pytest.raises(PermanentError, match="paused"):
@@ -90,7 +93,9 @@ def test_quota_exceeded_stops_the_account_without_hammering(ws: Workspace) -> No
     assert ws.server.state.counts["calendar.freebusy.query"] == 0
 
 
-@pytest.mark.parametrize(("code", "reason"), [(400, "badRequest"), (403, "forbidden"), (404, "notFound")])
+@pytest.mark.parametrize(
+    ("code", "reason"), [(400, "badRequest"), (403, "forbidden"), (404, "notFound")]
+)
 def test_refusals_are_permanent_and_not_retried(ws: Workspace, code: int, reason: str) -> None:
     sleeps: list[float] = []
     cal, _ = ws.connect(recording_policy(sleeps))
@@ -132,7 +137,10 @@ def test_a_key_signed_by_someone_else_gets_no_token(ws: Workspace) -> None:
     info = json.loads(path.read_text())
     sa = ws.server.state.service_accounts[info["client_email"]]
     ws.server.state.service_accounts[info["client_email"]] = type(sa)(
-        sa.email, sa.key_id, rsa.generate_private_key(public_exponent=65537, key_size=2048), sa.delegated
+        sa.email,
+        sa.key_id,
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        sa.delegated,
     )
     cal, _ = ws.connect()
     with pytest.raises(PermanentError, match="Invalid JWT Signature"):
@@ -150,7 +158,9 @@ def test_each_person_is_acted_as_through_delegation(ws: Workspace) -> None:
     assert users == sorted(p.email for p in ws.people)
     assert ws.server.state.counts["token"] == 3
     # a calendar can only be read as its owner: the subject really is per person
-    assert all(g.scopes == frozenset(google.scopes_for(False)) for g in ws.server.state.tokens.values())
+    assert all(
+        g.scopes == frozenset(google.scopes_for(False)) for g in ws.server.state.tokens.values()
+    )
 
 
 def test_least_scopes_are_enough_and_missing_delegation_is_explained(tmp_path: Path) -> None:
@@ -179,15 +189,20 @@ def test_collecting_replies_adds_the_read_scope_only_then(tmp_path: Path) -> Non
 def test_authorized_user_token_is_refreshed_and_saved_0600(tmp_path: Path) -> None:
     with workspace(tmp_path) as ws:
         user = ws.server.state.add_user("ana@acme.example", set(google.scopes_for(False)))
-        token = write_secret(tmp_path / "token.json", {
-            "type": "authorized_user",
-            "client_id": user.client_id,
-            "client_secret": user.client_secret,
-            "refresh_token": user.refresh_token,
-            "token_uri": ws.server.token_uri,
-            "scopes": google.scopes_for(False),
-        })
-        ws.path.write_text(ws.path.read_text().replace("credentials: key.json", "credentials: token.json"))
+        token = write_secret(
+            tmp_path / "token.json",
+            {
+                "type": "authorized_user",
+                "client_id": user.client_id,
+                "client_secret": user.client_secret,
+                "refresh_token": user.refresh_token,
+                "token_uri": ws.server.token_uri,
+                "scopes": google.scopes_for(False),
+            },
+        )
+        ws.path.write_text(
+            ws.path.read_text().replace("credentials: key.json", "credentials: token.json")
+        )
         from agent import config
 
         ws.settings = config.load(ws.path)
@@ -195,7 +210,10 @@ def test_authorized_user_token_is_refreshed_and_saved_0600(tmp_path: Path) -> No
         cal.changes(ws.person("ana"), None, WINDOW)
         cal.close()
         saved = json.loads(token.read_text())
-        assert saved["token"] in ws.server.state.tokens and saved["refresh_token"] == user.refresh_token
+        assert (
+            saved["token"] in ws.server.state.tokens
+            and saved["refresh_token"] == user.refresh_token
+        )
         assert os.stat(token).st_mode & 0o777 == 0o600
         # the next run reuses the saved access token: no token request
         cal, _ = ws.connect()
@@ -213,11 +231,19 @@ def test_authorized_user_token_is_refreshed_and_saved_0600(tmp_path: Path) -> No
 
 def test_revoked_user_token_says_how_to_fix_it(tmp_path: Path) -> None:
     with workspace(tmp_path) as ws:
-        write_secret(tmp_path / "token.json", {
-            "type": "authorized_user", "client_id": "x", "client_secret": "y",
-            "refresh_token": "revoked", "token_uri": ws.server.token_uri,
-        })
-        ws.path.write_text(ws.path.read_text().replace("credentials: key.json", "credentials: token.json"))
+        write_secret(
+            tmp_path / "token.json",
+            {
+                "type": "authorized_user",
+                "client_id": "x",
+                "client_secret": "y",
+                "refresh_token": "revoked",
+                "token_uri": ws.server.token_uri,
+            },
+        )
+        ws.path.write_text(
+            ws.path.read_text().replace("credentials: key.json", "credentials: token.json")
+        )
         from agent import config
 
         ws.settings = config.load(ws.path)
@@ -257,8 +283,11 @@ def test_server_refuses_parameters_and_fields_the_discovery_document_lacks(ws: W
     assert _raw(ws, "GET", base + "?singleEvents=yes")[0] == 400
     assert _raw(ws, "GET", base + "?timeMin=2026-12-01T10:00:00")[0] == 400  # no offset
     assert _raw(ws, "GET", base + "?syncToken=x&timeMin=2026-12-01T10:00:00Z")[0] == 400
-    good = {"summary": "x", "start": {"dateTime": "2026-12-01T10:00:00Z"},
-            "end": {"dateTime": "2026-12-01T11:00:00Z"}}
+    good = {
+        "summary": "x",
+        "start": {"dateTime": "2026-12-01T10:00:00Z"},
+        "end": {"dateTime": "2026-12-01T11:00:00Z"},
+    }
     assert _raw(ws, "POST", base + "?sendUpdates=all", good)[0] == 200
     status, body = _raw(ws, "POST", base, {**good, "colour": "red"})
     assert status == 400 and "colour" in body["error"]["message"]
@@ -270,6 +299,17 @@ def test_server_refuses_parameters_and_fields_the_discovery_document_lacks(ws: W
     status, body = _raw(ws, "POST", base, {**good, "id": "abcde12345"})
     assert status == 409 and body["error"]["errors"][0]["reason"] == "duplicate"
     assert _raw(ws, "GET", "calendar/v3/calendars/ben%40acme.example/events")[0] == 404
-    assert _raw(ws, "POST", "calendar/v3/freeBusy", {"timeMin": "2026-12-01T00:00:00Z",
-                "timeMax": "2026-12-02T00:00:00Z", "items": [{"id": "a"}], "extra": 1})[0] == 400
-
+    assert (
+        _raw(
+            ws,
+            "POST",
+            "calendar/v3/freeBusy",
+            {
+                "timeMin": "2026-12-01T00:00:00Z",
+                "timeMax": "2026-12-02T00:00:00Z",
+                "items": [{"id": "a"}],
+                "extra": 1,
+            },
+        )[0]
+        == 400
+    )

@@ -24,12 +24,23 @@ def test_full_sync_maps_every_kind_of_event(ws: Workspace) -> None:
     srv.add_event(
         ana.email, "Away", T + timedelta(days=1), T + timedelta(days=2), eventType="outOfOffice"
     )
-    srv.add_event(ana.email, "Free", T + timedelta(hours=3), T + timedelta(hours=4),
-                  transparency="transparent")
-    srv.add_event(ana.email, "Office", date(2026, 12, 2), date(2026, 12, 3),
-                  eventType="workingLocation")
-    invited = srv.add_event(ben.email, "Ben's review", T + timedelta(hours=5),
-                            T + timedelta(hours=6), attendees=[ana.email])
+    srv.add_event(
+        ana.email,
+        "Free",
+        T + timedelta(hours=3),
+        T + timedelta(hours=4),
+        transparency="transparent",
+    )
+    srv.add_event(
+        ana.email, "Office", date(2026, 12, 2), date(2026, 12, 3), eventType="workingLocation"
+    )
+    invited = srv.add_event(
+        ben.email,
+        "Ben's review",
+        T + timedelta(hours=5),
+        T + timedelta(hours=6),
+        attendees=[ana.email],
+    )
     srv.calendar.respond(ana.email, invited, "declined")
     srv.add_event(ana.email, "Old", T - timedelta(days=500), T - timedelta(days=499))
 
@@ -40,7 +51,12 @@ def test_full_sync_maps_every_kind_of_event(ws: Workspace) -> None:
     by_title = {e.title: e for e in changes.events}
     assert set(by_title) == {"Lunch", "Holiday", "Away", "Free", "Office", "Ben's review"}
     lunch = by_title["Lunch"]
-    assert (lunch.id, lunch.start, lunch.end, lunch.location) == (plain, T, T + timedelta(hours=1), "Cafe")
+    assert (lunch.id, lunch.start, lunch.end, lunch.location) == (
+        plain,
+        T,
+        T + timedelta(hours=1),
+        "Cafe",
+    )
     assert lunch.owner == ana.email and lunch.organizer == ana.email and lunch.key is None
     holiday = by_title["Holiday"]
     assert holiday.all_day
@@ -62,7 +78,10 @@ def test_recurring_events_are_expanded_with_unique_ids(ws: Workspace) -> None:
     ana = ws.person("ana")
     start = T - timedelta(days=28)
     master = ws.server.add_event(
-        ana.email, "Team sync", start, start + timedelta(minutes=30),
+        ana.email,
+        "Team sync",
+        start,
+        start + timedelta(minutes=30),
         recurrence=["RRULE:FREQ=WEEKLY;COUNT=6"],
     )
     changes = cal.changes(ana, None, WINDOW)
@@ -75,13 +94,18 @@ def test_recurring_events_are_expanded_with_unique_ids(ws: Workspace) -> None:
     cancelled_id = sorted(ids)[2]
     original = next(e for e in changes.events if e.id == cancelled_id)
     zone = ws.server.state.calendars[ana.email].timezone
-    ws.server.state.put(ana.email, {
-        "id": cancelled_id, "recurringEventId": master, "status": "cancelled",
-        "summary": "Team sync",
-        "originalStartTime": {"dateTime": original.start.isoformat(), "timeZone": zone},
-        "start": {"dateTime": original.start.isoformat(), "timeZone": zone},
-        "end": {"dateTime": original.end.isoformat(), "timeZone": zone},
-    })
+    ws.server.state.put(
+        ana.email,
+        {
+            "id": cancelled_id,
+            "recurringEventId": master,
+            "status": "cancelled",
+            "summary": "Team sync",
+            "originalStartTime": {"dateTime": original.start.isoformat(), "timeZone": zone},
+            "start": {"dateTime": original.start.isoformat(), "timeZone": zone},
+            "end": {"dateTime": original.end.isoformat(), "timeZone": zone},
+        },
+    )
     later = cal.changes(ana, changes.cursor, WINDOW)
     assert [(e.id, e.cancelled) for e in later.events] == [(cancelled_id, True)]
     full = cal.changes(ana, None, WINDOW)
@@ -98,8 +122,12 @@ def test_incremental_sync_is_quiet_then_reports_changes(ws: Workspace) -> None:
     assert quiet.quiet and not quiet.full
     assert ws.server.state.counts["calendar.events.list"] == 2
 
-    second = ws.server.add_event(ana.email, "Coffee", T + timedelta(days=1), T + timedelta(days=1, hours=1))
-    ws.server.add_event(ana.email, "Far away", T + timedelta(days=30), T + timedelta(days=30, hours=1))
+    second = ws.server.add_event(
+        ana.email, "Coffee", T + timedelta(days=1), T + timedelta(days=1, hours=1)
+    )
+    ws.server.add_event(
+        ana.email, "Far away", T + timedelta(days=30), T + timedelta(days=30, hours=1)
+    )
     ws.server.state.calendars[ana.email].events[first]["status"] = "cancelled"
     ws.server.state._touch(ws.server.state.calendars[ana.email], first)
     news = cal.changes(ana, quiet.cursor, WINDOW)
@@ -128,7 +156,9 @@ def test_pages_are_followed_and_the_token_comes_from_the_last(
     cal, _ = ws.connect()
     ana = ws.person("ana")
     for n in range(5):
-        ws.server.add_event(ana.email, f"E{n}", T + timedelta(hours=n), T + timedelta(hours=n, minutes=30))
+        ws.server.add_event(
+            ana.email, f"E{n}", T + timedelta(hours=n), T + timedelta(hours=n, minutes=30)
+        )
     full = cal.changes(ana, None, WINDOW)
     assert sorted(e.title for e in full.events) == [f"E{n}" for n in range(5)]
     assert ws.server.state.counts["calendar.events.list"] == 3
@@ -154,10 +184,15 @@ def test_a_malformed_event_is_skipped_not_fatal(ws: Workspace) -> None:
     cal, _ = ws.connect()
     ana = ws.person("ana")
     ws.server.add_event(ana.email, "Good", T, T + timedelta(hours=1))
-    ws.server.state.put(ana.email, {
-        "id": "brokenevent1", "summary": "Bad",
-        "start": {"dateTime": "2026-12-01T25:99:00Z"}, "end": {"dateTime": "2026-12-01T10:00:00Z"},
-    })
+    ws.server.state.put(
+        ana.email,
+        {
+            "id": "brokenevent1",
+            "summary": "Bad",
+            "start": {"dateTime": "2026-12-01T25:99:00Z"},
+            "end": {"dateTime": "2026-12-01T10:00:00Z"},
+        },
+    )
     changes = cal.changes(ana, None, Interval(T - timedelta(days=1), T + timedelta(days=1)))
     cal.close()
     assert [e.title for e in changes.events] == ["Good"]

@@ -37,8 +37,17 @@ def test_create_books_with_the_key_as_id_a_tag_a_meet_link_and_invitations(ws: W
     cal, _ = ws.connect()
     event = cal.create(draft(ws))
     cal.close()
-    assert (event.id, event.key, event.owner, event.organizer) == (KEY, KEY, "ana@acme.example", "ana@acme.example")
-    assert (event.start, event.end, event.title) == (T, T + timedelta(minutes=15), "Development check-in: Ana & Ben")
+    assert (event.id, event.key, event.owner, event.organizer) == (
+        KEY,
+        KEY,
+        "ana@acme.example",
+        "ana@acme.example",
+    )
+    assert (event.start, event.end, event.title) == (
+        T,
+        T + timedelta(minutes=15),
+        "Development check-in: Ana & Ben",
+    )
     assert event.partstat("ben@acme.example") == PartStat.NEEDS_ACTION
     organizer_copy = stored(ws, "ana@acme.example")
     assert organizer_copy["extendedProperties"]["private"]["cadenceKey"] == KEY
@@ -47,7 +56,9 @@ def test_create_books_with_the_key_as_id_a_tag_a_meet_link_and_invitations(ws: W
     # Google puts the meeting on the attendee's calendar; the private tag stays with the organizer
     attendee_copy = stored(ws, "ben@acme.example")
     assert "extendedProperties" not in attendee_copy
-    assert ws.server.state.notifications == [("REQUEST", "ana@acme.example", KEY, ("ben@acme.example",))]
+    assert ws.server.state.notifications == [
+        ("REQUEST", "ana@acme.example", KEY, ("ben@acme.example",))
+    ]
 
 
 def test_create_without_conference_asks_for_none(ws: Workspace) -> None:
@@ -85,10 +96,15 @@ def test_create_after_cancel_restores_by_patch(ws: Workspace) -> None:
 
 def test_create_refuses_an_id_taken_by_someone_elses_event(ws: Workspace) -> None:
     cal, _ = ws.connect()
-    ws.server.state.put("ana@acme.example", {
-        "id": KEY, "summary": "Not ours",
-        "start": {"dateTime": T.isoformat()}, "end": {"dateTime": (T + timedelta(hours=1)).isoformat()},
-    })
+    ws.server.state.put(
+        "ana@acme.example",
+        {
+            "id": KEY,
+            "summary": "Not ours",
+            "start": {"dateTime": T.isoformat()},
+            "end": {"dateTime": (T + timedelta(hours=1)).isoformat()},
+        },
+    )
     with pytest.raises(PermanentError, match="not the agent's"):
         cal.create(draft(ws))
     cal.close()
@@ -152,7 +168,13 @@ def test_busy_matches_events_and_ignores_free_and_declined(ws: Workspace) -> Non
     srv = ws.server
     srv.add_event(ana.email, "A", T, T + timedelta(hours=1))
     srv.add_event(ana.email, "B", T + timedelta(minutes=30), T + timedelta(hours=2))
-    srv.add_event(ana.email, "Free", T + timedelta(hours=3), T + timedelta(hours=4), transparency="transparent")
+    srv.add_event(
+        ana.email,
+        "Free",
+        T + timedelta(hours=3),
+        T + timedelta(hours=4),
+        transparency="transparent",
+    )
     declined = srv.add_event(ben.email, "Ben's", T, T + timedelta(hours=1), attendees=[chloe.email])
     srv.calendar.respond(chloe.email, declined, "declined")
     window = Interval(T - timedelta(days=1), T + timedelta(days=1))
@@ -171,12 +193,16 @@ def test_busy_asks_50_calendars_per_query_in_one_http_batch(tmp_path) -> None:
     with workspace(tmp_path, people=people) as ws:
         cal, _ = ws.connect()
         for n in range(0, 120, 7):
-            ws.server.add_event(f"p{n:03}@acme.example", "x", T + timedelta(minutes=n), T + timedelta(minutes=n + 5))
+            ws.server.add_event(
+                f"p{n:03}@acme.example", "x", T + timedelta(minutes=n), T + timedelta(minutes=n + 5)
+            )
         busy = cal.busy(ws.people, Interval(T - timedelta(hours=1), T + timedelta(days=1)))
         cal.close()
         counts = ws.server.state.counts
     assert len(busy) == 120
-    assert busy["p007@acme.example"] == [Interval(T + timedelta(minutes=7), T + timedelta(minutes=12))]
+    assert busy["p007@acme.example"] == [
+        Interval(T + timedelta(minutes=7), T + timedelta(minutes=12))
+    ]
     assert busy["p001@acme.example"] == []
     assert (counts["batch"], counts["calendar.freebusy.query"]) == (1, 3)
 
