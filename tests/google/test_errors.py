@@ -78,7 +78,7 @@ def test_retries_are_bounded(ws: Workspace) -> None:
 
 def test_quota_exceeded_stops_the_account_without_hammering(ws: Workspace) -> None:
     sleeps: list[float] = []
-    cal, mailer = ws.connect(recording_policy(sleeps))
+    cal, _ = ws.connect(recording_policy(sleeps))
     ws.server.state.fail(
         LIST, 403, "quotaExceeded", domain="usageLimits", message="Calendar usage limits exceeded."
     )
@@ -167,7 +167,7 @@ def test_least_scopes_are_enough_and_missing_delegation_is_explained(tmp_path: P
     narrow = [google.SCOPE_EVENTS, google.SCOPE_SEND]  # the admin forgot calendar.freebusy
     with workspace(tmp_path, delegated=narrow) as ws:
         cal, _ = ws.connect()
-        with pytest.raises(PermanentError, match="domain-wide delegation.*calendar.freebusy"):
+        with pytest.raises(PermanentError, match=r"domain-wide delegation.*calendar\.freebusy"):
             cal.changes(ws.person("ana"), None, WINDOW)
         cal.close()
 

@@ -221,7 +221,7 @@ def test_busy_over_a_long_window_is_split(ws: Workspace) -> None:
 def test_busy_of_an_unknown_calendar_is_an_error_not_free(ws: Workspace) -> None:
     cal, _ = ws.connect()
     del ws.server.state.calendars["chloe@acme.example"]
-    with pytest.raises(PermanentError, match="chloe@acme.example"):
+    with pytest.raises(PermanentError, match=r"chloe@acme\.example"):
         cal.busy(ws.people, Interval(T, T + timedelta(days=1)))
     cal.close()
 
