@@ -77,7 +77,9 @@ SCOPE_FREEBUSY = SCOPE + "calendar.freebusy"
 SCOPE_SEND = SCOPE + "gmail.send"
 SCOPE_READ = SCOPE + "gmail.readonly"
 
-#: the private extended property that marks the agent's events (keys ≤ 44 characters)
+#: the extended property that marks the agent's events (keys ≤ 44 characters): private on
+#: the organizer's copy (what find() filters on and what makes an event the agent's own),
+#: shared so that attendees' copies are known as the same booking
 TAG = "cadenceKey"
 TAG_SERIES = "cadenceSeries"
 FREEBUSY_BATCH = 50  # calendarExpansionMax
@@ -440,8 +442,13 @@ def to_event(person: Person, item: dict[str, Any]) -> Event:
         for a in item.get("attendees", [])
         if a.get("email")
     )
-    private = (item.get("extendedProperties") or {}).get("private") or {}
+    props = item.get("extendedProperties") or {}
     organizer = (item.get("organizer") or {}).get("email")
+    key = (props.get("private") or {}).get(TAG)
+    if key is None and organizer and organizer.lower() != person.email.lower():
+        # an attendee's copy: the private tag stays with the organizer, the shared one
+        # tells that this is the same booking
+        key = (props.get("shared") or {}).get(TAG)
     return Event(
         owner=person.email,
         id=item["id"],
@@ -455,7 +462,7 @@ def to_event(person: Person, item: dict[str, Any]) -> Event:
         kind="outOfOffice" if kind == "outOfOffice" else "default",
         organizer=organizer.lower() if organizer else None,
         attendees=attendees,
-        key=private.get(TAG),
+        key=key,
         sequence=int(item.get("sequence", 0)),
         description=item.get("description", ""),
         location=item.get("location", ""),
@@ -587,7 +594,10 @@ class GoogleCalendar:
                 },
                 *({"email": p.email, "displayName": p.name} for p in draft.attendees),
             ],
-            "extendedProperties": {"private": {TAG: draft.key, TAG_SERIES: draft.series}},
+            "extendedProperties": {
+                "private": {TAG: draft.key, TAG_SERIES: draft.series},
+                "shared": {TAG: draft.key},
+            },
             "guestsCanModify": False,
             "reminders": {"useDefault": True},
         }
@@ -694,14 +704,16 @@ def build_message(mail: OutgoingMail, mailbox: str) -> EmailMessage:
             msg["Reply-To"] = mail.sender
         msg["To"] = ", ".join(mail.to)
         msg["Subject"] = mail.subject
-        msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = _angle(mail.message_id)
         if mail.in_reply_to:
             msg["In-Reply-To"] = _angle(mail.in_reply_to)
         if mail.references:
             msg["References"] = " ".join(_angle(r) for r in mail.references)
         for name, value in mail.headers.items():
+            del msg[name]  # the caller's value wins (Date from the tick's clock, say)
             msg[name] = value
+        if "Date" not in msg:
+            msg["Date"] = formatdate(usegmt=True)
     except ValueError as exc:
         raise PermanentError(f"mail {mail.key}: refusing an unsafe header: {exc}") from None
     msg.set_content(mail.text)

@@ -56,6 +56,17 @@ def test_agenda_is_sent_from_the_senders_mailbox_as_multipart_alternative(ws: Wo
     assert msg.get_body(("plain",)).get_content().strip() == "Goals\n- one"
     assert "<li>one</li>" in msg.get_body(("html",)).get_content()
     assert ws.server.state.counts["gmail.users.messages.send"] == 1
+    assert msg["Date"]
+
+
+def test_caller_headers_win_over_defaults(ws: Workspace) -> None:
+    from dataclasses import replace
+
+    _, mailer = ws.connect()
+    mailer.send(replace(AGENDA, headers={"Date": "Mon, 23 Nov 2026 14:00:00 +0000"}))
+    mailer.close()
+    msg = ws.server.state.sent[0].message
+    assert msg.get_all("Date") == ["Mon, 23 Nov 2026 14:00:00 +0000"]
 
 
 def test_recap_joins_the_agendas_gmail_thread(ws: Workspace) -> None:

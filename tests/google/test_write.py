@@ -55,7 +55,7 @@ def test_create_books_with_the_key_as_id_a_tag_a_meet_link_and_invitations(ws: W
     assert organizer_copy["start"]["timeZone"] == "America/Sao_Paulo"
     # Google puts the meeting on the attendee's calendar; the private tag stays with the organizer
     attendee_copy = stored(ws, "ben@acme.example")
-    assert "extendedProperties" not in attendee_copy
+    assert attendee_copy["extendedProperties"] == {"shared": {"cadenceKey": KEY}}
     assert ws.server.state.notifications == [
         ("REQUEST", "ana@acme.example", KEY, ("ben@acme.example",))
     ]
@@ -237,5 +237,21 @@ def test_created_events_show_in_changes_and_busy(ws: Workspace) -> None:
     busy = cal.busy([ana, ben], window)
     cal.close()
     assert mine == (made,)
-    assert isinstance(theirs[0], Event) and theirs[0].id == KEY and theirs[0].key is None
+    assert isinstance(theirs[0], Event) and theirs[0].id == KEY and theirs[0].key == KEY
+    assert theirs[0].owner == ben.email and theirs[0].organizer == ana.email
     assert busy[ben.email] == [made.interval]
+
+
+def test_a_shared_tag_alone_does_not_make_the_organizers_event_the_agents(ws: Workspace) -> None:
+    cal, _ = ws.connect()
+    ana = ws.person("ana")
+    ws.server.add_event(
+        ana.email,
+        "Forged",
+        T,
+        T + timedelta(hours=1),
+        extendedProperties={"shared": {"cadenceKey": KEY}},
+    )
+    (event,) = cal.changes(ana, None, Interval(T, T + timedelta(hours=2))).events
+    cal.close()
+    assert event.key is None
