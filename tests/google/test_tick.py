@@ -23,7 +23,7 @@ programs:
         every: 90d
         duration: 60m
         stages: [align, advance, amplify, advocate]
-        title: "Development {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"
+        title: "Deep dive {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"
         match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
       check_in:
         every: 30d
