@@ -87,6 +87,7 @@ FREEBUSY_SPAN = timedelta(days=90)  # longer free/busy ranges are refused
 BATCH_LIMIT = 50  # inner requests per HTTP batch (Google advises no more)
 PAGE_SIZE = 2500
 QUOTA_PAUSE = 600.0  # seconds an account rests after 403 quotaExceeded
+CONSENT_TIMEOUT = 600  # seconds to wait for the browser's answer
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded"}
 PARTSTAT = {
@@ -360,6 +361,8 @@ class _Client:
             )
             return PermanentError(f"Google refused a token for {user}: {exc}; {hint}")
         if isinstance(exc, google.auth.exceptions.TransportError):
+            if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                return self.translate(exc.__cause__, user)
             return TransientError(f"token endpoint unreachable: {exc}")
         if isinstance(exc, ssl.SSLCertVerificationError):
             return PermanentError(
@@ -796,7 +799,7 @@ def authorize(
     browser opens and a one-off server on a free loopback port receives the answer.
     Raise ConfigError for unusable client secrets, PermanentError when Google refuses.
     """
-    from google_auth_oauthlib.flow import InstalledAppFlow
+    from google_auth_oauthlib.flow import InstalledAppFlow, WSGITimeoutError
 
     read_secret_json(client_secrets)
     try:
@@ -827,8 +830,9 @@ def authorize(
                 prompt="consent",
                 authorization_prompt_message="Opening {url} in your browser to ask for consent",
                 success_message="Cadence is authorized; you may close this window.",
+                timeout_seconds=CONSENT_TIMEOUT,
             )
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, WSGITimeoutError) as exc:
         raise PermanentError(f"consent failed: {exc}") from exc
     except Exception as exc:  # oauthlib errors carry no common base worth importing
         if type(exc).__module__.startswith("oauthlib"):

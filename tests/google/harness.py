@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,9 +125,10 @@ def workspace(
     delegated: list[str] | None = None,
     rest: str = "",
     account_extra: str = "",
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Workspace]:
     """Run the fake Google with a calendar per person and a delegated service account."""
-    with clean_environ(), GoogleServer() as server:
+    with clean_environ(), GoogleServer(tls) as server:
         for email_address, _, zone in people:
             server.state.add_calendar(email_address, zone)
         sa = server.state.add_service_account(

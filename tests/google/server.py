@@ -19,6 +19,7 @@ import email.message
 import email.policy
 import json
 import secrets
+import ssl
 import threading
 import urllib.parse
 import uuid
@@ -198,6 +199,7 @@ class GoogleState:
         self.service_accounts: dict[str, ServiceAccount] = {}
         self.users: dict[str, AuthorizedUser] = {}
         self.sent: list[Sent] = []
+        self.codes: dict[str, tuple[str, frozenset[str], str, str, str | None]] = {}
         self.threads: dict[str, set[str]] = {}
         self.notifications: list[tuple[str, str, str, tuple[str, ...]]] = []
         self.counts: Counter[str] = Counter()
@@ -785,6 +787,8 @@ class TokenService:
         kind = form.get("grant_type")
         if kind == JWT_BEARER:
             return self._jwt(form.get("assertion", ""))
+        if kind == "authorization_code":
+            return self._code(form)
         if kind == "refresh_token":
             user = self.s.users.get(form.get("refresh_token", ""))
             if user is None or (form.get("client_id"), form.get("client_secret")) != (
@@ -797,6 +801,46 @@ class TokenService:
                 raise OAuthError("invalid_scope", "Bad Request")
             return self._issue(Grant(user.email, asked, user.client_id), scope=True)
         raise OAuthError("unsupported_grant_type", f"Invalid grant_type: {kind}")
+
+    def consent(self, auth_url: str, user: str) -> str:
+        """Act as the user consenting in a browser: return the address Google redirects to."""
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(auth_url).query))
+        client = next(u for u in self.s.users.values() if u.client_id == q["client_id"])
+        asked = frozenset(q["scope"].split())
+        if q.get("response_type") != "code" or not asked <= client.scopes:
+            raise OAuthError("invalid_request", "bad authorization request")
+        code = "4/" + secrets.token_urlsafe(16)
+        self.s.codes[code] = (
+            user,
+            asked,
+            q["client_id"],
+            q["redirect_uri"],
+            q.get("code_challenge"),
+        )
+        query = urllib.parse.urlencode(
+            {"code": code, "state": q.get("state", ""), "scope": q["scope"]}
+        )
+        return f"{q['redirect_uri']}?{query}"
+
+    def _code(self, form: dict[str, str]) -> dict[str, Any]:
+        found = self.s.codes.pop(form.get("code", ""), None)
+        if found is None:
+            raise OAuthError("invalid_grant", "Malformed auth code.")
+        user, scopes, client_id, redirect, challenge = found
+        client = next(u for u in self.s.users.values() if u.client_id == client_id)
+        if (form.get("client_id"), form.get("client_secret")) != (client_id, client.client_secret):
+            raise OAuthError("invalid_client", "The OAuth client was not found.")
+        if form.get("redirect_uri") != redirect:
+            raise OAuthError("redirect_uri_mismatch", "Bad Request")
+        if challenge is not None:
+            digest = hashes.Hash(hashes.SHA256())
+            digest.update(form.get("code_verifier", "").encode())
+            expected = base64.urlsafe_b64encode(digest.finalize()).rstrip(b"=").decode()
+            if expected != challenge:
+                raise OAuthError("invalid_grant", "Invalid code verifier.")
+        body = self._issue(Grant(user.lower(), scopes, client_id), scope=True)
+        body["refresh_token"] = client.refresh_token
+        return body
 
     def _jwt(self, assertion: str) -> dict[str, Any]:
         try:
@@ -859,7 +903,7 @@ class OAuthError(Exception):
 class GoogleServer:
     """The fake Google on 127.0.0.1, served from a thread; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.state = GoogleState()
         self.calendar = CalendarService(self.state)
         self.gmail = GmailService(self.state)
@@ -867,6 +911,9 @@ class GoogleServer:
         self.httpd = HTTPServer(("127.0.0.1", 0), _handler(self))
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}/"
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, args=(0.02,), name="fake-google"
         )
@@ -930,6 +977,11 @@ class GoogleServer:
                 if path == "token" and verb == "POST":
                     s.counts["token"] += 1
                     form = dict(urllib.parse.parse_qsl(body.decode()))
+                    kind, _, basic = headers.get("authorization", "").partition(" ")
+                    if kind.lower() == "basic":  # RFC 6749 2.3.1: client credentials in a header
+                        client_id, _, secret = base64.b64decode(basic).decode().partition(":")
+                        form.setdefault("client_id", urllib.parse.unquote_plus(client_id))
+                        form.setdefault("client_secret", urllib.parse.unquote_plus(secret))
                     return _json(200, self.tokens.grant(form))
                 if verb == "POST" and path in (CALENDAR.batch_path, "batch/gmail/v1", "batch"):
                     s.counts["batch"] += 1
