@@ -29,7 +29,14 @@ def test_agenda_follows_the_stage_and_quotes_the_plan(workspace: Path) -> None:
     rel = relationship()
     plan = idp.load(workspace.parent / "plans" / "ana.yaml")
     content = messages.render(
-        "agenda", rel, "deep_dive", "amplify", NOW, NOW + timedelta(hours=1), plan=plan, invested_hours=1.5
+        "agenda",
+        rel,
+        "deep_dive",
+        "amplify",
+        NOW,
+        NOW + timedelta(hours=1),
+        plan=plan,
+        invested_hours=1.5,
     )
     assert content.subject == "Agenda: Development Amplify: Ana & Ben, Mon 23 Nov 15:00"
     for text in (content.text, content.html):
@@ -66,7 +73,9 @@ def test_recap_threads_to_the_agenda(settings: config.Settings, tmp_path: Path) 
         later = NOW + timedelta(hours=24)  # the session ended, the recap is due
         report = engine.tick(later)
         assert meeting["start"]
-    recap = next(r for r in store.outbox_rows() if r["kind"] == "recap" and r["meeting"] == agenda["meeting"])
+    recap = next(
+        r for r in store.outbox_rows() if r["kind"] == "recap" and r["meeting"] == agenda["meeting"]
+    )
     assert any(a.kind == "recap" and a.outcome == "done" for a in report.actions)
     msg = read(recap["location"])
     assert msg["In-Reply-To"] == agenda["message_id"]
@@ -76,10 +85,16 @@ def test_recap_threads_to_the_agenda(settings: config.Settings, tmp_path: Path) 
     assert msg["To"] == "farid@acme.example, emma@acme.example"
 
 
-def test_hostile_calendar_titles_never_reach_headers(settings: config.Settings, tmp_path: Path) -> None:
+def test_hostile_calendar_titles_never_reach_headers(
+    settings: config.Settings, tmp_path: Path
+) -> None:
     ics = settings.base / "calendars" / "farid@acme.example.ics"
     text = ics.read_text()
-    text = text.replace("SUMMARY:Mentoring: Farid & Emma", "SUMMARY:Mentoring: Farid & Emma\\r\\nBcc: x@evil.example <script>", 1)
+    text = text.replace(
+        "SUMMARY:Mentoring: Farid & Emma",
+        "SUMMARY:Mentoring: Farid & Emma\\r\\nBcc: x@evil.example <script>",
+        1,
+    )
     ics.write_text(text)
     with Engine(settings, store=Store(tmp_path / "t.db")) as engine:
         engine.tick(NOW)

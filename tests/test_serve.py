@@ -17,7 +17,10 @@ def test_serve_ticks_at_start_and_stops_cleanly(workspace: Path, sig: signal.Sig
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "serve", "--config", str(workspace)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     db = workspace.parent / "var" / "cadence.db"
     try:
@@ -33,7 +36,7 @@ def test_serve_ticks_at_start_and_stops_cleanly(workspace: Path, sig: signal.Sig
         else:
             raise AssertionError("no tick finished")
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

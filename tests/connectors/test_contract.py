@@ -81,17 +81,29 @@ def test_changes_show_a_create_and_are_quiet_after(backend: Any) -> None:
 def test_busy_matches_events(backend: Any) -> None:
     ana, ben, cleo = backend.people[:3]
     backend.add_event(ben, "Lunch", START, START + timedelta(hours=1))
-    backend.add_event(ben, "Free time", START + timedelta(hours=2), START + timedelta(hours=3), transparent=True)
     backend.add_event(
-        ben, "Standup", START - timedelta(days=2), START - timedelta(days=2) + timedelta(minutes=15),
+        ben, "Free time", START + timedelta(hours=2), START + timedelta(hours=3), transparent=True
+    )
+    backend.add_event(
+        ben,
+        "Standup",
+        START - timedelta(days=2),
+        START - timedelta(days=2) + timedelta(minutes=15),
         rrule="FREQ=DAILY;COUNT=5",
     )
-    busy = backend.calendar.busy([ana, ben, cleo], Interval(START - timedelta(days=3), START + timedelta(days=3)))
+    busy = backend.calendar.busy(
+        [ana, ben, cleo], Interval(START - timedelta(days=3), START + timedelta(days=3))
+    )
     assert set(busy) >= {ana.email, ben.email, cleo.email}
     ben_busy = busy[ben.email]
     assert any(iv.start <= START and iv.end >= START + timedelta(hours=1) for iv in ben_busy)
-    assert not any(iv.overlaps(Interval(START + timedelta(hours=2), START + timedelta(hours=3))) for iv in ben_busy)
-    standups = [iv for iv in ben_busy if iv.duration <= timedelta(minutes=15) + timedelta(minutes=1)]
+    assert not any(
+        iv.overlaps(Interval(START + timedelta(hours=2), START + timedelta(hours=3)))
+        for iv in ben_busy
+    )
+    standups = [
+        iv for iv in ben_busy if iv.duration <= timedelta(minutes=15) + timedelta(minutes=1)
+    ]
     assert len(standups) >= 4
     assert busy[cleo.email] == []
 
@@ -104,15 +116,22 @@ def test_move_and_cancel_touch_only_own_events(backend: Any) -> None:
     assert moved.start == later.start and moved.key == created.key
     assert moved.sequence > created.sequence
     backend.add_event(ana, "Someone else's", START, START + timedelta(hours=1))
-    theirs = next(e for e in backend.calendar.changes(ana, None, WINDOW).events if e.title == "Someone else's")
+    theirs = next(
+        e for e in backend.calendar.changes(ana, None, WINDOW).events if e.title == "Someone else's"
+    )
     with pytest.raises(PermanentError):
         backend.calendar.cancel(ana, theirs)
     with pytest.raises(PermanentError):
         backend.calendar.move(ana, theirs, later)
     backend.calendar.cancel(ana, moved)
-    remaining = [e for e in backend.calendar.changes(ana, None, WINDOW).events if e.key == created.key]
+    remaining = [
+        e for e in backend.calendar.changes(ana, None, WINDOW).events if e.key == created.key
+    ]
     assert all(e.cancelled for e in remaining)
-    assert any(e.title == "Someone else's" and not e.cancelled for e in backend.calendar.changes(ana, None, WINDOW).events)
+    assert any(
+        e.title == "Someone else's" and not e.cancelled
+        for e in backend.calendar.changes(ana, None, WINDOW).events
+    )
 
 
 def test_mail_is_delivered_once_with_the_right_headers(backend: Any) -> None:

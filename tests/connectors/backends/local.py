@@ -20,7 +20,11 @@ from tests.factories import person
 class LocalBackend:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.people = [person("ana", "Europe/Berlin"), person("ben", "America/New_York"), person("cleo")]
+        self.people = [
+            person("ana", "Europe/Berlin"),
+            person("ben", "America/New_York"),
+            person("cleo"),
+        ]
         (folder / "cal").mkdir()
         (folder / "out").mkdir()
         self.calendar = LocalCalendar(folder / "cal", self.people)
@@ -40,7 +44,11 @@ class LocalBackend:
         transparent: bool = False,
     ) -> str:
         path = self.folder / "cal" / f"{owner.email}.ics"
-        cal = icalendar.Calendar.from_ical(path.read_bytes()) if path.exists() else icalendar.Calendar()
+        cal = (
+            icalendar.Calendar.from_ical(path.read_bytes())
+            if path.exists()
+            else icalendar.Calendar()
+        )
         if not path.exists():
             cal.add("prodid", "-//Test//EN")
             cal.add("version", "2.0")
