@@ -25,10 +25,11 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import formatdate
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
+from agent import mime
 from agent.connectors.base import (
     CadenceError,
     ConfigError,
@@ -699,32 +701,16 @@ def _angle(message_id: str) -> str:
 
 
 def build_message(mail: OutgoingMail, mailbox: str) -> EmailMessage:
-    """Build the RFC 5322 message; raise PermanentError for header injection attempts."""
-    msg = EmailMessage()
+    """Build the RFC 5322 message from ``mailbox`` (replies still reach ``mail.sender``)."""
+    own = mailbox.lower() == mail.sender.lower()
     try:
-        msg["From"] = formataddr((mail.sender_name, mailbox)) if mail.sender_name else mailbox
-        if mailbox.lower() != mail.sender.lower():
-            msg["Reply-To"] = mail.sender
-        msg["To"] = ", ".join(mail.to)
-        msg["Subject"] = mail.subject
-        msg["Message-ID"] = _angle(mail.message_id)
-        if mail.in_reply_to:
-            msg["In-Reply-To"] = _angle(mail.in_reply_to)
-        if mail.references:
-            msg["References"] = " ".join(_angle(r) for r in mail.references)
-        for name, value in mail.headers.items():
-            del msg[name]  # the caller's value wins (Date from the tick's clock, say)
-            msg[name] = value
-        if "Date" not in msg:
-            msg["Date"] = formatdate(usegmt=True)
+        msg = mime.build(mail if own else replace(mail, sender=mailbox))
     except ValueError as exc:
-        raise PermanentError(f"mail {mail.key}: refusing an unsafe header: {exc}") from None
-    msg.set_content(mail.text)
-    msg.add_alternative(mail.html, subtype="html")
-    if mail.invitation:
-        msg.add_alternative(
-            mail.invitation.ics, subtype="calendar", params={"method": mail.invitation.method}
-        )
+        raise PermanentError(f"mail {mail.key}: {exc}") from None
+    if not own:
+        msg["Reply-To"] = mime.clean_header(mail.sender)
+    if "Date" not in msg:
+        msg["Date"] = formatdate(usegmt=True)
     return msg
 
 
