@@ -824,6 +824,8 @@ def authorize(
         if type(exc).__module__.startswith("oauthlib"):
             raise PermanentError(f"Google refused the token request: {exc}") from exc
         raise
+    finally:
+        flow.oauth2session.close()  # its connection pool may keep a watcher thread
     if not creds.refresh_token:
         raise PermanentError("Google returned no refresh token; revoke access and run again")
     data = json.loads(creds.to_json())

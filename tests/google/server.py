@@ -905,6 +905,8 @@ class GoogleServer:
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.state = GoogleState()
+        #: path prefixes served as other paths, like a reverse proxy would map them
+        self.mounts: dict[str, str] = {}
         self.calendar = CalendarService(self.state)
         self.gmail = GmailService(self.state)
         self.tokens = TokenService(self.state)
@@ -970,6 +972,10 @@ class GoogleServer:
         """Answer one request (also each part of a batch); return status, headers, body."""
         url = urllib.parse.urlsplit(target)
         path = url.path.lstrip("/")
+        for mount, real in self.mounts.items():
+            if path.startswith(mount):  # a reverse proxy in front of Google
+                path = real + path[len(mount) :]
+                break
         s = self.state
         with s.lock:
             s.log.append(f"{verb} {target}")

@@ -255,3 +255,25 @@ def test_a_shared_tag_alone_does_not_make_the_organizers_event_the_agents(ws: Wo
     (event,) = cal.changes(ana, None, Interval(T, T + timedelta(hours=2))).events
     cal.close()
     assert event.key is None
+
+
+def test_a_proxy_endpoint_receives_every_request_batches_included(tmp_path) -> None:
+    people = tuple((f"p{n:03}@acme.example", f"Person {n}", "UTC") for n in range(60))
+    with workspace(tmp_path, people=people) as ws:
+        srv = ws.server
+        srv.mounts = {"gw/cal/batch/calendar/v3": "batch/calendar/v3", "gw/cal/": "calendar/v3/"}
+        ws.path.write_text(
+            ws.path.read_text().replace(srv.endpoints["calendar"], srv.url + "gw/cal/")
+        )
+        from agent import config
+
+        ws.settings = config.load(ws.path)
+        cal, _ = ws.connect()
+        srv.add_event("p000@acme.example", "x", T, T + timedelta(hours=1))
+        busy = cal.busy(ws.people, Interval(T, T + timedelta(days=1)))
+        assert cal.changes(ws.people[0], None, Interval(T, T + timedelta(days=1))).events
+        cal.close()
+    assert busy["p000@acme.example"] == [Interval(T, T + timedelta(hours=1))]
+    api = [line for line in srv.state.log if "/token" not in line]
+    assert api and all(line.split()[1].startswith("/gw/cal/") for line in api if " /" in line)
+    assert srv.state.counts["batch"] == 1
