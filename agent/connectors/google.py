@@ -70,7 +70,7 @@ from agent.model import (
 )
 
 if TYPE_CHECKING:
-    from agent.config import GoogleAccount
+    from agent.config import GoogleAccount, Settings
     from agent.connectors import Context
 
 SCOPE = "https://www.googleapis.com/auth/"
@@ -104,6 +104,11 @@ def scopes_for(read_replies: bool = False) -> list[str]:
     """Return the least OAuth scopes Cadence needs (the read scope only to collect replies)."""
     scopes = [SCOPE_EVENTS, SCOPE_FREEBUSY, SCOPE_SEND]
     return [*scopes, SCOPE_READ] if read_replies else scopes
+
+
+def needed_scopes(settings: Settings) -> list[str]:
+    """Return the scopes a configuration needs: the read scope only if replies are collected."""
+    return scopes_for(any(p.recap.collect_replies for p in settings.file.programs.values()))
 
 
 class GoogleFailure(PermanentError):
@@ -258,9 +263,9 @@ class _Client:
         self.name = ctx.name
         self.retry = ctx.retry
         self.log = ctx.log
-        read_replies = any(p.recap.collect_replies for p in ctx.settings.file.programs.values())
-        self.read_scope = read_replies
-        self.auth = _Auth(ctx.settings.resolve(account.credentials), scopes_for(read_replies))
+        scopes = needed_scopes(ctx.settings)
+        self.read_scope = SCOPE_READ in scopes
+        self.auth = _Auth(ctx.settings.resolve(account.credentials), scopes)
         ca = str(ctx.settings.resolve(account.ca_bundle)) if account.ca_bundle else None
         if ca and not Path(ca).is_file():
             raise ConfigError(f"account {ctx.name!r}: ca_bundle {ca} not found")
@@ -629,11 +634,14 @@ class GoogleCalendar:
                 self.events.get(calendarId=organizer.email, eventId=draft.key), organizer.email
             )
             private = (item.get("extendedProperties") or {}).get("private") or {}
-            if private.get(TAG) != draft.key:
+            cancelled = item.get("status") == "cancelled"
+            # a deleted event may come back with little more than its id; the id is the
+            # key's hash, so it is ours all the same, and the patch tags it again
+            if private.get(TAG) != draft.key and not cancelled:
                 raise PermanentError(
                     f"event id {draft.key} on {organizer.email} exists and is not the agent's"
                 ) from exc
-            if item.get("status") == "cancelled":
+            if cancelled:
                 # deleted events keep their id: restore by patch, never re-insert
                 restore = {k: v for k, v in body.items() if k not in ("id", "conferenceData")}
                 restore["status"] = "confirmed"

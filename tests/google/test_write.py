@@ -277,3 +277,21 @@ def test_a_proxy_endpoint_receives_every_request_batches_included(tmp_path) -> N
     api = [line for line in srv.state.log if "/token" not in line]
     assert api and all(line.split()[1].startswith("/gw/cal/") for line in api if " /" in line)
     assert srv.state.counts["batch"] == 1
+
+
+def test_create_restores_a_deleted_event_that_kept_only_its_id(ws: Workspace) -> None:
+    ws.server.state.put(
+        "ana@acme.example",
+        {
+            "id": KEY,
+            "status": "cancelled",
+            "start": {"dateTime": T.isoformat()},
+            "end": {"dateTime": T.isoformat()},
+        },
+    )
+    cal, _ = ws.connect()
+    event = cal.create(draft(ws))
+    cal.close()
+    assert (event.key, event.start, event.cancelled) == (KEY, T, False)
+    assert stored(ws, "ana@acme.example")["extendedProperties"]["private"]["cadenceKey"] == KEY
+    assert stored(ws, "ben@acme.example")["status"] == "confirmed"
