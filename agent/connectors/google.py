@@ -276,15 +276,13 @@ class _Client:
         self.lock = threading.Lock()
         self.paused_until = 0.0
         self.paused_why = ""
-        self.calendar = build_from_document(
-            _document("calendar", account.endpoints.calendar), http=self.http
-        )
+        calendar = _document("calendar", account.endpoints.calendar)
+        self.calendar = build_from_document(calendar, http=self.http)
         self.gmail = build_from_document(
             _document("gmail", account.endpoints.gmail), http=self.http
         )
-        self.batch_uri = self.calendar._rootDesc["rootUrl"] + self.calendar._rootDesc.get(
-            "batchPath", "batch"
-        )
+        # build() would leave batches on www.googleapis.com: name the URI ourselves
+        self.batch_uri = calendar["rootUrl"] + calendar["batchPath"]
 
     def _http(self, user: str) -> Any:
         authed = self._authed.get(user)
@@ -297,7 +295,7 @@ class _Client:
         self.http.close()
         self._authed.clear()
 
-    def _guard(self, user: str) -> None:
+    def _guard(self) -> None:
         if time.monotonic() < self.paused_until:
             raise PermanentError(f"account {self.name!r} paused for this tick: {self.paused_why}")
 
@@ -305,7 +303,7 @@ class _Client:
         """Run one API request as ``user`` under the retry policy."""
 
         def once() -> Any:
-            self._guard(user)
+            self._guard()
             with self.lock:
                 try:
                     return request.execute(http=self._http(user), num_retries=0)
@@ -325,7 +323,7 @@ class _Client:
         return results
 
     def _batch_once(self, chunk: Sequence[HttpRequest], user: str) -> list[Any]:
-        self._guard(user)
+        self._guard()
         answers: dict[str, Any] = {}
         failures: dict[str, Exception] = {}
 
