@@ -313,3 +313,30 @@ def test_server_refuses_parameters_and_fields_the_discovery_document_lacks(ws: W
         )[0]
         == 400
     )
+
+
+def test_a_throttled_part_of_a_batch_retries_the_batch(tmp_path: Path) -> None:
+    people = tuple((f"p{n:03}@acme.example", f"Person {n}", "UTC") for n in range(75))
+    with workspace(tmp_path, people=people) as ws:
+        sleeps: list[float] = []
+        cal, _ = ws.connect(recording_policy(sleeps))
+        ws.server.state.fail(
+            "calendar.freebusy.query",
+            403,
+            "userRateLimitExceeded",
+            domain="usageLimits",
+            retry_after="3",
+        )
+        busy = cal.busy(ws.people, WINDOW)
+        cal.close()
+        counts = ws.server.state.counts
+    assert len(busy) == 75 and sleeps == [3.0]
+    assert (counts["batch"], counts["calendar.freebusy.query"]) == (2, 4)
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from email.utils import format_datetime
+
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    assert 25 <= google._retry_after(format_datetime(later)) <= 30
+    assert google._retry_after("soon") is None and google._retry_after("5") == 5.0
