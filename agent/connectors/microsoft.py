@@ -1,0 +1,826 @@
+"""Microsoft 365 through Microsoft Graph v1.0, authenticated with MSAL.
+
+Two ways in:
+
+- **organization**: client credentials (a secret from the environment variable named by
+  ``client_secret_env``, or a certificate file) with application permissions, acting on
+  the mailboxes of the people in the config;
+- **single person**: the device-code flow (:func:`device_code_login`, run by
+  ``cadence auth microsoft``), whose MSAL token cache is kept in a 0600 file and used
+  silently afterwards.
+
+What it calls, per mailbox ``/users/{email}``: ``calendarView/delta`` (the delta link is
+replayed verbatim and kept in the cursor), ``events`` (create with ``transactionId``,
+tagged with a single-value extended property and found by it), ``calendar/getSchedule``
+(20 schedules per call, periods under 62 days, several calls in one ``$batch``),
+``mailboxSettings`` and ``sendMail`` (base64 MIME, so Message-ID, In-Reply-To and
+References survive: ``internetMessageHeaders`` only takes ``x-`` headers).
+
+Errors are translated in one place, :meth:`Graph.check`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import re
+import stat
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msal
+import requests
+
+from agent.config import MicrosoftAccount
+from agent.connectors import Context
+from agent.connectors.base import (
+    ConfigError,
+    CursorExpired,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+    ensure_own,
+)
+from agent.model import (
+    Attendee,
+    Changes,
+    Event,
+    EventDraft,
+    Interval,
+    OutgoingMail,
+    PartStat,
+    Person,
+    SentMail,
+    Skipped,
+    Span,
+    SyncToken,
+    WorkingHours,
+)
+
+try:  # the CLDR Windows → IANA table that ships with icalendar
+    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+except ImportError:  # pragma: no cover - older icalendar
+    WINDOWS_TO_OLSON = {}
+
+log = logging.getLogger("cadence.microsoft")
+
+#: The agent's tag on the events it creates (a GUID of its own, a case-sensitive name).
+KEY_PROPERTY = "String {8e1a6c44-3f8e-4d7a-9c1b-5a2d0ce0a11e} Name CadenceKey"
+#: PidLidAppointmentSequence, which Exchange raises when the organizer changes the time.
+SEQUENCE_PROPERTY = "Integer {00062002-0000-0000-C000-000000000046} Id 0x8201"
+#: transactionId = prefix + booking key; delta cannot $expand the tag, so changes() reads
+#: the key back from here.
+TRANSACTION_PREFIX = "cadence-"
+#: Delegated scopes for the single-person flow; a mail read scope only with replies.
+DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
+REPLY_SCOPE = "Mail.ReadBasic"
+MAX_BATCH = 20
+MAX_SCHEDULES = 20
+SCHEDULE_PERIOD = timedelta(days=61)  # getSchedule wants a period under 62 days
+#: A full sync covers this much beyond the requested window, so that the delta link stays
+#: valid as the window slides forward; past it the window is re-anchored.
+WINDOW_SLACK = timedelta(days=30)
+PAGE_SIZE = 100
+TIMEOUT = 30.0
+PREFER_UTC = 'outlook.timezone="UTC"'
+BUSY = {"busy", "tentative", "oof", "unknown"}
+PARTSTAT = {
+    "accepted": PartStat.ACCEPTED,
+    "organizer": PartStat.ACCEPTED,
+    "declined": PartStat.DECLINED,
+    "tentativelyaccepted": PartStat.TENTATIVE,
+}
+RESYNC_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid", "errorinvalidsyncstatedata"}
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_MICROSOFT_HOSTS = frozenset(
+    getattr(getattr(msal, "authority", None), "WELL_KNOWN_AUTHORITY_HOSTS", ())
+) | {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"}
+
+
+# --- HTTP and tokens -----------------------------------------------------------------
+
+
+class _Session(requests.Session):
+    """A session whose ``verify`` is not overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
+
+    requests lets those variables win over ``Session.verify`` unless ``verify`` is
+    passed on each call (psf/requests#3829); MSAL calls ``get``/``post`` without it.
+    """
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
+        kwargs.setdefault("timeout", TIMEOUT)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _session(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> _Session:
+    session = _Session()
+    session.headers["User-Agent"] = "cadence-agent"
+    if account.ca_bundle:
+        bundle = resolve(account.ca_bundle)
+        if not bundle.is_file():
+            raise ConfigError(f"ca_bundle {bundle} does not exist")
+        session.verify = str(bundle)
+    return session
+
+
+def _private_file(path: Path, what: str) -> bytes:
+    """Read a secret file, refusing one that group or others can read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{what} {path} is readable by other users; restrict it with: chmod 600 {path}"
+        )
+    return path.read_bytes()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def authority_url(account: MicrosoftAccount) -> str:
+    return f"{account.authority.rstrip('/')}/{account.tenant}"
+
+
+def _discovery_kwargs(account: MicrosoftAccount) -> dict[str, Any]:
+    host = urllib.parse.urlsplit(account.authority).hostname or ""
+    return {} if host in _MICROSOFT_HOSTS else {"instance_discovery": False}
+
+
+def _certificate_credential(path: Path) -> dict[str, str]:
+    pem = _private_file(path, "client_certificate").decode("ascii", errors="replace")
+    key = re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+?-----END [A-Z ]*PRIVATE KEY-----", pem, re.S)
+    cert = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    if not key or not cert:
+        raise ConfigError(
+            f"client_certificate {path} must hold the PEM private key and the PEM certificate"
+        )
+    return {"private_key": key.group(0), "public_certificate": cert.group(0)}
+
+
+def _load_cache(path: Path | None) -> msal.SerializableTokenCache:
+    cache = msal.SerializableTokenCache()
+    if path is not None and path.exists():
+        cache.deserialize(_private_file(path, "token_cache").decode())
+    return cache
+
+
+class Graph:
+    """Tokens, one HTTP session, and the translation of Graph errors."""
+
+    def __init__(
+        self,
+        account: MicrosoftAccount,
+        resolve: Callable[[str], Path],
+        retry: RetryPolicy,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.account = account
+        self.retry = retry
+        self.base = account.graph.rstrip("/") + "/v1.0"
+        self.session = _session(account, resolve)
+        self.cache_path = resolve(account.token_cache) if account.token_cache else None
+        self.cache = _load_cache(self.cache_path)
+        common: dict[str, Any] = {
+            "authority": authority_url(account),
+            "token_cache": self.cache,
+            "http_client": self.session,
+            **_discovery_kwargs(account),
+        }
+        self.app: msal.ClientApplication
+        if account.client_secret_env or account.client_certificate:
+            credential: Any
+            if account.client_certificate:
+                credential = _certificate_credential(resolve(account.client_certificate))
+            else:
+                name = account.client_secret_env or ""
+                credential = env.get(name)
+                if not credential:
+                    raise ConfigError(
+                        f"environment variable {name} (client_secret_env) is not set"
+                    )
+            self.app = msal.ConfidentialClientApplication(
+                account.client_id, client_credential=credential, **common
+            )
+            self.scopes = [account.graph.rstrip("/") + "/.default"]
+        elif self.cache_path is not None:
+            self.app = msal.PublicClientApplication(account.client_id, **common)
+            self.scopes = delegated_scopes(account)
+        else:
+            raise ConfigError(
+                "microsoft account needs client_secret_env or client_certificate "
+                "(organization), or token_cache filled by `cadence auth microsoft`"
+            )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def token(self) -> str:
+        try:
+            if isinstance(self.app, msal.ConfidentialClientApplication):
+                result = self.app.acquire_token_for_client(self.scopes)
+            else:
+                accounts = self.app.get_accounts()
+                result = (
+                    self.app.acquire_token_silent(self.scopes, account=accounts[0])
+                    if accounts
+                    else None
+                )
+                if not result:
+                    raise PermanentError(
+                        "no usable Microsoft sign-in in the token cache; run: cadence auth microsoft"
+                    )
+        except requests.RequestException as exc:
+            raise TransientError(f"token request failed: {type(exc).__name__}") from exc
+        if self.cache_path is not None and self.cache.has_state_changed:
+            _write_private(self.cache_path, self.cache.serialize())
+        if "access_token" not in result:
+            error = str(result.get("error", "unknown"))
+            # the description may quote request details, never the secret itself
+            detail = str(result.get("error_description", "")).splitlines()[0:1]
+            message = f"token request refused: {error} {' '.join(detail)}".strip()
+            if error in ("temporarily_unavailable", "server_error"):
+                raise TransientError(message)
+            raise PermanentError(message)
+        return str(result["access_token"])
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("https://") else f"{self.base}{path}"
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """One request, with retries; raise the translated error."""
+
+        def attempt() -> requests.Response:
+            hdrs = {"Authorization": f"Bearer {self.token()}", "Prefer": PREFER_UTC}
+            hdrs.update(headers or {})
+            try:
+                resp = self.session.request(
+                    method, self.url(path), params=params, json=json_body, data=data, headers=hdrs
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(f"Graph {method} failed: {type(exc).__name__}") from exc
+            except requests.RequestException as exc:
+                raise PermanentError(f"Graph {method} failed: {exc}") from exc
+            self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
+            return resp
+
+        return self.retry.call(attempt)
+
+    @staticmethod
+    def check(status: int, headers: Mapping[str, str], body: Any, what: str) -> None:
+        """Translate a Graph answer into Cadence's errors."""
+        if status < 400:
+            return
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        code = str(error.get("code", "")) if isinstance(error, dict) else str(error)
+        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+        text = f"Graph {what}: {status} {code} {message}".strip()
+        if status == 410 or code.lower() in RESYNC_CODES:
+            raise CursorExpired(text)
+        if status == 429 or status >= 500:
+            raise TransientError(text, retry_after=_retry_after(headers))
+        raise PermanentError(text)
+
+    def batch(self, requests_: Sequence[dict[str, Any]]) -> list[Any]:
+        """Run requests through ``$batch`` (20 at a time); return their bodies in order.
+
+        A throttled inner request is retried on its own, honouring its Retry-After.
+        """
+        out: list[Any] = [None] * len(requests_)
+        for first in range(0, len(requests_), MAX_BATCH):
+            chunk = list(enumerate(requests_[first : first + MAX_BATCH], start=first))
+            body = {"requests": [{"id": str(i), **r} for i, r in chunk]}
+            answer = self.send("POST", "/$batch", json_body=body).json()
+            by_id = {str(r.get("id")): r for r in answer.get("responses", [])}
+            for i, request in chunk:
+                r = by_id.get(str(i))
+                if r is None:
+                    raise PermanentError(f"Graph $batch lost request {i}")
+                try:
+                    self.check(int(r["status"]), r.get("headers") or {}, r.get("body"), "$batch")
+                    out[i] = r.get("body")
+                except TransientError as exc:
+                    self.retry.sleep(exc.retry_after or 0)
+                    resp = self.send(
+                        request["method"],
+                        request["url"],
+                        json_body=request.get("body"),
+                        headers=request.get("headers"),
+                    )
+                    out[i] = _body(resp)
+        return out
+
+
+def delegated_scopes(account: MicrosoftAccount, replies: bool = False) -> list[str]:
+    """The least scopes a single person's sign-in needs, on the configured Graph host."""
+    host = account.graph.rstrip("/")
+    names = list(DELEGATED_SCOPES) + ([REPLY_SCOPE] if replies else [])
+    prefix = "" if host == "https://graph.microsoft.com" else host + "/"
+    return [prefix + n for n in names]
+
+
+def _body(resp: requests.Response) -> Any:
+    if not resp.content:
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return {"error": {"code": "NotJson", "message": resp.text[:200]}}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(path: str) -> str:
+    return urllib.parse.urlsplit(path).path.rsplit("/v1.0", 1)[-1]
+
+
+# --- time ----------------------------------------------------------------------------
+
+
+_IANA_TO_WINDOWS = {iana: win for win, iana in WINDOWS_TO_OLSON.items()}
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """Resolve a time zone name as Graph writes it (Windows, IANA or UTC)."""
+    if name in ("UTC", "tzone://Microsoft/Utc", "Coordinated Universal Time"):
+        return ZoneInfo("UTC")
+    return ZoneInfo(WINDOWS_TO_OLSON.get(name, name))
+
+
+def parse_dtz(value: Mapping[str, Any]) -> datetime:
+    """A Graph dateTimeTimeZone as an aware UTC datetime."""
+    naive = datetime.fromisoformat(str(value["dateTime"])[:26].rstrip("Z"))
+    if naive.tzinfo is not None:
+        return naive.astimezone(UTC)
+    return naive.replace(tzinfo=zone_of(str(value.get("timeZone") or "UTC"))).astimezone(UTC)
+
+
+def format_dtz(dt: datetime, zone: str) -> dict[str, str]:
+    """Local wall time in ``zone`` under its Windows name, or UTC where there is none."""
+    windows = _IANA_TO_WINDOWS.get(zone)
+    if zone == "UTC" or windows is None:
+        return {"dateTime": dt.astimezone(UTC).replace(tzinfo=None).isoformat(), "timeZone": "UTC"}
+    local = dt.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+    return {"dateTime": local.isoformat(), "timeZone": windows}
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pieces(window: Interval, size: timedelta) -> Iterator[Interval]:
+    start = window.start
+    while start < window.end:
+        end = min(window.end, start + size)
+        yield Interval(start, end)
+        start = end
+
+
+# --- calendar ------------------------------------------------------------------------
+
+
+def _user(person_or_email: Person | str) -> str:
+    email = person_or_email if isinstance(person_or_email, str) else person_or_email.email
+    return "/users/" + urllib.parse.quote(email, safe="@")
+
+
+def _key_filter(key: str) -> dict[str, str]:
+    if not re.fullmatch(r"[0-9A-Za-z_-]{1,200}", key):
+        raise PermanentError(f"not a booking key: {key!r}")
+    return {
+        "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{KEY_PROPERTY}' "
+        f"and ep/value eq '{key}')",
+        "$expand": _EXPAND,
+    }
+
+
+_EXPAND = (
+    f"singleValueExtendedProperties($filter=id eq '{KEY_PROPERTY}' or id eq '{SEQUENCE_PROPERTY}')"
+)
+
+
+def to_event(owner: Person, item: Mapping[str, Any]) -> Event:
+    """Map one Graph event (or occurrence) onto an Event of ``owner``'s calendar."""
+    if item.get("isAllDay"):
+        first = date.fromisoformat(str(item["start"]["dateTime"])[:10])
+        last = date.fromisoformat(str(item["end"]["dateTime"])[:10])
+        start = datetime.combine(first, time(0), owner.zone)
+        end = datetime.combine(max(last, first + timedelta(days=1)), time(0), owner.zone)
+    else:
+        start, end = parse_dtz(item["start"]), parse_dtz(item["end"])
+    props = {
+        str(p.get("id", "")).lower(): p.get("value")
+        for p in item.get("singleValueExtendedProperties") or []
+    }
+    key = props.get(KEY_PROPERTY.lower())
+    tx = item.get("transactionId") or ""
+    if not key and isinstance(tx, str) and tx.startswith(TRANSACTION_PREFIX):
+        key = tx[len(TRANSACTION_PREFIX) :]
+    sequence = int(props.get(SEQUENCE_PROPERTY.lower()) or 0)
+    organizer = ((item.get("organizer") or {}).get("emailAddress") or {}).get("address")
+    attendees = {}
+    for a in item.get("attendees") or []:
+        address = ((a.get("emailAddress") or {}).get("address") or "").lower()
+        if address:
+            response = str((a.get("status") or {}).get("response", "none")).lower()
+            attendees[address] = Attendee(address, PARTSTAT.get(response, PartStat.NEEDS_ACTION))
+    if not item.get("isOrganizer", True):
+        # the owner's own answer lives in responseStatus on their copy
+        response = str((item.get("responseStatus") or {}).get("response", "none")).lower()
+        me = owner.email.lower()
+        attendees[me] = Attendee(me, PARTSTAT.get(response, PartStat.NEEDS_ACTION))
+    show_as = str(item.get("showAs") or "busy")
+    body = item.get("body") or {}
+    return Event(
+        owner=owner.email,
+        id=str(item["id"]),
+        title=str(item.get("subject") or ""),
+        start=start,
+        end=end,
+        uid=str(item.get("iCalUId") or ""),
+        all_day=bool(item.get("isAllDay")),
+        cancelled=bool(item.get("isCancelled")),
+        transparent=show_as in ("free", "workingElsewhere"),
+        kind="outOfOffice" if show_as == "oof" else "default",
+        organizer=organizer.lower() if organizer else None,
+        attendees=tuple(attendees.values()),
+        key=str(key) if key else None,
+        sequence=sequence,
+        description=str(body.get("content") or "") if body.get("contentType") == "text" else "",
+        location=str((item.get("location") or {}).get("displayName") or ""),
+    )
+
+
+class MicrosoftCalendar:
+    """The Calendar protocol on Microsoft Graph."""
+
+    sends_invitations = True
+
+    def __init__(self, graph: Graph, people: Sequence[Person] = ()) -> None:
+        self.graph = graph
+        self.people = {p.email.lower(): p for p in people}
+        self._providers: dict[str, list[str]] = {}
+
+    def close(self) -> None:
+        self.graph.close()
+
+    # -- sync
+
+    def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+        anchored: dict[str, str] | None = None
+        if since:
+            try:
+                anchored = json.loads(since)
+                assert isinstance(anchored, dict) and anchored["link"].startswith("https://")
+            except (ValueError, KeyError, AssertionError, AttributeError) as exc:
+                raise CursorExpired(f"not a Microsoft Graph cursor: {since[:40]!r}") from exc
+            if window.end > datetime.fromisoformat(anchored["end"]):
+                log.info("re-anchoring the delta window of %s", person.email)
+                anchored = None
+        if anchored is None:
+            end = window.end + WINDOW_SLACK
+            url = f"{_user(person)}/calendarView/delta"
+            params: dict[str, str] | None = {
+                "startDateTime": _iso(window.start),
+                "endDateTime": _iso(end),
+            }
+            span = {"start": window.start.isoformat(), "end": end.isoformat()}
+        else:
+            url, params = anchored["link"], None
+            span = {"start": anchored["start"], "end": anchored["end"]}
+        events: dict[str, Event] = {}
+        removed: list[str] = []
+        skipped: list[Skipped] = []
+        prefer = f"{PREFER_UTC}, odata.maxpagesize={PAGE_SIZE}"
+        while True:
+            page = self.graph.send("GET", url, params=params, headers={"Prefer": prefer}).json()
+            for item in page.get("value", []):
+                ref = str(item.get("id", "?"))
+                if "@removed" in item:
+                    events.pop(ref, None)
+                    removed.append(ref)
+                    continue
+                try:
+                    events[ref] = to_event(person, item)
+                except (KeyError, TypeError, ValueError) as exc:
+                    skipped.append(Skipped(person.email, ref, f"{type(exc).__name__}: {exc}"))
+            if page.get("@odata.nextLink"):
+                url, params = page["@odata.nextLink"], None
+                continue
+            link = page.get("@odata.deltaLink")
+            if not link:
+                raise PermanentError("Graph delta answered without nextLink or deltaLink")
+            break
+        cursor = json.dumps({"link": link, **span})
+        return Changes(
+            cursor=cursor,
+            events=tuple(events.values()),
+            removed=tuple(r for r in removed if r not in events),
+            full=anchored is None,
+            skipped=tuple(skipped),
+        )
+
+    # -- free/busy
+
+    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
+        """Busy intervals from getSchedule: 20 mailboxes per call, periods under 62 days."""
+        result: dict[str, list[Interval]] = {p.email.lower(): [] for p in people}
+        emails = list(result)
+        if not emails:
+            return {}
+        calls = []
+        for i in range(0, len(emails), MAX_SCHEDULES):
+            group = emails[i : i + MAX_SCHEDULES]
+            for piece in _pieces(window, SCHEDULE_PERIOD):
+                body = {
+                    "schedules": group,
+                    "startTime": {"dateTime": _iso(piece.start)[:-1], "timeZone": "UTC"},
+                    "endTime": {"dateTime": _iso(piece.end)[:-1], "timeZone": "UTC"},
+                    "availabilityViewInterval": 15,
+                }
+                calls.append({"method": "POST", "url": f"{_user(group[0])}/calendar/getSchedule",
+                              "body": body, "headers": {"Content-Type": "application/json",
+                                                        "Prefer": PREFER_UTC}})
+        if len(calls) == 1:
+            answers = [self.graph.send("POST", calls[0]["url"], json_body=calls[0]["body"]).json()]
+        else:
+            answers = self.graph.batch(calls)
+        for answer in answers:
+            for info in (answer or {}).get("value", []):
+                who = str(info.get("scheduleId", "")).lower()
+                if info.get("error"):
+                    err = info["error"]
+                    raise PermanentError(
+                        f"getSchedule for {who}: {err.get('responseCode')} {err.get('message', '')}"
+                    )
+                for it in info.get("scheduleItems") or []:
+                    if str(it.get("status", "busy")) in BUSY:
+                        result.setdefault(who, []).append(
+                            Interval(parse_dtz(it["start"]), parse_dtz(it["end"]))
+                        )
+        return {k: _merge(v) for k, v in result.items()}
+
+    # -- the agent's own events
+
+    def find(self, person: Person, key: str) -> Event | None:
+        page = self.graph.send("GET", f"{_user(person)}/events", params=_key_filter(key)).json()
+        found = [to_event(person, item) for item in page.get("value", [])]
+        found.sort(key=lambda e: e.cancelled)
+        return found[0] if found else None
+
+    def create(self, draft: EventDraft) -> Event:
+        organizer = draft.organizer
+        existing = self.find(organizer, draft.key)
+        if existing is not None:
+            return existing
+        body: dict[str, Any] = {
+            "subject": draft.title,
+            "body": {"contentType": "text", "content": draft.description},
+            "start": format_dtz(draft.start, draft.timezone),
+            "end": format_dtz(draft.end, draft.timezone),
+            "attendees": [
+                {"emailAddress": {"address": p.email, "name": p.name}, "type": "required"}
+                for p in draft.attendees
+                if p.email.lower() != organizer.email.lower()
+            ],
+            "showAs": "busy",
+            "allowNewTimeProposals": True,
+            "transactionId": TRANSACTION_PREFIX + draft.key,
+            "singleValueExtendedProperties": [{"id": KEY_PROPERTY, "value": draft.key}],
+        }
+        if draft.conference == "auto" and "teamsForBusiness" in self._online_providers(organizer):
+            body["isOnlineMeeting"] = True
+            body["onlineMeetingProvider"] = "teamsForBusiness"
+        # A retried POST carries the same transactionId, so Graph does not make a second event.
+        item = self.graph.send("POST", f"{_user(organizer)}/events", json_body=body).json()
+        event = to_event(organizer, item)
+        return event if event.key else replace(event, key=draft.key)
+
+    def _online_providers(self, person: Person) -> list[str]:
+        email = person.email.lower()
+        if email not in self._providers:
+            cal = self.graph.send(
+                "GET", f"{_user(person)}/calendar", params={"$select": "allowedOnlineMeetingProviders"}
+            ).json()
+            self._providers[email] = list(cal.get("allowedOnlineMeetingProviders") or [])
+        return self._providers[email]
+
+    def move(self, person: Person, event: Event, to: Interval) -> Event:
+        ensure_own(event)
+        zone = person.timezone
+        body = {"start": format_dtz(to.start, zone), "end": format_dtz(to.end, zone)}
+        path = f"{_user(person)}/events/{urllib.parse.quote(event.id, safe='')}"
+        item = self.graph.send("PATCH", path, json_body=body).json()
+        moved = to_event(person, item)
+        # Exchange raises the appointment sequence on a time change; PATCH does not echo it.
+        return replace(moved, key=moved.key or event.key,
+                       sequence=max(moved.sequence, event.sequence + 1))
+
+    def cancel(self, person: Person, event: Event) -> None:
+        ensure_own(event)
+        path = f"{_user(person)}/events/{urllib.parse.quote(event.id, safe='')}"
+        try:
+            if event.attendees:
+                comment = {"comment": "Cancelled by Cadence."}
+                self.graph.send("POST", f"{path}/cancel", json_body=comment)
+            else:
+                self.graph.send("DELETE", path)
+        except PermanentError as exc:
+            if "ErrorItemNotFound" not in str(exc):
+                raise
+            log.info("event %s on %s was already gone", event.id, person.email)
+
+    # -- mailbox settings
+
+    def mailbox_settings(self, person: Person) -> tuple[str, WorkingHours]:
+        """The person's time zone (IANA) and working hours as set in Outlook."""
+        data = self.graph.send("GET", f"{_user(person)}/mailboxSettings").json()
+        hours = data.get("workingHours") or {}
+        zone_name = (hours.get("timeZone") or {}).get("name") or data.get("timeZone") or "UTC"
+        try:
+            zone = WINDOWS_TO_OLSON.get(zone_name, zone_name)
+            ZoneInfo(zone)
+        except (ValueError, KeyError) as exc:
+            raise PermanentError(f"unknown time zone {zone_name!r} for {person.email}") from exc
+        span = Span(_clock(hours.get("startTime", "09:00")), _clock(hours.get("endTime", "17:00")))
+        days = {DAYS.index(d): (span,) for d in hours.get("daysOfWeek") or [] if d in DAYS}
+        return ("UTC" if zone in ("tzone://Microsoft/Utc",) else zone), WorkingHours(days)
+
+
+def _clock(text: str) -> time:
+    return time.fromisoformat(str(text)[:8])
+
+
+def _merge(intervals: list[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    for iv in sorted(intervals):
+        if out and iv.start <= out[-1].end:
+            out[-1] = Interval(out[-1].start, max(out[-1].end, iv.end))
+        else:
+            out.append(iv)
+    return out
+
+
+# --- mail ----------------------------------------------------------------------------
+
+
+def _bracket(message_id: str) -> str:
+    message_id = message_id.strip()
+    return message_id if message_id.startswith("<") else f"<{message_id}>"
+
+
+def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
+    """The RFC 5322 message Graph sends: headers Graph's JSON would not let us set."""
+    msg = EmailMessage()
+    msg["From"] = formataddr((mail.sender_name, sender)) if mail.sender_name else sender
+    msg["To"] = ", ".join(mail.to)
+    msg["Subject"] = mail.subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = _bracket(mail.message_id)
+    if mail.in_reply_to:
+        msg["In-Reply-To"] = _bracket(mail.in_reply_to)
+    if mail.references or mail.in_reply_to:
+        refs = list(mail.references) or [mail.in_reply_to or ""]
+        msg["References"] = " ".join(_bracket(r) for r in refs if r)
+    for name, value in mail.headers.items():
+        msg[name] = value
+    msg.set_content(mail.text)
+    if mail.html:
+        msg.add_alternative(mail.html, subtype="html")
+    if mail.invitation is not None:
+        method = mail.invitation.method.upper()
+        msg.add_alternative(
+            mail.invitation.ics, subtype="calendar", params={"method": method}, cte="base64"
+        )
+    return msg
+
+
+class MicrosoftMailer:
+    """The Mailer protocol on Graph sendMail, from the sender's own mailbox."""
+
+    def __init__(self, graph: Graph, sender: str | None = None) -> None:
+        self.graph = graph
+        self.sender = sender
+
+    def close(self) -> None:
+        self.graph.close()
+
+    def send(self, mail: OutgoingMail) -> SentMail:
+        sender = (self.sender or mail.sender).lower()
+        for value in (mail.subject, *mail.to, *mail.headers.values()):
+            if "\n" in value or "\r" in value:
+                raise PermanentError("a mail header holds a line break")
+        mime = build_mime(mail, sender).as_bytes()
+        self.graph.send(
+            "POST",
+            f"{_user(sender)}/sendMail",
+            data=base64.b64encode(mime),
+            headers={"Content-Type": "text/plain"},
+        )
+        return SentMail(mail.key, _bracket(mail.message_id), f"graph:{sender}")
+
+
+# --- wiring --------------------------------------------------------------------------
+
+
+def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
+    account: MicrosoftAccount = ctx.account
+    graph = Graph(account, ctx.settings.resolve, ctx.retry)
+    return MicrosoftCalendar(graph, ctx.people), MicrosoftMailer(graph, account.sender)
+
+
+def device_code_login(
+    account: MicrosoftAccount,
+    resolve: Callable[[str], Path],
+    *,
+    show: Callable[[str], None] = print,
+    replies: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """Sign one person in with the device-code flow; return the signed-in username.
+
+    Shows MSAL's message (the URL and the code to enter), waits for the sign-in, and
+    writes MSAL's token cache to ``account.token_cache`` atomically with mode 0600.
+    Raise ConfigError without a token_cache, PermanentError when the sign-in fails.
+    """
+    if not account.token_cache:
+        raise ConfigError("set token_cache: FILE on the microsoft account to keep the sign-in")
+    path = resolve(account.token_cache)
+    if path.exists():
+        _private_file(path, "token_cache")
+    cache = _load_cache(path)
+    session = _session(account, resolve)
+    try:
+        app = msal.PublicClientApplication(
+            account.client_id,
+            authority=authority_url(account),
+            token_cache=cache,
+            http_client=session,
+            **_discovery_kwargs(account),
+        )
+        scopes = delegated_scopes(account, replies)
+        try:
+            flow = app.initiate_device_flow(scopes=scopes)
+            if "user_code" not in flow:
+                raise PermanentError(
+                    f"device-code sign-in refused: {flow.get('error')} "
+                    f"{flow.get('error_description', '')}".strip()
+                )
+            show(str(flow["message"]))
+            result = app.acquire_token_by_device_flow(flow)
+        except requests.RequestException as exc:
+            raise TransientError(f"device-code sign-in failed: {type(exc).__name__}") from exc
+        if "access_token" not in result:
+            raise PermanentError(
+                f"device-code sign-in failed: {result.get('error')} "
+                f"{str(result.get('error_description', '')).splitlines()[0:1]}"
+            )
+        _write_private(path, cache.serialize())
+        claims = result.get("id_token_claims") or {}
+        return str(claims.get("preferred_username") or "")
+    finally:
+        session.close()
