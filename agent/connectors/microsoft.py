@@ -101,7 +101,12 @@ PARTSTAT = {
     "declined": PartStat.DECLINED,
     "tentativelyaccepted": PartStat.TENTATIVE,
 }
-RESYNC_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid", "errorinvalidsyncstatedata"}
+RESYNC_CODES = {
+    "syncstatenotfound",
+    "resyncrequired",
+    "syncstateinvalid",
+    "errorinvalidsyncstatedata",
+}
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _MICROSOFT_HOSTS = frozenset(
     getattr(getattr(msal, "authority", None), "WELL_KNOWN_AUTHORITY_HOSTS", ())
@@ -118,7 +123,7 @@ class _Session(requests.Session):
     passed on each call (psf/requests#3829); MSAL calls ``get``/``post`` without it.
     """
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
         kwargs.setdefault("timeout", TIMEOUT)
@@ -177,7 +182,9 @@ def _discovery_kwargs(account: MicrosoftAccount) -> dict[str, Any]:
 
 def _certificate_credential(path: Path) -> dict[str, str]:
     pem = _private_file(path, "client_certificate").decode("ascii", errors="replace")
-    key = re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+?-----END [A-Z ]*PRIVATE KEY-----", pem, re.S)
+    key = re.search(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+?-----END [A-Z ]*PRIVATE KEY-----", pem, re.S
+    )
     cert = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
     if not key or not cert:
         raise ConfigError(
@@ -210,57 +217,69 @@ class Graph:
         self.session = _session(account, resolve)
         self.cache_path = resolve(account.token_cache) if account.token_cache else None
         self.cache = _load_cache(self.cache_path)
-        common: dict[str, Any] = {
-            "authority": authority_url(account),
-            "token_cache": self.cache,
-            "http_client": self.session,
-            **_discovery_kwargs(account),
-        }
-        self.app: msal.ClientApplication
+        self.credential: Any = None
         if account.client_secret_env or account.client_certificate:
-            credential: Any
             if account.client_certificate:
-                credential = _certificate_credential(resolve(account.client_certificate))
+                self.credential = _certificate_credential(resolve(account.client_certificate))
             else:
                 name = account.client_secret_env or ""
-                credential = env.get(name)
-                if not credential:
-                    raise ConfigError(
-                        f"environment variable {name} (client_secret_env) is not set"
-                    )
-            self.app = msal.ConfidentialClientApplication(
-                account.client_id, client_credential=credential, **common
-            )
+                self.credential = env.get(name)
+                if not self.credential:
+                    raise ConfigError(f"environment variable {name} (client_secret_env) is not set")
             self.scopes = [account.graph.rstrip("/") + "/.default"]
         elif self.cache_path is not None:
-            self.app = msal.PublicClientApplication(account.client_id, **common)
             self.scopes = delegated_scopes(account)
         else:
             raise ConfigError(
                 "microsoft account needs client_secret_env or client_certificate "
                 "(organization), or token_cache filled by `cadence auth microsoft`"
             )
+        self._app: Any = None
 
     def close(self) -> None:
         self.session.close()
 
+    def _application(self) -> Any:
+        """Build the MSAL application on first use: it fetches the OpenID configuration."""
+        if self._app is None:
+            common: dict[str, Any] = {
+                "authority": authority_url(self.account),
+                "token_cache": self.cache,
+                "http_client": self.session,
+                **_discovery_kwargs(self.account),
+            }
+            if self.credential is not None:
+                self._app = msal.ConfidentialClientApplication(
+                    self.account.client_id, client_credential=self.credential, **common
+                )
+            else:
+                self._app = msal.PublicClientApplication(self.account.client_id, **common)
+        return self._app
+
     def token(self) -> str:
         try:
-            if isinstance(self.app, msal.ConfidentialClientApplication):
-                result = self.app.acquire_token_for_client(self.scopes)
+            app = self._application()
+            if self.credential is not None:
+                result = app.acquire_token_for_client(self.scopes)
             else:
-                accounts = self.app.get_accounts()
+                accounts = app.get_accounts()
                 result = (
-                    self.app.acquire_token_silent(self.scopes, account=accounts[0])
-                    if accounts
-                    else None
+                    app.acquire_token_silent(self.scopes, account=accounts[0]) if accounts else None
                 )
                 if not result:
                     raise PermanentError(
-                        "no usable Microsoft sign-in in the token cache; run: cadence auth microsoft"
+                        "no usable Microsoft sign-in in the token cache; "
+                        "run: cadence auth microsoft"
                     )
+        except requests.exceptions.SSLError as exc:
+            raise PermanentError(
+                f"TLS verification failed for {self.account.authority}; "
+                "if a proxy re-signs traffic, set ca_bundle"
+            ) from exc
         except requests.RequestException as exc:
             raise TransientError(f"token request failed: {type(exc).__name__}") from exc
+        except ValueError as exc:  # MSAL: the authority's OpenID configuration is unusable
+            raise PermanentError(f"Microsoft sign-in at {self.account.authority}: {exc}") from exc
         if self.cache_path is not None and self.cache.has_state_changed:
             _write_private(self.cache_path, self.cache.serialize())
         if "access_token" not in result:
@@ -295,12 +314,18 @@ class Graph:
                 resp = self.session.request(
                     method, self.url(path), params=params, json=json_body, data=data, headers=hdrs
                 )
+            except requests.exceptions.SSLError as exc:
+                raise PermanentError(
+                    f"TLS verification failed for {self.base}; if a proxy re-signs traffic, "
+                    "set ca_bundle"
+                ) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise TransientError(f"Graph {method} failed: {type(exc).__name__}") from exc
             except requests.RequestException as exc:
                 raise PermanentError(f"Graph {method} failed: {exc}") from exc
             self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
-            return resp
+            answer: requests.Response = resp
+            return answer
 
         return self.retry.call(attempt)
 
@@ -572,7 +597,7 @@ class MicrosoftCalendar:
         emails = list(result)
         if not emails:
             return {}
-        calls = []
+        calls: list[dict[str, Any]] = []
         for i in range(0, len(emails), MAX_SCHEDULES):
             group = emails[i : i + MAX_SCHEDULES]
             for piece in _pieces(window, SCHEDULE_PERIOD):
@@ -582,11 +607,17 @@ class MicrosoftCalendar:
                     "endTime": {"dateTime": _iso(piece.end)[:-1], "timeZone": "UTC"},
                     "availabilityViewInterval": 15,
                 }
-                calls.append({"method": "POST", "url": f"{_user(group[0])}/calendar/getSchedule",
-                              "body": body, "headers": {"Content-Type": "application/json",
-                                                        "Prefer": PREFER_UTC}})
+                calls.append(
+                    {
+                        "method": "POST",
+                        "url": f"{_user(group[0])}/calendar/getSchedule",
+                        "body": body,
+                        "headers": {"Content-Type": "application/json", "Prefer": PREFER_UTC},
+                    }
+                )
         if len(calls) == 1:
-            answers = [self.graph.send("POST", calls[0]["url"], json_body=calls[0]["body"]).json()]
+            call = calls[0]
+            answers = [self.graph.send("POST", str(call["url"]), json_body=call["body"]).json()]
         else:
             answers = self.graph.batch(calls)
         for answer in answers:
@@ -644,7 +675,9 @@ class MicrosoftCalendar:
         email = person.email.lower()
         if email not in self._providers:
             cal = self.graph.send(
-                "GET", f"{_user(person)}/calendar", params={"$select": "allowedOnlineMeetingProviders"}
+                "GET",
+                f"{_user(person)}/calendar",
+                params={"$select": "allowedOnlineMeetingProviders"},
             ).json()
             self._providers[email] = list(cal.get("allowedOnlineMeetingProviders") or [])
         return self._providers[email]
@@ -657,8 +690,9 @@ class MicrosoftCalendar:
         item = self.graph.send("PATCH", path, json_body=body).json()
         moved = to_event(person, item)
         # Exchange raises the appointment sequence on a time change; PATCH does not echo it.
-        return replace(moved, key=moved.key or event.key,
-                       sequence=max(moved.sequence, event.sequence + 1))
+        return replace(
+            moved, key=moved.key or event.key, sequence=max(moved.sequence, event.sequence + 1)
+        )
 
     def cancel(self, person: Person, event: Event) -> None:
         ensure_own(event)

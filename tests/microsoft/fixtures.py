@@ -69,9 +69,7 @@ def account(server: GraphServer, ca: Path, **over: Any) -> MicrosoftAccount:
     return MicrosoftAccount.model_validate(values)
 
 
-def graph(
-    server: GraphServer, ca: Path, retry: RetryPolicy | None = None, **over: Any
-) -> Graph:
+def graph(server: GraphServer, ca: Path, retry: RetryPolicy | None = None, **over: Any) -> Graph:
     return Graph(
         account(server, ca, **over),
         Path,
@@ -119,8 +117,15 @@ def graph_event(
 def recurrence(rule: str, start: datetime, zone: str) -> dict[str, Any]:
     """Translate an RFC 5545 RRULE (DAILY/WEEKLY, INTERVAL, COUNT, UNTIL, BYDAY) to Graph."""
     parts = dict(p.split("=", 1) for p in rule.upper().split(";") if p)
-    days = {"MO": "monday", "TU": "tuesday", "WE": "wednesday", "TH": "thursday",
-            "FR": "friday", "SA": "saturday", "SU": "sunday"}
+    days = {
+        "MO": "monday",
+        "TU": "tuesday",
+        "WE": "wednesday",
+        "TH": "thursday",
+        "FR": "friday",
+        "SA": "saturday",
+        "SU": "sunday",
+    }
     freq = {"DAILY": "daily", "WEEKLY": "weekly", "MONTHLY": "absoluteMonthly"}[parts["FREQ"]]
     pattern: dict[str, Any] = {"type": freq, "interval": int(parts.get("INTERVAL", 1))}
     if freq == "weekly":
@@ -136,8 +141,12 @@ def recurrence(rule: str, start: datetime, zone: str) -> dict[str, Any]:
     if "COUNT" in parts:
         rng.update(type="numbered", numberOfOccurrences=int(parts["COUNT"]))
     elif "UNTIL" in parts:
-        rng.update(type="endDate", endDate=date.fromisoformat(
-            f"{parts['UNTIL'][:4]}-{parts['UNTIL'][4:6]}-{parts['UNTIL'][6:8]}").isoformat())
+        rng.update(
+            type="endDate",
+            endDate=date.fromisoformat(
+                f"{parts['UNTIL'][:4]}-{parts['UNTIL'][4:6]}-{parts['UNTIL'][6:8]}"
+            ).isoformat(),
+        )
     else:
         rng["type"] = "noEnd"
     return {"pattern": pattern, "range": rng}
@@ -166,8 +175,14 @@ class MicrosoftBackend:
     ) -> str:
         zone = owner.timezone if owner.timezone else "UTC"
         body = graph_event(
-            title, start, end, attendees, all_day=all_day, rrule=rrule,
-            transparent=transparent, zone=zone,
+            title,
+            start,
+            end,
+            attendees,
+            all_day=all_day,
+            rrule=rrule,
+            transparent=transparent,
+            zone=zone,
         )
         return self.server.add_event(owner.email, body)
 

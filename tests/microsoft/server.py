@@ -66,7 +66,9 @@ DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 
 
 class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str = "", headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, code: str, message: str = "", headers: dict[str, str] | None = None
+    ):
         super().__init__(message or code)
         self.status, self.code, self.message = status, code, message or code
         self.headers = headers or {}
@@ -187,7 +189,9 @@ class StoredEvent:
 class Mailbox:
     email: str
     events: dict[str, StoredEvent] = field(default_factory=dict)
-    removed: list[tuple[int, str, list[str]]] = field(default_factory=list)  # (counter, id, instance ids)
+    removed: list[tuple[int, str, list[str]]] = field(
+        default_factory=list
+    )  # (counter, id, instance ids)
     transactions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -216,11 +220,15 @@ class GraphServer:
         workdir: Path | None = None,
     ) -> None:
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
-        self.certificate = x509.load_pem_x509_certificate(certificate_pem) if certificate_pem else None
+        self.certificate = (
+            x509.load_pem_x509_certificate(certificate_pem) if certificate_pem else None
+        )
         self.page_size = page_size
         #: the most items a page holds whatever the client prefers
         self.max_page_size = 1000
-        self.mailboxes = {u.lower(): Mailbox(u.lower(), settings=self.default_settings()) for u in users}
+        self.mailboxes = {
+            u.lower(): Mailbox(u.lower(), settings=self.default_settings()) for u in users
+        }
         self.sent: list[EmailMessage] = []
         self.sent_json: list[dict[str, Any]] = []
         self.counts: collections.Counter[str] = collections.Counter()
@@ -285,7 +293,9 @@ class GraphServer:
 
     # --- test hooks ------------------------------------------------------------------
 
-    def throttle(self, route: str, times: int = 1, retry_after: float = 1, status: int = 429) -> None:
+    def throttle(
+        self, route: str, times: int = 1, retry_after: float = 1, status: int = 429
+    ) -> None:
         """Answer the next ``times`` requests to ``route`` with ``status`` and Retry-After."""
         with self.lock:
             self.throttles.extend([(route, status, retry_after)] * times)
@@ -432,7 +442,11 @@ class GraphServer:
         if route == "mailboxSettings":
             return 200, box.settings, {}
         if route == "calendar":
-            return 200, {"id": "calendar", "allowedOnlineMeetingProviders": self.allowed_providers}, {}
+            return (
+                200,
+                {"id": "calendar", "allowedOnlineMeetingProviders": self.allowed_providers},
+                {},
+            )
         if route == "sendMail":
             self._send_mail(box, headers, body)
             return 202, None, {}
@@ -448,7 +462,9 @@ class GraphServer:
         event_id = rest.split("/")[1]
         ev = box.events.get(event_id)
         if ev is None:
-            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+            raise GraphError(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            )
         if route == "events.get":
             return 200, self._expand(ev, ev.render(), query), {}
         if route == "events.patch":
@@ -458,7 +474,12 @@ class GraphServer:
             return 204, None, {}
         if route == "events.cancel":
             if ev.master_of_copy:
-                raise GraphError(400, "ErrorInvalidRequest", "Your request can't be completed. You need to be an organizer to cancel a meeting.")
+                raise GraphError(
+                    400,
+                    "ErrorInvalidRequest",
+                    "Your request can't be completed. "
+                    "You need to be an organizer to cancel a meeting.",
+                )
             self._delete(box, ev, notify=True)
             return 202, None, {}
         raise GraphError(400, "BadRequest", f"unsupported {method} {path}")
@@ -481,23 +502,49 @@ class GraphServer:
     def _token(self, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
         form = dict(urllib.parse.parse_qsl(body.decode()))
         if path.strip("/").split("/")[0] != self.tenant:
-            return 400, {"error": "invalid_request", "error_description": "AADSTS90002: Tenant not found."}, {}
+            return (
+                400,
+                {"error": "invalid_request", "error_description": "AADSTS90002: Tenant not found."},
+                {},
+            )
         if form.get("client_id") != self.client_id:
-            return 400, {"error": "unauthorized_client", "error_description": "AADSTS700016: Application not found."}, {}
+            return (
+                400,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "AADSTS700016: Application not found.",
+                },
+                {},
+            )
         grant = form.get("grant_type")
         scope = form.get("scope", "")
         if grant == "client_credentials":
             if not self._client_authenticated(form):
-                return 401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}, {}
+                return (
+                    401,
+                    {
+                        "error": "invalid_client",
+                        "error_description": "AADSTS7000215: Invalid client secret provided.",
+                    },
+                    {},
+                )
             if not scope.endswith("/.default"):
-                return 400, {"error": "invalid_scope", "error_description": "AADSTS1002012: use /.default"}, {}
+                return (
+                    400,
+                    {"error": "invalid_scope", "error_description": "AADSTS1002012: use /.default"},
+                    {},
+                )
             return 200, self._issue(scope, app=True), {}
         if grant == "urn:ietf:params:oauth:grant-type:device_code":
             state = self.device_codes.get(form.get("device_code", ""))
             if state is None:
                 return 400, {"error": "expired_token", "error_description": "AADSTS70019"}, {}
             if state == "pending":
-                return 400, {"error": "authorization_pending", "error_description": "AADSTS70016"}, {}
+                return (
+                    400,
+                    {"error": "authorization_pending", "error_description": "AADSTS70016"},
+                    {},
+                )
             del self.device_codes[form["device_code"]]
             return 200, self._issue(scope, app=False), {}
         if grant == "refresh_token":
@@ -518,7 +565,8 @@ class GraphServer:
                 base64.urlsafe_b64encode(self.certificate.fingerprint(h)).rstrip(b"=").decode()
                 for h in (hashes.SHA1(), hashes.SHA256())
             )
-            if header.get("x5t") != sha1 and header.get("x5t#S256") != sha256:
+            given = {k: str(header.get(k, "")).rstrip("=") for k in ("x5t", "x5t#S256")}
+            if given["x5t"] != sha1 and given["x5t#S256"] != sha256:
                 return False
             try:
                 claims = jwt.decode(
@@ -553,9 +601,13 @@ class GraphServer:
             info = {"uid": claims["oid"], "utid": self.tenant}
             out.update(
                 refresh_token=refresh,
-                scope=" ".join(s for s in scope.split() if s not in ("openid", "profile", "offline_access")),
-                id_token=jwt.encode(claims, "unused", algorithm="HS256"),
-                client_info=base64.urlsafe_b64encode(json.dumps(info).encode()).decode().rstrip("="),
+                scope=" ".join(
+                    s for s in scope.split() if s not in ("openid", "profile", "offline_access")
+                ),
+                id_token=jwt.encode(claims, secrets.token_bytes(32), algorithm="HS256"),
+                client_info=base64.urlsafe_b64encode(json.dumps(info).encode())
+                .decode()
+                .rstrip("="),
             )
         return out
 
@@ -605,17 +657,26 @@ class GraphServer:
                 raise GraphError(400, "ErrorInvalidRequest", f"missing {key}")
         props = payload.get("singleValueExtendedProperties") or []
         for p in props:
-            if not re.fullmatch(r"(String|Integer|Boolean|SystemTime) \{[0-9A-Fa-f-]{36}\} (Name \S+|Id 0x[0-9A-Fa-f]+)", p.get("id", "")):
-                raise GraphError(400, "ErrorInvalidProperty", f"bad extended property id {p.get('id')!r}")
+            if not re.fullmatch(
+                r"(String|Integer|Boolean|SystemTime) \{[0-9A-Fa-f-]{36}\} "
+                r"(Name \S+|Id 0x[0-9A-Fa-f]+)",
+                p.get("id", ""),
+            ):
+                raise GraphError(
+                    400, "ErrorInvalidProperty", f"bad extended property id {p.get('id')!r}"
+                )
         ev_id = "AAMkAD" + secrets.token_urlsafe(18)
         ev = self._store(box, ev_id, payload)
         body = ev.body
         body.update(
             {
                 "isOrganizer": True,
-                "organizer": {"emailAddress": {"address": box.email, "name": box.email.split("@")[0]}},
+                "organizer": {
+                    "emailAddress": {"address": box.email, "name": box.email.split("@")[0]}
+                },
                 "responseStatus": {"response": "organizer", "time": "0001-01-01T00:00:00Z"},
-                "iCalUId": "040000008200E00074C5B7101A82E008" + hashlib.sha256(ev_id.encode()).hexdigest()[:40],
+                "iCalUId": "040000008200E00074C5B7101A82E008"
+                + hashlib.sha256(ev_id.encode()).hexdigest()[:40],
                 "createdDateTime": _now(),
                 "transactionId": tx,
             }
@@ -634,8 +695,12 @@ class GraphServer:
         if payload.get("isOnlineMeeting"):
             provider = payload.get("onlineMeetingProvider", "teamsForBusiness")
             if provider not in self.allowed_providers:
-                raise GraphError(400, "ErrorInvalidRequest", f"online meeting provider {provider} not allowed")
-            body["onlineMeeting"] = {"joinUrl": f"https://teams.example/l/meetup-join/{ev_id[-12:]}"}
+                raise GraphError(
+                    400, "ErrorInvalidRequest", f"online meeting provider {provider} not allowed"
+                )
+            body["onlineMeeting"] = {
+                "joinUrl": f"https://teams.example/l/meetup-join/{ev_id[-12:]}"
+            }
         if tx:
             box.transactions[tx] = ev_id
         if invite:
@@ -654,7 +719,10 @@ class GraphServer:
                     {
                         "isOrganizer": False,
                         "organizer": body["organizer"],
-                        "responseStatus": {"response": "notResponded", "time": "0001-01-01T00:00:00Z"},
+                        "responseStatus": {
+                            "response": "notResponded",
+                            "time": "0001-01-01T00:00:00Z",
+                        },
                         "iCalUId": body["iCalUId"],
                         "attendees": body["attendees"],
                         "onlineMeeting": body.get("onlineMeeting"),
@@ -680,7 +748,9 @@ class GraphServer:
             "attendees": payload.get("attendees", []),
             "originalStartTimeZone": zone,
             "isOnlineMeeting": bool(payload.get("isOnlineMeeting")),
-            "singleValueExtendedProperties": [dict(p) for p in payload.get("singleValueExtendedProperties", [])],
+            "singleValueExtendedProperties": [
+                dict(p) for p in payload.get("singleValueExtendedProperties", [])
+            ],
         }
         if payload.get("isAllDay"):
             first = date.fromisoformat(payload["start"]["dateTime"][:10])
@@ -689,7 +759,9 @@ class GraphServer:
             end = datetime.combine(last, datetime.min.time(), zone_of(zone)).astimezone(UTC)
             ev = StoredEvent(ev_id, body, start, end, zone, 0, all_day_dates=(first, last))
         else:
-            ev = StoredEvent(ev_id, body, parse_dtz(payload["start"]), parse_dtz(payload["end"]), zone, 0)
+            ev = StoredEvent(
+                ev_id, body, parse_dtz(payload["start"]), parse_dtz(payload["end"]), zone, 0
+            )
         if ev.end < ev.start:
             raise GraphError(400, "ErrorInvalidRequest", "end before start")
         box.events[ev_id] = ev
@@ -721,7 +793,10 @@ class GraphServer:
             for key in ("subject", "body", "location"):
                 copy.body[key] = ev.body[key]
             if moved:
-                copy.body["responseStatus"] = {"response": "notResponded", "time": "0001-01-01T00:00:00Z"}
+                copy.body["responseStatus"] = {
+                    "response": "notResponded",
+                    "time": "0001-01-01T00:00:00Z",
+                }
                 copy.sequence = ev.sequence
             self._touch(other, copy)
         return self._expand(ev, ev.render(), {})
@@ -746,7 +821,8 @@ class GraphServer:
         events = list(box.events.values())
         if flt:
             m = re.fullmatch(
-                r"singleValueExtendedProperties/[Aa]ny\((\w+): \1/id eq '([^']+)' and \1/value eq '([^']*)'\)",
+                r"singleValueExtendedProperties/[Aa]ny\((\w+): "
+                r"\1/id eq '([^']+)' and \1/value eq '([^']*)'\)",
                 flt,
             )
             if not m:
@@ -762,7 +838,9 @@ class GraphServer:
             ]
         return {"value": [self._expand(ev, ev.render(), query) for ev in events]}
 
-    def _expand(self, ev: StoredEvent, item: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+    def _expand(
+        self, ev: StoredEvent, item: dict[str, Any], query: dict[str, str]
+    ) -> dict[str, Any]:
         expand = query.get("$expand", "")
         if not expand:
             return item
@@ -783,7 +861,9 @@ class GraphServer:
             item["singleValueExtendedProperties"] = shown
         return item
 
-    def _delta(self, box: Mailbox, query: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+    def _delta(
+        self, box: Mailbox, query: dict[str, str], headers: dict[str, str]
+    ) -> dict[str, Any]:
         for bad in ("$select", "$expand", "$filter", "$orderby", "$search"):
             if bad in query:
                 raise GraphError(400, "ErrorInvalidUrlQuery", f"{bad} is not supported with delta")
@@ -797,7 +877,9 @@ class GraphServer:
         if token is not None:
             state = self.delta_states.pop(token, None)
             if state is None or state.mailbox != box.email:
-                raise GraphError(410, "syncStateNotFound", "The sync state generation is not found.")
+                raise GraphError(
+                    410, "syncStateNotFound", "The sync state generation is not found."
+                )
             if "$deltatoken" in lower:
                 state.pending = self._changes_since(box, state)
                 state.counter = self.counter
@@ -806,7 +888,9 @@ class GraphServer:
                 start = parse_iso(lower["startdatetime"])
                 end = parse_iso(lower["enddatetime"])
             except (KeyError, ValueError) as exc:
-                raise GraphError(400, "ErrorInvalidParameter", "startDateTime and endDateTime are required") from exc
+                raise GraphError(
+                    400, "ErrorInvalidParameter", "startDateTime and endDateTime are required"
+                ) from exc
             items = [i for ev in box.events.values() for i in ev.instances(start, end)]
             items.sort(key=lambda i: i["start"]["dateTime"])
             state = DeltaState(box.email, start, end, self.counter, items)
@@ -814,7 +898,10 @@ class GraphServer:
         new_token = secrets.token_urlsafe(18)
         self.delta_states[new_token] = state
         base = f"{self.url}/v1.0/users/{urllib.parse.quote(box.email)}/calendarView/delta"
-        out: dict[str, Any] = {"@odata.context": f"{self.url}/v1.0/$metadata#Collection(event)", "value": chunk}
+        out: dict[str, Any] = {
+            "@odata.context": f"{self.url}/v1.0/$metadata#Collection(event)",
+            "value": chunk,
+        }
         if state.pending:
             out["@odata.nextLink"] = f"{base}?$skiptoken={new_token}"
         else:
@@ -840,10 +927,14 @@ class GraphServer:
     def _get_schedule(self, payload: dict[str, Any]) -> dict[str, Any]:
         schedules = payload.get("schedules") or []
         if not schedules or len(schedules) > MAX_SCHEDULES:
-            raise GraphError(400, "ErrorInvalidParameter", f"schedules must hold 1 to {MAX_SCHEDULES} entries")
+            raise GraphError(
+                400, "ErrorInvalidParameter", f"schedules must hold 1 to {MAX_SCHEDULES} entries"
+            )
         start, end = parse_dtz(payload["startTime"]), parse_dtz(payload["endTime"])
         if end - start >= MAX_SCHEDULE_PERIOD:
-            raise GraphError(400, "ErrorTimeIntervalTooBig", "The time interval must be less than 62 days.")
+            raise GraphError(
+                400, "ErrorTimeIntervalTooBig", "The time interval must be less than 62 days."
+            )
         interval = int(payload.get("availabilityViewInterval") or 30)
         if not 5 <= interval <= 1440:
             raise GraphError(400, "ErrorInvalidParameter", "availabilityViewInterval out of range")
@@ -856,7 +947,10 @@ class GraphServer:
                     {
                         "scheduleId": who,
                         "availabilityView": "",
-                        "error": {"message": "The mailbox was not found.", "responseCode": "ErrorMailboxNotFound"},
+                        "error": {
+                            "message": "The mailbox was not found.",
+                            "responseCode": "ErrorMailboxNotFound",
+                        },
                     }
                 )
                 continue
@@ -898,7 +992,11 @@ class GraphServer:
                     "workingHours": box.settings.get("workingHours", {}),
                 }
             )
-        return {"@odata.context": f"{self.url}/v1.0/$metadata#Collection(microsoft.graph.scheduleInformation)", "value": out}
+        return {
+            "@odata.context": f"{self.url}/v1.0/$metadata"
+            "#Collection(microsoft.graph.scheduleInformation)",
+            "value": out,
+        }
 
     # --- mail ------------------------------------------------------------------------
 
@@ -910,12 +1008,21 @@ class GraphServer:
                 if not raw.strip() or b":" not in raw.split(b"\n", 1)[0]:
                     raise ValueError("not MIME")
             except ValueError as exc:
-                raise GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.") from exc
+                raise GraphError(
+                    400,
+                    "ErrorMimeContentInvalidBase64String",
+                    "Invalid base64 string for MIME content.",
+                ) from exc
             msg = email.message_from_bytes(raw, policy=email.policy.default)
             assert isinstance(msg, EmailMessage)
             sender = email.utils.parseaddr(str(msg.get("From", "")))[1].lower()
             if sender and sender != box.email:
-                raise GraphError(403, "ErrorSendAsDenied", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account.")
+                raise GraphError(
+                    403,
+                    "ErrorSendAsDenied",
+                    "The user account which was used to submit this request does not have "
+                    "the right to send mail on behalf of the specified sending account.",
+                )
             if not msg.get("From"):
                 msg["From"] = box.email
             if not msg.get("Message-ID"):
@@ -928,7 +1035,12 @@ class GraphServer:
         message = payload.get("message") or {}
         for h in message.get("internetMessageHeaders") or []:
             if not h.get("name", "").lower().startswith("x-"):
-                raise GraphError(400, "InvalidInternetMessageHeader", f"The internet message header name '{h.get('name')}' should start with 'x-' or 'X-'.")
+                raise GraphError(
+                    400,
+                    "InvalidInternetMessageHeader",
+                    f"The internet message header name '{h.get('name')}' "
+                    "should start with 'x-' or 'X-'.",
+                )
         self.sent_json.append({"from": box.email, **payload})
         msg = EmailMessage()
         msg["From"] = box.email
@@ -947,7 +1059,9 @@ class GraphServer:
     def _batch(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         requests = _json(body).get("requests") or []
         if len(requests) > MAX_BATCH:
-            raise GraphError(400, "BadRequest", f"The number of requests in a batch must not exceed {MAX_BATCH}.")
+            raise GraphError(
+                400, "BadRequest", f"The number of requests in a batch must not exceed {MAX_BATCH}."
+            )
         ids = [r.get("id") for r in requests]
         if len(set(ids)) != len(ids) or None in ids:
             raise GraphError(400, "BadRequest", "Each request needs a unique id.")
@@ -1020,4 +1134,3 @@ def _json(body: bytes) -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-

@@ -23,7 +23,9 @@ def draft(staff: list[Person], conference: str = "auto", days: int = 3) -> Event
     ana, ben = staff[0], staff[1]
     start = (NOW + timedelta(days=days)).replace(hour=9)
     return EventDraft(
-        key=booking_key(f"{ana.email}/{ben.email}", "deep_dive", (NOW + timedelta(days=days)).date()),
+        key=booking_key(
+            f"{ana.email}/{ben.email}", "deep_dive", (NOW + timedelta(days=days)).date()
+        ),
         organizer=ana,
         attendees=(ana, ben),
         title="Development Align: Ana & Ben",
@@ -50,7 +52,10 @@ def test_create_tags_the_event_and_invites_the_attendee(
     assert body["originalStartTimeZone"] == "W. Europe Standard Time"
     assert body["onlineMeeting"]["joinUrl"].startswith("https://")
     [copy] = server.events_of(staff[1].email)
-    assert copy["subject"] == d.title and copy["organizer"]["emailAddress"]["address"] == staff[0].email
+    assert (
+        copy["subject"] == d.title
+        and copy["organizer"]["emailAddress"]["address"] == staff[0].email
+    )
 
 
 def test_create_twice_makes_one_event_and_one_post(
@@ -104,7 +109,9 @@ def test_no_teams_meeting_when_the_calendar_does_not_allow_it(
     server.allowed_providers = []
     cal.create(draft(staff))
     cal.create(draft(staff, conference="none", days=4))
-    assert all("onlineMeeting" not in e or not e["onlineMeeting"] for e in server.events_of(staff[0].email))
+    assert all(
+        "onlineMeeting" not in e or not e["onlineMeeting"] for e in server.events_of(staff[0].email)
+    )
     assert server.counts["calendar"] == 1  # allowed providers are read once per organizer
 
 
@@ -157,7 +164,9 @@ def test_foreign_events_are_never_touched(
     server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
 ) -> None:
     ana = staff[0]
-    server.add_event(ana.email, graph_event("1:1", NOW + timedelta(days=1), NOW + timedelta(days=1, hours=1)))
+    server.add_event(
+        ana.email, graph_event("1:1", NOW + timedelta(days=1), NOW + timedelta(days=1, hours=1))
+    )
     [foreign] = cal.changes(ana, None, WINDOW).events
     server.reset_counts()
 
@@ -173,4 +182,4 @@ def test_foreign_events_are_never_touched(
         cal.move(ben, replace(copy, key=made.key), Interval(NOW, NOW + timedelta(hours=1)))
 
     assert server.counts["events.delete"] == server.counts["events.cancel"] == 0
-    assert [e["subject"] for e in server.events_of(ana.email)][0] == "1:1"
+    assert "1:1" in [e["subject"] for e in server.events_of(ana.email)]

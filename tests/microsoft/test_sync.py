@@ -27,7 +27,9 @@ def test_full_sync_follows_next_links_and_returns_every_event(
 ) -> None:
     ana = staff[0]
     server.max_page_size = 2
-    ids = {server.add_event(ana.email, graph_event(f"e{i}", hour(i), hour(i, 11))) for i in range(5)}
+    ids = {
+        server.add_event(ana.email, graph_event(f"e{i}", hour(i), hour(i, 11))) for i in range(5)
+    }
     server.add_event(ana.email, graph_event("far future", hour(300), hour(300, 11)))
     server.reset_counts()
 
@@ -91,7 +93,9 @@ def test_expired_delta_token_raises_cursor_expired_then_full_sync_works(
 
 
 @pytest.mark.parametrize("cursor", ["garbage", '{"link": "ftp://x"}', "{}"])
-def test_a_cursor_of_another_kind_is_expired(cal: MicrosoftCalendar, staff: list[Person], cursor: str) -> None:
+def test_a_cursor_of_another_kind_is_expired(
+    cal: MicrosoftCalendar, staff: list[Person], cursor: str
+) -> None:
     with pytest.raises(CursorExpired):
         cal.changes(staff[0], cursor, WINDOW)
 
@@ -115,8 +119,13 @@ def test_recurring_series_expands_into_instances_with_unique_ids(
 ) -> None:
     ana = staff[0]
     start = datetime(2026, 11, 24, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
-    body = graph_event("weekly 1:1", start, start + timedelta(minutes=30), rrule="FREQ=WEEKLY;COUNT=3",
-                       zone="Europe/Berlin")
+    body = graph_event(
+        "weekly 1:1",
+        start,
+        start + timedelta(minutes=30),
+        rrule="FREQ=WEEKLY;COUNT=3",
+        zone="Europe/Berlin",
+    )
     master = server.add_event(ana.email, body)
 
     events = cal.changes(ana, None, WINDOW).events
@@ -133,8 +142,14 @@ def test_all_day_out_of_office_free_and_declined_are_mapped(
     ana, ben = staff[0], staff[1]
     server.add_event(
         ana.email,
-        graph_event("holiday", datetime(2026, 11, 26), datetime(2026, 11, 27), all_day=True,
-                    zone="W. Europe Standard Time", show_as="oof"),
+        graph_event(
+            "holiday",
+            datetime(2026, 11, 26),
+            datetime(2026, 11, 27),
+            all_day=True,
+            zone="W. Europe Standard Time",
+            show_as="oof",
+        ),
     )
     server.add_event(ana.email, graph_event("focus", hour(1), hour(1, 12), transparent=True))
     meeting = server.add_event(ben.email, graph_event("review", hour(2), hour(2, 11), [ana]))
@@ -175,11 +190,18 @@ def test_a_malformed_item_is_skipped_and_the_rest_returned(
     assert [s.ref for s in changes.skipped] == [bad]
 
 
-def test_delta_refuses_expand_like_graph(server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]) -> None:
+def test_delta_refuses_expand_like_graph(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
     from agent.connectors.base import PermanentError
 
     with pytest.raises(PermanentError, match="ErrorInvalidUrlQuery"):
-        cal.graph.send("GET", f"/users/{staff[0].email}/calendarView/delta",
-                       params={"startDateTime": "2026-11-01T00:00:00Z",
-                               "endDateTime": "2026-12-01T00:00:00Z", "$expand": "x"})
-
+        cal.graph.send(
+            "GET",
+            f"/users/{staff[0].email}/calendarView/delta",
+            params={
+                "startDateTime": "2026-11-01T00:00:00Z",
+                "endDateTime": "2026-12-01T00:00:00Z",
+                "$expand": "x",
+            },
+        )
