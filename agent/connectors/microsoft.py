@@ -82,6 +82,8 @@ SEQUENCE_PROPERTY = "Integer {00062002-0000-0000-C000-000000000046} Id 0x8201"
 #: transactionId = prefix + booking key; delta cannot $expand the tag, so changes() reads
 #: the key back from here.
 TRANSACTION_PREFIX = "cadence-"
+#: The booking reference written into the body, the one part attendees' copies share.
+REFERENCE = re.compile(r"\[cadence:([0-9A-Za-z_-]{8,64})\]")
 #: Delegated scopes for the single-person flow; a mail read scope only with replies.
 DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
 REPLY_SCOPE = "Mail.ReadBasic"
@@ -485,6 +487,13 @@ def to_event(owner: Person, item: Mapping[str, Any]) -> Event:
     tx = item.get("transactionId") or ""
     if not key and isinstance(tx, str) and tx.startswith(TRANSACTION_PREFIX):
         key = tx[len(TRANSACTION_PREFIX) :]
+    body = item.get("body") or {}
+    if not key and not item.get("isOrganizer", True):
+        # An invitation's copy carries neither tag nor transactionId, only the body: the
+        # reference there lets both copies count as one meeting. Such a copy can never be
+        # moved or cancelled by the agent (only the organizer's can), so it is safe.
+        found = REFERENCE.search(str(body.get("content") or ""))
+        key = found.group(1) if found else None
     sequence = int(props.get(SEQUENCE_PROPERTY.lower()) or 0)
     organizer = ((item.get("organizer") or {}).get("emailAddress") or {}).get("address")
     attendees = {}
@@ -499,7 +508,6 @@ def to_event(owner: Person, item: Mapping[str, Any]) -> Event:
         me = owner.email.lower()
         attendees[me] = Attendee(me, PARTSTAT.get(response, PartStat.NEEDS_ACTION))
     show_as = str(item.get("showAs") or "busy")
-    body = item.get("body") or {}
     return Event(
         owner=owner.email,
         id=str(item["id"]),
@@ -650,7 +658,10 @@ class MicrosoftCalendar:
             return existing
         body: dict[str, Any] = {
             "subject": draft.title,
-            "body": {"contentType": "text", "content": draft.description},
+            "body": {
+                "contentType": "text",
+                "content": f"{draft.description}\n\n[cadence:{draft.key}]",
+            },
             "start": format_dtz(draft.start, draft.timezone),
             "end": format_dtz(draft.end, draft.timezone),
             "attendees": [
@@ -683,7 +694,7 @@ class MicrosoftCalendar:
         return self._providers[email]
 
     def move(self, person: Person, event: Event, to: Interval) -> Event:
-        ensure_own(event)
+        _ensure_organizer(person, event)
         zone = person.timezone
         body = {"start": format_dtz(to.start, zone), "end": format_dtz(to.end, zone)}
         path = f"{_user(person)}/events/{urllib.parse.quote(event.id, safe='')}"
@@ -695,7 +706,7 @@ class MicrosoftCalendar:
         )
 
     def cancel(self, person: Person, event: Event) -> None:
-        ensure_own(event)
+        _ensure_organizer(person, event)
         path = f"{_user(person)}/events/{urllib.parse.quote(event.id, safe='')}"
         try:
             if event.attendees:
@@ -723,6 +734,16 @@ class MicrosoftCalendar:
         span = Span(_clock(hours.get("startTime", "09:00")), _clock(hours.get("endTime", "17:00")))
         days = {DAYS.index(d): (span,) for d in hours.get("daysOfWeek") or [] if d in DAYS}
         return ("UTC" if zone in ("tzone://Microsoft/Utc",) else zone), WorkingHours(days)
+
+
+def _ensure_organizer(person: Person, event: Event) -> None:
+    """Only the agent's own events, on the calendar of the person who organizes them."""
+    ensure_own(event)
+    if event.organizer and event.organizer.lower() != person.email.lower():
+        raise PermanentError(
+            f"refusing to change event {event.id!r} on {person.email}: "
+            f"only its organizer {event.organizer} can"
+        )
 
 
 def _clock(text: str) -> time:
@@ -753,7 +774,6 @@ def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
     msg["From"] = formataddr((mail.sender_name, sender)) if mail.sender_name else sender
     msg["To"] = ", ".join(mail.to)
     msg["Subject"] = mail.subject
-    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = _bracket(mail.message_id)
     if mail.in_reply_to:
         msg["In-Reply-To"] = _bracket(mail.in_reply_to)
@@ -761,7 +781,11 @@ def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
         refs = list(mail.references) or [mail.in_reply_to or ""]
         msg["References"] = " ".join(_bracket(r) for r in refs if r)
     for name, value in mail.headers.items():
+        if name.lower() in ("from", "to", "subject", "message-id", "in-reply-to", "references"):
+            continue  # these come from the mail's own fields
         msg[name] = value
+    if "Date" not in msg:
+        msg["Date"] = format_datetime(datetime.now(UTC))
     msg.set_content(mail.text)
     if mail.html:
         msg.add_alternative(mail.html, subtype="html")

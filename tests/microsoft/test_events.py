@@ -115,15 +115,16 @@ def test_no_teams_meeting_when_the_calendar_does_not_allow_it(
     assert server.counts["calendar"] == 1  # allowed providers are read once per organizer
 
 
-def test_changes_carry_the_key_on_the_organizer_copy(
+def test_changes_carry_the_key_on_both_copies(
     server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
 ) -> None:
     d = draft(staff)
     cal.create(d)
     [mine] = cal.changes(staff[0], None, WINDOW).events
     [theirs] = cal.changes(staff[1], None, WINDOW).events
-    assert mine.key == d.key
-    assert theirs.key is None and theirs.uid == mine.uid
+    assert mine.key == d.key  # from the organizer's transactionId
+    assert theirs.key == d.key and theirs.uid == mine.uid  # from the body's reference
+    assert theirs.organizer == staff[0].email
 
 
 def test_move_changes_time_raises_sequence_and_updates_the_invitation(
@@ -174,12 +175,18 @@ def test_foreign_events_are_never_touched(
         cal.cancel(ana, foreign)
     with pytest.raises(PermanentError, match="did not create"):
         cal.move(ana, foreign, Interval(NOW, NOW + timedelta(hours=1)))
-    # a forged key does not get past Graph either: the attendee copy refuses changes
+    # an invitation's copy carries the reference, but only the organizer's copy is changed
     ben = staff[1]
     made = cal.create(draft(staff))
     [copy] = [e for e in cal.changes(ben, None, WINDOW).events if e.uid == made.uid]
+    assert copy.key == made.key
+    with pytest.raises(PermanentError, match="only its organizer"):
+        cal.move(ben, copy, Interval(NOW, NOW + timedelta(hours=1)))
+    with pytest.raises(PermanentError, match="only its organizer"):
+        cal.cancel(ben, copy)
+    # and Graph itself refuses an attendee's change of the time
     with pytest.raises(PermanentError, match="ErrorAccessDenied"):
-        cal.move(ben, replace(copy, key=made.key), Interval(NOW, NOW + timedelta(hours=1)))
+        cal.move(ben, replace(copy, organizer=ben.email), Interval(NOW, NOW + timedelta(hours=1)))
 
     assert server.counts["events.delete"] == server.counts["events.cancel"] == 0
     assert "1:1" in [e["subject"] for e in server.events_of(ana.email)]
