@@ -17,6 +17,7 @@ from tests.microsoft.server import GraphServer
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 SECRET_ENV = "CADENCE_GRAPH_SECRET"
+TITLE = "Development {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"
 
 CONFIG = """\
 timezone: Europe/Berlin
@@ -48,7 +49,7 @@ programs:
         every: 90d
         duration: 60m
         stages: [align, advance, amplify, advocate]
-        title: "Development {{{{ stage | title }}}}: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
+        title: "{title}"
         match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
     lapse_grace: 7d
     booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m, conference: auto}}
@@ -69,6 +70,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Gra
                 client_id=server.client_id,
                 secret_env=SECRET_ENV,
                 url=server.url,
+                title=TITLE,
             )
         )
         monkeypatch.setenv(SECRET_ENV, server.client_secret or "")
