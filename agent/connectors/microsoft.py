@@ -84,9 +84,10 @@ SEQUENCE_PROPERTY = "Integer {00062002-0000-0000-C000-000000000046} Id 0x8201"
 TRANSACTION_PREFIX = "cadence-"
 #: The booking reference written into the body, the one part attendees' copies share.
 REFERENCE = re.compile(r"\[cadence:([0-9A-Za-z_-]{8,64})\]")
-#: Delegated scopes for the single-person flow; a mail read scope only with replies.
+#: Delegated scopes for the single-person flow; Cadence reads no mail.
 DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
-REPLY_SCOPE = "Mail.ReadBasic"
+#: The cursor of a colleague's calendar under a single person's sign-in: not read.
+OTHERS_CALENDAR = "not-read:delegated"
 MAX_BATCH = 20
 MAX_SCHEDULES = 20
 SCHEDULE_PERIOD = timedelta(days=61)  # getSchedule wants a period under 62 days
@@ -241,6 +242,14 @@ class Graph:
     def close(self) -> None:
         self.session.close()
 
+    def signed_in_user(self) -> str | None:
+        """The single person's username under a delegated sign-in; None for an app."""
+        if self.credential is not None:
+            return None
+        self.token()  # builds the application and fails clearly without a sign-in
+        accounts = self._application().get_accounts()
+        return str(accounts[0].get("username", "")).lower() if accounts else None
+
     def _application(self) -> Any:
         """Build the MSAL application on first use: it fetches the OpenID configuration."""
         if self._app is None:
@@ -376,10 +385,10 @@ class Graph:
         return out
 
 
-def delegated_scopes(account: MicrosoftAccount, replies: bool = False) -> list[str]:
+def delegated_scopes(account: MicrosoftAccount) -> list[str]:
     """The least scopes a single person's sign-in needs, on the configured Graph host."""
     host = account.graph.rstrip("/")
-    names = list(DELEGATED_SCOPES) + ([REPLY_SCOPE] if replies else [])
+    names = list(DELEGATED_SCOPES)
     prefix = "" if host == "https://graph.microsoft.com" else host + "/"
     return [prefix + n for n in names]
 
@@ -544,6 +553,11 @@ class MicrosoftCalendar:
     # -- sync
 
     def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+        signed_in = self.graph.signed_in_user()
+        if signed_in is not None and person.email.lower() != signed_in:
+            # A single person's sign-in reads only their own calendar: meetings with a
+            # colleague are on it too, and the colleague's busy time comes from busy().
+            return Changes(cursor=OTHERS_CALENDAR, full=since != OTHERS_CALENDAR)
         anchored: dict[str, str] | None = None
         if since:
             try:
@@ -606,6 +620,8 @@ class MicrosoftCalendar:
         if not emails:
             return {}
         calls: list[dict[str, Any]] = []
+        # a single person asks from their own mailbox; an app from the group's first
+        anchor = self.graph.signed_in_user()
         for i in range(0, len(emails), MAX_SCHEDULES):
             group = emails[i : i + MAX_SCHEDULES]
             for piece in _pieces(window, SCHEDULE_PERIOD):
@@ -618,7 +634,7 @@ class MicrosoftCalendar:
                 calls.append(
                     {
                         "method": "POST",
-                        "url": f"{_user(group[0])}/calendar/getSchedule",
+                        "url": f"{_user(anchor or group[0])}/calendar/getSchedule",
                         "body": body,
                         "headers": {"Content-Type": "application/json", "Prefer": PREFER_UTC},
                     }
@@ -836,8 +852,6 @@ def device_code_login(
     resolve: Callable[[str], Path],
     *,
     show: Callable[[str], None] = print,
-    replies: bool = False,
-    environ: Mapping[str, str] | None = None,
 ) -> str:
     """Sign one person in with the device-code flow; return the signed-in username.
 
@@ -860,7 +874,7 @@ def device_code_login(
             http_client=session,
             **_discovery_kwargs(account),
         )
-        scopes = delegated_scopes(account, replies)
+        scopes = delegated_scopes(account)
         try:
             flow = app.initiate_device_flow(scopes=scopes)
             if "user_code" not in flow:
