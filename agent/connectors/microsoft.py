@@ -418,6 +418,12 @@ def _short(path: str) -> str:
 
 
 _IANA_TO_WINDOWS = {iana: win for win, iana in WINDOWS_TO_OLSON.items()}
+try:  # tzlocal (an APScheduler dependency) maps every IANA zone, not only the main ones
+    from tzlocal.windows_tz import tz_win
+
+    _IANA_TO_WINDOWS.update(tz_win)
+except ImportError:  # pragma: no cover
+    pass
 
 
 def zone_of(name: str) -> ZoneInfo:
@@ -787,7 +793,9 @@ def _bracket(message_id: str) -> str:
 def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
     """The RFC 5322 message Graph sends: headers Graph's JSON would not let us set."""
     msg = EmailMessage()
-    msg["From"] = formataddr((mail.sender_name, sender)) if mail.sender_name else sender
+    # the employee's name only on the employee's own address, never on a shared sender
+    named = mail.sender_name and sender.lower() == mail.sender.lower()
+    msg["From"] = formataddr((mail.sender_name, sender)) if named else sender
     msg["To"] = ", ".join(mail.to)
     msg["Subject"] = mail.subject
     msg["Message-ID"] = _bracket(mail.message_id)

@@ -190,3 +190,20 @@ def test_foreign_events_are_never_touched(
 
     assert server.counts["events.delete"] == server.counts["events.cancel"] == 0
     assert "1:1" in [e["subject"] for e in server.events_of(ana.email)]
+
+
+def test_times_are_sent_in_the_organizers_windows_zone_or_utc(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    from agent.connectors.microsoft import format_dtz
+
+    d = draft(staff)
+    assert format_dtz(d.start, "Europe/Zurich")["timeZone"] == "W. Europe Standard Time"
+    assert format_dtz(d.start, "America/Sao_Paulo") == {
+        "dateTime": "2026-11-26T06:00:00",
+        "timeZone": "E. South America Standard Time",
+    }
+    assert format_dtz(d.start, "Etc/Unknown-Zone")["timeZone"] == "UTC"
+    for zone in ("Europe/Zurich", "Asia/Kolkata", "America/St_Johns"):
+        event = cal.create(replace(d, key=booking_key(zone, "x", NOW.date()), timezone=zone))
+        assert event.start == d.start and event.end == d.end

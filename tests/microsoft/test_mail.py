@@ -89,7 +89,7 @@ def test_configured_sender_sends_from_its_own_mailbox(
 ) -> None:
     g = fixtures.graph(server, ca, sender=staff[2].email)
     try:
-        MicrosoftMailer(g, staff[2].email).send(mail(staff, sender_name=""))
+        MicrosoftMailer(g, staff[2].email).send(mail(staff))
     finally:
         g.close()
     [msg] = server.sent
