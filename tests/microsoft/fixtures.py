@@ -15,12 +15,8 @@ from typing import Any
 
 from agent.config import MicrosoftAccount
 from agent.connectors.base import RetryPolicy
-from agent.connectors.microsoft import (
-    Graph,
-    MicrosoftCalendar,
-    MicrosoftMailer,
-    format_dtz,
-)
+from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, format_dtz
+from agent.connectors.microsoft_graph import Graph
 from agent.model import Person, Span, WorkingHours
 from tests.microsoft.server import GraphServer
 

@@ -17,9 +17,9 @@ from agent.connectors.base import (
     RetryPolicy,
     TransientError,
 )
-from agent.connectors.microsoft import (
+from agent.connectors.microsoft import MicrosoftCalendar
+from agent.connectors.microsoft_graph import (
     Graph,
-    MicrosoftCalendar,
     _discovery_kwargs,
     delegated_scopes,
     device_code_login,
