@@ -1071,8 +1071,11 @@ class GraphServer:
             inner_headers["authorization"] = headers.get("authorization", "")
             inner_body = b""
             if r.get("body") is not None:
+                if "content-type" not in inner_headers:
+                    err = {"code": "BadRequest", "message": "Content-Type header is required."}
+                    responses.append({"id": r["id"], "status": 400, "body": {"error": err}})
+                    continue
                 inner_body = json.dumps(r["body"]).encode()
-                inner_headers.setdefault("content-type", "application/json")
             url = r["url"] if r["url"].startswith("/") else "/" + r["url"]
             status, hdrs, data = self.handle(r["method"], "/v1.0" + url, inner_headers, inner_body)
             responses.append(
