@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -167,6 +168,8 @@ class Graph:
                 "(organization), or token_cache filled by `cadence auth microsoft`"
             )
         self._app: Any = None
+        #: per mailbox, when Graph's Retry-After lets us call it again (time.monotonic)
+        self._not_before: dict[str, float] = {}
 
     def close(self) -> None:
         self.session.close()
@@ -247,6 +250,13 @@ class Graph:
     ) -> requests.Response:
         """One request, with retries; raise the translated error."""
 
+        mailbox = _mailbox(path)
+        # a mailbox that asked us to wait is left alone until then, by later calls too
+        # (between the attempts of this call, the retry policy honours Retry-After)
+        wait = self._not_before.get(mailbox, 0.0) - time.monotonic()
+        if wait > 0:
+            self.retry.sleep(wait)
+
         def attempt() -> requests.Response:
             hdrs = {"Authorization": f"Bearer {self.token()}", "Prefer": PREFER_UTC}
             hdrs.update(headers or {})
@@ -263,7 +273,12 @@ class Graph:
                 raise TransientError(f"Graph {method} failed: {type(exc).__name__}") from exc
             except requests.RequestException as exc:
                 raise PermanentError(f"Graph {method} failed: {exc}") from exc
-            self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
+            try:
+                self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
+            except TransientError as exc:
+                if exc.retry_after and mailbox:
+                    self._not_before[mailbox] = time.monotonic() + exc.retry_after
+                raise
             answer: requests.Response = resp
             return answer
 
@@ -337,6 +352,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _mailbox(path: str) -> str:
+    found = re.search(r"/users/([^/?]+)", urllib.parse.urlsplit(path).path)
+    return urllib.parse.unquote(found.group(1)).lower() if found else ""
 
 
 def _short(path: str) -> str:

@@ -234,3 +234,21 @@ def test_device_code_login_needs_a_token_cache(server: GraphServer, ca: Path) ->
     acct = fixtures.account(server, ca, client_secret_env=None)
     with pytest.raises(ConfigError, match="token_cache"):
         device_code_login(acct, Path, show=lambda m: None)
+
+
+def test_retry_after_is_honoured_per_mailbox_across_calls(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    slept: list[float] = []
+    g = fixtures.graph(server, ca, retry=RetryPolicy(attempts=1, sleep=slept.append))
+    cal = MicrosoftCalendar(g)
+    server.throttle("delta", times=1, retry_after=30)
+    try:
+        with pytest.raises(TransientError):
+            cal.changes(staff[0], None, WINDOW)  # ana's mailbox says: wait 30 s
+        cal.changes(staff[1], None, WINDOW)  # ben's is not held up
+        assert slept == []
+        cal.changes(staff[0], None, WINDOW)  # the next call to ana's waits first
+    finally:
+        g.close()
+    assert len(slept) == 1 and 29 < slept[0] <= 30
