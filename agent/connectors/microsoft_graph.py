@@ -279,6 +279,7 @@ class Graph:
                 if exc.retry_after and mailbox:
                     self._not_before[mailbox] = time.monotonic() + exc.retry_after
                 raise
+            self._not_before.pop(mailbox, None)  # it answered: no need to hold back
             answer: requests.Response = resp
             return answer
 

@@ -135,7 +135,29 @@ def test_tick_books_sends_agenda_and_reruns_quietly(setup: tuple[GraphServer, Pa
     with Engine(config.load(path), retry=RetryPolicy.none()) as engine:
         fourth = engine.tick(before + timedelta(minutes=20))
         assert fourth.ok, fourth.errors
-    assert dict(server.counts) == {"openid": 1, "token": 1, "delta": 3}
+        assert dict(server.counts) == {"openid": 1, "token": 1, "delta": 3}
+
+        # after the meeting, the recap answers the agenda in the same thread
+        recap_tick = engine.tick(start + timedelta(hours=3, minutes=5))
+        assert recap_tick.ok, recap_tick.errors
+    assert [a.kind for a in recap_tick.actions if a.outcome == "done"] == ["recap"]
+    recap = server.sent[-1]
+    assert recap["In-Reply-To"] == agenda["Message-ID"]
+    assert agenda["Message-ID"] in recap["References"]
+
+
+def test_throttled_graph_still_books_after_retry_after(setup: tuple[GraphServer, Path]) -> None:
+    server, path = setup
+    slept: list[float] = []
+    server.throttle("getSchedule", times=1, retry_after=4)
+    server.throttle("events.create", times=1, retry_after=2, status=503)
+    retry = RetryPolicy(attempts=3, sleep=slept.append, rand=lambda: 0.0)
+    with Engine(config.load(path), retry=retry) as engine:
+        report = engine.tick(NOW)
+    assert report.ok, report.errors
+    assert report.count("book") == 1
+    assert slept == [4.0, 2.0]
+    assert len([e for e in server.events_of("ana@contoso.example") if e.get("transactionId")]) == 1
 
 
 def test_expired_delta_tokens_resync_in_full_and_book_nothing_twice(
