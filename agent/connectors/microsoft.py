@@ -42,6 +42,7 @@ from agent.connectors.microsoft_graph import (
     Graph,
     delegated_scopes,
     device_code_login,
+    login,
 )
 from agent.model import (
     Attendee,
@@ -540,4 +541,5 @@ __all__ = [
     "connect",
     "delegated_scopes",
     "device_code_login",
+    "login",
 ]

@@ -413,3 +413,22 @@ def device_code_login(
         return str(claims.get("preferred_username") or "")
     finally:
         session.close()
+
+
+def login(settings: Any, account: str | None = None, *, show: Callable[[str], None] = print) -> str:
+    """``cadence auth microsoft``: sign the person in for the named (or only) account.
+
+    ``settings`` is :class:`agent.config.Settings`. Return the signed-in username; raise
+    ConfigError when no microsoft account (or more than one, without ``account``) exists.
+    """
+    names = [n for n, a in settings.accounts.items() if getattr(a, "provider", "") == "microsoft"]
+    if account is not None:
+        if account not in names:
+            choices = ", ".join(names) or "none in the config"
+            raise ConfigError(f"no microsoft account named {account!r}; choose one of: {choices}")
+        names = [account]
+    if len(names) != 1:
+        found = ", ".join(names) or "none"
+        raise ConfigError(f"name the microsoft account to sign in with --account (found: {found})")
+    chosen: MicrosoftAccount = settings.accounts[names[0]]
+    return device_code_login(chosen, settings.resolve, show=show)

@@ -252,3 +252,34 @@ def test_retry_after_is_honoured_per_mailbox_across_calls(
     finally:
         g.close()
     assert len(slept) == 1 and 29 < slept[0] <= 30
+
+
+def test_login_picks_the_microsoft_account_of_the_config(
+    server: GraphServer, ca: Path, staff: list[Person], tmp_path: Path
+) -> None:
+    from agent import config
+    from agent.connectors.microsoft import login
+
+    path = tmp_path / "cadence.yaml"
+    path.write_text(
+        f"""\
+accounts:
+  demo: {{provider: local}}
+  me:
+    provider: microsoft
+    tenant: {server.tenant}
+    client_id: {server.client_id}
+    authority: {server.url}
+    graph: {server.url}
+    ca_bundle: {ca.name}
+    token_cache: state/msal.json
+people:
+  - {{email: {staff[0].email}, account: me}}
+"""
+    )
+    settings = config.load(path)
+    with pytest.raises(ConfigError, match="no microsoft account named 'demo'"):
+        login(settings, "demo")
+    user = login(settings, show=lambda message: server.approve_device_codes())
+    assert user == staff[0].email
+    assert stat.S_IMODE((tmp_path / "state" / "msal.json").stat().st_mode) == 0o600
