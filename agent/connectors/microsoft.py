@@ -165,6 +165,22 @@ _EXPAND = (
 )
 
 
+def _cursor(since: str) -> dict[str, str]:
+    """Read a cursor written by changes(); raise CursorExpired for anything else."""
+    try:
+        value = json.loads(since)
+        if (
+            isinstance(value, dict)
+            and str(value.get("link", "")).startswith("https://")
+            and datetime.fromisoformat(str(value["end"])).tzinfo is not None
+            and datetime.fromisoformat(str(value["start"])).tzinfo is not None
+        ):
+            return {k: str(v) for k, v in value.items()}
+    except (ValueError, KeyError):
+        pass
+    raise CursorExpired(f"not a Microsoft Graph cursor: {since[:40]!r}")
+
+
 def to_event(owner: Person, item: Mapping[str, Any]) -> Event:
     """Map one Graph event (or occurrence) onto an Event of ``owner``'s calendar."""
     if item.get("isAllDay"):
@@ -246,11 +262,7 @@ class MicrosoftCalendar:
             return Changes(cursor=OTHERS_CALENDAR, full=since != OTHERS_CALENDAR)
         anchored: dict[str, str] | None = None
         if since:
-            try:
-                anchored = json.loads(since)
-                assert isinstance(anchored, dict) and anchored["link"].startswith("https://")
-            except (ValueError, KeyError, AssertionError, AttributeError) as exc:
-                raise CursorExpired(f"not a Microsoft Graph cursor: {since[:40]!r}") from exc
+            anchored = _cursor(since)
             if window.end > datetime.fromisoformat(anchored["end"]):
                 log.info("re-anchoring the delta window of %s", person.email)
                 anchored = None
