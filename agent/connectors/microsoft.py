@@ -441,13 +441,12 @@ class MicrosoftCalendar:
         hours = data.get("workingHours") or {}
         zone_name = (hours.get("timeZone") or {}).get("name") or data.get("timeZone") or "UTC"
         try:
-            zone = WINDOWS_TO_OLSON.get(zone_name, zone_name)
-            ZoneInfo(zone)
+            zone = str(zone_of(zone_name))
         except (ValueError, KeyError) as exc:
             raise PermanentError(f"unknown time zone {zone_name!r} for {person.email}") from exc
         span = Span(_clock(hours.get("startTime", "09:00")), _clock(hours.get("endTime", "17:00")))
         days = {DAYS.index(d): (span,) for d in hours.get("daysOfWeek") or [] if d in DAYS}
-        return ("UTC" if zone in ("tzone://Microsoft/Utc",) else zone), WorkingHours(days)
+        return zone, WorkingHours(days)
 
 
 def _ensure_organizer(person: Person, event: Event) -> None:

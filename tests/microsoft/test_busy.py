@@ -128,3 +128,12 @@ def test_mailbox_settings_give_iana_zone_and_working_hours(
     assert zone == "America/New_York"
     assert sorted(hours.days) == [0, 1, 3]
     assert str(hours.on(3)[0]) == "08:30-16:00"
+
+
+def test_mailbox_settings_in_utc(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    settings = server.mailboxes[staff[2].email].settings
+    settings["workingHours"]["timeZone"] = {"name": "tzone://Microsoft/Utc"}
+    zone, hours = cal.mailbox_settings(staff[2])
+    assert zone == "UTC" and sorted(hours.days) == [0, 1, 2, 3, 4]
