@@ -75,7 +75,11 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_relationship ON audit (relationship, at)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE bookings ADD COLUMN moves INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
