@@ -391,8 +391,18 @@ class MicrosoftCalendar:
         if draft.conference == "auto" and "teamsForBusiness" in self._online_providers(organizer):
             body["isOnlineMeeting"] = True
             body["onlineMeetingProvider"] = "teamsForBusiness"
-        # A retried POST carries the same transactionId, so Graph does not make a second event.
-        item = self.graph.send("POST", f"{_user(organizer)}/events", json_body=body).json()
+        # A retried POST carries the same transactionId, so Graph does not make a second
+        # event. What Graph answers to the repeat is not documented: the event itself, or
+        # a conflict, after which the tag finds the event.
+        try:
+            item = self.graph.send("POST", f"{_user(organizer)}/events", json_body=body).json()
+        except PermanentError as exc:
+            if not re.search(r"\b409\b|duplicate|transactionid", str(exc), re.I):
+                raise
+            made = self.find(organizer, draft.key)
+            if made is None:
+                raise
+            return made
         event = to_event(organizer, item)
         return event if event.key else replace(event, key=draft.key)
 

@@ -240,6 +240,8 @@ class GraphServer:
         self.throttles: list[tuple[str, int, float]] = []
         self.drop: set[str] = set()
         self.allowed_providers = ["teamsForBusiness"]
+        #: what a repeated transactionId gets (undocumented): the event, or a conflict
+        self.duplicate_transaction = "return"
         self.counter = 0
         self.lock = threading.RLock()
         self.ca = trustme.CA()
@@ -650,6 +652,8 @@ class GraphServer:
     def _create(self, box: Mailbox, payload: dict[str, Any], invite: bool) -> dict[str, Any]:
         tx = payload.get("transactionId")
         if tx and tx in box.transactions and box.transactions[tx] in box.events:
+            if self.duplicate_transaction == "conflict":
+                raise GraphError(409, "ErrorDuplicateTransactionId", "transactionId already used")
             existing = box.events[box.transactions[tx]]
             return existing.render()
         for key in ("subject", "start", "end"):

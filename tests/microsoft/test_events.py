@@ -71,9 +71,11 @@ def test_create_twice_makes_one_event_and_one_post(
     assert server.counts["events.list"] == 2  # looked up by tag before each create
 
 
+@pytest.mark.parametrize("repeat", ["return", "conflict"])
 def test_a_lost_response_is_retried_with_the_same_transaction_id(
-    server: GraphServer, ca: Path, staff: list[Person]
+    server: GraphServer, ca: Path, staff: list[Person], repeat: str
 ) -> None:
+    server.duplicate_transaction = repeat
     slept: list[float] = []
     retry = RetryPolicy(attempts=3, sleep=slept.append, rand=lambda: 0.0)
     g = fixtures.graph(server, ca, retry=retry)
@@ -87,6 +89,9 @@ def test_a_lost_response_is_retried_with_the_same_transaction_id(
     assert len(slept) == 1
     assert server.counts["events.create"] == 2
     assert [e["id"] for e in server.events_of(staff[0].email)] == [event.id]
+    assert event.key == draft(staff).key
+    # before the POST, and after a conflict
+    assert server.counts["events.list"] == (2 if repeat == "conflict" else 1)
 
 
 def test_find_returns_the_agent_event_and_ignores_others(
