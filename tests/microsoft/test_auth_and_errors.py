@@ -119,7 +119,7 @@ def test_requests_ca_bundle_in_the_environment_does_not_override_ca_bundle(
         g.close()
 
 
-def test_an_untrusted_server_is_a_transient_error_without_ca_bundle(
+def test_an_untrusted_certificate_is_a_permanent_error_naming_ca_bundle(
     server: GraphServer, staff: list[Person], tmp_path: Path
 ) -> None:
     other = tmp_path / "other-ca.pem"
