@@ -47,6 +47,7 @@ def test_check_reports_every_error_with_file_line_and_key(workspace: Path) -> No
         ("every: 90d", "every: 90 days"),
         ("lapse_grace: 7d", "lapse_grace: 7d\n    colour: blue"),
         ('mon-fri: "09:00-17:30"', 'mon-fri: "17:30-09:00"'),
+        ("partner: chloe@acme.example", "partner: zoe@acme.example"),
     )
     result = cadence("check", "--config", str(bad))
     assert result.exit_code == 2
@@ -59,6 +60,7 @@ def test_check_reports_every_error_with_file_line_and_key(workspace: Path) -> No
         r"bad\.yaml:\d+: programs\.leader-cycle\.series\.deep_dive\.every: not a duration",
         r"bad\.yaml:\d+: programs\.leader-cycle\.colour: unknown key",
         r"bad\.yaml:\d+: people\[3\]\.working_hours: span '17:30-09:00' ends before it starts",
+        r"bad\.yaml:\d+: relationships\[4\]\.partner: zoe@acme\.example is not among people",
     ):
         assert re.search(pattern, text), (pattern, text)
     # the line numbers point at the offending lines
