@@ -290,6 +290,7 @@ class ConfigFile(Strict):
     tick: Duration = timedelta(minutes=10)
     templates: str | None = None
     language: Literal["en"] = "en"
+    read_only: bool = False
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig]
@@ -377,7 +378,9 @@ def _references(source: yamlsource.Source) -> list[str]:
         for role in ("employee", "partner"):
             who = r.get(role)
             if isinstance(who, str) and who.lower() not in emails:
-                errors.append(source.where(["relationships", i, role], f"{who} is not among people"))
+                errors.append(
+                    source.where(["relationships", i, role], f"{who} is not among people")
+                )
         program = r.get("program")
         if isinstance(programs, dict) and isinstance(program, str) and program not in programs:
             errors.append(

@@ -40,6 +40,7 @@ class MailSteps:
     store: Store
     now: datetime
     dry_run: bool
+    acting: bool
     meetings: dict[str, list[Meeting]]
     states: dict[str, list[cadence.SeriesState]]
     own: dict[str, Own]
@@ -55,6 +56,8 @@ class MailSteps:
     ) -> None: ...
 
     def record(self, action: ActionRecord) -> None: ...
+
+    def held(self, kind: str, rel: str, series: str, detail: str, data: dict[str, Any]) -> None: ...
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None: ...
 
@@ -236,8 +239,8 @@ class MailSteps:
     ) -> None:
         """Send one mail with its outbox row written before and completed after."""
         data = {"subject": mail.subject, "to": list(mail.to), "message_id": mail.message_id}
-        if self.dry_run:
-            self.record(_record(kind, rel.id, series, mail.subject, "planned", data))
+        if not self.acting:
+            self.held(kind, rel.id, series, mail.subject, data)
             return
         self.store.save_outbox(
             {

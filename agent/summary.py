@@ -46,7 +46,8 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
         for action in [a for a in report.actions if a.relationship == rel.id]:
             if action.kind in _LABELS and action.outcome in ("done", "planned"):
                 new += 1
-                label = _LABELS[action.kind] if not dry_run else f"would {action.kind}"
+                planned = action.outcome == "planned"
+                label = f"would {action.kind}" if planned else _LABELS[action.kind]
                 echo(f"  → {label}: {action.detail}")
                 data = action.data
                 if action.kind == "book":
@@ -63,7 +64,11 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
         if not any(error == a.detail and a.relationship for a in report.actions):
             echo(f"! {error}")
     echo("")
-    if new:
+    if settings.file.read_only and not dry_run:
+        echo(
+            "Read-only mode (read_only: true): nothing was booked or sent; the audit log says what would have been."
+        )
+    elif new:
         echo(
             f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
             f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite'))} mails."

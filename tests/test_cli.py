@@ -158,3 +158,17 @@ def test_a_second_process_waits_or_says_why(workspace: Path) -> None:
         result = cadence("run", "--once", "--config", str(workspace), "--now", NOW)
     assert result.exit_code == 1
     assert "another Cadence process" in result.output
+
+
+def test_read_only_books_and_sends_nothing_but_logs_what_it_would_do(workspace: Path) -> None:
+    text = workspace.read_text().replace("tick: 10m", "tick: 10m\nread_only: true")
+    workspace.write_text(text)
+    calendars = {p: p.read_bytes() for p in (workspace.parent / "calendars").glob("*.ics")}
+    result = cadence("run", "--once", "--config", str(workspace), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert not list((workspace.parent / "outbox").glob("*.eml"))
+    assert {p: p.read_bytes() for p in calendars} == calendars
+    log = cadence("log", "--config", str(workspace), "--kind", "read-only", "-n", "100")
+    assert "read-only, not done: book Development Amplify: Ana & Ben" in log.output
+    assert "read-only, not done: agenda" in log.output
+    assert "lapsed" in cadence("log", "--config", str(workspace), "--kind", "assess").output
