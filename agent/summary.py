@@ -12,6 +12,9 @@ _LABELS = {
     "agenda": "agenda sent",
     "recap": "recap sent",
     "invite": "invitation sent",
+    "move": "moved",
+    "ask": "asked the employee to pick a time",
+    "accept": "accepted a move made by hand",
 }
 
 
@@ -50,7 +53,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                 label = f"would {action.kind}" if planned else _LABELS[action.kind]
                 echo(f"  → {label}: {action.detail}")
                 data = action.data
-                if action.kind == "book":
+                if action.kind == "book" and "employee_local" in data:
                     echo(f"      {data['employee_local']}  |  {data['partner_local']}")
                     if data.get("stage"):
                         echo(f"      stage: {data['stage']}")
