@@ -61,7 +61,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                     echo(f"      {data['slot_reason']}")
                 elif data.get("where"):
                     echo(f"      to {', '.join(data['to'])} → {data['where']}")
-            elif action.outcome in ("no-slot", "held-back", "deferred", "failed"):
+            elif action.outcome in ("no-slot", "held-back", "deferred", "failed", "uncertain"):
                 echo(f"  ! {action.detail}")
     for error in report.errors:
         if not any(error == a.detail and a.relationship for a in report.actions):
