@@ -1,0 +1,929 @@
+"""CalDAV calendars (RFC 4791) with SMTP mail: the ``caldav`` provider.
+
+Each person's calendar is a collection URL, taken from ``calendar:`` in the person's
+config or discovered from their principal (``calendar-home-set``, then the first
+calendar that holds events). Requests go through the ``caldav`` library's client, with
+the protocol steps spelled out here so that a quiet tick costs one request per calendar:
+
+- ``changes``: a full sync reads the collection's ``sync-token`` (and ``getctag``) and
+  runs one ``calendar-query`` over a horizon a little longer than the window; an
+  incremental sync is one ``sync-collection`` REPORT (RFC 6578), or, where the server
+  has no sync-collection, a ``getctag`` PROPFIND followed by an ETag listing when the
+  ctag moved. Changed objects come in the sync reply or one ``calendar-multiget``.
+  Recurring events are expanded on the client with recurring-ical-events.
+- ``busy``: a ``free-busy-query`` REPORT per calendar where the server answers it,
+  computed from the expanded events otherwise.
+- ``create``: ``PUT`` of ``<key>.ics`` with ``If-None-Match: *``; a 412 means the
+  event exists (a retry after a crash) and it is read back instead. Every TZID gets a
+  VTIMEZONE, the booking key rides along as ``X-CADENCE-KEY``, and attendees carry
+  ``SCHEDULE-AGENT=CLIENT`` because Cadence mails the iTIP invitation itself
+  (``sends_invitations`` is False), so servers with RFC 6638 scheduling don't send a
+  second one.
+- ``move``/``cancel``: only events carrying the agent's key, with ``If-Match`` on the
+  ETag and SEQUENCE incremented.
+
+HTTP outcomes are translated to Cadence errors in one place, :meth:`CalDAVCalendar._send`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urljoin, urlsplit
+from xml.sax.saxutils import escape
+
+import icalendar
+import recurring_ical_events
+from caldav.davclient import DAVClient
+from caldav.lib import error as dav_error
+
+from agent.connectors.base import (
+    Calendar,
+    ConfigError,
+    CursorExpired,
+    Mailer,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+    ensure_own,
+)
+from agent.connectors.smtp import SmtpMailer, secret_from_env
+from agent.model import (
+    Attendee,
+    Changes,
+    Event,
+    EventDraft,
+    Interval,
+    PartStat,
+    Person,
+    Skipped,
+    SyncToken,
+)
+
+if TYPE_CHECKING:
+    from caldav.response import DAVResponse
+
+    from agent.config import CalDAVAccount
+    from agent.connectors import Context
+
+KEY_PROPERTY = "X-CADENCE-KEY"
+PRODID = "-//Cadence//Cadence agent//EN"
+#: a full sync expands events this far past the window's end, so that the window can
+#: move with the clock for about a month before the next full sync
+HORIZON_SLACK = timedelta(days=30)
+CURSOR_VERSION = 1
+
+DAV = "DAV:"
+CALDAV = "urn:ietf:params:xml:ns:caldav"
+CS = "http://calendarserver.org/ns/"
+XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
+
+_PARTSTAT = {
+    "ACCEPTED": PartStat.ACCEPTED,
+    "DECLINED": PartStat.DECLINED,
+    "TENTATIVE": PartStat.TENTATIVE,
+    "NEEDS-ACTION": PartStat.NEEDS_ACTION,
+}
+
+
+def connect(ctx: Context) -> tuple[Calendar, Mailer]:
+    """Open the CalDAV calendar and the SMTP mailer of one ``caldav`` account."""
+    account: CalDAVAccount = ctx.account
+    where = f"account {ctx.name!r}"
+    if account.smtp is None:
+        raise ConfigError(f"{where}: smtp: is required to send agendas and invitations")
+    password = secret_from_env(account.password_env, f"{where}: password_env")
+    if account.username and password is None:
+        raise ConfigError(f"{where}: username is set but password_env is not")
+    client = make_client(
+        account.url, account.username, password, account.auth, account.ca_bundle, account.timeout
+    )
+    people = {p.email.lower(): p for p in ctx.settings.file.people}
+    calendar = CalDAVCalendar(
+        client,
+        calendars={e: p.calendar for e, p in people.items() if p.calendar},
+        usernames={e: p.username for e, p in people.items() if p.username},
+        account_username=account.username,
+        retry=ctx.retry,
+        log=ctx.log,
+    )
+    try:
+        mailer = SmtpMailer.from_settings(account.smtp, where, ca_bundle=account.ca_bundle)
+    except BaseException:
+        calendar.close()
+        raise
+    return calendar, mailer
+
+
+def make_client(
+    url: str,
+    username: str | None,
+    password: str | None,
+    auth: str = "basic",
+    ca_bundle: str | None = None,
+    timeout: float = 30.0,
+) -> DAVClient:
+    """Return a caldav client sending credentials up front (basic) or on challenge."""
+    from caldav.lib.http_sync import requests
+
+    auth_object = None
+    if username is not None and password is not None:
+        auth_object = (
+            requests.auth.HTTPDigestAuth(username, password)
+            if auth == "digest"
+            else requests.auth.HTTPBasicAuth(username, password)
+        )
+    return DAVClient(
+        url=url,
+        username=username,
+        password=password,
+        auth=auth_object,
+        timeout=timeout,  # type: ignore[arg-type]  # the library passes it on to niquests
+        ssl_verify_cert=ca_bundle or True,
+        enable_rfc6764=False,
+        headers={"User-Agent": "cadence-agent"},
+    )
+
+
+# --- the cursor -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Cursor:
+    """What one calendar looked like at the last sync (opaque to the engine).
+
+    ``ids`` maps each object's path to the event ids it produced within ``horizon``, so
+    that a deleted object or a vanished instance can be reported as removed.
+    """
+
+    url: str
+    mode: str  # "sync": RFC 6578 token; "etag": ctag + per-object ETags
+    horizon: Interval
+    token: str | None = None
+    ctag: str | None = None
+    etags: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, list[str]] = field(default_factory=dict)
+
+    def encode(self) -> SyncToken:
+        data = {
+            "v": CURSOR_VERSION,
+            "url": self.url,
+            "mode": self.mode,
+            "h": [self.horizon.start.isoformat(), self.horizon.end.isoformat()],
+            "token": self.token,
+            "ctag": self.ctag,
+            "etags": self.etags,
+            "ids": self.ids,
+        }
+        packed = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 9)
+        return "caldav1:" + base64.urlsafe_b64encode(packed).decode()
+
+    @classmethod
+    def decode(cls, text: SyncToken) -> _Cursor:
+        try:
+            if not text.startswith("caldav1:"):
+                raise ValueError("not a caldav cursor")
+            data = json.loads(zlib.decompress(base64.urlsafe_b64decode(text[8:])))
+            if data["v"] != CURSOR_VERSION:
+                raise ValueError("old cursor version")
+            return cls(
+                url=data["url"],
+                mode=data["mode"],
+                horizon=Interval(
+                    datetime.fromisoformat(data["h"][0]), datetime.fromisoformat(data["h"][1])
+                ),
+                token=data["token"],
+                ctag=data["ctag"],
+                etags=dict(data["etags"]),
+                ids={k: list(v) for k, v in data["ids"].items()},
+            )
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            raise CursorExpired(f"unreadable CalDAV cursor: {exc}") from exc
+
+
+@dataclass
+class _Object:
+    """One calendar object resource as read from the server."""
+
+    path: str
+    etag: str | None
+    data: str
+
+
+# --- the calendar -----------------------------------------------------------------------------
+
+
+class CalDAVCalendar:
+    """The ``Calendar`` of one CalDAV account."""
+
+    sends_invitations = False
+
+    def __init__(
+        self,
+        client: DAVClient,
+        *,
+        calendars: Mapping[str, str] | None = None,
+        usernames: Mapping[str, str] | None = None,
+        account_username: str | None = None,
+        retry: RetryPolicy | None = None,
+        log: logging.Logger | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client = client
+        self.base = str(client.url)
+        self.retry = retry or RetryPolicy()
+        self.log = log or logging.getLogger("cadence.connector.caldav")
+        self.clock = clock
+        self._urls = {e.lower(): self._absolute(u) for e, u in (calendars or {}).items()}
+        self._usernames = {e.lower(): u for e, u in (usernames or {}).items()}
+        self._account_username = account_username
+        self._principal: str | None = None
+        #: calendars that refused a REPORT (sync-collection, free-busy-query)
+        self._refused: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- transport ------------------------------------------------------------------------
+
+    def _absolute(self, url: str) -> str:
+        absolute = urljoin(self.base, url)
+        return absolute if absolute.endswith("/") else absolute + "/"
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        accept: Iterable[int] = (),
+    ) -> DAVResponse:
+        """Send one request with retries; translate every failure to a Cadence error.
+
+        Statuses in ``accept`` are returned to the caller (401 and 403 as a raised
+        ``_Refused``, since the library raises for them); any other status of 400 or
+        more raises: 429, 5xx and network failures TransientError (honouring
+        Retry-After), 401/403/404/400 and the rest PermanentError.
+        """
+        accepted = set(accept)
+
+        def once() -> DAVResponse:
+            from caldav.lib.http_sync import requests
+
+            try:
+                response = self.client.request(url, method, body, dict(headers or {}))
+            except dav_error.RateLimitError as exc:
+                raise TransientError(
+                    f"CalDAV {method} {url}: {exc.status} (rate limited)",
+                    retry_after=exc.retry_after_seconds,
+                ) from exc
+            except dav_error.AuthorizationError as exc:
+                if exc.status in accepted:
+                    raise _Refused(exc.status or 403, exc.preconditions) from exc
+                what = "authentication failed" if exc.status == 401 else "forbidden"
+                raise PermanentError(
+                    f"CalDAV {method} {url}: {exc.status} {what}; check the account's "
+                    "username, password_env and the calendar's sharing"
+                ) from exc
+            except requests.exceptions.Timeout as exc:
+                raise TransientError(f"CalDAV {method} {url}: timed out") from exc
+            except requests.exceptions.ConnectionError as exc:
+                raise TransientError(f"CalDAV {method} {url}: {exc}") from exc
+            except requests.exceptions.RequestException as exc:
+                raise PermanentError(f"CalDAV {method} {url}: {exc}") from exc
+            except (dav_error.DAVError, SyntaxError, ValueError) as exc:
+                # lxml's XMLSyntaxError is a SyntaxError: a reply that is not XML
+                raise TransientError(f"CalDAV {method} {url}: unreadable reply: {exc}") from exc
+            status = response.status
+            if status in accepted or status < 400:
+                return response
+            message = f"CalDAV {method} {url}: {status} {response.reason}"
+            if status == 429 or status >= 500:
+                retry_after = response.headers.get("Retry-After")
+                raise TransientError(message, retry_after=_seconds(retry_after))
+            raise PermanentError(message)
+
+        return self.retry.call(once)
+
+    def _propfind(self, url: str, props: str, depth: int) -> list[Any]:
+        body = f'{XML_HEAD}<D:propfind xmlns:D="{DAV}" xmlns:C="{CALDAV}" xmlns:CS="{CS}">'
+        body += f"<D:prop>{props}</D:prop></D:propfind>"
+        response = self._send("PROPFIND", url, body, {"Depth": str(depth)})
+        if response.status not in (200, 207):
+            raise PermanentError(f"CalDAV PROPFIND {url}: unexpected {response.status}")
+        return list(response.parse_propfind())
+
+    def _report(
+        self, url: str, body: str, depth: int | None, accept: Iterable[int] = ()
+    ) -> DAVResponse:
+        headers = {"Content-Type": "application/xml; charset=utf-8"}
+        if depth is not None:
+            headers["Depth"] = str(depth)
+        return self._send("REPORT", url, XML_HEAD + body, headers, accept)
+
+    # --- calendars of people --------------------------------------------------------------
+
+    def calendar_url(self, person: Person) -> str:
+        """Return the person's calendar collection URL, discovering it once if needed."""
+        email = person.email.lower()
+        if email not in self._urls:
+            self._urls[email] = self._discover(person)
+        return self._urls[email]
+
+    def _discover(self, person: Person) -> str:
+        principal = self._principal_of(person)
+        found = self._propfind(principal, "<C:calendar-home-set/>", 0)
+        homes = found[0].properties.get(f"{{{CALDAV}}}calendar-home-set") if found else None
+        if isinstance(homes, list):
+            homes = homes[0] if homes else None
+        if not homes:
+            raise PermanentError(
+                f"no calendar-home-set on principal {principal} for {person.email}; "
+                "set calendar: for this person"
+            )
+        home = self._absolute(homes)
+        props = "<D:resourcetype/><C:supported-calendar-component-set/><D:displayname/>"
+        for item in sorted(self._propfind(home, props, 1), key=lambda r: str(r.href)):
+            types = item.properties.get(f"{{{DAV}}}resourcetype") or []
+            comps = item.properties.get(f"{{{CALDAV}}}supported-calendar-component-set")
+            if f"{{{CALDAV}}}calendar" not in types:
+                continue
+            if comps and "VEVENT" not in comps:
+                continue
+            url = self._absolute(item.href)
+            self.log.info("calendar of %s discovered at %s", person.email, url)
+            return url
+        raise PermanentError(f"no calendar for events under {home} for {person.email}")
+
+    def _principal_of(self, person: Person) -> str:
+        if self._principal is None:
+            found = self._propfind(self.base, "<D:current-user-principal/>", 0)
+            href = found[0].properties.get(f"{{{DAV}}}current-user-principal") if found else None
+            if not href:
+                raise PermanentError(f"{self.base} names no current-user-principal")
+            self._principal = self._absolute(str(href))
+        username = self._usernames.get(person.email.lower(), person.email)
+        own = self._account_username
+        if own is None or username == own:
+            return self._principal
+        segments = self._principal.rstrip("/").split("/")
+        if unquote(segments[-1]) != own:
+            raise ConfigError(
+                f"cannot derive the principal of {person.email} from {self._principal}: "
+                "set calendar: for this person"
+            )
+        return "/".join([*segments[:-1], quote(username, safe="@")]) + "/"
+
+    # --- changes --------------------------------------------------------------------------
+
+    def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+        """Return the person's events in ``window``, or what changed since ``since``."""
+        url = self.calendar_url(person)
+        if since is None:
+            return self._full(person, url, window)
+        cursor = _Cursor.decode(since)
+        if cursor.url != url:
+            raise CursorExpired(f"the calendar of {person.email} is now {url}")
+        if not cursor.horizon.contains(window):
+            return self._full(person, url, window)
+        if cursor.mode == "sync" and (url, "sync-collection") not in self._refused:
+            return self._incremental_sync(person, url, cursor)
+        if cursor.mode == "sync":
+            return self._full(person, url, window)
+        return self._incremental_etag(person, url, cursor)
+
+    def _collection_state(self, url: str) -> tuple[str | None, str | None]:
+        found = self._propfind(url, "<D:sync-token/><CS:getctag/>", 0)
+        props = found[0].properties if found else {}
+        token = props.get(f"{{{DAV}}}sync-token")
+        ctag = props.get(f"{{{CS}}}getctag")
+        return (token if isinstance(token, str) else None, ctag if isinstance(ctag, str) else None)
+
+    def _full(self, person: Person, url: str, window: Interval) -> Changes:
+        horizon = Interval(window.start, window.end + HORIZON_SLACK)
+        token, ctag = self._collection_state(url)
+        if (url, "sync-collection") in self._refused:
+            token = None
+        cursor = _Cursor(url=url, mode="sync" if token else "etag", horizon=horizon)
+        cursor.token, cursor.ctag = token, ctag
+        if cursor.mode == "etag":
+            cursor.etags = self._etags(url)
+        objects = self._query(url, horizon)
+        events: list[Event] = []
+        skipped: list[Skipped] = []
+        for obj in objects:
+            found, skip = self._expand(person, obj, horizon)
+            if skip:
+                skipped.append(skip)
+                continue
+            if found:
+                cursor.ids[obj.path] = [e.id for e in found]
+                events.extend(found)
+        return Changes(
+            cursor=cursor.encode(), events=tuple(events), full=True, skipped=tuple(skipped)
+        )
+
+    def _incremental_sync(self, person: Person, url: str, cursor: _Cursor) -> Changes:
+        body = (
+            f'<D:sync-collection xmlns:D="{DAV}" xmlns:C="{CALDAV}">'
+            f"<D:sync-token>{escape(cursor.token or '')}</D:sync-token>"
+            "<D:sync-level>1</D:sync-level>"
+            "<D:prop><D:getetag/><C:calendar-data/></D:prop></D:sync-collection>"
+        )
+        try:
+            response = self._report(url, body, 0, accept=(400, 403, 404, 405, 409, 412, 501))
+            status, conditions = response.status, []
+        except _Refused as refused:
+            status, conditions = refused.status, refused.preconditions
+        if status >= 400:
+            if f"{{{DAV}}}valid-sync-token" in conditions or status in (409, 412):
+                raise CursorExpired(f"the server no longer accepts the sync token of {url}")
+            if status == 404:
+                raise PermanentError(f"calendar {url} of {person.email} not found (404)")
+            self.log.info("%s refuses sync-collection (%s): using ctag/ETags", url, status)
+            self._refused.add((url, "sync-collection"))
+            window = Interval(cursor.horizon.start, cursor.horizon.end - HORIZON_SLACK)
+            return self._full(person, url, window)
+        result = response.parse_sync_collection()
+        pages = 1
+        while result.truncated and result.sync_token and pages < 100:
+            # RFC 6578 section 3.6: a truncated reply continues from its own token
+            more_body = body.replace(
+                f"<D:sync-token>{escape(cursor.token or '')}</D:sync-token>",
+                f"<D:sync-token>{escape(result.sync_token)}</D:sync-token>",
+            )
+            more = self._report(url, more_body, 0).parse_sync_collection()
+            more.changed = result.changed + more.changed
+            more.deleted = result.deleted + more.deleted
+            result, pages = more, pages + 1
+        changed: dict[str, _Object] = {}
+        missing: list[str] = []
+        for item in result.changed:
+            path = self._path(url, item.href)
+            if path == self._path(url, url):
+                continue
+            if item.calendar_data:
+                changed[path] = _Object(path, item.etag, item.calendar_data)
+            else:
+                missing.append(item.href)
+        gone = {self._path(url, href) for href in result.deleted}
+        for obj in self._multiget(url, missing):
+            changed[obj.path] = obj
+        gone |= {self._path(url, h) for h in missing} - set(changed)
+        cursor.token = result.sync_token or cursor.token
+        return self._apply(person, cursor, changed.values(), gone)
+
+    def _incremental_etag(self, person: Person, url: str, cursor: _Cursor) -> Changes:
+        _, ctag = self._collection_state(url)
+        if ctag is not None and ctag == cursor.ctag:
+            return Changes(cursor=cursor.encode())
+        etags = self._etags(url)
+        changed_paths = [p for p, tag in etags.items() if cursor.etags.get(p) != tag]
+        gone = set(cursor.etags) - set(etags)
+        objects = self._multiget(url, [quote(p) for p in changed_paths])
+        cursor.ctag, cursor.etags = ctag, etags
+        return self._apply(person, cursor, objects, gone)
+
+    def _apply(
+        self, person: Person, cursor: _Cursor, changed: Iterable[_Object], gone: set[str]
+    ) -> Changes:
+        events: list[Event] = []
+        removed: list[str] = []
+        skipped: list[Skipped] = []
+        for obj in changed:
+            found, skip = self._expand(person, obj, cursor.horizon)
+            if skip:
+                skipped.append(skip)
+                continue
+            new_ids = [e.id for e in found]
+            removed.extend(i for i in cursor.ids.pop(obj.path, []) if i not in new_ids)
+            if new_ids:
+                cursor.ids[obj.path] = new_ids
+            events.extend(found)
+        for path in gone:
+            removed.extend(cursor.ids.pop(path, []))
+        return Changes(
+            cursor=cursor.encode(),
+            events=tuple(events),
+            removed=tuple(removed),
+            skipped=tuple(skipped),
+        )
+
+    def _path(self, base: str, href: str) -> str:
+        return unquote(urlsplit(urljoin(base, href)).path)
+
+    def _etags(self, url: str) -> dict[str, str]:
+        etags: dict[str, str] = {}
+        collection = self._path(url, url)
+        for item in self._propfind(url, "<D:getetag/><D:resourcetype/>", 1):
+            path = self._path(url, item.href)
+            etag = item.properties.get(f"{{{DAV}}}getetag")
+            if path != collection and isinstance(etag, str):
+                etags[path] = etag
+        return etags
+
+    def _query(self, url: str, span: Interval) -> list[_Object]:
+        body = (
+            f'<C:calendar-query xmlns:D="{DAV}" xmlns:C="{CALDAV}">'
+            "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+            '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+            f'<C:time-range start="{_stamp(span.start)}" end="{_stamp(span.end)}"/>'
+            "</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"
+        )
+        return self._objects(url, self._report(url, body, 1))
+
+    def _multiget(self, url: str, hrefs: Sequence[str]) -> list[_Object]:
+        if not hrefs:
+            return []
+        refs = "".join(f"<D:href>{escape(h)}</D:href>" for h in hrefs)
+        body = (
+            f'<C:calendar-multiget xmlns:D="{DAV}" xmlns:C="{CALDAV}">'
+            f"<D:prop><D:getetag/><C:calendar-data/></D:prop>{refs}</C:calendar-multiget>"
+        )
+        return self._objects(url, self._report(url, body, 1))
+
+    def _objects(self, url: str, response: DAVResponse) -> list[_Object]:
+        objects = []
+        for item in response.parse_calendar_query():
+            if item.status == 404 or not item.calendar_data:
+                continue
+            objects.append(_Object(self._path(url, item.href), item.etag, item.calendar_data))
+        return objects
+
+    def _expand(
+        self, person: Person, obj: _Object, span: Interval
+    ) -> tuple[list[Event], Skipped | None]:
+        try:
+            return events_of(person, _name(obj.path), obj.data, span), None
+        except Exception as exc:  # one malformed object never fails the sync
+            self.log.warning("skipping %s on %s: %s", obj.path, person.email, exc)
+            return [], Skipped(person.email, obj.path, f"{type(exc).__name__}: {exc}")
+
+    # --- free/busy ------------------------------------------------------------------------
+
+    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
+        """Return busy intervals per email: one free-busy-query per calendar."""
+        result: dict[str, list[Interval]] = {}
+        for person in people:
+            url = self.calendar_url(person)
+            periods = None
+            if (url, "free-busy-query") not in self._refused:
+                periods = self._freebusy(url, window)
+            if periods is None:
+                periods = self._busy_from_events(person, url, window)
+            result[person.email] = _merge(periods)
+        return result
+
+    def _freebusy(self, url: str, window: Interval) -> list[Interval] | None:
+        body = (
+            f'<C:free-busy-query xmlns:C="{CALDAV}">'
+            f'<C:time-range start="{_stamp(window.start)}" end="{_stamp(window.end)}"/>'
+            "</C:free-busy-query>"
+        )
+        try:
+            response = self._report(url, body, 1, accept=(400, 403, 405, 415, 501))
+            refused = response.status >= 400
+        except _Refused:
+            refused = True
+        if refused:
+            self.log.info("%s refuses free-busy-query: computing busy time from events", url)
+            self._refused.add((url, "free-busy-query"))
+            return None
+        cal = icalendar.Calendar.from_ical(response.raw)
+        periods = []
+        for fb in cal.walk("VFREEBUSY"):
+            values = fb.get("FREEBUSY", [])
+            for prop in values if isinstance(values, list) else [values]:
+                if str(prop.params.get("FBTYPE", "BUSY")).upper() == "FREE":
+                    continue
+                for start, end_or_duration in prop.dt if isinstance(prop.dt, list) else [prop.dt]:
+                    end = (
+                        start + end_or_duration
+                        if isinstance(end_or_duration, timedelta)
+                        else end_or_duration
+                    )
+                    periods.append(Interval(start, end))
+        return periods
+
+    def _busy_from_events(self, person: Person, url: str, window: Interval) -> list[Interval]:
+        periods = []
+        for obj in self._query(url, window):
+            found, _ = self._expand(person, obj, window)
+            periods.extend(
+                Interval(max(e.start, window.start), min(e.end, window.end))
+                for e in found
+                if e.blocks_time and e.end > e.start
+            )
+        return periods
+
+    # --- the agent's own events -----------------------------------------------------------
+
+    def create(self, draft: EventDraft) -> Event:
+        """PUT the meeting on the organizer's calendar; on 412 read back the existing one."""
+        organizer = draft.organizer
+        url = self.calendar_url(organizer) + quote(f"{draft.key}.ics")
+        ics = draft_ics(draft, self.clock())
+        headers = {"If-None-Match": "*", "Content-Type": "text/calendar; charset=utf-8"}
+        response = self._send("PUT", url, ics, headers, accept=(412,))
+        if response.status == 412:
+            self.log.info("booking %s already on %s's calendar: using it", draft.key, organizer)
+        found = self.find(organizer, draft.key)
+        if found is None:
+            raise TransientError(f"event {draft.key} not readable after PUT {url}")
+        return found
+
+    def _get(self, url: str) -> _Object | None:
+        response = self._send("GET", url, accept=(404, 410))
+        if response.status in (404, 410):
+            return None
+        etag = response.headers.get("ETag")
+        return _Object(self._path(url, url), etag, response.raw)
+
+    def _own(self, person: Person, key: str) -> tuple[str, _Object] | None:
+        calendar = self.calendar_url(person)
+        url = calendar + quote(f"{key}.ics")
+        obj = self._get(url)
+        if obj is None:
+            # created elsewhere (e.g. copied by a client): search by the agent's tag
+            body = (
+                f'<C:calendar-query xmlns:D="{DAV}" xmlns:C="{CALDAV}">'
+                "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+                '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+                f'<C:prop-filter name="{KEY_PROPERTY}">'
+                f'<C:text-match collation="i;octet">{escape(key)}</C:text-match>'
+                "</C:prop-filter></C:comp-filter></C:comp-filter></C:filter>"
+                "</C:calendar-query>"
+            )
+            found = self._objects(calendar, self._report(calendar, body, 1))
+            if not found:
+                return None
+            obj = found[0]
+            url = urljoin(calendar, quote(obj.path))
+        return url, obj
+
+    def find(self, person: Person, key: str) -> Event | None:
+        """Return the agent's event with booking ``key`` on the person's calendar."""
+        located = self._own(person, key)
+        if located is None:
+            return None
+        _, obj = located
+        event = master_event(person, _name(obj.path), obj.data)
+        return event if event.key == key else None
+
+    def move(self, person: Person, event: Event, to: Interval) -> Event:
+        """Move one of the agent's events to ``to``, raising its SEQUENCE."""
+
+        def change(vevent: icalendar.Event) -> None:
+            zone = _zone_of(vevent)
+            start, end = to.start.astimezone(zone), to.end.astimezone(zone)
+            for name, value in (("DTSTART", start), ("DTEND", end)):
+                vevent.pop(name, None)
+                vevent.add(name, value)
+            vevent.pop("DURATION", None)
+
+        return self._rewrite(person, event, change)
+
+    def cancel(self, person: Person, event: Event) -> None:
+        """Cancel one of the agent's events (STATUS:CANCELLED, SEQUENCE raised)."""
+
+        def change(vevent: icalendar.Event) -> None:
+            vevent.pop("STATUS", None)
+            vevent.add("STATUS", "CANCELLED")
+            vevent.pop("TRANSP", None)
+            vevent.add("TRANSP", "TRANSPARENT")
+
+        self._rewrite(person, event, change, missing_ok=True)
+
+    def _rewrite(
+        self,
+        person: Person,
+        event: Event,
+        change: Callable[[icalendar.Event], None],
+        missing_ok: bool = False,
+    ) -> Event:
+        ensure_own(event)
+        assert event.key is not None
+        located = self._own(person, event.key)
+        if located is None:
+            if missing_ok:
+                self.log.info("event %s is no longer on %s's calendar", event.key, person.email)
+                return event
+            raise PermanentError(f"event {event.key} not found on {person.email}'s calendar")
+        url, obj = located
+        cal = icalendar.Calendar.from_ical(obj.data)
+        masters = [v for v in cal.walk("VEVENT") if "RECURRENCE-ID" not in v]
+        if len(masters) != 1 or str(masters[0].get(KEY_PROPERTY, "")) != event.key:
+            raise PermanentError(f"refusing to change {url}: it is not the agent's event")
+        vevent = masters[0]
+        if missing_ok and str(vevent.get("STATUS", "")).upper() == "CANCELLED":
+            return master_event(person, _name(obj.path), obj.data)
+        sequence = _sequence(vevent) + 1
+        change(vevent)
+        vevent.pop("SEQUENCE", None)
+        vevent.add("SEQUENCE", sequence)
+        for name in ("DTSTAMP", "LAST-MODIFIED"):
+            vevent.pop(name, None)
+            vevent.add(name, self.clock().astimezone(UTC).replace(microsecond=0))
+        cal.add_missing_timezones()
+        headers = {"Content-Type": "text/calendar; charset=utf-8"}
+        if obj.etag:
+            headers["If-Match"] = obj.etag
+        response = self._send("PUT", url, cal.to_ical().decode(), headers, accept=(412,))
+        if response.status == 412:
+            raise TransientError(f"{url} changed while the agent was updating it; retry")
+        return master_event(person, _name(obj.path), cal.to_ical().decode())
+
+
+class _Refused(Exception):
+    """A 401/403 answer the caller asked to handle itself."""
+
+    def __init__(self, status: int, preconditions: Sequence[str]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.preconditions = list(preconditions)
+
+
+# --- iCalendar ---------------------------------------------------------------------------------
+
+
+def draft_ics(draft: EventDraft, now: datetime) -> str:
+    """Return the calendar object resource (no METHOD) for a booking."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(draft.timezone)
+    cal = icalendar.Calendar()
+    cal.add("PRODID", PRODID)
+    cal.add("VERSION", "2.0")
+    vevent = icalendar.Event()
+    vevent.add("UID", draft.uid)
+    vevent.add("DTSTAMP", now.astimezone(UTC).replace(microsecond=0))
+    vevent.add("DTSTART", draft.start.astimezone(zone))
+    vevent.add("DTEND", draft.end.astimezone(zone))
+    vevent.add("SUMMARY", draft.title)
+    if draft.description:
+        vevent.add("DESCRIPTION", draft.description)
+    vevent.add("SEQUENCE", 0)
+    vevent.add("STATUS", "CONFIRMED")
+    vevent.add("TRANSP", "OPAQUE")
+    organizer = icalendar.vCalAddress(f"mailto:{draft.organizer.email}")
+    organizer.params["CN"] = draft.organizer.name
+    vevent.add("ORGANIZER", organizer)
+    for person, partstat in [(draft.organizer, "ACCEPTED")] + [
+        (a, "NEEDS-ACTION") for a in draft.attendees
+    ]:
+        attendee = icalendar.vCalAddress(f"mailto:{person.email}")
+        attendee.params["CN"] = person.name
+        attendee.params["ROLE"] = "REQ-PARTICIPANT"
+        attendee.params["PARTSTAT"] = partstat
+        if partstat == "NEEDS-ACTION":
+            attendee.params["RSVP"] = "TRUE"
+        # Cadence mails the invitation itself; a scheduling server must not send another
+        attendee.params["SCHEDULE-AGENT"] = "CLIENT"
+        vevent.add("ATTENDEE", attendee)
+    vevent.add(KEY_PROPERTY, draft.key)
+    cal.add_component(vevent)
+    cal.add_missing_timezones()
+    return str(cal.to_ical().decode())
+
+
+def events_of(person: Person, name: str, data: str, span: Interval) -> list[Event]:
+    """Parse one calendar object and expand it into the events overlapping ``span``."""
+    cal = icalendar.Calendar.from_ical(data)
+    vevents = cal.walk("VEVENT")
+    if not vevents:
+        return []
+    recurring = any(
+        "RRULE" in v or "RDATE" in v or "RECURRENCE-ID" in v for v in vevents
+    )
+    events = []
+    for instance in recurring_ical_events.of(cal).between(span.start, span.end):
+        ident = name
+        if recurring:
+            rid = instance.get("RECURRENCE-ID")
+            ident = f"{name}#{_rid(rid.dt if rid is not None else instance.decoded('DTSTART'))}"
+        events.append(_event(person, ident, instance))
+    return events
+
+
+def master_event(person: Person, name: str, data: str) -> Event:
+    """Return the main (first, non-override) VEVENT of an object as an Event."""
+    cal = icalendar.Calendar.from_ical(data)
+    masters = [v for v in cal.walk("VEVENT") if "RECURRENCE-ID" not in v] or cal.walk("VEVENT")
+    if not masters:
+        raise PermanentError(f"{name} holds no VEVENT")
+    return _event(person, name, masters[0])
+
+
+def _event(person: Person, ident: str, vevent: icalendar.Event) -> Event:
+    zone = person.zone
+    start_value = vevent.decoded("DTSTART")
+    start, all_day = _instant(start_value, zone)
+    if "DTEND" in vevent:
+        end, _ = _instant(vevent.decoded("DTEND"), zone)
+    elif "DURATION" in vevent:
+        end = (
+            _instant(start_value + vevent.decoded("DURATION"), zone)[0]
+            if all_day
+            else start + vevent.decoded("DURATION")
+        )
+    else:
+        end = _instant(start_value + timedelta(days=1), zone)[0] if all_day else start
+    if end < start:
+        raise ValueError(f"DTEND before DTSTART in {ident}")
+    organizer = vevent.get("ORGANIZER")
+    status = str(vevent.get("STATUS", "")).upper()
+    busy_status = str(vevent.get("X-MICROSOFT-CDO-BUSYSTATUS", "")).upper()
+    key = vevent.get(KEY_PROPERTY)
+    return Event(
+        owner=person.email,
+        id=ident,
+        title=str(vevent.get("SUMMARY", "")),
+        start=start,
+        end=end,
+        uid=str(vevent.get("UID", "")),
+        all_day=all_day,
+        cancelled=status == "CANCELLED",
+        transparent=str(vevent.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT",
+        kind="outOfOffice" if busy_status == "OOF" else "default",
+        organizer=_address(organizer) if organizer is not None else None,
+        attendees=tuple(_attendees(vevent)),
+        key=str(key) if key else None,
+        sequence=_sequence(vevent),
+        description=str(vevent.get("DESCRIPTION", "")),
+        location=str(vevent.get("LOCATION", "")),
+    )
+
+
+def _attendees(vevent: icalendar.Event) -> Iterable[Attendee]:
+    values = vevent.get("ATTENDEE", [])
+    for value in values if isinstance(values, list) else [values]:
+        partstat = str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+        yield Attendee(_address(value), _PARTSTAT.get(partstat, PartStat.NEEDS_ACTION))
+
+
+def _address(value: Any) -> str:
+    text = str(value).strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    return text.lower()
+
+
+def _sequence(vevent: icalendar.Event) -> int:
+    try:
+        return int(vevent.get("SEQUENCE", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _instant(value: date | datetime, zone: Any) -> tuple[datetime, bool]:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # floating time: the owner's wall clock
+            value = value.replace(tzinfo=zone)
+        return value.astimezone(UTC), False
+    return datetime.combine(value, time(), zone).astimezone(UTC), True
+
+
+def _zone_of(vevent: icalendar.Event) -> Any:
+    start = vevent.decoded("DTSTART")
+    if isinstance(start, datetime) and start.tzinfo is not None:
+        return start.tzinfo
+    return UTC
+
+
+def _rid(value: date | datetime) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.strftime("%Y%m%dT%H%M%SZ")
+    return value.strftime("%Y%m%d")
+
+
+def _name(path: str) -> str:
+    return unquote(path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _stamp(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    return dav_error.parse_retry_after(value)
+
+
+def _merge(periods: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for p in sorted(periods):
+        if merged and p.start <= merged[-1].end:
+            if p.end > merged[-1].end:
+                merged[-1] = Interval(merged[-1].start, p.end)
+        else:
+            merged.append(p)
+    return merged

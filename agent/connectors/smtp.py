@@ -1,0 +1,357 @@
+"""SMTP mail with iTIP invitations: the ``Mailer`` of the caldav provider, reusable by others.
+
+Messages are RFC 5322 with a ``multipart/alternative`` of text and HTML. When the mail
+carries an invitation, a ``text/calendar`` part whose ``method`` parameter equals the
+iCalendar METHOD (RFC 6047) joins the alternative, and the same object is attached as
+``invite.ics`` for mail clients that only look at attachments.
+
+Every header value is checked: a CR or LF coming from calendar text or configuration
+never reaches a header (subjects and names are folded onto one line; addresses and
+message ids that carry one are refused).
+
+Transport: implicit TLS (``ssl: true``, port 465), or STARTTLS (the default; refused if
+the server does not offer it), or plain SMTP for a relay on the loopback interface.
+Passwords come only from the environment variable named in the config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, formataddr
+from typing import TYPE_CHECKING
+
+from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
+from agent.model import OutgoingMail, SentMail
+
+if TYPE_CHECKING:
+    from agent.config import SmtpSettings
+
+#: an addr-spec without whitespace, angle brackets or control characters
+_ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"@\x00-\x1f\x7f]+@[^\s<>()\[\]\\,;:\"@\x00-\x1f\x7f]+$")
+_MESSAGE_ID = re.compile(r"^<?[^\s<>\x00-\x1f\x7f]+@[^\s<>\x00-\x1f\x7f]+>?$")
+_TOKEN = re.compile(r"^[A-Za-z0-9-]+$")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':'
+#: headers the message builder owns; mail.headers may not set them
+_RESERVED = {
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "reply-to",
+    "sender",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+}
+
+
+def secret_from_env(variable: str | None, where: str) -> str | None:
+    """Return the secret held by the environment variable ``variable`` (None if unnamed).
+
+    Raise ConfigError when the variable is named but unset or empty.
+    """
+    if not variable:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(
+            f"{where}: the environment variable {variable} is not set; "
+            f"export {variable} with the password before starting Cadence"
+        )
+    return value
+
+
+def _one_line(text: str) -> str:
+    """Fold any run of whitespace (CR and LF included) into one space."""
+    return " ".join(text.replace("\x00", " ").split())
+
+
+def _address(text: str, what: str) -> str:
+    text = text.strip()
+    if not _ADDRESS.match(text):
+        raise PermanentError(f"refusing to send: {what} {text!r} is not a plain e-mail address")
+    return text
+
+
+def _message_id(text: str, what: str = "message id") -> str:
+    text = text.strip()
+    if not _MESSAGE_ID.match(text):
+        raise PermanentError(f"refusing to send: {what} {text!r} is not a valid Message-ID")
+    return text if text.startswith("<") else f"<{text.strip('<>')}>"
+
+
+def _mailbox(name: str, address: str) -> str:
+    name = _one_line(name)
+    if not name:
+        return address
+    local, _, domain = address.rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
+
+
+def build_message(
+    mail: OutgoingMail, *, envelope_from: str | None = None, now: datetime | None = None
+) -> EmailMessage:
+    """Build the RFC 5322 message for ``mail``.
+
+    With ``envelope_from`` (the account's ``from``), the message is From that address,
+    carrying the sender's name, with Reply-To the sender. Raise PermanentError for a
+    mail that cannot be sent safely.
+    """
+    sender = _address(mail.sender, "sender")
+    recipients = [_address(a, "recipient") for a in mail.to]
+    if not recipients:
+        raise PermanentError("refusing to send: the mail has no recipient")
+    msg = EmailMessage()
+    if envelope_from and envelope_from.lower() != sender.lower():
+        msg["From"] = _mailbox(mail.sender_name, _address(envelope_from, "smtp from"))
+        msg["Reply-To"] = _mailbox(mail.sender_name, sender)
+    else:
+        msg["From"] = _mailbox(mail.sender_name, sender)
+    msg["To"] = ", ".join(recipients)
+    msg["Subject"] = _one_line(mail.subject)
+    msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
+    msg["Message-ID"] = _message_id(mail.message_id)
+    if mail.in_reply_to:
+        msg["In-Reply-To"] = _message_id(mail.in_reply_to, "in_reply_to")
+    references = [_message_id(r, "reference") for r in mail.references]
+    if mail.in_reply_to and not references:
+        references = [msg["In-Reply-To"]]
+    if references:
+        msg["References"] = " ".join(references)
+    for name, value in mail.headers.items():
+        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
+            raise PermanentError(f"refusing to send: header {name!r} may not be set")
+        msg[name] = _one_line(value)
+
+    msg.set_content(mail.text, subtype="plain", charset="utf-8")
+    msg.add_alternative(mail.html, subtype="html", charset="utf-8")
+    if mail.invitation is not None:
+        method = _invitation_method(mail.invitation.method, mail.invitation.ics)
+        msg.add_alternative(
+            mail.invitation.ics, subtype="calendar", charset="utf-8", params={"method": method}
+        )
+        msg.make_mixed()
+        msg.add_attachment(
+            mail.invitation.ics.encode("utf-8"),
+            maintype="application",
+            subtype="ics",
+            filename="invite.ics",
+        )
+    return msg
+
+
+def _invitation_method(method: str, ics: str) -> str:
+    """Return the iTIP method, checking that the ICS says the same (RFC 6047 section 2.4)."""
+    import icalendar
+
+    method = method.strip().upper()
+    if not _TOKEN.match(method):
+        raise PermanentError(f"refusing to send: invalid iTIP method {method!r}")
+    try:
+        declared = str(icalendar.Calendar.from_ical(ics).get("METHOD", "")).upper()
+    except ValueError as exc:
+        raise PermanentError(f"refusing to send: the invitation is not iCalendar: {exc}") from exc
+    if declared != method:
+        raise PermanentError(
+            f"refusing to send: the invitation says METHOD:{declared or '(none)'} "
+            f"but the mail says method={method}"
+        )
+    return method
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SmtpMailer:
+    """Send mail over SMTP with STARTTLS or implicit TLS and optional authentication."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_mode: str = "starttls",  # "ssl", "starttls" or "plain"
+        username: str | None = None,
+        password: str | None = None,
+        envelope_from: str | None = None,
+        ca_bundle: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        log: logging.Logger | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if ssl_mode not in ("ssl", "starttls", "plain"):
+            raise ConfigError(f"smtp: unknown TLS mode {ssl_mode!r}")
+        if username and ssl_mode == "plain" and not _is_loopback(host):
+            raise ConfigError(
+                f"smtp: refusing to send the password for {username} to {host} without TLS; "
+                "set starttls: true or ssl: true"
+            )
+        if username and password is None:
+            raise ConfigError(f"smtp: username {username} is set but password_env is not")
+        self.host, self.port, self.ssl_mode = host, port, ssl_mode
+        self.username, self._password = username, password
+        self.envelope_from = envelope_from
+        self.ca_bundle = ca_bundle
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.log = log or logging.getLogger("cadence.connector.smtp")
+        self.clock = clock
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: SmtpSettings,
+        where: str,
+        *,
+        ca_bundle: str | None = None,
+        retry: RetryPolicy | None = None,
+        log: logging.Logger | None = None,
+    ) -> SmtpMailer:
+        """Build a mailer from an account's ``smtp:`` settings; raise ConfigError."""
+        port = settings.port
+        if settings.ssl and "port" not in settings.model_fields_set:
+            port = 465  # implicit TLS lives on 465, not on the STARTTLS default 587
+        mode = "ssl" if settings.ssl else "starttls" if settings.starttls else "plain"
+        password = secret_from_env(settings.password_env, f"{where}: smtp: password_env")
+        return cls(
+            settings.host,
+            port,
+            ssl_mode=mode,
+            username=settings.username,
+            password=password,
+            envelope_from=settings.from_,
+            ca_bundle=settings.ca_bundle or ca_bundle,
+            timeout=settings.timeout,
+            retry=retry,
+            log=log,
+        )
+
+    @property
+    def where(self) -> str:
+        scheme = "smtps" if self.ssl_mode == "ssl" else "smtp"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_bundle)
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.ssl_mode == "ssl":
+            server: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self._context()
+            )
+        else:
+            server = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            server.ehlo()
+            if self.ssl_mode == "starttls":
+                if not server.has_extn("starttls"):
+                    raise PermanentError(
+                        f"{self.where} does not offer STARTTLS; set ssl: true for implicit "
+                        "TLS, or starttls: false for a plain relay on this machine"
+                    )
+                server.starttls(context=self._context())
+                server.ehlo()
+            if self.username:
+                assert self._password is not None
+                server.login(self.username, self._password)
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def send(self, mail: OutgoingMail) -> SentMail:
+        """Send ``mail``; raise TransientError or PermanentError on failure.
+
+        SMTP has no idempotency key: the engine's outbox row keeps a mail from being
+        sent twice, and a retry here happens only when the server did not accept it.
+        """
+        msg = build_message(mail, envelope_from=self.envelope_from, now=self.clock())
+        envelope_from = self.envelope_from or mail.sender.strip()
+        recipients = [a.strip() for a in mail.to]
+        payload = msg.as_bytes(policy=SMTP_POLICY)
+
+        def once() -> dict[str, tuple[int, bytes]]:
+            with _translated(self.where):
+                server = self._connect()
+                try:
+                    return server.sendmail(envelope_from, recipients, payload)
+                finally:
+                    _quit(server)
+
+        refused = self.retry.call(once)
+        if refused:
+            self.log.warning(
+                "%s refused some recipients of %s: %s", self.where, msg["Message-ID"], refused
+            )
+        return SentMail(key=mail.key, message_id=str(msg["Message-ID"]), where=self.where)
+
+    def close(self) -> None:
+        """Nothing stays open between sends."""
+
+
+def _quit(server: smtplib.SMTP) -> None:
+    try:
+        server.quit()
+    except (smtplib.SMTPException, OSError):
+        server.close()
+
+
+class _translated:
+    """Translate smtplib, ssl and socket errors into Cadence errors, in one place."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, (TransientError, PermanentError)):
+            return False
+        where = self.where
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            raise PermanentError(
+                f"{where}: authentication failed ({exc.smtp_code}); check username and "
+                "password_env"
+            ) from exc
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            raise PermanentError(f"{where}: every recipient was refused: {exc.recipients}") from exc
+        if isinstance(exc, smtplib.SMTPResponseException):
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            message = f"{where}: {exc.smtp_code} {text}"
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(message) from exc
+            raise PermanentError(message) from exc
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            raise PermanentError(f"{where}: {exc}") from exc
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            raise PermanentError(
+                f"{where}: the server's TLS certificate is not trusted ({exc.verify_message}); "
+                "set ca_bundle if it is signed by a private CA"
+            ) from exc
+        if isinstance(exc, (smtplib.SMTPException, ssl.SSLError, socket.timeout, OSError)):
+            raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        return False
