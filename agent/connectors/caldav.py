@@ -730,7 +730,7 @@ class CalDAVCalendar:
         for name in ("DTSTAMP", "LAST-MODIFIED"):
             vevent.pop(name, None)
             vevent.add(name, self.clock().astimezone(UTC).replace(microsecond=0))
-        cal.add_missing_timezones()
+        add_timezones(cal, vevent.decoded("DTSTART"))
         headers = {"Content-Type": "text/calendar; charset=utf-8"}
         if obj.etag:
             headers["If-Match"] = obj.etag
@@ -788,8 +788,19 @@ def draft_ics(draft: EventDraft, now: datetime) -> str:
         vevent.add("ATTENDEE", attendee)
     vevent.add(KEY_PROPERTY, draft.key)
     cal.add_component(vevent)
-    cal.add_missing_timezones()
+    add_timezones(cal, draft.start)
     return str(cal.to_ical().decode())
+
+
+def add_timezones(cal: icalendar.Calendar, around: datetime) -> None:
+    """Add a VTIMEZONE for every TZID that lacks one, covering a few years around ``around``.
+
+    The span is kept short on purpose: Radicale (through vobject 0.9.9) misreads the
+    1970-2038 VTIMEZONE that icalendar writes by default and then places every instant
+    at the standard-time offset; a span of a few years is read correctly.
+    """
+    year = around.year
+    cal.add_missing_timezones(first_date=date(year - 1, 1, 1), last_date=date(year + 3, 1, 1))
 
 
 def events_of(person: Person, name: str, data: str, span: Interval) -> list[Event]:

@@ -374,5 +374,7 @@ def client_ics(
     if extra:
         text = text.replace("END:VEVENT", "\r\n".join([*extra, "END:VEVENT"]))
     cal = icalendar.Calendar.from_ical(text)
-    cal.add_missing_timezones()
+    # a short span: Radicale misreads icalendar's default 1970-2038 VTIMEZONE
+    year = start.year
+    cal.add_missing_timezones(first_date=date(year - 1, 1, 1), last_date=date(year + 3, 1, 1))
     return str(cal.to_ical().decode())
