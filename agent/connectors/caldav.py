@@ -42,6 +42,7 @@ import icalendar
 import recurring_ical_events
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
+from icalendar.cal import Component
 
 from agent.connectors.base import (
     Calendar,
@@ -596,7 +597,7 @@ class CalDAVCalendar:
             self._refused.add((url, "free-busy-query"))
             return None
         cal = icalendar.Calendar.from_ical(response.raw)
-        periods = []
+        periods: list[Interval] = []
         for fb in cal.walk("VFREEBUSY"):
             values = fb.get("FREEBUSY", [])
             for prop in values if isinstance(values, list) else [values]:
@@ -612,7 +613,7 @@ class CalDAVCalendar:
         return periods
 
     def _busy_from_events(self, person: Person, url: str, window: Interval) -> list[Interval]:
-        periods = []
+        periods: list[Interval] = []
         for obj in self._query(url, window):
             found, _ = self._expand(person, obj, window)
             periods.extend(
@@ -679,7 +680,7 @@ class CalDAVCalendar:
     def move(self, person: Person, event: Event, to: Interval) -> Event:
         """Move one of the agent's events to ``to``, raising its SEQUENCE."""
 
-        def change(vevent: icalendar.Event) -> None:
+        def change(vevent: Component) -> None:
             zone = _zone_of(vevent)
             start, end = to.start.astimezone(zone), to.end.astimezone(zone)
             for name, value in (("DTSTART", start), ("DTEND", end)):
@@ -692,7 +693,7 @@ class CalDAVCalendar:
     def cancel(self, person: Person, event: Event) -> None:
         """Cancel one of the agent's events (STATUS:CANCELLED, SEQUENCE raised)."""
 
-        def change(vevent: icalendar.Event) -> None:
+        def change(vevent: Component) -> None:
             vevent.pop("STATUS", None)
             vevent.add("STATUS", "CANCELLED")
             vevent.pop("TRANSP", None)
@@ -704,7 +705,7 @@ class CalDAVCalendar:
         self,
         person: Person,
         event: Event,
-        change: Callable[[icalendar.Event], None],
+        change: Callable[[Component], None],
         missing_ok: bool = False,
     ) -> Event:
         ensure_own(event)
@@ -809,9 +810,7 @@ def events_of(person: Person, name: str, data: str, span: Interval) -> list[Even
     vevents = cal.walk("VEVENT")
     if not vevents:
         return []
-    recurring = any(
-        "RRULE" in v or "RDATE" in v or "RECURRENCE-ID" in v for v in vevents
-    )
+    recurring = any("RRULE" in v or "RDATE" in v or "RECURRENCE-ID" in v for v in vevents)
     events = []
     for instance in recurring_ical_events.of(cal).between(span.start, span.end):
         ident = name
@@ -831,7 +830,7 @@ def master_event(person: Person, name: str, data: str) -> Event:
     return _event(person, name, masters[0])
 
 
-def _event(person: Person, ident: str, vevent: icalendar.Event) -> Event:
+def _event(person: Person, ident: str, vevent: Component) -> Event:
     zone = person.zone
     start_value = vevent.decoded("DTSTART")
     start, all_day = _instant(start_value, zone)
@@ -871,7 +870,7 @@ def _event(person: Person, ident: str, vevent: icalendar.Event) -> Event:
     )
 
 
-def _attendees(vevent: icalendar.Event) -> Iterable[Attendee]:
+def _attendees(vevent: Component) -> Iterable[Attendee]:
     values = vevent.get("ATTENDEE", [])
     for value in values if isinstance(values, list) else [values]:
         partstat = str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
@@ -885,7 +884,7 @@ def _address(value: Any) -> str:
     return text.lower()
 
 
-def _sequence(vevent: icalendar.Event) -> int:
+def _sequence(vevent: Component) -> int:
     try:
         return int(vevent.get("SEQUENCE", 0))
     except (TypeError, ValueError):
@@ -900,7 +899,7 @@ def _instant(value: date | datetime, zone: Any) -> tuple[datetime, bool]:
     return datetime.combine(value, time(), zone).astimezone(UTC), True
 
 
-def _zone_of(vevent: icalendar.Event) -> Any:
+def _zone_of(vevent: Component) -> Any:
     start = vevent.decoded("DTSTART")
     if isinstance(start, datetime) and start.tzinfo is not None:
         return start.tzinfo

@@ -21,14 +21,13 @@ import logging
 import os
 import re
 import smtplib
-import socket
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
@@ -294,12 +293,14 @@ class SmtpMailer:
         payload = msg.as_bytes(policy=SMTP_POLICY)
 
         def once() -> dict[str, tuple[int, bytes]]:
-            with _translated(self.where):
+            try:
                 server = self._connect()
                 try:
                     return server.sendmail(envelope_from, recipients, payload)
                 finally:
                     _quit(server)
+            except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
+                raise _translate(exc, self.where) from exc
 
         refused = self.retry.call(once)
         if refused:
@@ -319,39 +320,26 @@ def _quit(server: smtplib.SMTP) -> None:
         server.close()
 
 
-class _translated:
-    """Translate smtplib, ssl and socket errors into Cadence errors, in one place."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None or isinstance(exc, (TransientError, PermanentError)):
-            return False
-        where = self.where
-        if isinstance(exc, smtplib.SMTPAuthenticationError):
-            raise PermanentError(
-                f"{where}: authentication failed ({exc.smtp_code}); check username and "
-                "password_env"
-            ) from exc
-        if isinstance(exc, smtplib.SMTPRecipientsRefused):
-            raise PermanentError(f"{where}: every recipient was refused: {exc.recipients}") from exc
-        if isinstance(exc, smtplib.SMTPResponseException):
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-            message = f"{where}: {exc.smtp_code} {text}"
-            if 400 <= exc.smtp_code < 500:
-                raise TransientError(message) from exc
-            raise PermanentError(message) from exc
-        if isinstance(exc, smtplib.SMTPNotSupportedError):
-            raise PermanentError(f"{where}: {exc}") from exc
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            raise PermanentError(
-                f"{where}: the server's TLS certificate is not trusted ({exc.verify_message}); "
-                "set ca_bundle if it is signed by a private CA"
-            ) from exc
-        if isinstance(exc, (smtplib.SMTPException, ssl.SSLError, socket.timeout, OSError)):
-            raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from exc
-        return False
+def _translate(exc: Exception, where: str) -> TransientError | PermanentError:
+    """Map an smtplib, ssl or socket error to a Cadence error (the one place that does)."""
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return PermanentError(
+            f"{where}: authentication failed ({exc.smtp_code}); check username and password_env"
+        )
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return PermanentError(f"{where}: every recipient was refused: {exc.recipients}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        error = exc.smtp_error
+        text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+        message = f"{where}: {exc.smtp_code} {text}"
+        if 400 <= exc.smtp_code < 500:
+            return TransientError(message)
+        return PermanentError(message)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return PermanentError(f"{where}: {exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentError(
+            f"{where}: the server's TLS certificate is not trusted ({exc.verify_message}); "
+            "set ca_bundle if it is signed by a private CA"
+        )
+    return TransientError(f"{where}: {type(exc).__name__}: {exc}")

@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -243,7 +243,8 @@ class _Handler:
         raw = bytes(envelope.original_content or b"")
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, email.message.EmailMessage)
-        login = session.login_data.decode() if isinstance(session.login_data, bytes) else None
+        auth = session.auth_data
+        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
         self.sink.received.append(
             Received(
                 mail_from=str(envelope.mail_from),
@@ -303,7 +304,7 @@ class SmtpSink:
             and self.credentials is not None
             and (data.login.decode(), data.password.decode()) == self.credentials
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
     def stop(self) -> None:
         if self._controller is not None:

@@ -48,10 +48,14 @@ def test_busy_comes_from_the_free_busy_report(
     t = datetime(2026, 11, 3, 13, tzinfo=UTC)
     radicale.put(ana_url + "a.ics", client_ics("a", "Busy", t, t + timedelta(hours=1)))
     radicale.put(
-        ana_url + "b.ics", client_ics("b", "Overlaps", t + timedelta(minutes=30), t + timedelta(hours=2))
+        ana_url + "b.ics",
+        client_ics("b", "Overlaps", t + timedelta(minutes=30), t + timedelta(hours=2)),
     )
     radicale.put(
-        ana_url + "free.ics", client_ics("free", "Free", t + timedelta(days=1), t + timedelta(days=1, hours=1), transparent=True)
+        ana_url + "free.ics",
+        client_ics(
+            "free", "Free", t + timedelta(days=1), t + timedelta(days=1, hours=1), transparent=True
+        ),
     )
     radicale.put(
         radicale.calendar_url("ben") + "c.ics",
@@ -85,7 +89,13 @@ def test_busy_is_computed_from_events_when_the_report_is_refused(
         server.put(url + "w.ics", weekly)
         server.put(
             url + "f.ics",
-            client_ics("f", "Free", datetime(2026, 10, 20, 9, tzinfo=UTC), datetime(2026, 10, 20, 10, tzinfo=UTC), transparent=True),
+            client_ics(
+                "f",
+                "Free",
+                datetime(2026, 10, 20, 9, tzinfo=UTC),
+                datetime(2026, 10, 20, 10, tzinfo=UTC),
+                transparent=True,
+            ),
         )
         cal = CalDAVCalendar(
             make_client(server.url, "cadence", "x"),
@@ -95,8 +105,12 @@ def test_busy_is_computed_from_events_when_the_report_is_refused(
         try:
             busy = cal.busy([team["ana"]], WINDOW)[team["ana"].email]
             assert busy == [
-                Interval(datetime(2026, 10, 19, 7, tzinfo=UTC), datetime(2026, 10, 19, 8, tzinfo=UTC)),
-                Interval(datetime(2026, 10, 26, 8, tzinfo=UTC), datetime(2026, 10, 26, 9, tzinfo=UTC)),
+                Interval(
+                    datetime(2026, 10, 19, 7, tzinfo=UTC), datetime(2026, 10, 19, 8, tzinfo=UTC)
+                ),
+                Interval(
+                    datetime(2026, 10, 26, 8, tzinfo=UTC), datetime(2026, 10, 26, 9, tzinfo=UTC)
+                ),
             ]
             # the refusal is remembered: the next call goes straight to the events
             cal.busy([team["ana"]], WINDOW)

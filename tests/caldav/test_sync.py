@@ -41,7 +41,9 @@ def test_full_sync_reads_every_kind_of_event(
             attendees=[ana.email, ben.email],
         ),
     )
-    radicale.put(url + "holiday.ics", client_ics("holiday", "Off", date(2026, 11, 5), date(2026, 11, 6)))
+    radicale.put(
+        url + "holiday.ics", client_ics("holiday", "Off", date(2026, 11, 5), date(2026, 11, 6))
+    )
     radicale.put(
         url + "focus.ics", client_ics("focus", "Focus", at(4), at(4, hour=12), transparent=True)
     )
@@ -109,7 +111,9 @@ def test_window_past_the_horizon_triggers_a_full_sync(
     ana = team["ana"]
     url = radicale.calendar_url("ana")
     later = WINDOW.end + HORIZON_SLACK + timedelta(days=3)
-    radicale.put(url + "late.ics", client_ics("late", "Far ahead", later, later + timedelta(hours=1)))
+    radicale.put(
+        url + "late.ics", client_ics("late", "Far ahead", later, later + timedelta(hours=1))
+    )
     first = calendar.changes(ana, None, WINDOW)
     assert "late.ics" not in by_id(first.events)
 
@@ -193,7 +197,9 @@ def test_server_that_stops_answering_sync_collection_gets_a_full_sync(
     calendar: CalDAVCalendar, radicale: Radicale, team: dict[str, Person]
 ) -> None:
     ana = team["ana"]
-    radicale.put(radicale.calendar_url("ana") + "a.ics", client_ics("a", "One", at(3), at(3, hour=11)))
+    radicale.put(
+        radicale.calendar_url("ana") + "a.ics", client_ics("a", "One", at(3), at(3, hour=11))
+    )
     first = calendar.changes(ana, None, WINDOW)
     radicale.refuse.add("sync-collection")
     second = calendar.changes(ana, first.cursor, WINDOW)
