@@ -569,13 +569,23 @@ class CalDAVCalendar:
     # --- free/busy ------------------------------------------------------------------------
 
     def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        """Return busy intervals per email: one free-busy-query per calendar."""
+        """Return busy intervals per email: one free-busy-query per calendar.
+
+        CalDAV has no batched free/busy across collections (the RFC 6638 outbox POST
+        needs scheduling support and sees only the server's own users), so each
+        calendar costs one REPORT. Servers place all-day events on UTC days in their
+        reply (RFC 4791 leaves floating values to the server); a period that starts or
+        ends at 00:00 UTC is therefore widened to the owner's local midnight, so an
+        all-day absence blocks the whole local day.
+        """
         result: dict[str, list[Interval]] = {}
         for person in people:
             url = self.calendar_url(person)
             periods = None
             if (url, "free-busy-query") not in self._refused:
                 periods = self._freebusy(url, window)
+                if periods is not None:
+                    periods = [_widen_to_local_days(p, person, window) for p in periods]
             if periods is None:
                 periods = self._busy_from_events(person, url, window)
             result[person.email] = _merge(periods)
@@ -926,6 +936,16 @@ def _seconds(value: str | None) -> float | None:
     if not value:
         return None
     return dav_error.parse_retry_after(value)
+
+
+def _widen_to_local_days(period: Interval, person: Person, window: Interval) -> Interval:
+    """Stretch an edge at 00:00 UTC to the owner's local midnight of that date."""
+    start, end = period.start, period.end
+    if start.time() == time():
+        start = min(start, datetime.combine(start.date(), time(), person.zone))
+    if end.time() == time():
+        end = max(end, datetime.combine(end.date(), time(), person.zone))
+    return Interval(max(start, window.start), min(end, window.end))
 
 
 def _merge(periods: Iterable[Interval]) -> list[Interval]:
