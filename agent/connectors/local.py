@@ -1,0 +1,230 @@
+"""The embedded provider: one ``<email>.ics`` file per person and an outbox of ``.eml`` files.
+
+Writes are surgical: a booking is inserted as new text before the calendar's closing
+line, and the agent's own events are replaced block by block, so no other component of
+a person's file is ever re-serialised, reordered or lost. Every write is an atomic
+replace under a lock shared with other Cadence processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import icalendar
+
+from agent import ical, mime
+from agent.connectors import Context
+from agent.connectors.base import PermanentError, ensure_own
+from agent.model import (
+    Changes,
+    Event,
+    EventDraft,
+    Interval,
+    OutgoingMail,
+    Person,
+    SentMail,
+    SyncToken,
+)
+
+_BLOCK = re.compile(r"BEGIN:VEVENT\r?\n.*?END:VEVENT\r?\n", re.S)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` by write-to-temporary, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    with open(folder / ".cadence.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class LocalCalendar:
+    """Calendars as ICS files; ``sends_invitations`` is False, so the engine mails iTIP."""
+
+    sends_invitations = False
+
+    def __init__(self, folder: Path, people: Sequence[Person], clock: type[datetime] = datetime):
+        self.folder = folder
+        self.people = {p.email: p for p in people}
+        self._clock = clock
+
+    def path(self, email: str) -> Path:
+        return self.folder / f"{email}.ics"
+
+    def _read(self, email: str) -> bytes:
+        try:
+            return self.path(email).read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+        data = self._read(person.email)
+        digest = hashlib.sha256(data).hexdigest()[:24]
+        cursor = f"{digest}:{window.start:%Y%m%d}:{window.end:%Y%m%d}"
+        if since == cursor:
+            return Changes(cursor=cursor)
+        if not data.strip():
+            return Changes(cursor=cursor, full=True)
+        events, skipped = self._parse(person, data, window)
+        return Changes(cursor=cursor, events=tuple(events), full=True, skipped=tuple(skipped))
+
+    def _parse(self, person: Person, data: bytes, window: Interval):  # type: ignore[no-untyped-def]
+        from agent.model import Skipped
+
+        try:
+            return ical.read_events(data, person, window)
+        except Exception as exc:  # not iCalendar at all: the whole file is one bad item
+            return [], [Skipped(person.email, self.path(person.email).name, f"unreadable: {exc}")]
+
+    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
+        out: dict[str, list[Interval]] = {}
+        for person in people:
+            events, _ = self._parse(person, self._read(person.email), window)
+            out[person.email] = sorted(e.interval for e in events if e.blocks_time)
+        return out
+
+    def find(self, person: Person, key: str) -> Event | None:
+        data = self._read(person.email)
+        if key.encode() not in data:
+            return None
+        cal = icalendar.Calendar.from_ical(data)
+        for comp in cal.walk("VEVENT"):
+            if str(comp.get(ical.KEY_PROPERTY, "")) == key:
+                wide = Interval(datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+                events, _ = ical.read_events(
+                    ical.calendar([comp]).to_ical(), person, wide
+                )
+                if events:
+                    return events[0]
+        return None
+
+    def create(self, draft: EventDraft) -> Event:
+        stamp = self._clock.now(UTC)
+        vevent = ical.draft_event(
+            draft, stamp=stamp, partstats={draft.organizer.email: "ACCEPTED"}
+        )
+        with _locked(self.folder):
+            for person in (draft.organizer, *draft.attendees):
+                self._insert(person, draft.uid, vevent, draft.timezone)
+        event = self.find(draft.organizer, draft.key)
+        if event is None:  # pragma: no cover - we just wrote it
+            raise PermanentError(f"booking {draft.key} vanished from {draft.organizer.email}")
+        return event
+
+    def _insert(self, person: Person, uid: str, vevent: icalendar.Event, tzid: str) -> None:
+        path = self.path(person.email)
+        text = self._read(person.email).decode("utf-8")
+        if f"UID:{uid}" in text:
+            return  # already there: a retry after a crash
+        if not text.strip():
+            text = ical.calendar([]).to_ical().decode()
+        newline = "\r\n" if "\r\n" in text else "\n"
+        addition = vevent.to_ical().decode()
+        if f"TZID:{tzid}" not in text and tzid != "UTC":
+            addition = ical.vtimezone(tzid).to_ical().decode() + addition
+        addition = addition.replace("\r\n", newline)
+        end = text.rstrip().rfind("END:VCALENDAR")
+        if end < 0:
+            raise PermanentError(f"{path.name} has no END:VCALENDAR; not writing into it")
+        atomic_write(path, (text[:end] + addition + text[end:]).encode("utf-8"))
+
+    def _replace(self, person: Person, uid: str, vevent: icalendar.Event) -> None:
+        text = self._read(person.email).decode("utf-8")
+        newline = "\r\n" if "\r\n" in text else "\n"
+        for match in _BLOCK.finditer(text):
+            if f"UID:{uid}" in match.group(0):
+                new = vevent.to_ical().decode().replace("\r\n", newline)
+                text = text[: match.start()] + new + text[match.end() :]
+                atomic_write(self.path(person.email), text.encode("utf-8"))
+                return
+
+    def _update(self, person: Person, event: Event, **changes: object) -> Event:
+        ensure_own(event)
+        data = self._read(person.email)
+        cal = icalendar.Calendar.from_ical(data)
+        target = next(
+            (c for c in cal.walk("VEVENT") if str(c.get(ical.KEY_PROPERTY, "")) == event.key),
+            None,
+        )
+        if target is None:
+            raise PermanentError(f"event {event.key} is not on {person.email}'s calendar")
+        sequence = int(target.get("SEQUENCE", 0)) + 1
+        for name, value in changes.items():
+            target.pop(name.upper(), None)
+            target.add(name, value)
+        target.pop("SEQUENCE", None)
+        target.add("sequence", sequence)
+        target.pop("DTSTAMP", None)
+        target.add("dtstamp", self._clock.now(UTC))
+        emails = {ical.address(a) for a in ical._as_list(target.get("ATTENDEE"))}
+        emails.add(ical.address(target.get("ORGANIZER", "")))
+        with _locked(self.folder):
+            for email in sorted(emails):
+                if email in self.people:
+                    self._replace(self.people[email], str(target["UID"]), target)
+        found = self.find(person, event.key or "")
+        assert found is not None
+        return found
+
+    def move(self, person: Person, event: Event, to: Interval) -> Event:
+        return self._update(
+            person, event, dtstart=to.start.astimezone(person.zone), dtend=to.end.astimezone(person.zone)
+        )
+
+    def cancel(self, person: Person, event: Event) -> None:
+        self._update(person, event, status="CANCELLED")
+
+    def close(self) -> None:
+        pass
+
+
+class OutboxMailer:
+    """Mail as ``.eml`` files; the file name is the mail's key, so a resend is a no-op."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def send(self, mail: OutgoingMail) -> SentMail:
+        path = self.folder / f"{mail.key.replace(':', '-')}.eml"
+        if path.exists():
+            return SentMail(mail.key, mail.message_id, str(path), already=True)
+        data = mime.build(mail).as_bytes()
+        with _locked(self.folder):
+            atomic_write(path, data)
+        return SentMail(mail.key, mail.message_id, str(path))
+
+    def close(self) -> None:
+        pass
+
+
+def connect(ctx: Context) -> tuple[LocalCalendar, OutboxMailer]:
+    calendars = ctx.settings.resolve(ctx.account.calendars)
+    outbox = ctx.settings.resolve(ctx.account.outbox)
+    for folder in (calendars, outbox):
+        folder.mkdir(parents=True, exist_ok=True)
+    return LocalCalendar(calendars, ctx.people), OutboxMailer(outbox)

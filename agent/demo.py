@@ -1,0 +1,333 @@
+"""``cadence demo``: a small team on the local provider, with history relative to now.
+
+Six people in five time zones, six relationships on two programs: lapsed deep dives,
+a check-in coming due, a lapsed mentoring series, a recap owed for yesterday's deep
+dive, an agenda owed for tomorrow's mentoring session, declined and cancelled meetings,
+and ordinary busy time (a recurring standup with an exception and a moved instance,
+an all-day out-of-office, a transparent focus block).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import icalendar
+import typer
+
+from agent import config as config_mod
+from agent.engine import Engine
+from agent.lock import TickLock
+from agent.summary import print_report
+
+DOMAIN = "acme.example"
+
+PEOPLE = {
+    "ben": ("Ben Ortiz", "Europe/Berlin", "DE", "09:00-17:00"),
+    "ana": ("Ana Lima", "America/Sao_Paulo", "BR", "08:00-16:00"),
+    "dev": ("Dev Patel", "Asia/Kolkata", "IN", "10:00-18:30"),
+    "emma": ("Emma Clarke", "Europe/London", "GB", "09:00-17:30"),
+    "chloe": ("Chloe Park", "America/New_York", "US", "09:00-17:00"),
+    "farid": ("Farid Haddad", "Europe/Berlin", "DE", "08:30-16:30"),
+}
+
+CONFIG = """\
+# Cadence demo workspace: the local provider, calendars as ICS files, mail as .eml files.
+timezone: Europe/Berlin
+store: var/cadence.db
+tick: 10m
+
+accounts:
+  demo:
+    provider: local
+    calendars: calendars      # <email>.ics per person
+    outbox: outbox            # mail lands here as .eml
+
+defaults:
+  account: demo
+  working_hours: {{mon-fri: "09:00-17:00"}}
+
+people:
+{people}
+relationships:
+  - {{employee: ana@{d}, partner: ben@{d}, role: leader, program: leader-cycle}}
+  - {{employee: dev@{d}, partner: ben@{d}, role: leader, program: leader-cycle}}
+  - {{employee: emma@{d}, partner: ben@{d}, role: leader, program: leader-cycle}}
+  - {{employee: farid@{d}, partner: ben@{d}, role: leader, program: leader-cycle}}
+  - {{employee: ana@{d}, partner: chloe@{d}, role: mentor, program: mentoring}}
+  - {{employee: farid@{d}, partner: emma@{d}, role: mentor, program: mentoring}}
+
+programs:
+  leader-cycle:
+    organizer: employee
+    series:
+      deep_dive:
+        every: 90d
+        duration: 60m
+        stages: [align, advance, amplify, advocate]
+        title: "Development {{{{ stage | title }}}}: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
+        match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
+      check_in:
+        every: 30d
+        duration: 15m
+        skip_near: deep_dive
+        title: "Development check-in: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
+        match: '(?i)\\bcheck-?in\\b'
+    lapse_grace: 7d
+    booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m, conference: auto}}
+    agenda: {{before: 24h}}
+    recap: {{after: 2h}}
+  mentoring:
+    series:
+      one_on_one:
+        every: 30d
+        duration: 30m
+        match: '(?i)\\bmentoring\\b'
+        title: "Mentoring: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
+    booking: {{horizon: 14d, lead_time: 2d, buffer: 10m}}
+"""
+
+PLANS = {
+    "ana": """\
+# Ana's individual development plan
+purpose: Build data products that people in clinics trust and use every day.
+values: [curiosity, candour, craft]
+strengths: [statistical modelling, explaining results to non-specialists]
+growth_areas: [leading a team, influencing without authority]
+skills:
+  - {name: Python, level: expert}
+  - {name: product discovery, level: practising}
+preferences:
+  feedback: direct and written, with examples
+  communication: async first, a call for anything sensitive
+goals:
+  - title: Lead the forecasting platform
+    success: the platform ships to three clinics with Ana as tech lead
+    milestones:
+      - {title: write the platform proposal, due: 2026-12-15}
+      - {title: run the first design review, due: 2027-02-01}
+  - title: Grow as a mentor
+    success: two juniors say Ana helped them grow
+    milestones:
+      - {title: take on a first mentee, due: 2027-01-31}
+actions:
+  - {title: draft the platform proposal, goal: Lead the forecasting platform, due: 2026-12-15, status: open}
+  - {title: shadow an on-call week, goal: Lead the forecasting platform, status: done}
+  - {title: ask Chloe for a reading list on mentoring, goal: Grow as a mentor, status: open}
+""",
+    "farid": """\
+purpose: Make the payments backend boring, in the best sense.
+strengths: [incident handling, careful code review]
+goals:
+  - title: Become a staff engineer
+    success: leads a cross-team design and is promoted within 18 months
+    milestones:
+      - {title: own the ledger migration design, due: 2027-03-01}
+actions:
+  - {title: write up the Q3 incident review, goal: Become a staff engineer, due: 2026-12-05, status: open}
+""",
+}
+
+
+def email(who: str) -> str:
+    return f"{who}@{DOMAIN}"
+
+
+class _Calendars:
+    """Builds one VCALENDAR per person; shared meetings go into both files."""
+
+    def __init__(self) -> None:
+        self.cals: dict[str, icalendar.Calendar] = {}
+        self.tzids: dict[str, set[str]] = {}
+        self.counter = 0
+
+    def cal(self, who: str) -> icalendar.Calendar:
+        if who not in self.cals:
+            cal = icalendar.Calendar()
+            cal.add("prodid", "-//Demo Corp//Calendar export//EN")
+            cal.add("version", "2.0")
+            self.cals[who] = cal
+            self.tzids[who] = set()
+        return self.cals[who]
+
+    def add(
+        self,
+        owners: list[str],
+        title: str,
+        start: datetime,
+        minutes: int,
+        *,
+        organizer: str | None = None,
+        attendees: dict[str, str] | None = None,
+        status: str | None = None,
+        rrule: dict[str, object] | None = None,
+        exdates: list[datetime] | None = None,
+        transparent: bool = False,
+        uid: str | None = None,
+    ) -> str:
+        self.counter += 1
+        uid = uid or f"demo-{self.counter:04d}@{DOMAIN}"
+        for owner in owners:
+            ev = icalendar.Event()
+            ev.add("uid", uid)
+            ev.add("dtstamp", datetime(2026, 1, 1, tzinfo=UTC))
+            ev.add("dtstart", start)
+            ev.add("dtend", start + timedelta(minutes=minutes))
+            ev.add("summary", title)
+            if organizer:
+                ev.add("organizer", f"mailto:{email(organizer)}")
+            for who, partstat in (attendees or {}).items():
+                ev.add("attendee", f"mailto:{email(who)}", parameters={"PARTSTAT": partstat})
+            if status:
+                ev.add("status", status)
+            if rrule:
+                ev.add("rrule", rrule)
+            for ex in exdates or []:
+                ev.add("exdate", ex)
+            if transparent:
+                ev.add("transp", "TRANSPARENT")
+            self.cal(owner).add_component(ev)
+            if start.tzinfo is not None and str(start.tzinfo) != "UTC":
+                self.tzids[owner].add(str(start.tzinfo))
+        return uid
+
+    def add_override(self, owner: str, uid: str, original: datetime, start: datetime, title: str) -> None:
+        ev = icalendar.Event()
+        ev.add("uid", uid)
+        ev.add("dtstamp", datetime(2026, 1, 1, tzinfo=UTC))
+        ev.add("recurrence-id", original)
+        ev.add("dtstart", start)
+        ev.add("dtend", start + timedelta(minutes=15))
+        ev.add("summary", title)
+        self.cal(owner).add_component(ev)
+
+    def add_all_day(self, owner: str, title: str, first: date, days: int, oof: bool) -> None:
+        self.counter += 1
+        ev = icalendar.Event()
+        ev.add("uid", f"demo-{self.counter:04d}@{DOMAIN}")
+        ev.add("dtstamp", datetime(2026, 1, 1, tzinfo=UTC))
+        ev.add("dtstart", first)
+        ev.add("dtend", first + timedelta(days=days))
+        ev.add("summary", title)
+        if oof:
+            ev.add("X-MICROSOFT-CDO-BUSYSTATUS", "OOF")
+        self.cal(owner).add_component(ev)
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for who, cal in self.cals.items():
+            for tzid in sorted(self.tzids[who]):
+                cal.add_component(icalendar.Timezone.from_tzid(tzid))
+            (folder / f"{email(who)}.ics").write_bytes(cal.to_ical())
+
+
+def _weekday_before(d: date) -> date:
+    while d.weekday() >= 5:
+        d -= timedelta(days=1)
+    return d
+
+
+def _local(who: str, day: date, at: time) -> datetime:
+    return datetime.combine(day, at, tzinfo=ZoneInfo(PEOPLE[who][1]))
+
+
+def build_calendars(now: datetime) -> _Calendars:
+    cals = _Calendars()
+    today = now.astimezone(ZoneInfo("Europe/Berlin")).date()
+
+    def ago(days: int) -> date:
+        return _weekday_before(today - timedelta(days=days))
+
+    def meeting(emp: str, partner: str, title: str, day: date, at: time, minutes: int, **kw: object) -> None:
+        attendees = kw.pop("attendees", None) or {emp: "ACCEPTED", partner: "ACCEPTED"}
+        cals.add([emp, partner], title, _local(emp, day, at), minutes,
+                 organizer=emp, attendees=attendees, **kw)  # type: ignore[arg-type]
+
+    # Ana and Ben: deep dive lapsed (last held about 140 days ago); check-ins healthy.
+    meeting("ana", "ben", "Development Align: Ana & Ben", ago(230), time(10), 60)
+    meeting("ana", "ben", "Development Advance: Ana & Ben", ago(140), time(10), 60)
+    meeting("ana", "ben", "Development check-in: Ana & Ben", ago(10), time(11), 15)
+    # Dev and Ben: deep dive 40 days ago, a check-in now due.
+    meeting("dev", "ben", "Development Amplify: Dev & Ben", ago(40), time(15), 60)
+    meeting("dev", "ben", "Development check-in: Dev & Ben", ago(33), time(14, 30), 15)
+    # Emma and Ben: deep dive earlier today, a recap is owed.
+    held = (now - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
+    cals.add(["emma", "ben"], "Development Advance: Emma & Ben", held, 60, organizer="emma",
+             attendees={"emma": "ACCEPTED", "ben": "ACCEPTED"})
+    meeting("emma", "ben", "Development Align: Emma & Ben", ago(95), time(11), 60)
+    # Farid and Ben: last held 200 days ago; since then one declined by Ben, one cancelled.
+    meeting("farid", "ben", "Development Align: Farid & Ben", ago(200), time(9), 60)
+    meeting("farid", "ben", "Development Advance: Farid & Ben", ago(110), time(9), 60,
+            attendees={"farid": "ACCEPTED", "ben": "DECLINED"})
+    meeting("farid", "ben", "Development Advance: Farid & Ben", ago(104), time(9), 60,
+            status="CANCELLED")
+    meeting("farid", "ben", "Development check-in: Farid & Ben", ago(20), time(10), 15)
+    # Ana and Chloe: mentoring lapsed (45 days).
+    meeting("ana", "chloe", "Mentoring: Ana & Chloe", ago(45), time(13), 30)
+    # Farid and Emma: mentoring tomorrow, an agenda is owed.
+    meeting("farid", "emma", "Mentoring: Farid & Emma", ago(28), time(10), 30)
+    soon = (now + timedelta(hours=20)).replace(minute=0, second=0, microsecond=0)
+    cals.add(["farid", "emma"], "Mentoring: Farid & Emma", soon, 30, organizer="farid",
+             attendees={"farid": "ACCEPTED", "emma": "ACCEPTED"})
+
+    # Ordinary busy time on Ben's calendar.
+    first = _local("ben", ago(60), time(9, 30))
+    skip = _local("ben", _weekday_before(today + timedelta(days=3)), time(9, 30))
+    moved = _local("ben", _weekday_before(today + timedelta(days=4)), time(9, 30))
+    uid = cals.add(["ben"], "Team standup", first, 15,
+                   rrule={"FREQ": "DAILY", "BYDAY": ["MO", "TU", "WE", "TH", "FR"]}, exdates=[skip])
+    cals.add_override("ben", uid, moved, moved + timedelta(hours=5), "Team standup (moved)")
+    monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+    cals.add_all_day("ben", "Out of office: offsite", monday, 2, oof=True)
+    for offset in range(2, 16):
+        day = today + timedelta(days=offset)
+        if day.weekday() < 5 and offset % 3 == 0:
+            cals.add(["ben"], "Hiring panel", _local("ben", day, time(14)), 90)
+    cals.add(["ben"], "Focus time", _local("ben", today + timedelta(days=2), time(10)), 120,
+             transparent=True)
+    cals.add(["chloe"], "Quarterly planning", _local("chloe", today + timedelta(days=3), time(9)), 480)
+    cals.add_all_day("dev", "Diwali holiday (personal)", today + timedelta(days=4), 1, oof=True)
+    for who in ("ana", "dev", "emma", "farid", "chloe"):
+        cals.cal(who)
+    return cals
+
+
+def create_workspace(folder: Path, now: datetime) -> Path:
+    """Write the demo's config, plans and calendars into ``folder``; return the config path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for who, (name, tz, country, hours) in PEOPLE.items():
+        plan = f", plan: plans/{who}.yaml" if who in PLANS else ""
+        lines.append(
+            f"  - {{email: {email(who)}, name: {name}, timezone: {tz}, country: {country},\n"
+            f'     working_hours: {{mon-fri: "{hours}"}}{plan}}}'
+        )
+    text = CONFIG.format(people="\n".join(lines) + "\n", d=DOMAIN)
+    (folder / "plans").mkdir(exist_ok=True)
+    for who, plan in PLANS.items():
+        (folder / "plans" / f"{who}.yaml").write_text(plan, encoding="utf-8")
+    build_calendars(now).write(folder / "calendars")
+    path = folder / "cadence.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_demo(folder: Path, now: datetime) -> None:
+    path = folder / "cadence.yaml"
+    if path.exists():
+        typer.echo(f"Reusing the demo workspace in {folder}/ (delete it to start afresh).")
+    else:
+        create_workspace(folder, now)
+        typer.echo(f"Created a demo workspace in {folder}/: 6 people in 5 time zones, "
+                   "6 relationships on two programs.")
+    settings = config_mod.load(path)
+    with TickLock(settings.store, wait=5), Engine(settings) as engine:
+        report = engine.tick(now)
+    typer.echo("")
+    new = print_report(settings, report)
+    typer.echo("")
+    typer.echo(f"Calendars: {folder}/calendars/   Mail: {folder}/outbox/   Store: {settings.store}")
+    if new:
+        typer.echo(f"Run it again ('cadence demo {folder}') and it books and sends nothing new; "
+                   f"'cadence log -c {path}' shows the audit log.")

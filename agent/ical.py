@@ -1,0 +1,228 @@
+"""iCalendar in and out: drafts to VEVENTs (with VTIMEZONE), calendars to Events.
+
+Shared by every connector that speaks RFC 5545 (local ICS files, CalDAV, iTIP mail).
+Reading isolates failures: each UID's components are expanded on their own, so one
+malformed event becomes a ``Skipped`` entry and never hides the rest of the calendar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import icalendar
+import recurring_ical_events
+
+from agent.model import Attendee, Event, EventDraft, Interval, PartStat, Person, Skipped
+
+PRODID = "-//Cadence//cadence-agent//EN"
+KEY_PROPERTY = "X-CADENCE-KEY"
+
+_PARTSTAT = {
+    "ACCEPTED": PartStat.ACCEPTED,
+    "DECLINED": PartStat.DECLINED,
+    "TENTATIVE": PartStat.TENTATIVE,
+    "NEEDS-ACTION": PartStat.NEEDS_ACTION,
+}
+
+
+def mailto(email: str) -> str:
+    return f"mailto:{email}"
+
+
+def address(value: Any) -> str:
+    """Return the bare email address of an ORGANIZER or ATTENDEE value."""
+    text = str(value).strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    return text.lower()
+
+
+def vtimezone(tzid: str) -> icalendar.Timezone:
+    return icalendar.Timezone.from_tzid(tzid)
+
+
+def draft_event(
+    draft: EventDraft,
+    *,
+    stamp: datetime,
+    sequence: int = 0,
+    cancelled: bool = False,
+    partstats: dict[str, str] | None = None,
+) -> icalendar.Event:
+    """Build the VEVENT of an agent booking, times in the organizer's zone."""
+    zone = ZoneInfo(draft.timezone)
+    event = icalendar.Event()
+    event.add("uid", draft.uid)
+    event.add("dtstamp", stamp.astimezone(UTC))
+    event.add("dtstart", draft.start.astimezone(zone))
+    event.add("dtend", draft.end.astimezone(zone))
+    event.add("summary", draft.title)
+    if draft.description:
+        event.add("description", draft.description)
+    event.add(
+        "organizer",
+        mailto(draft.organizer.email),
+        parameters={"CN": draft.organizer.name},
+    )
+    for person in draft.attendees:
+        status = (partstats or {}).get(person.email, "NEEDS-ACTION")
+        event.add(
+            "attendee",
+            mailto(person.email),
+            parameters={
+                "CN": person.name,
+                "ROLE": "REQ-PARTICIPANT",
+                "PARTSTAT": status,
+                "RSVP": "TRUE",
+            },
+        )
+    event.add("sequence", sequence)
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    event.add("transp", "OPAQUE")
+    event.add(KEY_PROPERTY, draft.key)
+    if draft.series:
+        event.add("X-CADENCE-SERIES", draft.series)
+    if draft.stage:
+        event.add("X-CADENCE-STAGE", draft.stage)
+    return event
+
+
+def calendar(
+    events: Iterable[icalendar.Event], tzids: Iterable[str] = (), method: str | None = None
+) -> icalendar.Calendar:
+    """Wrap events in a VCALENDAR with a VTIMEZONE for every TZID named."""
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    if method:
+        cal.add("method", method)
+    for tzid in sorted(set(tzids)):
+        if tzid != "UTC":
+            cal.add_component(vtimezone(tzid))
+    for event in events:
+        cal.add_component(event)
+    return cal
+
+
+def invitation(draft: EventDraft, *, stamp: datetime, sequence: int = 0, method: str = "REQUEST") -> str:
+    """Return the iTIP (RFC 5546) object for a booking: REQUEST, or CANCEL."""
+    event = draft_event(draft, stamp=stamp, sequence=sequence, cancelled=method == "CANCEL")
+    return calendar([event], [draft.timezone], method=method).to_ical().decode()
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def read_events(data: bytes | str, owner: Person, window: Interval) -> tuple[list[Event], list[Skipped]]:
+    """Expand every event of an iCalendar text that overlaps ``window``.
+
+    Raise ValueError when the text is not iCalendar at all; problems inside single
+    events are returned as Skipped entries.
+    """
+    cal = icalendar.Calendar.from_ical(data)
+    timezones = [c for c in cal.walk("VTIMEZONE")]
+    groups: dict[str, list[icalendar.Event]] = {}
+    skipped: list[Skipped] = []
+    for index, comp in enumerate(cal.walk("VEVENT")):
+        uid = str(comp.get("UID") or f"(no UID, event #{index + 1})")
+        groups.setdefault(uid, []).append(comp)
+    events: list[Event] = []
+    for uid, comps in groups.items():
+        try:
+            events.extend(_expand(uid, comps, timezones, owner, window))
+        except Exception as exc:  # one bad event never hides the rest
+            skipped.append(Skipped(owner.email, uid, f"{type(exc).__name__}: {exc}"))
+    return events, skipped
+
+
+def _expand(
+    uid: str,
+    comps: list[icalendar.Event],
+    timezones: list[icalendar.Timezone],
+    owner: Person,
+    window: Interval,
+) -> list[Event]:
+    for comp in comps:
+        errors = getattr(comp, "errors", None)
+        if errors:
+            raise ValueError(f"malformed property: {errors[0][0]}: {errors[0][1]}")
+        if comp.get("DTSTART") is None:
+            raise ValueError("no DTSTART")
+    mini = icalendar.Calendar()
+    for tz in timezones:
+        mini.add_component(tz)
+    for comp in comps:
+        mini.add_component(comp)
+    recurring = any(c.get("RRULE") or c.get("RDATE") or c.get("RECURRENCE-ID") for c in comps)
+    out = []
+    for instance in recurring_ical_events.of(mini).between(window.start, window.end):
+        out.append(_event(uid, instance, owner, recurring))
+    return out
+
+
+def _when(value: Any, zone: ZoneInfo) -> tuple[datetime, bool]:
+    """Return an aware datetime and whether the value was a date (all-day)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # floating time: the owner's wall clock
+            return value.replace(tzinfo=zone), False
+        return value, False
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=zone), True
+    raise ValueError(f"not a date or time: {value!r}")
+
+
+def _event(uid: str, comp: Any, owner: Person, recurring: bool) -> Event:
+    zone = owner.zone
+    start, all_day = _when(comp.decoded("DTSTART"), zone)
+    if comp.get("DTEND") is not None:
+        end, _ = _when(comp.decoded("DTEND"), zone)
+    elif comp.get("DURATION") is not None:
+        end = start + comp.decoded("DURATION")
+    else:
+        end = start + (timedelta(days=1) if all_day else timedelta(0))
+    if all_day:  # whole local days, whatever the arithmetic above did across DST
+        end = datetime.combine(end.date(), time(0), tzinfo=zone)
+    if end < start:
+        raise ValueError("ends before it starts")
+    attendees = []
+    for value in _as_list(comp.get("ATTENDEE")):
+        status = str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+        attendees.append(Attendee(address(value), _PARTSTAT.get(status, PartStat.NEEDS_ACTION)))
+    organizer = comp.get("ORGANIZER")
+    busy_status = str(comp.get("X-MICROSOFT-CDO-BUSYSTATUS", "")).upper()
+    transparent = str(comp.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT" or busy_status == "FREE"
+    kind = "outOfOffice" if busy_status == "OOF" else "default"
+    ident = uid
+    if recurring:
+        rid = comp.get("RECURRENCE-ID")
+        marker = comp.decoded("RECURRENCE-ID") if rid is not None else comp.decoded("DTSTART")
+        marker_dt, _ = _when(marker, zone)
+        ident = f"{uid}/{marker_dt.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    key = comp.get(KEY_PROPERTY)
+    return Event(
+        owner=owner.email,
+        id=ident,
+        uid=uid,
+        title=str(comp.get("SUMMARY", "")),
+        start=start,
+        end=end,
+        all_day=all_day,
+        cancelled=str(comp.get("STATUS", "")).upper() == "CANCELLED",
+        transparent=transparent,
+        kind=kind,
+        organizer=address(organizer) if organizer else None,
+        attendees=tuple(attendees),
+        key=str(key) if key else None,
+        sequence=int(comp.get("SEQUENCE", 0) or 0),
+        description=str(comp.get("DESCRIPTION", "")),
+        location=str(comp.get("LOCATION", "")),
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]

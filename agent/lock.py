@@ -1,0 +1,62 @@
+"""One tick at a time per store, across processes.
+
+An advisory ``flock`` on a file beside the store: the kernel releases it when the
+holder dies, so a lock left by a killed process never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from agent.connectors.base import CadenceError
+
+
+class Busy(CadenceError):
+    """Another Cadence process holds the store's lock."""
+
+
+class TickLock:
+    def __init__(self, store: Path, wait: float = 0.0) -> None:
+        self.path = store.with_name(store.name + ".lock")
+        self.wait = wait
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise Busy(
+                        f"another Cadence process (pid {holder}) is ticking on this store; "
+                        "try again when it has finished"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> TickLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

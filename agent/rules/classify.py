@@ -1,0 +1,141 @@
+"""Which calendar events are development meetings, of which series, in which state."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent.model import Event, Relationship
+
+
+class Status(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    CANCELLED = "cancelled"
+    DECLINED = "declined"
+
+
+@dataclass(frozen=True)
+class Own:
+    """What the store knows of one of the agent's bookings, by key."""
+
+    relationship: str
+    series: str
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """One occurrence of a series for a relationship, merged from both calendars."""
+
+    id: str
+    relationship: str
+    series: str
+    title: str
+    start: datetime
+    end: datetime
+    status: Status
+    stage: str | None = None
+    key: str | None = None
+    declined_by: str | None = None
+    event: Event | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in (Status.SCHEDULED, Status.HELD)
+
+
+def series_of(
+    event: Event, rel: Relationship, own: Mapping[str, Own]
+) -> str | None:
+    """Return the series ``event`` belongs to for ``rel``, or None.
+
+    The agent's tag decides for its own events; otherwise both people must take part
+    and the title must match a series' pattern (the first listed wins).
+    """
+    if event.key and event.key in own:
+        tagged = own[event.key]
+        return tagged.series if tagged.relationship == rel.id else None
+    if event.all_day:
+        return None
+    if not (event.takes_part(rel.employee.email) and event.takes_part(rel.partner.email)):
+        return None
+    for series in rel.program.series:
+        if series.match and re.search(series.match, event.title):
+            return series.name
+    return None
+
+
+def stage_in(title: str, stages: Iterable[str]) -> str | None:
+    lowered = title.lower()
+    for stage in stages:
+        if re.search(rf"\b{re.escape(stage)}\b", lowered):
+            return stage
+    return None
+
+
+def meetings(
+    rel: Relationship, events: Iterable[Event], own: Mapping[str, Own], now: datetime
+) -> list[Meeting]:
+    """Classify and merge the events both people see into the relationship's meetings.
+
+    One meeting shows on both calendars: copies are merged by UID (or key), and the
+    meeting counts as cancelled or declined if any copy says so.
+    """
+    copies: dict[str, list[Event]] = {}
+    kinds: dict[str, str] = {}
+    for event in events:
+        series = series_of(event, rel, own)
+        if series is None:
+            continue
+        ident = event.key or f"{event.uid or event.id}|{event.start:%Y%m%dT%H%M}"
+        copies.setdefault(ident, []).append(event)
+        kinds[ident] = series
+    out = []
+    for ident, group in copies.items():
+        series = kinds[ident]
+        # prefer the organizer's copy: it carries everyone's replies
+        group.sort(key=lambda e: (e.owner != (e.organizer or e.owner), e.owner))
+        main = group[0]
+        declined_by = next(
+            (
+                p.email
+                for p in (rel.employee, rel.partner)
+                if any(e.declined_by(p.email) for e in group)
+            ),
+            None,
+        )
+        if any(e.cancelled for e in group):
+            status = Status.CANCELLED
+        elif declined_by:
+            status = Status.DECLINED
+        elif main.end <= now:
+            status = Status.HELD
+        else:
+            status = Status.SCHEDULED
+        spec = rel.program.get(series)
+        stage = None
+        if main.key and main.key in own:
+            stage = own[main.key].stage
+        if stage is None and spec.stages:
+            stage = stage_in(main.title, spec.stages)
+        out.append(
+            Meeting(
+                id=main.key or main.id,
+                relationship=rel.id,
+                series=series,
+                title=main.title,
+                start=main.start,
+                end=main.end,
+                status=status,
+                stage=stage,
+                key=main.key,
+                declined_by=declined_by,
+                event=main,
+            )
+        )
+    out.sort(key=lambda m: (m.start, m.id))
+    return out

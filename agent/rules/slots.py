@@ -1,0 +1,207 @@
+"""Free-slot search across two people, by interval arithmetic.
+
+Each person's allowed time is built day by day in their own zone (working hours, the
+program's window, minus public holidays and closure dates); the two are intersected,
+busy time widened by the buffer is subtracted, and candidate starts are laid on a
+fixed UTC grid. The choice is deterministic: the weekday and time of the series' last
+meeting when free, else the earliest candidate.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import holidays
+
+from agent.model import WEEKDAYS, Interval, Person, Span
+
+_EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday, midnight UTC
+
+
+@functools.lru_cache(maxsize=512)
+def public_holidays(country: str | None, subdivision: str | None, year: int) -> dict[date, str]:
+    """Return the public holidays of a country (and subdivision) in one year."""
+    if not country:
+        return {}
+    try:
+        found = holidays.country_holidays(country, subdiv=subdivision, years=year)
+    except NotImplementedError:
+        return {}
+    return {day: str(name) for day, name in found.items()}
+
+
+def day_off(person: Person, day: date) -> str | None:
+    """Return why ``day`` is not a working day for ``person``, or None."""
+    if day in person.closed:
+        return "closed"
+    name = public_holidays(person.country, person.subdivision, day.year).get(day)
+    return f"holiday ({name})" if name else None
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Sort and merge overlapping or touching intervals."""
+    out: list[Interval] = []
+    for iv in sorted(intervals):
+        if out and iv.start <= out[-1].end:
+            if iv.end > out[-1].end:
+                out[-1] = Interval(out[-1].start, iv.end)
+        else:
+            out.append(iv)
+    return out
+
+
+def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
+    """Intersect two sorted lists of disjoint intervals."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i].start, b[j].start), min(a[i].end, b[j].end)
+        if start < end:
+            out.append(Interval(start, end))
+        if a[i].end <= b[j].end:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def subtract(free: Sequence[Interval], busy: Sequence[Interval]) -> list[Interval]:
+    """Remove merged ``busy`` intervals from sorted disjoint ``free`` intervals."""
+    out: list[Interval] = []
+    j = 0
+    for f in free:
+        start = f.start
+        while j < len(busy) and busy[j].end <= start:
+            j += 1
+        k = j
+        while k < len(busy) and busy[k].start < f.end:
+            if busy[k].start > start:
+                out.append(Interval(start, busy[k].start))
+            start = max(start, busy[k].end)
+            k += 1
+        if start < f.end:
+            out.append(Interval(start, f.end))
+    return out
+
+
+def allowed(person: Person, window: Span | None, span: Interval) -> list[Interval]:
+    """The person's working time within ``span``, each day read in their own zone."""
+    zone = person.zone
+    first = span.start.astimezone(zone).date() - timedelta(days=1)
+    last = span.end.astimezone(zone).date() + timedelta(days=1)
+    out = []
+    day = first
+    while day <= last:
+        if not day_off(person, day):
+            for work in person.working_hours.on(day.weekday()):
+                start, end = work.start, work.end
+                if window is not None:
+                    start, end = max(start, window.start), min(end, window.end)
+                if start >= end:
+                    continue
+                lo = datetime.combine(day, start, tzinfo=zone)
+                hi = (
+                    datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+                    if end == time.max
+                    else datetime.combine(day, end, tzinfo=zone)
+                )
+                iv = Interval(max(lo, span.start), min(hi, span.end)) if lo < span.end and hi > span.start else None
+                if iv is not None and iv.start < iv.end:
+                    out.append(iv)
+        day += timedelta(days=1)
+    return merge(out)
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    employee: Person
+    partner: Person
+    duration: timedelta
+    earliest: datetime
+    latest: datetime
+    window: Span | None = None
+    buffer: timedelta = timedelta(minutes=10)
+    granularity: timedelta = timedelta(minutes=15)
+    prefer: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class SlotResult:
+    slot: Interval | None
+    reason: str
+    candidates: int = 0
+    common: list[Interval] = field(default_factory=list)
+
+
+def _grid(start: datetime, step: timedelta) -> datetime:
+    """Round ``start`` up onto the UTC grid of ``step``."""
+    offset = (start - _EPOCH) % step
+    return start if not offset else start + (step - offset)
+
+
+def candidates(req: SlotRequest, free: Sequence[Interval]) -> Iterator[Interval]:
+    for f in free:
+        t = _grid(max(f.start, req.earliest), req.granularity)
+        while t + req.duration <= f.end and t <= req.latest:
+            yield Interval(t, t + req.duration)
+            t += req.granularity
+
+
+def describe(req: SlotRequest, slot: Interval) -> str:
+    parts = []
+    for p in (req.employee, req.partner):
+        local = slot.start.astimezone(p.zone)
+        parts.append(f"{local:%a %Y-%m-%d %H:%M} {p.timezone}")
+    seen = []
+    for part in parts:
+        if part not in seen:
+            seen.append(part)
+    return " / ".join(seen)
+
+
+def find_slot(
+    req: SlotRequest, busy_employee: Sequence[Interval], busy_partner: Sequence[Interval]
+) -> SlotResult:
+    """Choose the meeting slot for ``req`` given both people's busy time."""
+    span = Interval(req.earliest, req.latest + req.duration)
+    if span.start >= span.end:
+        return SlotResult(None, "empty search range")
+    common = intersect(
+        allowed(req.employee, req.window, span), allowed(req.partner, req.window, span)
+    )
+    common = [iv for iv in common if iv.duration >= req.duration]
+    if not common:
+        return SlotResult(
+            None,
+            f"no common working hours between {req.employee.timezone} and "
+            f"{req.partner.timezone} from {req.earliest:%Y-%m-%d} to {req.latest:%Y-%m-%d}",
+        )
+    busy = merge(iv.widen(req.buffer) for iv in [*busy_employee, *busy_partner])
+    free = subtract(common, busy)
+    options = list(candidates(req, free))
+    if not options:
+        return SlotResult(
+            None,
+            f"all common hours busy from {req.earliest:%Y-%m-%d} to {req.latest:%Y-%m-%d}",
+            common=common,
+        )
+    if req.prefer is not None:
+        weekday, hour, minute = req.prefer
+        for option in options:
+            local = option.start.astimezone(req.employee.zone)
+            if (local.weekday(), local.hour, local.minute) == (weekday, hour, minute):
+                return SlotResult(
+                    option,
+                    f"slot {describe(req, option)}: same weekday and time as the last meeting "
+                    f"({WEEKDAYS[weekday].title()} {hour:02d}:{minute:02d})",
+                    len(options),
+                    common,
+                )
+    return SlotResult(
+        options[0],
+        f"slot {describe(req, options[0])}: earliest free in both windows",
+        len(options),
+        common,
+    )

@@ -1,0 +1,323 @@
+"""The SQLite store: event cache, sync cursors, bookings, outbox, meetings and audit.
+
+WAL mode, the schema version in ``PRAGMA user_version``, forward migrations. Bookings
+and outbox rows are written before their side effect ("pending") and after it
+("done"), so a restart after a crash finishes the work without repeating it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.model import Attendee, Changes, Event, Interval, PartStat
+
+
+def _ts(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE sync_state (
+            owner TEXT PRIMARY KEY, cursor TEXT, synced_at TEXT, error TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE events (
+            owner TEXT NOT NULL, id TEXT NOT NULL, uid TEXT, key TEXT, title TEXT,
+            start TEXT NOT NULL, "end" TEXT NOT NULL, all_day INTEGER, cancelled INTEGER,
+            transparent INTEGER, kind TEXT, organizer TEXT, attendees TEXT,
+            sequence INTEGER, PRIMARY KEY (owner, id))"""
+    )
+    db.execute("CREATE INDEX events_owner_start ON events (owner, start)")
+    db.execute("CREATE INDEX events_key ON events (key) WHERE key IS NOT NULL")
+    db.execute(
+        """CREATE TABLE bookings (
+            key TEXT PRIMARY KEY, relationship TEXT NOT NULL, series TEXT NOT NULL,
+            stage TEXT, due TEXT, start TEXT, "end" TEXT, organizer TEXT, status TEXT NOT NULL,
+            event_id TEXT, reason TEXT, created_at TEXT, updated_at TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE outbox (
+            key TEXT PRIMARY KEY, meeting TEXT NOT NULL, kind TEXT NOT NULL,
+            relationship TEXT, series TEXT, status TEXT NOT NULL, message_id TEXT,
+            sender TEXT, recipients TEXT, subject TEXT, location TEXT, error TEXT,
+            created_at TEXT, sent_at TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE meetings (
+            id TEXT NOT NULL, relationship TEXT NOT NULL, series TEXT NOT NULL, stage TEXT,
+            start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, key TEXT,
+            declined_by TEXT, tick INTEGER, PRIMARY KEY (relationship, id))"""
+    )
+    db.execute(
+        """CREATE TABLE ticks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, now TEXT NOT NULL, started_at TEXT,
+            finished_at TEXT, status TEXT, summary TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, tick INTEGER, at TEXT NOT NULL,
+            relationship TEXT, series TEXT, kind TEXT NOT NULL, message TEXT NOT NULL,
+            data TEXT)"""
+    )
+    db.execute("CREATE INDEX audit_tick ON audit (tick)")
+    db.execute("CREATE INDEX audit_relationship ON audit (relationship, at)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    """A thin, typed layer over the SQLite file; every unit of work is atomic."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        if path is None or str(path) == ":memory:":
+            self.db = sqlite_utils.Database(memory=True)
+            self.db.conn.isolation_level = None
+        else:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self.migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Apply every migration newer than the file's schema version."""
+        current = self.version
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the store has schema version {current}, newer than this Cadence ({SCHEMA_VERSION})"
+            )
+        for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.atomic():
+                step(self.db)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    def atomic(self) -> Any:
+        return self.db.atomic()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    # --- sync ------------------------------------------------------------------------
+
+    def cursor(self, owner: str) -> str | None:
+        rows = self._query("SELECT cursor FROM sync_state WHERE owner = ?", [owner])
+        return rows[0]["cursor"] if rows else None
+
+    def apply(self, owner: str, changes: Changes, window: Interval, now: datetime) -> None:
+        """Store one calendar's changes and its new cursor in one transaction."""
+        with self.atomic():
+            if changes.full:
+                self.db.execute("DELETE FROM events WHERE owner = ?", [owner])
+            for event_id in changes.removed:
+                self.db.execute("DELETE FROM events WHERE owner = ? AND id = ?", [owner, event_id])
+            rows = [_event_row(e) for e in changes.events]
+            if rows:
+                self.db["events"].upsert_all(rows, pk=("owner", "id"))
+            self.db["sync_state"].upsert(
+                {"owner": owner, "cursor": changes.cursor, "synced_at": _ts(now), "error": None},
+                pk="owner",
+            )
+
+    def forget_cursor(self, owner: str) -> None:
+        with self.atomic():
+            self.db.execute("DELETE FROM sync_state WHERE owner = ?", [owner])
+
+    def put_event(self, event: Event) -> None:
+        with self.atomic():
+            self.db["events"].upsert(_event_row(event), pk=("owner", "id"))
+
+    def events(self, owners: Iterable[str], since: datetime | None = None) -> list[Event]:
+        owners = list(owners)
+        marks = ",".join("?" * len(owners))
+        sql = f'SELECT * FROM events WHERE owner IN ({marks})'
+        params: list[Any] = list(owners)
+        if since is not None:
+            sql += ' AND "end" >= ?'
+            params.append(_ts(since))
+        return [_row_event(r) for r in self._query(sql + " ORDER BY start", params)]
+
+    def event_by_key(self, key: str) -> Event | None:
+        rows = self._query("SELECT * FROM events WHERE key = ? ORDER BY owner LIMIT 1", [key])
+        return _row_event(rows[0]) if rows else None
+
+    # --- bookings ----------------------------------------------------------------------
+
+    def booking(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM bookings WHERE key = ?", [key])
+        return rows[0] if rows else None
+
+    def bookings(self, relationship: str | None = None) -> list[dict[str, Any]]:
+        if relationship:
+            return self._query("SELECT * FROM bookings WHERE relationship = ?", [relationship])
+        return self._query("SELECT * FROM bookings")
+
+    def save_booking(self, row: dict[str, Any], now: datetime) -> None:
+        with self.atomic():
+            existing = self.booking(row["key"])
+            row = {**(existing or {"created_at": _ts(now)}), **row, "updated_at": _ts(now)}
+            self.db["bookings"].upsert(row, pk="key")
+
+    # --- outbox ------------------------------------------------------------------------
+
+    def outbox(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM outbox WHERE key = ?", [key])
+        return rows[0] if rows else None
+
+    def outbox_rows(self, meeting: str | None = None) -> list[dict[str, Any]]:
+        if meeting:
+            return self._query("SELECT * FROM outbox WHERE meeting = ?", [meeting])
+        return self._query("SELECT * FROM outbox ORDER BY created_at")
+
+    def save_outbox(self, row: dict[str, Any], now: datetime) -> None:
+        with self.atomic():
+            existing = self.outbox(row["key"])
+            row = {**(existing or {"created_at": _ts(now)}), **row}
+            self.db["outbox"].upsert(row, pk="key")
+
+    # --- meetings ----------------------------------------------------------------------
+
+    def save_meetings(self, relationship: str, rows: list[dict[str, Any]], tick: int) -> None:
+        with self.atomic():
+            self.db.execute("DELETE FROM meetings WHERE relationship = ?", [relationship])
+            if rows:
+                self.db["meetings"].insert_all(
+                    [{**r, "tick": tick} for r in rows], pk=("relationship", "id")
+                )
+
+    def meetings(self, relationship: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM meetings"
+        params: list[Any] = []
+        if relationship:
+            sql += " WHERE relationship = ?"
+            params.append(relationship)
+        return self._query(sql + " ORDER BY start", params)
+
+    # --- ticks and audit ---------------------------------------------------------------
+
+    def begin_tick(self, now: datetime, started: datetime) -> int:
+        with self.atomic():
+            cur = self.db.execute(
+                "INSERT INTO ticks (now, started_at, status) VALUES (?, ?, 'running')",
+                [_ts(now), _ts(started)],
+            )
+            return int(cur.lastrowid or 0)
+
+    def end_tick(self, tick: int, status: str, summary: dict[str, Any], finished: datetime) -> None:
+        with self.atomic():
+            self.db.execute(
+                "UPDATE ticks SET status = ?, summary = ?, finished_at = ? WHERE id = ?",
+                [status, json.dumps(summary), _ts(finished), tick],
+            )
+
+    def audit(
+        self,
+        tick: int | None,
+        at: datetime,
+        kind: str,
+        message: str,
+        relationship: str | None = None,
+        series: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        with self.atomic():
+            self.db["audit"].insert(
+                {
+                    "tick": tick,
+                    "at": _ts(at),
+                    "relationship": relationship,
+                    "series": series,
+                    "kind": kind,
+                    "message": message,
+                    "data": json.dumps(data) if data else None,
+                }
+            )
+
+    def audit_rows(
+        self,
+        tick: int | None = None,
+        relationship: str | None = None,
+        kind: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM audit WHERE 1 = 1", []
+        if tick is not None:
+            sql += " AND tick = ?"
+            params.append(tick)
+        if relationship:
+            sql += " AND relationship LIKE ?"
+            params.append(f"%{relationship}%")
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return list(reversed(self._query(sql, params)))
+
+    def last_tick(self) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM ticks ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def integrity(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _event_row(e: Event) -> dict[str, Any]:
+    return {
+        "owner": e.owner,
+        "id": e.id,
+        "uid": e.uid,
+        "key": e.key,
+        "title": e.title,
+        "start": _ts(e.start),
+        "end": _ts(e.end),
+        "all_day": int(e.all_day),
+        "cancelled": int(e.cancelled),
+        "transparent": int(e.transparent),
+        "kind": e.kind,
+        "organizer": e.organizer,
+        "attendees": json.dumps([[a.email, str(a.partstat)] for a in e.attendees]),
+        "sequence": e.sequence,
+    }
+
+
+def _row_event(r: dict[str, Any]) -> Event:
+    return Event(
+        owner=r["owner"],
+        id=r["id"],
+        uid=r["uid"] or "",
+        key=r["key"],
+        title=r["title"] or "",
+        start=_dt(r["start"]),
+        end=_dt(r["end"]),
+        all_day=bool(r["all_day"]),
+        cancelled=bool(r["cancelled"]),
+        transparent=bool(r["transparent"]),
+        kind=r["kind"] or "default",
+        organizer=r["organizer"],
+        attendees=tuple(Attendee(a, PartStat(s)) for a, s in json.loads(r["attendees"] or "[]")),
+        sequence=r["sequence"] or 0,
+    )

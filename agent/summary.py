@@ -1,0 +1,66 @@
+"""Readable summaries of a tick for the terminal."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.config import Settings
+from agent.engine import TickReport
+
+_LABELS = {
+    "book": "booked",
+    "agenda": "agenda sent",
+    "recap": "recap sent",
+    "invite": "invitation sent",
+}
+
+
+def print_report(settings: Settings, report: TickReport, *, dry_run: bool = False) -> int:
+    """Print per relationship what the tick found and did; return the number of new actions."""
+    new = 0
+    echo = typer.echo
+    verb = "would" if dry_run else "did"
+    echo(f"Tick at {report.now:%Y-%m-%d %H:%M} UTC ({'plan only' if dry_run else 'run'})")
+    for rel in settings.relationships:
+        echo("")
+        echo(f"{rel.employee.name} ({rel.employee.timezone}) with {rel.role} "
+             f"{rel.partner.name} ({rel.partner.timezone}), {rel.program.name}")
+        for state in [s for s in report.states if s.relationship.id == rel.id]:
+            if state.next_scheduled:
+                when = state.next_scheduled.start.astimezone(rel.employee.zone)
+                found = f"next scheduled {when:%a %Y-%m-%d %H:%M}"
+            elif state.skip_reason:
+                found = state.skip_reason
+            else:
+                found = state.due_reason
+            held = state.last_held.start.astimezone(rel.employee.zone) if state.last_held else None
+            flag = "LAPSED" if state.lapsed else "ok"
+            echo(f"  {state.name:<11} {flag:<6} last held {held:%Y-%m-%d}" if held
+                 else f"  {state.name:<11} {flag:<6} never held")
+            echo(f"              {found}")
+        for action in [a for a in report.actions if a.relationship == rel.id]:
+            if action.kind in _LABELS and action.outcome in ("done", "planned"):
+                new += 1
+                label = _LABELS[action.kind] if not dry_run else f"would {action.kind}"
+                echo(f"  → {label}: {action.detail}")
+                data = action.data
+                if action.kind == "book":
+                    echo(f"      {data['employee_local']}  |  {data['partner_local']}")
+                    if data.get("stage"):
+                        echo(f"      stage: {data['stage']}")
+                    echo(f"      why: {data['why']}")
+                    echo(f"      {data['slot_reason']}")
+                elif data.get("where"):
+                    echo(f"      to {', '.join(data['to'])} → {data['where']}")
+            elif action.outcome in ("no-slot", "held-back", "deferred", "failed"):
+                echo(f"  ! {action.detail}")
+    for error in report.errors:
+        if not any(error == a.detail and a.relationship for a in report.actions):
+            echo(f"! {error}")
+    echo("")
+    if new:
+        echo(f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
+             f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite'))} mails.")
+    else:
+        echo("Nothing new to book or send: every due action is already done.")
+    return new

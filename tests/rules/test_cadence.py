@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.rules import cadence, classify
+from agent.rules.classify import Status
+from tests.factories import at, meeting_event, person, relationship
+
+NOW = at("2026-11-23T14:00:00+00:00")
+
+
+def states(rel, events, now=NOW):
+    found = classify.meetings(rel, events, {}, now)
+    return {s.name: s for s in cadence.assess(rel, found, now)}
+
+
+def test_lapse_reason_names_the_last_meeting_and_the_rule() -> None:
+    rel = relationship()
+    events = [meeting_event(rel, "Development Align: Ana & Ben", at("2026-07-02T08:00:00+00:00"))]
+    deep = states(rel, events)["deep_dive"]
+    assert deep.lapsed
+    assert deep.due_reason == (
+        "deep_dive lapsed: last held 2026-07-02 (144 days) > 90d + 7d grace; due 2026-09-30"
+    )
+
+
+def test_within_grace_is_due_but_not_lapsed() -> None:
+    rel = relationship()
+    events = [meeting_event(rel, "Deep dive", NOW - timedelta(days=94))]
+    deep = states(rel, events)["deep_dive"]
+    assert not deep.lapsed
+    assert deep.due < NOW
+
+
+def test_never_held_is_due_now_with_the_first_stage() -> None:
+    deep = states(relationship(), [])["deep_dive"]
+    assert deep.due == NOW and not deep.lapsed
+    assert deep.stage == "align"
+
+
+def test_a_scheduled_meeting_means_no_lapse() -> None:
+    rel = relationship()
+    events = [
+        meeting_event(rel, "Development Align", NOW - timedelta(days=200)),
+        meeting_event(rel, "Development Advance", NOW + timedelta(days=3)),
+    ]
+    deep = states(rel, events)["deep_dive"]
+    assert not deep.lapsed
+    assert deep.next_scheduled is not None
+    assert cadence.booking_need(deep, NOW) is None
+
+
+def test_declined_and_cancelled_meetings_do_not_count_as_held() -> None:
+    rel = relationship()
+    events = [
+        meeting_event(rel, "Development Align", NOW - timedelta(days=200)),
+        meeting_event(rel, "Development Advance", NOW - timedelta(days=100), declined=rel.partner.email),
+        meeting_event(rel, "Development Advance", NOW - timedelta(days=95), cancelled=True),
+    ]
+    deep = states(rel, events)["deep_dive"]
+    assert deep.last_held is not None and deep.last_held.title == "Development Align"
+    assert [m.status for m in deep.history] == [Status.HELD, Status.DECLINED, Status.CANCELLED]
+    assert deep.stage == "advance"
+
+
+def test_stage_cycle_follows_the_last_held_stage_and_wraps() -> None:
+    rel = relationship()
+    events = [meeting_event(rel, "Development Advocate", NOW - timedelta(days=100))]
+    assert states(rel, events)["deep_dive"].stage == "align"
+    untitled = [
+        meeting_event(rel, "Deep dive", NOW - timedelta(days=300)),
+        meeting_event(rel, "Deep dive", NOW - timedelta(days=200)),
+    ]
+    assert states(rel, untitled)["deep_dive"].stage == "amplify"  # align, advance, then amplify
+
+
+def test_only_meetings_with_both_people_count() -> None:
+    rel = relationship()
+    other = relationship(partner=person("carl"))
+    event = meeting_event(other, "Development Align", NOW - timedelta(days=10))
+    assert states(rel, [event])["deep_dive"].last_held is None
+
+
+def test_check_in_is_skipped_near_a_deep_dive() -> None:
+    rel = relationship()
+    events = [
+        meeting_event(rel, "Development check-in", NOW - timedelta(days=40), 15),
+        meeting_event(rel, "Development Align", NOW + timedelta(days=5)),
+    ]
+    check = states(rel, events)["check_in"]
+    assert check.skip_reason and "deep_dive" in check.skip_reason
+    assert cadence.booking_need(check, NOW) is None
+
+
+def test_a_held_deep_dive_resets_the_check_in_clock() -> None:
+    rel = relationship()
+    events = [
+        meeting_event(rel, "Development check-in", NOW - timedelta(days=50), 15),
+        meeting_event(rel, "Development Align", NOW - timedelta(days=20)),
+    ]
+    check = states(rel, events)["check_in"]
+    assert check.due == cadence.add_local(NOW - timedelta(days=20), timedelta(days=30), rel.employee.zone)
+
+
+def test_booking_key_is_stable_and_changes_with_the_last_meeting() -> None:
+    rel = relationship()
+    one = [meeting_event(rel, "Deep dive", NOW - timedelta(days=100))]
+    a = states(rel, one)["deep_dive"].key
+    b = states(rel, one, NOW + timedelta(hours=5))["deep_dive"].key
+    two = [*one, meeting_event(rel, "Deep dive", NOW - timedelta(days=3))]
+    assert a == b
+    assert states(rel, two)["deep_dive"].key != a
+
+
+def test_booking_need_range_respects_lead_time_and_horizon() -> None:
+    rel = relationship()
+    deep = states(rel, [meeting_event(rel, "Deep dive", NOW - timedelta(days=150))])["deep_dive"]
+    need = cadence.booking_need(deep, NOW)
+    assert need is not None
+    assert need.earliest == NOW + timedelta(days=2)
+    assert need.latest == NOW + timedelta(days=16)
+    local = (NOW - timedelta(days=150)).astimezone(ZoneInfo("Europe/Berlin"))
+    assert need.prefer == (local.weekday(), local.hour, local.minute)
+
+
+zones = st.sampled_from(
+    ["Europe/Berlin", "America/New_York", "America/Sao_Paulo", "Australia/Sydney",
+     "Asia/Kolkata", "Pacific/Auckland", "America/Los_Angeles", "Europe/London"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=zones,
+    start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)),
+    days=st.integers(min_value=1, max_value=400),
+)
+def test_intervals_keep_local_wall_clock_across_dst(zone: str, start: datetime, days: int) -> None:
+    tz = ZoneInfo(zone)
+    local = start.replace(tzinfo=tz, second=0, microsecond=0)
+    # skip non-existent local times: they have no wall clock to keep
+    if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None):
+        return
+    moved = cadence.add_local(local.astimezone(UTC), timedelta(days=days), tz).astimezone(tz)
+    expected = local.replace(tzinfo=None) + timedelta(days=days)
+    if moved.replace(tzinfo=None) != expected:
+        # only allowed when the target wall time does not exist (spring forward gap)
+        round_trip = expected.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+        assert round_trip.replace(tzinfo=None) != expected
+    assert moved.tzinfo is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    age=st.integers(min_value=0, max_value=500),
+    zone=zones,
+    scheduled=st.booleans(),
+)
+def test_lapse_matches_its_definition(age: int, zone: str, scheduled: bool) -> None:
+    rel = relationship(emp=person("ana", zone), partner=person("ben"))
+    events = [meeting_event(rel, "Deep dive", NOW - timedelta(days=age, hours=1))]
+    if scheduled:
+        events.append(meeting_event(rel, "Deep dive", NOW + timedelta(days=2)))
+    deep = states(rel, events)["deep_dive"]
+    held = NOW - timedelta(days=age, hours=1)
+    limit = cadence.add_local(cadence.add_local(held, timedelta(days=90), rel.employee.zone), timedelta(days=7), rel.employee.zone)
+    assert deep.lapsed == (not scheduled and NOW > limit)
+    assert deep.due > held
