@@ -37,13 +37,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
 
 import icalendar
-import recurring_ical_events
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from icalendar.cal import Component
 
+from agent import ical
 from agent.connectors.base import (
     Calendar,
     ConfigError,
@@ -56,12 +57,10 @@ from agent.connectors.base import (
 )
 from agent.connectors.smtp import SmtpMailer, secret_from_env
 from agent.model import (
-    Attendee,
     Changes,
     Event,
     EventDraft,
     Interval,
-    PartStat,
     Person,
     Skipped,
     SyncToken,
@@ -73,8 +72,7 @@ if TYPE_CHECKING:
     from agent.config import CalDAVAccount
     from agent.connectors import Context
 
-KEY_PROPERTY = "X-CADENCE-KEY"
-PRODID = "-//Cadence//Cadence agent//EN"
+KEY_PROPERTY = ical.KEY_PROPERTY
 #: a full sync expands events this far past the window's end, so that the window can
 #: move with the clock for about a month before the next full sync
 HORIZON_SLACK = timedelta(days=30)
@@ -84,13 +82,6 @@ DAV = "DAV:"
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 CS = "http://calendarserver.org/ns/"
 XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
-
-_PARTSTAT = {
-    "ACCEPTED": PartStat.ACCEPTED,
-    "DECLINED": PartStat.DECLINED,
-    "TENTATIVE": PartStat.TENTATIVE,
-    "NEEDS-ACTION": PartStat.NEEDS_ACTION,
-}
 
 
 def connect(ctx: Context) -> tuple[Calendar, Mailer]:
@@ -420,9 +411,7 @@ class CalDAVCalendar:
         skipped: list[Skipped] = []
         for obj in objects:
             found, skip = self._expand(person, obj, horizon)
-            if skip:
-                skipped.append(skip)
-                continue
+            skipped.extend(skip)
             if found:
                 cursor.ids[obj.path] = [e.id for e in found]
                 events.extend(found)
@@ -499,9 +488,7 @@ class CalDAVCalendar:
         skipped: list[Skipped] = []
         for obj in changed:
             found, skip = self._expand(person, obj, cursor.horizon)
-            if skip:
-                skipped.append(skip)
-                continue
+            skipped.extend(skip)
             new_ids = [e.id for e in found]
             removed.extend(i for i in cursor.ids.pop(obj.path, []) if i not in new_ids)
             if new_ids:
@@ -509,10 +496,12 @@ class CalDAVCalendar:
             events.extend(found)
         for path in gone:
             removed.extend(cursor.ids.pop(path, []))
+        # an object renamed by a client is gone under one name and new under another
+        current = {e.id for e in events}
         return Changes(
             cursor=cursor.encode(),
             events=tuple(events),
-            removed=tuple(removed),
+            removed=tuple(dict.fromkeys(i for i in removed if i not in current)),
             skipped=tuple(skipped),
         )
 
@@ -559,12 +548,13 @@ class CalDAVCalendar:
 
     def _expand(
         self, person: Person, obj: _Object, span: Interval
-    ) -> tuple[list[Event], Skipped | None]:
+    ) -> tuple[list[Event], list[Skipped]]:
+        """Expand one object; a malformed object or event becomes a Skipped entry."""
         try:
-            return events_of(person, _name(obj.path), obj.data, span), None
-        except Exception as exc:  # one malformed object never fails the sync
+            return ical.read_events(obj.data, person, span)
+        except Exception as exc:  # not iCalendar at all: skip the object, keep syncing
             self.log.warning("skipping %s on %s: %s", obj.path, person.email, exc)
-            return [], Skipped(person.email, obj.path, f"{type(exc).__name__}: {exc}")
+            return [], [Skipped(person.email, obj.path, f"{type(exc).__name__}: {exc}")]
 
     # --- free/busy ------------------------------------------------------------------------
 
@@ -642,11 +632,12 @@ class CalDAVCalendar:
         ics = draft_ics(draft, self.clock())
         headers = {"If-None-Match": "*", "Content-Type": "text/calendar; charset=utf-8"}
         response = self._send("PUT", url, ics, headers, accept=(412,))
-        if response.status == 412:
-            self.log.info("booking %s already on %s's calendar: using it", draft.key, organizer)
+        if response.status != 412:
+            return master_event(organizer, ics)
+        self.log.info("booking %s already on %s's calendar: using it", draft.key, organizer.email)
         found = self.find(organizer, draft.key)
         if found is None:
-            raise TransientError(f"event {draft.key} not readable after PUT {url}")
+            raise PermanentError(f"{url} exists but is not the agent's booking {draft.key}")
         return found
 
     def _get(self, url: str) -> _Object | None:
@@ -684,7 +675,7 @@ class CalDAVCalendar:
         if located is None:
             return None
         _, obj = located
-        event = master_event(person, _name(obj.path), obj.data)
+        event = master_event(person, obj.data)
         return event if event.key == key else None
 
     def move(self, person: Person, event: Event, to: Interval) -> Event:
@@ -733,7 +724,7 @@ class CalDAVCalendar:
             raise PermanentError(f"refusing to change {url}: it is not the agent's event")
         vevent = masters[0]
         if missing_ok and str(vevent.get("STATUS", "")).upper() == "CANCELLED":
-            return master_event(person, _name(obj.path), obj.data)
+            return master_event(person, obj.data)
         sequence = _sequence(vevent) + 1
         change(vevent)
         vevent.pop("SEQUENCE", None)
@@ -748,7 +739,7 @@ class CalDAVCalendar:
         response = self._send("PUT", url, cal.to_ical().decode(), headers, accept=(412,))
         if response.status == 412:
             raise TransientError(f"{url} changed while the agent was updating it; retry")
-        return master_event(person, _name(obj.path), cal.to_ical().decode())
+        return master_event(person, cal.to_ical().decode())
 
 
 class _Refused(Exception):
@@ -764,42 +755,18 @@ class _Refused(Exception):
 
 
 def draft_ics(draft: EventDraft, now: datetime) -> str:
-    """Return the calendar object resource (no METHOD) for a booking."""
-    from zoneinfo import ZoneInfo
+    """Return the calendar object resource (no METHOD) for a booking.
 
-    zone = ZoneInfo(draft.timezone)
-    cal = icalendar.Calendar()
-    cal.add("PRODID", PRODID)
-    cal.add("VERSION", "2.0")
-    vevent = icalendar.Event()
-    vevent.add("UID", draft.uid)
-    vevent.add("DTSTAMP", now.astimezone(UTC).replace(microsecond=0))
-    vevent.add("DTSTART", draft.start.astimezone(zone))
-    vevent.add("DTEND", draft.end.astimezone(zone))
-    vevent.add("SUMMARY", draft.title)
-    if draft.description:
-        vevent.add("DESCRIPTION", draft.description)
-    vevent.add("SEQUENCE", 0)
-    vevent.add("STATUS", "CONFIRMED")
-    vevent.add("TRANSP", "OPAQUE")
-    organizer = icalendar.vCalAddress(f"mailto:{draft.organizer.email}")
-    organizer.params["CN"] = draft.organizer.name
-    vevent.add("ORGANIZER", organizer)
-    for person, partstat in [(draft.organizer, "ACCEPTED")] + [
-        (a, "NEEDS-ACTION") for a in draft.attendees
-    ]:
-        attendee = icalendar.vCalAddress(f"mailto:{person.email}")
-        attendee.params["CN"] = person.name
-        attendee.params["ROLE"] = "REQ-PARTICIPANT"
-        attendee.params["PARTSTAT"] = partstat
-        if partstat == "NEEDS-ACTION":
-            attendee.params["RSVP"] = "TRUE"
-        # Cadence mails the invitation itself; a scheduling server must not send another
+    The VEVENT is the core's (``agent.ical``); attendees get ``SCHEDULE-AGENT=CLIENT``
+    because Cadence mails the invitation itself and a scheduling server (RFC 6638) must
+    not send a second one.
+    """
+    vevent = ical.draft_event(draft, stamp=now.replace(microsecond=0))
+    values = vevent.get("ATTENDEE", [])
+    for attendee in values if isinstance(values, list) else [values]:
         attendee.params["SCHEDULE-AGENT"] = "CLIENT"
-        vevent.add("ATTENDEE", attendee)
-    vevent.add(KEY_PROPERTY, draft.key)
-    cal.add_component(vevent)
-    add_timezones(cal, draft.start)
+    cal = ical.calendar([vevent])
+    add_timezones(cal, draft.start.astimezone(ZoneInfo(draft.timezone)))
     return str(cal.to_ical().decode())
 
 
@@ -814,84 +781,17 @@ def add_timezones(cal: icalendar.Calendar, around: datetime) -> None:
     cal.add_missing_timezones(first_date=date(year - 1, 1, 1), last_date=date(year + 3, 1, 1))
 
 
-def events_of(person: Person, name: str, data: str, span: Interval) -> list[Event]:
-    """Parse one calendar object and expand it into the events overlapping ``span``."""
-    cal = icalendar.Calendar.from_ical(data)
-    vevents = cal.walk("VEVENT")
-    if not vevents:
-        return []
-    recurring = any("RRULE" in v or "RDATE" in v or "RECURRENCE-ID" in v for v in vevents)
-    events = []
-    for instance in recurring_ical_events.of(cal).between(span.start, span.end):
-        ident = name
-        if recurring:
-            rid = instance.get("RECURRENCE-ID")
-            ident = f"{name}#{_rid(rid.dt if rid is not None else instance.decoded('DTSTART'))}"
-        events.append(_event(person, ident, instance))
-    return events
+#: the span searched when one event is read on its own (the agent's events are single)
+EVER = Interval(datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
-def master_event(person: Person, name: str, data: str) -> Event:
-    """Return the main (first, non-override) VEVENT of an object as an Event."""
-    cal = icalendar.Calendar.from_ical(data)
-    masters = [v for v in cal.walk("VEVENT") if "RECURRENCE-ID" not in v] or cal.walk("VEVENT")
-    if not masters:
-        raise PermanentError(f"{name} holds no VEVENT")
-    return _event(person, name, masters[0])
-
-
-def _event(person: Person, ident: str, vevent: Component) -> Event:
-    zone = person.zone
-    start_value = vevent.decoded("DTSTART")
-    start, all_day = _instant(start_value, zone)
-    if "DTEND" in vevent:
-        end, _ = _instant(vevent.decoded("DTEND"), zone)
-    elif "DURATION" in vevent:
-        end = (
-            _instant(start_value + vevent.decoded("DURATION"), zone)[0]
-            if all_day
-            else start + vevent.decoded("DURATION")
-        )
-    else:
-        end = _instant(start_value + timedelta(days=1), zone)[0] if all_day else start
-    if end < start:
-        raise ValueError(f"DTEND before DTSTART in {ident}")
-    organizer = vevent.get("ORGANIZER")
-    status = str(vevent.get("STATUS", "")).upper()
-    busy_status = str(vevent.get("X-MICROSOFT-CDO-BUSYSTATUS", "")).upper()
-    key = vevent.get(KEY_PROPERTY)
-    return Event(
-        owner=person.email,
-        id=ident,
-        title=str(vevent.get("SUMMARY", "")),
-        start=start,
-        end=end,
-        uid=str(vevent.get("UID", "")),
-        all_day=all_day,
-        cancelled=status == "CANCELLED",
-        transparent=str(vevent.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT",
-        kind="outOfOffice" if busy_status == "OOF" else "default",
-        organizer=_address(organizer) if organizer is not None else None,
-        attendees=tuple(_attendees(vevent)),
-        key=str(key) if key else None,
-        sequence=_sequence(vevent),
-        description=str(vevent.get("DESCRIPTION", "")),
-        location=str(vevent.get("LOCATION", "")),
-    )
-
-
-def _attendees(vevent: Component) -> Iterable[Attendee]:
-    values = vevent.get("ATTENDEE", [])
-    for value in values if isinstance(values, list) else [values]:
-        partstat = str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
-        yield Attendee(_address(value), _PARTSTAT.get(partstat, PartStat.NEEDS_ACTION))
-
-
-def _address(value: Any) -> str:
-    text = str(value).strip()
-    if text.lower().startswith("mailto:"):
-        text = text[7:]
-    return text.lower()
+def master_event(person: Person, data: str) -> Event:
+    """Return the one event of a calendar object holding a single (non-recurring) event."""
+    events, skipped = ical.read_events(data, person, EVER)
+    if skipped or not events:
+        reason = skipped[0].reason if skipped else "no VEVENT"
+        raise PermanentError(f"unreadable event on {person.email}'s calendar: {reason}")
+    return events[0]
 
 
 def _sequence(vevent: Component) -> int:
@@ -901,31 +801,11 @@ def _sequence(vevent: Component) -> int:
         return 0
 
 
-def _instant(value: date | datetime, zone: Any) -> tuple[datetime, bool]:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:  # floating time: the owner's wall clock
-            value = value.replace(tzinfo=zone)
-        return value.astimezone(UTC), False
-    return datetime.combine(value, time(), zone).astimezone(UTC), True
-
-
 def _zone_of(vevent: Component) -> Any:
     start = vevent.decoded("DTSTART")
     if isinstance(start, datetime) and start.tzinfo is not None:
         return start.tzinfo
     return UTC
-
-
-def _rid(value: date | datetime) -> str:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.strftime("%Y%m%dT%H%M%SZ")
-    return value.strftime("%Y%m%d")
-
-
-def _name(path: str) -> str:
-    return unquote(path.rstrip("/").rsplit("/", 1)[-1])
 
 
 def _stamp(dt: datetime) -> str:

@@ -116,18 +116,14 @@ class LocalCalendar:
         for comp in cal.walk("VEVENT"):
             if str(comp.get(ical.KEY_PROPERTY, "")) == key:
                 wide = Interval(datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
-                events, _ = ical.read_events(
-                    ical.calendar([comp]).to_ical(), person, wide
-                )
+                events, _ = ical.read_events(ical.calendar([comp]).to_ical(), person, wide)
                 if events:
                     return events[0]
         return None
 
     def create(self, draft: EventDraft) -> Event:
         stamp = self._clock.now(UTC)
-        vevent = ical.draft_event(
-            draft, stamp=stamp, partstats={draft.organizer.email: "ACCEPTED"}
-        )
+        vevent = ical.draft_event(draft, stamp=stamp, partstats={draft.organizer.email: "ACCEPTED"})
         with _locked(self.folder):
             for person in (draft.organizer, *draft.attendees):
                 self._insert(person, draft.uid, vevent, draft.timezone)
@@ -193,7 +189,10 @@ class LocalCalendar:
 
     def move(self, person: Person, event: Event, to: Interval) -> Event:
         return self._update(
-            person, event, dtstart=to.start.astimezone(person.zone), dtend=to.end.astimezone(person.zone)
+            person,
+            event,
+            dtstart=to.start.astimezone(person.zone),
+            dtend=to.end.astimezone(person.zone),
         )
 
     def cancel(self, person: Person, event: Event) -> None:

@@ -1,9 +1,10 @@
 """SMTP mail with iTIP invitations: the ``Mailer`` of the caldav provider, reusable by others.
 
-Messages are RFC 5322 with a ``multipart/alternative`` of text and HTML. When the mail
-carries an invitation, a ``text/calendar`` part whose ``method`` parameter equals the
-iCalendar METHOD (RFC 6047) joins the alternative, and the same object is attached as
-``invite.ics`` for mail clients that only look at attachments.
+Messages are built by the core (``agent.mime``): RFC 5322 with a
+``multipart/alternative`` of text and HTML. When the mail carries an invitation, a
+``text/calendar`` part whose ``method`` parameter equals the iCalendar METHOD (RFC 6047)
+joins the alternative, and the same object is attached as ``invite.ics`` for mail
+clients that only look at attachments.
 
 Every header value is checked: a CR or LF coming from calendar text or configuration
 never reaches a header (subjects and names are folded onto one line; addresses and
@@ -23,6 +24,7 @@ import re
 import smtplib
 import ssl
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -30,6 +32,7 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
+from agent import mime
 from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
 from agent.model import OutgoingMail, SentMail
 
@@ -48,7 +51,6 @@ _RESERVED = {
     "cc",
     "bcc",
     "subject",
-    "date",
     "message-id",
     "in-reply-to",
     "references",
@@ -106,48 +108,53 @@ def _mailbox(name: str, address: str) -> str:
 def build_message(
     mail: OutgoingMail, *, envelope_from: str | None = None, now: datetime | None = None
 ) -> EmailMessage:
-    """Build the RFC 5322 message for ``mail``.
+    """Build the RFC 5322 message for ``mail`` with the core's builder (``agent.mime``).
 
+    Addresses, message ids, header names and the iTIP method are checked first and
+    refused (PermanentError) rather than folded, since a folded address would reach the
+    wrong person. A Date header is added from the clock unless the mail carries one.
     With ``envelope_from`` (the account's ``from``), the message is From that address,
-    carrying the sender's name, with Reply-To the sender. Raise PermanentError for a
-    mail that cannot be sent safely.
+    carrying the sender's name, with Reply-To the sender. An invitation is also
+    attached as ``invite.ics``.
     """
     sender = _address(mail.sender, "sender")
-    recipients = [_address(a, "recipient") for a in mail.to]
+    recipients = tuple(_address(a, "recipient") for a in mail.to)
     if not recipients:
         raise PermanentError("refusing to send: the mail has no recipient")
-    msg = EmailMessage()
-    if envelope_from and envelope_from.lower() != sender.lower():
-        msg["From"] = _mailbox(mail.sender_name, _address(envelope_from, "smtp from"))
-        msg["Reply-To"] = _mailbox(mail.sender_name, sender)
-    else:
-        msg["From"] = _mailbox(mail.sender_name, sender)
-    msg["To"] = ", ".join(recipients)
-    msg["Subject"] = _one_line(mail.subject)
-    msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
-    msg["Message-ID"] = _message_id(mail.message_id)
-    if mail.in_reply_to:
-        msg["In-Reply-To"] = _message_id(mail.in_reply_to, "in_reply_to")
-    references = [_message_id(r, "reference") for r in mail.references]
-    if mail.in_reply_to and not references:
-        references = [msg["In-Reply-To"]]
-    if references:
-        msg["References"] = " ".join(references)
-    for name, value in mail.headers.items():
+    in_reply_to = _message_id(mail.in_reply_to, "in_reply_to") if mail.in_reply_to else None
+    references = tuple(_message_id(r, "reference") for r in mail.references)
+    if in_reply_to and not references:
+        references = (in_reply_to,)
+    for name in mail.headers:
         if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
             raise PermanentError(f"refusing to send: header {name!r} may not be set")
-        msg[name] = _one_line(value)
-
-    msg.set_content(mail.text, subtype="plain", charset="utf-8")
-    msg.add_alternative(mail.html, subtype="html", charset="utf-8")
-    if mail.invitation is not None:
-        method = _invitation_method(mail.invitation.method, mail.invitation.ics)
-        msg.add_alternative(
-            mail.invitation.ics, subtype="calendar", charset="utf-8", params={"method": method}
-        )
+    invitation = mail.invitation
+    if invitation is not None:
+        method = _invitation_method(invitation.method, invitation.ics)
+        invitation = replace(invitation, method=method)
+    safe = replace(
+        mail,
+        sender=sender,
+        to=recipients,
+        message_id=_message_id(mail.message_id),
+        in_reply_to=in_reply_to,
+        references=references,
+        invitation=invitation,
+    )
+    try:
+        msg = mime.build(safe)
+    except ValueError as exc:
+        raise PermanentError(f"refusing to send: {exc}") from exc
+    if msg["Date"] is None:
+        msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
+    if envelope_from and envelope_from.lower() != sender.lower():
+        del msg["From"]
+        msg["From"] = _mailbox(mail.sender_name, _address(envelope_from, "smtp from"))
+        msg["Reply-To"] = _mailbox(mail.sender_name, sender)
+    if invitation is not None:
         msg.make_mixed()
         msg.add_attachment(
-            mail.invitation.ics.encode("utf-8"),
+            invitation.ics.encode("utf-8"),
             maintype="application",
             subtype="ics",
             filename="invite.ics",

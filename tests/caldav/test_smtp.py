@@ -289,3 +289,10 @@ def test_date_header_uses_the_clock(smtp: SmtpSink) -> None:
     (got,) = smtp.received
     assert got.message["Date"].datetime == now
     assert got.message["Date"].datetime - now == timedelta(0)
+
+
+def test_date_given_by_the_engine_is_kept_once(smtp: SmtpSink) -> None:
+    plain_mailer(smtp).send(mail(headers={"Date": "Mon, 09 Nov 2026 08:30:00 +0000"}))
+    (got,) = smtp.received
+    assert got.message.get_all("Date") == ["Mon, 09 Nov 2026 08:30:00 +0000"]
+    assert got.message["Auto-Submitted"] == "auto-generated"

@@ -57,20 +57,20 @@ def test_full_sync_reads_every_kind_of_event(
 
     assert changes.full and not changes.removed and not changes.skipped
     events = by_id(changes.events)
-    assert set(events) == {"meeting.ics", "holiday.ics", "focus.ics", "away.ics"}
-    meeting = events["meeting.ics"]
+    assert set(events) == {"meeting", "holiday", "focus", "away"}
+    meeting = events["meeting"]
     assert meeting.owner == ana.email
     assert meeting.start == datetime(2026, 11, 3, 9, tzinfo=UTC)  # 10:00 CET
     assert meeting.organizer == ana.email
     assert meeting.partstat(ben.email) == PartStat.ACCEPTED
     assert meeting.key is None and meeting.uid == "meeting"
-    holiday = events["holiday.ics"]
+    holiday = events["holiday"]
     # all-day events cover the owner's local day (Ana is in São Paulo, UTC-3)
     assert holiday.all_day
     assert holiday.start == datetime(2026, 11, 5, 3, tzinfo=UTC)
     assert holiday.end == datetime(2026, 11, 6, 3, tzinfo=UTC)
-    assert events["focus.ics"].transparent and not events["focus.ics"].blocks_time
-    assert events["away.ics"].kind == "outOfOffice"
+    assert events["focus"].transparent and not events["focus"].blocks_time
+    assert events["away"].kind == "outOfOffice"
 
 
 def test_incremental_sync_reports_only_changes(
@@ -81,7 +81,7 @@ def test_incremental_sync_reports_only_changes(
     radicale.put(url + "a.ics", client_ics("a", "One", at(3), at(3, hour=11)))
     radicale.put(url + "b.ics", client_ics("b", "Two", at(4), at(4, hour=11)))
     first = calendar.changes(ana, None, WINDOW)
-    assert set(by_id(first.events)) == {"a.ics", "b.ics"}
+    assert set(by_id(first.events)) == {"a", "b"}
 
     before = len(radicale.requests)
     quiet = calendar.changes(ana, first.cursor, WINDOW)
@@ -95,9 +95,9 @@ def test_incremental_sync_reports_only_changes(
     changed = calendar.changes(ana, quiet.cursor, WINDOW)
 
     assert not changed.full
-    assert {e.id: e.title for e in changed.events} == {"a.ics": "One, moved", "c.ics": "Three"}
-    assert by_id(changed.events)["a.ics"].start == datetime(2026, 11, 5, 9, tzinfo=UTC)
-    assert changed.removed == ("b.ics",)
+    assert {e.id: e.title for e in changed.events} == {"a": "One, moved", "c": "Three"}
+    assert by_id(changed.events)["a"].start == datetime(2026, 11, 5, 9, tzinfo=UTC)
+    assert changed.removed == ("b",)
     # Radicale puts calendar-data in the sync reply: no multiget needed
     assert len(radicale.requests) - before == 1
 
@@ -115,12 +115,12 @@ def test_window_past_the_horizon_triggers_a_full_sync(
         url + "late.ics", client_ics("late", "Far ahead", later, later + timedelta(hours=1))
     )
     first = calendar.changes(ana, None, WINDOW)
-    assert "late.ics" not in by_id(first.events)
+    assert "late" not in by_id(first.events)
 
     moved = Interval(WINDOW.start + timedelta(days=40), WINDOW.end + timedelta(days=40))
     second = calendar.changes(ana, first.cursor, moved)
     assert second.full
-    assert "late.ics" in by_id(second.events)
+    assert "late" in by_id(second.events)
 
 
 def test_recurring_event_is_expanded_across_the_dst_change(
@@ -148,7 +148,7 @@ def test_recurring_event_is_expanded_across_the_dst_change(
         datetime(2026, 11, 9, 8, tzinfo=UTC),
     ]
     assert len({e.id for e in first.events}) == 4
-    assert all(e.id.startswith("weekly.ics#") for e in first.events)
+    assert all(e.id.startswith("weekly/") for e in first.events)
     assert all(e.end - e.start == timedelta(hours=1) for e in first.events)
 
     # the server's free/busy agrees because the object carries a VTIMEZONE
@@ -158,7 +158,7 @@ def test_recurring_event_is_expanded_across_the_dst_change(
     # shorten the series: the instances that vanished are reported as removed
     radicale.put(url + "weekly.ics", series.replace("COUNT=5", "COUNT=3"))
     changed = calendar.changes(ben, first.cursor, WINDOW)
-    assert sorted(changed.removed) == ["weekly.ics#20261102T080000Z", "weekly.ics#20261109T080000Z"]
+    assert sorted(changed.removed) == ["weekly/20261102T080000Z", "weekly/20261109T080000Z"]
     assert sorted(e.start for e in changed.events) == starts[:2]
 
 
@@ -178,7 +178,7 @@ def test_sync_without_sync_collection_uses_ctag_and_etags(
         with _closing(cal):
             ana = team["ana"]
             first = cal.changes(ana, None, WINDOW)
-            assert set(by_id(first.events)) == {"a.ics", "b.ics"}
+            assert set(by_id(first.events)) == {"a", "b"}
 
             before = len(old.requests)
             quiet = cal.changes(ana, first.cursor, WINDOW)
@@ -189,7 +189,7 @@ def test_sync_without_sync_collection_uses_ctag_and_etags(
             old.delete(url + "b.ics")
             changed = cal.changes(ana, quiet.cursor, WINDOW)
             assert [e.title for e in changed.events] == ["One, renamed"]
-            assert changed.removed == ("b.ics",)
+            assert changed.removed == ("b",)
             assert old.count("REPORT", "sync-collection") == 0
 
 
@@ -203,7 +203,7 @@ def test_server_that_stops_answering_sync_collection_gets_a_full_sync(
     first = calendar.changes(ana, None, WINDOW)
     radicale.refuse.add("sync-collection")
     second = calendar.changes(ana, first.cursor, WINDOW)
-    assert second.full and {e.id for e in second.events} == {"a.ics"}
+    assert second.full and {e.id for e in second.events} == {"a"}
     assert calendar.changes(ana, second.cursor, WINDOW).quiet
 
 
@@ -234,10 +234,8 @@ def test_malformed_object_is_skipped_not_fatal(
     assert "SEQUENCE:abc" in broken
     radicale.put(url + "bad.ics", broken)
     changes = calendar.changes(ana, None, WINDOW)
-    assert [e.id for e in changes.events] == ["good.ics"]
-    assert [(s.owner, s.ref.rsplit("/", 1)[-1]) for s in changes.skipped] == [
-        (ana.email, "bad.ics")
-    ]
+    assert [e.id for e in changes.events] == ["good"]
+    assert [(s.owner, s.ref) for s in changes.skipped] == [(ana.email, "bad")]
 
 
 def test_calendar_is_discovered_from_the_principal(radicale: Radicale) -> None:

@@ -98,7 +98,7 @@ class CalDAVBackend:
         )
         user = owner.email.split("@")[0]
         self.radicale.put(self.radicale.calendar_url(user) + f"{uid}.ics", ics)
-        return f"{uid}.ics"
+        return uid
 
     def delivered(self) -> list[email.message.EmailMessage]:
         return self.smtp.messages()
