@@ -192,7 +192,9 @@ class _Calendars:
                 self.tzids[owner].add(str(start.tzinfo))
         return uid
 
-    def add_override(self, owner: str, uid: str, original: datetime, start: datetime, title: str) -> None:
+    def add_override(
+        self, owner: str, uid: str, original: datetime, start: datetime, title: str
+    ) -> None:
         ev = icalendar.Event()
         ev.add("uid", uid)
         ev.add("dtstamp", datetime(2026, 1, 1, tzinfo=UTC))
@@ -239,10 +241,25 @@ def build_calendars(now: datetime) -> _Calendars:
     def ago(days: int) -> date:
         return _weekday_before(today - timedelta(days=days))
 
-    def meeting(emp: str, partner: str, title: str, day: date, at: time, minutes: int, **kw: object) -> None:
-        attendees = kw.pop("attendees", None) or {emp: "ACCEPTED", partner: "ACCEPTED"}
-        cals.add([emp, partner], title, _local(emp, day, at), minutes,
-                 organizer=emp, attendees=attendees, **kw)  # type: ignore[arg-type]
+    def meeting(
+        emp: str,
+        partner: str,
+        title: str,
+        day: date,
+        at: time,
+        minutes: int,
+        attendees: dict[str, str] | None = None,
+        status: str | None = None,
+    ) -> None:
+        cals.add(
+            [emp, partner],
+            title,
+            _local(emp, day, at),
+            minutes,
+            organizer=emp,
+            attendees=attendees or {emp: "ACCEPTED", partner: "ACCEPTED"},
+            status=status,
+        )
 
     # Ana and Ben: deep dive lapsed (last held about 140 days ago); check-ins healthy.
     meeting("ana", "ben", "Development Align: Ana & Ben", ago(230), time(10), 60)
@@ -253,30 +270,62 @@ def build_calendars(now: datetime) -> _Calendars:
     meeting("dev", "ben", "Development check-in: Dev & Ben", ago(33), time(14, 30), 15)
     # Emma and Ben: deep dive earlier today, a recap is owed.
     held = (now - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
-    cals.add(["emma", "ben"], "Development Advance: Emma & Ben", held, 60, organizer="emma",
-             attendees={"emma": "ACCEPTED", "ben": "ACCEPTED"})
+    cals.add(
+        ["emma", "ben"],
+        "Development Advance: Emma & Ben",
+        held,
+        60,
+        organizer="emma",
+        attendees={"emma": "ACCEPTED", "ben": "ACCEPTED"},
+    )
     meeting("emma", "ben", "Development Align: Emma & Ben", ago(95), time(11), 60)
     # Farid and Ben: last held 200 days ago; since then one declined by Ben, one cancelled.
     meeting("farid", "ben", "Development Align: Farid & Ben", ago(200), time(9), 60)
-    meeting("farid", "ben", "Development Advance: Farid & Ben", ago(110), time(9), 60,
-            attendees={"farid": "ACCEPTED", "ben": "DECLINED"})
-    meeting("farid", "ben", "Development Advance: Farid & Ben", ago(104), time(9), 60,
-            status="CANCELLED")
+    meeting(
+        "farid",
+        "ben",
+        "Development Advance: Farid & Ben",
+        ago(110),
+        time(9),
+        60,
+        attendees={"farid": "ACCEPTED", "ben": "DECLINED"},
+    )
+    meeting(
+        "farid",
+        "ben",
+        "Development Advance: Farid & Ben",
+        ago(104),
+        time(9),
+        60,
+        status="CANCELLED",
+    )
     meeting("farid", "ben", "Development check-in: Farid & Ben", ago(20), time(10), 15)
     # Ana and Chloe: mentoring lapsed (45 days).
     meeting("ana", "chloe", "Mentoring: Ana & Chloe", ago(45), time(13), 30)
     # Farid and Emma: mentoring tomorrow, an agenda is owed.
     meeting("farid", "emma", "Mentoring: Farid & Emma", ago(28), time(10), 30)
     soon = (now + timedelta(hours=20)).replace(minute=0, second=0, microsecond=0)
-    cals.add(["farid", "emma"], "Mentoring: Farid & Emma", soon, 30, organizer="farid",
-             attendees={"farid": "ACCEPTED", "emma": "ACCEPTED"})
+    cals.add(
+        ["farid", "emma"],
+        "Mentoring: Farid & Emma",
+        soon,
+        30,
+        organizer="farid",
+        attendees={"farid": "ACCEPTED", "emma": "ACCEPTED"},
+    )
 
     # Ordinary busy time on Ben's calendar.
     first = _local("ben", ago(60), time(9, 30))
     skip = _local("ben", _weekday_before(today + timedelta(days=3)), time(9, 30))
     moved = _local("ben", _weekday_before(today + timedelta(days=4)), time(9, 30))
-    uid = cals.add(["ben"], "Team standup", first, 15,
-                   rrule={"FREQ": "DAILY", "BYDAY": ["MO", "TU", "WE", "TH", "FR"]}, exdates=[skip])
+    uid = cals.add(
+        ["ben"],
+        "Team standup",
+        first,
+        15,
+        rrule={"FREQ": "DAILY", "BYDAY": ["MO", "TU", "WE", "TH", "FR"]},
+        exdates=[skip],
+    )
     cals.add_override("ben", uid, moved, moved + timedelta(hours=5), "Team standup (moved)")
     monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
     cals.add_all_day("ben", "Out of office: offsite", monday, 2, oof=True)
@@ -284,9 +333,16 @@ def build_calendars(now: datetime) -> _Calendars:
         day = today + timedelta(days=offset)
         if day.weekday() < 5 and offset % 3 == 0:
             cals.add(["ben"], "Hiring panel", _local("ben", day, time(14)), 90)
-    cals.add(["ben"], "Focus time", _local("ben", today + timedelta(days=2), time(10)), 120,
-             transparent=True)
-    cals.add(["chloe"], "Quarterly planning", _local("chloe", today + timedelta(days=3), time(9)), 480)
+    cals.add(
+        ["ben"],
+        "Focus time",
+        _local("ben", today + timedelta(days=2), time(10)),
+        120,
+        transparent=True,
+    )
+    cals.add(
+        ["chloe"], "Quarterly planning", _local("chloe", today + timedelta(days=3), time(9)), 480
+    )
     cals.add_all_day("dev", "Diwali holiday (personal)", today + timedelta(days=4), 1, oof=True)
     for who in ("ana", "dev", "emma", "farid", "chloe"):
         cals.cal(who)
@@ -319,8 +375,10 @@ def run_demo(folder: Path, now: datetime) -> None:
         typer.echo(f"Reusing the demo workspace in {folder}/ (delete it to start afresh).")
     else:
         create_workspace(folder, now)
-        typer.echo(f"Created a demo workspace in {folder}/: 6 people in 5 time zones, "
-                   "6 relationships on two programs.")
+        typer.echo(
+            f"Created a demo workspace in {folder}/: 6 people in 5 time zones, "
+            "6 relationships on two programs."
+        )
     settings = config_mod.load(path)
     with TickLock(settings.store, wait=5), Engine(settings) as engine:
         report = engine.tick(now)
@@ -329,5 +387,7 @@ def run_demo(folder: Path, now: datetime) -> None:
     typer.echo("")
     typer.echo(f"Calendars: {folder}/calendars/   Mail: {folder}/outbox/   Store: {settings.store}")
     if new:
-        typer.echo(f"Run it again ('cadence demo {folder}') and it books and sends nothing new; "
-                   f"'cadence log -c {path}' shows the audit log.")
+        typer.echo(
+            f"Run it again ('cadence demo {folder}') and it books and sends nothing new; "
+            f"'cadence log -c {path}' shows the audit log."
+        )

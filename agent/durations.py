@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import time, timedelta
 
@@ -58,7 +59,7 @@ def parse_spans(text: str) -> tuple[Span, ...]:
     if not isinstance(text, str):
         raise ValueError(f"not a span of time: {text!r}")
     spans = sorted((parse_span(part) for part in text.split(",")), key=lambda s: s.start)
-    for a, b in zip(spans, spans[1:], strict=False):
+    for a, b in itertools.pairwise(spans):
         if b.start < a.end:
             raise ValueError(f"spans {a} and {b} overlap")
     return tuple(spans)

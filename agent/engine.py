@@ -238,8 +238,7 @@ class _Tick:
     def assess(self) -> None:
         self._settle_pending()
         self.own = {
-            b["key"]: Own(b["relationship"], b["series"], b["stage"])
-            for b in self.store.bookings()
+            b["key"]: Own(b["relationship"], b["series"], b["stage"]) for b in self.store.bookings()
         }
         for row in self.store.bookings():
             if row["status"] == "booked" and row["start"] and row["end"]:
@@ -310,7 +309,9 @@ class _Tick:
         for state in states:
             summary = self._summary(state)
             last = self.store.audit_rows(relationship=rel.id, kind="assess", limit=50)
-            previous = next((r["message"] for r in reversed(last) if r["series"] == state.name), None)
+            previous = next(
+                (r["message"] for r in reversed(last) if r["series"] == state.name), None
+            )
             if previous != summary:
                 self.audit("assess", summary, rel.id, state.name, {"lapsed": state.lapsed})
             if state.lapsed:
@@ -334,7 +335,9 @@ class _Tick:
                 need = cadence.booking_need(state, self.now)
                 if need is None:
                     if state.skip_reason:
-                        self.record(ActionRecord("skip", rel.id, state.name, state.skip_reason, "skipped"))
+                        self.record(
+                            ActionRecord("skip", rel.id, state.name, state.skip_reason, "skipped")
+                        )
                     continue
                 if {rel.employee.email, rel.partner.email} & self.failed_people:
                     self.record(
@@ -404,7 +407,9 @@ class _Tick:
             need = renewed
         state = need.state
         if {rel.employee.email, rel.partner.email} & self.failed_people:
-            self.record(ActionRecord("book", rel.id, series.name, "free/busy unavailable", "deferred"))
+            self.record(
+                ActionRecord("book", rel.id, series.name, "free/busy unavailable", "deferred")
+            )
             return
         booking = rel.program.booking
         request = slots.SlotRequest(
@@ -492,9 +497,13 @@ class _Tick:
             busy.setdefault(email, []).append(event.interval)
         self.audit("book", f"{need.reason}; booked {result.reason}", rel.id, series.name, data)
         self.record(
-            ActionRecord("book", rel.id, series.name, title, "already" if existing else "done", data)
+            ActionRecord(
+                "book", rel.id, series.name, title, "already" if existing else "done", data
+            )
         )
-        self._assess(rel, self.now - HISTORY, again=True)  # the new meeting takes part in the mail step
+        self._assess(
+            rel, self.now - HISTORY, again=True
+        )  # the new meeting takes part in the mail step
 
     # --- mail ----------------------------------------------------------------------------
 
@@ -589,7 +598,8 @@ class _Tick:
             reason=reason,
             templates=self.settings.templates,
         )
-        in_reply_to, references = None, ()
+        in_reply_to: str | None = None
+        references: tuple[str, ...] = ()
         if kind == "recap":
             agenda = self.store.outbox(f"{meeting.id}:agenda")
             if agenda and agenda["status"] == "sent":
@@ -631,7 +641,9 @@ class _Tick:
         )
         data = {"subject": content.subject, "to": list(mail.to), "message_id": mail.message_id}
         if self.dry_run:
-            self.record(ActionRecord(kind, rel.id, meeting.series, content.subject, "planned", data))
+            self.record(
+                ActionRecord(kind, rel.id, meeting.series, content.subject, "planned", data)
+            )
             return
         self.store.save_outbox(
             {
@@ -659,7 +671,14 @@ class _Tick:
         data["where"] = sent.where
         self.audit(kind, f"{kind} sent: {content.subject}", rel.id, meeting.series, data)
         self.record(
-            ActionRecord(kind, rel.id, meeting.series, content.subject, "already" if sent.already else "done", data)
+            ActionRecord(
+                kind,
+                rel.id,
+                meeting.series,
+                content.subject,
+                "already" if sent.already else "done",
+                data,
+            )
         )
 
 

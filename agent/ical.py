@@ -91,7 +91,7 @@ def draft_event(
 
 
 def calendar(
-    events: Iterable[icalendar.Event], tzids: Iterable[str] = (), method: str | None = None
+    events: Iterable[Any], tzids: Iterable[str] = (), method: str | None = None
 ) -> icalendar.Calendar:
     """Wrap events in a VCALENDAR with a VTIMEZONE for every TZID named."""
     cal = icalendar.Calendar()
@@ -107,24 +107,29 @@ def calendar(
     return cal
 
 
-def invitation(draft: EventDraft, *, stamp: datetime, sequence: int = 0, method: str = "REQUEST") -> str:
+def invitation(
+    draft: EventDraft, *, stamp: datetime, sequence: int = 0, method: str = "REQUEST"
+) -> str:
     """Return the iTIP (RFC 5546) object for a booking: REQUEST, or CANCEL."""
     event = draft_event(draft, stamp=stamp, sequence=sequence, cancelled=method == "CANCEL")
-    return calendar([event], [draft.timezone], method=method).to_ical().decode()
+    text: bytes = calendar([event], [draft.timezone], method=method).to_ical()
+    return text.decode()
 
 
 # --- reading --------------------------------------------------------------------------
 
 
-def read_events(data: bytes | str, owner: Person, window: Interval) -> tuple[list[Event], list[Skipped]]:
+def read_events(
+    data: bytes | str, owner: Person, window: Interval
+) -> tuple[list[Event], list[Skipped]]:
     """Expand every event of an iCalendar text that overlaps ``window``.
 
     Raise ValueError when the text is not iCalendar at all; problems inside single
     events are returned as Skipped entries.
     """
     cal = icalendar.Calendar.from_ical(data)
-    timezones = [c for c in cal.walk("VTIMEZONE")]
-    groups: dict[str, list[icalendar.Event]] = {}
+    timezones: list[Any] = list(cal.walk("VTIMEZONE"))
+    groups: dict[str, list[Any]] = {}
     skipped: list[Skipped] = []
     for index, comp in enumerate(cal.walk("VEVENT")):
         uid = str(comp.get("UID") or f"(no UID, event #{index + 1})")
@@ -140,8 +145,8 @@ def read_events(data: bytes | str, owner: Person, window: Interval) -> tuple[lis
 
 def _expand(
     uid: str,
-    comps: list[icalendar.Event],
-    timezones: list[icalendar.Timezone],
+    comps: list[Any],
+    timezones: list[Any],
     owner: Person,
     window: Interval,
 ) -> list[Event]:
@@ -188,12 +193,14 @@ def _event(uid: str, comp: Any, owner: Person, recurring: bool) -> Event:
     if end < start:
         raise ValueError("ends before it starts")
     attendees = []
-    for value in _as_list(comp.get("ATTENDEE")):
+    for value in as_list(comp.get("ATTENDEE")):
         status = str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
         attendees.append(Attendee(address(value), _PARTSTAT.get(status, PartStat.NEEDS_ACTION)))
     organizer = comp.get("ORGANIZER")
     busy_status = str(comp.get("X-MICROSOFT-CDO-BUSYSTATUS", "")).upper()
-    transparent = str(comp.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT" or busy_status == "FREE"
+    transparent = (
+        str(comp.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT" or busy_status == "FREE"
+    )
     kind = "outOfOffice" if busy_status == "OOF" else "default"
     ident = uid
     if recurring:
@@ -222,7 +229,7 @@ def _event(uid: str, comp: Any, owner: Person, recurring: bool) -> Event:
     )
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]

@@ -74,5 +74,7 @@ def load(path: str | Path) -> Plan:
         errors = []
         for err in exc.errors():
             message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(source.where(list(err["loc"]), str(message).removeprefix("Value error, ")))
+            errors.append(
+                source.where(list(err["loc"]), str(message).removeprefix("Value error, "))
+            )
         raise ConfigError(errors) from None

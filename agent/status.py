@@ -21,7 +21,9 @@ def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
         }
         rows = []
         for rel in settings.relationships:
-            events = store.events([rel.employee.email, rel.partner.email], now - timedelta(days=400))
+            events = store.events(
+                [rel.employee.email, rel.partner.email], now - timedelta(days=400)
+            )
             meetings = classify.meetings(rel, events, own, now)
             for state in cadence.assess(rel, meetings, now):
                 zone = rel.employee.zone
@@ -49,7 +51,9 @@ def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
 
 
 def print_status(rows: list[dict[str, Any]]) -> None:
-    header = f"{'relationship':<42} {'series':<11} {'last held':<11} {'next':<11} {'due':<11} lapsed"
+    header = (
+        f"{'relationship':<42} {'series':<11} {'last held':<11} {'next':<11} {'due':<11} lapsed"
+    )
     typer.echo(header)
     for r in rows:
         typer.echo(

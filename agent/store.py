@@ -136,8 +136,8 @@ class Store:
                 self.db.execute("DELETE FROM events WHERE owner = ? AND id = ?", [owner, event_id])
             rows = [_event_row(e) for e in changes.events]
             if rows:
-                self.db["events"].upsert_all(rows, pk=("owner", "id"))
-            self.db["sync_state"].upsert(
+                self.db.table("events").upsert_all(rows, pk=("owner", "id"))
+            self.db.table("sync_state").upsert(
                 {"owner": owner, "cursor": changes.cursor, "synced_at": _ts(now), "error": None},
                 pk="owner",
             )
@@ -148,12 +148,12 @@ class Store:
 
     def put_event(self, event: Event) -> None:
         with self.atomic():
-            self.db["events"].upsert(_event_row(event), pk=("owner", "id"))
+            self.db.table("events").upsert(_event_row(event), pk=("owner", "id"))
 
     def events(self, owners: Iterable[str], since: datetime | None = None) -> list[Event]:
         owners = list(owners)
         marks = ",".join("?" * len(owners))
-        sql = f'SELECT * FROM events WHERE owner IN ({marks})'
+        sql = f"SELECT * FROM events WHERE owner IN ({marks})"
         params: list[Any] = list(owners)
         if since is not None:
             sql += ' AND "end" >= ?'
@@ -179,7 +179,7 @@ class Store:
         with self.atomic():
             existing = self.booking(row["key"])
             row = {**(existing or {"created_at": _ts(now)}), **row, "updated_at": _ts(now)}
-            self.db["bookings"].upsert(row, pk="key")
+            self.db.table("bookings").upsert(row, pk="key")
 
     # --- outbox ------------------------------------------------------------------------
 
@@ -196,7 +196,7 @@ class Store:
         with self.atomic():
             existing = self.outbox(row["key"])
             row = {**(existing or {"created_at": _ts(now)}), **row}
-            self.db["outbox"].upsert(row, pk="key")
+            self.db.table("outbox").upsert(row, pk="key")
 
     # --- meetings ----------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ class Store:
         with self.atomic():
             self.db.execute("DELETE FROM meetings WHERE relationship = ?", [relationship])
             if rows:
-                self.db["meetings"].insert_all(
+                self.db.table("meetings").insert_all(
                     [{**r, "tick": tick} for r in rows], pk=("relationship", "id")
                 )
 
@@ -244,7 +244,7 @@ class Store:
         data: dict[str, Any] | None = None,
     ) -> None:
         with self.atomic():
-            self.db["audit"].insert(
+            self.db.table("audit").insert(
                 {
                     "tick": tick,
                     "at": _ts(at),
@@ -263,7 +263,8 @@ class Store:
         kind: str | None = None,
         limit: int = 200,
     ) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM audit WHERE 1 = 1", []
+        sql = "SELECT * FROM audit WHERE 1 = 1"
+        params: list[Any] = []
         if tick is not None:
             sql += " AND tick = ?"
             params.append(tick)

@@ -23,8 +23,10 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
     echo(f"Tick at {report.now:%Y-%m-%d %H:%M} UTC ({'plan only' if dry_run else 'run'})")
     for rel in settings.relationships:
         echo("")
-        echo(f"{rel.employee.name} ({rel.employee.timezone}) with {rel.role} "
-             f"{rel.partner.name} ({rel.partner.timezone}), {rel.program.name}")
+        echo(
+            f"{rel.employee.name} ({rel.employee.timezone}) with {rel.role} "
+            f"{rel.partner.name} ({rel.partner.timezone}), {rel.program.name}"
+        )
         for state in [s for s in report.states if s.relationship.id == rel.id]:
             if state.next_scheduled:
                 when = state.next_scheduled.start.astimezone(rel.employee.zone)
@@ -35,8 +37,11 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                 found = state.due_reason
             held = state.last_held.start.astimezone(rel.employee.zone) if state.last_held else None
             flag = "LAPSED" if state.lapsed else "ok"
-            echo(f"  {state.name:<11} {flag:<6} last held {held:%Y-%m-%d}" if held
-                 else f"  {state.name:<11} {flag:<6} never held")
+            echo(
+                f"  {state.name:<11} {flag:<6} last held {held:%Y-%m-%d}"
+                if held
+                else f"  {state.name:<11} {flag:<6} never held"
+            )
             echo(f"              {found}")
         for action in [a for a in report.actions if a.relationship == rel.id]:
             if action.kind in _LABELS and action.outcome in ("done", "planned"):
@@ -59,8 +64,10 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
             echo(f"! {error}")
     echo("")
     if new:
-        echo(f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
-             f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite'))} mails.")
+        echo(
+            f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
+            f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite'))} mails."
+        )
     else:
         echo("Nothing new to book or send: every due action is already done.")
     return new

@@ -50,7 +50,9 @@ def test_check_reports_every_error_with_file_line_and_key(workspace: Path) -> No
     )
     result = cadence("check", "--config", str(bad))
     assert result.exit_code == 2
-    lines = result.stderr.strip().splitlines() if result.stderr else result.output.strip().splitlines()
+    lines = (
+        result.stderr.strip().splitlines() if result.stderr else result.output.strip().splitlines()
+    )
     text = "\n".join(lines)
     for pattern in (
         r"bad\.yaml:\d+: people\[1\]\.timezone: unknown time zone 'America/Sao_Paolo'",
@@ -136,7 +138,11 @@ def test_plan_changes_nothing_then_run_acts_then_rerun_is_quiet(workspace: Path)
 
     status = cadence("status", "--config", str(workspace), "--now", NOW, "--json")
     rows = json.loads(status.output)
-    ana = next(r for r in rows if r["relationship"] == "ana@acme.example/ben@acme.example" and r["series"] == "deep_dive")
+    ana = next(
+        r
+        for r in rows
+        if r["relationship"] == "ana@acme.example/ben@acme.example" and r["series"] == "deep_dive"
+    )
     assert ana["next_scheduled"] is not None
 
     log = cadence("log", "--config", str(workspace), "--kind", "book")

@@ -26,9 +26,22 @@ def run_once(config: Path, kill_at: int | None = None) -> subprocess.CompletedPr
     if kill_at is not None:
         env[ENV_KILL] = str(kill_at)
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "run", "--once", "--config", str(config),
-         "--now", NOW.isoformat()],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "run",
+            "--once",
+            "--config",
+            str(config),
+            "--now",
+            NOW.isoformat(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -139,7 +139,9 @@ def test_reads_what_people_put_on_calendars(folder: Path) -> None:
     assert all(e.end - e.start == timedelta(minutes=15) for e in events["Standup"])
     offsite = events["Offsite"][0]
     assert offsite.all_day and offsite.kind == "outOfOffice"
-    assert offsite.start == at("2026-03-31T22:00:00+00:00") and offsite.end == at("2026-04-02T22:00:00+00:00")
+    assert offsite.start == at("2026-03-31T22:00:00+00:00") and offsite.end == at(
+        "2026-04-02T22:00:00+00:00"
+    )
     assert events["Floating lunch"][0].start == at("2026-04-05T08:00:00+00:00")  # Ana's wall clock
     assert events["Focus"][0].transparent and not events["Focus"][0].blocks_time
     dd = events["Development Align"][0]

@@ -138,7 +138,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         backoff = min(self.cap, self.base * 2**attempt) * (0.5 + self.rand() / 2)
-        return max(backoff, retry_after or 0.0)
+        return float(max(backoff, retry_after or 0.0))
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn``, retrying TransientError within the policy's bounds."""

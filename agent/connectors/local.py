@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import icalendar
 
@@ -30,6 +31,7 @@ from agent.model import (
     OutgoingMail,
     Person,
     SentMail,
+    Skipped,
     SyncToken,
 )
 
@@ -93,9 +95,9 @@ class LocalCalendar:
         events, skipped = self._parse(person, data, window)
         return Changes(cursor=cursor, events=tuple(events), full=True, skipped=tuple(skipped))
 
-    def _parse(self, person: Person, data: bytes, window: Interval):  # type: ignore[no-untyped-def]
-        from agent.model import Skipped
-
+    def _parse(
+        self, person: Person, data: bytes, window: Interval
+    ) -> tuple[list[Event], list[Skipped]]:
         try:
             return ical.read_events(data, person, window)
         except Exception as exc:  # not iCalendar at all: the whole file is one bad item
@@ -132,7 +134,7 @@ class LocalCalendar:
             raise PermanentError(f"booking {draft.key} vanished from {draft.organizer.email}")
         return event
 
-    def _insert(self, person: Person, uid: str, vevent: icalendar.Event, tzid: str) -> None:
+    def _insert(self, person: Person, uid: str, vevent: Any, tzid: str) -> None:
         path = self.path(person.email)
         text = self._read(person.email).decode("utf-8")
         if f"UID:{uid}" in text:
@@ -149,7 +151,7 @@ class LocalCalendar:
             raise PermanentError(f"{path.name} has no END:VCALENDAR; not writing into it")
         atomic_write(path, (text[:end] + addition + text[end:]).encode("utf-8"))
 
-    def _replace(self, person: Person, uid: str, vevent: icalendar.Event) -> None:
+    def _replace(self, person: Person, uid: str, vevent: Any) -> None:
         text = self._read(person.email).decode("utf-8")
         newline = "\r\n" if "\r\n" in text else "\n"
         for match in _BLOCK.finditer(text):
@@ -177,7 +179,7 @@ class LocalCalendar:
         target.add("sequence", sequence)
         target.pop("DTSTAMP", None)
         target.add("dtstamp", self._clock.now(UTC))
-        emails = {ical.address(a) for a in ical._as_list(target.get("ATTENDEE"))}
+        emails = {ical.address(a) for a in ical.as_list(target.get("ATTENDEE"))}
         emails.add(ical.address(target.get("ORGANIZER", "")))
         with _locked(self.folder):
             for email in sorted(emails):

@@ -48,9 +48,7 @@ class Meeting:
         return self.status in (Status.SCHEDULED, Status.HELD)
 
 
-def series_of(
-    event: Event, rel: Relationship, own: Mapping[str, Own]
-) -> str | None:
+def series_of(event: Event, rel: Relationship, own: Mapping[str, Own]) -> str | None:
     """Return the series ``event`` belongs to for ``rel``, or None.
 
     The agent's tag decides for its own events; otherwise both people must take part

@@ -107,7 +107,11 @@ def allowed(person: Person, window: Span | None, span: Interval) -> list[Interva
                     if end == time.max
                     else datetime.combine(day, end, tzinfo=zone)
                 )
-                iv = Interval(max(lo, span.start), min(hi, span.end)) if lo < span.end and hi > span.start else None
+                iv = (
+                    Interval(max(lo, span.start), min(hi, span.end))
+                    if lo < span.end and hi > span.start
+                    else None
+                )
                 if iv is not None and iv.start < iv.end:
                     out.append(iv)
         day += timedelta(days=1)

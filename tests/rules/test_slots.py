@@ -11,8 +11,14 @@ from agent.rules import slots
 from tests.factories import at, person
 
 ZONES = [
-    "Europe/Berlin", "Europe/London", "America/New_York", "America/Sao_Paulo",
-    "Asia/Kolkata", "Australia/Sydney", "Pacific/Honolulu", "Asia/Tokyo",
+    "Europe/Berlin",
+    "Europe/London",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+    "Pacific/Honolulu",
+    "Asia/Tokyo",
 ]
 
 
@@ -29,14 +35,20 @@ def request(emp, partner, start: str, days: int = 14, **kw) -> slots.SlotRequest
 
 
 def test_earliest_common_slot_across_zones() -> None:
-    ana, ben = person("ana", "America/Sao_Paulo", work="08:00-16:00"), person("ben", "Europe/Berlin")
+    ana, ben = (
+        person("ana", "America/Sao_Paulo", work="08:00-16:00"),
+        person("ben", "Europe/Berlin"),
+    )
     req = request(ana, ben, "2026-11-24T00:00:00+00:00", window=parse_span("10:00-16:00"))
     result = slots.find_slot(req, [], [])
     assert result.slot is not None
     # 10:00 in São Paulo is 14:00 in Berlin: the first time inside both windows
     assert result.slot.start == at("2026-11-24T13:00:00+00:00")
     assert "earliest free in both windows" in result.reason
-    assert "Tue 2026-11-24 10:00 America/Sao_Paulo / Tue 2026-11-24 14:00 Europe/Berlin" in result.reason
+    assert (
+        "Tue 2026-11-24 10:00 America/Sao_Paulo / Tue 2026-11-24 14:00 Europe/Berlin"
+        in result.reason
+    )
 
 
 def test_busy_time_and_buffer_push_the_slot() -> None:
@@ -113,7 +125,9 @@ START = datetime(2026, 1, 1)
 @st.composite
 def calendars(draw: st.DrawFn) -> tuple[slots.SlotRequest, list[Interval], list[Interval]]:
     tz_a, tz_b = draw(st.sampled_from(ZONES)), draw(st.sampled_from(ZONES))
-    work_a = draw(st.sampled_from(["08:00-16:00", "09:00-17:00", "10:00-18:30", "07:00-12:00,13:00-15:00"]))
+    work_a = draw(
+        st.sampled_from(["08:00-16:00", "09:00-17:00", "10:00-18:30", "07:00-12:00,13:00-15:00"])
+    )
     work_b = draw(st.sampled_from(["09:00-17:00", "06:00-14:00", "12:00-20:00"]))
     country = draw(st.sampled_from([None, "DE", "US", "BR", "IN", "GB"]))
     a = person("ana", tz_a, country=country, work=work_a)
@@ -137,7 +151,10 @@ def calendars(draw: st.DrawFn) -> tuple[slots.SlotRequest, list[Interval], list[
         latest=earliest + timedelta(days=draw(st.integers(1, 21))),
         window=parse_span(window) if window else None,
         buffer=timedelta(minutes=draw(st.sampled_from([0, 5, 10, 15]))),
-        prefer=draw(st.none() | st.tuples(st.integers(0, 4), st.integers(8, 16), st.sampled_from([0, 15, 30, 45]))),
+        prefer=draw(
+            st.none()
+            | st.tuples(st.integers(0, 4), st.integers(8, 16), st.sampled_from([0, 15, 30, 45]))
+        ),
     )
     return req, busy(), busy()
 
@@ -190,7 +207,9 @@ def test_no_earlier_candidate_is_free_unless_preferred(case) -> None:
     while t >= req.earliest:
         cand = Interval(t, t + req.duration)
         clash = any(cand.overlaps(b.widen(req.buffer)) for b in [*busy_a, *busy_b])
-        ok = _inside_working_hours(req.employee, req, cand) and _inside_working_hours(req.partner, req, cand)
+        ok = _inside_working_hours(req.employee, req, cand) and _inside_working_hours(
+            req.partner, req, cand
+        )
         assert clash or not ok, f"earlier free candidate {cand}"
         t -= step
         if result.slot.start - t > timedelta(days=2):
