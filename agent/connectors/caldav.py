@@ -106,7 +106,9 @@ def connect(ctx: Context) -> tuple[Calendar, Mailer]:
         log=ctx.log,
     )
     try:
-        mailer = SmtpMailer.from_settings(account.smtp, where, ca_bundle=account.ca_bundle)
+        mailer = SmtpMailer.from_settings(
+            account.smtp, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log
+        )
     except BaseException:
         calendar.close()
         raise
