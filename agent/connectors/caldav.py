@@ -683,52 +683,58 @@ class CalDAVCalendar:
     def move(self, person: Person, event: Event, to: Interval) -> Event:
         """Move one of the agent's events to ``to``, raising its SEQUENCE."""
 
-        def change(vevent: Component) -> None:
+        def change(vevent: Component) -> bool:
             zone = _zone_of(vevent)
-            start, end = to.start.astimezone(zone), to.end.astimezone(zone)
-            for name, value in (("DTSTART", start), ("DTEND", end)):
+            for name, value in (("DTSTART", to.start), ("DTEND", to.end)):
                 vevent.pop(name, None)
-                vevent.add(name, value)
+                vevent.add(name, value.astimezone(zone))
             vevent.pop("DURATION", None)
+            return True
 
-        return self._rewrite(person, event, change)
+        ensure_own(event)
+        assert event.key is not None
+        moved = self.rewrite_own(person, event.key, change)
+        if moved is None:
+            raise PermanentError(f"event {event.key} not found on {person.email}'s calendar")
+        return moved
 
     def cancel(self, person: Person, event: Event) -> None:
         """Cancel one of the agent's events (STATUS:CANCELLED, SEQUENCE raised)."""
 
-        def change(vevent: Component) -> None:
-            vevent.pop("STATUS", None)
-            vevent.add("STATUS", "CANCELLED")
-            vevent.pop("TRANSP", None)
-            vevent.add("TRANSP", "TRANSPARENT")
+        def change(vevent: Component) -> bool:
+            if str(vevent.get("STATUS", "")).upper() == "CANCELLED":
+                return False
+            for name, value in (("STATUS", "CANCELLED"), ("TRANSP", "TRANSPARENT")):
+                vevent.pop(name, None)
+                vevent.add(name, value)
+            return True
 
-        self._rewrite(person, event, change, missing_ok=True)
-
-    def _rewrite(
-        self,
-        person: Person,
-        event: Event,
-        change: Callable[[Component], None],
-        missing_ok: bool = False,
-    ) -> Event:
         ensure_own(event)
         assert event.key is not None
-        located = self._own(person, event.key)
+        if self.rewrite_own(person, event.key, change) is None:
+            self.log.info("event %s is no longer on %s's calendar", event.key, person.email)
+
+    def rewrite_own(
+        self, person: Person, key: str, change: Callable[[Component], bool], *, bump: bool = True
+    ) -> Event | None:
+        """Apply ``change`` to the agent's event ``key`` and store it if it changed.
+
+        With ``bump`` the SEQUENCE is raised (a change by the organizer); recording an
+        attendee's answer leaves it alone (RFC 5546). Return None when there is no such
+        event; raise PermanentError when the object there is not the agent's.
+        """
+        located = self._own(person, key)
         if located is None:
-            if missing_ok:
-                self.log.info("event %s is no longer on %s's calendar", event.key, person.email)
-                return event
-            raise PermanentError(f"event {event.key} not found on {person.email}'s calendar")
+            return None
         url, obj = located
         cal = icalendar.Calendar.from_ical(obj.data)
         masters = [v for v in cal.walk("VEVENT") if "RECURRENCE-ID" not in v]
-        if len(masters) != 1 or str(masters[0].get(KEY_PROPERTY, "")) != event.key:
+        if len(masters) != 1 or str(masters[0].get(KEY_PROPERTY, "")) != key:
             raise PermanentError(f"refusing to change {url}: it is not the agent's event")
         vevent = masters[0]
-        if missing_ok and str(vevent.get("STATUS", "")).upper() == "CANCELLED":
+        sequence = _sequence(vevent) + (1 if bump else 0)
+        if not change(vevent):
             return master_event(person, obj.data)
-        sequence = _sequence(vevent) + 1
-        change(vevent)
         vevent.pop("SEQUENCE", None)
         vevent.add("SEQUENCE", sequence)
         for name in ("DTSTAMP", "LAST-MODIFIED"):

@@ -17,27 +17,28 @@ Passwords come only from the environment variable named in the config.
 
 from __future__ import annotations
 
+import imaplib
 import ipaddress
 import logging
 import os
 import re
 import smtplib
 import ssl
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent import mime
 from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
-from agent.model import OutgoingMail, SentMail
+from agent.model import OutgoingMail, PartStat, SentMail
 
 if TYPE_CHECKING:
-    from agent.config import SmtpSettings
+    from agent.config import ImapSettings, SmtpSettings
 
 #: an addr-spec without whitespace, angle brackets or control characters
 _ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"@\x00-\x1f\x7f]+@[^\s<>()\[\]\\,;:\"@\x00-\x1f\x7f]+$")
@@ -350,3 +351,255 @@ def _translate(exc: Exception, where: str) -> TransientError | PermanentError:
             "set ca_bundle if it is signed by a private CA"
         )
     return TransientError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+# --- IMAP: reading replies ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItipReply:
+    """An attendee's answer to an invitation (iTIP METHOD:REPLY, RFC 5546 section 3.2.3)."""
+
+    uid: str
+    attendee: str
+    partstat: PartStat
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A mail answering one of the agent's mails, or carrying an iTIP REPLY."""
+
+    imap_uid: int
+    message_id: str
+    answers: tuple[str, ...]
+    sender: str
+    subject: str
+    text: str
+    itip: tuple[ItipReply, ...] = ()
+
+
+_PARTSTATS = {p.value.upper(): p for p in PartStat}
+_SEARCH_BATCH = 200
+
+
+def itip_replies(message: EmailMessage) -> tuple[ItipReply, ...]:
+    """Return the iTIP REPLY answers carried by ``message`` (none when it has no REPLY)."""
+    import icalendar
+
+    found: list[ItipReply] = []
+    for part in message.walk():
+        if part.get_content_type() not in ("text/calendar", "application/ics"):
+            continue
+        try:
+            cal = icalendar.Calendar.from_ical(part.get_content())
+        except (ValueError, LookupError, KeyError):
+            continue
+        if str(cal.get("METHOD", "")).upper() != "REPLY":
+            continue
+        for vevent in cal.walk("VEVENT"):
+            values = vevent.get("ATTENDEE", [])
+            for attendee in values if isinstance(values, list) else [values]:
+                partstat = str(attendee.params.get("PARTSTAT", "")).upper()
+                if partstat not in _PARTSTATS:
+                    continue
+                try:
+                    sequence = int(vevent.get("SEQUENCE", 0))
+                except (TypeError, ValueError):
+                    sequence = 0
+                address = str(attendee).strip()
+                if address.lower().startswith("mailto:"):
+                    address = address[7:]
+                found.append(
+                    ItipReply(
+                        str(vevent.get("UID", "")), address.lower(), _PARTSTATS[partstat], sequence
+                    )
+                )
+    return tuple(dict.fromkeys(found))
+
+
+class ImapReader:
+    """Read replies from one IMAP folder, without marking anything as read."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_mode: str = "ssl",  # "ssl", "starttls" or "plain"
+        username: str,
+        password: str,
+        folder: str = "INBOX",
+        ca_bundle: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        if ssl_mode not in ("ssl", "starttls", "plain"):
+            raise ConfigError(f"imap: unknown TLS mode {ssl_mode!r}")
+        if ssl_mode == "plain" and not _is_loopback(host):
+            raise ConfigError(
+                f"imap: refusing to send the password for {username} to {host} without TLS; "
+                "set ssl: true (IMAPS) or starttls: true"
+            )
+        self.host, self.port, self.ssl_mode = host, port, ssl_mode
+        self.username, self._password = username, password
+        self.folder = folder
+        self.ca_bundle, self.timeout = ca_bundle, timeout
+        self.retry = retry or RetryPolicy()
+        self.log = log or logging.getLogger("cadence.connector.imap")
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ImapSettings,
+        where: str,
+        *,
+        ca_bundle: str | None = None,
+        retry: RetryPolicy | None = None,
+        log: logging.Logger | None = None,
+    ) -> ImapReader:
+        """Build a reader from an account's ``imap:`` settings; raise ConfigError."""
+        if not settings.username or not settings.password_env:
+            raise ConfigError(f"{where}: imap: username and password_env are required")
+        password = secret_from_env(settings.password_env, f"{where}: imap: password_env")
+        assert password is not None
+        port = settings.port
+        if not settings.ssl and "port" not in settings.model_fields_set:
+            port = 143
+        mode = "ssl" if settings.ssl else "starttls" if settings.starttls else "plain"
+        return cls(
+            settings.host,
+            port,
+            ssl_mode=mode,
+            username=settings.username,
+            password=password,
+            folder=settings.folder,
+            ca_bundle=settings.ca_bundle or ca_bundle,
+            timeout=settings.timeout,
+            retry=retry,
+            log=log,
+        )
+
+    @property
+    def where(self) -> str:
+        scheme = "imaps" if self.ssl_mode == "ssl" else "imap"
+        return f"{scheme}://{self.host}:{self.port}/{self.folder}"
+
+    def replies(self, answering: Iterable[str], since: date) -> list[Reply]:
+        """Return mails since ``since`` that answer a Message-ID in ``answering`` or
+        carry an iTIP REPLY; raise TransientError or PermanentError on failure."""
+        wanted = {i.strip().lower() for i in answering}
+        return self.retry.call(lambda: self._replies(wanted, since))
+
+    def _connect(self) -> imaplib.IMAP4:
+        context = ssl.create_default_context(cafile=self.ca_bundle)
+        if self.ssl_mode == "ssl":
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                self.host, self.port, ssl_context=context, timeout=self.timeout
+            )
+        else:
+            client = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.ssl_mode == "starttls":
+                client.starttls(ssl_context=context)
+            client.login(self.username, self._password)
+        except BaseException:
+            client.shutdown()
+            raise
+        return client
+
+    def _replies(self, wanted: set[str], since: date) -> list[Reply]:
+        try:
+            client = self._connect()
+        except imaplib.IMAP4.abort as exc:
+            raise TransientError(f"{self.where}: {exc}") from exc
+        except imaplib.IMAP4.error as exc:
+            raise PermanentError(
+                f"{self.where}: login refused ({exc}); check imap username and password_env"
+            ) from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise _translate(exc, self.where) from exc
+        try:
+            return self._read(client, wanted, since)
+        except imaplib.IMAP4.abort as exc:
+            raise TransientError(f"{self.where}: {exc}") from exc
+        except imaplib.IMAP4.error as exc:
+            raise PermanentError(f"{self.where}: {exc}") from exc
+        except OSError as exc:
+            raise _translate(exc, self.where) from exc
+        finally:
+            try:
+                client.logout()
+            except (imaplib.IMAP4.error, OSError):
+                client.shutdown()
+
+    def _read(self, client: imaplib.IMAP4, wanted: set[str], since: date) -> list[Reply]:
+        status, _ = client.select(_quote_mailbox(self.folder), readonly=True)
+        if status != "OK":
+            raise PermanentError(f"{self.where}: cannot open folder {self.folder!r}")
+        status, data = client.uid("SEARCH", "SINCE", since.strftime("%d-%b-%Y"))
+        if status != "OK":
+            raise PermanentError(f"{self.where}: SEARCH failed: {data!r}")
+        uids = [int(u) for u in (data[0] or b"").split()]
+        candidates: list[int] = []
+        for start in range(0, len(uids), _SEARCH_BATCH):
+            batch = ",".join(str(u) for u in uids[start : start + _SEARCH_BATCH])
+            status, items = client.uid(
+                "FETCH", batch, "(BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (IN-REPLY-TO REFERENCES)])"
+            )
+            if status != "OK":
+                raise TransientError(f"{self.where}: FETCH failed")
+            for uid, meta, headers in _fetched(items):
+                ids = {m.lower() for m in re.findall(rb"<[^<>\s]+>", headers)}
+                if ids & {w.encode() for w in wanted} or b'"calendar"' in meta.lower():
+                    candidates.append(uid)
+        replies = []
+        for uid in candidates:
+            status, items = client.uid("FETCH", str(uid), "(BODY.PEEK[])")
+            if status != "OK":
+                continue
+            for _, _, raw in _fetched(items):
+                reply = self._reply(uid, raw, wanted)
+                if reply is not None:
+                    replies.append(reply)
+        return replies
+
+    def _reply(self, uid: int, raw: bytes, wanted: set[str]) -> Reply | None:
+        import email
+
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        referred = re.findall(
+            r"<[^<>\s]+>", f"{message['In-Reply-To'] or ''} {message['References'] or ''}"
+        )
+        answers = tuple(dict.fromkeys(r for r in referred if r.lower() in wanted))
+        itip = itip_replies(message)
+        if not answers and not itip:
+            return None
+        body = message.get_body(("plain",))
+        text = body.get_content() if isinstance(body, EmailMessage) else ""
+        return Reply(
+            imap_uid=uid,
+            message_id=str(message["Message-ID"] or ""),
+            answers=answers,
+            sender=str(message["From"] or ""),
+            subject=str(message["Subject"] or ""),
+            text=text,
+            itip=itip,
+        )
+
+
+def _quote_mailbox(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _fetched(items: list[Any]) -> Iterable[tuple[int, bytes, bytes]]:
+    """Yield (uid, metadata, literal) from an imaplib FETCH answer."""
+    for item in items:
+        if not isinstance(item, tuple) or len(item) < 2:
+            continue
+        meta, literal = item[0], item[1]
+        found = re.search(rb"UID (\d+)", meta)
+        if found:
+            yield int(found.group(1)), meta, literal
