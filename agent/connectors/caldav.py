@@ -55,7 +55,8 @@ from agent.connectors.base import (
     TransientError,
     ensure_own,
 )
-from agent.connectors.smtp import SmtpMailer, secret_from_env
+from agent.connectors.caldav_replies import ReplyCollector
+from agent.connectors.smtp import ImapReader, SmtpMailer, secret_from_env
 from agent.model import (
     Changes,
     Event,
@@ -109,6 +110,14 @@ def connect(ctx: Context) -> tuple[Calendar, Mailer]:
         mailer = SmtpMailer.from_settings(
             account.smtp, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log
         )
+        collect = any(p.recap.collect_replies for p in ctx.settings.file.programs.values())
+        if account.imap is not None and collect:
+            reader = ImapReader.from_settings(
+                account.imap, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log
+            )
+            calendar.replies = ReplyCollector(
+                reader, {p.email: p for p in ctx.settings.people.values()}, log=ctx.log
+            )
     except BaseException:
         calendar.close()
         raise
@@ -240,6 +249,8 @@ class CalDAVCalendar:
         self._principal: str | None = None
         #: calendars that refused a REPORT (sync-collection, free-busy-query)
         self._refused: set[tuple[str, str]] = set()
+        #: reads iTIP replies and records them, when the account collects replies
+        self.replies: ReplyCollector | None = None
 
     def close(self) -> None:
         self.client.close()
@@ -378,6 +389,8 @@ class CalDAVCalendar:
 
     def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
         """Return the person's events in ``window``, or what changed since ``since``."""
+        if self.replies is not None:
+            self.replies.collect(self)  # answers to invitations first: see caldav_replies
         url = self.calendar_url(person)
         if since is None:
             return self._full(person, url, window)

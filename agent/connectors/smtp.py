@@ -361,6 +361,7 @@ class ItipReply:
     """An attendee's answer to an invitation (iTIP METHOD:REPLY, RFC 5546 section 3.2.3)."""
 
     uid: str
+    organizer: str
     attendee: str
     partstat: PartStat
     sequence: int
@@ -398,24 +399,39 @@ def itip_replies(message: EmailMessage) -> tuple[ItipReply, ...]:
         if str(cal.get("METHOD", "")).upper() != "REPLY":
             continue
         for vevent in cal.walk("VEVENT"):
+            try:
+                sequence = int(vevent.get("SEQUENCE", 0))
+            except (TypeError, ValueError):
+                sequence = 0
+            organizer = _bare(vevent.get("ORGANIZER", ""))
             values = vevent.get("ATTENDEE", [])
             for attendee in values if isinstance(values, list) else [values]:
                 partstat = str(attendee.params.get("PARTSTAT", "")).upper()
-                if partstat not in _PARTSTATS:
-                    continue
-                try:
-                    sequence = int(vevent.get("SEQUENCE", 0))
-                except (TypeError, ValueError):
-                    sequence = 0
-                address = str(attendee).strip()
-                if address.lower().startswith("mailto:"):
-                    address = address[7:]
-                found.append(
-                    ItipReply(
-                        str(vevent.get("UID", "")), address.lower(), _PARTSTATS[partstat], sequence
+                if partstat in _PARTSTATS:
+                    found.append(
+                        ItipReply(
+                            uid=str(vevent.get("UID", "")),
+                            organizer=organizer,
+                            attendee=_bare(attendee),
+                            partstat=_PARTSTATS[partstat],
+                            sequence=sequence,
+                        )
                     )
-                )
     return tuple(dict.fromkeys(found))
+
+
+def _bare(value: object) -> str:
+    """Return the e-mail address of a ``mailto:`` calendar address, lower-cased."""
+    text = str(value).strip()
+    return (text[7:] if text.lower().startswith("mailto:") else text).lower()
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _imap_date(day: date) -> str:
+    """Format a date for IMAP SEARCH (RFC 3501 date-text), whatever the locale."""
+    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
 
 class ImapReader:
@@ -538,7 +554,7 @@ class ImapReader:
         status, _ = client.select(_quote_mailbox(self.folder), readonly=True)
         if status != "OK":
             raise PermanentError(f"{self.where}: cannot open folder {self.folder!r}")
-        status, data = client.uid("SEARCH", "SINCE", since.strftime("%d-%b-%Y"))
+        status, data = client.uid("SEARCH", "SINCE", _imap_date(since))
         if status != "OK":
             raise PermanentError(f"{self.where}: SEARCH failed: {data!r}")
         uids = [int(u) for u in (data[0] or b"").split()]

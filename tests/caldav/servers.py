@@ -9,10 +9,16 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import imaplib
 import io
+import os
+import shutil
 import socket
 import ssl
+import subprocess
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -379,3 +385,168 @@ def client_ics(
     year = start.year
     cal.add_missing_timezones(first_date=date(year - 1, 1, 1), last_date=date(year + 3, 1, 1))
     return str(cal.to_ical().decode())
+
+
+# --- Dovecot (IMAP) -----------------------------------------------------------------------
+
+
+DOVECOT = shutil.which("dovecot") or (
+    "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
+)
+
+
+@dataclass
+class Dovecot:
+    """A Dovecot IMAP server from the Debian package, run in the foreground by the test.
+
+    One user (``credentials``) with a Maildir in a temporary folder; plain IMAP on the
+    loopback interface, or IMAPS only when ``tls`` (cert and key PEM paths) is given.
+    Mail runs under the ``nobody`` account when the tests run as root (Dovecot refuses
+    uid 0 for mail), else under the current user.
+    """
+
+    credentials: tuple[str, str] = ("cadence", "imap-secret")
+    tls: tuple[Path, Path] | None = None
+    port: int = 0
+    home: Path | None = None
+    _process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Dovecot:
+        if DOVECOT is None:
+            raise RuntimeError("dovecot is not installed (Debian: apt-get install dovecot-imapd)")
+        self.home = Path(tempfile.mkdtemp(prefix="cadence-dovecot-"))
+        self.home.chmod(0o755)
+        mail = self.home / "mail"
+        mail.mkdir()
+        uid, gid = os.getuid(), os.getgid()
+        if uid == 0:
+            uid = gid = 65534
+            os.chown(mail, uid, gid)
+        user, password = self.credentials
+        (self.home / "users").write_text(f"{user}:{{PLAIN}}{password}\n")
+        self.port = free_port()
+        if self.tls is None:
+            listeners = (
+                f"inet_listener imap {{\n    address = 127.0.0.1\n    port = {self.port}\n  }}\n"
+                "  inet_listener imaps {\n    port = 0\n  }"
+            )
+            ssl_settings = "ssl = no\ndisable_plaintext_auth = no"
+        else:
+            listeners = (
+                "inet_listener imap {\n    port = 0\n  }\n"
+                f"  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {self.port}\n"
+                "    ssl = yes\n  }"
+            )
+            cert, key = self.tls
+            ssl_settings = f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}"
+        (self.home / "dovecot.conf").write_text(
+            f"""\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {self.home}/run
+state_dir = {self.home}/state
+log_path = {self.home}/dovecot.log
+{ssl_settings}
+auth_mechanisms = plain login
+auth_failure_delay = 0
+first_valid_uid = 1
+mail_location = maildir:{mail}/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.home}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={mail}/%u
+}}
+service imap-login {{
+  chroot =
+  {listeners}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+        )
+        self._process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self.home / "dovecot.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    log = (self.home / "dovecot.log").read_text(errors="replace")
+                    self.stop()
+                    raise RuntimeError(f"dovecot did not start: {log}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+            self._process = None
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
+
+    def __enter__(self) -> Dovecot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _client(self) -> imaplib.IMAP4:
+        if self.tls is not None:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL("127.0.0.1", self.port, ssl_context=context)
+        else:
+            client = imaplib.IMAP4("127.0.0.1", self.port)
+        client.login(*self.credentials)
+        return client
+
+    def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
+        """Put a message into a folder, as the mail server would on delivery."""
+        client = self._client()
+        try:
+            if folder != "INBOX":
+                client.create(folder)
+            status, data = client.append(folder, None, None, raw)
+            if status != "OK":
+                raise RuntimeError(f"APPEND failed: {data!r}")
+        finally:
+            client.logout()
+
+    def flags(self, folder: str = "INBOX") -> list[bytes]:
+        client = self._client()
+        try:
+            client.select(folder, readonly=True)
+            _, data = client.fetch("1:*", "(FLAGS)")
+            return [d for d in data if isinstance(d, bytes)]
+        finally:
+            client.logout()
+
+
+def tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """Write a certificate for 127.0.0.1/localhost, its key and the CA; return their paths."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    paths = (folder / "server.pem", folder / "server.key", folder / "ca.pem")
+    with paths[0].open("wb") as f:
+        for blob in cert.cert_chain_pems:
+            f.write(blob.bytes())
+    cert.private_key_pem.write_to_path(str(paths[1]))
+    ca.cert_pem.write_to_path(str(paths[2]))
+    return paths
