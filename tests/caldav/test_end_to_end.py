@@ -17,7 +17,7 @@ from agent import config
 from agent.connectors.base import RetryPolicy
 from agent.engine import Engine
 from agent.model import Interval
-from tests.caldav.servers import Radicale, SmtpSink, client_ics
+from tests.caldav.servers import DOVECOT, Dovecot, Radicale, SmtpSink, client_ics
 from tests.connectors.backends.caldav import PASSWORD_ENV, write_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
@@ -154,3 +154,87 @@ def test_tick_books_invites_sends_agenda_and_reruns_quietly(
     assert "agenda" in agenda["Subject"].lower() or "Advance" in agenda["Subject"]
     assert agenda["Message-ID"] != message["Message-ID"]
     assert [a for a in again.actions if a.outcome in ("done", "failed")] == []
+
+
+@pytest.mark.skipif(
+    DOVECOT is None, reason="Dovecot is not installed (apt-get install dovecot-imapd)"
+)
+def test_a_declined_invitation_is_read_over_imap_and_seen_by_the_next_tick(
+    tmp_path: Path, radicale: Radicale, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Dovecot() as imap:
+        for user in ("ana", "ben", "chloe"):
+            radicale.make_calendar(user)
+        meeting(radicale, "align-1", "Development Align: Ana & Ben", NOW - timedelta(days=100), 60)
+        meeting(
+            radicale, "check-1", "Development check-in: Ana & Ben", NOW - timedelta(days=12), 15
+        )
+        monkeypatch.setenv(PASSWORD_ENV, "e2e-secret")
+        monkeypatch.setenv("CADENCE_TEST_IMAP_PASSWORD", imap.credentials[1])
+        account_extra = (
+            f"    imap: {{host: 127.0.0.1, port: {imap.port}, ssl: false, starttls: false, "
+            f"username: {imap.credentials[0]}, password_env: CADENCE_TEST_IMAP_PASSWORD}}\n"
+        )
+        programs = PROGRAMS + "    recap: {collect_replies: true}\n"
+        path = write_config(
+            tmp_path / "cadence.yaml", radicale, smtp, extra=programs, account_extra=account_extra
+        )
+        settings = config.load(path)
+
+        with Engine(settings, retry=RetryPolicy.none()) as engine:
+            first = engine.tick(NOW)
+        assert first.errors == [] and first.count("invite") == 1
+        (invitation,) = smtp.messages()
+        part = next(p for p in invitation.walk() if p.get_content_type() == "text/calendar")
+        request = icalendar.Calendar.from_ical(part.get_content())
+        (vevent,) = request.walk("VEVENT")
+        uid = str(vevent["UID"])
+
+        # Ben's mail client answers the invitation; the reply lands in the IMAP folder
+        imap.deliver(decline(request, "ben@example.org"))
+
+        with Engine(settings, retry=RetryPolicy.none()) as engine:
+            second = engine.tick(NOW + timedelta(minutes=10))
+        assert second.errors == []
+        key = uid.removesuffix("@cadence")
+        stored = radicale.get(radicale.calendar_url("ana") + f"{key}.ics")
+        assert stored is not None
+        (event,) = icalendar.Calendar.from_ical(stored).walk("VEVENT")
+        attendee = event["ATTENDEE"]
+        assert str(attendee) == "mailto:ben@example.org"
+        assert attendee.params["PARTSTAT"] == "DECLINED"
+        # the engine sees the decline: the deep dive is lapsed again, and the agent does
+        # not book over a decline on its own
+        with Engine(settings, retry=RetryPolicy.none()) as engine:
+            found = engine.store.event_by_key(key)
+        assert found is not None and found.declined_by("ben@example.org")
+        assert [(a.kind, a.outcome) for a in second.actions if a.series == "deep_dive"] == [
+            ("lapse", "found"),
+            ("book", "held-back"),
+        ]
+
+
+def decline(request: icalendar.Calendar, attendee: str) -> bytes:
+    """The iTIP REPLY a mail client sends when ``attendee`` declines ``request``."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    (invited,) = request.walk("VEVENT")
+    reply = icalendar.Calendar()
+    reply.add("PRODID", "-//Mail Client//EN")
+    reply.add("VERSION", "2.0")
+    reply.add("METHOD", "REPLY")
+    event = icalendar.Event()
+    for name in ("UID", "SEQUENCE", "DTSTART", "DTEND", "ORGANIZER", "SUMMARY"):
+        event.add(name, invited[name])
+    event.add("DTSTAMP", NOW + timedelta(minutes=5))
+    event.add("ATTENDEE", f"mailto:{attendee}", parameters={"PARTSTAT": "DECLINED"})
+    reply.add_component(event)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = attendee
+    msg["To"] = str(invited["ORGANIZER"]).removeprefix("mailto:")
+    msg["Subject"] = f"Declined: {invited['SUMMARY']}"
+    msg["Message-ID"] = "<decline-1@client.example>"
+    msg.set_content("Ben Example has declined this invitation.")
+    msg.add_alternative(reply.to_ical().decode(), subtype="calendar", params={"method": "REPLY"})
+    return msg.as_bytes()

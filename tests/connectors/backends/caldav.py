@@ -33,6 +33,7 @@ def write_config(
     *,
     store: Path | None = None,
     extra: str = "",
+    account_extra: str = "",
 ) -> Path:
     """Write a Cadence config with one caldav account for ana, ben and chloe."""
     people = "\n".join(
@@ -51,7 +52,7 @@ accounts:
     username: cadence
     password_env: {PASSWORD_ENV}
     smtp: {{host: 127.0.0.1, port: {smtp.port}, starttls: false}}
-defaults:
+{account_extra}defaults:
   working_hours: {{mon-fri: "09:00-17:00"}}
 people:
 {people}
