@@ -62,9 +62,8 @@ class ReplyCollector:
         since = (self.clock() - self.lookback).date()
         try:
             replies = self.reader.replies((), since)
-        except CadenceError as exc:
+        except CadenceError as exc:  # tried again after ``every``, not for each calendar
             self.log.warning("replies not read from %s: %s", self.reader.where, exc)
-            self._last = None
             return []
         changed = []
         for reply in replies:

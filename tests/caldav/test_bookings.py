@@ -11,8 +11,10 @@ import pytest
 
 from agent.connectors.base import PermanentError, RetryPolicy, TransientError
 from agent.connectors.caldav import CalDAVCalendar, make_client
+from agent.connectors.caldav_replies import ReplyCollector
+from agent.connectors.smtp import ImapReader
 from agent.model import EventDraft, Interval, PartStat, Person
-from tests.caldav.servers import Radicale, client_ics
+from tests.caldav.servers import Radicale, client_ics, free_port
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WINDOW = Interval(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC))
@@ -287,7 +289,6 @@ def test_transient_failures_are_retried_honouring_retry_after(
 
 
 def test_unreachable_server_is_transient(team: dict[str, Person]) -> None:
-    from tests.caldav.servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}/"
     cal = CalDAVCalendar(
@@ -300,3 +301,23 @@ def test_unreachable_server_is_transient(team: dict[str, Person]) -> None:
             cal.changes(team["ana"], None, WINDOW)
     finally:
         cal.close()
+
+
+def test_an_unreachable_mailbox_never_stops_the_sync(
+    calendar: CalDAVCalendar, team: dict[str, Person], caplog: pytest.LogCaptureFixture
+) -> None:
+    down = ImapReader(
+        "127.0.0.1",
+        free_port(),
+        ssl_mode="plain",
+        username="u",
+        password="p",
+        timeout=2,
+        retry=RetryPolicy.none(),
+    )
+    calendar.replies = ReplyCollector(down, {p.email: p for p in team.values()})
+    window = Interval(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC))
+    for person in team.values():
+        assert calendar.changes(person, None, window).full
+    # one attempt per interval, not one per calendar
+    assert sum("replies not read" in r.getMessage() for r in caplog.records) == 1
