@@ -265,6 +265,13 @@ class BookingConfig(Strict):
     window: SpanText | None = None
     buffer: Duration = timedelta(minutes=10)
     conference: Literal["auto", "none"] = "auto"
+    max_per_day: int = Field(default=2, ge=1)
+    max_per_week: int = Field(default=5, ge=1)
+
+
+class RescheduleConfig(Strict):
+    min_notice: Duration = timedelta(hours=48)
+    max_moves: int = Field(default=1, ge=0)
 
 
 class AgendaConfig(Strict):
@@ -282,6 +289,7 @@ class ProgramConfig(Strict):
     series: dict[str, SeriesConfig]
     lapse_grace: Duration = timedelta(days=7)
     booking: BookingConfig = BookingConfig()
+    reschedule: RescheduleConfig = RescheduleConfig()
     agenda: AgendaConfig = AgendaConfig()
     recap: RecapConfig = RecapConfig()
 
@@ -467,7 +475,11 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
                 window=parse_span(b.window) if b.window else None,
                 buffer=b.buffer,
                 conference=b.conference,
+                max_per_day=b.max_per_day,
+                max_per_week=b.max_per_week,
             ),
+            min_notice=prog.reschedule.min_notice,
+            max_moves=prog.reschedule.max_moves,
             agenda_before=prog.agenda.before,
             recap_after=prog.recap.after,
             recap_within=prog.recap.within,

@@ -10,9 +10,10 @@ and never stops the others.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agent import connectors, faults
@@ -25,16 +26,17 @@ from agent.connectors.base import (
     Mailer,
     RetryPolicy,
 )
+from agent.mailing import MailSteps
 from agent.model import (
+    Event,
     EventDraft,
     Interval,
-    Invitation,
-    OutgoingMail,
     Person,
     Relationship,
 )
-from agent.rules import cadence, classify, messages, slots
+from agent.rules import cadence, classify, messages, reschedule, slots
 from agent.rules.classify import Meeting, Own, Status
+from agent.rules.reschedule import OwnBooking, Review
 from agent.store import Store
 
 log = logging.getLogger("cadence.engine")
@@ -72,10 +74,6 @@ class TickReport:
 
 def day_floor(dt: datetime) -> datetime:
     return dt.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def message_id(key: str) -> str:
-    return f"<{key.replace(':', '.')}@cadence>"
 
 
 class Engine:
@@ -164,7 +162,7 @@ class Engine:
         return run.report
 
 
-class _Tick:
+class _Tick(MailSteps):
     """The state of one tick in progress."""
 
     def __init__(self, engine: Engine, tick_id: int, now: datetime, dry_run: bool) -> None:
@@ -180,6 +178,8 @@ class _Tick:
         self.states: dict[str, list[cadence.SeriesState]] = {}
         self.own: dict[str, Own] = {}
         self.extra_busy: dict[str, list[Interval]] = {}
+        self.events: dict[str, list[Event]] = {}
+        self.load: dict[str, Counter[Any]] = {}
         self._plans: dict[str, idp.Plan | None] = {}
 
     # --- logging helpers -----------------------------------------------------------------
@@ -255,11 +255,13 @@ class _Tick:
     def _settle_pending(self) -> None:
         """Mark bookings left pending by a crash as booked when their event exists."""
         for row in self.store.bookings():
-            if row["status"] != "pending":
+            if row["status"] not in ("pending", "moving"):
                 continue
             event = self.store.event_by_key(row["key"])
             if event is None:
                 continue  # never created: the plan step books it again under the same key
+            if row["status"] == "moving" and _ts(event.start) != row["start"]:
+                continue  # the move did not happen: the review step makes it
             if not self.dry_run:
                 self.store.save_booking(
                     {
@@ -280,6 +282,7 @@ class _Tick:
 
     def _assess(self, rel: Relationship, since: datetime, again: bool = False) -> None:
         events = self.store.events([rel.employee.email, rel.partner.email], since)
+        self.events[rel.id] = events
         found = classify.meetings(rel, events, self.own, self.now)
         states = cadence.assess(rel, found, self.now)
         self.meetings[rel.id] = found
@@ -329,9 +332,27 @@ class _Tick:
     # --- book ----------------------------------------------------------------------------
 
     def book(self) -> None:
+        """Review the agent's own bookings, then book what is due, most overdue first."""
+        reviews: list[tuple[cadence.SeriesState, dict[str, Any], Meeting | None, Review]] = []
         needs: list[cadence.BookingNeed] = []
         for rel in self.settings.relationships:
+            unreadable = bool({rel.employee.email, rel.partner.email} & self.failed_people)
             for state in self.states.get(rel.id, []):
+                row = self.store.booking(state.key)
+                if row and row["status"] in ("booked", "moving"):
+                    meeting = next(
+                        (m for m in self.meetings.get(rel.id, []) if m.key == state.key), None
+                    )
+                    if row["status"] == "moving":
+                        decision = Review("move", "finishing a move that was interrupted")
+                    else:
+                        conflicts = self._conflicts(rel, meeting)
+                        decision = reschedule.review(
+                            state, _own_booking(row), meeting, conflicts, self.now
+                        )
+                    if decision.action != "keep" and not unreadable:
+                        reviews.append((state, row, meeting, decision))
+                    continue
                 need = cadence.booking_need(state, self.now)
                 if need is None:
                     if state.skip_reason:
@@ -339,28 +360,37 @@ class _Tick:
                             ActionRecord("skip", rel.id, state.name, state.skip_reason, "skipped")
                         )
                     continue
-                if {rel.employee.email, rel.partner.email} & self.failed_people:
-                    self.record(
-                        ActionRecord(
-                            "book", rel.id, state.name, "calendar could not be read", "deferred"
-                        )
-                    )
-                    continue
-                earlier = self.store.booking(state.key)
-                if earlier and earlier["status"] == "booked":
-                    # the agent's meeting for this due date was declined or cancelled
-                    text = (
-                        f"{state.name}: the booked meeting {earlier['start']} is no longer "
-                        "on; not booking it again automatically"
-                    )
-                    self.audit("not-rebooked", text, rel.id, state.name)
-                    self.record(ActionRecord("book", rel.id, state.name, text, "held-back"))
+                if unreadable:
+                    text = "calendar could not be read"
+                    self.record(ActionRecord("book", rel.id, state.name, text, "deferred"))
                     continue
                 needs.append(need)
         needs.sort(key=lambda n: (n.state.due, n.state.relationship.id, n.state.name))
-        if not needs:
-            return
-        busy = self._busy(needs)
+        searching = [
+            cadence.search_range(st, self.now)
+            for st, _, _, r in reviews
+            if r.action in ("move", "rebook", "ask")
+        ]
+        searching += [(n.earliest, n.latest) for n in needs]
+        people = {
+            p.email: p
+            for st, _, _, _ in reviews
+            for p in (st.relationship.employee, st.relationship.partner)
+        }
+        people |= {
+            p.email: p
+            for n in needs
+            for p in (n.state.relationship.employee, n.state.relationship.partner)
+        }
+        busy = self._busy(searching, list(people.values())) if searching else {}
+        self.load = self._load()
+        for state, row, meeting, decision in reviews:
+            try:
+                self._review(state, row, meeting, decision, busy)
+            except Exception as exc:
+                self.error(
+                    f"review {state.relationship.id} {state.name}", exc, state.relationship.id
+                )
         for need in needs:
             rel = need.state.relationship
             try:
@@ -368,36 +398,231 @@ class _Tick:
             except Exception as exc:
                 self.error(f"book {rel.id} {need.state.name}", exc, rel.id)
 
-    def _busy(self, needs: Sequence[cadence.BookingNeed]) -> dict[str, list[Interval]]:
+    def _busy(
+        self, ranges: Sequence[tuple[datetime, datetime]], people: Sequence[Person]
+    ) -> dict[str, list[Interval]]:
         span = Interval(
-            min(n.earliest for n in needs) - timedelta(days=1),
-            max(n.latest for n in needs) + timedelta(days=2),
+            min(a for a, _ in ranges) - timedelta(days=1),
+            max(b for _, b in ranges) + timedelta(days=2),
         )
-        by_account: dict[str, dict[str, Person]] = {}
-        for n in needs:
-            for p in (n.state.relationship.employee, n.state.relationship.partner):
-                by_account.setdefault(p.account, {})[p.email] = p
+        by_account: dict[str, list[Person]] = {}
+        for p in people:
+            by_account.setdefault(p.account, []).append(p)
         busy: dict[str, list[Interval]] = {}
-        for account, people in by_account.items():
+        for account, members in by_account.items():
             try:
                 calendar, _ = self.engine.connection(account)
-                found = calendar.busy(list(people.values()), span)
+                found = calendar.busy(members, span)
                 faults.point("book:after-busy")
                 for email, intervals in found.items():
                     busy.setdefault(email, []).extend(intervals)
             except CadenceError as exc:
                 self.error(f"free/busy of account {account}", exc)
-                for email in people:
-                    self.failed_people.add(email)
+                self.failed_people.update(p.email for p in members)
         for email, extra in self.extra_busy.items():
             busy.setdefault(email, []).extend(extra)
         return busy
 
-    def _book(self, need: cadence.BookingNeed, busy: dict[str, list[Interval]]) -> None:
+    def _load(self) -> dict[str, Counter[Any]]:
+        """Development meetings per partner per local day and ISO week (leader load)."""
+        load: dict[str, Counter[Any]] = {}
+        for rel in self.settings.relationships:
+            for m in self.meetings.get(rel.id, []):
+                if m.active and m.start >= self.now - timedelta(days=8):
+                    self._count(rel, m.start, +1, load)
+        return load
+
+    def _count(
+        self,
+        rel: Relationship,
+        start: datetime,
+        step: int,
+        load: dict[str, Counter[Any]] | None = None,
+    ) -> None:
+        load = self.load if load is None else load
+        day = start.astimezone(rel.partner.zone).date()
+        counter = load.setdefault(rel.partner.email, Counter())
+        counter[day] += step
+        counter[day.isocalendar()[:2]] += step
+
+    def _request(
+        self,
+        state: cadence.SeriesState,
+        earliest: datetime,
+        latest: datetime,
+        prefer: tuple[int, int, int] | None,
+    ) -> slots.SlotRequest:
+        rel, booking = state.relationship, state.relationship.program.booking
+        counter = self.load.get(rel.partner.email, Counter())
+        return slots.SlotRequest(
+            employee=rel.employee,
+            partner=rel.partner,
+            duration=state.series.duration,
+            earliest=earliest,
+            latest=latest,
+            window=booking.window,
+            buffer=booking.buffer,
+            granularity=booking.granularity,
+            prefer=prefer,
+            full_days=frozenset(
+                k for k, n in counter.items() if isinstance(k, date) and n >= booking.max_per_day
+            ),
+            full_weeks=frozenset(
+                k for k, n in counter.items() if isinstance(k, tuple) and n >= booking.max_per_week
+            ),
+        )
+
+    def _conflicts(self, rel: Relationship, meeting: Meeting | None) -> list[str]:
+        """What now stands in the way of a scheduled meeting: busy time or a day off."""
+        if meeting is None or meeting.status is not Status.SCHEDULED:
+            return []
+        own_uid = meeting.event.uid if meeting.event else None
+        found = []
+        for event in self.events.get(rel.id, []):
+            if event.key == meeting.key or (own_uid and event.uid == own_uid):
+                continue
+            if event.blocks_time and event.interval.overlaps(Interval(meeting.start, meeting.end)):
+                who = self.settings.people.get(event.owner)
+                name = who.first_name if who else event.owner
+                what = (
+                    "out of office"
+                    if event.kind == "outOfOffice"
+                    else ("all day" if event.all_day else "busy")
+                )
+                found.append(f"{name} {what} ({event.title[:60]!r})")
+        for person in (rel.employee, rel.partner):
+            off = slots.day_off(person, meeting.start.astimezone(person.zone).date())
+            if off:
+                found.append(f"{person.first_name}: {off}")
+        return sorted(set(found))
+
+    def _review(
+        self,
+        state: cadence.SeriesState,
+        row: dict[str, Any],
+        meeting: Meeting | None,
+        decision: Review,
+        busy: dict[str, list[Interval]],
+    ) -> None:
+        rel, name = state.relationship, state.name
+        if decision.action == "accept":
+            if not self.dry_run and meeting is not None:
+                self.store.save_booking(
+                    {
+                        "key": state.key,
+                        "start": _ts(meeting.start),
+                        "end": _ts(meeting.end),
+                        "moves": max(row["moves"] or 0, rel.program.max_moves),
+                    },
+                    self.now,
+                )
+            self.audit("accept", f"{name}: {decision.reason}", rel.id, name)
+            self.record(ActionRecord("accept", rel.id, name, decision.reason, "done"))
+            return
+        if decision.action == "hold":
+            self._audit_once("hold", f"{name}: {decision.reason}", rel.id, name)
+            self.record(ActionRecord("move", rel.id, name, decision.reason, "held-back"))
+            return
+        earliest, latest = cadence.search_range(state, self.now)
+        # the meeting's own time stays busy: it was declined, cancelled or lost
+        mine = [Interval(meeting.start, meeting.end)] if meeting else []
+        busy_e = [*busy.get(rel.employee.email, []), *mine]
+        busy_p = [*busy.get(rel.partner.email, []), *mine]
+        prefer = cadence.preferred_time(state)
+        if meeting is not None and meeting.active:
+            self._count(rel, meeting.start, -1)
+        request = self._request(state, earliest, latest, prefer)
+        if decision.action == "ask":
+            proposals = slots.find_slots(request, busy_e, busy_p, 3)
+            self._ask(state, row, decision.reason, proposals)
+            return
+        if row["status"] == "moving" and row["start"]:
+            slot = Interval(_parse(row["start"]), _parse(row["end"]))
+            why = "the slot chosen before the interruption"
+        else:
+            result = slots.find_slot(request, busy_e, busy_p)
+            if result.slot is None:
+                text = f"{name}: {decision.reason}; no new slot: {result.reason}"
+                self._audit_once("not-moved", text, rel.id, name)
+                self.record(ActionRecord("move", rel.id, name, text, "no-slot"))
+                return
+            slot, why = result.slot, result.reason
+        if decision.action == "rebook":
+            need = cadence.BookingNeed(state, earliest, latest, prefer, decision.reason)
+            self._book(need, busy, slot=(slot, why), moves=(row["moves"] or 0) + 1)
+            return
+        assert meeting is not None and meeting.event is not None
+        data = {
+            "from": _ts(meeting.start),
+            "to": _ts(slot.start),
+            "why": decision.reason,
+            "slot_reason": why,
+        }
+        if self.dry_run:
+            self.record(
+                ActionRecord("move", rel.id, name, f"{decision.reason}; {why}", "planned", data)
+            )
+            return
+        self.store.save_booking(
+            {
+                "key": state.key,
+                "status": "moving",
+                "start": _ts(slot.start),
+                "end": _ts(slot.end),
+                "moves": (row["moves"] or 0) + (0 if row["status"] == "moving" else 1),
+            },
+            self.now,
+        )
+        faults.point("move:before")
+        calendar, _ = self.engine.connection(rel.organizer.account)
+        moved = calendar.move(rel.organizer, meeting.event, slot)
+        faults.point("move:after")
+        self.store.save_booking(
+            {"key": state.key, "status": "booked", "event_id": moved.id}, self.now
+        )
+        self.store.keep_only(moved)
+        self._count(rel, slot.start, +1)
+        for email in (rel.employee.email, rel.partner.email):
+            busy.setdefault(email, []).append(moved.interval)
+        self.audit("move", f"{name}: {decision.reason}; moved to {why}", rel.id, name, data)
+        self.record(
+            ActionRecord("move", rel.id, name, f"{decision.reason}; moved to {why}", "done", data)
+        )
+        self._assess(rel, self.now - HISTORY, again=True)
+
+    def _audit_once(self, kind: str, message: str, rel: str, series: str) -> None:
+        last = self.store.audit_rows(relationship=rel, kind=kind, limit=20)
+        if not any(r["series"] == series and r["message"] == message for r in last):
+            self.audit(kind, message, rel, series)
+
+    def _ask(
+        self,
+        state: cadence.SeriesState,
+        row: dict[str, Any],
+        reason: str,
+        proposals: list[Interval],
+    ) -> None:
+        rel = state.relationship
+        key = f"{state.key}:ask{row['moves'] or 0}"
+        existing = self.store.outbox(key)
+        if existing and existing["status"] == "sent":
+            return
+        lines = [
+            messages.when_lines(p.start, p.end, (rel.employee, rel.partner))[0] for p in proposals
+        ]
+        self.send_ask(rel, state, key, reason, lines)
+
+    def _book(
+        self,
+        need: cadence.BookingNeed,
+        busy: dict[str, list[Interval]],
+        slot: tuple[Interval, str] | None = None,
+        moves: int = 0,
+    ) -> None:
         rel, series = need.state.relationship, need.state.series
         # an earlier booking in this tick may have changed the picture (skip_near)
         fresh = next(s for s in self.states[rel.id] if s.name == series.name)
-        if fresh is not need.state:
+        if fresh is not need.state and slot is None:
             renewed = cadence.booking_need(fresh, self.now)
             if renewed is None:
                 text = fresh.skip_reason or f"{series.name}: no longer needs a booking"
@@ -412,36 +637,29 @@ class _Tick:
             )
             return
         booking = rel.program.booking
-        request = slots.SlotRequest(
-            employee=rel.employee,
-            partner=rel.partner,
-            duration=series.duration,
-            earliest=need.earliest,
-            latest=need.latest,
-            window=booking.window,
-            buffer=booking.buffer,
-            granularity=booking.granularity,
-            prefer=need.prefer,
-        )
-        result = slots.find_slot(
-            request, busy.get(rel.employee.email, []), busy.get(rel.partner.email, [])
-        )
-        if result.slot is None:
-            text = f"{series.name} not booked: {result.reason}"
-            self.audit("not-booked", text, rel.id, series.name, {"reason": need.reason})
-            self.record(ActionRecord("book", rel.id, series.name, text, "no-slot"))
-            return
-        slot = result.slot
+        if slot is None:
+            request = self._request(state, need.earliest, need.latest, need.prefer)
+            result = slots.find_slot(
+                request, busy.get(rel.employee.email, []), busy.get(rel.partner.email, [])
+            )
+            if result.slot is None:
+                text = f"{series.name} not booked: {result.reason}"
+                self._audit_once("not-booked", text, rel.id, series.name)
+                self.record(ActionRecord("book", rel.id, series.name, text, "no-slot"))
+                return
+            chosen, slot_reason = result.slot, result.reason
+        else:
+            chosen, slot_reason = slot
         title = messages.render_title(series.title, rel, state.stage)
         draft = EventDraft(
             key=state.key,
             organizer=rel.organizer,
             attendees=(rel.attendee,),
             title=title,
-            start=slot.start,
-            end=slot.end,
+            start=chosen.start,
+            end=chosen.end,
             timezone=rel.organizer.timezone,
-            description=f"{need.reason}\nBooked by Cadence ({result.reason}).",
+            description=f"{need.reason}\nBooked by Cadence ({slot_reason}).",
             conference=booking.conference,
             relationship=rel.id,
             series=series.name,
@@ -449,13 +667,13 @@ class _Tick:
         )
         data = {
             "key": draft.key,
-            "start": _ts(slot.start),
-            "end": _ts(slot.end),
+            "start": _ts(chosen.start),
+            "end": _ts(chosen.end),
             "stage": state.stage,
-            "employee_local": f"{slot.start.astimezone(rel.employee.zone):%a %Y-%m-%d %H:%M} {rel.employee.timezone}",
-            "partner_local": f"{slot.start.astimezone(rel.partner.zone):%a %Y-%m-%d %H:%M} {rel.partner.timezone}",
+            "employee_local": f"{chosen.start.astimezone(rel.employee.zone):%a %Y-%m-%d %H:%M} {rel.employee.timezone}",
+            "partner_local": f"{chosen.start.astimezone(rel.partner.zone):%a %Y-%m-%d %H:%M} {rel.partner.timezone}",
             "why": need.reason,
-            "slot_reason": result.reason,
+            "slot_reason": slot_reason,
             "title": title,
         }
         if self.dry_run:
@@ -468,11 +686,12 @@ class _Tick:
                 "series": series.name,
                 "stage": state.stage,
                 "due": _ts(state.due),
-                "start": _ts(slot.start),
-                "end": _ts(slot.end),
+                "start": _ts(chosen.start),
+                "end": _ts(chosen.end),
                 "organizer": rel.organizer.email,
                 "status": "pending",
                 "reason": need.reason,
+                "moves": moves,
             },
             self.now,
         )
@@ -491,11 +710,12 @@ class _Tick:
             },
             self.now,
         )
-        self.store.put_event(event)
+        self.store.keep_only(event)
+        self._count(rel, event.start, +1)
         self.own[draft.key] = Own(rel.id, series.name, state.stage)
         for email in (rel.employee.email, rel.partner.email):
             busy.setdefault(email, []).append(event.interval)
-        self.audit("book", f"{need.reason}; booked {result.reason}", rel.id, series.name, data)
+        self.audit("book", f"{need.reason}; booked {slot_reason}", rel.id, series.name, data)
         self.record(
             ActionRecord(
                 "book", rel.id, series.name, title, "already" if existing else "done", data
@@ -504,182 +724,6 @@ class _Tick:
         self._assess(
             rel, self.now - HISTORY, again=True
         )  # the new meeting takes part in the mail step
-
-    # --- mail ----------------------------------------------------------------------------
-
-    def mail(self) -> None:
-        hours = self._hours()
-        for rel in self.settings.relationships:
-            for meeting in self.meetings.get(rel.id, []):
-                for kind in self._mail_kinds(rel, meeting):
-                    try:
-                        self._send(rel, meeting, kind, hours.get(rel.employee.email, 0.0))
-                    except Exception as exc:
-                        self.error(f"{kind} for {meeting.id}", exc, rel.id)
-
-    def _mail_kinds(self, rel: Relationship, meeting: Meeting) -> list[str]:
-        program = rel.program
-        kinds = []
-        if meeting.status is Status.SCHEDULED:
-            if meeting.key and meeting.key in self.own:
-                calendar, _ = self.engine.connection(rel.organizer.account)
-                if not calendar.sends_invitations:
-                    kinds.append("invite")
-            if meeting.start - program.agenda_before <= self.now < meeting.start:
-                kinds.append("agenda")
-        if meeting.status is Status.HELD:
-            sent_at = meeting.end + program.recap_after
-            if sent_at <= self.now <= sent_at + program.recap_within:
-                kinds.append("recap")
-        out = []
-        for kind in kinds:
-            row = self.store.outbox(f"{meeting.id}:{kind}")
-            if not row or row["status"] != "sent":
-                out.append(kind)
-        return out
-
-    def _hours(self) -> dict[str, float]:
-        hours: dict[str, float] = {}
-        for rel in self.settings.relationships:
-            year = self.now.astimezone(rel.employee.zone).year
-            for m in self.meetings.get(rel.id, []):
-                if m.status is Status.HELD and m.start.astimezone(rel.employee.zone).year == year:
-                    hours[rel.employee.email] = hours.get(rel.employee.email, 0.0) + (
-                        (m.end - m.start).total_seconds() / 3600
-                    )
-        return hours
-
-    def _plan(self, person: Person) -> idp.Plan | None:
-        if person.email not in self._plans:
-            plan = None
-            if person.plan:
-                try:
-                    plan = idp.load(person.plan)
-                except CadenceError as exc:
-                    self.audit("plan-error", f"plan of {person.email} not used: {exc}")
-            self._plans[person.email] = plan
-        return self._plans[person.email]
-
-    def _next_text(self, rel: Relationship, after: Meeting) -> str:
-        upcoming = [
-            m
-            for m in self.meetings.get(rel.id, [])
-            if m.status is Status.SCHEDULED and m.start > after.start
-        ]
-        if upcoming:
-            nxt = upcoming[0]
-            lines = messages.when_lines(nxt.start, nxt.end, (rel.employee, rel.partner))
-            return f"{rel.program.get(nxt.series).name.replace('_', ' ')}: {lines[0]}"
-        dues = [s for s in self.states.get(rel.id, [])]
-        if dues:
-            soonest = min(dues, key=lambda s: s.due)
-            return (
-                f"{soonest.name.replace('_', ' ')} due "
-                f"{soonest.due.astimezone(rel.employee.zone):%a %d %b %Y}; Cadence will book it"
-            )
-        return ""
-
-    def _send(self, rel: Relationship, meeting: Meeting, kind: str, hours: float) -> None:
-        key = f"{meeting.id}:{kind}"
-        reason = ""
-        if kind == "invite":
-            booking = self.store.booking(meeting.key or "")
-            reason = (booking or {}).get("reason") or ""
-        content = messages.render(
-            "invitation" if kind == "invite" else kind,
-            rel,
-            meeting.series,
-            meeting.stage,
-            meeting.start,
-            meeting.end,
-            plan=self._plan(rel.employee),
-            invested_hours=hours,
-            next_meeting=self._next_text(rel, meeting) if kind == "recap" else "",
-            reason=reason,
-            templates=self.settings.templates,
-        )
-        in_reply_to: str | None = None
-        references: tuple[str, ...] = ()
-        if kind == "recap":
-            agenda = self.store.outbox(f"{meeting.id}:agenda")
-            if agenda and agenda["status"] == "sent":
-                in_reply_to = agenda["message_id"]
-                references = (agenda["message_id"],)
-        invitation = None
-        if kind == "invite":
-            from agent import ical
-
-            title = messages.render_title(rel.program.get(meeting.series).title, rel, meeting.stage)
-            draft = EventDraft(
-                key=meeting.key or meeting.id,
-                organizer=rel.organizer,
-                attendees=(rel.attendee,),
-                title=title,
-                start=meeting.start,
-                end=meeting.end,
-                timezone=rel.organizer.timezone,
-                series=meeting.series,
-                stage=meeting.stage,
-            )
-            sequence = meeting.event.sequence if meeting.event else 0
-            invitation = Invitation(
-                "REQUEST", ical.invitation(draft, stamp=self.now, sequence=sequence)
-            )
-        mail = OutgoingMail(
-            key=key,
-            sender=rel.employee.email,
-            sender_name=rel.employee.name,
-            to=(rel.employee.email, rel.partner.email),
-            subject=content.subject,
-            text=content.text,
-            html=content.html,
-            message_id=message_id(key),
-            in_reply_to=in_reply_to,
-            references=references,
-            invitation=invitation,
-            headers={"Date": _rfc2822(self.now)},
-        )
-        data = {"subject": content.subject, "to": list(mail.to), "message_id": mail.message_id}
-        if self.dry_run:
-            self.record(
-                ActionRecord(kind, rel.id, meeting.series, content.subject, "planned", data)
-            )
-            return
-        self.store.save_outbox(
-            {
-                "key": key,
-                "meeting": meeting.id,
-                "kind": kind,
-                "relationship": rel.id,
-                "series": meeting.series,
-                "status": "pending",
-                "message_id": mail.message_id,
-                "sender": mail.sender,
-                "recipients": ", ".join(mail.to),
-                "subject": mail.subject,
-            },
-            self.now,
-        )
-        faults.point(f"mail:{kind}:before-send")
-        _, mailer = self.engine.connection(rel.employee.account)
-        sent = mailer.send(mail)
-        faults.point(f"mail:{kind}:after-send")
-        self.store.save_outbox(
-            {"key": key, "status": "sent", "location": sent.where, "sent_at": _ts(self.now)},
-            self.now,
-        )
-        data["where"] = sent.where
-        self.audit(kind, f"{kind} sent: {content.subject}", rel.id, meeting.series, data)
-        self.record(
-            ActionRecord(
-                kind,
-                rel.id,
-                meeting.series,
-                content.subject,
-                "already" if sent.already else "done",
-                data,
-            )
-        )
 
 
 def _ts(dt: datetime) -> str:
@@ -690,11 +734,9 @@ def _parse(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def _rfc2822(dt: datetime) -> str:
-    from email.utils import format_datetime
-
-    return format_datetime(dt.astimezone(UTC))
-
-
 def _people_of(relationship_id: str) -> Iterable[str]:
     return relationship_id.split("/")
+
+
+def _own_booking(row: dict[str, Any]) -> OwnBooking:
+    return OwnBooking(row["key"], _parse(row["start"]), _parse(row["end"]), row["moves"] or 0)

@@ -127,6 +127,8 @@ class Booking:
     buffer: timedelta = timedelta(minutes=10)
     conference: str = "auto"
     granularity: timedelta = timedelta(minutes=15)
+    max_per_day: int = 2
+    max_per_week: int = 5
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ class Program:
     agenda_before: timedelta = timedelta(hours=24)
     recap_after: timedelta = timedelta(hours=2)
     recap_within: timedelta = timedelta(days=7)
+    min_notice: timedelta = timedelta(hours=48)
+    max_moves: int = 1
 
     def get(self, series: str) -> Series:
         for s in self.series:

@@ -25,6 +25,10 @@ def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
                 [rel.employee.email, rel.partner.email], now - timedelta(days=400)
             )
             meetings = classify.meetings(rel, events, own, now)
+            refused = {
+                r["series"]: r["message"]
+                for r in store.audit_rows(relationship=rel.id, kind="not-booked", limit=50)
+            }
             for state in cadence.assess(rel, meetings, now):
                 zone = rel.employee.zone
                 rows.append(
@@ -43,6 +47,7 @@ def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
                         "stage": state.stage,
                         "days_since_held": state.days_since_held(now),
                         "reason": state.skip_reason or state.due_reason,
+                        "not_booked": None if state.next_scheduled else refused.get(state.name),
                     }
                 )
         return rows

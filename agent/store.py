@@ -75,7 +75,11 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_relationship ON audit (relationship, at)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE bookings ADD COLUMN moves INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -160,6 +164,16 @@ class Store:
             params.append(_ts(since))
         return [_row_event(r) for r in self._query(sql + " ORDER BY start", params)]
 
+    def keep_only(self, event: Event) -> None:
+        """Cache ``event`` and forget other calendars' stale copies of the same booking;
+        the next sync brings them back as they now are."""
+        with self.atomic():
+            if event.key:
+                self.db.execute(
+                    "DELETE FROM events WHERE key = ? AND owner != ?", [event.key, event.owner]
+                )
+            self.db.table("events").upsert(_event_row(event), pk=("owner", "id"))
+
     def event_by_key(self, key: str) -> Event | None:
         rows = self._query("SELECT * FROM events WHERE key = ? ORDER BY owner LIMIT 1", [key])
         return _row_event(rows[0]) if rows else None
@@ -205,7 +219,7 @@ class Store:
             self.db.execute("DELETE FROM meetings WHERE relationship = ?", [relationship])
             if rows:
                 self.db.table("meetings").insert_all(
-                    [{**r, "tick": tick} for r in rows], pk=("relationship", "id")
+                    [{**r, "tick": tick} for r in rows], pk=("relationship", "id"), replace=True
                 )
 
     def meetings(self, relationship: str | None = None) -> list[dict[str, Any]]:

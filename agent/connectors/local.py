@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 
@@ -161,7 +162,9 @@ class LocalCalendar:
                 atomic_write(self.path(person.email), text.encode("utf-8"))
                 return
 
-    def _update(self, person: Person, event: Event, **changes: object) -> Event:
+    def _update(
+        self, person: Person, event: Event, reset_replies: bool = False, **changes: object
+    ) -> Event:
         ensure_own(event)
         data = self._read(person.email)
         cal = icalendar.Calendar.from_ical(data)
@@ -179,6 +182,11 @@ class LocalCalendar:
         target.add("sequence", sequence)
         target.pop("DTSTAMP", None)
         target.add("dtstamp", self._clock.now(UTC))
+        organizer = ical.address(target.get("ORGANIZER", ""))
+        if reset_replies:  # a new time asks everyone again, as RFC 5546 organizers do
+            for attendee in ical.as_list(target.get("ATTENDEE")):
+                mine = ical.address(attendee) == organizer
+                attendee.params["PARTSTAT"] = "ACCEPTED" if mine else "NEEDS-ACTION"
         emails = {ical.address(a) for a in ical.as_list(target.get("ATTENDEE"))}
         emails.add(ical.address(target.get("ORGANIZER", "")))
         with _locked(self.folder):
@@ -190,12 +198,24 @@ class LocalCalendar:
         return found
 
     def move(self, person: Person, event: Event, to: Interval) -> Event:
+        zone = (
+            ZoneInfo(str(event_zone))
+            if (event_zone := self._zone_of(person, event))
+            else person.zone
+        )
         return self._update(
             person,
             event,
-            dtstart=to.start.astimezone(person.zone),
-            dtend=to.end.astimezone(person.zone),
+            reset_replies=True,
+            dtstart=to.start.astimezone(zone),
+            dtend=to.end.astimezone(zone),
+            status="CONFIRMED",
         )
+
+    def _zone_of(self, person: Person, event: Event) -> str | None:
+        """The TZID the agent wrote the event in (the organizer's zone)."""
+        organizer = self.people.get(event.organizer or "")
+        return organizer.timezone if organizer else None
 
     def cancel(self, person: Person, event: Event) -> None:
         self._update(person, event, status="CANCELLED")

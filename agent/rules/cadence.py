@@ -171,21 +171,32 @@ class BookingNeed:
         return self.earliest - self.state.due
 
 
+def search_range(state: SeriesState, now: datetime) -> tuple[datetime, datetime]:
+    """The series' due window for a booking or a move: from the later of the lead time
+    and the due date less the grace, across the booking horizon."""
+    program = state.relationship.program
+    earliest = max(now + program.booking.lead_time, state.due - program.lapse_grace)
+    return earliest, earliest + program.booking.horizon
+
+
+def preferred_time(state: SeriesState) -> tuple[int, int, int] | None:
+    """The weekday and local time of the series' last meeting, if it has one."""
+    reference = state.last_held or (state.history[-1] if state.history else None)
+    if reference is None:
+        return None
+    local = reference.start.astimezone(state.relationship.employee.zone)
+    return (local.weekday(), local.hour, local.minute)
+
+
 def booking_need(state: SeriesState, now: datetime) -> BookingNeed | None:
     """Decide whether ``state`` needs a booking now, and the range to search."""
     rel, series = state.relationship, state.series
-    booking = rel.program.booking
     if state.next_scheduled is not None or state.skip_reason:
         return None
-    if state.due > now + booking.horizon:
+    if state.due > now + rel.program.booking.horizon:
         return None
-    earliest = max(now + booking.lead_time, state.due - rel.program.lapse_grace)
-    latest = max(earliest, now + booking.lead_time) + booking.horizon
-    prefer = None
-    reference = state.last_held or (state.history[-1] if state.history else None)
-    if reference is not None:
-        local = reference.start.astimezone(rel.employee.zone)
-        prefer = (local.weekday(), local.hour, local.minute)
+    earliest, latest = search_range(state, now)
+    prefer = preferred_time(state)
     if state.lapsed:
         reason = state.due_reason
     elif state.base is None:

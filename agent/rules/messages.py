@@ -95,14 +95,20 @@ def render(
     invested_hours: float = 0.0,
     next_meeting: str = "",
     reason: str = "",
+    proposals: tuple[str, ...] = (),
     templates: Path | None = None,
 ) -> Content:
     """Render an ``agenda``, ``recap`` or ``invitation`` for one meeting."""
     html_env, text_env = _environments(str(templates) if templates else None)
     series_title = render_title(rel.program.get(series).title, rel, stage)
     local = start.astimezone(rel.employee.zone)
-    label = {"agenda": "Agenda", "recap": "Recap", "invitation": "Invitation"}[kind]
-    subject = f"{label}: {series_title}, {local:%a %d %b %H:%M}"
+    label = {
+        "agenda": "Agenda",
+        "recap": "Recap",
+        "invitation": "Invitation",
+        "pick": "Please pick a time",
+    }[kind]
+    subject = f"{label}: {series_title}" + ("" if kind == "pick" else f", {local:%a %d %b %H:%M}")
     actions: list[ActionItem] = plan.open_actions if plan else []
     done: list[ActionItem] = [a for a in plan.actions if a.status == "done"] if plan else []
     context = {
@@ -120,6 +126,7 @@ def render(
         "invested": invested_line(invested_hours),
         "next_meeting": next_meeting or "to be booked by Cadence",
         "reason": reason,
+        "proposals": proposals,
         "content_template": _content_template(series, stage),
     }
     html = html_env.get_template(f"{kind}.html.j2").render(context)

@@ -129,6 +129,13 @@ class SlotRequest:
     buffer: timedelta = timedelta(minutes=10)
     granularity: timedelta = timedelta(minutes=15)
     prefer: tuple[int, int, int] | None = None
+    #: the partner's local days and ISO weeks already at their limit of meetings
+    full_days: frozenset[date] = frozenset()
+    full_weeks: frozenset[tuple[int, int]] = frozenset()
+
+    def over_limit(self, slot: Interval) -> bool:
+        local = slot.start.astimezone(self.partner.zone).date()
+        return local in self.full_days or local.isocalendar()[:2] in self.full_weeks
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,14 @@ def find_slot(
             f"all common hours busy from {req.earliest:%Y-%m-%d} to {req.latest:%Y-%m-%d}",
             common=common,
         )
+    options = [o for o in options if not req.over_limit(o)]
+    if not options:
+        return SlotResult(
+            None,
+            f"{req.partner.name}'s limits reached on every free day "
+            f"from {req.earliest:%Y-%m-%d} to {req.latest:%Y-%m-%d}",
+            common=common,
+        )
     if req.prefer is not None:
         weekday, hour, minute = req.prefer
         for option in options:
@@ -209,3 +224,115 @@ def find_slot(
         len(options),
         common,
     )
+
+
+def find_slots(
+    req: SlotRequest,
+    busy_employee: Sequence[Interval],
+    busy_partner: Sequence[Interval],
+    count: int = 3,
+) -> list[Interval]:
+    """Propose up to ``count`` slots on different days, earliest first."""
+    chosen: list[Interval] = []
+    days: set[date] = set()
+    span = Interval(req.earliest, req.latest + req.duration)
+    common = intersect(
+        allowed(req.employee, req.window, span), allowed(req.partner, req.window, span)
+    )
+    busy = merge(iv.widen(req.buffer) for iv in [*busy_employee, *busy_partner])
+    for option in candidates(req, subtract(common, busy)):
+        day = option.start.astimezone(req.employee.zone).date()
+        if day in days or req.over_limit(option):
+            continue
+        chosen.append(option)
+        days.add(day)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+@dataclass(frozen=True)
+class Considered:
+    """One stretch of candidate slots and the verdict on them, for ``cadence explain``."""
+
+    start: datetime
+    end: datetime
+    verdict: str
+
+
+def consider(
+    req: SlotRequest,
+    busy_employee: Sequence[Interval],
+    busy_partner: Sequence[Interval],
+) -> list[Considered]:
+    """Walk every candidate start on the grid and say why it is rejected or chosen.
+
+    Consecutive candidates with the same verdict are folded into one stretch; starts
+    outside either person's working hours on a working day are reported per day.
+    """
+    result = find_slot(req, busy_employee, busy_partner)
+    out: list[Considered] = []
+    zone = req.employee.zone
+    day = req.earliest.astimezone(zone).date()
+    last = req.latest.astimezone(zone).date()
+    span = Interval(req.earliest, req.latest + req.duration)
+    allowed_e = allowed(req.employee, req.window, span)
+    allowed_p = allowed(req.partner, req.window, span)
+    widened_e = merge(iv.widen(req.buffer) for iv in busy_employee)
+    widened_p = merge(iv.widen(req.buffer) for iv in busy_partner)
+
+    def add(start: datetime, end: datetime, verdict: str) -> None:
+        if out and out[-1].verdict == verdict and out[-1].end >= start:
+            out[-1] = Considered(out[-1].start, end, verdict)
+        else:
+            out.append(Considered(start, end, verdict))
+
+    while day <= last:
+        lo = max(datetime.combine(day, time(0), tzinfo=zone), req.earliest)
+        hi = min(datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone), req.latest)
+        t = _grid(lo, req.granularity)
+        while t < hi and t <= req.latest:
+            slot = Interval(t, t + req.duration)
+            verdict = _verdict(req, slot, allowed_e, allowed_p, widened_e, widened_p, result.slot)
+            if verdict is not None:
+                add(t, t + req.duration, verdict)
+            t += req.granularity
+        day += timedelta(days=1)
+    return out
+
+
+def _inside(intervals: Sequence[Interval], slot: Interval) -> bool:
+    return any(iv.contains(slot) for iv in intervals)
+
+
+def _verdict(
+    req: SlotRequest,
+    slot: Interval,
+    allowed_e: Sequence[Interval],
+    allowed_p: Sequence[Interval],
+    busy_e: Sequence[Interval],
+    busy_p: Sequence[Interval],
+    chosen: Interval | None,
+) -> str | None:
+    in_e, in_p = _inside(allowed_e, slot), _inside(allowed_p, slot)
+    if not in_e and not in_p:
+        return None  # outside both people's hours: not worth a line
+    for person, inside in ((req.employee, in_e), (req.partner, in_p)):
+        if not inside:
+            off = day_off(person, slot.start.astimezone(person.zone).date())
+            return f"{person.first_name}: {off}" if off else f"outside {person.first_name}'s hours"
+    if any(iv.overlaps(slot) for iv in busy_e):
+        return f"{req.employee.first_name} busy (with {format_minutes(req.buffer)} buffer)"
+    if any(iv.overlaps(slot) for iv in busy_p):
+        return f"{req.partner.first_name} busy (with {format_minutes(req.buffer)} buffer)"
+    if req.over_limit(slot):
+        return f"{req.partner.first_name}'s daily or weekly limit reached"
+    if chosen is not None and slot == chosen:
+        return "CHOSEN"
+    if chosen is None:
+        return "free"
+    return "free, but later" if slot.start > chosen.start else "free, but not the preferred time"
+
+
+def format_minutes(delta: timedelta) -> str:
+    return f"{int(delta.total_seconds() // 60)}m"

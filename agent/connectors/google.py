@@ -1,0 +1,841 @@
+"""Google Workspace: Calendar API v3 for calendars, Gmail ``users.messages.send`` for mail.
+
+Two ways in, both from the account's ``credentials`` file (mode 0600):
+
+* a service-account key with domain-wide delegation: the connector acts as each person
+  (``subject`` = their email), so every calendar is read and written by its owner;
+* an authorized-user token written by ``cadence auth google`` (:func:`authorize`): one
+  person's consent; other people's calendars must be shared with them.
+
+Every request goes to the configured endpoints (batch requests included), through one
+place (:meth:`_Client.execute`) that translates errors: 429, 5xx and 403
+``rateLimitExceeded``/``userRateLimitExceeded`` become TransientError (retried by the
+engine's policy, honouring Retry-After); 403 ``quotaExceeded`` stops the account for the
+rest of the tick; 410 on a sync token becomes CursorExpired; the rest PermanentError.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
+from email.message import EmailMessage
+from email.utils import formatdate
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import google.auth.exceptions
+import google_auth_httplib2  # type: ignore[import-untyped]
+import httplib2  # type: ignore[import-untyped]
+from google.auth.credentials import Credentials
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
+from googleapiclient.discovery import build_from_document
+from googleapiclient.discovery_cache import get_static_doc
+from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest, HttpRequest
+
+from agent import mime
+from agent.connectors.base import (
+    CadenceError,
+    ConfigError,
+    CursorExpired,
+    PermanentError,
+    TransientError,
+    ensure_own,
+)
+from agent.model import (
+    Attendee,
+    Changes,
+    Event,
+    EventDraft,
+    Interval,
+    OutgoingMail,
+    PartStat,
+    Person,
+    SentMail,
+    Skipped,
+    SyncToken,
+)
+
+if TYPE_CHECKING:
+    from agent.config import GoogleAccount, Settings
+    from agent.connectors import Context
+
+SCOPE = "https://www.googleapis.com/auth/"
+SCOPE_EVENTS = SCOPE + "calendar.events"
+SCOPE_FREEBUSY = SCOPE + "calendar.freebusy"
+SCOPE_SEND = SCOPE + "gmail.send"
+SCOPE_READ = SCOPE + "gmail.readonly"
+
+#: the extended property that marks the agent's events (keys ≤ 44 characters): private on
+#: the organizer's copy (what find() filters on and what makes an event the agent's own),
+#: shared so that attendees' copies are known as the same booking
+TAG = "cadenceKey"
+TAG_SERIES = "cadenceSeries"
+FREEBUSY_BATCH = 50  # calendarExpansionMax
+FREEBUSY_SPAN = timedelta(days=90)  # longer free/busy ranges are refused
+BATCH_LIMIT = 50  # inner requests per HTTP batch (Google advises no more)
+PAGE_SIZE = 2500
+QUOTA_PAUSE = 600.0  # seconds an account rests after 403 quotaExceeded
+CONSENT_TIMEOUT = 600  # seconds to wait for the browser's answer
+RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded"}
+PARTSTAT = {
+    "accepted": PartStat.ACCEPTED,
+    "declined": PartStat.DECLINED,
+    "tentative": PartStat.TENTATIVE,
+    "needsAction": PartStat.NEEDS_ACTION,
+}
+
+
+def scopes_for(read_replies: bool = False) -> list[str]:
+    """Return the least OAuth scopes Cadence needs (the read scope only to collect replies)."""
+    scopes = [SCOPE_EVENTS, SCOPE_FREEBUSY, SCOPE_SEND]
+    return [*scopes, SCOPE_READ] if read_replies else scopes
+
+
+def needed_scopes(settings: Settings) -> list[str]:
+    """Return the scopes a configuration needs: the read scope only if replies are collected."""
+    return scopes_for(any(p.recap.collect_replies for p in settings.file.programs.values()))
+
+
+class GoogleFailure(PermanentError):
+    """A refused request, with the HTTP status and Google's reason."""
+
+    def __init__(self, message: str, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+# --- credentials ----------------------------------------------------------------------
+
+
+def read_secret_json(path: Path) -> dict[str, Any]:
+    """Read a JSON secret file, refusing one that group or others can read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: credentials file not found") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: credentials must be readable by their owner only; run: chmod 600 {path}"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON credentials file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    return data
+
+
+def write_secret_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class _Auth:
+    """Credentials per person: a delegated service account or one user's token."""
+
+    def __init__(self, path: Path, scopes: Sequence[str]) -> None:
+        self.path = path
+        self.scopes = list(scopes)
+        self.info = read_secret_json(path)
+        self.kind = self.info.get("type")
+        self._cache: dict[str, Credentials] = {}
+        self._saved_token: str | None = None
+        try:
+            if self.kind == "service_account":
+                load = service_account.Credentials.from_service_account_info
+                self._base: Credentials = load(self.info, scopes=self.scopes)  # type: ignore[no-untyped-call]
+            elif self.kind == "authorized_user":
+                info = self.info
+                expiry = info.get("expiry")
+                self._base = user_credentials.Credentials(  # type: ignore[no-untyped-call]
+                    token=info.get("token"),
+                    refresh_token=info["refresh_token"],
+                    # from_authorized_user_info() would reset token_uri to Google's
+                    token_uri=info.get("token_uri") or "https://oauth2.googleapis.com/token",
+                    client_id=info["client_id"],
+                    client_secret=info["client_secret"],
+                    scopes=info.get("scopes") or self.scopes,
+                    expiry=(
+                        datetime.fromisoformat(expiry.rstrip("Z")).replace(tzinfo=None)
+                        if expiry
+                        else None
+                    ),
+                )
+                self._saved_token = info.get("token")
+                missing = set(self.scopes) - set(info.get("scopes") or self.scopes)
+                if missing:
+                    raise ConfigError(
+                        f"{path}: the token lacks {', '.join(sorted(missing))}; "
+                        "run `cadence auth google` again"
+                    )
+            else:
+                raise ConfigError(
+                    f"{path}: expected a service-account key or an authorized-user token "
+                    f"(type {self.kind!r})"
+                )
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"{path}: incomplete {self.kind} credentials ({exc})") from None
+
+    @property
+    def delegated(self) -> bool:
+        return self.kind == "service_account"
+
+    def for_user(self, user: str) -> Credentials:
+        """Credentials acting as ``user`` (domain-wide delegation) or the token's owner."""
+        if not self.delegated:
+            return self._base
+        creds = self._cache.get(user)
+        if creds is None:
+            assert isinstance(self._base, service_account.Credentials)
+            creds = self._base.with_subject(user)  # type: ignore[no-untyped-call]
+            self._cache[user] = creds
+        return creds
+
+    def save_refreshed(self) -> None:
+        """Write a refreshed user token back to its file (0600), so the next run reuses it."""
+        creds = self._base
+        if self.delegated or not isinstance(creds, user_credentials.Credentials):
+            return
+        if creds.token and creds.token != self._saved_token:
+            data = dict(self.info)
+            data["token"] = creds.token
+            if creds.expiry:
+                data["expiry"] = creds.expiry.isoformat() + "Z"
+            if creds.refresh_token:
+                data["refresh_token"] = creds.refresh_token
+            write_secret_json(self.path, data)
+            self._saved_token = creds.token
+
+
+# --- the HTTP client --------------------------------------------------------------------
+
+
+def _document(name: str, endpoint: str) -> dict[str, Any]:
+    """Load a shipped discovery document pointed at ``endpoint`` (batch URI included)."""
+    text = get_static_doc(name, "v3" if name == "calendar" else "v1")
+    if text is None:  # pragma: no cover - shipped with google-api-python-client
+        raise ConfigError(f"the discovery document of {name} is missing")
+    doc: dict[str, Any] = json.loads(text)
+    if not endpoint.endswith("/"):
+        endpoint += "/"
+    service_path = doc["servicePath"]
+    if service_path and endpoint.endswith(service_path):
+        doc["rootUrl"] = endpoint[: -len(service_path)]
+    else:
+        doc["rootUrl"], doc["servicePath"] = endpoint, ""
+    return doc
+
+
+class _Client:
+    """Both APIs of one account, the credentials, and the one place errors are translated."""
+
+    def __init__(self, ctx: Context) -> None:
+        account: GoogleAccount = ctx.account
+        self.name = ctx.name
+        self.retry = ctx.retry
+        self.log = ctx.log
+        scopes = needed_scopes(ctx.settings)
+        self.read_scope = SCOPE_READ in scopes
+        self.auth = _Auth(ctx.settings.resolve(account.credentials), scopes)
+        ca = str(ctx.settings.resolve(account.ca_bundle)) if account.ca_bundle else None
+        if ca and not Path(ca).is_file():
+            raise ConfigError(f"account {ctx.name!r}: ca_bundle {ca} not found")
+        self.http = httplib2.Http(ca_certs=ca, timeout=60)
+        self._authed: dict[str, Any] = {}
+        # one request at a time per account: httplib2 is not thread-safe, and Google's
+        # per-user limits reward a steady pace over bursts
+        self.lock = threading.Lock()
+        self.paused_until = 0.0
+        self.paused_why = ""
+        calendar = _document("calendar", account.endpoints.calendar)
+        self.calendar = build_from_document(calendar, http=self.http)
+        self.gmail = build_from_document(
+            _document("gmail", account.endpoints.gmail), http=self.http
+        )
+        # build() would leave batches on www.googleapis.com: name the URI ourselves
+        self.batch_uri = calendar["rootUrl"] + calendar["batchPath"]
+
+    def _http(self, user: str) -> Any:
+        authed = self._authed.get(user)
+        if authed is None:
+            authed = google_auth_httplib2.AuthorizedHttp(self.auth.for_user(user), http=self.http)
+            self._authed[user] = authed
+        return authed
+
+    def close(self) -> None:
+        self.http.close()
+        self._authed.clear()
+
+    def _guard(self) -> None:
+        if time.monotonic() < self.paused_until:
+            raise PermanentError(f"account {self.name!r} paused for this tick: {self.paused_why}")
+
+    def execute(self, request: HttpRequest, user: str) -> Any:
+        """Run one API request as ``user`` under the retry policy."""
+
+        def once() -> Any:
+            self._guard()
+            with self.lock:
+                try:
+                    return request.execute(http=self._http(user), num_retries=0)
+                except Exception as exc:
+                    raise self.translate(exc, user) from exc
+                finally:
+                    self.auth.save_refreshed()
+
+        return self.retry.call(once)
+
+    def batch(self, requests: Sequence[HttpRequest], user: str) -> list[Any]:
+        """Run requests in HTTP batches at the configured batch endpoint, in order."""
+        results: list[Any] = []
+        for start in range(0, len(requests), BATCH_LIMIT):
+            chunk = requests[start : start + BATCH_LIMIT]
+            results.extend(self.retry.call(partial(self._batch_once, chunk, user)))
+        return results
+
+    def _batch_once(self, chunk: Sequence[HttpRequest], user: str) -> list[Any]:
+        self._guard()
+        answers: dict[str, Any] = {}
+        failures: dict[str, Exception] = {}
+
+        def collect(request_id: str, response: Any, exception: Exception | None) -> None:
+            if exception is not None:
+                failures[request_id] = exception
+            else:
+                answers[request_id] = response
+
+        batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
+        for n, request in enumerate(chunk):
+            batch.add(request, request_id=str(n))
+        with self.lock:
+            try:
+                batch.execute(http=self._http(user))
+            except Exception as exc:
+                raise self.translate(exc, user) from exc
+            finally:
+                self.auth.save_refreshed()
+        if failures:
+            # transient trouble on any part retries the whole batch; the rest is final
+            errors = [self.translate(exc, user) for exc in failures.values()]
+            raise next((e for e in errors if isinstance(e, TransientError)), errors[0])
+        return [answers[str(n)] for n in range(len(chunk))]
+
+    def translate(self, exc: Exception, user: str) -> CadenceError:
+        """Map a library or transport error to the connector error tree."""
+        if isinstance(exc, CadenceError):
+            return exc
+        if isinstance(exc, HttpError):
+            return self._http_error(exc, user)
+        if isinstance(exc, google.auth.exceptions.RefreshError):
+            if getattr(exc, "retryable", False):
+                return TransientError(f"token refresh for {user} failed: {exc}")
+            hint = (
+                "check domain-wide delegation of the service account's client id with "
+                f"the scopes {' '.join(self.auth.scopes)}"
+                if self.auth.delegated
+                else "run `cadence auth google` again"
+            )
+            return PermanentError(f"Google refused a token for {user}: {exc}; {hint}")
+        if isinstance(exc, google.auth.exceptions.TransportError):
+            if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                return self.translate(exc.__cause__, user)
+            return TransientError(f"token endpoint unreachable: {exc}")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return PermanentError(
+                f"TLS certificate not trusted ({exc.verify_message}); set ca_bundle for "
+                f"account {self.name!r} if a proxy intercepts TLS"
+            )
+        if isinstance(exc, socket.timeout | TimeoutError):
+            return TransientError(f"Google request timed out: {exc}")
+        if isinstance(exc, httplib2.HttpLib2Error | OSError):
+            return TransientError(f"Google unreachable: {exc}")
+        raise exc
+
+    def _http_error(self, exc: HttpError, user: str) -> CadenceError:
+        status = int(exc.resp.status)
+        reason, message = "", str(getattr(exc, "reason", "") or "")
+        try:
+            error = json.loads(exc.content)["error"]
+            message = error.get("message") or message
+            reason = (error.get("errors") or [{}])[0].get("reason", "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+        retry_after = _retry_after(exc.resp.get("retry-after"))
+        what = f"Google {status} {reason or 'error'} for {user}: {message}"
+        if status == 429 or status >= 500 or (status == 403 and reason in RATE_REASONS):
+            return TransientError(what, retry_after=retry_after)
+        if status == 403 and reason in QUOTA_REASONS:
+            self.paused_until = time.monotonic() + QUOTA_PAUSE
+            self.paused_why = what
+            self.log.warning("account %s: %s; pausing it for this tick", self.name, what)
+            return PermanentError(
+                f"{what}. Google's usage limits for this account are exhausted; Cadence "
+                "stops working for it this tick and tries again later (see the quotas in "
+                "the Google Cloud console)"
+            )
+        if status == 410 and reason in ("fullSyncRequired", "updatedMinTooLongAgo"):
+            return CursorExpired(what)
+        return GoogleFailure(what, status, reason)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+# --- mapping ------------------------------------------------------------------------------
+
+
+def _rfc3339(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: dict[str, Any], zone: ZoneInfo) -> tuple[datetime, bool]:
+    if "dateTime" in value:
+        parsed = datetime.fromisoformat(value["dateTime"].replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=ZoneInfo(value.get("timeZone") or "UTC"))
+        return parsed, False
+    return datetime.combine(date.fromisoformat(value["date"]), clock(), zone), True
+
+
+def to_event(person: Person, item: dict[str, Any]) -> Event:
+    """Map a Calendar v3 event resource to an Event on ``person``'s calendar."""
+    start, all_day = _parse_time(item["start"], person.zone)
+    end, _ = _parse_time(item["end"], person.zone)
+    kind = item.get("eventType", "default")
+    attendees = tuple(
+        Attendee(
+            a["email"].lower(), PARTSTAT.get(a.get("responseStatus", ""), PartStat.NEEDS_ACTION)
+        )
+        for a in item.get("attendees", [])
+        if a.get("email")
+    )
+    props = item.get("extendedProperties") or {}
+    organizer = (item.get("organizer") or {}).get("email")
+    key = (props.get("private") or {}).get(TAG)
+    if key is None and organizer and organizer.lower() != person.email.lower():
+        # an attendee's copy: the private tag stays with the organizer, the shared one
+        # tells that this is the same booking
+        key = (props.get("shared") or {}).get(TAG)
+    return Event(
+        owner=person.email,
+        id=item["id"],
+        title=item.get("summary", ""),
+        start=start,
+        end=end,
+        uid=item.get("iCalUID", ""),
+        all_day=all_day,
+        cancelled=item.get("status") == "cancelled",
+        transparent=item.get("transparency") == "transparent" or kind == "workingLocation",
+        kind="outOfOffice" if kind == "outOfOffice" else "default",
+        organizer=organizer.lower() if organizer else None,
+        attendees=attendees,
+        key=key,
+        sequence=int(item.get("sequence", 0)),
+        description=item.get("description", ""),
+        location=item.get("location", ""),
+    )
+
+
+def _pieces(window: Interval, span: timedelta) -> Iterator[Interval]:
+    start = window.start
+    while start < window.end:
+        end = min(window.end, start + span)
+        yield Interval(start, end)
+        start = end
+
+
+# --- the calendar -----------------------------------------------------------------------
+
+
+class GoogleCalendar:
+    """Calendar v3 for the people of one Google account."""
+
+    sends_invitations = True
+
+    def __init__(self, client: _Client) -> None:
+        self.c = client
+        self.events = client.calendar.events()
+
+    def close(self) -> None:
+        self.c.close()
+
+    def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+        """Full sync of ``window`` (since=None) or the changes since a sync token."""
+        params: dict[str, Any] = {
+            "calendarId": person.email,
+            "singleEvents": True,
+            "maxResults": PAGE_SIZE,
+        }
+        if since is None:
+            params.update(timeMin=_rfc3339(window.start), timeMax=_rfc3339(window.end))
+        else:
+            params["syncToken"] = since
+        events: list[Event] = []
+        removed: list[str] = []
+        skipped: list[Skipped] = []
+        body: dict[str, Any] = {}
+        page: str | None = None
+        while True:
+            extra = {"pageToken": page} if page else {}
+            body = self.c.execute(self.events.list(**params, **extra), person.email)
+            for item in body.get("items", []):
+                ref = str(item.get("id", "?"))
+                try:
+                    if item.get("status") == "cancelled" and "start" not in item:
+                        removed.append(item["id"])  # a deletion reported by id only
+                        continue
+                    event = to_event(person, item)
+                except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                    skipped.append(Skipped(person.email, ref, f"unreadable event: {exc!r}"))
+                    continue
+                if since is not None and not event.interval.overlaps(window):
+                    removed.append(event.id)  # moved out of the window we keep
+                else:
+                    events.append(event)
+            page = body.get("nextPageToken")
+            if not page:
+                break
+        cursor = body.get("nextSyncToken")
+        if not cursor:
+            raise PermanentError(f"Google sent no sync token for {person.email}")
+        return Changes(
+            cursor=cursor,
+            events=tuple(events),
+            removed=tuple(removed),
+            full=since is None,
+            skipped=tuple(skipped),
+        )
+
+    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
+        """Busy time of everyone through freebusy.query, 50 calendars per query."""
+        result: dict[str, list[Interval]] = {p.email: [] for p in people}
+        if not people:
+            return result
+        emails = list(result)
+        requests = [
+            self.c.calendar.freebusy().query(
+                body={
+                    "timeMin": _rfc3339(piece.start),
+                    "timeMax": _rfc3339(piece.end),
+                    "items": [{"id": e} for e in emails[i : i + FREEBUSY_BATCH]],
+                }
+            )
+            for i in range(0, len(emails), FREEBUSY_BATCH)
+            for piece in _pieces(window, FREEBUSY_SPAN)
+        ]
+        # with delegation any colleague's free/busy is visible to a person of the domain
+        user = people[0].email
+        if len(requests) == 1:
+            answers = [self.c.execute(requests[0], user)]
+        else:
+            answers = self.c.batch(requests, user)
+        by_lower = {e.lower(): e for e in emails}
+        for answer in answers:
+            for ident, cal in answer.get("calendars", {}).items():
+                email_address = by_lower.get(ident.lower(), ident)
+                if cal.get("errors"):
+                    reasons = ", ".join(str(e.get("reason")) for e in cal["errors"])
+                    raise PermanentError(f"free/busy of {email_address} unavailable: {reasons}")
+                for span in cal.get("busy", []):
+                    start, _ = _parse_time({"dateTime": span["start"]}, ZoneInfo("UTC"))
+                    end, _ = _parse_time({"dateTime": span["end"]}, ZoneInfo("UTC"))
+                    result.setdefault(email_address, []).append(Interval(start, end))
+        return {e: sorted(spans) for e, spans in result.items()}
+
+    def _body(self, draft: EventDraft) -> dict[str, Any]:
+        zone = ZoneInfo(draft.timezone)
+        body: dict[str, Any] = {
+            "id": draft.key,
+            "summary": draft.title,
+            "description": draft.description,
+            "start": {
+                "dateTime": draft.start.astimezone(zone).isoformat(),
+                "timeZone": draft.timezone,
+            },
+            "end": {"dateTime": draft.end.astimezone(zone).isoformat(), "timeZone": draft.timezone},
+            "attendees": [
+                {
+                    "email": draft.organizer.email,
+                    "displayName": draft.organizer.name,
+                    "responseStatus": "accepted",
+                },
+                *({"email": p.email, "displayName": p.name} for p in draft.attendees),
+            ],
+            "extendedProperties": {
+                "private": {TAG: draft.key, TAG_SERIES: draft.series},
+                "shared": {TAG: draft.key},
+            },
+            "guestsCanModify": False,
+            "reminders": {"useDefault": True},
+        }
+        if draft.conference == "auto":
+            body["conferenceData"] = {
+                "createRequest": {
+                    "requestId": draft.key,
+                    "conferenceSolutionKey": {"type": "hangoutsMeet"},
+                }
+            }
+        return body
+
+    def create(self, draft: EventDraft) -> Event:
+        """Insert with the key as event id; a 409 means a retry: use (or restore) that event."""
+        organizer = draft.organizer
+        where = {"calendarId": organizer.email, "conferenceDataVersion": 1, "sendUpdates": "all"}
+        body = self._body(draft)
+        try:
+            item = self.c.execute(self.events.insert(body=body, **where), organizer.email)
+        except GoogleFailure as exc:
+            if exc.status != 409:
+                raise
+            item = self.c.execute(
+                self.events.get(calendarId=organizer.email, eventId=draft.key), organizer.email
+            )
+            private = (item.get("extendedProperties") or {}).get("private") or {}
+            cancelled = item.get("status") == "cancelled"
+            # a deleted event may come back with little more than its id; the id is the
+            # key's hash, so it is ours all the same, and the patch tags it again
+            if private.get(TAG) != draft.key and not cancelled:
+                raise PermanentError(
+                    f"event id {draft.key} on {organizer.email} exists and is not the agent's"
+                ) from exc
+            if cancelled:
+                # deleted events keep their id: restore by patch, never re-insert
+                restore = {k: v for k, v in body.items() if k not in ("id", "conferenceData")}
+                restore["status"] = "confirmed"
+                item = self.c.execute(
+                    self.events.patch(eventId=draft.key, body=restore, **where), organizer.email
+                )
+        return to_event(organizer, item)
+
+    def find(self, person: Person, key: str) -> Event | None:
+        """The agent's event tagged ``key`` on the person's calendar, if there is one."""
+        body = self.c.execute(
+            self.events.list(
+                calendarId=person.email,
+                privateExtendedProperty=f"{TAG}={key}",
+                singleEvents=True,
+                maxResults=10,
+            ),
+            person.email,
+        )
+        for item in body.get("items", []):
+            if item.get("status") != "cancelled":
+                return to_event(person, item)
+        return None
+
+    def move(self, person: Person, event: Event, to: Interval) -> Event:
+        ensure_own(event)
+        zone = person.zone
+        body = {
+            "start": {
+                "dateTime": to.start.astimezone(zone).isoformat(),
+                "timeZone": person.timezone,
+            },
+            "end": {"dateTime": to.end.astimezone(zone).isoformat(), "timeZone": person.timezone},
+        }
+        item = self.c.execute(
+            self.events.patch(
+                calendarId=person.email,
+                eventId=event.id,
+                body=body,
+                conferenceDataVersion=1,
+                sendUpdates="all",
+            ),
+            person.email,
+        )
+        return to_event(person, item)
+
+    def cancel(self, person: Person, event: Event) -> None:
+        ensure_own(event)
+        try:
+            self.c.execute(
+                self.events.delete(calendarId=person.email, eventId=event.id, sendUpdates="all"),
+                person.email,
+            )
+        except GoogleFailure as exc:
+            if exc.status not in (404, 410):  # already gone: cancelling again is done
+                raise
+
+
+# --- mail -------------------------------------------------------------------------------
+
+
+def _angle(message_id: str) -> str:
+    message_id = message_id.strip()
+    return message_id if message_id.startswith("<") else f"<{message_id}>"
+
+
+def build_message(mail: OutgoingMail, mailbox: str) -> EmailMessage:
+    """Build the RFC 5322 message from ``mailbox`` (replies still reach ``mail.sender``)."""
+    own = mailbox.lower() == mail.sender.lower()
+    try:
+        msg = mime.build(mail if own else replace(mail, sender=mailbox))
+    except ValueError as exc:
+        raise PermanentError(f"mail {mail.key}: {exc}") from None
+    if not own:
+        msg["Reply-To"] = mime.clean_header(mail.sender)
+    if "Date" not in msg:
+        msg["Date"] = formatdate(usegmt=True)
+    return msg
+
+
+class GoogleMailer:
+    """Gmail ``users.messages.send`` from each sender's own mailbox (or the account's)."""
+
+    def __init__(self, client: _Client, sender: str | None) -> None:
+        self.c = client
+        self.sender = sender
+        self.messages = client.gmail.users().messages()
+        self.threads: dict[str, str] = {}  # Message-ID → Gmail thread id, for recaps
+
+    def close(self) -> None:
+        self.c.close()
+
+    def _lookup(self, mailbox: str, message_id: str) -> dict[str, Any] | None:
+        """Find a sent message by Message-ID (needs the read scope)."""
+        body = self.c.execute(
+            self.messages.list(userId="me", q=f"rfc822msgid:{message_id.strip('<>')}"),
+            mailbox,
+        )
+        found = body.get("messages") or []
+        return found[0] if found else None
+
+    def send(self, mail: OutgoingMail) -> SentMail:
+        mailbox = self.sender or mail.sender
+        message_id = _angle(mail.message_id)
+        if self.c.read_scope:
+            # with read access Gmail can tell whether a crash came after sending
+            earlier = self._lookup(mailbox, message_id)
+            if earlier:
+                self.threads[message_id] = earlier["threadId"]
+                return SentMail(mail.key, message_id, f"gmail:{mailbox}/{earlier['id']}", True)
+        msg = build_message(mail, mailbox)
+        body: dict[str, Any] = {"raw": base64.urlsafe_b64encode(msg.as_bytes()).decode()}
+        if mail.in_reply_to:
+            parent = _angle(mail.in_reply_to)
+            thread = self.threads.get(parent)
+            if thread is None and self.c.read_scope:
+                earlier = self._lookup(mailbox, parent)
+                thread = earlier["threadId"] if earlier else None
+            if thread:
+                body["threadId"] = thread
+        sent = self.c.execute(self.messages.send(userId="me", body=body), mailbox)
+        self.threads[message_id] = sent["threadId"]
+        return SentMail(mail.key, message_id, f"gmail:{mailbox}/{sent['id']}")
+
+
+def connect(ctx: Context) -> tuple[GoogleCalendar, GoogleMailer]:
+    """Open the Calendar and Gmail clients of one Google account."""
+    client = _Client(ctx)
+    return GoogleCalendar(client), GoogleMailer(client, ctx.account.sender)
+
+
+# --- user consent -------------------------------------------------------------------------
+
+
+def authorize(
+    client_secrets: Path,
+    token_file: Path,
+    scopes: Sequence[str],
+    console: bool,
+    *,
+    ask: Callable[[str], str] = input,
+    say: Callable[[str], None] = print,
+    open_browser: bool = True,
+) -> Path:
+    """Run Google's installed-app consent flow and store the token (0600) at ``token_file``.
+
+    With ``console`` (a headless server) the user opens the printed address on any
+    machine, consents, and pastes back the address the browser was sent to; otherwise a
+    browser opens and a one-off server on a free loopback port receives the answer.
+    Raise ConfigError for unusable client secrets, PermanentError when Google refuses.
+    """
+    from google_auth_oauthlib.flow import InstalledAppFlow, WSGITimeoutError
+
+    read_secret_json(client_secrets)
+    try:
+        flow = InstalledAppFlow.from_client_secrets_file(str(client_secrets), scopes=list(scopes))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{client_secrets}: not an OAuth client of type Desktop app ({exc})"
+        ) from None
+    try:
+        if console:
+            flow.redirect_uri = "http://127.0.0.1:1/"
+            url, _ = flow.authorization_url(access_type="offline", prompt="consent")
+            say(f"Open this address in a browser, sign in and allow access:\n\n    {url}\n")
+            say("The browser then fails to load a page on 127.0.0.1; copy that page's address.")
+            answer = ask("Address (or code): ").strip()
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(answer).query)
+            if "error" in query:
+                raise PermanentError(f"Google refused consent: {query['error'][0]}")
+            code = query["code"][0] if "code" in query else answer
+            flow.fetch_token(code=code)
+            creds = flow.credentials
+        else:
+            creds = flow.run_local_server(
+                host="127.0.0.1",
+                port=0,
+                open_browser=open_browser,
+                access_type="offline",
+                prompt="consent",
+                authorization_prompt_message="Opening {url} in your browser to ask for consent",
+                success_message="Cadence is authorized; you may close this window.",
+                timeout_seconds=CONSENT_TIMEOUT,
+            )
+    except (KeyError, ValueError, WSGITimeoutError) as exc:
+        raise PermanentError(f"consent failed: {exc}") from exc
+    except Exception as exc:  # oauthlib errors carry no common base worth importing
+        if type(exc).__module__.startswith("oauthlib"):
+            raise PermanentError(f"Google refused the token request: {exc}") from exc
+        raise
+    finally:
+        flow.oauth2session.close()  # its connection pool may keep a watcher thread
+    if not creds.refresh_token:
+        raise PermanentError("Google returned no refresh token; revoke access and run again")
+    data = json.loads(creds.to_json())
+    data["type"] = "authorized_user"
+    data["token_uri"] = flow.client_config["token_uri"]
+    write_secret_json(token_file, data)
+    return token_file

@@ -1,0 +1,434 @@
+"""The Microsoft Graph transport: one HTTP session, MSAL tokens, and Graph's errors.
+
+- client credentials (a secret from the environment, or a certificate file) for an
+  organization, or a single person's MSAL token cache filled by :func:`device_code_login`
+  (``cadence auth microsoft``) and written atomically with mode 0600;
+- ``ca_bundle`` honoured even when REQUESTS_CA_BUNDLE is set;
+- every Graph answer translated in one place, :meth:`Graph.check`;
+- ``$batch`` of up to 20 requests, a throttled inner request retried on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msal
+import requests
+
+from agent.config import MicrosoftAccount
+from agent.connectors.base import (
+    ConfigError,
+    CursorExpired,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+)
+
+#: Delegated scopes for the single-person flow; Cadence reads no mail.
+DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
+MAX_BATCH = 20
+TIMEOUT = 30.0
+PREFER_UTC = 'outlook.timezone="UTC"'
+RESYNC_CODES = {
+    "syncstatenotfound",
+    "resyncrequired",
+    "syncstateinvalid",
+    "errorinvalidsyncstatedata",
+}
+_MICROSOFT_HOSTS = frozenset(
+    getattr(getattr(msal, "authority", None), "WELL_KNOWN_AUTHORITY_HOSTS", ())
+) | {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"}
+
+
+class _Session(requests.Session):
+    """A session whose ``verify`` is not overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
+
+    requests lets those variables win over ``Session.verify`` unless ``verify`` is
+    passed on each call (psf/requests#3829); MSAL calls ``get``/``post`` without it.
+    """
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
+        kwargs.setdefault("timeout", TIMEOUT)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _session(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> _Session:
+    session = _Session()
+    session.headers["User-Agent"] = "cadence-agent"
+    if account.ca_bundle:
+        bundle = resolve(account.ca_bundle)
+        if not bundle.is_file():
+            raise ConfigError(f"ca_bundle {bundle} does not exist")
+        session.verify = str(bundle)
+    return session
+
+
+def _private_file(path: Path, what: str) -> bytes:
+    """Read a secret file, refusing one that group or others can read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{what} {path} is readable by other users; restrict it with: chmod 600 {path}"
+        )
+    return path.read_bytes()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def authority_url(account: MicrosoftAccount) -> str:
+    return f"{account.authority.rstrip('/')}/{account.tenant}"
+
+
+def _discovery_kwargs(account: MicrosoftAccount) -> dict[str, Any]:
+    host = urllib.parse.urlsplit(account.authority).hostname or ""
+    return {} if host in _MICROSOFT_HOSTS else {"instance_discovery": False}
+
+
+def _certificate_credential(path: Path) -> dict[str, str]:
+    pem = _private_file(path, "client_certificate").decode("ascii", errors="replace")
+    key = re.search(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+?-----END [A-Z ]*PRIVATE KEY-----", pem, re.S
+    )
+    cert = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    if not key or not cert:
+        raise ConfigError(
+            f"client_certificate {path} must hold the PEM private key and the PEM certificate"
+        )
+    return {"private_key": key.group(0), "public_certificate": cert.group(0)}
+
+
+def _load_cache(path: Path | None) -> msal.SerializableTokenCache:
+    cache = msal.SerializableTokenCache()
+    if path is not None and path.exists():
+        cache.deserialize(_private_file(path, "token_cache").decode())
+    return cache
+
+
+class Graph:
+    """Tokens, one HTTP session, and the translation of Graph errors."""
+
+    def __init__(
+        self,
+        account: MicrosoftAccount,
+        resolve: Callable[[str], Path],
+        retry: RetryPolicy,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.account = account
+        self.retry = retry
+        self.base = account.graph.rstrip("/") + "/v1.0"
+        self.session = _session(account, resolve)
+        self.cache_path = resolve(account.token_cache) if account.token_cache else None
+        self.cache = _load_cache(self.cache_path)
+        self.credential: Any = None
+        if account.client_secret_env or account.client_certificate:
+            if account.client_certificate:
+                self.credential = _certificate_credential(resolve(account.client_certificate))
+            else:
+                name = account.client_secret_env or ""
+                self.credential = env.get(name)
+                if not self.credential:
+                    raise ConfigError(f"environment variable {name} (client_secret_env) is not set")
+            self.scopes = [account.graph.rstrip("/") + "/.default"]
+        elif self.cache_path is not None:
+            self.scopes = delegated_scopes(account)
+        else:
+            raise ConfigError(
+                "microsoft account needs client_secret_env or client_certificate "
+                "(organization), or token_cache filled by `cadence auth microsoft`"
+            )
+        self._app: Any = None
+        #: per mailbox, when Graph's Retry-After lets us call it again (time.monotonic)
+        self._not_before: dict[str, float] = {}
+
+    def close(self) -> None:
+        self.session.close()
+
+    def signed_in_user(self) -> str | None:
+        """The single person's username under a delegated sign-in; None for an app."""
+        if self.credential is not None:
+            return None
+        self.token()  # builds the application and fails clearly without a sign-in
+        accounts = self._application().get_accounts()
+        return str(accounts[0].get("username", "")).lower() if accounts else None
+
+    def _application(self) -> Any:
+        """Build the MSAL application on first use: it fetches the OpenID configuration."""
+        if self._app is None:
+            common: dict[str, Any] = {
+                "authority": authority_url(self.account),
+                "token_cache": self.cache,
+                "http_client": self.session,
+                **_discovery_kwargs(self.account),
+            }
+            if self.credential is not None:
+                self._app = msal.ConfidentialClientApplication(
+                    self.account.client_id, client_credential=self.credential, **common
+                )
+            else:
+                self._app = msal.PublicClientApplication(self.account.client_id, **common)
+        return self._app
+
+    def token(self) -> str:
+        try:
+            app = self._application()
+            if self.credential is not None:
+                result = app.acquire_token_for_client(self.scopes)
+            else:
+                accounts = app.get_accounts()
+                result = (
+                    app.acquire_token_silent(self.scopes, account=accounts[0]) if accounts else None
+                )
+                if not result:
+                    raise PermanentError(
+                        "no usable Microsoft sign-in in the token cache; "
+                        "run: cadence auth microsoft"
+                    )
+        except requests.exceptions.SSLError as exc:
+            raise PermanentError(
+                f"TLS verification failed for {self.account.authority}; "
+                "if a proxy re-signs traffic, set ca_bundle"
+            ) from exc
+        except requests.RequestException as exc:
+            raise TransientError(f"token request failed: {type(exc).__name__}") from exc
+        except ValueError as exc:  # MSAL: the authority's OpenID configuration is unusable
+            raise PermanentError(f"Microsoft sign-in at {self.account.authority}: {exc}") from exc
+        if self.cache_path is not None and self.cache.has_state_changed:
+            _write_private(self.cache_path, self.cache.serialize())
+        if "access_token" not in result:
+            error = str(result.get("error", "unknown"))
+            # the description may quote request details, never the secret itself
+            detail = str(result.get("error_description", "")).splitlines()[0:1]
+            message = f"token request refused: {error} {' '.join(detail)}".strip()
+            if error in ("temporarily_unavailable", "server_error"):
+                raise TransientError(message)
+            raise PermanentError(message)
+        return str(result["access_token"])
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("https://") else f"{self.base}{path}"
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """One request, with retries; raise the translated error."""
+
+        mailbox = _mailbox(path)
+        # a mailbox that asked us to wait is left alone until then, by later calls too
+        # (between the attempts of this call, the retry policy honours Retry-After)
+        wait = self._not_before.get(mailbox, 0.0) - time.monotonic()
+        if wait > 0:
+            self.retry.sleep(wait)
+
+        def attempt() -> requests.Response:
+            hdrs = {"Authorization": f"Bearer {self.token()}", "Prefer": PREFER_UTC}
+            hdrs.update(headers or {})
+            try:
+                resp = self.session.request(
+                    method, self.url(path), params=params, json=json_body, data=data, headers=hdrs
+                )
+            except requests.exceptions.SSLError as exc:
+                raise PermanentError(
+                    f"TLS verification failed for {self.base}; if a proxy re-signs traffic, "
+                    "set ca_bundle"
+                ) from exc
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(f"Graph {method} failed: {type(exc).__name__}") from exc
+            except requests.RequestException as exc:
+                raise PermanentError(f"Graph {method} failed: {exc}") from exc
+            try:
+                self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
+            except TransientError as exc:
+                if exc.retry_after and mailbox:
+                    self._not_before[mailbox] = time.monotonic() + exc.retry_after
+                raise
+            self._not_before.pop(mailbox, None)  # it answered: no need to hold back
+            answer: requests.Response = resp
+            return answer
+
+        return self.retry.call(attempt)
+
+    @staticmethod
+    def check(status: int, headers: Mapping[str, str], body: Any, what: str) -> None:
+        """Translate a Graph answer into Cadence's errors."""
+        if status < 400:
+            return
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        code = str(error.get("code", "")) if isinstance(error, dict) else str(error)
+        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+        text = f"Graph {what}: {status} {code} {message}".strip()
+        if status == 410 or code.lower() in RESYNC_CODES:
+            raise CursorExpired(text)
+        if status == 429 or status >= 500:
+            raise TransientError(text, retry_after=_retry_after(headers))
+        raise PermanentError(text)
+
+    def batch(self, requests_: Sequence[dict[str, Any]]) -> list[Any]:
+        """Run requests through ``$batch`` (20 at a time); return their bodies in order.
+
+        A throttled inner request is retried on its own, honouring its Retry-After.
+        """
+        out: list[Any] = [None] * len(requests_)
+        for first in range(0, len(requests_), MAX_BATCH):
+            chunk = list(enumerate(requests_[first : first + MAX_BATCH], start=first))
+            body = {"requests": [{"id": str(i), **r} for i, r in chunk]}
+            answer = self.send("POST", "/$batch", json_body=body).json()
+            by_id = {str(r.get("id")): r for r in answer.get("responses", [])}
+            for i, request in chunk:
+                r = by_id.get(str(i))
+                if r is None:
+                    raise PermanentError(f"Graph $batch lost request {i}")
+                try:
+                    self.check(int(r["status"]), r.get("headers") or {}, r.get("body"), "$batch")
+                    out[i] = r.get("body")
+                except TransientError as exc:
+                    self.retry.sleep(exc.retry_after or 0)
+                    resp = self.send(
+                        request["method"],
+                        request["url"],
+                        json_body=request.get("body"),
+                        headers=request.get("headers"),
+                    )
+                    out[i] = _body(resp)
+        return out
+
+
+def delegated_scopes(account: MicrosoftAccount) -> list[str]:
+    """The least scopes a single person's sign-in needs, on the configured Graph host."""
+    host = account.graph.rstrip("/")
+    names = list(DELEGATED_SCOPES)
+    prefix = "" if host == "https://graph.microsoft.com" else host + "/"
+    return [prefix + n for n in names]
+
+
+def _body(resp: requests.Response) -> Any:
+    if not resp.content:
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return {"error": {"code": "NotJson", "message": resp.text[:200]}}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _mailbox(path: str) -> str:
+    found = re.search(r"/users/([^/?]+)", urllib.parse.urlsplit(path).path)
+    return urllib.parse.unquote(found.group(1)).lower() if found else ""
+
+
+def _short(path: str) -> str:
+    return urllib.parse.urlsplit(path).path.rsplit("/v1.0", 1)[-1]
+
+
+def device_code_login(
+    account: MicrosoftAccount,
+    resolve: Callable[[str], Path],
+    *,
+    show: Callable[[str], None] = print,
+) -> str:
+    """Sign one person in with the device-code flow; return the signed-in username.
+
+    Shows MSAL's message (the URL and the code to enter), waits for the sign-in, and
+    writes MSAL's token cache to ``account.token_cache`` atomically with mode 0600.
+    Raise ConfigError without a token_cache, PermanentError when the sign-in fails.
+    """
+    if not account.token_cache:
+        raise ConfigError("set token_cache: FILE on the microsoft account to keep the sign-in")
+    path = resolve(account.token_cache)
+    if path.exists():
+        _private_file(path, "token_cache")
+    cache = _load_cache(path)
+    session = _session(account, resolve)
+    try:
+        app = msal.PublicClientApplication(
+            account.client_id,
+            authority=authority_url(account),
+            token_cache=cache,
+            http_client=session,
+            **_discovery_kwargs(account),
+        )
+        scopes = delegated_scopes(account)
+        try:
+            flow = app.initiate_device_flow(scopes=scopes)
+            if "user_code" not in flow:
+                raise PermanentError(
+                    f"device-code sign-in refused: {flow.get('error')} "
+                    f"{flow.get('error_description', '')}".strip()
+                )
+            show(str(flow["message"]))
+            result = app.acquire_token_by_device_flow(flow)
+        except requests.RequestException as exc:
+            raise TransientError(f"device-code sign-in failed: {type(exc).__name__}") from exc
+        if "access_token" not in result:
+            raise PermanentError(
+                f"device-code sign-in failed: {result.get('error')} "
+                f"{str(result.get('error_description', '')).splitlines()[0:1]}"
+            )
+        _write_private(path, cache.serialize())
+        claims = result.get("id_token_claims") or {}
+        return str(claims.get("preferred_username") or "")
+    finally:
+        session.close()
+
+
+def login(settings: Any, account: str | None = None, *, show: Callable[[str], None] = print) -> str:
+    """``cadence auth microsoft``: sign the person in for the named (or only) account.
+
+    ``settings`` is :class:`agent.config.Settings`. Return the signed-in username; raise
+    ConfigError when no microsoft account (or more than one, without ``account``) exists.
+    """
+    names = [n for n, a in settings.accounts.items() if getattr(a, "provider", "") == "microsoft"]
+    if account is not None:
+        if account not in names:
+            choices = ", ".join(names) or "none in the config"
+            raise ConfigError(f"no microsoft account named {account!r}; choose one of: {choices}")
+        names = [account]
+    if len(names) != 1:
+        found = ", ".join(names) or "none"
+        raise ConfigError(f"name the microsoft account to sign in with --account (found: {found})")
+    chosen: MicrosoftAccount = settings.accounts[names[0]]
+    return device_code_login(chosen, settings.resolve, show=show)

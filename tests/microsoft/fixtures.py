@@ -1,0 +1,219 @@
+"""Helpers shared by the Microsoft tests and the contract-suite backend."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from agent.config import MicrosoftAccount
+from agent.connectors.base import RetryPolicy
+from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, format_dtz
+from agent.connectors.microsoft_graph import Graph
+from agent.model import Person, Span, WorkingHours
+from tests.microsoft.server import GraphServer
+
+SECRET_ENV = "CADENCE_TEST_GRAPH_SECRET"
+HOURS = WorkingHours({d: (Span(time(9), time(17)),) for d in range(5)})
+ENV_VARS = (
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+
+
+def clean_environ() -> dict[str, str]:
+    """Remove proxy and CA-bundle variables from os.environ; return what was removed."""
+    return {k: os.environ.pop(k) for k in ENV_VARS if k in os.environ}
+
+
+def people(domain: str = "contoso.example") -> list[Person]:
+    zones = ("Europe/Berlin", "America/New_York", "Europe/Berlin")
+    return [
+        Person(f"{n}@{domain}", f"{n.title()} Test", z, HOURS, account="m365")
+        for n, z in zip(("ana", "ben", "chloe"), zones, strict=True)
+    ]
+
+
+def account(server: GraphServer, ca: Path, **over: Any) -> MicrosoftAccount:
+    values: dict[str, Any] = {
+        "provider": "microsoft",
+        "tenant": server.tenant,
+        "client_id": server.client_id,
+        "client_secret_env": SECRET_ENV,
+        "authority": server.url,
+        "graph": server.url,
+        "ca_bundle": str(ca),
+    }
+    values.update(over)
+    return MicrosoftAccount.model_validate(values)
+
+
+def graph(server: GraphServer, ca: Path, retry: RetryPolicy | None = None, **over: Any) -> Graph:
+    return Graph(
+        account(server, ca, **over),
+        Path,
+        retry or RetryPolicy.none(),
+        environ={SECRET_ENV: server.client_secret or ""},
+    )
+
+
+def graph_event(
+    title: str,
+    start: datetime,
+    end: datetime,
+    attendees: Sequence[Person] = (),
+    *,
+    all_day: bool = False,
+    rrule: str | None = None,
+    transparent: bool = False,
+    zone: str = "UTC",
+    show_as: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body Outlook would POST for an event a person makes."""
+    body: dict[str, Any] = {
+        "subject": title,
+        "showAs": show_as or ("free" if transparent else "busy"),
+        "attendees": [
+            {"emailAddress": {"address": p.email, "name": p.name}, "type": "required"}
+            for p in attendees
+        ],
+    }
+    if all_day:
+        first = start.date() if isinstance(start, datetime) else start
+        last = end.date() if isinstance(end, datetime) else end
+        body.update(
+            isAllDay=True,
+            start={"dateTime": f"{first.isoformat()}T00:00:00", "timeZone": zone},
+            end={"dateTime": f"{last.isoformat()}T00:00:00", "timeZone": zone},
+        )
+    else:
+        body.update(start=format_dtz(start, zone), end=format_dtz(end, zone))
+    if rrule:
+        body["recurrence"] = recurrence(rrule, start, zone)
+    return body
+
+
+def recurrence(rule: str, start: datetime, zone: str) -> dict[str, Any]:
+    """Translate an RFC 5545 RRULE (DAILY/WEEKLY, INTERVAL, COUNT, UNTIL, BYDAY) to Graph."""
+    parts = dict(p.split("=", 1) for p in rule.upper().split(";") if p)
+    days = {
+        "MO": "monday",
+        "TU": "tuesday",
+        "WE": "wednesday",
+        "TH": "thursday",
+        "FR": "friday",
+        "SA": "saturday",
+        "SU": "sunday",
+    }
+    freq = {"DAILY": "daily", "WEEKLY": "weekly", "MONTHLY": "absoluteMonthly"}[parts["FREQ"]]
+    pattern: dict[str, Any] = {"type": freq, "interval": int(parts.get("INTERVAL", 1))}
+    if freq == "weekly":
+        byday = parts.get("BYDAY", "").split(",") if parts.get("BYDAY") else []
+        pattern["daysOfWeek"] = [days[d] for d in byday] or [
+            ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")[
+                start.weekday()
+            ]
+        ]
+    if freq == "absoluteMonthly":
+        pattern["dayOfMonth"] = start.day
+    rng: dict[str, Any] = {"startDate": start.date().isoformat(), "recurrenceTimeZone": zone}
+    if "COUNT" in parts:
+        rng.update(type="numbered", numberOfOccurrences=int(parts["COUNT"]))
+    elif "UNTIL" in parts:
+        rng.update(
+            type="endDate",
+            endDate=date.fromisoformat(
+                f"{parts['UNTIL'][:4]}-{parts['UNTIL'][4:6]}-{parts['UNTIL'][6:8]}"
+            ).isoformat(),
+        )
+    else:
+        rng["type"] = "noEnd"
+    return {"pattern": pattern, "range": rng}
+
+
+@dataclass
+class MicrosoftBackend:
+    """The contract-suite backend: the connector against a running GraphServer."""
+
+    server: GraphServer
+    calendar: MicrosoftCalendar
+    mailer: MicrosoftMailer
+    people: list[Person] = field(default_factory=list)
+
+    def add_event(
+        self,
+        owner: Person,
+        title: str,
+        start: datetime,
+        end: datetime,
+        attendees: Sequence[Person] = (),
+        *,
+        all_day: bool = False,
+        rrule: str | None = None,
+        transparent: bool = False,
+    ) -> str:
+        zone = owner.timezone if owner.timezone else "UTC"
+        body = graph_event(
+            title,
+            start,
+            end,
+            attendees,
+            all_day=all_day,
+            rrule=rrule,
+            transparent=transparent,
+            zone=zone,
+        )
+        return self.server.add_event(owner.email, body)
+
+    def delivered(self) -> list[EmailMessage]:
+        out = []
+        for msg in self.server.sent:
+            parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+            assert isinstance(parsed, EmailMessage)
+            out.append(parsed)
+        return out
+
+
+@contextmanager
+def running_backend(tmp_path: Path) -> Iterator[MicrosoftBackend]:
+    saved = clean_environ()
+    staff = people()
+    try:
+        with GraphServer([p.email for p in staff]) as server:
+            ca = server.write_ca(tmp_path / "graph-ca.pem")
+            g = graph(server, ca)
+            cal, mailer = MicrosoftCalendar(g, staff), MicrosoftMailer(g)
+            try:
+                yield MicrosoftBackend(server, cal, mailer, staff)
+            finally:
+                cal.close()
+                mailer.close()
+    finally:
+        os.environ.update(saved)
+
+
+def day(d: date, hour: int = 0, minute: int = 0, zone: str = "UTC") -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return datetime.combine(d, time(hour, minute), ZoneInfo(zone))
+
+
+def week_after(d: date, weeks: int = 1) -> date:
+    return d + timedelta(weeks=weeks)

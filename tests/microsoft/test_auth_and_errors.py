@@ -1,0 +1,285 @@
+"""MSAL client credentials, certificates, the device-code flow, TLS trust and error mapping."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+
+from agent.connectors.base import (
+    ConfigError,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+)
+from agent.connectors.microsoft import MicrosoftCalendar
+from agent.connectors.microsoft_graph import (
+    Graph,
+    _discovery_kwargs,
+    delegated_scopes,
+    device_code_login,
+)
+from agent.model import Interval, Person
+from tests.microsoft import fixtures
+from tests.microsoft.conftest import NOW
+from tests.microsoft.server import GraphServer
+
+WINDOW = Interval(NOW - timedelta(days=30), NOW + timedelta(days=14))
+
+
+def test_client_credentials_token_is_fetched_once_and_reused(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    for person in staff:
+        cal.changes(person, None, WINDOW)
+    assert server.counts["token"] == 1 and server.counts["openid"] == 1
+
+
+def test_wrong_secret_is_a_permanent_error_that_does_not_show_the_secret(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    g = Graph(
+        fixtures.account(server, ca),
+        Path,
+        RetryPolicy.none(),
+        environ={fixtures.SECRET_ENV: "not-the-secret-value"},
+    )
+    try:
+        with pytest.raises(PermanentError, match="invalid_client") as info:
+            MicrosoftCalendar(g).changes(staff[0], None, WINDOW)
+    finally:
+        g.close()
+    assert "not-the-secret-value" not in str(info.value)
+
+
+def test_missing_secret_variable_is_a_config_error(server: GraphServer, ca: Path) -> None:
+    with pytest.raises(ConfigError, match=fixtures.SECRET_ENV):
+        Graph(fixtures.account(server, ca), Path, RetryPolicy.none(), environ={})
+    with pytest.raises(ConfigError, match="token_cache"):
+        Graph(
+            fixtures.account(server, ca, client_secret_env=None),
+            Path,
+            RetryPolicy.none(),
+            environ={},
+        )
+
+
+def test_certificate_credential_signs_a_client_assertion(
+    tmp_path: Path, staff: list[Person]
+) -> None:
+    # Entra ID takes RSA certificates for client assertions
+    leaf = trustme.CA().issue_cert("cadence-app.contoso.example", key_type=trustme.KeyType.RSA)
+    pem = tmp_path / "app.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    pem.chmod(0o600)
+    with GraphServer(
+        [p.email for p in staff],
+        client_secret=None,
+        certificate_pem=leaf.cert_chain_pems[0].bytes(),
+    ) as server:
+        ca = server.write_ca(tmp_path / "ca.pem")
+        g = Graph(
+            fixtures.account(server, ca, client_secret_env=None, client_certificate=str(pem)),
+            Path,
+            RetryPolicy.none(),
+            environ={},
+        )
+        try:
+            assert MicrosoftCalendar(g).changes(staff[0], None, WINDOW).full
+        finally:
+            g.close()
+        assert server.counts["token"] == 1
+
+        pem.chmod(0o644)
+        with pytest.raises(ConfigError, match=f"chmod 600 {pem}"):
+            Graph(
+                fixtures.account(server, ca, client_secret_env=None, client_certificate=str(pem)),
+                Path,
+                RetryPolicy.none(),
+                environ={},
+            )
+
+
+def test_requests_ca_bundle_in_the_environment_does_not_override_ca_bundle(
+    server: GraphServer, ca: Path, staff: list[Person], tmp_path: Path
+) -> None:
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    os.environ["REQUESTS_CA_BUNDLE"] = str(other)
+    os.environ["CURL_CA_BUNDLE"] = str(other)
+    g = fixtures.graph(server, ca)
+    try:
+        assert MicrosoftCalendar(g).changes(staff[0], None, WINDOW).full
+    finally:
+        g.close()
+
+
+def test_an_untrusted_certificate_is_a_permanent_error_naming_ca_bundle(
+    server: GraphServer, staff: list[Person], tmp_path: Path
+) -> None:
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    g = fixtures.graph(server, other)
+    try:
+        with pytest.raises(PermanentError, match=r"TLS verification failed.*ca_bundle"):
+            MicrosoftCalendar(g).changes(staff[0], None, WINDOW)
+    finally:
+        g.close()
+    assert server.counts["delta"] == 0
+
+
+def test_instance_discovery_only_for_microsoft_hosts(server: GraphServer, ca: Path) -> None:
+    assert _discovery_kwargs(fixtures.account(server, ca)) == {"instance_discovery": False}
+    for host in (
+        "https://login.microsoftonline.com",
+        "https://login.microsoftonline.us",
+        "https://login.chinacloudapi.cn",
+    ):
+        assert _discovery_kwargs(fixtures.account(server, ca, authority=host)) == {}
+
+
+def test_scopes_follow_the_graph_host(server: GraphServer, ca: Path) -> None:
+    assert delegated_scopes(fixtures.account(server, ca, graph="https://graph.microsoft.com")) == [
+        "Calendars.ReadWrite",
+        "Mail.Send",
+        "MailboxSettings.Read",
+    ]
+    us = delegated_scopes(fixtures.account(server, ca, graph="https://graph.microsoft.us"))
+    assert us[0] == "https://graph.microsoft.us/Calendars.ReadWrite" and len(us) == 3
+
+
+@pytest.mark.parametrize(("status", "after"), [(429, 7), (503, 3)])
+def test_throttling_becomes_transient_error_with_retry_after(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person], status: int, after: int
+) -> None:
+    server.throttle("delta", times=1, retry_after=after, status=status)
+    with pytest.raises(TransientError) as info:
+        cal.changes(staff[0], None, WINDOW)
+    assert info.value.retry_after == after
+
+
+def test_retry_policy_waits_retry_after_then_succeeds(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    slept: list[float] = []
+    g = fixtures.graph(
+        server, ca, retry=RetryPolicy(attempts=4, sleep=slept.append, rand=lambda: 0.0)
+    )
+    server.throttle("delta", times=2, retry_after=5)
+    try:
+        assert MicrosoftCalendar(g).changes(staff[0], None, WINDOW).full
+    finally:
+        g.close()
+    assert slept == [5.0, 5.0] and server.counts["delta"] == 3
+
+
+def test_not_found_and_bad_request_are_permanent(
+    cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    stranger = Person("nobody@contoso.example", "N", "UTC", fixtures.HOURS)
+    with pytest.raises(PermanentError, match="404 ErrorInvalidUser"):
+        cal.changes(stranger, None, WINDOW)
+
+
+def test_device_code_login_writes_a_private_cache_used_silently_afterwards(
+    server: GraphServer, ca: Path, staff: list[Person], tmp_path: Path
+) -> None:
+    cache = tmp_path / "state" / "msal-cache.json"
+    acct = fixtures.account(server, ca, client_secret_env=None, token_cache=str(cache))
+    shown: list[str] = []
+
+    def show(message: str) -> None:
+        shown.append(message)
+        server.approve_device_codes()  # the person signs in on another device
+
+    user = device_code_login(acct, Path, show=show)
+
+    assert user == staff[0].email
+    assert "enter the code" in shown[0]
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert "RefreshToken" in json.loads(cache.read_text())
+    server.reset_counts()
+    g = Graph(acct, Path, RetryPolicy.none(), environ={})
+    try:
+        assert MicrosoftCalendar(g).changes(staff[0], None, WINDOW).full
+    finally:
+        g.close()
+    assert server.counts["devicecode"] == 0 and server.counts["delta"] == 1
+
+    # a colleague's calendar is not read under a single person's sign-in; busy time is
+    server.reset_counts()
+    g = Graph(acct, Path, RetryPolicy.none(), environ={})
+    cal = MicrosoftCalendar(g)
+    try:
+        first = cal.changes(staff[1], None, WINDOW)
+        assert first.full and not first.events
+        assert cal.changes(staff[1], first.cursor, WINDOW).quiet
+        assert set(cal.busy(staff[:2], WINDOW)) == {staff[0].email, staff[1].email}
+    finally:
+        g.close()
+    assert server.counts["delta"] == 0
+    assert server.log[-1][1] == f"/v1.0/users/{staff[0].email}/calendar/getSchedule"
+
+    cache.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        Graph(acct, Path, RetryPolicy.none(), environ={})
+
+
+def test_device_code_login_needs_a_token_cache(server: GraphServer, ca: Path) -> None:
+    acct = fixtures.account(server, ca, client_secret_env=None)
+    with pytest.raises(ConfigError, match="token_cache"):
+        device_code_login(acct, Path, show=lambda m: None)
+
+
+def test_retry_after_is_honoured_per_mailbox_across_calls(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    slept: list[float] = []
+    g = fixtures.graph(server, ca, retry=RetryPolicy(attempts=1, sleep=slept.append))
+    cal = MicrosoftCalendar(g)
+    server.throttle("delta", times=1, retry_after=30)
+    try:
+        with pytest.raises(TransientError):
+            cal.changes(staff[0], None, WINDOW)  # ana's mailbox says: wait 30 s
+        cal.changes(staff[1], None, WINDOW)  # ben's is not held up
+        assert slept == []
+        cal.changes(staff[0], None, WINDOW)  # the next call to ana's waits first
+    finally:
+        g.close()
+    assert len(slept) == 1 and 29 < slept[0] <= 30
+
+
+def test_login_picks_the_microsoft_account_of_the_config(
+    server: GraphServer, ca: Path, staff: list[Person], tmp_path: Path
+) -> None:
+    from agent import config
+    from agent.connectors.microsoft import login
+
+    path = tmp_path / "cadence.yaml"
+    path.write_text(
+        f"""\
+accounts:
+  demo: {{provider: local}}
+  me:
+    provider: microsoft
+    tenant: {server.tenant}
+    client_id: {server.client_id}
+    authority: {server.url}
+    graph: {server.url}
+    ca_bundle: {ca.name}
+    token_cache: state/msal.json
+people:
+  - {{email: {staff[0].email}, account: me}}
+"""
+    )
+    settings = config.load(path)
+    with pytest.raises(ConfigError, match="no microsoft account named 'demo'"):
+        login(settings, "demo")
+    user = login(settings, show=lambda message: server.approve_device_codes())
+    assert user == staff[0].email
+    assert stat.S_IMODE((tmp_path / "state" / "msal.json").stat().st_mode) == 0o600
