@@ -694,7 +694,11 @@ class CalDAVCalendar:
         return event if event.key == key else None
 
     def move(self, person: Person, event: Event, to: Interval) -> Event:
-        """Move one of the agent's events to ``to``, raising its SEQUENCE."""
+        """Move one of the agent's events to ``to``, raising its SEQUENCE.
+
+        Attendees' answers were about the old time: they are reset to NEEDS-ACTION
+        (RSVP requested), as calendar programs do when an organizer reschedules.
+        """
 
         def change(vevent: Component) -> bool:
             zone = _zone_of(vevent)
@@ -702,6 +706,12 @@ class CalDAVCalendar:
                 vevent.pop(name, None)
                 vevent.add(name, value.astimezone(zone))
             vevent.pop("DURATION", None)
+            organizer = str(vevent.get("ORGANIZER", "")).lower()
+            values = vevent.get("ATTENDEE", [])
+            for attendee in values if isinstance(values, list) else [values]:
+                if str(attendee).lower() != organizer:
+                    attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+                    attendee.params["RSVP"] = "TRUE"
             return True
 
         ensure_own(event)

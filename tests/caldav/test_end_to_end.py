@@ -61,6 +61,20 @@ def meeting(radicale: Radicale, uid: str, title: str, start: datetime, minutes: 
         radicale.put(radicale.calendar_url(user) + f"{uid}.ics", ics)
 
 
+def busy_mornings(radicale: Radicale) -> None:
+    """Ben is busy on the first three possible days, so the slot search looks further."""
+    radicale.put(
+        radicale.calendar_url("ben") + "busy.ics",
+        client_ics(
+            "busy",
+            "Board meeting",
+            NOW + timedelta(days=2, hours=-5),
+            NOW + timedelta(days=2, hours=3),
+            rrule="FREQ=DAILY;COUNT=3",
+        ),
+    )
+
+
 @pytest.fixture
 def settings(
     tmp_path: Path, radicale: Radicale, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
@@ -72,17 +86,7 @@ def settings(
     # 12 days ago keeps the check-in series healthy
     meeting(radicale, "align-1", "Development Align: Ana & Ben", NOW - timedelta(days=100), 60)
     meeting(radicale, "check-1", "Development check-in: Ana & Ben", NOW - timedelta(days=12), 15)
-    # Ben is busy on the first possible mornings, so the slot search has to look around
-    radicale.put(
-        radicale.calendar_url("ben") + "busy.ics",
-        client_ics(
-            "busy",
-            "Board meeting",
-            NOW + timedelta(days=2, hours=-5),
-            NOW + timedelta(days=2, hours=3),
-            rrule="FREQ=DAILY;COUNT=3",
-        ),
-    )
+    busy_mornings(radicale)
     path = write_config(tmp_path / "cadence.yaml", radicale, smtp, extra=PROGRAMS)
     return config.load(path)
 
@@ -169,6 +173,7 @@ def test_a_declined_invitation_is_read_over_imap_and_seen_by_the_next_tick(
         meeting(
             radicale, "check-1", "Development check-in: Ana & Ben", NOW - timedelta(days=12), 15
         )
+        busy_mornings(radicale)
         monkeypatch.setenv(PASSWORD_ENV, "e2e-secret")
         monkeypatch.setenv("CADENCE_TEST_IMAP_PASSWORD", imap.credentials[1])
         account_extra = (
@@ -196,22 +201,36 @@ def test_a_declined_invitation_is_read_over_imap_and_seen_by_the_next_tick(
         with Engine(settings, retry=RetryPolicy.none()) as engine:
             second = engine.tick(NOW + timedelta(minutes=10))
         assert second.errors == []
+        # the decline was recorded, the engine moved the meeting (enough notice), and the
+        # attendee got an updated invitation with a higher SEQUENCE
+        assert [(a.kind, a.outcome) for a in second.actions if a.series == "deep_dive"] == [
+            ("lapse", "found"),
+            ("move", "done"),
+            ("invite", "done"),
+        ]
         key = uid.removesuffix("@cadence")
         stored = radicale.get(radicale.calendar_url("ana") + f"{key}.ics")
         assert stored is not None
         (event,) = icalendar.Calendar.from_ical(stored).walk("VEVENT")
-        attendee = event["ATTENDEE"]
-        assert str(attendee) == "mailto:ben@example.org"
-        assert attendee.params["PARTSTAT"] == "DECLINED"
-        # the engine sees the decline: the deep dive is lapsed again, and the agent does
-        # not book over a decline on its own
+        assert event.decoded("DTSTART") != vevent.decoded("DTSTART")
+        assert int(event["SEQUENCE"]) == 1
+        assert event["ATTENDEE"].params["PARTSTAT"] == "NEEDS-ACTION"  # asked again
+        update = smtp.messages()[-1]
+        part = next(p for p in update.walk() if p.get_content_type() == "text/calendar")
+        (updated,) = icalendar.Calendar.from_ical(part.get_content()).walk("VEVENT")
+        assert str(updated["UID"]) == uid and int(updated["SEQUENCE"]) == 1
+        assert updated.decoded("DTSTART") == event.decoded("DTSTART")
+
+        # the old answer (SEQUENCE 0) is still in the mailbox: it is about the old time
+        # and is not applied to the moved meeting; the next tick is quiet
+        sent = len(smtp.received)
         with Engine(settings, retry=RetryPolicy.none()) as engine:
-            found = engine.store.event_by_key(key)
-        assert found is not None and found.declined_by("ben@example.org")
-        assert [(a.kind, a.outcome) for a in second.actions if a.series == "deep_dive"] == [
-            ("lapse", "found"),
-            ("book", "held-back"),
-        ]
+            third = engine.tick(NOW + timedelta(minutes=20))
+        assert third.errors == []
+        assert [a for a in third.actions if a.outcome in ("done", "failed")] == []
+        assert len(smtp.received) == sent
+        again = radicale.get(radicale.calendar_url("ana") + f"{key}.ics")
+        assert again is not None and "PARTSTAT=DECLINED" not in again
 
 
 def decline(request: icalendar.Calendar, attendee: str) -> bytes:
