@@ -33,11 +33,10 @@ import logging
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo
 
 import icalendar
 from caldav.davclient import DAVClient
@@ -54,6 +53,16 @@ from agent.connectors.base import (
     RetryPolicy,
     TransientError,
     ensure_own,
+)
+from agent.connectors.caldav_ical import (
+    add_timezones,
+    draft_ics,
+    master_event,
+    merge,
+    sequence_of,
+    stamp,
+    widen_to_local_days,
+    zone_of,
 )
 from agent.connectors.caldav_replies import ReplyCollector
 from agent.connectors.smtp import ImapReader, SmtpMailer, secret_from_env
@@ -538,7 +547,7 @@ class CalDAVCalendar:
             f'<C:calendar-query xmlns:D="{DAV}" xmlns:C="{CALDAV}">'
             "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
             '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
-            f'<C:time-range start="{_stamp(span.start)}" end="{_stamp(span.end)}"/>'
+            f'<C:time-range start="{stamp(span.start)}" end="{stamp(span.end)}"/>'
             "</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"
         )
         return self._objects(url, self._report(url, body, 1))
@@ -590,16 +599,16 @@ class CalDAVCalendar:
             if (url, "free-busy-query") not in self._refused:
                 periods = self._freebusy(url, window)
                 if periods is not None:
-                    periods = [_widen_to_local_days(p, person, window) for p in periods]
+                    periods = [widen_to_local_days(p, person, window) for p in periods]
             if periods is None:
                 periods = self._busy_from_events(person, url, window)
-            result[person.email] = _merge(periods)
+            result[person.email] = merge(periods)
         return result
 
     def _freebusy(self, url: str, window: Interval) -> list[Interval] | None:
         body = (
             f'<C:free-busy-query xmlns:C="{CALDAV}">'
-            f'<C:time-range start="{_stamp(window.start)}" end="{_stamp(window.end)}"/>'
+            f'<C:time-range start="{stamp(window.start)}" end="{stamp(window.end)}"/>'
             "</C:free-busy-query>"
         )
         try:
@@ -701,7 +710,7 @@ class CalDAVCalendar:
         """
 
         def change(vevent: Component) -> bool:
-            zone = _zone_of(vevent)
+            zone = zone_of(vevent)
             for name, value in (("DTSTART", to.start), ("DTEND", to.end)):
                 vevent.pop(name, None)
                 vevent.add(name, value.astimezone(zone))
@@ -755,7 +764,7 @@ class CalDAVCalendar:
         if len(masters) != 1 or str(masters[0].get(KEY_PROPERTY, "")) != key:
             raise PermanentError(f"refusing to change {url}: it is not the agent's event")
         vevent = masters[0]
-        sequence = _sequence(vevent) + (1 if bump else 0)
+        sequence = sequence_of(vevent) + (1 if bump else 0)
         if not change(vevent):
             return master_event(person, obj.data)
         vevent.pop("SEQUENCE", None)
@@ -782,89 +791,7 @@ class _Refused(Exception):
         self.preconditions = list(preconditions)
 
 
-# --- iCalendar ---------------------------------------------------------------------------------
-
-
-def draft_ics(draft: EventDraft, now: datetime) -> str:
-    """Return the calendar object resource (no METHOD) for a booking.
-
-    The VEVENT is the core's (``agent.ical``); attendees get ``SCHEDULE-AGENT=CLIENT``
-    because Cadence mails the invitation itself and a scheduling server (RFC 6638) must
-    not send a second one.
-    """
-    vevent = ical.draft_event(draft, stamp=now.replace(microsecond=0))
-    values = vevent.get("ATTENDEE", [])
-    for attendee in values if isinstance(values, list) else [values]:
-        attendee.params["SCHEDULE-AGENT"] = "CLIENT"
-    cal = ical.calendar([vevent])
-    add_timezones(cal, draft.start.astimezone(ZoneInfo(draft.timezone)))
-    return str(cal.to_ical().decode())
-
-
-def add_timezones(cal: icalendar.Calendar, around: datetime) -> None:
-    """Add a VTIMEZONE for every TZID that lacks one, covering a few years around ``around``.
-
-    The span is kept short on purpose: Radicale (through vobject 0.9.9) misreads the
-    1970-2038 VTIMEZONE that icalendar writes by default and then places every instant
-    at the standard-time offset; a span of a few years is read correctly.
-    """
-    year = around.year
-    cal.add_missing_timezones(first_date=date(year - 1, 1, 1), last_date=date(year + 3, 1, 1))
-
-
-#: the span searched when one event is read on its own (the agent's events are single)
-EVER = Interval(datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
-
-
-def master_event(person: Person, data: str) -> Event:
-    """Return the one event of a calendar object holding a single (non-recurring) event."""
-    events, skipped = ical.read_events(data, person, EVER)
-    if skipped or not events:
-        reason = skipped[0].reason if skipped else "no VEVENT"
-        raise PermanentError(f"unreadable event on {person.email}'s calendar: {reason}")
-    return events[0]
-
-
-def _sequence(vevent: Component) -> int:
-    try:
-        return int(vevent.get("SEQUENCE", 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _zone_of(vevent: Component) -> Any:
-    start = vevent.decoded("DTSTART")
-    if isinstance(start, datetime) and start.tzinfo is not None:
-        return start.tzinfo
-    return UTC
-
-
-def _stamp(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
 def _seconds(value: str | None) -> float | None:
     if not value:
         return None
     return dav_error.parse_retry_after(value)
-
-
-def _widen_to_local_days(period: Interval, person: Person, window: Interval) -> Interval:
-    """Stretch an edge at 00:00 UTC to the owner's local midnight of that date."""
-    start, end = period.start, period.end
-    if start.time() == time():
-        start = min(start, datetime.combine(start.date(), time(), person.zone))
-    if end.time() == time():
-        end = max(end, datetime.combine(end.date(), time(), person.zone))
-    return Interval(max(start, window.start), min(end, window.end))
-
-
-def _merge(periods: Iterable[Interval]) -> list[Interval]:
-    merged: list[Interval] = []
-    for p in sorted(periods):
-        if merged and p.start <= merged[-1].end:
-            if p.end > merged[-1].end:
-                merged[-1] = Interval(merged[-1].start, p.end)
-        else:
-            merged.append(p)
-    return merged

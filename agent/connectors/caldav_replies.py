@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from icalendar.cal import Component
 
 from agent.connectors.base import CadenceError
+from agent.connectors.caldav_ical import sequence_of
 from agent.connectors.smtp import ImapReader, ItipReply
 from agent.model import Event, Person
 
@@ -89,9 +90,7 @@ class ReplyCollector:
         changed: list[bool] = []
 
         def change(vevent: Component) -> bool:
-            from agent.connectors.caldav import _sequence
-
-            if answer.sequence < _sequence(vevent):
+            if answer.sequence < sequence_of(vevent):
                 return False  # answers an older version of the meeting
             values = vevent.get("ATTENDEE", [])
             for attendee in values if isinstance(values, list) else [values]:
