@@ -321,3 +321,25 @@ def test_an_unreachable_mailbox_never_stops_the_sync(
         assert calendar.changes(person, None, window).full
     # one attempt per interval, not one per calendar
     assert sum("replies not read" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("user", ["ana", "chloe"])  # UTC-3 and UTC+9
+def test_all_day_absence_blocks_the_owners_whole_local_day(
+    calendar: CalDAVCalendar, radicale: Radicale, team: dict[str, Person], user: str
+) -> None:
+    from datetime import date, time
+
+    owner = team[user]
+    radicale.put(
+        radicale.calendar_url(user) + "off.ics",
+        client_ics("off", "Off", date(2026, 11, 5), date(2026, 11, 6)),
+    )
+    local_day = Interval(
+        datetime.combine(date(2026, 11, 5), time(), owner.zone),
+        datetime.combine(date(2026, 11, 6), time(), owner.zone),
+    )
+    (busy,) = calendar.busy([owner], WINDOW)[owner.email]
+    assert busy.contains(local_day)
+    # and the events agree: the same day in the owner's zone
+    (event,) = calendar.changes(owner, None, WINDOW).events
+    assert event.all_day and event.interval == local_day
