@@ -47,7 +47,8 @@ class ReplyCollector:
         self.people = {e.lower(): p for e, p in people.items()}
         self.every, self.lookback, self.clock = every, lookback, clock
         self.log = log or logging.getLogger("cadence.connector.caldav")
-        self._done: set[ItipReply] = set()
+        #: answers read but not recorded yet (a calendar error): tried again next time
+        self._pending: list[ItipReply] = []
         self._last: float | None = None
 
     def collect(self, calendar: CalDAVCalendar) -> list[Event]:
@@ -62,23 +63,22 @@ class ReplyCollector:
         self._last = now
         since = (self.clock() - self.lookback).date()
         try:
-            replies = self.reader.replies((), since)
+            replies = self.reader.replies((), since, new_only=True)
         except CadenceError as exc:  # tried again after ``every``, not for each calendar
             self.log.warning("replies not read from %s: %s", self.reader.where, exc)
             return []
+        answers = self._pending + [a for reply in replies for a in reply.itip]
+        self._pending = []
         changed = []
-        for reply in replies:
-            for answer in reply.itip:
-                if answer in self._done:
-                    continue
-                try:
-                    event = self.record(calendar, answer)
-                except CadenceError as exc:
-                    self.log.warning("answer of %s not recorded: %s", answer.attendee, exc)
-                    continue
-                self._done.add(answer)
-                if event is not None:
-                    changed.append(event)
+        for answer in dict.fromkeys(answers):
+            try:
+                event = self.record(calendar, answer)
+            except CadenceError as exc:  # the mail is not read again: keep the answer
+                self.log.warning("answer of %s not recorded: %s", answer.attendee, exc)
+                self._pending.append(answer)
+                continue
+            if event is not None:
+                changed.append(event)
         return changed
 
     def record(self, calendar: CalDAVCalendar, answer: ItipReply) -> Event | None:

@@ -464,6 +464,8 @@ class ImapReader:
         self.ca_bundle, self.timeout = ca_bundle, timeout
         self.retry = retry or RetryPolicy()
         self.log = log or logging.getLogger("cadence.connector.imap")
+        #: (UIDVALIDITY, highest UID looked at) for ``new_only`` reads
+        self._bookmark: tuple[object, int] = (None, 0)
 
     @classmethod
     def from_settings(
@@ -502,11 +504,18 @@ class ImapReader:
         scheme = "imaps" if self.ssl_mode == "ssl" else "imap"
         return f"{scheme}://{self.host}:{self.port}/{self.folder}"
 
-    def replies(self, answering: Iterable[str], since: date) -> list[Reply]:
+    def replies(
+        self, answering: Iterable[str], since: date, *, new_only: bool = False
+    ) -> list[Reply]:
         """Return mails since ``since`` that answer a Message-ID in ``answering`` or
-        carry an iTIP REPLY; raise TransientError or PermanentError on failure."""
+        carry an iTIP REPLY; raise TransientError or PermanentError on failure.
+
+        With ``new_only``, mails this reader returned or passed over before are not
+        looked at again (by UID, while the folder's UIDVALIDITY holds), so a reader
+        that is asked every few minutes fetches only what arrived in between.
+        """
         wanted = {i.strip().lower() for i in answering}
-        return self.retry.call(lambda: self._replies(wanted, since))
+        return self.retry.call(lambda: self._replies(wanted, since, new_only))
 
     def _connect(self) -> imaplib.IMAP4:
         context = ssl.create_default_context(cafile=self.ca_bundle)
@@ -525,7 +534,7 @@ class ImapReader:
             raise
         return client
 
-    def _replies(self, wanted: set[str], since: date) -> list[Reply]:
+    def _replies(self, wanted: set[str], since: date, new_only: bool) -> list[Reply]:
         try:
             client = self._connect()
         except imaplib.IMAP4.abort as exc:
@@ -537,7 +546,7 @@ class ImapReader:
         except (OSError, ssl.SSLError) as exc:
             raise _translate(exc, self.where) from exc
         try:
-            return self._read(client, wanted, since)
+            return self._read(client, wanted, since, new_only)
         except imaplib.IMAP4.abort as exc:
             raise TransientError(f"{self.where}: {exc}") from exc
         except imaplib.IMAP4.error as exc:
@@ -550,14 +559,25 @@ class ImapReader:
             except (imaplib.IMAP4.error, OSError):
                 client.shutdown()
 
-    def _read(self, client: imaplib.IMAP4, wanted: set[str], since: date) -> list[Reply]:
+    def _read(
+        self, client: imaplib.IMAP4, wanted: set[str], since: date, new_only: bool
+    ) -> list[Reply]:
         status, _ = client.select(_quote_mailbox(self.folder), readonly=True)
         if status != "OK":
             raise PermanentError(f"{self.where}: cannot open folder {self.folder!r}")
-        status, data = client.uid("SEARCH", "SINCE", _imap_date(since))
+        validity = (client.response("UIDVALIDITY")[1] or [b""])[0]
+        criteria = ["SINCE", _imap_date(since)]
+        last = self._bookmark[1] if new_only and self._bookmark[0] == validity else 0
+        if last:
+            criteria += ["UID", f"{last + 1}:*"]
+        status, data = client.uid("SEARCH", *criteria)
         if status != "OK":
             raise PermanentError(f"{self.where}: SEARCH failed: {data!r}")
-        uids = [int(u) for u in (data[0] or b"").split()]
+        uids = [u for u in (int(x) for x in (data[0] or b"").split()) if u > last]
+        if new_only and uids:
+            self._bookmark = (validity, max(uids))
+        elif new_only and self._bookmark[0] != validity:
+            self._bookmark = (validity, 0)
         candidates: list[int] = []
         for start in range(0, len(uids), _SEARCH_BATCH):
             batch = ",".join(str(u) for u in uids[start : start + _SEARCH_BATCH])

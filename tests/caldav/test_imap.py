@@ -187,3 +187,15 @@ def test_itip_replies_ignore_other_methods() -> None:
     message = email.message_from_bytes(raw, policy=SMTP)
     assert isinstance(message, EmailMessage)
     assert itip_replies(message) == ()
+
+
+def test_a_reader_asked_again_fetches_only_new_mail(dovecot: Dovecot) -> None:
+    imap = reader(dovecot)
+    dovecot.deliver(itip_reply("a@cadence", "ana@example.org", "ACCEPTED"))
+    first = imap.replies((), TODAY, new_only=True)
+    assert [r.itip[0].uid for r in first] == ["a@cadence"]
+    assert imap.replies((), TODAY, new_only=True) == []
+    dovecot.deliver(itip_reply("b@cadence", "ana@example.org", "TENTATIVE"))
+    assert [r.itip[0].uid for r in imap.replies((), TODAY, new_only=True)] == ["b@cadence"]
+    # without new_only the whole span is read
+    assert [r.itip[0].uid for r in imap.replies((), TODAY)] == ["a@cadence", "b@cadence"]
