@@ -494,9 +494,11 @@ class CalDAVCalendar:
         return self._apply(person, cursor, changed.values(), gone)
 
     def _incremental_etag(self, person: Person, url: str, cursor: _Cursor) -> Changes:
-        _, ctag = self._collection_state(url)
-        if ctag is not None and ctag == cursor.ctag:
-            return Changes(cursor=cursor.encode())
+        ctag = None
+        if cursor.ctag is not None:  # a server without getctag: straight to the ETags
+            _, ctag = self._collection_state(url)
+            if ctag == cursor.ctag:
+                return Changes(cursor=cursor.encode())
         etags = self._etags(url)
         changed_paths = [p for p, tag in etags.items() if cursor.etags.get(p) != tag]
         gone = set(cursor.etags) - set(etags)

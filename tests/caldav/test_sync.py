@@ -269,3 +269,25 @@ class _closing:
 
     def __exit__(self, *exc: object) -> None:
         self.cal.close()
+
+
+def test_sync_without_ctag_compares_etags(tmp_path: Path, team: dict[str, Person]) -> None:
+    hide = {"sync-token", "getctag"}
+    with Radicale(tmp_path / "bare", refuse={"sync-collection"}, hide=hide) as bare:
+        bare.make_calendar("ana")
+        url = bare.calendar_url("ana")
+        bare.put(url + "a.ics", client_ics("a", "One", at(3), at(3, hour=11)))
+        cal = CalDAVCalendar(
+            make_client(bare.url, "cadence", "x"),
+            calendars={team["ana"].email: url},
+            retry=RetryPolicy.none(),
+        )
+        with _closing(cal):
+            ana = team["ana"]
+            first = cal.changes(ana, None, WINDOW)
+            before = len(bare.requests)
+            assert cal.changes(ana, first.cursor, WINDOW).quiet
+            assert len(bare.requests) - before == 1  # one ETag listing, no ctag probe
+            bare.put(url + "b.ics", client_ics("b", "Two", at(4), at(4, hour=11)))
+            changed = cal.changes(ana, first.cursor, WINDOW)
+            assert [e.id for e in changed.events] == ["b"]
