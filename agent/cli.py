@@ -265,6 +265,39 @@ def demo(
         fail(str(exc), 1)
 
 
+auth_app = typer.Typer(help="Consent flows for a single person's own account.")
+app.add_typer(auth_app, name="auth")
+
+
+@auth_app.command("google")
+def auth_google(
+    client_secrets: Path = typer.Argument(..., help="OAuth client file (Desktop app type)."),
+    token: Path = typer.Option(Path("secrets/google-token.json"), "--token"),
+    console: bool = typer.Option(False, "--console", help="Headless: paste the answer back."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Consent for Google Calendar and Gmail; the token is stored with 0600 permissions."""
+    from agent.connectors import google
+
+    scopes = google.scopes_for(False)
+    if config_mod.config_path(config).exists():
+        scopes = google.needed_scopes(load_settings(config))
+    written = google.authorize(client_secrets, token, scopes, console)
+    typer.echo(f"token stored in {written}; name it as `credentials:` of the google account")
+
+
+@auth_app.command("microsoft")
+def auth_microsoft(
+    config: str | None = ConfigOption,
+    account: str | None = typer.Option(None, "--account", help="The microsoft account to use."),
+) -> None:
+    """Sign in with the device-code flow; MSAL's token cache is written with 0600."""
+    from agent.connectors.microsoft_graph import login
+
+    user = login(load_settings(config), account, show=typer.echo)
+    typer.echo(f"signed in as {user}")
+
+
 def main() -> None:
     try:
         app()
