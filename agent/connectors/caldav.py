@@ -305,6 +305,11 @@ class CalDAVCalendar:
                     f"CalDAV {method} {url}: {exc.status} {what}; check the account's "
                     "username, password_env and the calendar's sharing"
                 ) from exc
+            except requests.exceptions.SSLError as exc:
+                raise PermanentError(
+                    f"CalDAV {method} {url}: TLS failed ({exc}); if the server's certificate "
+                    "is signed by a private CA, set ca_bundle"
+                ) from exc
             except requests.exceptions.Timeout as exc:
                 raise TransientError(f"CalDAV {method} {url}: timed out") from exc
             except requests.exceptions.ConnectionError as exc:

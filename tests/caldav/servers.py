@@ -73,6 +73,9 @@ class Radicale:
     """
 
     folder: Path
+    #: a server SSLContext: serve HTTPS instead of HTTP (``verify`` then names the CA)
+    tls: ssl.SSLContext | None = None
+    verify: str | bool = True
     refuse: set[str] = field(default_factory=set)
     hide: set[str] = field(default_factory=set)
     fail: list[tuple[int, str | None]] = field(default_factory=list)
@@ -99,6 +102,9 @@ class Radicale:
         self._server = make_server("127.0.0.1", 0, self._wrap(app), handler_class=_QuietHandler)
         port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{port}/"
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
+            self.url = f"https://localhost:{port}/"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -181,6 +187,7 @@ class Radicale:
             "</D:prop></D:set></C:mkcalendar>"
         )
         with niquests.Session() as s:
+            s.verify = self.verify
             r = s.request("MKCALENDAR", url, data=body.encode(), auth=(user, "x"))
             if r.status_code != 201:
                 raise RuntimeError(f"MKCALENDAR {url}: {r.status_code} {r.text}")
@@ -191,6 +198,7 @@ class Radicale:
         import niquests
 
         with niquests.Session() as s:
+            s.verify = self.verify
             r = s.put(
                 url,
                 data=ics.encode(),
@@ -204,6 +212,7 @@ class Radicale:
         import niquests
 
         with niquests.Session() as s:
+            s.verify = self.verify
             r = s.get(url, auth=(user, "x"))
             if r.status_code == 404:
                 return None
@@ -214,6 +223,7 @@ class Radicale:
         import niquests
 
         with niquests.Session() as s:
+            s.verify = self.verify
             r = s.delete(url, auth=(user, "x"))
             if r.status_code not in (200, 204):
                 raise RuntimeError(f"DELETE {url}: {r.status_code}")

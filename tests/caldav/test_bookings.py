@@ -343,3 +343,41 @@ def test_all_day_absence_blocks_the_owners_whole_local_day(
     # and the events agree: the same day in the owner's zone
     (event,) = calendar.changes(owner, None, WINDOW).events
     assert event.all_day and event.interval == local_day
+
+
+def test_https_with_a_private_ca(tmp_path: Path, team: dict[str, Person]) -> None:
+    from tests.caldav.servers import tls_pair
+
+    with (
+        tls_pair(tmp_path) as (context, bundle),
+        Radicale(tmp_path / "tls", tls=context, verify=str(bundle)) as server,
+    ):
+        url = server.make_calendar("ana")
+        server.put(
+            url + "a.ics",
+            client_ics(
+                "a",
+                "Over TLS",
+                WINDOW.start + timedelta(days=3),
+                WINDOW.start + timedelta(days=3, hours=1),
+            ),
+        )
+        trusted = CalDAVCalendar(
+            make_client(server.url, "cadence", "x", ca_bundle=str(bundle)),
+            calendars={team["ana"].email: url},
+            retry=RetryPolicy.none(),
+        )
+        untrusted = CalDAVCalendar(
+            make_client(server.url, "cadence", "x"),
+            calendars={team["ana"].email: url},
+            retry=RetryPolicy.none(),
+        )
+        try:
+            with pytest.raises(PermanentError, match="ca_bundle"):
+                untrusted.changes(team["ana"], None, WINDOW)
+            assert [e.title for e in trusted.changes(team["ana"], None, WINDOW).events] == [
+                "Over TLS"
+            ]
+        finally:
+            trusted.close()
+            untrusted.close()

@@ -296,3 +296,12 @@ def test_date_given_by_the_engine_is_kept_once(smtp: SmtpSink) -> None:
     (got,) = smtp.received
     assert got.message.get_all("Date") == ["Mon, 09 Nov 2026 08:30:00 +0000"]
     assert got.message["Auto-Submitted"] == "auto-generated"
+
+
+def test_account_from_address_is_the_envelope_sender(smtp: SmtpSink) -> None:
+    plain_mailer(smtp, envelope_from="cadence@example.org").send(mail())
+    (got,) = smtp.received
+    assert got.mail_from == "cadence@example.org"
+    assert got.message["From"] == "Ben Ortiz <cadence@example.org>"
+    assert got.message["Reply-To"] == "Ben Ortiz <ben@example.org>"
+    assert got.message.get_all("From") == ["Ben Ortiz <cadence@example.org>"]
