@@ -227,6 +227,22 @@ def status(
         print_status(rows)
 
 
+@app.command()
+def explain(
+    relationship: str = typer.Argument(..., help="employee/partner, or an unambiguous part"),
+    config: str | None = ConfigOption,
+    now: str | None = NowOption,
+) -> None:
+    """Show the history, due date and candidate slots behind one relationship."""
+    from agent.explain import explain as run_explain
+
+    settings = load_settings(config)
+    try:
+        run_explain(settings, relationship, parse_now(now), typer.echo)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
 @app.command("log")
 def log_cmd(
     config: str | None = ConfigOption,
@@ -282,7 +298,14 @@ def auth_google(
     scopes = google.scopes_for(False)
     if config_mod.config_path(config).exists():
         scopes = google.needed_scopes(load_settings(config))
-    written = google.authorize(client_secrets, token, scopes, console)
+    try:
+        written = google.authorize(client_secrets, token, scopes, console)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        return
+    except CadenceError as exc:
+        fail(f"error: {exc}", 1)
+        return
     typer.echo(f"token stored in {written}; name it as `credentials:` of the google account")
 
 
@@ -294,7 +317,14 @@ def auth_microsoft(
     """Sign in with the device-code flow; MSAL's token cache is written with 0600."""
     from agent.connectors.microsoft_graph import login
 
-    user = login(load_settings(config), account, show=typer.echo)
+    try:
+        user = login(load_settings(config), account, show=typer.echo)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        return
+    except CadenceError as exc:
+        fail(f"error: {exc}", 1)
+        return
     typer.echo(f"signed in as {user}")
 
 
