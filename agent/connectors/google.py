@@ -88,6 +88,12 @@ FREEBUSY_BATCH = 50  # calendarExpansionMax
 FREEBUSY_SPAN = timedelta(days=90)  # longer free/busy ranges are refused
 BATCH_LIMIT = 50  # inner requests per HTTP batch (Google advises no more)
 PAGE_SIZE = 2500
+#: the partial response changes() asks for: what to_event() reads, and the paging tokens
+LIST_FIELDS = (
+    "nextPageToken,nextSyncToken,items(id,status,summary,description,location,start,end,"
+    "eventType,attendees(email,responseStatus),extendedProperties,organizer(email),"
+    "iCalUID,transparency,sequence)"
+)
 QUOTA_PAUSE = 600.0  # seconds an account rests after 403 quotaExceeded
 CONSENT_TIMEOUT = 600  # seconds to wait for the browser's answer
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
@@ -269,11 +275,14 @@ class _Client:
         ca = str(ctx.settings.resolve(account.ca_bundle)) if account.ca_bundle else None
         if ca and not Path(ca).is_file():
             raise ConfigError(f"account {ctx.name!r}: ca_bundle {ca} not found")
-        self.http = httplib2.Http(ca_certs=ca, timeout=60)
-        self._authed: dict[str, Any] = {}
-        # one request at a time per account: httplib2 is not thread-safe, and Google's
-        # per-user limits reward a steady pace over bursts
-        self.lock = threading.Lock()
+        # httplib2 is not thread-safe: every thread that calls Google gets its own Http
+        # (kept for connection reuse) and its own authorized wrappers; the engine bounds
+        # how many threads call at once
+        self._ca = ca
+        self._local = threading.local()
+        self._made: list[httplib2.Http] = []
+        self._lock = threading.Lock()  # guards _made and the token file
+        self.http = self._thread_http()
         self.paused_until = 0.0
         self.paused_why = ""
         calendar = _document("calendar", account.endpoints.calendar)
@@ -284,16 +293,35 @@ class _Client:
         # build() would leave batches on www.googleapis.com: name the URI ourselves
         self.batch_uri = calendar["rootUrl"] + calendar["batchPath"]
 
+    def _thread_http(self) -> httplib2.Http:
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = httplib2.Http(ca_certs=self._ca, timeout=60)
+            self._local.http, self._local.authed = http, {}
+            with self._lock:
+                self._made.append(http)
+        return http
+
     def _http(self, user: str) -> Any:
-        authed = self._authed.get(user)
+        http = self._thread_http()
+        authed = self._local.authed.get(user)
         if authed is None:
-            authed = google_auth_httplib2.AuthorizedHttp(self.auth.for_user(user), http=self.http)
-            self._authed[user] = authed
+            with self._lock:  # for_user() fills a cache shared by the threads
+                creds = self.auth.for_user(user)
+            authed = google_auth_httplib2.AuthorizedHttp(creds, http=http)
+            self._local.authed[user] = authed
         return authed
 
+    def _save_refreshed(self) -> None:
+        with self._lock:
+            self.auth.save_refreshed()
+
     def close(self) -> None:
-        self.http.close()
-        self._authed.clear()
+        with self._lock:
+            made, self._made = self._made, []
+        for http in made:
+            http.close()
+        self._local = threading.local()
 
     def _guard(self) -> None:
         if time.monotonic() < self.paused_until:
@@ -304,13 +332,12 @@ class _Client:
 
         def once() -> Any:
             self._guard()
-            with self.lock:
-                try:
-                    return request.execute(http=self._http(user), num_retries=0)
-                except Exception as exc:
-                    raise self.translate(exc, user) from exc
-                finally:
-                    self.auth.save_refreshed()
+            try:
+                return request.execute(http=self._http(user), num_retries=0)
+            except Exception as exc:
+                raise self.translate(exc, user) from exc
+            finally:
+                self._save_refreshed()
 
         return self.retry.call(once)
 
@@ -336,13 +363,12 @@ class _Client:
         batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
         for n, request in enumerate(chunk):
             batch.add(request, request_id=str(n))
-        with self.lock:
-            try:
-                batch.execute(http=self._http(user))
-            except Exception as exc:
-                raise self.translate(exc, user) from exc
-            finally:
-                self.auth.save_refreshed()
+        try:
+            batch.execute(http=self._http(user))
+        except Exception as exc:
+            raise self.translate(exc, user) from exc
+        finally:
+            self._save_refreshed()
         if failures:
             # transient trouble on any part retries the whole batch; the rest is final
             errors = [self.translate(exc, user) for exc in failures.values()]
@@ -506,6 +532,7 @@ class GoogleCalendar:
             "calendarId": person.email,
             "singleEvents": True,
             "maxResults": PAGE_SIZE,
+            "fields": LIST_FIELDS,
         }
         if since is None:
             params.update(timeMin=_rfc3339(window.start), timeMax=_rfc3339(window.end))

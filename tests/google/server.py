@@ -19,15 +19,17 @@ import email.message
 import email.policy
 import json
 import secrets
+import socket
 import ssl
 import threading
+import time as clock
 import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -445,11 +447,18 @@ class CalendarService:
         return body
 
     def _expanded(
-        self, cal: Calendar, lo: datetime | None, hi: datetime | None, single: bool
+        self,
+        cal: Calendar,
+        lo: datetime | None,
+        hi: datetime | None,
+        single: bool,
+        only: set[str] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yield (source id, item) for every stored event, recurring ones expanded."""
+        """Yield (source id, item) for every stored event (or those in ``only``),
+        recurring ones expanded."""
         zone = ZoneInfo(cal.timezone)
-        for ev in cal.events.values():
+        chosen = [ev for i, ev in cal.events.items() if only is None or i in only]
+        for ev in chosen:
             if ev.get("recurringEventId"):
                 yield ev["id"], ev
             elif ev.get("recurrence") and single:
@@ -488,7 +497,14 @@ class CalendarService:
     def _changed(self, cal: Calendar, state: SyncState, single: bool) -> list[dict[str, Any]]:
         lo, hi = state.window
         out = []
-        for source, ev in self._expanded(cal, lo, hi, single):
+        since = {i for i, seq in cal.changed.items() if seq > state.seq}
+        # series with a changed exception are expanded again, unchanged ones never
+        since |= {
+            str(cal.events[i]["recurringEventId"])
+            for i in list(since)
+            if i in cal.events and cal.events[i].get("recurringEventId")
+        }
+        for source, ev in self._expanded(cal, lo, hi, single, since):
             if cal.changed.get(source, 0) > state.seq and self._inside(cal, ev, lo, hi):
                 out.append(ev)
         return out
@@ -903,14 +919,22 @@ class OAuthError(Exception):
 class GoogleServer:
     """The fake Google on 127.0.0.1, served from a thread; use as a context manager."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, tls: ssl.SSLContext | None = None, *, latency: float = 0.0, threaded: bool = False
+    ) -> None:
         self.state = GoogleState()
+        #: seconds every HTTP request waits before it is answered (outside the state lock)
+        self.latency = latency
         #: path prefixes served as other paths, like a reverse proxy would map them
         self.mounts: dict[str, str] = {}
         self.calendar = CalendarService(self.state)
         self.gmail = GmailService(self.state)
         self.tokens = TokenService(self.state)
-        self.httpd = HTTPServer(("127.0.0.1", 0), _handler(self))
+        # threaded: one thread per connection and HTTP/1.1 keep-alive, as Google serves
+        # concurrent clients; the default serves one request at a time on fresh connections
+        self.httpd = (ThreadingHTTPServer if threaded else HTTPServer)(
+            ("127.0.0.1", 0), _handler(self, threaded)
+        )
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/"
         if tls is not None:
@@ -1101,11 +1125,20 @@ def _json(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes
     return status, {"Content-Type": "application/json; charset=UTF-8"}, json.dumps(body).encode()
 
 
-def _handler(server: GoogleServer) -> type[BaseHTTPRequestHandler]:
+def _handler(server: GoogleServer, keep_alive: bool = False) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+        def setup(self) -> None:
+            super().setup()
+            if keep_alive:  # headers and body go out in two writes: no delayed-ACK stalls
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if server.latency:
+                clock.sleep(server.latency)
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, head, data = server.handle(self.command, self.path, headers, body)
             self.send_response(status)

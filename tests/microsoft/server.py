@@ -218,7 +218,10 @@ class GraphServer:
         certificate_pem: bytes | None = None,
         page_size: int = 10,
         workdir: Path | None = None,
+        latency: float = 0.0,
     ) -> None:
+        #: seconds every HTTP request waits before it is answered (outside the lock)
+        self.latency = latency
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.certificate = (
             x509.load_pem_x509_certificate(certificate_pem) if certificate_pem else None
@@ -1114,6 +1117,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if self.graph.latency:
+            time.sleep(self.graph.latency)
         try:
             status, hdrs, data = self.graph.handle(self.command, self.path, headers, body)
         except _DropConnection:
