@@ -294,6 +294,17 @@ class ProgramConfig(Strict):
     recap: RecapConfig = RecapConfig()
 
 
+class SyncSettings(Strict):
+    """How hard the sync step may press each account's API."""
+
+    #: calendars read at once per account (one request at a time per calendar)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    #: requests per second per account (a token bucket), None for no limit
+    rate: float | None = Field(default=None, gt=0)
+    #: the bucket's size: how many requests may go out at once after a quiet spell
+    burst: int = Field(default=10, ge=1)
+
+
 class ConfigFile(Strict):
     """The whole configuration file."""
 
@@ -303,6 +314,7 @@ class ConfigFile(Strict):
     templates: str | None = None
     language: Literal["en"] = "en"
     read_only: bool = False
+    sync: SyncSettings = SyncSettings()
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig]

@@ -9,9 +9,13 @@ and never stops the others.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,6 +38,7 @@ from agent.model import (
     Person,
     Relationship,
 )
+from agent.ratelimit import TokenBucket
 from agent.rules import cadence, classify, messages, reschedule, slots
 from agent.rules.classify import Meeting, Own, Status
 from agent.rules.reschedule import OwnBooking, Review
@@ -90,6 +95,7 @@ class Engine:
         self._own_store = store is None
         self.retry = retry or RetryPolicy()
         self._connections: dict[str, tuple[Calendar, Mailer]] = {}
+        self._limits: dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]] = {}
 
     def __enter__(self) -> Engine:
         return self
@@ -118,6 +124,16 @@ class Engine:
             )
             self._connections[account] = connectors.connect(ctx)
         return self._connections[account]
+
+    def sync_limits(self) -> dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]]:
+        """Per account: how many calendars may be read at once, and the request pace
+        (kept from tick to tick, so the bucket remembers what was spent)."""
+        sync = self.settings.file.sync
+        for account in self.settings.accounts:
+            if account not in self._limits:
+                bucket = TokenBucket(sync.rate, sync.burst) if sync.rate else None
+                self._limits[account] = (threading.BoundedSemaphore(sync.concurrency), bucket)
+        return self._limits
 
     # --- the tick ------------------------------------------------------------------------
 
@@ -216,30 +232,82 @@ class _Tick(MailSteps):
     # --- sync ----------------------------------------------------------------------------
 
     def sync(self) -> None:
+        """Read every calendar's changes: fetched by worker threads (at most
+        ``sync.concurrency`` calendars of one account at once, one request at a time per
+        calendar, paced by the account's token bucket), stored by this thread alone."""
         window = self.engine.window(self.now)
-        for person in self.engine.people():
+        cursors = self.store.cursors()
+        jobs: list[tuple[Person, Calendar, str | None]] = []
+        for person in _interleaved(self.engine.people()):
             try:
                 calendar, _ = self.engine.connection(person.account)
-                cursor = self.store.cursor(person.email)
+            except Exception as exc:
+                self.failed_people.add(person.email)
+                self.error(f"sync {person.email}", exc)
+                continue
+            jobs.append((person, calendar, cursors.get(person.email)))
+        if not jobs:
+            return
+        limits = self.engine.sync_limits()
+        workers = min(len(jobs), self.settings.file.sync.concurrency * len(limits))
+
+        def fetch(person: Person, calendar: Calendar, cursor: str | None) -> tuple[Any, bool]:
+            gate, bucket = limits[person.account]
+            with gate:
+                if bucket is not None:
+                    bucket.take()
                 try:
-                    changes = calendar.changes(person, cursor, window)
+                    return calendar.changes(person, cursor, window), False
                 except CursorExpired:
-                    self.audit("sync", f"cursor of {person.email} expired: full resync")
-                    changes = calendar.changes(person, None, window)
-                faults.point("sync:after-fetch")
-                self.store.apply(person.email, changes, window, self.now)
-                for item in changes.skipped:
-                    self.audit(
-                        "skipped",
-                        f"malformed event {item.ref} on {item.owner}'s calendar skipped: {item.reason}",
-                        data={"owner": item.owner, "ref": item.ref},
-                    )
-            except CadenceError as exc:
-                self.failed_people.add(person.email)
-                self.error(f"sync {person.email}", exc)
-            except Exception as exc:  # a connector bug must not stop the tick
-                self.failed_people.add(person.email)
-                self.error(f"sync {person.email}", exc)
+                    if bucket is not None:
+                        bucket.take()
+                    return calendar.changes(person, None, window), True
+
+        if workers <= 1:
+            for person, calendar, cursor in jobs:
+                self._stored(person, window, functools.partial(fetch, person, calendar, cursor))
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="cadence-sync") as pool:
+            try:
+                # a bounded number in flight: finished results are stored as they come, so
+                # a full sync never holds every calendar's events at once
+                queue = iter(jobs)
+                running: dict[Future[tuple[Any, bool]], Person] = {}
+                for person, calendar, cursor in itertools.islice(queue, 2 * workers):
+                    running[pool.submit(fetch, person, calendar, cursor)] = person
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        person = running.pop(future)
+                        self._stored(person, window, future.result)
+                        for nxt, calendar, cursor in itertools.islice(queue, 1):
+                            running[pool.submit(fetch, nxt, calendar, cursor)] = nxt
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    def _stored(
+        self, person: Person, window: Interval, result: Callable[[], tuple[Any, bool]]
+    ) -> None:
+        """Store one calendar's fetched changes, or record why they could not be read."""
+        try:
+            changes, expired = result()
+            if expired:
+                self.audit("sync", f"cursor of {person.email} expired: full resync")
+            faults.point("sync:after-fetch")
+            self.store.apply(person.email, changes, window, self.now)
+            for item in changes.skipped:
+                self.audit(
+                    "skipped",
+                    f"malformed event {item.ref} on {item.owner}'s calendar skipped: {item.reason}",
+                    data={"owner": item.owner, "ref": item.ref},
+                )
+        except CadenceError as exc:
+            self.failed_people.add(person.email)
+            self.error(f"sync {person.email}", exc)
+        except Exception as exc:  # a connector bug must not stop the tick
+            self.failed_people.add(person.email)
+            self.error(f"sync {person.email}", exc)
 
     # --- assess --------------------------------------------------------------------------
 
@@ -730,6 +798,15 @@ class _Tick(MailSteps):
         self._assess(
             rel, self.now - HISTORY, again=True
         )  # the new meeting takes part in the mail step
+
+
+def _interleaved(people: Sequence[Person]) -> list[Person]:
+    """The people in turn by account, so that every account's threads have work."""
+    by_account: dict[str, list[Person]] = {}
+    for p in people:
+        by_account.setdefault(p.account, []).append(p)
+    rounds = itertools.zip_longest(*by_account.values())
+    return [p for group in rounds for p in group if p is not None]
 
 
 def _ts(dt: datetime) -> str:

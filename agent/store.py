@@ -146,6 +146,12 @@ class Store:
                 pk="owner",
             )
 
+    def cursors(self) -> dict[str, str | None]:
+        """Every calendar's sync cursor, in one query."""
+        return {
+            r["owner"]: r["cursor"] for r in self._query("SELECT owner, cursor FROM sync_state")
+        }
+
     def forget_cursor(self, owner: str) -> None:
         with self.atomic():
             self.db.execute("DELETE FROM sync_state WHERE owner = ?", [owner])

@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -168,6 +169,9 @@ class Graph:
                 "(organization), or token_cache filled by `cadence auth microsoft`"
             )
         self._app: Any = None
+        # the sync step reads calendars from several threads: one of them builds the MSAL
+        # application and fetches a token, the others then find it in the cache
+        self._token_lock = threading.Lock()
         #: per mailbox, when Graph's Retry-After lets us call it again (time.monotonic)
         self._not_before: dict[str, float] = {}
 
@@ -200,6 +204,10 @@ class Graph:
         return self._app
 
     def token(self) -> str:
+        with self._token_lock:
+            return self._token()
+
+    def _token(self) -> str:
         try:
             app = self._application()
             if self.credential is not None:
