@@ -83,7 +83,7 @@ SCHEDULE_PERIOD = timedelta(days=61)  # getSchedule wants a period under 62 days
 #: A full sync covers this much beyond the requested window, so that the delta link stays
 #: valid as the window slides forward; past it the window is re-anchored.
 WINDOW_SLACK = timedelta(days=30)
-PAGE_SIZE = 100
+PAGE_SIZE = 1000  # Prefer: odata.maxpagesize; Graph caps it at what it allows
 BUSY = {"busy", "tentative", "oof", "unknown"}
 PARTSTAT = {
     "accepted": PartStat.ACCEPTED,

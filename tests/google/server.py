@@ -925,6 +925,8 @@ class GoogleServer:
         self.state = GoogleState()
         #: seconds every HTTP request waits before it is answered (outside the state lock)
         self.latency = latency
+        #: HTTP requests received (a batch counts once, its parts are in state.counts)
+        self.http_requests = 0
         #: path prefixes served as other paths, like a reverse proxy would map them
         self.mounts: dict[str, str] = {}
         self.calendar = CalendarService(self.state)
@@ -1137,6 +1139,8 @@ def _handler(server: GoogleServer, keep_alive: bool = False) -> type[BaseHTTPReq
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            with server.state.lock:
+                server.http_requests += 1
             if server.latency:
                 clock.sleep(server.latency)
             headers = {k.lower(): v for k, v in self.headers.items()}

@@ -222,6 +222,8 @@ class GraphServer:
     ) -> None:
         #: seconds every HTTP request waits before it is answered (outside the lock)
         self.latency = latency
+        #: HTTP requests received (a $batch counts once, its parts are in counts)
+        self.http_requests = 0
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.certificate = (
             x509.load_pem_x509_certificate(certificate_pem) if certificate_pem else None
@@ -1117,6 +1119,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
+        with self.graph.lock:
+            self.graph.http_requests += 1
         if self.graph.latency:
             time.sleep(self.graph.latency)
         try:
