@@ -7,8 +7,10 @@ and outbox rows are written before their side effect ("pending") and after it
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +26,11 @@ def _ts(dt: datetime) -> str:
 
 
 def _dt(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # fromisoformat reads the "Z" of our own format as UTC, 30 times faster than strptime
+    # (the assess step reads every relationship's year of events each tick)
+    if len(text) != 20 or text[-1] != "Z":
+        raise ValueError(f"not a UTC timestamp of the store: {text!r}")
+    return datetime.fromisoformat(text)
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -163,12 +169,14 @@ class Store:
     def events(self, owners: Iterable[str], since: datetime | None = None) -> list[Event]:
         owners = list(owners)
         marks = ",".join("?" * len(owners))
-        sql = f"SELECT * FROM events WHERE owner IN ({marks})"
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE owner IN ({marks})"
         params: list[Any] = list(owners)
         if since is not None:
             sql += ' AND "end" >= ?'
             params.append(_ts(since))
-        return [_row_event(r) for r in self._query(sql + " ORDER BY start", params)]
+        # plain tuples from sqlite3: building a dict per row costs more than the query
+        cursor = self.db.conn.execute(sql + " ORDER BY start", params)
+        return [_tuple_event(r) for r in cursor]
 
     def keep_only(self, event: Event) -> None:
         """Cache ``event`` and forget other calendars' stale copies of the same booking;
@@ -323,6 +331,40 @@ def _event_row(e: Event) -> dict[str, Any]:
         "attendees": json.dumps([[a.email, str(a.partstat)] for a in e.attendees]),
         "sequence": e.sequence,
     }
+
+
+_EVENT_COLUMNS = (
+    'owner, id, uid, key, title, start, "end", all_day, cancelled, transparent, kind, '
+    "organizer, attendees, sequence"
+)
+
+
+@functools.lru_cache(maxsize=8192)
+def _attendees(text: str | None) -> tuple[Attendee, ...]:
+    """The attendees column, parsed once per distinct value (the tuples are immutable
+    and shared, which also saves memory: many events have the same attendees)."""
+    return tuple(Attendee(sys.intern(a), PartStat(s)) for a, s in json.loads(text or "[]"))
+
+
+def _tuple_event(r: tuple[Any, ...]) -> Event:
+    owner, ident, uid, key, title, start, end, all_day, cancelled, transparent = r[:10]
+    kind, organizer, attendees, sequence = r[10:]
+    return Event(
+        owner=sys.intern(owner),
+        id=ident,
+        uid=uid or "",
+        key=key,
+        title=sys.intern(title or ""),
+        start=_dt(start),
+        end=_dt(end),
+        all_day=bool(all_day),
+        cancelled=bool(cancelled),
+        transparent=bool(transparent),
+        kind=sys.intern(kind or "default"),
+        organizer=sys.intern(organizer) if organizer else None,
+        attendees=_attendees(attendees),
+        sequence=sequence or 0,
+    )
 
 
 def _row_event(r: dict[str, Any]) -> Event:
