@@ -96,6 +96,8 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self._connections: dict[str, tuple[Calendar, Mailer]] = {}
         self._limits: dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]] = {}
+        #: the sync step's threads, kept from tick to tick: each keeps its connections
+        self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> Engine:
         return self
@@ -104,6 +106,9 @@ class Engine:
         self.close()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         for calendar, mailer in self._connections.values():
             calendar.close()
             mailer.close()
@@ -134,6 +139,12 @@ class Engine:
                 bucket = TokenBucket(sync.rate, sync.burst) if sync.rate else None
                 self._limits[account] = (threading.BoundedSemaphore(sync.concurrency), bucket)
         return self._limits
+
+    def sync_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            workers = self.settings.file.sync.concurrency * max(1, len(self.settings.accounts))
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cadence-sync")
+        return self._pool
 
     # --- the tick ------------------------------------------------------------------------
 
@@ -267,24 +278,26 @@ class _Tick(MailSteps):
             for person, calendar, cursor in jobs:
                 self._stored(person, window, functools.partial(fetch, person, calendar, cursor))
             return
-        with ThreadPoolExecutor(workers, thread_name_prefix="cadence-sync") as pool:
-            try:
-                # a bounded number in flight: finished results are stored as they come, so
-                # a full sync never holds every calendar's events at once
-                queue = iter(jobs)
-                running: dict[Future[tuple[Any, bool]], Person] = {}
-                for person, calendar, cursor in itertools.islice(queue, 2 * workers):
-                    running[pool.submit(fetch, person, calendar, cursor)] = person
-                while running:
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        person = running.pop(future)
-                        self._stored(person, window, future.result)
-                        for nxt, calendar, cursor in itertools.islice(queue, 1):
-                            running[pool.submit(fetch, nxt, calendar, cursor)] = nxt
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        pool = self.engine.sync_pool()
+        # a bounded number in flight: finished results are stored as they come, so a full
+        # sync never holds every calendar's events at once
+        queue = iter(jobs)
+        running: dict[Future[tuple[Any, bool]], Person] = {}
+        try:
+            for person, calendar, cursor in itertools.islice(queue, 2 * workers):
+                running[pool.submit(fetch, person, calendar, cursor)] = person
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    person = running.pop(future)
+                    self._stored(person, window, future.result)
+                    for nxt, calendar, cursor in itertools.islice(queue, 1):
+                        running[pool.submit(fetch, nxt, calendar, cursor)] = nxt
+        except BaseException:
+            for future in running:
+                future.cancel()
+            wait(running)
+            raise
 
     def _stored(
         self, person: Person, window: Interval, result: Callable[[], tuple[Any, bool]]

@@ -280,7 +280,7 @@ class _Client:
         # how many threads call at once
         self._ca = ca
         self._local = threading.local()
-        self._made: list[httplib2.Http] = []
+        self._made: list[tuple[threading.Thread, httplib2.Http]] = []
         self._lock = threading.Lock()  # guards _made and the token file
         self.http = self._thread_http()
         self.paused_until = 0.0
@@ -299,7 +299,12 @@ class _Client:
             http = httplib2.Http(ca_certs=self._ca, timeout=60)
             self._local.http, self._local.authed = http, {}
             with self._lock:
-                self._made.append(http)
+                # the connections of threads that have ended are closed, not kept
+                for thread, old in self._made:
+                    if not thread.is_alive():
+                        old.close()
+                self._made = [(t, h) for t, h in self._made if t.is_alive()]
+                self._made.append((threading.current_thread(), http))
         return http
 
     def _http(self, user: str) -> Any:
@@ -319,7 +324,7 @@ class _Client:
     def close(self) -> None:
         with self._lock:
             made, self._made = self._made, []
-        for http in made:
+        for _, http in made:
             http.close()
         self._local = threading.local()
 
