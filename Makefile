@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format clean test-servers
+.PHONY: demo test bench lint format clean test-servers
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed test-servers
 	$(BIN)/pytest -q
+
+# The organization benchmark (docs/PERFORMANCE.md): minutes at 1,000 relationships.
+# `make bench BENCH_ARGS="--relationships 100 --quiet-ticks 20"` for other sizes.
+BENCH_ARGS ?= --relationships 100,1000
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.org $(BENCH_ARGS)
 
 # Real servers some tests start that pip cannot install: Debian's Dovecot for the IMAP
 # tests of the caldav provider. Installed when missing and possible (root with apt-get);

@@ -8,9 +8,11 @@ and outbox rows are written before their side effect ("pending") and after it
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import sqlite3
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,7 +87,15 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE bookings ADD COLUMN moves INTEGER NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+#: how many calendars' events the store keeps parsed between two reads (see Store._recent)
+RECENT_CALENDARS = 32
+
+def _v3(db: sqlite_utils.Database) -> None:
+    # the engine asks for a relationship's last audit rows of a kind on every tick
+    db.execute("CREATE INDEX audit_relationship_kind ON audit (relationship, kind, id)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -105,6 +115,10 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=30000")
         self.migrate()
+        #: the events of the calendars read last, by (owner, since): a partner's calendar
+        #: is read for each of their relationships, parsed once and shared; forgotten when
+        #: the calendar changes and at the end of every tick, so it never holds much
+        self._recent: OrderedDict[tuple[str, str | None], list[Event]] = OrderedDict()
 
     def close(self) -> None:
         self.db.close()
@@ -137,8 +151,16 @@ class Store:
         rows = self._query("SELECT cursor FROM sync_state WHERE owner = ?", [owner])
         return rows[0]["cursor"] if rows else None
 
+    def _forget(self, owner: str | None = None) -> None:
+        if owner is None:
+            self._recent.clear()
+        else:
+            for entry in [k for k in self._recent if k[0] == owner]:
+                del self._recent[entry]
+
     def apply(self, owner: str, changes: Changes, window: Interval, now: datetime) -> None:
         """Store one calendar's changes and its new cursor in one transaction."""
+        self._forget(owner)
         with self.atomic():
             if changes.full:
                 self.db.execute("DELETE FROM events WHERE owner = ?", [owner])
@@ -163,24 +185,40 @@ class Store:
             self.db.execute("DELETE FROM sync_state WHERE owner = ?", [owner])
 
     def put_event(self, event: Event) -> None:
+        self._forget(event.owner)
         with self.atomic():
             self.db.table("events").upsert(_event_row(event), pk=("owner", "id"))
 
     def events(self, owners: Iterable[str], since: datetime | None = None) -> list[Event]:
-        owners = list(owners)
-        marks = ",".join("?" * len(owners))
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE owner IN ({marks})"
-        params: list[Any] = list(owners)
-        if since is not None:
+        """The events of ``owners`` ending at or after ``since``, by start."""
+        lists = [self._owner_events(owner, since) for owner in dict.fromkeys(owners)]
+        if len(lists) == 1:
+            return list(lists[0])
+        return list(heapq.merge(*lists, key=lambda e: e.start))
+
+    def _owner_events(self, owner: str, since: datetime | None) -> list[Event]:
+        entry = (owner, _ts(since) if since is not None else None)
+        found = self._recent.get(entry)
+        if found is not None:
+            self._recent.move_to_end(entry)
+            return found
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE owner = ?"
+        params: list[Any] = [owner]
+        if entry[1] is not None:
             sql += ' AND "end" >= ?'
-            params.append(_ts(since))
+            params.append(entry[1])
         # plain tuples from sqlite3: building a dict per row costs more than the query
         cursor = self.db.conn.execute(sql + " ORDER BY start", params)
-        return [_tuple_event(r) for r in cursor]
+        found = [_tuple_event(r) for r in cursor]
+        self._recent[entry] = found
+        while len(self._recent) > RECENT_CALENDARS:
+            self._recent.popitem(last=False)
+        return found
 
     def keep_only(self, event: Event) -> None:
         """Cache ``event`` and forget other calendars' stale copies of the same booking;
         the next sync brings them back as they now are."""
+        self._forget()
         with self.atomic():
             if event.key:
                 self.db.execute(
@@ -255,6 +293,7 @@ class Store:
             return int(cur.lastrowid or 0)
 
     def end_tick(self, tick: int, status: str, summary: dict[str, Any], finished: datetime) -> None:
+        self._forget()
         with self.atomic():
             self.db.execute(
                 "UPDATE ticks SET status = ?, summary = ?, finished_at = ? WHERE id = ?",
@@ -296,7 +335,11 @@ class Store:
         if tick is not None:
             sql += " AND tick = ?"
             params.append(tick)
-        if relationship:
+        if relationship and "/" in relationship:
+            # a whole relationship id: an indexed lookup, not a scan of the whole log
+            sql += " AND relationship = ?"
+            params.append(relationship)
+        elif relationship:
             sql += " AND relationship LIKE ?"
             params.append(f"%{relationship}%")
         if kind:

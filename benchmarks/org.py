@@ -80,6 +80,7 @@ class Spec:
     seed: int = 7
     weeks: int = 52  # of history
     per_week: int = 15  # events per person per week, 7 of them recurring
+    ahead: int = 16  # weeks of single events ahead (the booking window and beyond)
     lapse: float = 0.10  # the share of relationships that lapse in the sweep
 
 
@@ -196,7 +197,7 @@ def calendar_of(org: Org, email: str, colleagues: Sequence[str]) -> Iterator[Pla
     yield Planned(email, "Team meeting", at(tuesday, 14), at(tuesday, 15), rrule="FREQ=WEEKLY")
     yield Planned(email, "Manager 1:1", at(thursday, 11), at(thursday, 11, 30), rrule="FREQ=WEEKLY")
     singles = max(0, spec.per_week - 7)
-    for week in range(spec.weeks + 16):  # the year behind and the booking window ahead
+    for week in range(spec.weeks + spec.ahead):  # the history and the weeks ahead
         monday = first + timedelta(weeks=week)
         for _ in range(singles):
             day = monday + timedelta(days=rng.randrange(5))

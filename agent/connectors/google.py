@@ -369,7 +369,12 @@ class _Client:
         for n, request in enumerate(chunk):
             batch.add(request, request_id=str(n))
         try:
-            batch.execute(http=self._http(user))
+            authed = self._http(user)
+            if not authed.credentials.valid:
+                # googleapiclient would refresh through an Http of its own that is never
+                # closed (its connection stays open on a keep-alive server): use ours
+                authed.credentials.refresh(google_auth_httplib2.Request(self._thread_http()))
+            batch.execute(http=authed)
         except Exception as exc:
             raise self.translate(exc, user) from exc
         finally:

@@ -985,12 +985,16 @@ class GraphServer:
                     )
             view = []
             slot = start
+            spans = [
+                (parse_dtz(it["start"]), parse_dtz(it["end"]), codes.get(it["status"], "2"))
+                for it in items
+            ]
             while slot < end:
                 slot_end = slot + timedelta(minutes=interval)
                 code = "0"
-                for it in items:
-                    if parse_dtz(it["start"]) < slot_end and parse_dtz(it["end"]) > slot:
-                        code = max(code, codes.get(it["status"], "2"))
+                for s, e, c in spans:
+                    if s < slot_end and e > slot:
+                        code = max(code, c)
                 view.append(code)
                 slot = slot_end
             out.append(
