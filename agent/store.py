@@ -90,6 +90,7 @@ def _v2(db: sqlite_utils.Database) -> None:
 #: how many calendars' events the store keeps parsed between two reads (see Store._recent)
 RECENT_CALENDARS = 32
 
+
 def _v3(db: sqlite_utils.Database) -> None:
     # the engine asks for a relationship's last audit rows of a kind on every tick
     db.execute("CREATE INDEX audit_relationship_kind ON audit (relationship, kind, id)")

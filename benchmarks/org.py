@@ -329,9 +329,11 @@ class FakeOrg:
         with self.google.state.lock:
             google = dict(self.google.state.counts)
             google["http"] = self.google.http_requests
+            google["ms"] = round(self.google.busy_seconds * 1000)
         with self.graph.lock:
             graph = dict(self.graph.counts)
             graph["http"] = self.graph.http_requests
+            graph["ms"] = round(self.graph.busy_seconds * 1000)
         return {"google": google, "graph": graph}
 
     def lapse(self, relationships: Sequence[int]) -> int:
@@ -427,6 +429,12 @@ def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Counter[st
     }
 
 
+def server_seconds(d: dict[str, Counter[str]]) -> float:
+    """CPU time the fake servers spent answering (in their own process): the part of a
+    wall time that Google or Microsoft would spend, not the agent."""
+    return sum(d[side]["ms"] for side in d) / 1000
+
+
 def requests(d: dict[str, Counter[str]]) -> int:
     """HTTP requests sent, token requests excluded (they come once an hour)."""
     return sum(d[side]["http"] - d[side].get("token", 0) - d[side].get("openid", 0) for side in d)
@@ -434,7 +442,7 @@ def requests(d: dict[str, Counter[str]]) -> int:
 
 def api_calls(d: dict[str, Counter[str]]) -> int:
     """API calls, each part of a batch counted (token and batch envelopes excluded)."""
-    skip = {"http", "token", "openid", "batch"}
+    skip = {"http", "ms", "token", "openid", "batch"}
     return sum(n for side in d for k, n in d[side].items() if k not in skip)
 
 
@@ -593,6 +601,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
         run.put("first sync: tick wall s", wall)
         run.put("first sync: sync step s", phases.times["sync"])
         run.put("first sync: requests", requests(d))
+        run.put("first sync: fake servers' own s", server_seconds(d))
         run.put("first sync: events stored", rows)
         run.put("first sync: bookings", report.count("book"))
         run.put("first sync: peak RSS MB", peak_mb())
@@ -612,6 +621,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
             statistics.median(walls) - statistics.median(syncs),
         )
         run.put("quiet tick: requests per calendar", max(per_cal))
+        run.put("quiet tick: fake servers' own s", server_seconds(d))
         run.put("quiet tick: free/busy requests", freebusy_calls(d))
         run.put("quiet ticks: RSS MB first, last", (round(rss[0], 1), round(rss[-1], 1)))
         run.put("quiet ticks: RSS growth MB", rss[-1] - rss[0])
@@ -630,13 +640,14 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
             (round(phases.times["sync"], 2), round(phases.times["book"], 2)),
         )
         run.put("sweep: requests", requests(d))
+        run.put("sweep: fake servers' own s", server_seconds(d))
         run.put("sweep: free/busy queries", freebusy_calls(d))
         people_fb = len({p for i in lapsing for p in org.pairs[i]})
         run.put("sweep: people asked for free/busy", people_fb)
         run.put("sweep: slots per second (book step)", booked / max(phases.times["book"], 1e-9))
         run.put("peak RSS MB", peak_mb())
         fb_fast = busy_time(engine, org, lapsing, fake, per_pair=False)
-        run.put("free/busy of the lapsed, batched: s, requests", fb_fast)
+        run.put("free/busy of the lapsed, batched: s, requests, fake s", fb_fast)
     mean, median, p99 = slot_search(org)
     run.put("slot search ms per relationship (mean)", mean)
     run.put("slot search ms per relationship (median)", median)
@@ -656,7 +667,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
         run.put("naive quiet tick: sync step s", phases.times["sync"])
         run.put("naive quiet tick: requests per calendar", requests(d) / calendars)
         fb_naive = busy_time(engine, org, org.lapsing, fake, per_pair=True)
-        run.put("naive free/busy of the lapsed: s, requests", fb_naive)
+        run.put("naive free/busy of the lapsed: s, requests, fake s", fb_naive)
     run.put("quiet tick speed-up (wall)", wall / run.figures["quiet tick: wall s (median)"])
     run.put(
         "quiet tick speed-up (sync step)",
@@ -667,7 +678,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
 
 def busy_time(
     engine: Any, org: Org, lapsing: Sequence[int], fake: Any, *, per_pair: bool
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Free/busy of the lapsed relationships' people over the booking range: batched per
     account as the engine asks, or one request per pair, one at a time."""
     from agent.model import Interval
@@ -691,7 +702,8 @@ def busy_time(
             calendar, _ = engine.connection(account)
             calendar.busy(members, span)
     wall = time.perf_counter() - t
-    return round(wall, 3), requests(delta(before, fake.counts()))
+    used = delta(before, fake.counts())
+    return round(wall, 3), requests(used), round(server_seconds(used), 3)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

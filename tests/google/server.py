@@ -927,6 +927,8 @@ class GoogleServer:
         self.latency = latency
         #: HTTP requests received (a batch counts once, its parts are in state.counts)
         self.http_requests = 0
+        #: seconds spent answering them, latency excluded (the fake's own CPU time)
+        self.busy_seconds = 0.0
         #: path prefixes served as other paths, like a reverse proxy would map them
         self.mounts: dict[str, str] = {}
         self.calendar = CalendarService(self.state)
@@ -1144,7 +1146,10 @@ def _handler(server: GoogleServer, keep_alive: bool = False) -> type[BaseHTTPReq
             if server.latency:
                 clock.sleep(server.latency)
             headers = {k.lower(): v for k, v in self.headers.items()}
+            began = clock.perf_counter()
             status, head, data = server.handle(self.command, self.path, headers, body)
+            with server.state.lock:
+                server.busy_seconds += clock.perf_counter() - began
             self.send_response(status)
             for name, value in head.items():
                 self.send_header(name, value)

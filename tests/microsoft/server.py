@@ -224,6 +224,8 @@ class GraphServer:
         self.latency = latency
         #: HTTP requests received (a $batch counts once, its parts are in counts)
         self.http_requests = 0
+        #: seconds spent answering them, latency excluded (the fake's own CPU time)
+        self.busy_seconds = 0.0
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.certificate = (
             x509.load_pem_x509_certificate(certificate_pem) if certificate_pem else None
@@ -1127,11 +1129,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.graph.http_requests += 1
         if self.graph.latency:
             time.sleep(self.graph.latency)
+        began = time.perf_counter()
         try:
             status, hdrs, data = self.graph.handle(self.command, self.path, headers, body)
         except _DropConnection:
             self.close_connection = True
             return
+        finally:
+            with self.graph.lock:
+                self.graph.busy_seconds += time.perf_counter() - began
         self.send_response(status)
         for k, v in hdrs.items():
             self.send_header(k, v)
