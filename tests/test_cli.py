@@ -182,11 +182,15 @@ def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path: Path) -> None:
 
     store = tmp_path / "cadence.db"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from agent.lock import TickLock; "
-         "TickLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
-         str(store)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from agent.lock import TickLock; "
+            "TickLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
+            str(store),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     from agent.lock import Busy
@@ -195,6 +199,7 @@ def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path: Path) -> None:
         TickLock(store).acquire()
     holder.send_signal(signal.SIGKILL)
     holder.wait()
+    holder.stdout.close()
     started = time.monotonic()
     with TickLock(store):
         assert time.monotonic() - started < 1
