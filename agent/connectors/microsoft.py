@@ -543,6 +543,7 @@ class MicrosoftMailer:
             f"{_user(sender)}/sendMail",
             data=base64.b64encode(mime),
             headers={"Content-Type": "text/plain"},
+            idempotent=False,
         )
         return SentMail(mail.key, _bracket(mail.message_id), f"graph:{sender}")
 
