@@ -528,7 +528,7 @@ class GoogleCalendar:
                         removed.append(item["id"])  # a deletion reported by id only
                         continue
                     event = to_event(person, item)
-                except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                except Exception as exc:  # one unreadable item never fails the sync
                     skipped.append(Skipped(person.email, ref, f"unreadable event: {exc!r}"))
                     continue
                 if since is not None and not event.interval.overlaps(window):

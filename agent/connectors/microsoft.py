@@ -291,7 +291,7 @@ class MicrosoftCalendar:
                     continue
                 try:
                     events[ref] = to_event(person, item)
-                except (KeyError, TypeError, ValueError) as exc:
+                except Exception as exc:  # one unreadable item never fails the sync
                     skipped.append(Skipped(person.email, ref, f"{type(exc).__name__}: {exc}"))
             if page.get("@odata.nextLink"):
                 url, params = page["@odata.nextLink"], None
