@@ -5,6 +5,11 @@ same bookings and mails, nothing twice, nothing missing, and no request to a thr
 endpoint before the Retry-After it was given.
 
 ``make test`` runs a short version; ``make soak`` the full one (SOAK=200x20).
+
+The program here has no ``skip_near``: whether a check-in is skipped depends on when the
+deep dive landed, and a booking deferred by a fault finds the calendars as the bookings
+of other relationships left them, so its slot (never its key) may differ from the
+fault-free run's.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ programs:
       deep_dive: {every: 90d, duration: 60m, stages: [align, advance, amplify, advocate],
                   title: "Development {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}",
                   match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'}
-      check_in: {every: 30d, duration: 15m, skip_near: deep_dive,
+      check_in: {every: 30d, duration: 15m,
                  title: "Development check-in: {{ employee.first_name }} & {{ partner.first_name }}",
                  match: '(?i)\\bcheck-?in\\b'}
     booking: {horizon: 14d, lead_time: 2d, buffer: 10m, max_per_day: 3, max_per_week: 10}
