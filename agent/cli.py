@@ -95,6 +95,46 @@ def check(config: str | None = ConfigOption) -> None:
     )
 
 
+@app.command("init-plan")
+def init_plan(
+    email: str = typer.Argument(..., help="The employee whose plan to start."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Write a commented starter plan (IDP) for EMAIL; never overwrite one."""
+    from agent import plan as idp
+
+    settings = load_settings(config)
+    person = settings.people.get(email.lower())
+    if person is None:
+        fail(f"{email} is not among the people in {settings.path}", 2)
+        return
+    path = Path(person.plan) if person.plan else settings.resolve(idp.default_path(person.email))
+    if path.exists():
+        fail(f"{path} exists; Cadence never overwrites a plan (edit it, or move it away)", 1)
+    leaders = [
+        r.partner.name
+        for r in settings.relationships
+        if r.employee.email == person.email and r.role == "leader"
+    ]
+    text = idp.starter(
+        person.name, person.email, " and ".join(leaders) or "your leader", datetime.now(UTC).date()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        fail(f"{path} exists; Cadence never overwrites a plan", 1)
+    typer.echo(f"wrote {path}")
+    if not person.plan:
+        try:
+            shown = path.relative_to(settings.base)
+        except ValueError:
+            shown = path
+        typer.echo(f"add 'plan: {shown}' to {person.email} in {settings.path}")
+    typer.echo("edit it, then run 'cadence check'")
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the configuration file (for editors)."""
