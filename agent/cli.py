@@ -79,10 +79,13 @@ def check(config: str | None = ConfigOption) -> None:
 
     settings = load_settings(config)
     errors: list[str] = []
+    from agent.mailing import plan_path
+
     for person in settings.people.values():
-        if person.plan:
+        path = plan_path(settings, person)
+        if path:
             try:
-                idp.load(person.plan)
+                idp.load(path)
             except ConfigError as exc:
                 errors.extend(exc.errors)
     if errors:
@@ -133,6 +136,45 @@ def init_plan(
             shown = path
         typer.echo(f"add 'plan: {shown}' to {person.email} in {settings.path}")
     typer.echo("edit it, then run 'cadence check'")
+
+
+@app.command("review-packet")
+def review_packet(
+    email: str = typer.Argument(..., help="The employee whose record to assemble."),
+    since: str = typer.Option(..., "--since", help="First day to include (YYYY-MM-DD)."),
+    fmt: str = typer.Option("md", "--format", "-f", help="md or html."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout."),
+    config: str | None = ConfigOption,
+    now: str | None = NowOption,
+) -> None:
+    """Assemble the review packet: meetings, goals, actions, feedback, time invested."""
+    from datetime import date
+
+    from agent import packet
+    from agent.store import Store
+
+    if fmt not in ("md", "html"):
+        fail(f"--format: choose md or html, not {fmt!r}", 2)
+    try:
+        first = date.fromisoformat(since)
+    except ValueError:
+        fail(f"--since: not a date (YYYY-MM-DD): {since!r}", 2)
+        return
+    settings = load_settings(config)
+    store = Store(settings.store)
+    try:
+        data = packet.collect(settings, store, email, first, parse_now(now))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        return
+    finally:
+        store.close()
+    text = packet.render(data, fmt, settings.templates)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
 
 
 @app.command()

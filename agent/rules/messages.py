@@ -48,6 +48,11 @@ def _environments(folder: str | None) -> tuple[jinja2.Environment, jinja2.Enviro
     return html, text
 
 
+def environments(templates: Path | None) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """The HTML (autoescaped) and text environments, with ``templates`` first."""
+    return _environments(str(templates) if templates else None)
+
+
 def when_lines(start: datetime, end: datetime, people: tuple[Person, ...]) -> list[str]:
     """The meeting's time in each person's own zone, once per distinct zone."""
     lines: list[str] = []
