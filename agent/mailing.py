@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -34,7 +35,10 @@ if TYPE_CHECKING:
 
 
 def message_id(key: str) -> str:
-    return f"<{key.replace(':', '.')}@cadence>"
+    """A valid RFC 5322 msg-id from an outbox key. Keys hold calendar UIDs, which may
+    hold an "@" of their own; a second "@" would make mail libraries rewrite the header,
+    and replies would then answer an id the outbox does not know."""
+    return f"<{re.sub(r'[^A-Za-z0-9._-]', '.', key)}@cadence>"
 
 
 def _ts(dt: datetime) -> str:

@@ -12,6 +12,8 @@ _LABELS = {
     "agenda": "agenda sent",
     "recap": "recap sent",
     "invite": "invitation sent",
+    "reply": "reply read",
+    "update": "updated recap sent",
 }
 
 
@@ -66,7 +68,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
     if new:
         echo(
             f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
-            f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite'))} mails."
+            f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite', 'update'))} mails."
         )
     else:
         echo("Nothing new to book or send: every due action is already done.")
