@@ -195,13 +195,14 @@ class MailSteps:
         if upcoming:
             nxt = upcoming[0]
             lines = messages.when_lines(nxt.start, nxt.end, (rel.employee, rel.partner))
-            return f"{rel.program.get(nxt.series).name.replace('_', ' ')}: {lines[0]}"
+            return f"{messages.what(rel, nxt.series, nxt.stage)}: {lines[0]}"
         dues = [s for s in self.states.get(rel.id, [])]
         if dues:
             soonest = min(dues, key=lambda s: s.due)
+            due = soonest.due.astimezone(rel.employee.zone)
             return (
-                f"{soonest.name.replace('_', ' ')} due "
-                f"{soonest.due.astimezone(rel.employee.zone):%a %d %b %Y}; Cadence will book it"
+                f"{messages.what(rel, soonest.name, soonest.stage)} due "
+                f"{due:%a} {due.day} {due:%b %Y}; Cadence will book it"
             )
         return ""
 
@@ -450,7 +451,7 @@ class MailSteps:
             language=self.settings.file.language,
             update=messages.Update(
                 sender=sender.name if sender else row["sender"],
-                received=f"{received:%a %d %b %Y, %H:%M}",
+                received=f"{received:%a} {received.day} {received:%b %Y, %H:%M}",
                 items=items,
                 notes=row["notes"] or "",
             ),

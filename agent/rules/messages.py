@@ -58,7 +58,7 @@ def when_lines(start: datetime, end: datetime, people: tuple[Person, ...]) -> li
     lines: list[str] = []
     for p in people:
         a, b = start.astimezone(p.zone), end.astimezone(p.zone)
-        line = f"{a:%a %d %b %Y, %H:%M}–{b:%H:%M} {a.tzname()} ({p.timezone})"
+        line = f"{a:%a} {a.day} {a:%b %Y, %H:%M}–{b:%H:%M} {a.tzname()} ({p.timezone})"
         if line not in lines:
             lines.append(line)
     return lines
@@ -97,7 +97,8 @@ def subject(kind: str, rel: Relationship, series: str, stage: str | None, start:
     label = LABELS[kind]
     text = f"{label}: {what(rel, series, stage)} with {rel.partner.first_name}"
     if kind != "pick":
-        text += f", {start.astimezone(rel.employee.zone):%a %d %b %H:%M}"
+        local = start.astimezone(rel.employee.zone)
+        text += f", {local:%a} {local.day} {local:%b %H:%M}"
     return " ".join(text.split())
 
 
