@@ -158,22 +158,31 @@ class MicrosoftAccount(Strict):
 
 
 class SmtpSettings(Strict):
+    """SMTP submission: STARTTLS on 587 (default), implicit TLS on 465 with ``ssl``."""
+
     host: str
-    port: int = 587
+    port: int = Field(default=587, ge=1, le=65535)
     starttls: bool = True
     ssl: bool = False
     username: str | None = None
     password_env: str | None = None
     from_: str | None = Field(default=None, alias="from")
+    ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class ImapSettings(Strict):
+    """IMAP for reading replies: IMAPS on 993 (default), STARTTLS with ``ssl: false``."""
+
     host: str
-    port: int = 993
+    port: int = Field(default=993, ge=1, le=65535)
     ssl: bool = True
+    starttls: bool = True
     username: str | None = None
     password_env: str | None = None
     folder: str = "INBOX"
+    ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class CalDAVAccount(Strict):
@@ -183,9 +192,11 @@ class CalDAVAccount(Strict):
     url: str
     username: str | None = None
     password_env: str | None = None
+    auth: Literal["basic", "digest"] = "basic"
     smtp: SmtpSettings | None = None
     imap: ImapSettings | None = None
     ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class ExchangeAccount(Strict):
@@ -227,6 +238,7 @@ class PersonConfig(Strict):
     account: str | None = None
     plan: str | None = None
     calendar: str | None = None
+    username: str | None = None
     closed: list[date] = Field(default_factory=list)
 
 
@@ -290,6 +302,7 @@ class ConfigFile(Strict):
     tick: Duration = timedelta(minutes=10)
     templates: str | None = None
     language: Literal["en"] = "en"
+    read_only: bool = False
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig]
@@ -354,8 +367,38 @@ def load(path: str | Path) -> Settings:
     try:
         parsed = ConfigFile.model_validate(source.data)
     except ValidationError as exc:
-        raise ConfigError([_message(source, err) for err in exc.errors()]) from None
+        errors = [_message(source, err) for err in exc.errors()]
+        errors += [e for e in _references(source) if e not in errors]
+        raise ConfigError(errors) from None
     return _resolve(source, parsed)
+
+
+def _references(source: yamlsource.Source) -> list[str]:
+    """Check relationships against people and programs in the raw data, so that these
+    errors are reported together with any schema errors elsewhere in the file."""
+    data = source.data
+    people = data.get("people")
+    programs = data.get("programs")
+    relationships = data.get("relationships")
+    if not isinstance(people, list) or not isinstance(relationships, list):
+        return []
+    emails = {str(p.get("email", "")).lower() for p in people if isinstance(p, dict)}
+    errors = []
+    for i, r in enumerate(relationships):
+        if not isinstance(r, dict):
+            continue
+        for role in ("employee", "partner"):
+            who = r.get(role)
+            if isinstance(who, str) and who.lower() not in emails:
+                errors.append(
+                    source.where(["relationships", i, role], f"{who} is not among people")
+                )
+        program = r.get("program")
+        if isinstance(programs, dict) and isinstance(program, str) and program not in programs:
+            errors.append(
+                source.where(["relationships", i, "program"], f"no program named {program!r}")
+            )
+    return errors
 
 
 def _message(source: yamlsource.Source, err: Any) -> str:
