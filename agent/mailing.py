@@ -345,7 +345,8 @@ class MailSteps:
             _, mailer = self.engine.connection(account)
             if not isinstance(mailer, ReplyReader):
                 self._audit_quietly(
-                    "replies", f"account {account} cannot read replies yet; none collected"
+                    "replies",
+                    f"account {account} cannot read replies to recaps yet; none collected",
                 )
                 continue
             for incoming in mailer.replies():

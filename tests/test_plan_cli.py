@@ -130,3 +130,24 @@ def test_review_packet_in_markdown_and_html(workspace: Path, tmp_path: Path) -> 
         ).exit_code
         == 2
     )
+
+
+def test_demo_answers_a_recap_and_says_where_everything_is(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    first = cadence("demo", str(folder), "--now", NOW.isoformat())
+    assert first.exit_code == 0, first.output
+    out = first.output
+    assert f"Emma answered her recap: {folder}/inbox/re-recap-emma.eml" in out
+    assert "→ reply read: done: ask two peers for feedback on the retros" in out
+    assert "→ updated recap sent: Recap updated: Development Advance with Ben" in out
+    for label, path in (
+        ("Agenda:", folder / "preview" / "agenda.html"),
+        ("Recap:", folder / "preview" / "recap.html"),
+        ("Review packet (html):", folder / "review-packet-emma.html"),
+        ("Review packet (md):", folder / "review-packet-emma.md"),
+    ):
+        assert label in out and path.exists() and str(path) in out
+    assert "ask two peers" in (folder / "review-packet-emma.md").read_text()
+    again = cadence("demo", str(folder), "--now", NOW.isoformat())
+    assert "Emma answered" not in again.output and "updated recap sent" not in again.output
+    assert len(list((folder / "outbox").glob("*update*.eml"))) == 1
