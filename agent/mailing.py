@@ -349,7 +349,10 @@ class MailSteps:
                     f"account {account} cannot read replies to recaps yet; none collected",
                 )
                 continue
+            seen = self.store.read_refs()
             for incoming in mailer.replies():
+                if incoming.ref in seen:
+                    continue  # read at an earlier tick; parsing it again would change nothing
                 try:
                     self._take_reply(incoming)
                 except Exception as exc:

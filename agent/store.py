@@ -240,6 +240,10 @@ class Store:
         rows = self._query("SELECT * FROM replies WHERE message_id = ?", [message_id])
         return rows[0] if rows else None
 
+    def read_refs(self) -> set[str]:
+        """Where the replies already read came from (a file, a mailbox UID...)."""
+        return {r["ref"] for r in self._query("SELECT ref FROM replies WHERE ref IS NOT NULL")}
+
     def replies(
         self, employee: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:

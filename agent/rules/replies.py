@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -76,6 +76,8 @@ def parse(raw: bytes) -> Reply:
             when = parsedate_to_datetime(str(msg["Date"]))
         except (TypeError, ValueError):
             when = None
+        if when is not None and when.tzinfo is None:  # "-0000": UTC, origin unknown
+            when = when.replace(tzinfo=UTC)
     in_reply_to = _MSGID.findall(str(msg.get("In-Reply-To", "")))
     references = tuple(_MSGID.findall(str(msg.get("References", ""))))
     text = written_text(msg)

@@ -277,3 +277,18 @@ def test_goal_for_explicit_then_known_then_milestone(tmp_path: Path) -> None:
     assert replies.goal_for(Item("something else", False), p, known) is None
     assert replies.goal_for(Item("something", False, goal="no such goal"), p, known) is None
     assert replies.goal_for(Item("x", False), None, {}) is None
+
+
+def test_base64_text_in_a_mixed_message_with_an_attachment() -> None:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = "Ben Ortiz <ben@acme.example>"
+    msg["Message-ID"] = "<b64@acme.example>"
+    msg["In-Reply-To"] = RECAP_ID
+    msg["Date"] = "Tue, 24 Nov 2026 10:00:00 -0000"
+    msg.set_content("- [x] Überblick schreiben (due 2026-12-01)\n", cte="base64")
+    msg.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="a.pdf")
+    reply = replies.parse(msg.as_bytes())
+    assert reply.items == (Item("Überblick schreiben", True, due=date(2026, 12, 1)),)
+    assert reply.date is not None and reply.date.utcoffset() is not None
