@@ -9,10 +9,13 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
+
 from agent import config
 from agent.demo import write_reply
 from agent.engine import Engine
 from agent.mailing import message_id
+from agent.model import OutgoingMail, SentMail
 from agent.store import Store
 from tests.conftest import NOW
 
@@ -161,3 +164,34 @@ def test_dry_run_reads_but_records_nothing(settings: config.Settings, tmp_path: 
     planned = [a for a in report.actions if a.kind == "reply"]
     assert planned and planned[0].outcome == "planned"
     assert store.replies() == [] and store.actions("emma@acme.example") == []
+
+
+def test_an_update_that_failed_to_send_goes_out_at_the_next_tick_once(
+    settings: config.Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.connectors import local
+    from agent.connectors.base import TransientError
+
+    real = local.OutboxMailer.send
+    failures = []
+
+    def flaky(self: local.OutboxMailer, mail: OutgoingMail) -> SentMail:
+        if ":update:" in mail.key and not failures:
+            failures.append(mail.key)
+            raise TransientError("mail server busy", retry_after=60)
+        return real(self, mail)
+
+    monkeypatch.setattr(local.OutboxMailer, "send", flaky)
+    store = Store(tmp_path / "t.db")
+    with Engine(settings, store=store) as engine:
+        engine.tick(NOW)
+        write_reply(settings.base / "inbox", Path(emma_recap(store)["location"]), NOW)
+        failed = engine.tick(NOW + timedelta(minutes=10))
+        assert failures and any("updated recap" in e for e in failed.errors)
+        assert store.actions("emma@acme.example")  # recorded although the mail failed
+        engine.tick(NOW + timedelta(minutes=20))
+        engine.tick(NOW + timedelta(minutes=30))
+    rows = [r for r in store.outbox_rows() if r["kind"] == "update"]
+    assert [r["status"] for r in rows] == ["sent"]
+    assert len(list((settings.base / "outbox").glob("*update*.eml"))) == 1
+    assert len(store.replies()) == 1
