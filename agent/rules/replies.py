@@ -310,8 +310,27 @@ def read_lines(text: str) -> tuple[list[Item], str, list[str]]:
         else:
             seen[key] = len(items)
             items.append(item)
-    note = re.sub(r"\n{3,}", "\n\n", "\n".join(notes)).strip()
-    return items, note, problems
+    return items, unwrap("\n".join(notes)), problems
+
+
+_LIST_LINE = re.compile(r"^\s*([-*•+]|\d+[.)])\s")
+
+
+def unwrap(text: str) -> str:
+    """Join lines a mail client wrapped at 72 columns back into paragraphs; blank lines
+    and list items keep their breaks."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines: list[str] = []
+        for line in block.split("\n"):
+            line = line.strip()
+            if lines and line and not _LIST_LINE.match(line):
+                lines[-1] += " " + line
+            elif line:
+                lines.append(line)
+        if lines:
+            paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
 
 
 # --- actions: the plan's and the recorded ones -----------------------------------------

@@ -292,3 +292,14 @@ def test_base64_text_in_a_mixed_message_with_an_attachment() -> None:
     reply = replies.parse(msg.as_bytes())
     assert reply.items == (Item("Überblick schreiben", True, due=date(2026, 12, 1)),)
     assert reply.date is not None and reply.date.utcoffset() is not None
+
+
+def test_notes_are_unwrapped_into_paragraphs_but_lists_keep_their_lines() -> None:
+    _, notes, _ = replies.read_lines(
+        "The retro format works, and people want fewer action\nitems with more follow-through.\n"
+        "\n\n\nTwo asks:\n- more time\n- a budget\n"
+    )
+    assert notes == (
+        "The retro format works, and people want fewer action items with more "
+        "follow-through.\n\nTwo asks:\n- more time\n- a budget"
+    )
