@@ -151,3 +151,34 @@ def test_demo_answers_a_recap_and_says_where_everything_is(tmp_path: Path) -> No
     again = cadence("demo", str(folder), "--now", NOW.isoformat())
     assert "Emma answered" not in again.output and "updated recap sent" not in again.output
     assert len(list((folder / "outbox").glob("*update*.eml"))) == 1
+
+
+def test_review_packet_escapes_plan_and_reply_text(workspace: Path) -> None:
+    from datetime import UTC, datetime
+
+    from agent import packet
+
+    plan = workspace.parent / "plans" / "farid.yaml"
+    plan.write_text(plan.read_text().replace("Become a staff engineer", "Staff <script>x</script>"))
+    settings = config.load(workspace)
+    store = Store(settings.store)
+    store.save_reply(
+        {
+            "message_id": "<r@x>",
+            "employee": "farid@acme.example",
+            "sender": "ben@acme.example",
+            "received_at": "2026-11-20T10:00:00Z",
+            "status": "recorded",
+            "notes": "<img src=http://evil.example/t.png>",
+        },
+        [],
+        NOW,
+    )
+    data = packet.collect(
+        settings, store, "farid@acme.example", date(2026, 1, 1), datetime(2026, 11, 23, tzinfo=UTC)
+    )
+    store.close()
+    html = packet.render(data, "html")
+    assert "<script>x" not in html and "Staff &lt;script&gt;x&lt;/script&gt;" in html
+    assert "<img" not in html and "&lt;img src=http://evil.example/t.png&gt;" in html
+    assert "Ben Ortiz, 2026-11-20" in html
