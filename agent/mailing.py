@@ -189,6 +189,15 @@ class MailSteps:
             for m in self.meetings.get(rel.id, [])
         )
 
+    def _previous(self, rel: Relationship, meeting: Meeting) -> datetime | None:
+        """When the relationship's previous held meeting started, if any."""
+        held = [
+            m.start
+            for m in self.meetings.get(rel.id, [])
+            if m.status is Status.HELD and m.start < meeting.start
+        ]
+        return max(held, default=None)
+
     def _next_text(self, rel: Relationship, after: Meeting) -> str:
         upcoming = [
             m
@@ -230,6 +239,7 @@ class MailSteps:
             templates=self.settings.templates,
             first=self._first(rel, meeting),
             language=self.settings.file.language,
+            since=self._previous(rel, meeting),
         )
         in_reply_to: str | None = None
         references: tuple[str, ...] = ()

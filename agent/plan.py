@@ -117,6 +117,10 @@ def load(path: str | Path) -> Plan:
             errors.append(source.where(list(err["loc"]), message))
         raise ConfigError(errors) from None
     errors = []
+    if not plan.goals:
+        errors.append(
+            source.where(["goals"], "at least one goal: a plan holds one to three career goals")
+        )
     for i, action in enumerate(plan.actions):
         if action.goal and plan.goal(action.goal) is None:
             names = "; ".join(g.title for g in plan.goals) or "none yet"

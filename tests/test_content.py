@@ -258,3 +258,23 @@ def test_language_sets_the_html_lang() -> None:
 
 def test_program_fixture_is_the_leader_cycle() -> None:
     assert PROGRAM.get("deep_dive").stages == ("align", "advance", "amplify", "advocate")
+
+
+def test_agenda_shows_only_actions_completed_since_the_previous_meeting(plan: idp.Plan) -> None:
+    recorded = [
+        replies.Action("old win", None, None, "done", "reply", "2026-09-01T10:00:00Z"),
+        replies.Action("new win", None, None, "done", "reply", "2026-11-20T10:00:00Z"),
+    ]
+    content = messages.render(
+        "agenda",
+        relationship(),
+        "check_in",
+        None,
+        START,
+        END,
+        plan=plan,
+        actions=replies.merge(plan, recorded),
+        since=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    completed = content.text.split("Completed since the last recap")[1]
+    assert "new win" in completed and "old win" not in completed

@@ -80,6 +80,9 @@ def test_check_names_file_line_and_key_of_plan_errors(workspace: Path) -> None:
     result = cadence("check", "--config", str(workspace))
     assert result.exit_code == 2
     assert "farid.yaml:9: actions[0].goal: no goal 'Become CTO'" in result.output
+    plan.write_text("purpose: still thinking\n")
+    result = cadence("check", "--config", str(workspace))
+    assert "farid.yaml:1: goals: at least one goal" in result.output
     plan.write_text(good.replace(", due: 2027-03-01}", "}"))
     result = cadence("check", "--config", str(workspace))
     assert "farid.yaml:7: goals[0].milestones[0].due: required key is missing" in result.output

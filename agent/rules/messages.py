@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jinja2
@@ -150,12 +150,14 @@ def render(
     first: bool = False,
     language: str = "en",
     update: Update | None = None,
+    since: datetime | None = None,
 ) -> Content:
     """Render an ``agenda``, ``recap``, ``invitation`` or ``pick`` mail for one meeting.
 
     ``actions`` are the plan's action items merged with those recorded from replies
     (the plan's alone when None); ``first`` says this is the series' first meeting;
-    ``update`` turns a recap into the updated recap that follows a reply.
+    ``update`` turns a recap into the updated recap that follows a reply; ``since`` (the
+    previous meeting) bounds the actions an agenda shows as completed since then.
     """
     html_env, text_env = _environments(str(templates) if templates else None)
     series_title = render_title(rel.program.get(series).title, rel, stage)
@@ -179,7 +181,11 @@ def render(
         "plan": plan,
         "actions": actions.open,
         "done": actions.done,
-        "recent": tuple(a for a in actions.done if a.source == "reply"),
+        "recent": tuple(
+            a
+            for a in actions.done
+            if a.source == "reply" and (since is None or (a.changed or "") >= _iso(since))
+        ),
         "invested": invested_line(invested_hours),
         "invested_hours": invested_hours,
         "invested_share": share,
@@ -193,6 +199,11 @@ def render(
     html = html_env.get_template(f"{kind}.html.j2").render(context)
     text = text_env.get_template(f"{kind}.txt.j2").render(context)
     return Content(subject=title, text=text, html=html)
+
+
+def _iso(dt: datetime) -> str:
+    """The store's timestamp form, so recorded ``changed`` values compare as text."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def year_hours(durations: list[timedelta]) -> float:
