@@ -380,8 +380,8 @@ class MailSteps:
                     self.error(f"reply {incoming.ref}", exc)
         for row in self.store.replies(status="recorded"):
             done = self.store.outbox(row["update_key"])
-            if done and done["status"] == "sent":
-                continue
+            if done and done["status"] in ("sent", "uncertain"):
+                continue  # "uncertain": it may have gone out; never send it twice
             try:
                 self._send_update(row)
             except Exception as exc:

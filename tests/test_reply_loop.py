@@ -178,7 +178,7 @@ def test_an_update_that_failed_to_send_goes_out_at_the_next_tick_once(
     def flaky(self: local.OutboxMailer, mail: OutgoingMail) -> SentMail:
         if ":update:" in mail.key and not failures:
             failures.append(mail.key)
-            raise TransientError("mail server busy", retry_after=60)
+            raise TransientError("429 throttled", retry_after=60, maybe_done=False)
         return real(self, mail)
 
     monkeypatch.setattr(local.OutboxMailer, "send", flaky)
