@@ -455,6 +455,14 @@ def write_reply(folder: Path, recap: Path, now: datetime) -> Path:
     return path
 
 
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def _esc(text: str) -> str:
     import html
 
@@ -535,7 +543,7 @@ def run_demo(folder: Path, now: datetime) -> None:
     typer.echo(f"Calendars: {folder}/calendars/   Mail: {folder}/outbox/   Store: {settings.store}")
     since = date(now.year, 1, 1)
     for label, where in _previews(settings, folder, since, now):
-        typer.echo(f"{label + ':':<22} {where}")
+        typer.echo(f"{label + ':':<22} {_shown(where)}")
     typer.echo(
         f"Make your own: cadence review-packet emma@{DOMAIN} --since {since} --format html "
         f"-c {path}"
