@@ -278,3 +278,17 @@ def test_agenda_shows_only_actions_completed_since_the_previous_meeting(plan: id
     )
     completed = content.text.split("Completed since the last recap")[1]
     assert "new win" in completed and "old win" not in completed
+
+
+def test_invitation_and_pick_say_what_and_when() -> None:
+    invite = messages.render(
+        "invitation", relationship(), "deep_dive", "align", START, END, reason="lapsed"
+    )
+    assert invite.subject == "Invitation: Development Align with Ben, Tue 24 Nov 10:00"
+    for part in (words(invite.text), visible(invite.html)):
+        assert "Cadence booked your next Development Align:" in part
+        assert "Tue 24 Nov 2026, 10:00–11:00 CET (Europe/Berlin)" in part
+    pick = messages.render("pick", mentor(), "one_on_one", None, START, END, proposals=("Wed",))
+    assert pick.subject == "Please pick a time: Mentoring with Chloe"
+    for part in (words(pick.text), visible(pick.html)):
+        assert "Your Mentoring session with Chloe needs a new time" in part
