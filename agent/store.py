@@ -133,9 +133,18 @@ class Store:
                 f"the store has schema version {current}, newer than this Cadence ({SCHEMA_VERSION})"
             )
         for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self.atomic():
-                step(self.db)
-                self.db.execute(f"PRAGMA user_version = {number}")
+            # Take the write lock first, then look again: another process opening the
+            # same new file may have applied this step in the meantime.
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.version < number:
+                    step(self.db)
+                    self.db.execute(f"PRAGMA user_version = {number}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.conn.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
 
     def atomic(self) -> Any:
         return self.db.atomic()

@@ -13,7 +13,7 @@ from agent import plan as idp
 from agent.demo import PLANS
 from agent.model import Relationship
 from agent.rules import messages, replies
-from tests.factories import PROGRAM, person, relationship
+from tests.factories import person, relationship
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tue 10:00 in Berlin
 END = START + timedelta(hours=1)
@@ -254,10 +254,6 @@ def test_language_sets_the_html_lang() -> None:
         "agenda", relationship(), "deep_dive", "align", START, END, language="en"
     )
     assert '<html lang="en">' in content.html
-
-
-def test_program_fixture_is_the_leader_cycle() -> None:
-    assert PROGRAM.get("deep_dive").stages == ("align", "advance", "amplify", "advocate")
 
 
 def test_agenda_shows_only_actions_completed_since_the_previous_meeting(plan: idp.Plan) -> None:
