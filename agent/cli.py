@@ -79,10 +79,13 @@ def check(config: str | None = ConfigOption) -> None:
 
     settings = load_settings(config)
     errors: list[str] = []
+    from agent.mailing import plan_path
+
     for person in settings.people.values():
-        if person.plan:
+        path = plan_path(settings, person)
+        if path:
             try:
-                idp.load(person.plan)
+                idp.load(path)
             except ConfigError as exc:
                 errors.extend(exc.errors)
     if errors:
@@ -93,6 +96,85 @@ def check(config: str | None = ConfigOption) -> None:
         f"{settings.path}: ok ({len(settings.people)} people, "
         f"{len(settings.relationships)} relationships, {len(settings.programs)} programs)"
     )
+
+
+@app.command("init-plan")
+def init_plan(
+    email: str = typer.Argument(..., help="The employee whose plan to start."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Write a commented starter plan (IDP) for EMAIL; never overwrite one."""
+    from agent import plan as idp
+
+    settings = load_settings(config)
+    person = settings.people.get(email.lower())
+    if person is None:
+        fail(f"{email} is not among the people in {settings.path}", 2)
+        return
+    path = Path(person.plan) if person.plan else settings.resolve(idp.default_path(person.email))
+    if path.exists():
+        fail(f"{path} exists; Cadence never overwrites a plan (edit it, or move it away)", 1)
+    leaders = [
+        r.partner.name
+        for r in settings.relationships
+        if r.employee.email == person.email and r.role == "leader"
+    ]
+    text = idp.starter(
+        person.name, person.email, " and ".join(leaders) or "your leader", datetime.now(UTC).date()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        fail(f"{path} exists; Cadence never overwrites a plan", 1)
+    typer.echo(f"wrote {path}")
+    if not person.plan:
+        try:
+            shown = path.relative_to(settings.base)
+        except ValueError:
+            shown = path
+        typer.echo(f"add 'plan: {shown}' to {person.email} in {settings.path}")
+    typer.echo("edit it, then run 'cadence check'")
+
+
+@app.command("review-packet")
+def review_packet(
+    email: str = typer.Argument(..., help="The employee whose record to assemble."),
+    since: str = typer.Option(..., "--since", help="First day to include (YYYY-MM-DD)."),
+    fmt: str = typer.Option("md", "--format", "-f", help="md or html."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout."),
+    config: str | None = ConfigOption,
+    now: str | None = NowOption,
+) -> None:
+    """Assemble the review packet: meetings, goals, actions, feedback, time invested."""
+    from datetime import date
+
+    from agent import packet
+    from agent.store import Store
+
+    if fmt not in ("md", "html"):
+        fail(f"--format: choose md or html, not {fmt!r}", 2)
+    try:
+        first = date.fromisoformat(since)
+    except ValueError:
+        fail(f"--since: not a date (YYYY-MM-DD): {since!r}", 2)
+        return
+    settings = load_settings(config)
+    store = Store(settings.store)
+    try:
+        data = packet.collect(settings, store, email, first, parse_now(now))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        return
+    finally:
+        store.close()
+    text = packet.render(data, fmt, settings.templates)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
 
 
 @app.command()

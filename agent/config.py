@@ -452,7 +452,13 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         if p.plan:
             plan_path = (base / p.plan) if not Path(p.plan).is_absolute() else Path(p.plan)
             if not plan_path.exists():
-                err(["people", i, "plan"], f"plan file {p.plan} not found")
+                # a warning, so that `cadence init-plan` can write it; `cadence check` fails
+                warnings.append(
+                    source.where(
+                        ["people", i, "plan"],
+                        f"plan file {p.plan} not found (cadence init-plan {email} writes one)",
+                    )
+                )
             plan = str(plan_path)
         people[email] = Person(
             email=email,

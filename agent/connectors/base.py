@@ -121,6 +121,24 @@ class Mailer(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class IncomingMail:
+    """One received message, as raw RFC 5322 bytes, and where it was read from."""
+
+    ref: str
+    raw: bytes
+
+
+@runtime_checkable
+class ReplyReader(Protocol):
+    """A mailer that can also read replies (opt-in: it needs a read scope)."""
+
+    def replies(self) -> Sequence[IncomingMail]:
+        """Return the messages in the mailbox that may answer Cadence's mail; the
+        caller matches them to its own Message-IDs and remembers which it has read."""
+        ...
+
+
 def ensure_own(event: Event) -> None:
     """Raise PermanentError unless the agent created ``event`` (it carries a key)."""
     if not event.key:
