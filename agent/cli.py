@@ -6,13 +6,9 @@ Exit codes: 0 success, 1 runtime failure, 2 configuration or usage error.
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -64,12 +60,21 @@ def load_settings(path: str | None) -> config_mod.Settings:
     return settings
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+LogLevelOption = typer.Option(
+    None, "--log-level", help="debug, info, warning or error (overrides -v/--quiet)."
+)
+LogFormatOption = typer.Option(
+    "auto", "--log-format", help="text, json, or auto: text on a terminal, JSON lines otherwise."
+)
+
+
+def setup_logging(verbose: bool, level: str | None = None, fmt: str = "auto") -> None:
+    from agent import logs
+
+    try:
+        logs.setup(level or ("info" if verbose else "warning"), fmt)  # type: ignore[arg-type]
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 @app.command()
@@ -101,11 +106,18 @@ def schema() -> None:
     typer.echo(json.dumps(config_mod.json_schema(), indent=2))
 
 
-def _tick(config: str | None, now: str | None, dry_run: bool, verbose: bool) -> None:
+def _tick(
+    config: str | None,
+    now: str | None,
+    dry_run: bool,
+    verbose: bool,
+    log_level: str | None = None,
+    log_format: str = "auto",
+) -> None:
     from agent.engine import Engine
     from agent.summary import print_report
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
     when = parse_now(now)
     try:
@@ -127,9 +139,11 @@ def plan(
     config: str | None = ConfigOption,
     now: str | None = NowOption,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    log_level: str | None = LogLevelOption,
+    log_format: str = LogFormatOption,
 ) -> None:
     """Show what the next tick would do, without doing it."""
-    _tick(config, now, dry_run=True, verbose=verbose)
+    _tick(config, now, True, verbose, log_level, log_format)
 
 
 @app.command()
@@ -138,76 +152,44 @@ def run(
     now: str | None = NowOption,
     once: bool = typer.Option(False, "--once", help="Run one tick and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    log_level: str | None = LogLevelOption,
+    log_format: str = LogFormatOption,
 ) -> None:
     """Run one tick (``--once``); use ``serve`` to keep running."""
     if not once:
         fail("cadence run needs --once; use 'cadence serve' to run on a schedule", 2)
-    _tick(config, now, dry_run=False, verbose=verbose)
+    _tick(config, now, False, verbose, log_level, log_format)
 
 
 @app.command()
 def serve(
     config: str | None = ConfigOption,
-    check_only: bool = typer.Option(False, "--check", help="Validate and exit."),
-    verbose: bool = typer.Option(True, "--verbose/--quiet", "-v/-q"),
+    check_only: bool = typer.Option(False, "--check", help="Validate the configuration and exit."),
+    verbose: bool = typer.Option(
+        True, "--verbose/--quiet", "-v/-q", help="--quiet: warnings only."
+    ),
+    log_level: str | None = LogLevelOption,
+    log_format: str = LogFormatOption,
 ) -> None:
-    """Tick on the configured interval until SIGTERM or SIGINT."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+    """Tick on the configured interval until SIGTERM or SIGINT; serve /healthz and /metrics."""
+    from agent.service import Service
 
-    from agent.engine import Engine
-
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
     if check_only:
-        typer.echo("configuration ok")
+        conf = settings.file.service
+        where = f"http://{conf.host}:{conf.port}/healthz" if conf.port else "no HTTP endpoint"
+        typer.echo(
+            f"configuration ok: {len(settings.relationships)} relationships, "
+            f"a tick every {settings.tick}, {where}"
+        )
         return
-    log = logging.getLogger("cadence.serve")
-    stop = threading.Event()
-    running = threading.Lock()
-
-    def tick() -> None:
-        if not running.acquire(blocking=False):
-            log.warning("previous tick still running; skipping this one")
-            return
-        try:
-            with TickLock(settings.store, wait=0), Engine(settings) as engine:
-                report = engine.tick(datetime.now(UTC))
-            log.info(
-                "tick %s: %d booked, %d mails, %d errors",
-                report.tick,
-                report.count("book"),
-                sum(report.count(k) for k in ("agenda", "recap", "invite")),
-                len(report.errors),
-            )
-        except Busy as exc:
-            log.warning("%s", exc)
-        except Exception:
-            log.exception("tick failed")
-        finally:
-            running.release()
-
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        tick,
-        "interval",
-        seconds=settings.tick.total_seconds(),
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-    )
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s: stopping after the current tick", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    scheduler.start()
-    log.info("serving: a tick every %s", settings.tick)
-    stop.wait()
-    scheduler.shutdown(wait=True)
-    log.info("stopped")
+    service = Service(settings)
+    try:
+        service.run()
+    except OSError as exc:
+        conf = settings.file.service
+        fail(f"cannot listen on {conf.host}:{conf.port}: {exc.strerror or exc}", 1)
 
 
 @app.command()
