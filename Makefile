@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format clean test-servers
+.PHONY: demo test lint format clean test-servers screenshots
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed test-servers
 	$(BIN)/pytest -q
 
-# Real servers some tests start that pip cannot install: Debian's Dovecot for the IMAP
-# tests of the caldav provider. Installed when missing and possible (root with apt-get);
+# Real programs some tests start that pip cannot install: Debian's Dovecot for the IMAP
+# tests of the caldav provider, Chromium for the HTML report. Installed when missing and possible (root with apt-get);
 # otherwise those tests are skipped with the reason.
 test-servers:
 	@command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || \
@@ -27,6 +27,16 @@ test-servers:
 	      { apt-get update -qq >/dev/null 2>&1 && \
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1; }; }; } || \
 	  echo "note: dovecot-imapd not installed; the IMAP tests will be skipped"
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium not installed; the HTML report test will be skipped"
+
+# The screenshot of the HTML report in docs/, from the demo workspace (needs Chromium).
+screenshots: $(BIN)/.installed
+	$(BIN)/python -m tests.test_report
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import typer
@@ -223,6 +223,52 @@ def explain(
         run_explain(settings, relationship, parse_now(now), typer.echo)
     except ConfigError as exc:
         fail(str(exc), 2)
+
+
+@app.command()
+def report(
+    config: str | None = ConfigOption,
+    since: str | None = typer.Option(
+        None, "--since", help="Count meetings from this date (YYYY-MM-DD; default: a year ago)."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or html."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+    details: bool = typer.Option(
+        False, "--details", help="Include meeting titles (by default only dates and counts)."
+    ),
+    now: str | None = NowOption,
+) -> None:
+    """Cadence measures per leader and overall, from the store (no provider is called)."""
+    from agent import report as report_mod
+
+    if fmt not in ("table", "csv", "json", "html"):
+        fail(f"--format: {fmt!r} is not one of table, csv, json, html", 2)
+    settings = load_settings(config)
+    when = parse_now(now)
+    start = None
+    if since is not None:
+        try:
+            day = date.fromisoformat(since)
+        except ValueError:
+            fail(f"--since: not a date (YYYY-MM-DD): {since!r}", 2)
+            return
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if start >= when:
+            fail(f"--since {since} is not before now ({when:%Y-%m-%d})", 2)
+    built = report_mod.build(settings, when, start, details)
+    if fmt == "html":
+        from agent.report_html import render
+
+        text = render(built)
+    else:
+        text = {"table": report_mod.to_table, "csv": report_mod.to_csv, "json": report_mod.to_json}[
+            fmt
+        ](built)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"report written to {output}", err=True)
 
 
 @app.command("log")
