@@ -2,6 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+WHEELS ?= .cache/wheels
 
 .PHONY: demo test lint format clean test-servers screenshots
 
@@ -14,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/cadence demo
 
-test: $(BIN)/.installed test-servers
+test: $(BIN)/.installed test-servers $(WHEELS)/.done
 	$(BIN)/pytest -q
 
 # Real programs some tests start that pip cannot install: Debian's Dovecot for the IMAP
@@ -34,6 +35,14 @@ test-servers:
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
 	  echo "note: chromium not installed; the HTML report test will be skipped"
 
+# Wheels of Cadence and everything it needs (hatchling to build it, too), fetched once:
+# tests/test_docker.py installs from here with --no-index, as the image's build stage
+# does from the index, so the test itself never touches the network.
+$(WHEELS)/.done: pyproject.toml $(BIN)/.installed
+	rm -rf $(WHEELS)
+	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELS) . hatchling
+	touch $@
+
 # The screenshot of the HTML report in docs/, from the demo workspace (needs Chromium).
 screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
@@ -48,4 +57,4 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix agent tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache $(WHEELS)

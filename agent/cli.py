@@ -193,6 +193,33 @@ def serve(
 
 
 @app.command()
+def health(
+    config: str | None = ConfigOption,
+    timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for an answer."),
+) -> None:
+    """Ask a running ``cadence serve`` for /healthz; exit 0 when healthy, 1 otherwise."""
+    import urllib.error
+    import urllib.request
+
+    conf = load_settings(config).file.service
+    if not conf.port:
+        fail("service.port is 0: this configuration serves no health endpoint", 2)
+    host = "127.0.0.1" if conf.host in ("0.0.0.0", "") else conf.host
+    host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+    url = f"http://{host}:{conf.port}/healthz"
+    try:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+        with direct.open(url, timeout=timeout) as answer:
+            typer.echo(answer.read().decode().strip())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            typer.echo(exc.read().decode().strip())
+        fail(f"unhealthy: {url} answered {exc.code}", 1)
+    except (OSError, urllib.error.URLError) as exc:
+        fail(f"no answer from {url}: {exc}", 1)
+
+
+@app.command()
 def status(
     config: str | None = ConfigOption,
     now: str | None = NowOption,

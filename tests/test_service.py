@@ -111,6 +111,8 @@ def test_healthz_metrics_and_json_logs_of_a_good_tick(workspace: Path) -> None:
         status, kind, text = get(port, "/metrics")
         assert status == 200 and kind.startswith("text/plain"), kind
         assert get(port, "/nothing")[0] == 404
+        probe = cadence_health(config)
+        assert probe.returncode == 0 and json.loads(probe.stdout)["status"] == "ok", probe
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -160,12 +162,32 @@ def test_healthz_turns_503_after_failed_ticks(workspace: Path) -> None:
         text = get(port, "/metrics")[2]
         assert metric(text, "cadence_ticks_total", status="failed") >= 2
         assert metric(text, "cadence_consecutive_failed_ticks") >= 2
+        probe = cadence_health(config)
+        assert probe.returncode == 1 and "unhealthy: http://127.0.0.1" in probe.stderr, probe
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0
     # text format at warning level: the failures, no info lines
     assert "ERROR" in err and "tick failed" in err and "INFO" not in err
     assert not err.lstrip().startswith("{")
+
+
+def cadence_health(config: Path) -> subprocess.CompletedProcess[str]:
+    """The container's HEALTHCHECK command."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "health", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_health_probe_without_a_server(workspace: Path) -> None:
+    config, port = configure(workspace)
+    probe = cadence_health(config)
+    assert (
+        probe.returncode == 1 and f"no answer from http://127.0.0.1:{port}/healthz" in probe.stderr
+    )
 
 
 def test_health_is_stale_after_three_intervals() -> None:
