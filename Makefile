@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 WHEELS ?= .cache/wheels
 
-.PHONY: demo test lint format clean test-servers screenshots
+.PHONY: demo test lint format clean test-servers screenshots soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ $(WHEELS)/.done: pyproject.toml $(BIN)/.installed
 # The screenshot of the HTML report in docs/, from the demo workspace (needs Chromium).
 screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
+
+# The long soak: 200 relationships, 20 ticks, 30 % of requests faulted (a short one runs
+# in `make test`).
+soak: $(BIN)/.installed
+	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks
