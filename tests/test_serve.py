@@ -58,6 +58,7 @@ def test_sigterm_mid_tick_finishes_the_tick_and_a_restart_is_quiet(
     workspace: Path, tmp_path: Path
 ) -> None:
     marker = tmp_path / "paused"
+    workspace.write_text(workspace.read_text() + "\nservice:\n  port: 0\n")  # no endpoint
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
     env |= {
         "CADENCE_PAUSE_AT": "10",
