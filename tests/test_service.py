@@ -12,10 +12,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent.health import Health
 
@@ -248,3 +250,82 @@ def test_port_taken_is_a_clear_error(workspace: Path) -> None:
         )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_throttle_waits_and_provider_calls_are_counted() -> None:
+    from agent import metrics
+    from agent.connectors.base import PermanentError, RetryPolicy, TransientError
+
+    class Calendar:
+        sends_invitations = False
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def busy(self, people: list[str]) -> dict[str, list[str]]:
+            self.calls += 1
+            if self.calls < 3:
+                raise TransientError("429", retry_after=1.5)
+            return {p: [] for p in people}
+
+        def find(self, person: str, key: str) -> None:
+            raise PermanentError("403")
+
+    assert metrics.instrument(("cal", "mail"), "x") == ("cal", "mail")  # inactive: untouched
+    m = metrics.activate()
+    try:
+        inner = Calendar()
+        calendar, _ = metrics.instrument((inner, object()), "google")
+        policy = RetryPolicy(sleep=lambda _s: None, rand=lambda: 0.0)
+        assert policy.call(lambda: calendar.busy(["a"])) == {"a": []}
+        with pytest.raises(PermanentError):
+            calendar.find("a", "k")
+        assert calendar.sends_invitations is False  # attributes pass through
+        text = m.exposition().decode()
+    finally:
+        metrics.deactivate()
+    assert metric(text, "cadence_throttle_waits_total") == 2
+    assert metric(text, "cadence_throttle_wait_seconds_total") == 3.0  # retry_after wins
+    assert (
+        metric(
+            text,
+            "cadence_provider_requests_total",
+            provider="google",
+            method="busy",
+            status="transient",
+        )
+        == 2
+    )
+    assert (
+        metric(
+            text, "cadence_provider_requests_total", provider="google", method="busy", status="ok"
+        )
+        == 1
+    )
+    assert (
+        metric(
+            text,
+            "cadence_provider_requests_total",
+            provider="google",
+            method="find",
+            status="permanent",
+        )
+        == 1
+    )
+    # after deactivate, nothing listens to waits any more
+    assert RetryPolicy(attempts=2, sleep=lambda _s: None).call(_once_transient()) == 1
+    assert metric(m.exposition().decode(), "cadence_throttle_waits_total") == 2
+
+
+def _once_transient() -> Callable[[], int]:
+    from agent.connectors.base import TransientError
+
+    state = {"n": 0}
+
+    def fn() -> int:
+        state["n"] += 1
+        if state["n"] == 1:
+            raise TransientError("503")
+        return 1
+
+    return fn
