@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,10 +64,28 @@ def test_compose_mounts() -> None:
 def test_image_install_step_and_serve_check(tmp_path: Path) -> None:
     if not (WHEELS / ".done").exists():
         pytest.skip("no wheelhouse: `make test` (or `make .cache/wheels/.done`) fetches it once")
-    runs = [args for word, args in instructions() if word == "RUN" and "install.sh" in args]
+    steps = instructions()
+    build = steps[: [i for i, (w, _) in enumerate(steps) if w == "FROM"][1]]
+    assert ("WORKDIR", "/src") in build
+    # the build stage sees only what it copies: copy the same into a folder of our own
+    src = tmp_path / "src"
+    src.mkdir()
+    for word, args in build:
+        if word == "COPY":
+            *sources, target = args.split()
+            dest = src / target.removeprefix("./")
+            for name in sources:
+                origin = ROOT / name
+                into = dest / origin.name if target.endswith("/") or len(sources) > 1 else dest
+                if origin.is_dir():
+                    shutil.copytree(origin, into, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    into.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, into)
+    runs = [args for word, args in build if word == "RUN"]
     assert len(runs) == 1, runs
     venv = tmp_path / "opt-cadence"
-    command = shlex.split(runs[0].replace("/opt/cadence", str(venv)).replace("/src", str(ROOT)))
+    command = shlex.split(runs[0].replace("/opt/cadence", str(venv)).replace("/src", str(src)))
     assert command[:2] == ["sh", "docker/install.sh"], command
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "CADENCE_", "PYTHON"))}
     env.update(
@@ -76,7 +95,7 @@ def test_image_install_step_and_serve_check(tmp_path: Path) -> None:
         PIP_CONFIG_FILE=os.devnull,
         PYTHON=sys.executable,
     )
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(command, cwd=src, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     # only Cadence and its dependencies: not the test tools of the dev install
     listed = (
@@ -114,3 +133,20 @@ def test_image_install_step_and_serve_check(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     assert "configuration ok" in check.stdout and "0.0.0.0:9464" in check.stdout
     assert not data.exists()  # --check writes nothing
+    # and the installed package is complete (templates, rules, the local provider): a demo tick
+    demo = subprocess.run(
+        [
+            str(venv / "bin" / "cadence"),
+            "demo",
+            str(tmp_path / "demo"),
+            "--now",
+            "2026-11-23T14:00:00+00:00",
+        ],
+        cwd=tmp_path,
+        env={k: v for k, v in env.items() if k != "CADENCE_CONFIG"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert list((tmp_path / "demo" / "outbox").glob("*.eml"))
