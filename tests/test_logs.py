@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,44 @@ def test_unknown_level_or_format() -> None:
         logs.setup("loud", "text")
     with pytest.raises(ValueError, match="unknown log format"):
         logs.setup("info", "xml")  # type: ignore[arg-type]
+
+
+def test_auto_format_is_text_on_a_terminal_and_json_on_a_pipe(workspace: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "agent.cli", "run", "--once", "--config", str(workspace)]
+    args += ["--now", "2026-11-23T14:00:00+00:00", "-v"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=120)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert proc.returncode == 0
+    text = b"".join(chunks).decode()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines and not any(line.lstrip().startswith("{") for line in lines)
+    assert any(
+        re.search(r" INFO +cadence\.engine \[tick=1 rel=\S+/\S+\]: book \[", line) for line in lines
+    )
+    # the same run on a pipe: JSON lines (a second tick: quiet, but it logs)
+    piped = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert piped.returncode == 0
+    records = [json.loads(line) for line in piped.stderr.splitlines() if line.strip()]
+    assert records and {r["tick"] for r in records if r["logger"] == "cadence.engine"} == {2}
