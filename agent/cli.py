@@ -155,7 +155,7 @@ def run(
     log_level: str | None = LogLevelOption,
     log_format: str = LogFormatOption,
 ) -> None:
-    """Run one tick (``--once``); use ``serve`` to keep running."""
+    """Run one tick (--once); use serve to keep running."""
     if not once:
         fail("cadence run needs --once; use 'cadence serve' to run on a schedule", 2)
     _tick(config, now, False, verbose, log_level, log_format)
