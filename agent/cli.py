@@ -197,7 +197,7 @@ def health(
     config: str | None = ConfigOption,
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for an answer."),
 ) -> None:
-    """Ask a running ``cadence serve`` for /healthz; exit 0 when healthy, 1 otherwise."""
+    """Ask a running cadence serve for /healthz; exit 0 when healthy, 1 otherwise."""
     import urllib.error
     import urllib.request
 
