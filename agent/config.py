@@ -294,6 +294,14 @@ class ProgramConfig(Strict):
     recap: RecapConfig = RecapConfig()
 
 
+class ServiceConfig(Strict):
+    """``cadence serve``: where /healthz and /metrics listen, and when it is unhealthy."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0: no HTTP endpoint
+    unhealthy_after: int = Field(default=3, ge=1)  # consecutive failed ticks
+
+
 class ConfigFile(Strict):
     """The whole configuration file."""
 
@@ -303,6 +311,7 @@ class ConfigFile(Strict):
     templates: str | None = None
     language: Literal["en"] = "en"
     read_only: bool = False
+    service: ServiceConfig = ServiceConfig()
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig]

@@ -33,6 +33,9 @@ from agent.model import (
 
 T = TypeVar("T")
 
+#: called with the seconds of every pause before a retry (the service counts them)
+WAIT_LISTENERS: list[Callable[[float], None]] = []
+
 
 class CadenceError(Exception):
     """Base of every error Cadence raises on purpose."""
@@ -186,5 +189,7 @@ class RetryPolicy:
                 if waited + pause > self.max_total:
                     raise
                 waited += pause
+                for listener in WAIT_LISTENERS:
+                    listener(pause)
                 self.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
