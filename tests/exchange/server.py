@@ -450,21 +450,19 @@ class EwsServer:
         return (head + ET.tostring(response, encoding="unicode") + "</s:Body></s:Envelope>").encode()
 
     def _fault(self, fault: EwsFault) -> bytes:
-        extra = ""
+        # As Exchange writes it: ResponseCode and Message in the errors namespace, the
+        # MessageXml (where BackOffMilliseconds lives) in the types namespace.
+        hint = ""
         if fault.back_off_ms is not None:
-            extra = (
-                f'<e:MessageXml><t:Value Name="BackOffMilliseconds">{fault.back_off_ms}'
-                f"</t:Value></e:MessageXml>"
-            )
+            hint = f'<t:Value Name="BackOffMilliseconds">{fault.back_off_ms}</t:Value>'
         return (
             f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{S}"><s:Body>'
             f'<s:Fault><faultcode xmlns:a="{T}">a:{fault.code}</faultcode>'
             f'<faultstring xml:lang="en-US">{escape(fault.message)}</faultstring>'
             f'<detail><e:ResponseCode xmlns:e="{ERRORS}">{fault.code}</e:ResponseCode>'
             f'<e:Message xmlns:e="{ERRORS}">{escape(fault.message)}</e:Message>'
-            f'<e:MessageXml xmlns:e="{ERRORS}" xmlns:t="{T}">'
-            f"{extra.replace('<e:MessageXml>', '').replace('</e:MessageXml>', '')}"
-            f"</e:MessageXml></detail></s:Fault></s:Body></s:Envelope>"
+            f'<t:MessageXml xmlns:t="{T}">{hint}</t:MessageXml>'
+            f"</detail></s:Fault></s:Body></s:Envelope>"
         ).encode()
 
     @staticmethod
