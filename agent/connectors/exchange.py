@@ -141,6 +141,9 @@ FIELDS = (
     "uid",
     "appointment_sequence_number",
     "cadence_key",
+    # all-day items: exchangelib turns start/end into local dates in these zones
+    "_start_timezone",
+    "_end_timezone",
 )
 TRANSIENT = (
     ews_errors.ErrorServerBusy,
@@ -404,10 +407,11 @@ def _merge(intervals: list[Interval]) -> list[Interval]:
 def to_event(owner: Person, item: Any) -> Event:
     """Map one CalendarItem (or occurrence) onto an Event of ``owner``'s calendar."""
     if item.is_all_day:
-        first = _aware(item.start).astimezone(owner.zone).date()
-        last = _aware(item.end).astimezone(owner.zone).date()
-        if isinstance(item.start, date) and not isinstance(item.start, datetime):
-            first, last = item.start, item.end
+        if isinstance(item.start, datetime) or not isinstance(item.start, date):
+            first = _aware(item.start).astimezone(owner.zone).date()
+            last = _aware(item.end).astimezone(owner.zone).date()
+        else:  # exchangelib's dates: the first and the last day (inclusive)
+            first, last = item.start, item.end + timedelta(days=1)
         start = datetime.combine(first, time(0), owner.zone)
         end = datetime.combine(max(last, first + timedelta(days=1)), time(0), owner.zone)
     else:

@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 import trustme
 from dateutil import rrule
+from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP  # the CLDR table, as data
 
 S = "http://schemas.xmlsoap.org/soap/envelope/"
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -222,6 +223,7 @@ class EwsServer:
         self._failures: dict[str, list[str]] = collections.defaultdict(list)
         self._lock = threading.RLock()
         self._occ: dict[str, tuple[str, int]] = {}
+        self._corrupt: set[str] = set()
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost", "mail.contoso.example")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -265,6 +267,10 @@ class EwsServer:
     def fail(self, operation: str, code: str, times: int = 1) -> None:
         """Answer the next ``times`` requests of ``operation`` with a fault ``code``."""
         self._failures[operation].extend([code] * times)
+
+    def corrupt(self, item_id: str) -> None:
+        """Make GetItem answer ErrorCorruptData for one item, as a damaged item does."""
+        self._corrupt.add(item_id)
 
     def reset_counts(self) -> None:
         self.counts.clear()
@@ -624,6 +630,8 @@ class EwsServer:
             try:
                 item, index, s, e = self._resolve(ref.get("Id", ""))
                 self._may_access(req, item.owner)
+                if item.id in self._corrupt:
+                    raise ItemError("ErrorCorruptData", "The item is corrupt.")
             except ItemError as exc:
                 self._message(msgs, "GetItem", exc)
                 continue
@@ -746,9 +754,8 @@ class EwsServer:
             elif uri == "calendar:OptionalAttendees":
                 attendees("OptionalAttendees", item.optional)
             elif uri in ("calendar:StartTimeZone", "calendar:EndTimeZone"):
-                ET.SubElement(
-                    el, t(uri.split(":")[1]), Id="UTC", Name="(UTC) Coordinated Universal Time"
-                )
+                ms_id = IANA_TO_MS_TIMEZONE_MAP.get(item.zone, ("UTC",))[0]
+                ET.SubElement(el, t(uri.split(":")[1]), Id=ms_id, Name=ms_id)
             elif uri in values and values[uri] != "":
                 ET.SubElement(el, t(uri.split(":")[1])).text = values[uri]
         return el
@@ -837,6 +844,8 @@ class EwsServer:
                 item.free_busy = child.text or "Busy"
             elif name == "Location":
                 item.location = child.text or ""
+            elif name == "StartTimeZone":
+                item.zone = _iana(child.get("Id", "UTC"))
             elif name in ("RequiredAttendees", "OptionalAttendees"):
                 people = [
                     Attendee(
@@ -1105,6 +1114,13 @@ class EwsServer:
                 ET.SubElement(details, t("IsMeeting")).text = str(item.is_meeting).lower()
                 ET.SubElement(details, t("IsRecurring")).text = str(bool(item.rrule)).lower()
         return response
+
+
+def _iana(ms_id: str) -> str:
+    for iana, (ms, _) in IANA_TO_MS_TIMEZONE_MAP.items():
+        if ms == ms_id:
+            return iana
+    return "UTC"
 
 
 def _ext_key(uri: ET.Element) -> tuple[str, str, str]:
