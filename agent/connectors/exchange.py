@@ -599,16 +599,16 @@ class ExchangeCalendar:
 
     # -- the agent's own events
 
-    def find(self, person: Person, key: str) -> Event | None:
+    def _tagged(self, person: Person, key: str) -> list[tuple[str, str]]:
+        """(id, change key) of the items tagged with ``key`` (one FindItem, no retry)."""
         if not re.fullmatch(r"[0-9A-Za-z_-]{1,200}", key):
             raise PermanentError(f"not a booking key: {key!r}")
         folder = self.ews.folder(person.email)
+        found = _check(folder.filter(cadence_key=key).only("id", "changekey"), "find")
+        return [(str(i.id), str(i.changekey)) for i in found]
 
-        def search() -> list[tuple[str, str]]:
-            found = _check(folder.filter(cadence_key=key).only("id", "changekey"), "find")
-            return [(str(i.id), str(i.changekey)) for i in found]
-
-        ids = self.ews.call(f"booking {key} of {person.email}", search)
+    def find(self, person: Person, key: str) -> Event | None:
+        ids = self.ews.call(f"booking {key} of {person.email}", lambda: self._tagged(person, key))
         events, _ = self._fetch(person, ids)
         events.sort(key=lambda e: e.cancelled)
         return events[0] if events else None
@@ -637,7 +637,17 @@ class ExchangeCalendar:
             cadence_key=draft.key,
         )
 
+        tries = 0
+
         def save() -> tuple[str, str]:
+            # EWS has no idempotency token: a retry (after a timeout or a lost answer,
+            # when the first CreateItem may have worked) looks for the tag first.
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                made = self._tagged(organizer, draft.key)
+                if made:
+                    return made[0]
             item.save(send_meeting_invitations="SendToAllAndSaveCopy")
             return str(item.id), str(item.changekey)
 

@@ -224,6 +224,7 @@ class EwsServer:
         self._lock = threading.RLock()
         self._occ: dict[str, tuple[str, int]] = {}
         self._corrupt: set[str] = set()
+        self._lost: collections.Counter[str] = collections.Counter()
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost", "mail.contoso.example")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -267,6 +268,11 @@ class EwsServer:
     def fail(self, operation: str, code: str, times: int = 1) -> None:
         """Answer the next ``times`` requests of ``operation`` with a fault ``code``."""
         self._failures[operation].extend([code] * times)
+
+    def lose_response(self, operation: str, times: int = 1) -> None:
+        """Carry out the next ``times`` requests of ``operation``, then answer 503 (a
+        response lost on the way back: the client cannot tell it worked)."""
+        self._lost[operation] += times
 
     def corrupt(self, item_id: str) -> None:
         """Make GetItem answer ErrorCorruptData for one item, as a damaged item does."""
@@ -367,6 +373,9 @@ class EwsServer:
                 if handler is None:
                     raise EwsFault("ErrorInvalidRequest", f"operation {operation} not supported")
                 response = handler(request)
+                if self._lost[operation] > 0:
+                    self._lost[operation] -= 1
+                    return 503, b"Service Unavailable", {"Content-Type": "text/plain"}
             except EwsFault as fault:
                 return 500, self._fault(fault), {"Content-Type": "text/xml; charset=utf-8"}
         return 200, self._envelope(response), {"Content-Type": "text/xml; charset=utf-8"}
