@@ -335,6 +335,9 @@ def translate(what: str, exc: BaseException) -> TransientError | PermanentError:
         return TransientError(text, retry_after=getattr(exc, "wait", None))
     if isinstance(exc, TRANSIENT):
         return TransientError(text)
+    if isinstance(exc, ews_errors.ResponseMessageError):
+        # an answer from Exchange about this request (access denied, not found, invalid)
+        return PermanentError(text)
     if isinstance(exc, ews_errors.TransportError) and re.search(
         r"certificate|SSL|TLS", str(exc), re.I
     ):
