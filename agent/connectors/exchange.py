@@ -29,6 +29,7 @@ exchangelib's errors are translated in one place, :meth:`Ews.call`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -160,7 +161,7 @@ TRANSIENT = (
 )
 
 
-class CadenceKey(ExtendedProperty):
+class CadenceKey(ExtendedProperty):  # type: ignore[misc]
     """The booking key on the organizer's item (PS_PUBLIC_STRINGS would clash with others)."""
 
     property_set_id = KEY_SET
@@ -242,7 +243,7 @@ class Ews:
         )
         if account.auth == "oauth":
             from exchangelib import OAuth2AuthorizationCodeCredentials
-            from oauthlib.oauth2 import OAuth2Token
+            from oauthlib.oauth2 import OAuth2Token  # type: ignore[import-untyped]
 
             credentials: Any = OAuth2AuthorizationCodeCredentials(
                 access_token=OAuth2Token({"access_token": secret, "token_type": "Bearer"})
@@ -264,10 +265,8 @@ class Ews:
             cls = type("CadenceProtocol", (Protocol,), {"HTTP_ADAPTER_CLS": _adapter(str(ca))})
         # Protocols are cached per endpoint and credentials; a new one for this account
         # (with its own adapter) replaces any stale one.
-        try:
+        with contextlib.suppress(KeyError):
             del Protocol[self.config]
-        except KeyError:
-            pass
         self.protocol = cls(config=self.config)
         self.access = IMPERSONATION if account.access_type == "impersonation" else DELEGATE
         self._accounts: dict[str, Account] = {}
@@ -319,10 +318,8 @@ class Ews:
         try:
             self.protocol.close()
         finally:
-            try:
+            with contextlib.suppress(KeyError):
                 del Protocol[self.config]
-            except KeyError:
-                pass
 
 
 def translate(what: str, exc: BaseException) -> TransientError | PermanentError:
@@ -439,7 +436,7 @@ def to_event(owner: Person, item: Any) -> Event:
         # copies one meeting. The agent never changes such a copy (only the organizer's).
         found = REFERENCE.search(text)
         key = found.group(1) if found else None
-    status = item.legacy_free_busy_status or "Busy"
+    busy_status = str(item.legacy_free_busy_status or "Busy")
     return Event(
         owner=owner.email,
         id=str(item.id),
@@ -449,8 +446,8 @@ def to_event(owner: Person, item: Any) -> Event:
         uid=str(item.uid or ""),
         all_day=bool(item.is_all_day),
         cancelled=bool(item.is_cancelled),
-        transparent=status in ("Free", "WorkingElsewhere"),
-        kind="outOfOffice" if status == "OOF" else "default",
+        transparent=busy_status in ("Free", "WorkingElsewhere"),
+        kind="outOfOffice" if busy_status == "OOF" else "default",
         organizer=organizer,
         attendees=tuple(attendees.values()),
         key=str(key) if key else None,
@@ -482,9 +479,7 @@ def _decode(cursor: str) -> tuple[Interval, dict[str, str]]:
     raise CursorExpired(f"not an Exchange cursor: {cursor[:40]!r}")
 
 
-def _diff(
-    before: Mapping[str, str], now: Mapping[str, str]
-) -> tuple[list[str], list[str]]:
+def _diff(before: Mapping[str, str], now: Mapping[str, str]) -> tuple[list[str], list[str]]:
     """(changed or new ids, removed ids) between two id → change key maps.
 
     Why not SyncFolderItems: it reports changes to recurring masters, not to the
@@ -549,7 +544,8 @@ class ExchangeCalendar:
         acc = self.ews.mailbox(person.email)
         folder = self.ews.folder(person.email)
         items = self.ews.call(
-            f"items of {person.email}", lambda: list(acc.fetch(ids=ids, folder=folder, only_fields=FIELDS))
+            f"items of {person.email}",
+            lambda: list(acc.fetch(ids=ids, folder=folder, only_fields=FIELDS)),
         )
         events: list[Event] = []
         skipped: list[Skipped] = []
@@ -633,7 +629,9 @@ class ExchangeCalendar:
             end=_ews(draft.end, zone),
             legacy_free_busy_status="Busy",
             required_attendees=[
-                Attendee(mailbox=Mailbox(email_address=p.email, name=p.name), response_type="Unknown")
+                Attendee(
+                    mailbox=Mailbox(email_address=p.email, name=p.name), response_type="Unknown"
+                )
                 for p in draft.attendees
                 if p.email.lower() != organizer.email.lower()
             ],

@@ -234,7 +234,9 @@ class EwsServer:
         self._httpd.block_on_close = True
         self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.ews = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -462,7 +464,9 @@ class EwsServer:
         )
         ET.register_namespace("m", M)
         ET.register_namespace("t", T)
-        return (head + ET.tostring(response, encoding="unicode") + "</s:Body></s:Envelope>").encode()
+        return (
+            head + ET.tostring(response, encoding="unicode") + "</s:Body></s:Envelope>"
+        ).encode()
 
     def _fault(self, fault: EwsFault) -> bytes:
         # As Exchange writes it: ResponseCode and Message in the errors namespace, the
@@ -504,7 +508,9 @@ class EwsServer:
     def _op_ConvertId(self, req: Request) -> ET.Element:
         response, msgs = self._messages("ConvertId")
         for _ in req.body.iter(t("AlternateId")):
-            self._message(msgs, "ConvertId", ItemError("ErrorInvalidIdMalformed", "Id is malformed."))
+            self._message(
+                msgs, "ConvertId", ItemError("ErrorInvalidIdMalformed", "Id is malformed.")
+            )
         return response
 
     def _folder_target(self, req: Request, parent: ET.Element | None) -> tuple[str, str]:
@@ -560,7 +566,8 @@ class EwsServer:
         restriction = req.body.find(m("Restriction"))
         if view is not None and restriction is not None:
             raise EwsFault(
-                "ErrorInvalidRestriction", "Restrictions and sort order may not be specified for a CalendarView."
+                "ErrorInvalidRestriction",
+                "Restrictions and sort order may not be specified for a CalendarView.",
             )
         rendered: list[ET.Element] = []
         box = self._box(owner)
@@ -659,7 +666,9 @@ class EwsServer:
         el = ET.Element(t(item.kind))
         item_id = item.id
         if index:
-            item_id = base64.b64encode(b"AAMkOcc" + item.id.encode() + f"|{index}".encode()).decode()
+            item_id = base64.b64encode(
+                b"AAMkOcc" + item.id.encode() + f"|{index}".encode()
+            ).decode()
             self._occ[item_id] = (item.id, index)
         ET.SubElement(el, t("ItemId"), Id=item_id, ChangeKey=item.changekey)
         base = shape.findtext(t("BaseShape")) if shape is not None else "IdOnly"
@@ -675,11 +684,7 @@ class EwsServer:
         if base != "IdOnly":
             wanted += ["item:Subject", "calendar:Start", "calendar:End", "calendar:Organizer"]
         s, e = start or item.start, end or item.end
-        kind = (
-            "Single"
-            if not item.rrule
-            else ("Occurrence" if index else "RecurringMaster")
-        )
+        kind = "Single" if not item.rrule else ("Occurrence" if index else "RecurringMaster")
 
         def mailbox(parent: ET.Element, address: str, name: str) -> None:
             box = ET.SubElement(parent, t("Mailbox"))
@@ -1014,9 +1019,7 @@ class EwsServer:
             msg = EmailMessage()
             msg["Subject"] = elem.findtext(t("Subject")) or ""
             msg.set_content(elem.findtext(t("Body")) or "")
-            msg["To"] = ", ".join(
-                a.text or "" for a in elem.iter(t("EmailAddress")) if a.text
-            )
+            msg["To"] = ", ".join(a.text or "" for a in elem.iter(t("EmailAddress")) if a.text)
         assert isinstance(msg, EmailMessage)
         if "From" not in msg:
             msg["From"] = owner
@@ -1044,14 +1047,18 @@ class EwsServer:
             )
             periods = ET.SubElement(tz, t("Periods"))
             ET.SubElement(
-                periods, t("Period"), Bias="PT0H", Name="Standard", Id="trule:Microsoft/Registry/UTC/2006-Standard"
+                periods,
+                t("Period"),
+                Bias="PT0H",
+                Name="Standard",
+                Id="trule:Microsoft/Registry/UTC/2006-Standard",
             )
             groups = ET.SubElement(tz, t("TransitionsGroups"))
             group = ET.SubElement(groups, t("TransitionsGroup"), Id="0")
             tr = ET.SubElement(group, t("Transition"))
-            ET.SubElement(tr, t("To"), Kind="Period").text = (
-                "trule:Microsoft/Registry/UTC/2006-Standard"
-            )
+            ET.SubElement(
+                tr, t("To"), Kind="Period"
+            ).text = "trule:Microsoft/Registry/UTC/2006-Standard"
             transitions = ET.SubElement(tz, t("Transitions"))
             tr = ET.SubElement(transitions, t("Transition"))
             ET.SubElement(tr, t("To"), Kind="Group").text = "0"
@@ -1115,7 +1122,9 @@ class EwsServer:
                         spans.append((s, e, item))
             for s, e, item in sorted(spans, key=lambda x: (x[0], x[1])):
                 ev = ET.SubElement(events, t("CalendarEvent"))
-                ET.SubElement(ev, t("StartTime")).text = (s + offset).replace(tzinfo=None).isoformat()
+                ET.SubElement(ev, t("StartTime")).text = (
+                    (s + offset).replace(tzinfo=None).isoformat()
+                )
                 ET.SubElement(ev, t("EndTime")).text = (e + offset).replace(tzinfo=None).isoformat()
                 ET.SubElement(ev, t("BusyType")).text = item.free_busy
                 details = ET.SubElement(ev, t("CalendarEventDetails"))
@@ -1168,9 +1177,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != PATH:
             self._reply(404, b"", {})
             return
-        status, body, headers = server.handle(
-            {k.lower(): v for k, v in self.headers.items()}, raw
-        )
+        status, body, headers = server.handle({k.lower(): v for k, v in self.headers.items()}, raw)
         self._reply(status, body, headers)
 
     def do_GET(self) -> None:

@@ -21,10 +21,16 @@ def test_one_request_for_everyone_with_tentative_busy_and_free_ignored(
 ) -> None:
     ana, ben, chloe = staff
     server.add_event(ben.email, "Busy", START, START + timedelta(hours=1))
-    server.add_event(ben.email, "Maybe", START + timedelta(hours=2), START + timedelta(hours=3),
-                     free_busy="Tentative")
-    server.add_event(ben.email, "Free", START + timedelta(hours=4), START + timedelta(hours=5),
-                     free_busy="Free")
+    server.add_event(
+        ben.email,
+        "Maybe",
+        START + timedelta(hours=2),
+        START + timedelta(hours=3),
+        free_busy="Tentative",
+    )
+    server.add_event(
+        ben.email, "Free", START + timedelta(hours=4), START + timedelta(hours=5), free_busy="Free"
+    )
     server.add_event(ana.email, "Ana's", START, START + timedelta(minutes=30), zone="Europe/Berlin")
     window = Interval(START - timedelta(days=1), START + timedelta(days=1))
 
@@ -66,12 +72,14 @@ def test_more_than_100_mailboxes_take_two_requests(tmp_path: Path) -> None:
         finally:
             cal.close()
     assert server.counts["GetUserAvailability"] == 2
-    assert len(busy) == 130 and busy[staff[120].email] == [Interval(START, START + timedelta(hours=1))]
+    assert len(busy) == 130 and busy[staff[120].email] == [
+        Interval(START, START + timedelta(hours=1))
+    ]
 
 
 def test_an_unknown_mailbox_is_an_error_not_free_time(
     cal: ExchangeCalendar, staff: list[Person]
 ) -> None:
     stranger = Person("nobody@contoso.example", "No Body", "UTC", fixtures.HOURS)
-    with pytest.raises(PermanentError, match="nobody@contoso.example"):
+    with pytest.raises(PermanentError, match=r"nobody@contoso\.example"):
         cal.busy([*staff, stranger], Interval(START, START + timedelta(days=1)))

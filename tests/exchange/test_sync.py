@@ -31,7 +31,12 @@ def test_full_sync_expands_occurrences_and_maps_fields(
     server.add_event(ana.email, "Away", START, START + timedelta(hours=8), free_busy="OOF")
     holiday = datetime(2026, 12, 24, tzinfo=UTC) - timedelta(hours=1)  # Berlin midnight
     server.add_event(
-        ana.email, "Holiday", holiday, holiday + timedelta(days=1), all_day=True, zone="Europe/Berlin"
+        ana.email,
+        "Holiday",
+        holiday,
+        holiday + timedelta(days=1),
+        all_day=True,
+        zone="Europe/Berlin",
     )
     server.add_event(ana.email, "1:1 Ana & Ben", START, START + timedelta(hours=1), [ben.email])
 
@@ -80,7 +85,11 @@ def test_an_invitation_copy_carries_the_key_from_the_body(
 ) -> None:
     ana, ben, _ = staff
     server.add_event(
-        ana.email, "Deep dive", START, START + timedelta(hours=1), [ben.email],
+        ana.email,
+        "Deep dive",
+        START,
+        START + timedelta(hours=1),
+        [ben.email],
         body="Agenda\n\n[cadence:0123456789abcdef]",
     )
     [copy] = cal.changes(ben, None, WINDOW).events

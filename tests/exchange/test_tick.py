@@ -111,7 +111,9 @@ def test_tick_books_sends_agenda_and_reruns_quietly(setup: tuple[EwsServer, Path
         assert server.counts["CreateItem"] == 1
         # every request impersonated the mailbox it touched
         assert all(
-            r.impersonating for r in server.requests if r.operation not in ("GetUserAvailability", "GetServerTimeZones")
+            r.impersonating
+            for r in server.requests
+            if r.operation not in ("GetUserAvailability", "GetServerTimeZones")
         )
 
         # the day before, the agenda goes out from Ana's mailbox
