@@ -227,6 +227,22 @@ def status(
         print_status(rows)
 
 
+@app.command()
+def explain(
+    relationship: str = typer.Argument(..., help="employee/partner, or an unambiguous part"),
+    config: str | None = ConfigOption,
+    now: str | None = NowOption,
+) -> None:
+    """Show the history, due date and candidate slots behind one relationship."""
+    from agent.explain import explain as run_explain
+
+    settings = load_settings(config)
+    try:
+        run_explain(settings, relationship, parse_now(now), typer.echo)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
 @app.command("log")
 def log_cmd(
     config: str | None = ConfigOption,
@@ -263,6 +279,53 @@ def demo(
         run_demo(folder, parse_now(now))
     except Busy as exc:
         fail(str(exc), 1)
+
+
+auth_app = typer.Typer(help="Consent flows for a single person's own account.")
+app.add_typer(auth_app, name="auth")
+
+
+@auth_app.command("google")
+def auth_google(
+    client_secrets: Path = typer.Argument(..., help="OAuth client file (Desktop app type)."),
+    token: Path = typer.Option(Path("secrets/google-token.json"), "--token"),
+    console: bool = typer.Option(False, "--console", help="Headless: paste the answer back."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Consent for Google Calendar and Gmail; the token is stored with 0600 permissions."""
+    from agent.connectors import google
+
+    scopes = google.scopes_for(False)
+    if config_mod.config_path(config).exists():
+        scopes = google.needed_scopes(load_settings(config))
+    try:
+        written = google.authorize(client_secrets, token, scopes, console)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        return
+    except CadenceError as exc:
+        fail(f"error: {exc}", 1)
+        return
+    typer.echo(f"token stored in {written}; name it as `credentials:` of the google account")
+
+
+@auth_app.command("microsoft")
+def auth_microsoft(
+    config: str | None = ConfigOption,
+    account: str | None = typer.Option(None, "--account", help="The microsoft account to use."),
+) -> None:
+    """Sign in with the device-code flow; MSAL's token cache is written with 0600."""
+    from agent.connectors.microsoft_graph import login
+
+    try:
+        user = login(load_settings(config), account, show=typer.echo)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        return
+    except CadenceError as exc:
+        fail(f"error: {exc}", 1)
+        return
+    typer.echo(f"signed in as {user}")
 
 
 def main() -> None:

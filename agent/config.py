@@ -292,6 +292,7 @@ class ConfigFile(Strict):
     tick: Duration = timedelta(minutes=10)
     templates: str | None = None
     language: Literal["en"] = "en"
+    read_only: bool = False
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig]
@@ -356,8 +357,38 @@ def load(path: str | Path) -> Settings:
     try:
         parsed = ConfigFile.model_validate(source.data)
     except ValidationError as exc:
-        raise ConfigError([_message(source, err) for err in exc.errors()]) from None
+        errors = [_message(source, err) for err in exc.errors()]
+        errors += [e for e in _references(source) if e not in errors]
+        raise ConfigError(errors) from None
     return _resolve(source, parsed)
+
+
+def _references(source: yamlsource.Source) -> list[str]:
+    """Check relationships against people and programs in the raw data, so that these
+    errors are reported together with any schema errors elsewhere in the file."""
+    data = source.data
+    people = data.get("people")
+    programs = data.get("programs")
+    relationships = data.get("relationships")
+    if not isinstance(people, list) or not isinstance(relationships, list):
+        return []
+    emails = {str(p.get("email", "")).lower() for p in people if isinstance(p, dict)}
+    errors = []
+    for i, r in enumerate(relationships):
+        if not isinstance(r, dict):
+            continue
+        for role in ("employee", "partner"):
+            who = r.get(role)
+            if isinstance(who, str) and who.lower() not in emails:
+                errors.append(
+                    source.where(["relationships", i, role], f"{who} is not among people")
+                )
+        program = r.get("program")
+        if isinstance(programs, dict) and isinstance(program, str) and program not in programs:
+            errors.append(
+                source.where(["relationships", i, "program"], f"no program named {program!r}")
+            )
+    return errors
 
 
 def _message(source: yamlsource.Source, err: Any) -> str:

@@ -172,6 +172,8 @@ class _Tick(MailSteps):
         self.tick_id = tick_id
         self.now = now
         self.dry_run = dry_run
+        #: read_only (config) and dry_run (``cadence plan``) book and send nothing
+        self.acting = not (dry_run or engine.settings.file.read_only)
         self.report = TickReport(tick_id, now)
         self.failed_people: set[str] = set()
         self.meetings: dict[str, list[Meeting]] = {}
@@ -198,6 +200,12 @@ class _Tick(MailSteps):
 
     def record(self, action: ActionRecord) -> None:
         self.report.actions.append(action)
+
+    def held(self, kind: str, rel: str, series: str, detail: str, data: dict[str, Any]) -> None:
+        """An action not taken because the tick only plans, or the config is read-only."""
+        self.record(ActionRecord(kind, rel, series, detail, "planned", data))
+        if not self.dry_run:
+            self._audit_once("read-only", f"read-only, not done: {kind} {detail}", rel, series)
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None:
         message = f"{where}: {type(exc).__name__}: {exc}"
@@ -506,7 +514,7 @@ class _Tick(MailSteps):
     ) -> None:
         rel, name = state.relationship, state.name
         if decision.action == "accept":
-            if not self.dry_run and meeting is not None:
+            if self.acting and meeting is not None:
                 self.store.save_booking(
                     {
                         "key": state.key,
@@ -558,10 +566,8 @@ class _Tick(MailSteps):
             "why": decision.reason,
             "slot_reason": why,
         }
-        if self.dry_run:
-            self.record(
-                ActionRecord("move", rel.id, name, f"{decision.reason}; {why}", "planned", data)
-            )
+        if not self.acting:
+            self.held("move", rel.id, name, f"{decision.reason}; {why}", data)
             return
         self.store.save_booking(
             {
@@ -676,8 +682,8 @@ class _Tick(MailSteps):
             "slot_reason": slot_reason,
             "title": title,
         }
-        if self.dry_run:
-            self.record(ActionRecord("book", rel.id, series.name, title, "planned", data))
+        if not self.acting:
+            self.held("book", rel.id, series.name, title, data)
             return
         self.store.save_booking(
             {

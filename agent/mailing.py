@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from agent import faults, ical
 from agent import plan as idp
 from agent.config import Settings
-from agent.connectors.base import CadenceError
+from agent.connectors.base import CadenceError, Mailer
 from agent.model import EventDraft, Invitation, OutgoingMail, Person, Relationship
 from agent.rules import cadence, messages
 from agent.rules.classify import Meeting, Own, Status
@@ -40,6 +40,7 @@ class MailSteps:
     store: Store
     now: datetime
     dry_run: bool
+    acting: bool
     meetings: dict[str, list[Meeting]]
     states: dict[str, list[cadence.SeriesState]]
     own: dict[str, Own]
@@ -55,6 +56,8 @@ class MailSteps:
     ) -> None: ...
 
     def record(self, action: ActionRecord) -> None: ...
+
+    def held(self, kind: str, rel: str, series: str, detail: str, data: dict[str, Any]) -> None: ...
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None: ...
 
@@ -118,7 +121,7 @@ class MailSteps:
         out = []
         for kind in kinds:
             row = self.store.outbox(self._key(meeting, kind))
-            if not row or row["status"] != "sent":
+            if not row or row["status"] not in ("sent", "uncertain"):
                 out.append(kind)
         return out
 
@@ -236,9 +239,30 @@ class MailSteps:
     ) -> None:
         """Send one mail with its outbox row written before and completed after."""
         data = {"subject": mail.subject, "to": list(mail.to), "message_id": mail.message_id}
-        if self.dry_run:
-            self.record(_record(kind, rel.id, series, mail.subject, "planned", data))
+        if not self.acting:
+            self.held(kind, rel.id, series, mail.subject, data)
             return
+        _, mailer = self.engine.connection(rel.employee.account)
+        earlier = self.store.outbox(mail.key)
+        if earlier and earlier["status"] == "sending":
+            # a send was interrupted: ask the provider whether it went out
+            went = _was_sent(mailer, mail)
+            if went is not False:
+                status = "sent" if went else "uncertain"
+                self.store.save_outbox({"key": mail.key, "status": status}, self.now)
+                text = (
+                    f"{kind} {mail.subject!r}: interrupted send confirmed by the provider"
+                    if went
+                    else f"{kind} {mail.subject!r} may have gone out before an interruption; "
+                    "not sent again, to never send it twice"
+                )
+                self.audit(kind, text, rel.id, series, data)
+                self.record(
+                    _record(
+                        kind, rel.id, series, mail.subject, "already" if went else "uncertain", data
+                    )
+                )
+                return
         self.store.save_outbox(
             {
                 "key": mail.key,
@@ -255,7 +279,8 @@ class MailSteps:
             self.now,
         )
         faults.point(f"mail:{kind}:before-send")
-        _, mailer = self.engine.connection(rel.employee.account)
+        self.store.save_outbox({"key": mail.key, "status": "sending"}, self.now)
+        faults.point(f"mail:{kind}:sending")
         sent = mailer.send(mail)
         faults.point(f"mail:{kind}:after-send")
         self.store.save_outbox(
@@ -266,6 +291,15 @@ class MailSteps:
         self.audit(kind, f"{kind} sent: {mail.subject}", rel.id, series, data)
         outcome = "already" if sent.already else "done"
         self.record(_record(kind, rel.id, series, mail.subject, outcome, data))
+
+
+def _was_sent(mailer: Mailer, mail: OutgoingMail) -> bool | None:
+    """Whether the provider has ``mail`` already; None when it cannot tell."""
+    check = getattr(mailer, "was_sent", None)
+    if check is None:
+        return None
+    result: bool | None = check(mail)
+    return result
 
 
 def _record(*args: Any) -> ActionRecord:

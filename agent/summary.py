@@ -12,6 +12,9 @@ _LABELS = {
     "agenda": "agenda sent",
     "recap": "recap sent",
     "invite": "invitation sent",
+    "move": "moved",
+    "ask": "asked the employee to pick a time",
+    "accept": "accepted a move made by hand",
 }
 
 
@@ -46,10 +49,11 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
         for action in [a for a in report.actions if a.relationship == rel.id]:
             if action.kind in _LABELS and action.outcome in ("done", "planned"):
                 new += 1
-                label = _LABELS[action.kind] if not dry_run else f"would {action.kind}"
+                planned = action.outcome == "planned"
+                label = f"would {action.kind}" if planned else _LABELS[action.kind]
                 echo(f"  → {label}: {action.detail}")
                 data = action.data
-                if action.kind == "book":
+                if action.kind == "book" and "employee_local" in data:
                     echo(f"      {data['employee_local']}  |  {data['partner_local']}")
                     if data.get("stage"):
                         echo(f"      stage: {data['stage']}")
@@ -57,13 +61,17 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                     echo(f"      {data['slot_reason']}")
                 elif data.get("where"):
                     echo(f"      to {', '.join(data['to'])} → {data['where']}")
-            elif action.outcome in ("no-slot", "held-back", "deferred", "failed"):
+            elif action.outcome in ("no-slot", "held-back", "deferred", "failed", "uncertain"):
                 echo(f"  ! {action.detail}")
     for error in report.errors:
         if not any(error == a.detail and a.relationship for a in report.actions):
             echo(f"! {error}")
     echo("")
-    if new:
+    if settings.file.read_only and not dry_run:
+        echo(
+            "Read-only mode (read_only: true): nothing was booked or sent; the audit log says what would have been."
+        )
+    elif new:
         echo(
             f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
             f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite'))} mails."

@@ -62,7 +62,7 @@ class Source:
         return line + 1
 
     def where(self, loc: Sequence[str | int], message: str) -> str:
-        return f"{self.path}:{self.line(loc)}: {dotted(loc)}: {message}"
+        return f"{self.path}:{self.line(loc)}: {dotted(loc)}: {_one_line(message)}"
 
 
 def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, yaml.Node] | None:
@@ -86,8 +86,15 @@ def dotted(loc: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = str(part)
+            if not name or not name.isprintable() or name.strip() != name:
+                name = repr(name)
+            out += f".{name}" if out else name
     return out or "(top)"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def load(path: Path) -> Source:
@@ -105,7 +112,12 @@ def load(path: Path) -> Source:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"{path}:{line}: (syntax): {problem}") from None
+        raise ConfigError(f"{path}:{line}: (syntax): {_one_line(problem)}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise ConfigError(
+            f"{path}:{line}: (syntax): character {exc.character!r} is not allowed in YAML"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}:1: (syntax): {exc}") from None
+        raise ConfigError(f"{path}:1: (syntax): {_one_line(str(exc))}") from None
     return Source(path=path, data=data, root=root)

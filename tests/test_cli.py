@@ -47,6 +47,7 @@ def test_check_reports_every_error_with_file_line_and_key(workspace: Path) -> No
         ("every: 90d", "every: 90 days"),
         ("lapse_grace: 7d", "lapse_grace: 7d\n    colour: blue"),
         ('mon-fri: "09:00-17:30"', 'mon-fri: "17:30-09:00"'),
+        ("partner: chloe@acme.example", "partner: zoe@acme.example"),
     )
     result = cadence("check", "--config", str(bad))
     assert result.exit_code == 2
@@ -59,6 +60,7 @@ def test_check_reports_every_error_with_file_line_and_key(workspace: Path) -> No
         r"bad\.yaml:\d+: programs\.leader-cycle\.series\.deep_dive\.every: not a duration",
         r"bad\.yaml:\d+: programs\.leader-cycle\.colour: unknown key",
         r"bad\.yaml:\d+: people\[3\]\.working_hours: span '17:30-09:00' ends before it starts",
+        r"bad\.yaml:\d+: relationships\[4\]\.partner: zoe@acme\.example is not among people",
     ):
         assert re.search(pattern, text), (pattern, text)
     # the line numbers point at the offending lines
@@ -156,3 +158,17 @@ def test_a_second_process_waits_or_says_why(workspace: Path) -> None:
         result = cadence("run", "--once", "--config", str(workspace), "--now", NOW)
     assert result.exit_code == 1
     assert "another Cadence process" in result.output
+
+
+def test_read_only_books_and_sends_nothing_but_logs_what_it_would_do(workspace: Path) -> None:
+    text = workspace.read_text().replace("tick: 10m", "tick: 10m\nread_only: true")
+    workspace.write_text(text)
+    calendars = {p: p.read_bytes() for p in (workspace.parent / "calendars").glob("*.ics")}
+    result = cadence("run", "--once", "--config", str(workspace), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert not list((workspace.parent / "outbox").glob("*.eml"))
+    assert {p: p.read_bytes() for p in calendars} == calendars
+    log = cadence("log", "--config", str(workspace), "--kind", "read-only", "-n", "100")
+    assert "read-only, not done: book Development Amplify: Ana & Ben" in log.output
+    assert "read-only, not done: agenda" in log.output
+    assert "lapsed" in cadence("log", "--config", str(workspace), "--kind", "assess").output

@@ -104,7 +104,11 @@ class Mailer(Protocol):
     """Send mail as the people on one account."""
 
     def send(self, mail: OutgoingMail) -> SentMail:
-        """Send ``mail``; idempotent on ``mail.key`` where the provider allows it."""
+        """Send ``mail``; idempotent on ``mail.key`` where the provider allows it.
+
+        A mailer that can look at what it sent may also offer ``was_sent(mail) -> bool |
+        None``; the engine asks it after an interrupted send (None: cannot tell).
+        """
         ...
 
     def close(self) -> None: ...

@@ -741,6 +741,12 @@ class GoogleMailer:
         found = body.get("messages") or []
         return found[0] if found else None
 
+    def was_sent(self, mail: OutgoingMail) -> bool | None:
+        """With the read scope Gmail can tell; without it, nobody can."""
+        if not self.c.read_scope:
+            return None
+        return self._lookup(self.sender or mail.sender, _angle(mail.message_id)) is not None
+
     def send(self, mail: OutgoingMail) -> SentMail:
         mailbox = self.sender or mail.sender
         message_id = _angle(mail.message_id)

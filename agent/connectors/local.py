@@ -230,8 +230,14 @@ class OutboxMailer:
     def __init__(self, folder: Path):
         self.folder = folder
 
+    def path(self, mail: OutgoingMail) -> Path:
+        return self.folder / f"{mail.key.replace(':', '-')}.eml"
+
+    def was_sent(self, mail: OutgoingMail) -> bool:
+        return self.path(mail).exists()
+
     def send(self, mail: OutgoingMail) -> SentMail:
-        path = self.folder / f"{mail.key.replace(':', '-')}.eml"
+        path = self.path(mail)
         if path.exists():
             return SentMail(mail.key, mail.message_id, str(path), already=True)
         data = mime.build(mail).as_bytes()

@@ -48,14 +48,17 @@ class Meeting:
         return self.status in (Status.SCHEDULED, Status.HELD)
 
 
-def series_of(event: Event, rel: Relationship, own: Mapping[str, Own]) -> str | None:
+def series_of(
+    event: Event, rel: Relationship, own: Mapping[str, Own], key: str | None = None
+) -> str | None:
     """Return the series ``event`` belongs to for ``rel``, or None.
 
     The agent's tag decides for its own events; otherwise both people must take part
     and the title must match a series' pattern (the first listed wins).
     """
-    if event.key and event.key in own:
-        tagged = own[event.key]
+    key = key or event.key
+    if key and key in own:
+        tagged = own[key]
         return tagged.series if tagged.relationship == rel.id else None
     if event.all_day:
         return None
@@ -83,13 +86,19 @@ def meetings(
     One meeting shows on both calendars: copies are merged by UID (or key), and the
     meeting counts as cancelled or declined if any copy says so.
     """
+    events = list(events)
+    # an invitation's copy may lack the agent's tag: the shared UID tells it is the same
+    keys_by_uid = {e.uid: e.key for e in events if e.key and e.uid}
     copies: dict[str, list[Event]] = {}
     kinds: dict[str, str] = {}
+    keys: dict[str, str | None] = {}
     for event in events:
-        series = series_of(event, rel, own)
+        key = event.key or (keys_by_uid.get(event.uid) if event.uid else None)
+        series = series_of(event, rel, own, key)
         if series is None:
             continue
-        ident = event.key or f"{event.uid or event.id}|{event.start:%Y%m%dT%H%M}"
+        ident = key or f"{event.uid or event.id}|{event.start:%Y%m%dT%H%M}"
+        keys[ident] = key
         copies.setdefault(ident, []).append(event)
         kinds[ident] = series
     out = []
@@ -115,14 +124,15 @@ def meetings(
         else:
             status = Status.SCHEDULED
         spec = rel.program.get(series)
+        key = keys[ident]
         stage = None
-        if main.key and main.key in own:
-            stage = own[main.key].stage
+        if key and key in own:
+            stage = own[key].stage
         if stage is None and spec.stages:
             stage = stage_in(main.title, spec.stages)
         out.append(
             Meeting(
-                id=main.key or main.id,
+                id=key or main.id,
                 relationship=rel.id,
                 series=series,
                 title=main.title,
@@ -130,7 +140,7 @@ def meetings(
                 end=main.end,
                 status=status,
                 stage=stage,
-                key=main.key,
+                key=key,
                 declined_by=declined_by,
                 event=main,
             )

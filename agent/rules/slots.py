@@ -253,10 +253,10 @@ def find_slots(
 
 @dataclass(frozen=True)
 class Considered:
-    """One stretch of candidate slots and the verdict on them, for ``cadence explain``."""
+    """A stretch of candidate starts (``first`` to ``last``) with one verdict."""
 
-    start: datetime
-    end: datetime
+    first: datetime
+    last: datetime
     verdict: str
 
 
@@ -281,11 +281,11 @@ def consider(
     widened_e = merge(iv.widen(req.buffer) for iv in busy_employee)
     widened_p = merge(iv.widen(req.buffer) for iv in busy_partner)
 
-    def add(start: datetime, end: datetime, verdict: str) -> None:
-        if out and out[-1].verdict == verdict and out[-1].end >= start:
-            out[-1] = Considered(out[-1].start, end, verdict)
+    def add(start: datetime, verdict: str) -> None:
+        if out and out[-1].verdict == verdict and out[-1].last + req.granularity == start:
+            out[-1] = Considered(out[-1].first, start, verdict)
         else:
-            out.append(Considered(start, end, verdict))
+            out.append(Considered(start, start, verdict))
 
     while day <= last:
         lo = max(datetime.combine(day, time(0), tzinfo=zone), req.earliest)
@@ -295,7 +295,7 @@ def consider(
             slot = Interval(t, t + req.duration)
             verdict = _verdict(req, slot, allowed_e, allowed_p, widened_e, widened_p, result.slot)
             if verdict is not None:
-                add(t, t + req.duration, verdict)
+                add(t, verdict)
             t += req.granularity
         day += timedelta(days=1)
     return out

@@ -186,3 +186,22 @@ def test_lapse_matches_its_definition(age: int, zone: str, scheduled: bool) -> N
     )
     assert deep.lapsed == (not scheduled and limit < NOW)
     assert deep.due > held
+
+
+def test_copies_of_one_booking_merge_by_uid_even_without_the_tag() -> None:
+    from dataclasses import replace
+
+    rel = relationship()
+    start = NOW + timedelta(days=3)
+    mine = meeting_event(rel, "Development Align", start, key="k" * 32, uid="u1")
+    theirs = replace(
+        meeting_event(
+            rel, "Development Align", start, owner=rel.partner, declined=rel.partner.email, uid="u1"
+        ),
+        id="other-calendar-id",
+    )
+    own = {"k" * 32: classify.Own(rel.id, "deep_dive", "align")}
+    found = classify.meetings(rel, [mine, theirs], own, NOW)
+    assert len(found) == 1
+    assert found[0].key == "k" * 32 and found[0].status is Status.DECLINED
+    assert found[0].event is not None and found[0].event.key == "k" * 32
