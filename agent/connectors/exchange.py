@@ -173,6 +173,27 @@ if "cadence_key" not in {f.name for f in CalendarItem.FIELDS}:
     CalendarItem.register("cadence_key", CadenceKey)
 
 
+class _Redact(logging.Filter):
+    """exchangelib logs every request's headers at DEBUG, Authorization included (basic
+    credentials are the password in base64): blank that value before any handler sees it."""
+
+    PATTERN = re.compile(
+        r"""(['"]?(?:Authorization|Proxy-Authorization)['"]?\s*[:=]\s*['"]?)[^'",}\n]+""", re.I
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "uthorization" in message:
+            record.msg, record.args = self.PATTERN.sub(r"\1[redacted]", message), ()
+        return True
+
+
+for _name in ("exchangelib.util", "exchangelib.protocol", "exchangelib.services.common"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _Redact) for f in _logger.filters):
+        _logger.addFilter(_Redact())
+
+
 # --- connection ------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from tests.exchange.server import EwsServer
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 PASSWORD_ENV = "CADENCE_EWS_PASSWORD"
+PASSWORD_SEEN: list[str] = []  # the password the fixture set, for the secrets test
 TITLE = "Development {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"
 
 CONFIG = """\
@@ -75,6 +76,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Ews
             )
         )
         monkeypatch.setenv(PASSWORD_ENV, server.password)
+        PASSWORD_SEEN[:] = [server.password]
         # Ana and Ben held a deep dive 120 days ago: lapsed. Chloe and Ben met 20 days ago.
         held = NOW - timedelta(days=120)
         server.add_event(
@@ -175,3 +177,27 @@ def test_a_stale_cursor_resyncs_in_full_and_books_nothing_twice(
     assert again.ok, again.errors
     assert [a for a in again.actions if a.kind == "book" and a.outcome == "done"] == []
     assert server.counts["CreateItem"] == 0
+
+
+def test_the_password_is_never_logged_or_stored(
+    setup: tuple[EwsServer, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    server, path = setup
+    caplog.set_level(logging.DEBUG)
+    with Engine(config.load(path), retry=RetryPolicy.none()) as engine:
+        good = engine.tick(NOW)
+        server.password = "the-server-now-wants-another"
+        bad = engine.tick(NOW + timedelta(minutes=10))
+    assert good.ok and not bad.ok
+    assert any("Unauthorized" in e or "credentials" in e for e in bad.errors)
+    texts = "\n".join(r.getMessage() for r in caplog.records) + "\n".join(bad.errors)
+    stored = b"".join(p.read_bytes() for p in path.parent.rglob("*") if p.is_file())
+    for secret in (
+        PASSWORD_SEEN[0],
+        base64.b64encode(f"{server.username}:{PASSWORD_SEEN[0]}".encode()).decode(),
+    ):
+        assert secret not in texts
+        assert secret.encode() not in stored
