@@ -37,6 +37,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,7 +111,10 @@ MAX_PERIOD = timedelta(days=42)  # GetUserAvailability time window (the server d
 #: A full sync covers this much beyond the requested window, so the cursor stays valid
 #: while the window slides forward; past it the view is re-anchored with a full sync.
 WINDOW_SLACK = timedelta(days=30)
-VIEW_LIMIT = 5000  # MaxEntriesReturned of a calendar view
+VIEW_LIMIT = 1000  # MaxEntriesReturned of a calendar view: Exchange's default find limit
+MAX_PARTS = 64
+PARTS = "#parts"  # the cursor entry that says in how many pieces the view was read
+TOO_MANY = re.compile(r"ErrorExceededFindCountLimit|ErrorCalendarViewRangeTooBig")
 CURSOR_PREFIX = "ews1:"
 VERSIONS = {
     "2013": Build(15, 0),
@@ -540,16 +544,39 @@ class ExchangeCalendar:
             anchor = Interval(window.start, window.end + WINDOW_SLACK)
         span = anchor
         folder = self.ews.folder(person.email)
+        parts = max(1, int(before.pop(PARTS, "1"))) if before else 1
 
-        def view() -> dict[str, str]:
-            qs = folder.view(start=_ews(span.start), end=_ews(span.end), max_items=VIEW_LIMIT)
+        def view(piece: Interval) -> dict[str, str]:
+            qs = folder.view(start=_ews(piece.start), end=_ews(piece.end), max_items=VIEW_LIMIT)
             return {str(i.id): str(i.changekey) for i in _check(qs.only("id", "changekey"), "view")}
 
-        now = self.ews.call(f"calendar view of {person.email}", view)
+        # Exchange answers at most 1000 items per FindItem (EWSFindCountLimit) and a
+        # calendar view cannot page: a busy calendar is read in 2, 4, 8 ... pieces, and
+        # the cursor remembers how many it took.
+        while True:
+            size = (span.end - span.start) / parts
+            pieces = [
+                Interval(
+                    span.start + size * i,
+                    span.end if i == parts - 1 else span.start + size * (i + 1),
+                )
+                for i in range(parts)
+            ]
+            try:
+                now: dict[str, str] = {}
+                for piece in pieces:
+                    now.update(
+                        self.ews.call(f"calendar view of {person.email}", partial(view, piece))
+                    )
+                break
+            except PermanentError as exc:
+                if not TOO_MANY.search(str(exc)) or parts >= MAX_PARTS:
+                    raise
+                parts *= 2
         changed, removed = _diff(before, now)
         events, skipped = self._fetch(person, [(i, now[i]) for i in changed])
         return Changes(
-            cursor=_encode(anchor, now),
+            cursor=_encode(anchor, {**now, PARTS: str(parts)} if parts > 1 else now),
             events=tuple(events),
             removed=() if full else tuple(removed),
             full=full,

@@ -215,6 +215,8 @@ class EwsServer:
         #: the service account holds the ApplicationImpersonation role
         self.impersonation = impersonation
         self.build = build
+        #: the EWSFindCountLimit of the throttling policy (1000 by default)
+        self.find_count_limit = 1000
         self.counts: collections.Counter[str] = collections.Counter()
         self.sent: list[EmailMessage] = []
         self.invitations: list[tuple[str, str, str]] = []  # (kind, to, subject)
@@ -584,6 +586,16 @@ class EwsServer:
                         instances.append((s, item, index, e))
             instances.sort(key=lambda x: (x[0], x[1].id))
             limit = int(view.get("MaxEntriesReturned") or 0)
+            if len(instances) > self.find_count_limit:
+                self._message(
+                    msgs,
+                    "FindItem",
+                    ItemError(
+                        "ErrorExceededFindCountLimit",
+                        "You have exceeded the maximum number of objects that can be returned for the find operation. Use paging to reduce the result size and try your request again.",
+                    ),
+                )
+                return response
             if limit and len(instances) > limit:
                 self._message(
                     msgs,

@@ -127,3 +127,25 @@ def test_an_unreadable_item_is_skipped_not_fatal(
     changes = cal.changes(ana, None, WINDOW)
     assert [e.title for e in changes.events] == ["Fine"]
     assert [s.ref for s in changes.skipped] == [bad]
+
+
+def test_a_busy_calendar_is_read_in_pieces_and_the_cursor_remembers(
+    cal: ExchangeCalendar, server: EwsServer, staff: list[Person]
+) -> None:
+    ana = staff[0]
+    server.find_count_limit = 40
+    server.add_event(
+        ana.email,
+        "Hourly",
+        START - timedelta(days=10),
+        START - timedelta(days=10, minutes=-30),
+        rrule_text="FREQ=DAILY;COUNT=100",
+    )
+    full = cal.changes(ana, None, WINDOW)
+    assert len([e for e in full.events if e.title == "Hourly"]) == 100
+    assert full.full and server.counts["FindItem"] > 2
+    server.reset_counts()
+    quiet = cal.changes(ana, full.cursor, WINDOW)
+    assert quiet.quiet and not quiet.removed
+    assert 2 < server.counts["FindItem"] <= 8  # no failed attempt first: it starts split
+    assert dict(server.counts).keys() == {"FindItem"}
