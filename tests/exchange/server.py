@@ -32,8 +32,8 @@ import base64
 import collections
 import email
 import email.policy
+import re
 import secrets
-import socket
 import ssl
 import threading
 import xml.etree.ElementTree as ET
@@ -1115,13 +1115,11 @@ class EwsServer:
             answer = ET.SubElement(array, m("FreeBusyResponse"))
             box = self.mailboxes.get(address)
             if box is None:
-                self._message(
-                    answer,
-                    "",
-                    ItemError("ErrorMailRecipientNotFound", "No mailbox with such address."),
-                ).tag = m("ResponseMessage")
+                # each mailbox has a plain ResponseMessage of its own
+                error = ItemError("ErrorMailRecipientNotFound", "No mailbox with such address.")
+                self._message(answer, "", error)
                 continue
-            self._message(answer, "").tag = m("ResponseMessage")
+            self._message(answer, "")
             view = ET.SubElement(answer, m("FreeBusyView"))
             ET.SubElement(view, t("FreeBusyViewType")).text = "Detailed"
             events = ET.SubElement(view, t("CalendarEventArray"))
@@ -1170,8 +1168,6 @@ def _copy_uri(uri: ET.Element) -> ET.Element:
 
 def _text(item: Item) -> str:
     if item.body_type == "HTML":
-        import re
-
         return re.sub(r"<[^>]+>", "", item.body)
     return item.body
 
@@ -1202,9 +1198,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
