@@ -158,22 +158,31 @@ class MicrosoftAccount(Strict):
 
 
 class SmtpSettings(Strict):
+    """SMTP submission: STARTTLS on 587 (default), implicit TLS on 465 with ``ssl``."""
+
     host: str
-    port: int = 587
+    port: int = Field(default=587, ge=1, le=65535)
     starttls: bool = True
     ssl: bool = False
     username: str | None = None
     password_env: str | None = None
     from_: str | None = Field(default=None, alias="from")
+    ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class ImapSettings(Strict):
+    """IMAP for reading replies: IMAPS on 993 (default), STARTTLS with ``ssl: false``."""
+
     host: str
-    port: int = 993
+    port: int = Field(default=993, ge=1, le=65535)
     ssl: bool = True
+    starttls: bool = True
     username: str | None = None
     password_env: str | None = None
     folder: str = "INBOX"
+    ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class CalDAVAccount(Strict):
@@ -183,9 +192,11 @@ class CalDAVAccount(Strict):
     url: str
     username: str | None = None
     password_env: str | None = None
+    auth: Literal["basic", "digest"] = "basic"
     smtp: SmtpSettings | None = None
     imap: ImapSettings | None = None
     ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class ExchangeAccount(Strict):
@@ -229,6 +240,7 @@ class PersonConfig(Strict):
     account: str | None = None
     plan: str | None = None
     calendar: str | None = None
+    username: str | None = None
     closed: list[date] = Field(default_factory=list)
 
 

@@ -40,8 +40,17 @@ def address(value: Any) -> str:
     return text.lower()
 
 
-def vtimezone(tzid: str) -> icalendar.Timezone:
-    return icalendar.Timezone.from_tzid(tzid)
+def vtimezone(tzid: str, around: date | None = None) -> icalendar.Timezone:
+    """A VTIMEZONE for ``tzid``; with ``around``, covering only a few years around it.
+
+    Short spans on purpose: some servers (Radicale through vobject) misread the
+    1970–2038 VTIMEZONE written by default and then place instants at the wrong offset.
+    """
+    if around is None:
+        return icalendar.Timezone.from_tzid(tzid)
+    return icalendar.Timezone.from_tzid(
+        tzid, first_date=date(around.year - 1, 1, 1), last_date=date(around.year + 3, 1, 1)
+    )
 
 
 def draft_event(
@@ -91,7 +100,10 @@ def draft_event(
 
 
 def calendar(
-    events: Iterable[Any], tzids: Iterable[str] = (), method: str | None = None
+    events: Iterable[Any],
+    tzids: Iterable[str] = (),
+    method: str | None = None,
+    around: date | None = None,
 ) -> icalendar.Calendar:
     """Wrap events in a VCALENDAR with a VTIMEZONE for every TZID named."""
     cal = icalendar.Calendar()
@@ -101,7 +113,7 @@ def calendar(
         cal.add("method", method)
     for tzid in sorted(set(tzids)):
         if tzid != "UTC":
-            cal.add_component(vtimezone(tzid))
+            cal.add_component(vtimezone(tzid, around))
     for event in events:
         cal.add_component(event)
     return cal
@@ -112,7 +124,9 @@ def invitation(
 ) -> str:
     """Return the iTIP (RFC 5546) object for a booking: REQUEST, or CANCEL."""
     event = draft_event(draft, stamp=stamp, sequence=sequence, cancelled=method == "CANCEL")
-    text: bytes = calendar([event], [draft.timezone], method=method).to_ical()
+    text: bytes = calendar(
+        [event], [draft.timezone], method=method, around=draft.start.date()
+    ).to_ical()
     return text.decode()
 
 

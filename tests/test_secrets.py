@@ -43,8 +43,8 @@ def _texts(report: TickReport, logs: pytest.LogCaptureFixture) -> str:
 
 
 def test_graph_client_secret_and_tokens_never_written(
-    graph_setup: tuple[GraphServer, Path],
-    logs: pytest.LogCaptureFixture,  # noqa: F811
+    graph_setup: tuple[GraphServer, Path],  # noqa: F811
+    logs: pytest.LogCaptureFixture,
 ) -> None:
     server, path = graph_setup
     with Engine(config.load(path), retry=RetryPolicy.none()) as engine:

@@ -145,7 +145,8 @@ class LocalCalendar:
         newline = "\r\n" if "\r\n" in text else "\n"
         addition = vevent.to_ical().decode()
         if f"TZID:{tzid}" not in text and tzid != "UTC":
-            addition = ical.vtimezone(tzid).to_ical().decode() + addition
+            around = vevent.decoded("DTSTART").date()
+            addition = ical.vtimezone(tzid, around).to_ical().decode() + addition
         addition = addition.replace("\r\n", newline)
         end = text.rstrip().rfind("END:VCALENDAR")
         if end < 0:

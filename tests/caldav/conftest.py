@@ -1,0 +1,88 @@
+"""Fixtures for the CalDAV provider: a real Radicale, a real aiosmtpd, a small team."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from agent.connectors.base import RetryPolicy
+from agent.connectors.caldav import CalDAVCalendar, make_client
+from agent.model import Person, Span, WorkingHours
+from tests.caldav.servers import Radicale, SmtpSink
+
+_ENVIRONMENT = {
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NETRC",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep the machine's proxies, CA bundles and caldav settings out of the tests."""
+    for name in list(os.environ):
+        if (
+            name.upper() in _ENVIRONMENT
+            or name.upper().startswith("CALDAV_")
+            or name.upper().startswith("PYTHON_CALDAV")
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no ~/.config/caldav
+
+
+def person(email: str, zone: str = "Europe/Berlin", name: str | None = None) -> Person:
+    hours = WorkingHours({d: (Span(time(9), time(17)),) for d in range(5)})
+    return Person(
+        email=email,
+        name=name or email.split("@")[0].title() + " Example",
+        timezone=zone,
+        working_hours=hours,
+        account="team",
+    )
+
+
+@pytest.fixture
+def radicale(tmp_path: Path) -> Iterator[Radicale]:
+    with Radicale(tmp_path / "radicale") as server:
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def team(radicale: Radicale) -> dict[str, Person]:
+    people = {
+        "ana": person("ana@example.org", "America/Sao_Paulo", "Ana Lima"),
+        "ben": person("ben@example.org", "Europe/Berlin", "Ben Ortiz"),
+        "chloe": person("chloe@example.org", "Asia/Tokyo", "Chloe Park"),
+    }
+    for user in people:
+        radicale.make_calendar(user)
+    return people
+
+
+@pytest.fixture
+def calendar(radicale: Radicale, team: dict[str, Person]) -> Iterator[CalDAVCalendar]:
+    client = make_client(radicale.url, "cadence", "not-checked")
+    cal = CalDAVCalendar(
+        client,
+        calendars={p.email: radicale.calendar_url(user) for user, p in team.items()},
+        account_username="cadence",
+        retry=RetryPolicy.none(),
+    )
+    yield cal
+    cal.close()
