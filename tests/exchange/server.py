@@ -2,7 +2,9 @@
 Server 2016/2019 does, keeping state between requests.
 
 One endpoint, ``POST /EWS/Exchange.asmx``, SOAP 1.1. Every request must carry HTTP basic
-credentials of the service account (or an OAuth bearer token when one is set) and a
+credentials of the service account (or an OAuth bearer token when one is set; or, with
+``ntlm_user_file``, come over a connection authenticated by an NTLM handshake, checked
+by pyspnego's NTLM acceptor as IIS would) and a
 ``RequestServerVersion`` header; a request for another person's mailbox must carry
 ``ExchangeImpersonation`` (the account holds the ApplicationImpersonation role) or the
 account must be a delegate of that mailbox. Answers carry ``ServerVersionInfo``.
@@ -207,6 +209,7 @@ class EwsServer:
         token: str | None = None,
         impersonation: bool = True,
         build: tuple[int, int, int, int] = (15, 1, 2507, 6),
+        ntlm_user_file: Path | None = None,
     ) -> None:
         self.mailboxes = {e.lower(): Mailbox(e.lower(), n) for e, n in mailboxes.items()}
         self.username = username
@@ -214,6 +217,13 @@ class EwsServer:
         self.token = token
         #: the service account holds the ApplicationImpersonation role
         self.impersonation = impersonation
+        #: NTLM instead of basic: the accounts live in an NTLM_USER_FILE (DOMAIN:user:password)
+        self.ntlm = ntlm_user_file is not None
+        self.handshakes = 0
+        if ntlm_user_file is not None:
+            domain, _, user = self.username.partition("\\")
+            ntlm_user_file.write_text(f"{domain}:{user}:{self.password}\n")
+            ntlm_user_file.chmod(0o600)
         self.build = build
         #: the EWSFindCountLimit of the throttling policy (1000 by default)
         self.find_count_limit = 1000
@@ -344,13 +354,21 @@ class EwsServer:
 
     # --- dispatch ----------------------------------------------------------------------
 
-    def handle(self, headers: dict[str, str], raw: bytes) -> tuple[int, bytes, dict[str, str]]:
-        """Answer one POST: (status, body, headers)."""
+    def handle(
+        self, headers: dict[str, str], raw: bytes, conn: dict[str, Any] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Answer one POST: (status, body, headers). ``conn`` is the state of the TCP
+        connection: NTLM authenticates a connection, not a request, as IIS does."""
+        conn = {} if conn is None else conn
         auth = headers.get("authorization", "")
-        user = self._authenticate(auth)
+        if self.ntlm and auth[:5].upper() == "NTLM ":
+            step = self._ntlm_step(conn, auth[5:].strip())
+            if step is not None:
+                return step
+        user = conn.get("user") or self._authenticate(auth)
         if user is None:
-            challenge = 'Basic realm="mail.contoso.example"'
-            return 401, b"", {"WWW-Authenticate": challenge}
+            challenge = ["NTLM"] if self.ntlm else ['Basic realm="mail.contoso.example"']
+            return 401, b"", {"WWW-Authenticate": ", ".join(challenge)}
         try:
             root = ET.fromstring(raw)
         except ET.ParseError:
@@ -383,6 +401,31 @@ class EwsServer:
             except EwsFault as fault:
                 return 500, self._fault(fault), {"Content-Type": "text/xml; charset=utf-8"}
         return 200, self._envelope(response), {"Content-Type": "text/xml; charset=utf-8"}
+
+    def _ntlm_step(
+        self, conn: dict[str, Any], token: str
+    ) -> tuple[int, bytes, dict[str, str]] | None:
+        """One leg of the NTLM handshake; None once the connection is authenticated."""
+        import spnego
+
+        if "ntlm" not in conn:
+            conn["ntlm"] = spnego.server(protocol="ntlm")
+        context = conn["ntlm"]
+        try:
+            answer = context.step(base64.b64decode(token))
+        except Exception:
+            conn.pop("ntlm", None)
+            return 401, b"", {"WWW-Authenticate": "NTLM"}
+        if not context.complete:
+            challenge = "NTLM " + base64.b64encode(answer or b"").decode()
+            return 401, b"", {"WWW-Authenticate": challenge}
+        principal = str(context.client_principal or "").lower()
+        conn.pop("ntlm", None)
+        self.handshakes += 1
+        if principal != self.username.lower():
+            return 401, b"", {"WWW-Authenticate": "NTLM"}
+        conn["user"] = principal
+        return None
 
     def _authenticate(self, auth: str) -> str | None:
         scheme, _, value = auth.partition(" ")
@@ -1175,6 +1218,10 @@ def _text(item: Item) -> str:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        self.conn: dict[str, Any] = {}  # one handler per TCP connection
+
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
@@ -1185,7 +1232,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != PATH:
             self._reply(404, b"", {})
             return
-        status, body, headers = server.handle({k.lower(): v for k, v in self.headers.items()}, raw)
+        status, body, headers = server.handle(
+            {k.lower(): v for k, v in self.headers.items()}, raw, self.conn
+        )
         self._reply(status, body, headers)
 
     def do_GET(self) -> None:
