@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format clean test-servers
+.PHONY: demo test lint format clean test-servers soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-servers:
 	      { apt-get update -qq >/dev/null 2>&1 && \
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1; }; }; } || \
 	  echo "note: dovecot-imapd not installed; the IMAP tests will be skipped"
+
+# The long soak: 200 relationships, 20 ticks, 30 % of requests faulted (a short one runs
+# in `make test`).
+soak: $(BIN)/.installed
+	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

@@ -139,7 +139,7 @@ def run(
     once: bool = typer.Option(False, "--once", help="Run one tick and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run one tick (``--once``); use ``serve`` to keep running."""
+    """Run one tick (--once); use serve to keep running."""
     if not once:
         fail("cadence run needs --once; use 'cadence serve' to run on a schedule", 2)
     _tick(config, now, dry_run=False, verbose=verbose)

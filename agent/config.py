@@ -519,7 +519,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         )
 
     relationships: list[Relationship] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str]] = set()
     for i, r in enumerate(cfg.relationships):
         employee, partner = people.get(r.employee.lower()), people.get(r.partner.lower())
         program = programs.get(r.program)
@@ -533,14 +533,15 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             err(["relationships", i, "partner"], "employee and partner are the same person")
         if employee is None or partner is None or program is None:
             continue
-        ident = (employee.email, partner.email, r.program)
-        if ident in seen:
-            err(["relationships", i], "this relationship is listed twice")
-        seen.add(ident)
+        pair = (employee.email, partner.email)
+        if pair in seen:
+            err(
+                ["relationships", i],
+                "this pair is listed twice; one relationship follows one program "
+                "(put every series it needs in that program)",
+            )
+        seen.add(pair)
         relationships.append(Relationship(employee, partner, r.role, program))
-
-    if len({r.id for r in relationships}) != len(relationships):
-        pass  # the same pair on two programs is allowed; ids then carry the program
 
     if errors:
         raise ConfigError(errors)

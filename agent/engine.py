@@ -399,11 +399,18 @@ class _Tick(MailSteps):
                 self.error(
                     f"review {state.relationship.id} {state.name}", exc, state.relationship.id
                 )
+        failed: set[str] = set()
         for need in needs:
             rel = need.state.relationship
+            if rel.id in failed:
+                # its other series wait too, so a failure never changes what gets booked
+                text = "an earlier booking of this relationship failed; next tick"
+                self.record(ActionRecord("book", rel.id, need.state.name, text, "deferred"))
+                continue
             try:
                 self._book(need, busy)
             except Exception as exc:
+                failed.add(rel.id)
                 self.error(f"book {rel.id} {need.state.name}", exc, rel.id)
 
     def _busy(

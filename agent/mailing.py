@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from agent import faults, ical
 from agent import plan as idp
 from agent.config import Settings
-from agent.connectors.base import CadenceError, Mailer
+from agent.connectors.base import CadenceError, Mailer, TransientError
 from agent.model import EventDraft, Invitation, OutgoingMail, Person, Relationship
 from agent.rules import cadence, messages
 from agent.rules.classify import Meeting, Own, Status
@@ -281,7 +281,12 @@ class MailSteps:
         faults.point(f"mail:{kind}:before-send")
         self.store.save_outbox({"key": mail.key, "status": "sending"}, self.now)
         faults.point(f"mail:{kind}:sending")
-        sent = mailer.send(mail)
+        try:
+            sent = mailer.send(mail)
+        except TransientError as exc:
+            if not exc.maybe_done:  # certainly not sent: the next tick sends it
+                self.store.save_outbox({"key": mail.key, "status": "pending"}, self.now)
+            raise
         faults.point(f"mail:{kind}:after-send")
         self.store.save_outbox(
             {"key": mail.key, "status": "sent", "location": sent.where, "sent_at": _ts(self.now)},

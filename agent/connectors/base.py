@@ -47,11 +47,18 @@ class ConfigError(CadenceError):
 
 
 class TransientError(CadenceError):
-    """A failure that may pass: retry after ``retry_after`` seconds if given."""
+    """A failure that may pass: retry after ``retry_after`` seconds if given.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``maybe_done`` is False only when the provider certainly did nothing (throttling:
+    429, rate-limit 403); a 5xx, a timeout or a dropped connection may hide an effect.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, maybe_done: bool = True
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_done = maybe_done
 
 
 class PermanentError(CadenceError):
@@ -144,14 +151,18 @@ class RetryPolicy:
         backoff = min(self.cap, self.base * 2**attempt) * (0.5 + self.rand() / 2)
         return float(max(backoff, retry_after or 0.0))
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying TransientError within the policy's bounds."""
+    def call(self, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run ``fn``, retrying TransientError within the policy's bounds.
+
+        A call that is not ``idempotent`` (sending mail) is retried only after errors
+        that certainly had no effect, so a retry can never send twice.
+        """
         waited = 0.0
         for attempt in range(self.attempts):
             try:
                 return fn()
             except TransientError as exc:
-                if attempt + 1 >= self.attempts:
+                if attempt + 1 >= self.attempts or (exc.maybe_done and not idempotent):
                     raise
                 pause = self.delay(attempt, exc.retry_after)
                 if waited + pause > self.max_total:
