@@ -210,6 +210,8 @@ class ExchangeAccount(Strict):
     access_type: Literal["impersonation", "delegate"] = "impersonation"
     version: str | None = None
     ca_bundle: str | None = None
+    #: exchangelib's own back-off on ErrorServerBusy (FaultTolerance); 0s fails fast
+    max_wait: Duration = timedelta(seconds=60)
 
 
 Account = Annotated[
