@@ -2,8 +2,9 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+WHEELS ?= .cache/wheels
 
-.PHONY: demo test bench lint format clean test-servers
+.PHONY: demo test bench lint format clean test-servers screenshots soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/cadence demo
 
-test: $(BIN)/.installed test-servers
+test: $(BIN)/.installed test-servers $(WHEELS)/.done
 	$(BIN)/pytest -q
 
 # The organization benchmark (docs/PERFORMANCE.md): minutes at 1,000 relationships.
@@ -23,8 +24,8 @@ BENCH_ARGS ?= --relationships 100,1000
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.org $(BENCH_ARGS)
 
-# Real servers some tests start that pip cannot install: Debian's Dovecot for the IMAP
-# tests of the caldav provider. Installed when missing and possible (root with apt-get);
+# Real programs some tests start that pip cannot install: Debian's Dovecot for the IMAP
+# tests of the caldav provider, Chromium for the HTML report. Installed when missing and possible (root with apt-get);
 # otherwise those tests are skipped with the reason.
 test-servers:
 	@command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || \
@@ -33,6 +34,29 @@ test-servers:
 	      { apt-get update -qq >/dev/null 2>&1 && \
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1; }; }; } || \
 	  echo "note: dovecot-imapd not installed; the IMAP tests will be skipped"
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium not installed; the HTML report test will be skipped"
+
+# Wheels of Cadence and everything it needs (hatchling to build it, too), fetched once:
+# tests/test_docker.py installs from here with --no-index, as the image's build stage
+# does from the index, so the test itself never touches the network.
+$(WHEELS)/.done: pyproject.toml $(BIN)/.installed
+	rm -rf $(WHEELS)
+	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELS) . hatchling
+	touch $@
+
+# The screenshot of the HTML report in docs/, from the demo workspace (needs Chromium).
+screenshots: $(BIN)/.installed
+	$(BIN)/python -m tests.test_report
+
+# The long soak: 200 relationships, 20 ticks, 30 % of requests faulted (a short one runs
+# in `make test`).
+soak: $(BIN)/.installed
+	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks
@@ -44,4 +68,4 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix agent tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache $(WHEELS)

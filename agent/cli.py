@@ -6,13 +6,9 @@ Exit codes: 0 success, 1 runtime failure, 2 configuration or usage error.
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
-import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -64,12 +60,21 @@ def load_settings(path: str | None) -> config_mod.Settings:
     return settings
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+LogLevelOption = typer.Option(
+    None, "--log-level", help="debug, info, warning or error (overrides -v/--quiet)."
+)
+LogFormatOption = typer.Option(
+    "auto", "--log-format", help="text, json, or auto: text on a terminal, JSON lines otherwise."
+)
+
+
+def setup_logging(verbose: bool, level: str | None = None, fmt: str = "auto") -> None:
+    from agent import logs
+
+    try:
+        logs.setup(level or ("info" if verbose else "warning"), fmt)  # type: ignore[arg-type]
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 @app.command()
@@ -79,10 +84,13 @@ def check(config: str | None = ConfigOption) -> None:
 
     settings = load_settings(config)
     errors: list[str] = []
+    from agent.mailing import plan_path
+
     for person in settings.people.values():
-        if person.plan:
+        path = plan_path(settings, person)
+        if path:
             try:
-                idp.load(person.plan)
+                idp.load(path)
             except ConfigError as exc:
                 errors.extend(exc.errors)
     if errors:
@@ -95,17 +103,103 @@ def check(config: str | None = ConfigOption) -> None:
     )
 
 
+@app.command("init-plan")
+def init_plan(
+    email: str = typer.Argument(..., help="The employee whose plan to start."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Write a commented starter plan (IDP) for EMAIL; never overwrite one."""
+    from agent import plan as idp
+
+    settings = load_settings(config)
+    person = settings.people.get(email.lower())
+    if person is None:
+        fail(f"{email} is not among the people in {settings.path}", 2)
+        return
+    path = Path(person.plan) if person.plan else settings.resolve(idp.default_path(person.email))
+    if path.exists():
+        fail(f"{path} exists; Cadence never overwrites a plan (edit it, or move it away)", 1)
+    leaders = [
+        r.partner.name
+        for r in settings.relationships
+        if r.employee.email == person.email and r.role == "leader"
+    ]
+    text = idp.starter(
+        person.name, person.email, " and ".join(leaders) or "your leader", datetime.now(UTC).date()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        fail(f"{path} exists; Cadence never overwrites a plan", 1)
+    typer.echo(f"wrote {path}")
+    if not person.plan:
+        try:
+            shown = path.relative_to(settings.base)
+        except ValueError:
+            shown = path
+        typer.echo(f"add 'plan: {shown}' to {person.email} in {settings.path}")
+    typer.echo("edit it, then run 'cadence check'")
+
+
+@app.command("review-packet")
+def review_packet(
+    email: str = typer.Argument(..., help="The employee whose record to assemble."),
+    since: str = typer.Option(..., "--since", help="First day to include (YYYY-MM-DD)."),
+    fmt: str = typer.Option("md", "--format", "-f", help="md or html."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout."),
+    config: str | None = ConfigOption,
+    now: str | None = NowOption,
+) -> None:
+    """Assemble the review packet: meetings, goals, actions, feedback, time invested."""
+    from datetime import date
+
+    from agent import packet
+    from agent.store import Store
+
+    if fmt not in ("md", "html"):
+        fail(f"--format: choose md or html, not {fmt!r}", 2)
+    try:
+        first = date.fromisoformat(since)
+    except ValueError:
+        fail(f"--since: not a date (YYYY-MM-DD): {since!r}", 2)
+        return
+    settings = load_settings(config)
+    store = Store(settings.store)
+    try:
+        data = packet.collect(settings, store, email, first, parse_now(now))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        return
+    finally:
+        store.close()
+    text = packet.render(data, fmt, settings.templates)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the configuration file (for editors)."""
     typer.echo(json.dumps(config_mod.json_schema(), indent=2))
 
 
-def _tick(config: str | None, now: str | None, dry_run: bool, verbose: bool) -> None:
+def _tick(
+    config: str | None,
+    now: str | None,
+    dry_run: bool,
+    verbose: bool,
+    log_level: str | None = None,
+    log_format: str = "auto",
+) -> None:
     from agent.engine import Engine
     from agent.summary import print_report
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
     when = parse_now(now)
     try:
@@ -127,9 +221,11 @@ def plan(
     config: str | None = ConfigOption,
     now: str | None = NowOption,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    log_level: str | None = LogLevelOption,
+    log_format: str = LogFormatOption,
 ) -> None:
     """Show what the next tick would do, without doing it."""
-    _tick(config, now, dry_run=True, verbose=verbose)
+    _tick(config, now, True, verbose, log_level, log_format)
 
 
 @app.command()
@@ -138,76 +234,71 @@ def run(
     now: str | None = NowOption,
     once: bool = typer.Option(False, "--once", help="Run one tick and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    log_level: str | None = LogLevelOption,
+    log_format: str = LogFormatOption,
 ) -> None:
-    """Run one tick (``--once``); use ``serve`` to keep running."""
+    """Run one tick (--once); use serve to keep running."""
     if not once:
         fail("cadence run needs --once; use 'cadence serve' to run on a schedule", 2)
-    _tick(config, now, dry_run=False, verbose=verbose)
+    _tick(config, now, False, verbose, log_level, log_format)
 
 
 @app.command()
 def serve(
     config: str | None = ConfigOption,
-    check_only: bool = typer.Option(False, "--check", help="Validate and exit."),
-    verbose: bool = typer.Option(True, "--verbose/--quiet", "-v/-q"),
+    check_only: bool = typer.Option(False, "--check", help="Validate the configuration and exit."),
+    verbose: bool = typer.Option(
+        True, "--verbose/--quiet", "-v/-q", help="--quiet: warnings only."
+    ),
+    log_level: str | None = LogLevelOption,
+    log_format: str = LogFormatOption,
 ) -> None:
-    """Tick on the configured interval until SIGTERM or SIGINT."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+    """Tick on the configured interval until SIGTERM or SIGINT; serve /healthz and /metrics."""
+    from agent.service import Service
 
-    from agent.engine import Engine
-
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
     if check_only:
-        typer.echo("configuration ok")
+        conf = settings.file.service
+        where = f"http://{conf.host}:{conf.port}/healthz" if conf.port else "no HTTP endpoint"
+        typer.echo(
+            f"configuration ok: {len(settings.relationships)} relationships, "
+            f"a tick every {settings.tick}, {where}"
+        )
         return
-    log = logging.getLogger("cadence.serve")
-    stop = threading.Event()
-    running = threading.Lock()
+    service = Service(settings)
+    try:
+        service.run()
+    except OSError as exc:
+        conf = settings.file.service
+        fail(f"cannot listen on {conf.host}:{conf.port}: {exc.strerror or exc}", 1)
 
-    def tick() -> None:
-        if not running.acquire(blocking=False):
-            log.warning("previous tick still running; skipping this one")
-            return
-        try:
-            with TickLock(settings.store, wait=0), Engine(settings) as engine:
-                report = engine.tick(datetime.now(UTC))
-            log.info(
-                "tick %s: %d booked, %d mails, %d errors",
-                report.tick,
-                report.count("book"),
-                sum(report.count(k) for k in ("agenda", "recap", "invite")),
-                len(report.errors),
-            )
-        except Busy as exc:
-            log.warning("%s", exc)
-        except Exception:
-            log.exception("tick failed")
-        finally:
-            running.release()
 
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        tick,
-        "interval",
-        seconds=settings.tick.total_seconds(),
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-    )
+@app.command()
+def health(
+    config: str | None = ConfigOption,
+    timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for an answer."),
+) -> None:
+    """Ask a running cadence serve for /healthz; exit 0 when healthy, 1 otherwise."""
+    import urllib.error
+    import urllib.request
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s: stopping after the current tick", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    scheduler.start()
-    log.info("serving: a tick every %s", settings.tick)
-    stop.wait()
-    scheduler.shutdown(wait=True)
-    log.info("stopped")
+    conf = load_settings(config).file.service
+    if not conf.port:
+        fail("service.port is 0: this configuration serves no health endpoint", 2)
+    host = "127.0.0.1" if conf.host in ("0.0.0.0", "") else conf.host
+    host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+    url = f"http://{host}:{conf.port}/healthz"
+    try:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+        with direct.open(url, timeout=timeout) as answer:
+            typer.echo(answer.read().decode().strip())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            typer.echo(exc.read().decode().strip())
+        fail(f"unhealthy: {url} answered {exc.code}", 1)
+    except (OSError, urllib.error.URLError) as exc:
+        fail(f"no answer from {url}: {exc}", 1)
 
 
 @app.command()
@@ -241,6 +332,52 @@ def explain(
         run_explain(settings, relationship, parse_now(now), typer.echo)
     except ConfigError as exc:
         fail(str(exc), 2)
+
+
+@app.command()
+def report(
+    config: str | None = ConfigOption,
+    since: str | None = typer.Option(
+        None, "--since", help="Count meetings from this date (YYYY-MM-DD; default: a year ago)."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or html."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+    details: bool = typer.Option(
+        False, "--details", help="Include meeting titles (by default only dates and counts)."
+    ),
+    now: str | None = NowOption,
+) -> None:
+    """Cadence measures per leader and overall, from the store (no provider is called)."""
+    from agent import report as report_mod
+
+    if fmt not in ("table", "csv", "json", "html"):
+        fail(f"--format: {fmt!r} is not one of table, csv, json, html", 2)
+    settings = load_settings(config)
+    when = parse_now(now)
+    start = None
+    if since is not None:
+        try:
+            day = date.fromisoformat(since)
+        except ValueError:
+            fail(f"--since: not a date (YYYY-MM-DD): {since!r}", 2)
+            return
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if start >= when:
+            fail(f"--since {since} is not before now ({when:%Y-%m-%d})", 2)
+    built = report_mod.build(settings, when, start, details)
+    if fmt == "html":
+        from agent.report_html import render
+
+        text = render(built)
+    else:
+        text = {"table": report_mod.to_table, "csv": report_mod.to_csv, "json": report_mod.to_json}[
+            fmt
+        ](built)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"report written to {output}", err=True)
 
 
 @app.command("log")

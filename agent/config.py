@@ -210,6 +210,8 @@ class ExchangeAccount(Strict):
     access_type: Literal["impersonation", "delegate"] = "impersonation"
     version: str | None = None
     ca_bundle: str | None = None
+    #: exchangelib's own back-off on ErrorServerBusy (FaultTolerance); 0s fails fast
+    max_wait: Duration = timedelta(seconds=60)
 
 
 Account = Annotated[
@@ -305,6 +307,14 @@ class SyncSettings(Strict):
     burst: int = Field(default=10, ge=1)
 
 
+class ServiceConfig(Strict):
+    """``cadence serve``: where /healthz and /metrics listen, and when it is unhealthy."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0: no HTTP endpoint
+    unhealthy_after: int = Field(default=3, ge=1)  # consecutive failed ticks
+
+
 class ConfigFile(Strict):
     """The whole configuration file."""
 
@@ -315,6 +325,7 @@ class ConfigFile(Strict):
     language: Literal["en"] = "en"
     read_only: bool = False
     sync: SyncSettings = SyncSettings()
+    service: ServiceConfig = ServiceConfig()
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig]
@@ -464,7 +475,13 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         if p.plan:
             plan_path = (base / p.plan) if not Path(p.plan).is_absolute() else Path(p.plan)
             if not plan_path.exists():
-                err(["people", i, "plan"], f"plan file {p.plan} not found")
+                # a warning, so that `cadence init-plan` can write it; `cadence check` fails
+                warnings.append(
+                    source.where(
+                        ["people", i, "plan"],
+                        f"plan file {p.plan} not found (cadence init-plan {email} writes one)",
+                    )
+                )
             plan = str(plan_path)
         people[email] = Person(
             email=email,
@@ -529,7 +546,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         )
 
     relationships: list[Relationship] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str]] = set()
     for i, r in enumerate(cfg.relationships):
         employee, partner = people.get(r.employee.lower()), people.get(r.partner.lower())
         program = programs.get(r.program)
@@ -543,14 +560,15 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             err(["relationships", i, "partner"], "employee and partner are the same person")
         if employee is None or partner is None or program is None:
             continue
-        ident = (employee.email, partner.email, r.program)
-        if ident in seen:
-            err(["relationships", i], "this relationship is listed twice")
-        seen.add(ident)
+        pair = (employee.email, partner.email)
+        if pair in seen:
+            err(
+                ["relationships", i],
+                "this pair is listed twice; one relationship follows one program "
+                "(put every series it needs in that program)",
+            )
+        seen.add(pair)
         relationships.append(Relationship(employee, partner, r.role, program))
-
-    if len({r.id for r in relationships}) != len(relationships):
-        pass  # the same pair on two programs is allowed; ids then carry the program
 
     if errors:
         raise ConfigError(errors)

@@ -43,6 +43,7 @@ accounts:
     provider: local
     calendars: calendars      # <email>.ics per person
     outbox: outbox            # mail lands here as .eml
+    inbox: inbox              # replies to recaps are read from here (.eml)
 
 defaults:
   account: demo
@@ -77,7 +78,7 @@ programs:
     lapse_grace: 7d
     booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m, conference: auto}}
     agenda: {{before: 24h}}
-    recap: {{after: 2h}}
+    recap: {{after: 2h, collect_replies: true}}
   mentoring:
     series:
       one_on_one:
@@ -115,6 +116,29 @@ actions:
   - {title: draft the platform proposal, goal: Lead the forecasting platform, due: 2026-12-15, status: open}
   - {title: shadow an on-call week, goal: Lead the forecasting platform, status: done}
   - {title: ask Chloe for a reading list on mentoring, goal: Grow as a mentor, status: open}
+""",
+    "emma": """\
+# Emma's individual development plan
+purpose: Help teams ship calmly, with fewer surprises and more learning.
+values: [ownership, kindness, clarity]
+strengths: [running incident reviews, writing clear design docs]
+growth_areas: [managing people, budgeting]
+skills:
+  - {name: Kotlin, level: proficient}
+  - {name: coaching, level: learning}
+preferences:
+  feedback: in the moment, spoken, then a short written note
+  communication: Slack for quick things, a call for anything with feelings in it
+goals:
+  - title: Move into engineering management
+    success: leads the mobile team of five by Q3, with good team survey results
+    milestones:
+      - {title: run the team's retrospectives for a quarter, due: 2026-12-31, done: true}
+      - {title: complete the new-manager course, due: 2027-03-31}
+      - {title: cover for Ben during his leave, due: 2027-06-30}
+actions:
+  - {title: ask two peers for feedback on the retros, goal: Move into engineering management, due: 2026-12-04, status: open}
+  - {title: sign up for the new-manager course, goal: Move into engineering management, status: open}
 """,
     "farid": """\
 purpose: Make the payments backend boring, in the best sense.
@@ -369,6 +393,122 @@ def create_workspace(folder: Path, now: datetime) -> Path:
     return path
 
 
+REPLY = """\
+Thanks Ben, that was a useful hour. Updates from my side:
+
+- [x] ask two peers for feedback on the retros
+- [ ] shadow Priya's one-on-ones for a month (due {due1})
+- [ ] draft a budget for the mobile team (due {due2}) (goal: engineering management)
+
+Feedback from the retros: people like the format, and want fewer action items
+with more follow-through.
+
+--\x20
+Emma Clarke
+Mobile platform, Acme
+
+On {date}, Ben Ortiz <ben@acme.example> wrote:
+{quoted}
+"""
+
+
+def write_reply(folder: Path, recap: Path, now: datetime) -> Path:
+    """Emma's reply to her recap, as her mail client would write it: top-posted, with
+    a signature, the recap quoted below, and an HTML part in Gmail's shape."""
+    from email import message_from_bytes, policy
+    from email.message import EmailMessage
+    from email.utils import format_datetime
+
+    original = message_from_bytes(recap.read_bytes(), policy=policy.default)
+    assert isinstance(original, EmailMessage)
+    body = original.get_body(preferencelist=("plain",))
+    old_text = str(body.get_content()) if body is not None else ""
+    sent = format_datetime(now.astimezone(UTC))
+    text = REPLY.format(
+        due1=(now + timedelta(days=52)).date().isoformat(),
+        due2=(now + timedelta(days=70)).date().isoformat(),
+        date=f"{now.astimezone(ZoneInfo('Europe/London')):%a, %d %b %Y at %H:%M}",
+        quoted="\n".join(f"> {line}".rstrip() for line in old_text.splitlines()),
+    )
+    mine, _, quote = text.partition("\nOn ")
+    html_lines = "".join(f"<div>{_esc(line) or '<br>'}</div>" for line in mine.split("\n"))
+    html = (
+        f'<div dir="ltr">{html_lines}</div><br><div class="gmail_quote">'
+        f'<div dir="ltr" class="gmail_attr">On {_esc(quote.splitlines()[0])}</div>'
+        f'<blockquote class="gmail_quote" style="margin:0 0 0 .8ex;border-left:1px #ccc solid;'
+        f'padding-left:1ex">{_esc(old_text)}</blockquote></div>'
+    )
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = "Emma Clarke <emma@acme.example>"
+    msg["To"] = "Ben Ortiz <ben@acme.example>, Emma Clarke <emma@acme.example>"
+    msg["Subject"] = f"Re: {original['Subject']}"
+    msg["Date"] = sent
+    msg["Message-ID"] = f"<reply-{now:%Y%m%d%H%M}.emma@mail.acme.example>"
+    msg["In-Reply-To"] = str(original["Message-ID"])
+    refs = str(original.get("References", "")).split()
+    msg["References"] = " ".join([*refs, str(original["Message-ID"])])
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "re-recap-emma.eml"
+    path.write_bytes(msg.as_bytes())
+    return path
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _previews(
+    settings: config_mod.Settings, folder: Path, since: date, now: datetime
+) -> list[tuple[str, Path]]:
+    """Write the review packet and the HTML parts of the latest mails, for a browser."""
+    from email import message_from_bytes, policy
+    from email.message import EmailMessage
+
+    from agent import packet
+    from agent.store import Store
+
+    found: list[tuple[str, Path]] = []
+    store = Store(settings.store)
+    try:
+        rows = store.outbox_rows()
+        preview = folder / "preview"
+        preview.mkdir(exist_ok=True)
+        for kind, label in (("agenda", "Agenda"), ("recap", "Recap"), ("update", "Updated recap")):
+            sent = [r for r in rows if r["kind"] == kind and r["status"] == "sent"]
+            if not sent:
+                continue
+            eml = Path(sent[-1]["location"])
+            msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
+            assert isinstance(msg, EmailMessage)
+            part = msg.get_body(preferencelist=("html",))
+            if part is None:
+                continue
+            html_path = preview / f"{kind}.html"
+            html_path.write_text(str(part.get_content()), encoding="utf-8")
+            found.append((label, eml))
+            found.append((f"{label} (HTML)", html_path))
+        data = packet.collect(settings, store, email("emma"), since, now)
+        for fmt in ("md", "html"):
+            path = folder / f"review-packet-emma.{fmt}"
+            path.write_text(packet.render(data, fmt, settings.templates), encoding="utf-8")
+            found.append((f"Review packet ({fmt})", path))
+    finally:
+        store.close()
+    return found
+
+
 def run_demo(folder: Path, now: datetime) -> None:
     path = folder / "cadence.yaml"
     if path.exists():
@@ -382,10 +522,32 @@ def run_demo(folder: Path, now: datetime) -> None:
     settings = config_mod.load(path)
     with TickLock(settings.store, wait=5), Engine(settings) as engine:
         report = engine.tick(now)
-    typer.echo("")
-    new = print_report(settings, report)
+        typer.echo("")
+        new = print_report(settings, report)
+        inbox = folder / "inbox"
+        recaps = sorted((folder / "outbox").glob("*recap.eml"))
+        emma = [p for p in recaps if b"To: emma@acme.example" in p.read_bytes()]
+        if emma and not (inbox / "re-recap-emma.eml").exists():
+            reply = write_reply(inbox, emma[0], now)
+            typer.echo(f"Emma answered her recap: {reply}")
+            again = engine.tick(now)
+            for action in again.actions:
+                if action.kind in ("reply", "update") and action.outcome == "done":
+                    what = "reply read" if action.kind == "reply" else "updated recap sent"
+                    typer.echo(f"  → {what}: {action.detail}")
+                    if action.data.get("where"):
+                        typer.echo(
+                            f"      to {', '.join(action.data['to'])} → {action.data['where']}"
+                        )
     typer.echo("")
     typer.echo(f"Calendars: {folder}/calendars/   Mail: {folder}/outbox/   Store: {settings.store}")
+    since = date(now.year, 1, 1)
+    for label, where in _previews(settings, folder, since, now):
+        typer.echo(f"{label + ':':<22} {_shown(where)}")
+    typer.echo(
+        f"Make your own: cadence review-packet emma@{DOMAIN} --since {since} --format html "
+        f"-c {path}"
+    )
     if new:
         typer.echo(
             f"Run it again ('cadence demo {folder}') and it books and sends nothing new; "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from agent import connectors, faults
+from agent import connectors, faults, logs, metrics
 from agent import plan as idp
 from agent.config import Settings
 from agent.connectors.base import (
@@ -127,7 +127,9 @@ class Engine:
                 retry=self.retry,
                 log=logging.getLogger(f"cadence.connector.{account}"),
             )
-            self._connections[account] = connectors.connect(ctx)
+            self._connections[account] = metrics.instrument(
+                connectors.connect(ctx), str(getattr(ctx.account, "provider", account))
+            )
         return self._connections[account]
 
     def sync_limits(self) -> dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]]:
@@ -170,6 +172,10 @@ class Engine:
         """Run one reconciliation pass as of ``now``; with ``dry_run`` change nothing."""
         now = now.astimezone(UTC)
         tick_id = 0 if dry_run else self.store.begin_tick(now, datetime.now(UTC))
+        with logs.tick_context(None if dry_run else tick_id):
+            return self._tick(tick_id, now, dry_run)
+
+    def _tick(self, tick_id: int, now: datetime, dry_run: bool) -> TickReport:
         run = _Tick(self, tick_id, now, dry_run)
         status = "failed"
         try:
@@ -221,7 +227,7 @@ class _Tick(MailSteps):
         series: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        log.info("%s%s: %s", kind, f" [{rel}]" if rel else "", message)
+        log.info("%s%s: %s", kind, f" [{rel}]" if rel else "", message, extra={"relationship": rel})
         if not self.dry_run:
             self.store.audit(self.tick_id, self.now, kind, message, rel, series, data)
 
@@ -480,11 +486,18 @@ class _Tick(MailSteps):
                 self.error(
                     f"review {state.relationship.id} {state.name}", exc, state.relationship.id
                 )
+        failed: set[str] = set()
         for need in needs:
             rel = need.state.relationship
+            if rel.id in failed:
+                # its other series wait too, so a failure never changes what gets booked
+                text = "an earlier booking of this relationship failed; next tick"
+                self.record(ActionRecord("book", rel.id, need.state.name, text, "deferred"))
+                continue
             try:
                 self._book(need, busy)
             except Exception as exc:
+                failed.add(rel.id)
                 self.error(f"book {rel.id} {need.state.name}", exc, rel.id)
 
     def _busy(

@@ -1,10 +1,14 @@
 """Crash points for tests: ``CADENCE_KILL_AT=N`` makes the process SIGKILL itself at the
-Nth point it passes, so tests can prove that a restart never repeats a side effect."""
+Nth point it passes, so tests can prove that a restart never repeats a side effect.
+``CADENCE_PAUSE_AT=N`` makes it touch ``$CADENCE_PAUSE_FILE`` and sleep a few seconds
+there instead, so a test can signal it in the middle of a tick."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 ENV = "CADENCE_KILL_AT"
 _passed = 0
@@ -14,9 +18,15 @@ def point(name: str) -> None:
     """Mark a crash point; a no-op unless ``$CADENCE_KILL_AT`` is set."""
     global _passed
     target = os.environ.get(ENV)
-    if not target:
+    pause = os.environ.get("CADENCE_PAUSE_AT")
+    if not target and not pause:
         return
     _passed += 1
+    if pause and _passed == int(pause):
+        Path(os.environ["CADENCE_PAUSE_FILE"]).write_text(name)
+        time.sleep(float(os.environ.get("CADENCE_PAUSE_SECONDS", "3")))
+    if not target:
+        return
     if _passed == int(target):
         trace = os.environ.get("CADENCE_KILL_TRACE")
         if trace:

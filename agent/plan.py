@@ -1,7 +1,14 @@
-"""The employee's individual development plan (IDP), a YAML file per employee."""
+"""The employee's individual development plan (IDP), a YAML file per employee.
+
+A plan holds a purpose statement, values, strengths, growth areas, a skills inventory
+with levels, the working preferences the leader should know, one to three career goals
+(each with what success looks like and dated milestones) and action items. Agendas
+quote it; replies to recaps add to its action list in the store (never in the file).
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -11,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent import yamlsource
 from agent.connectors.base import ConfigError
 
+LEVELS = ("learning", "practising", "proficient", "expert")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -18,7 +27,7 @@ class _Strict(BaseModel):
 
 class Milestone(_Strict):
     title: str
-    due: date | None = None
+    due: date
     done: bool = False
 
 
@@ -27,6 +36,11 @@ class Goal(_Strict):
     success: str | None = None
     milestones: list[Milestone] = Field(default_factory=list)
 
+    @property
+    def progress(self) -> tuple[int, int]:
+        """Milestones done and in all."""
+        return sum(1 for m in self.milestones if m.done), len(self.milestones)
+
 
 class Skill(_Strict):
     name: str
@@ -34,6 +48,8 @@ class Skill(_Strict):
 
 
 class Preferences(_Strict):
+    """How the employee likes to work with their leader."""
+
     feedback: str | None = None
     communication: str | None = None
 
@@ -61,6 +77,22 @@ class Plan(_Strict):
     def open_actions(self) -> list[ActionItem]:
         return [a for a in self.actions if a.status == "open"]
 
+    def goal(self, text: str | None) -> Goal | None:
+        """Find the goal named ``text``: exactly, else by an unambiguous prefix or part."""
+        if not text:
+            return None
+        wanted = normalize(text)
+        for goal in self.goals:
+            if normalize(goal.title) == wanted:
+                return goal
+        found = [g for g in self.goals if wanted in normalize(g.title)]
+        return found[0] if len(found) == 1 else None
+
+
+def normalize(text: str) -> str:
+    """Compare titles the way people mean them: case, spacing and end punctuation aside."""
+    return " ".join(text.lower().split()).rstrip(".!;:")
+
 
 def load(path: str | Path) -> Plan:
     """Load a plan file; raise ConfigError with file:line: key messages."""
@@ -69,12 +101,95 @@ def load(path: str | Path) -> Plan:
     if not isinstance(data, dict):
         raise ConfigError(f"{source.path}:1: (top): a plan must be a mapping of keys")
     try:
-        return Plan.model_validate(data)
+        plan = Plan.model_validate(data)
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
-            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(
-                source.where(list(err["loc"]), str(message).removeprefix("Value error, "))
-            )
+            kind = err["type"]
+            if kind == "extra_forbidden":
+                message = "unknown key"
+            elif kind == "missing":
+                message = "required key is missing"
+            elif kind == "too_long":
+                message = "at most 3 goals: a plan with more has no focus"
+            else:
+                message = str(err["msg"]).removeprefix("Value error, ")
+            errors.append(source.where(list(err["loc"]), message))
         raise ConfigError(errors) from None
+    errors = []
+    if not plan.goals:
+        errors.append(
+            source.where(["goals"], "at least one goal: a plan holds one to three career goals")
+        )
+    for i, action in enumerate(plan.actions):
+        if action.goal and plan.goal(action.goal) is None:
+            names = "; ".join(g.title for g in plan.goals) or "none yet"
+            errors.append(
+                source.where(["actions", i, "goal"], f"no goal {action.goal!r} (goals: {names})")
+            )
+    if errors:
+        raise ConfigError(errors)
+    return plan
+
+
+_STARTER = """\
+# Development plan (IDP) of {name} <{email}>.
+# {name} owns this file; {leader} reads it. Cadence quotes it in agendas and recaps
+# and adds the actions from replies to recaps to its store (never to this file).
+# Check it with: cadence check
+
+# Why you do the work you do, in a sentence or two.
+purpose: >-
+  Write what you want your work to achieve.
+
+# What matters to you at work.
+values: [curiosity, candour]
+
+# What you do best; your leader gives feedback on these in the Align deep dive.
+strengths:
+  - a strength people count on you for
+
+# Where you want to grow.
+growth_areas:
+  - an area you want to get better at
+
+# Skills inventory; level is one of: learning, practising, proficient, expert.
+skills:
+  - {{name: a skill you use every week, level: practising}}
+
+# How you like to work with your leader.
+preferences:
+  feedback: how you like to receive feedback (written, in the moment, with examples...)
+  communication: how you like to communicate (async first, a call for anything sensitive...)
+
+# One to three career goals, each with what success looks like and dated milestones.
+goals:
+  - title: a goal for the next twelve months
+    success: how you and your leader will know you got there
+    milestones:
+      - {{title: a first step, due: {first}}}
+      - {{title: a visible result, due: {second}}}
+
+# Action items: title, the goal they serve, an optional due date and a status
+# (open, done or dropped). Reply to a recap with "- [ ] title (due {first})" or
+# "- [x] title" to add or complete actions without editing this file.
+actions:
+  - {{title: a first action, goal: a goal for the next twelve months, due: {first}, status: open}}
+"""
+
+
+def starter(name: str, email: str, leader: str, today: date) -> str:
+    """Return a commented starter plan that ``load`` accepts as it is."""
+    first = date(today.year + (today.month + 2) // 12, (today.month + 2) % 12 + 1, 1)
+    second = date(first.year + 1 if first.month > 6 else first.year, (first.month + 5) % 12 + 1, 1)
+    return _STARTER.format(
+        name=name, email=email, leader=leader, first=first.isoformat(), second=second.isoformat()
+    )
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9@._+-]")
+
+
+def default_path(email: str) -> str:
+    """The relative path of a plan whose person names none: ``plans/<email>.yaml``."""
+    return f"plans/{_SAFE.sub('_', email)}.yaml"

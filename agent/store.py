@@ -87,16 +87,34 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE bookings ADD COLUMN moves INTEGER NOT NULL DEFAULT 0")
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    """Replies to recaps and the action items they carry."""
+    db.execute(
+        """CREATE TABLE replies (
+            message_id TEXT PRIMARY KEY, ref TEXT, meeting TEXT, relationship TEXT,
+            employee TEXT, sender TEXT, received_at TEXT, status TEXT NOT NULL,
+            reason TEXT, items TEXT, notes TEXT, update_key TEXT, recorded_at TEXT)"""
+    )
+    db.execute("CREATE INDEX replies_employee ON replies (employee, received_at)")
+    db.execute(
+        """CREATE TABLE actions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, employee TEXT NOT NULL,
+            norm TEXT NOT NULL, title TEXT NOT NULL, goal TEXT, due TEXT,
+            status TEXT NOT NULL, relationship TEXT, meeting TEXT, source TEXT,
+            created_at TEXT, updated_at TEXT, done_at TEXT, UNIQUE (employee, norm))"""
+    )
+
+
 #: how many calendars' events the store keeps parsed between two reads (see Store._recent)
 RECENT_CALENDARS = 32
 
 
-def _v3(db: sqlite_utils.Database) -> None:
+def _v4(db: sqlite_utils.Database) -> None:
     # the engine asks for a relationship's last audit rows of a kind on every tick
     db.execute("CREATE INDEX audit_relationship_kind ON audit (relationship, kind, id)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -136,9 +154,18 @@ class Store:
                 f"the store has schema version {current}, newer than this Cadence ({SCHEMA_VERSION})"
             )
         for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self.atomic():
-                step(self.db)
-                self.db.execute(f"PRAGMA user_version = {number}")
+            # Take the write lock first, then look again: another process opening the
+            # same new file may have applied this step in the meantime.
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.version < number:
+                    step(self.db)
+                    self.db.execute(f"PRAGMA user_version = {number}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.conn.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
 
     def atomic(self) -> Any:
         return self.db.atomic()
@@ -264,6 +291,54 @@ class Store:
             existing = self.outbox(row["key"])
             row = {**(existing or {"created_at": _ts(now)}), **row}
             self.db.table("outbox").upsert(row, pk="key")
+
+    def outbox_by_message_id(self, message_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM outbox WHERE message_id = ?", [message_id])
+        return rows[0] if rows else None
+
+    # --- replies and the actions they carry --------------------------------------------
+
+    def reply(self, message_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM replies WHERE message_id = ?", [message_id])
+        return rows[0] if rows else None
+
+    def read_refs(self) -> set[str]:
+        """Where the replies already read came from (a file, a mailbox UID...)."""
+        return {r["ref"] for r in self._query("SELECT ref FROM replies WHERE ref IS NOT NULL")}
+
+    def replies(
+        self, employee: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM replies WHERE 1 = 1"
+        params: list[Any] = []
+        if employee:
+            sql += " AND employee = ?"
+            params.append(employee)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        return self._query(sql + " ORDER BY received_at, message_id", params)
+
+    def save_reply(
+        self, row: dict[str, Any], actions: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        """Record one reply and upsert its actions (by employee and title) atomically."""
+        with self.atomic():
+            self.db.table("replies").upsert({**row, "recorded_at": _ts(now)}, pk="message_id")
+            for action in actions:
+                key = [action["employee"], action["norm"]]
+                old = self._query("SELECT * FROM actions WHERE employee = ? AND norm = ?", key)
+                merged = {**(old[0] if old else {"created_at": _ts(now)}), **action}
+                merged["updated_at"] = _ts(now)
+                if action["status"] == "done" and not (old and old[0]["done_at"]):
+                    merged["done_at"] = _ts(now)
+                if old:
+                    self.db.table("actions").update(old[0]["id"], merged)
+                else:
+                    self.db.table("actions").insert(merged)
+
+    def actions(self, employee: str) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM actions WHERE employee = ? ORDER BY id", [employee])
 
     # --- meetings ----------------------------------------------------------------------
 

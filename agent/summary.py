@@ -15,6 +15,8 @@ _LABELS = {
     "move": "moved",
     "ask": "asked the employee to pick a time",
     "accept": "accepted a move made by hand",
+    "reply": "reply read",
+    "update": "updated recap sent",
 }
 
 
@@ -74,7 +76,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
     elif new:
         echo(
             f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
-            f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite'))} mails."
+            f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite', 'update'))} mails."
         )
     else:
         echo("Nothing new to book or send: every due action is already done.")

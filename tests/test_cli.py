@@ -172,3 +172,34 @@ def test_read_only_books_and_sends_nothing_but_logs_what_it_would_do(workspace: 
     assert "read-only, not done: book Development Amplify: Ana & Ben" in log.output
     assert "read-only, not done: agenda" in log.output
     assert "lapsed" in cadence("log", "--config", str(workspace), "--kind", "assess").output
+
+
+def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "cadence.db"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from agent.lock import TickLock; "
+            "TickLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
+            str(store),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    from agent.lock import Busy
+
+    with pytest.raises(Busy):
+        TickLock(store).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    holder.stdout.close()
+    started = time.monotonic()
+    with TickLock(store):
+        assert time.monotonic() - started < 1

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import icalendar
@@ -21,7 +22,9 @@ from tests.conftest import NOW
 ENV_KILL = "CADENCE_KILL_AT"
 
 
-def run_once(config: Path, kill_at: int | None = None) -> subprocess.CompletedProcess[str]:
+def run_once(
+    config: Path, kill_at: int | None = None, now: datetime = NOW
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
     if kill_at is not None:
         env[ENV_KILL] = str(kill_at)
@@ -35,7 +38,7 @@ def run_once(config: Path, kill_at: int | None = None) -> subprocess.CompletedPr
             "--config",
             str(config),
             "--now",
-            NOW.isoformat(),
+            now.isoformat(),
         ],
         env=env,
         capture_output=True,
@@ -63,6 +66,31 @@ def outcome(folder: Path) -> tuple[dict[str, int], list[str], dict[str, str]]:
     return dict(keys), mails, states
 
 
+def crash_everywhere(pristine: Path, expected: tuple, work: Path, now: datetime) -> int:
+    """Kill a tick at each crash point in turn; return how many points there were."""
+    keys, mails, states = expected
+    killed = 0
+    n = 0
+    while True:
+        n += 1
+        target = work / f"kill{n}"
+        shutil.copytree(pristine, target)
+        first = run_once(target / "cadence.yaml", kill_at=n, now=now)
+        if first.returncode != -signal.SIGKILL:
+            assert first.returncode == 0, first.stderr
+            return killed
+        killed += 1
+        restart = run_once(target / "cadence.yaml", now=now)
+        assert restart.returncode == 0, restart.stderr
+        got_keys, got_mails, got_states = outcome(target)
+        assert got_keys == keys, f"kill point {n}: events differ"
+        assert got_mails == mails, f"kill point {n}: mails differ"
+        assert got_states == states, f"kill point {n}: store differs"
+        quiet = run_once(target / "cadence.yaml", now=now)
+        assert "Nothing new to book or send" in quiet.stdout, f"kill point {n}: {quiet.stdout}"
+        shutil.rmtree(target)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple]:
     folder = tmp_path_factory.mktemp("reference") / "demo"
@@ -78,24 +106,38 @@ def test_crash_at_every_point_then_restart(reference, tmp_path: Path) -> None:
     keys, mails, states = expected
     assert all(v == 1 for v in keys.values()) and mails
     assert set(states.values()) == {"booked", "sent"}
-    killed = 0
-    n = 0
-    while True:
-        n += 1
-        work = tmp_path / f"kill{n}"
-        shutil.copytree(pristine, work)
-        first = run_once(work / "cadence.yaml", kill_at=n)
-        if first.returncode != -signal.SIGKILL:
-            assert first.returncode == 0, first.stderr
-            break  # the run passed fewer than n crash points: all were tried
-        killed += 1
-        restart = run_once(work / "cadence.yaml")
-        assert restart.returncode == 0, restart.stderr
-        got_keys, got_mails, got_states = outcome(work)
-        assert got_keys == keys, f"kill point {n}: events differ"
-        assert got_mails == mails, f"kill point {n}: mails differ"
-        assert set(got_states) == set(states) and set(got_states.values()) == {"booked", "sent"}
-        quiet = run_once(work / "cadence.yaml")
-        assert "Nothing new to book or send" in quiet.stdout
-        shutil.rmtree(work)
+    killed = crash_everywhere(pristine, expected, tmp_path, NOW)
+    print(f"kill points (first tick): {killed}")
     assert killed >= 20, f"only {killed} crash points were exercised"
+
+
+def _decline(folder: Path, who: str, title: str) -> None:
+    for path in (folder / "calendars").glob("*.ics"):
+        cal = icalendar.Calendar.from_ical(path.read_bytes())
+        for comp in cal.walk("VEVENT"):
+            if comp.get("X-CADENCE-KEY") and str(comp.get("SUMMARY")) == title:
+                attendees = comp.get("ATTENDEE")
+                for a in attendees if isinstance(attendees, list) else [attendees]:
+                    if str(a).lower() == f"mailto:{who}":
+                        a.params["PARTSTAT"] = "DECLINED"
+        path.write_bytes(cal.to_ical())
+
+
+def test_crash_while_moving_a_declined_meeting(reference, tmp_path: Path) -> None:
+    """Day two: Ben declines a booked deep dive; the agent moves it and mails an updated
+    invitation. Kill that tick at every point too."""
+    pristine, _ = reference
+    day_two = tmp_path / "day-two"
+    shutil.copytree(pristine, day_two)
+    assert run_once(day_two / "cadence.yaml").returncode == 0
+    _decline(day_two, "ben@acme.example", "Development Amplify: Ana & Ben")
+    later = NOW + timedelta(hours=1)
+    settled = tmp_path / "settled"
+    shutil.copytree(day_two, settled)
+    result = run_once(settled / "cadence.yaml", now=later)
+    assert result.returncode == 0 and "moved" in result.stdout, result.stdout
+    expected = outcome(settled)
+    assert any("invite1" in m for m in expected[1])
+    killed = crash_everywhere(day_two, expected, tmp_path, later)
+    print(f"kill points (moving a declined meeting): {killed}")
+    assert killed >= 10, f"only {killed} crash points were exercised"

@@ -4,43 +4,17 @@ restarts must leave one event per booking and one mail per Message-ID."""
 from __future__ import annotations
 
 import collections
-import os
 import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.store import Store
 from tests.google.harness import workspace
 from tests.google.test_tick import PROGRAMS
+from tests.test_crash import run_once
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 ANA, BEN = "ana@acme.example", "ben@acme.example"
-
-
-def run_once(config: Path, kill_at: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
-    if kill_at is not None:
-        env["CADENCE_KILL_AT"] = str(kill_at)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli",
-            "run",
-            "--once",
-            "--config",
-            str(config),
-            "--now",
-            NOW.isoformat(),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_crash_anywhere_against_google(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_agenda_follows_the_stage_and_quotes_the_plan(workspace: Path) -> None:
         plan=plan,
         invested_hours=1.5,
     )
-    assert content.subject == "Agenda: Development Amplify: Ana & Ben, Mon 23 Nov 15:00"
+    assert content.subject == "Agenda: Development Amplify with Ben, Mon 23 Nov 15:00"
     for text in (content.text, content.html):
         assert "Barriers Ben can help knock down" in text
         assert "Lead the forecasting platform" in text
@@ -80,7 +80,7 @@ def test_recap_threads_to_the_agenda(settings: config.Settings, tmp_path: Path) 
     msg = read(recap["location"])
     assert msg["In-Reply-To"] == agenda["message_id"]
     assert agenda["message_id"] in msg["References"]
-    assert msg["Subject"].startswith("Recap: Mentoring: Farid & Emma")
+    assert msg["Subject"].startswith("Recap: Mentoring with Emma, ")
     assert "Farid" in body(msg, "plain") and "<!DOCTYPE html>" in body(msg, "html")
     assert msg["To"] == "farid@acme.example, emma@acme.example"
 

@@ -33,6 +33,9 @@ from agent.model import (
 
 T = TypeVar("T")
 
+#: called with the seconds of every pause before a retry (the service counts them)
+WAIT_LISTENERS: list[Callable[[float], None]] = []
+
 
 class CadenceError(Exception):
     """Base of every error Cadence raises on purpose."""
@@ -47,11 +50,18 @@ class ConfigError(CadenceError):
 
 
 class TransientError(CadenceError):
-    """A failure that may pass: retry after ``retry_after`` seconds if given."""
+    """A failure that may pass: retry after ``retry_after`` seconds if given.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``maybe_done`` is False only when the provider certainly did nothing (throttling:
+    429, rate-limit 403); a 5xx, a timeout or a dropped connection may hide an effect.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, maybe_done: bool = True
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_done = maybe_done
 
 
 class PermanentError(CadenceError):
@@ -114,6 +124,24 @@ class Mailer(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class IncomingMail:
+    """One received message, as raw RFC 5322 bytes, and where it was read from."""
+
+    ref: str
+    raw: bytes
+
+
+@runtime_checkable
+class ReplyReader(Protocol):
+    """A mailer that can also read replies (opt-in: it needs a read scope)."""
+
+    def replies(self) -> Sequence[IncomingMail]:
+        """Return the messages in the mailbox that may answer Cadence's mail; the
+        caller matches them to its own Message-IDs and remembers which it has read."""
+        ...
+
+
 def ensure_own(event: Event) -> None:
     """Raise PermanentError unless the agent created ``event`` (it carries a key)."""
     if not event.key:
@@ -144,18 +172,24 @@ class RetryPolicy:
         backoff = min(self.cap, self.base * 2**attempt) * (0.5 + self.rand() / 2)
         return float(max(backoff, retry_after or 0.0))
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying TransientError within the policy's bounds."""
+    def call(self, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run ``fn``, retrying TransientError within the policy's bounds.
+
+        A call that is not ``idempotent`` (sending mail) is retried only after errors
+        that certainly had no effect, so a retry can never send twice.
+        """
         waited = 0.0
         for attempt in range(self.attempts):
             try:
                 return fn()
             except TransientError as exc:
-                if attempt + 1 >= self.attempts:
+                if attempt + 1 >= self.attempts or (exc.maybe_done and not idempotent):
                     raise
                 pause = self.delay(attempt, exc.retry_after)
                 if waited + pause > self.max_total:
                     raise
                 waited += pause
+                for listener in WAIT_LISTENERS:
+                    listener(pause)
                 self.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover

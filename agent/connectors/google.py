@@ -332,7 +332,7 @@ class _Client:
         if time.monotonic() < self.paused_until:
             raise PermanentError(f"account {self.name!r} paused for this tick: {self.paused_why}")
 
-    def execute(self, request: HttpRequest, user: str) -> Any:
+    def execute(self, request: HttpRequest, user: str, *, idempotent: bool = True) -> Any:
         """Run one API request as ``user`` under the retry policy."""
 
         def once() -> Any:
@@ -344,7 +344,7 @@ class _Client:
             finally:
                 self._save_refreshed()
 
-        return self.retry.call(once)
+        return self.retry.call(once, idempotent=idempotent)
 
     def batch(self, requests: Sequence[HttpRequest], user: str) -> list[Any]:
         """Run requests in HTTP batches at the configured batch endpoint, in order."""
@@ -427,7 +427,9 @@ class _Client:
             pass
         retry_after = _retry_after(exc.resp.get("retry-after"))
         what = f"Google {status} {reason or 'error'} for {user}: {message}"
-        if status == 429 or status >= 500 or (status == 403 and reason in RATE_REASONS):
+        if status == 429 or (status == 403 and reason in RATE_REASONS):
+            return TransientError(what, retry_after=retry_after, maybe_done=False)
+        if status >= 500:
             return TransientError(what, retry_after=retry_after)
         if status == 403 and reason in QUOTA_REASONS:
             self.paused_until = time.monotonic() + QUOTA_PAUSE
@@ -563,7 +565,7 @@ class GoogleCalendar:
                         removed.append(item["id"])  # a deletion reported by id only
                         continue
                     event = to_event(person, item)
-                except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                except Exception as exc:  # one unreadable item never fails the sync
                     skipped.append(Skipped(person.email, ref, f"unreadable event: {exc!r}"))
                     continue
                 if since is not None and not event.interval.overlaps(window):
@@ -803,7 +805,7 @@ class GoogleMailer:
                 thread = earlier["threadId"] if earlier else None
             if thread:
                 body["threadId"] = thread
-        sent = self.c.execute(self.messages.send(userId="me", body=body), mailbox)
+        sent = self.c.execute(self.messages.send(userId="me", body=body), mailbox, idempotent=False)
         self.threads[message_id] = sent["threadId"]
         return SentMail(mail.key, message_id, f"gmail:{mailbox}/{sent['id']}")
 

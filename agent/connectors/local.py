@@ -23,7 +23,7 @@ import icalendar
 
 from agent import ical, mime
 from agent.connectors import Context
-from agent.connectors.base import PermanentError, ensure_own
+from agent.connectors.base import IncomingMail, PermanentError, ensure_own
 from agent.model import (
     Changes,
     Event,
@@ -226,10 +226,25 @@ class LocalCalendar:
 
 
 class OutboxMailer:
-    """Mail as ``.eml`` files; the file name is the mail's key, so a resend is a no-op."""
+    """Mail as ``.eml`` files; the file name is the mail's key, so a resend is a no-op.
 
-    def __init__(self, folder: Path):
+    With an ``inbox`` folder it also reads replies: every ``.eml`` file in it.
+    """
+
+    def __init__(self, folder: Path, inbox: Path | None = None):
         self.folder = folder
+        self.inbox = inbox
+
+    def replies(self) -> list[IncomingMail]:
+        if self.inbox is None or not self.inbox.is_dir():
+            return []
+        found = []
+        for path in sorted(self.inbox.glob("*.eml")):
+            try:
+                found.append(IncomingMail(str(path), path.read_bytes()))
+            except OSError as exc:
+                raise PermanentError(f"cannot read {path}: {exc}") from exc
+        return found
 
     def path(self, mail: OutgoingMail) -> Path:
         return self.folder / f"{mail.key.replace(':', '-')}.eml"
@@ -255,4 +270,5 @@ def connect(ctx: Context) -> tuple[LocalCalendar, OutboxMailer]:
     outbox = ctx.settings.resolve(ctx.account.outbox)
     for folder in (calendars, outbox):
         folder.mkdir(parents=True, exist_ok=True)
-    return LocalCalendar(calendars, ctx.people), OutboxMailer(outbox)
+    inbox = ctx.settings.resolve(ctx.account.inbox) if ctx.account.inbox else None
+    return LocalCalendar(calendars, ctx.people), OutboxMailer(outbox, inbox)

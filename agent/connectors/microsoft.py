@@ -291,7 +291,7 @@ class MicrosoftCalendar:
                     continue
                 try:
                     events[ref] = to_event(person, item)
-                except (KeyError, TypeError, ValueError) as exc:
+                except Exception as exc:  # one unreadable item never fails the sync
                     skipped.append(Skipped(person.email, ref, f"{type(exc).__name__}: {exc}"))
             if page.get("@odata.nextLink"):
                 url, params = page["@odata.nextLink"], None
@@ -543,6 +543,7 @@ class MicrosoftMailer:
             f"{_user(sender)}/sendMail",
             data=base64.b64encode(mime),
             headers={"Content-Type": "text/plain"},
+            idempotent=False,
         )
         return SentMail(mail.key, _bracket(mail.message_id), f"graph:{sender}")
 

@@ -255,6 +255,7 @@ class Graph:
         json_body: Any = None,
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> requests.Response:
         """One request, with retries; raise the translated error."""
 
@@ -291,7 +292,7 @@ class Graph:
             answer: requests.Response = resp
             return answer
 
-        return self.retry.call(attempt)
+        return self.retry.call(attempt, idempotent=idempotent)
 
     @staticmethod
     def check(status: int, headers: Mapping[str, str], body: Any, what: str) -> None:
@@ -304,7 +305,9 @@ class Graph:
         text = f"Graph {what}: {status} {code} {message}".strip()
         if status == 410 or code.lower() in RESYNC_CODES:
             raise CursorExpired(text)
-        if status == 429 or status >= 500:
+        if status == 429:
+            raise TransientError(text, retry_after=_retry_after(headers), maybe_done=False)
+        if status >= 500:
             raise TransientError(text, retry_after=_retry_after(headers))
         raise PermanentError(text)
 

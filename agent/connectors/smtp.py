@@ -310,7 +310,7 @@ class SmtpMailer:
             except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
                 raise _translate(exc, self.where) from exc
 
-        refused = self.retry.call(once)
+        refused = self.retry.call(once, idempotent=False)
         if refused:
             self.log.warning(
                 "%s refused some recipients of %s: %s", self.where, msg["Message-ID"], refused
@@ -336,12 +336,15 @@ def _translate(exc: Exception, where: str) -> TransientError | PermanentError:
         )
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return PermanentError(f"{where}: every recipient was refused: {exc.recipients}")
+    if isinstance(exc, ConnectionRefusedError | smtplib.SMTPConnectError | smtplib.SMTPHeloError):
+        # refused before any message was handed over: certainly not sent
+        return TransientError(f"{where}: {type(exc).__name__}: {exc}", maybe_done=False)
     if isinstance(exc, smtplib.SMTPResponseException):
         error = exc.smtp_error
         text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
         message = f"{where}: {exc.smtp_code} {text}"
-        if 400 <= exc.smtp_code < 500:
-            return TransientError(message)
+        if 400 <= exc.smtp_code < 500:  # the server answered "not now": nothing was sent
+            return TransientError(message, maybe_done=False)
         return PermanentError(message)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return PermanentError(f"{where}: {exc}")

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from agent.model import Person, Relationship
-from agent.plan import ActionItem, Plan
+from agent.plan import Plan
+from agent.rules import replies
 
 #: Working hours in a year (220 days × 8 h): the base of the 0.34 % figure.
 WORK_HOURS_PER_YEAR = 1760.0
@@ -47,12 +48,17 @@ def _environments(folder: str | None) -> tuple[jinja2.Environment, jinja2.Enviro
     return html, text
 
 
+def environments(templates: Path | None) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """The HTML (autoescaped) and text environments, with ``templates`` first."""
+    return _environments(str(templates) if templates else None)
+
+
 def when_lines(start: datetime, end: datetime, people: tuple[Person, ...]) -> list[str]:
     """The meeting's time in each person's own zone, once per distinct zone."""
     lines: list[str] = []
     for p in people:
         a, b = start.astimezone(p.zone), end.astimezone(p.zone)
-        line = f"{a:%a %d %b %Y, %H:%M}–{b:%H:%M} {a.tzname()} ({p.timezone})"
+        line = f"{a:%a} {a.day} {a:%b %Y, %H:%M}–{b:%H:%M} {a.tzname()} ({p.timezone})"
         if line not in lines:
             lines.append(line)
     return lines
@@ -75,12 +81,55 @@ def render_title(template: str, rel: Relationship, stage: str | None) -> str:
     return " ".join(title.split())
 
 
-def _content_template(series: str, stage: str | None) -> str:
+def what(rel: Relationship, series: str, stage: str | None) -> str:
+    """What a meeting is, in a subject: "Development Align", "Mentoring", ..."""
+    if stage:
+        return f"Development {stage.title()}"
+    if series == "check_in":
+        return "Development check-in"
+    if rel.role == "mentor":
+        return "Mentoring"
+    return series.replace("_", " ").capitalize()
+
+
+def subject(kind: str, rel: Relationship, series: str, stage: str | None, start: datetime) -> str:
+    """``Agenda: Development Align with Ben, Tue 24 Nov 10:00`` (the employee's time)."""
+    label = LABELS[kind]
+    text = f"{label}: {what(rel, series, stage)} with {rel.partner.first_name}"
+    if kind != "pick":
+        local = start.astimezone(rel.employee.zone)
+        text += f", {local:%a} {local.day} {local:%b %H:%M}"
+    return " ".join(text.split())
+
+
+LABELS = {
+    "agenda": "Agenda",
+    "recap": "Recap",
+    "invitation": "Invitation",
+    "pick": "Please pick a time",
+    "update": "Recap updated",
+}
+
+
+def content_template(rel: Relationship, series: str, stage: str | None, first: bool) -> str:
+    """The content block of an agenda or recap: topics and which parts of the plan to quote."""
     if stage in ("align", "advance", "amplify", "advocate"):
         return f"agenda/{stage}.j2"
     if series == "check_in":
         return "agenda/check_in.j2"
+    if rel.role == "mentor":
+        return "agenda/mentoring_first.j2" if first else "agenda/mentoring.j2"
     return "agenda/default.j2"
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a reply to a recap changed, for the updated recap sent as the paper trail."""
+
+    sender: str
+    received: str
+    items: tuple[replies.Item, ...] = ()
+    notes: str = ""
 
 
 def render(
@@ -92,46 +141,69 @@ def render(
     end: datetime,
     *,
     plan: Plan | None = None,
+    actions: replies.Actions | None = None,
     invested_hours: float = 0.0,
     next_meeting: str = "",
     reason: str = "",
     proposals: tuple[str, ...] = (),
     templates: Path | None = None,
+    first: bool = False,
+    language: str = "en",
+    update: Update | None = None,
+    since: datetime | None = None,
 ) -> Content:
-    """Render an ``agenda``, ``recap`` or ``invitation`` for one meeting."""
+    """Render an ``agenda``, ``recap``, ``invitation`` or ``pick`` mail for one meeting.
+
+    ``actions`` are the plan's action items merged with those recorded from replies
+    (the plan's alone when None); ``first`` says this is the series' first meeting;
+    ``update`` turns a recap into the updated recap that follows a reply; ``since`` (the
+    previous meeting) bounds the actions an agenda shows as completed since then.
+    """
     html_env, text_env = _environments(str(templates) if templates else None)
     series_title = render_title(rel.program.get(series).title, rel, stage)
-    local = start.astimezone(rel.employee.zone)
-    label = {
-        "agenda": "Agenda",
-        "recap": "Recap",
-        "invitation": "Invitation",
-        "pick": "Please pick a time",
-    }[kind]
-    subject = f"{label}: {series_title}" + ("" if kind == "pick" else f", {local:%a %d %b %H:%M}")
-    actions: list[ActionItem] = plan.open_actions if plan else []
-    done: list[ActionItem] = [a for a in plan.actions if a.status == "done"] if plan else []
+    title = subject("update" if update else kind, rel, series, stage, start)
+    if actions is None:
+        actions = replies.merge(plan, ())
+    share = 100 * invested_hours / WORK_HOURS_PER_YEAR
     context = {
-        "subject": subject,
+        "subject": title,
+        "language": language,
         "employee": rel.employee,
         "partner": rel.partner,
         "role": rel.role,
         "series": series,
         "series_title": series_title,
+        "what": what(rel, series, stage),
         "stage": stage,
+        "first": first,
         "when": when_lines(start, end, (rel.employee, rel.partner)),
+        "meeting_day": start.astimezone(rel.employee.zone).date(),
         "plan": plan,
-        "actions": actions,
-        "done": done,
+        "actions": actions.open,
+        "done": actions.done,
+        "recent": tuple(
+            a
+            for a in actions.done
+            if a.source == "reply" and (since is None or (a.changed or "") >= _iso(since))
+        ),
         "invested": invested_line(invested_hours),
+        "invested_hours": invested_hours,
+        "invested_share": share,
+        "invested_bar": min(100, round(100 * invested_hours / SUGGESTED_HOURS)),
         "next_meeting": next_meeting or "to be booked by Cadence",
         "reason": reason,
         "proposals": proposals,
-        "content_template": _content_template(series, stage),
+        "update": update,
+        "content_template": content_template(rel, series, stage, first),
     }
     html = html_env.get_template(f"{kind}.html.j2").render(context)
     text = text_env.get_template(f"{kind}.txt.j2").render(context)
-    return Content(subject=" ".join(subject.split()), text=text, html=html)
+    return Content(subject=title, text=text, html=html)
+
+
+def _iso(dt: datetime) -> str:
+    """The store's timestamp form, so recorded ``changed`` values compare as text."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def year_hours(durations: list[timedelta]) -> float:

@@ -206,6 +206,13 @@ class GoogleState:
         self.notifications: list[tuple[str, str, str, tuple[str, ...]]] = []
         self.counts: Counter[str] = Counter()
         self.faults: list[tuple[str, Failure]] = []
+        #: random faults for soak tests (see ``chaos``)
+        self.chaos_rate = 0.0
+        self.chaos_random: Any = None
+        self.clock: Any = None
+        self.throttled: dict[str, float] = {}
+        self.early: list[str] = []
+        self.chaos_count: Counter[str] = Counter()
         self.log: list[str] = []
 
     # --- setup used by tests ---------------------------------------------------------
@@ -252,6 +259,15 @@ class GoogleState:
         headers = {"Retry-After": retry_after} if retry_after else {}
         failure = Failure(code, message or reason, reason, domain, headers)
         self.faults.extend([(method_id, failure)] * times)
+
+    def chaos(self, rate: float, seed: int, clock: Any) -> None:
+        """Fault ``rate`` of API calls at random: 429 with Retry-After, 403
+        rateLimitExceeded, 500, 503, or a 503 after the call took effect (a lost answer).
+        ``clock.now()`` (seconds) tells when a throttled caller may come back; calls
+        before that are recorded in ``early``."""
+        import random
+
+        self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
 
     def expire_sync_tokens(self, owner: str | None = None) -> None:
         with self.lock:
@@ -1034,7 +1050,10 @@ class GoogleServer:
                     if name == method.id:
                         del s.faults[i]
                         raise failure
+                lost_answer = self._chaos(method.id, grant)
                 result = self._call(method, grant, params, query, payload)
+                if lost_answer:
+                    raise Failure(503, "The service is currently unavailable.", "backendError")
                 if result is None:
                     return 204, {}, b""
                 return _json(200, result)
@@ -1048,6 +1067,34 @@ class GoogleServer:
             except Exception as exc:  # a bug in the fake: answer like a backend error
                 s.log.append(f"500 {exc!r}")
                 return _json(500, Failure(500, f"fake server bug: {exc!r}", "backendError").body())
+
+    def _chaos(self, method_id: str, grant: Grant) -> bool:
+        """Maybe fail this call; return True to fail it only after it took effect."""
+        s = self.state
+        if not s.chaos_rate:
+            return False
+        who = f"{method_id}|{grant.user}"
+        now = s.clock.now()
+        if s.throttled.get(who, 0.0) > now:
+            s.early.append(f"{who} {s.throttled[who] - now:.2f}s early")
+        if s.chaos_random.random() >= s.chaos_rate:
+            return False
+        kind = s.chaos_random.choice(["429", "403", "500", "503", "lost"])
+        s.chaos_count[kind] += 1
+        if kind == "429":
+            s.throttled[who] = now + 2
+            raise Failure(
+                429,
+                "Too many requests",
+                "rateLimitExceeded",
+                "usageLimits",
+                headers={"Retry-After": "2"},
+            )
+        if kind == "403":
+            raise Failure(403, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits")
+        if kind in ("500", "503"):
+            raise Failure(int(kind), "Backend Error", "backendError")
+        return True
 
     def _grant(self, authorization: str, method: Method) -> Grant:
         kind, _, token = authorization.partition(" ")

@@ -42,6 +42,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -245,6 +246,13 @@ class GraphServer:
         self.device_codes: dict[str, str] = {}  # device code → "pending" | "approved"
         self.delta_states: dict[str, DeltaState] = {}
         self.throttles: list[tuple[str, int, float]] = []
+        #: random faults for soak tests (see ``chaos``)
+        self.chaos_rate = 0.0
+        self.chaos_random: Any = None
+        self.clock: Any = None
+        self.throttled: dict[str, float] = {}
+        self.early: list[str] = []
+        self.chaos_count: Counter[str] = Counter()
         self.drop: set[str] = set()
         self.allowed_providers = ["teamsForBusiness"]
         #: what a repeated transactionId gets (undocumented): the event, or a conflict
@@ -308,6 +316,40 @@ class GraphServer:
         """Answer the next ``times`` requests to ``route`` with ``status`` and Retry-After."""
         with self.lock:
             self.throttles.extend([(route, status, retry_after)] * times)
+
+    def chaos(self, rate: float, seed: int, clock: Any) -> None:
+        """Fault ``rate`` of API requests at random: 429 with Retry-After, 500, 503, or a
+        503 after the request took effect (a lost answer). ``clock.now()`` (seconds) tells
+        when a throttled mailbox may be called again; earlier calls land in ``early``."""
+        import random
+
+        self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
+
+    def _chaos(self, route: str, path: str) -> tuple[int, dict[str, str], bytes] | str | None:
+        if not self.chaos_rate or route in ("openid", "token", "devicecode", "batch"):
+            return None
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)/.*", path)
+        who = f"{route}|{(m.group(1) if m else '').lower()}"
+        now = self.clock.now()
+        if self.throttled.get(who, 0.0) > now:
+            self.early.append(f"{who} {self.throttled[who] - now:.2f}s early")
+        if self.chaos_random.random() >= self.chaos_rate:
+            return None
+        kind = self.chaos_random.choice(["429", "500", "503", "lost"])
+        self.chaos_count[kind] += 1
+        if kind == "lost":
+            return kind
+        hdrs = {"Content-Type": "application/json"}
+        if kind == "429":
+            self.throttled[who] = now + 2
+            hdrs["Retry-After"] = "2"
+        err = {
+            "error": {
+                "code": "TooManyRequests" if kind == "429" else "ServiceUnavailable",
+                "message": "Retry later.",
+            }
+        }
+        return int(kind), hdrs, json.dumps(err).encode()
 
     def expire_delta_tokens(self) -> None:
         with self.lock:
@@ -382,9 +424,15 @@ class GraphServer:
                         err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
                     hdrs = {"Retry-After": f"{after:g}", "Content-Type": "application/json"}
                     return status, hdrs, json.dumps(err).encode()
+            fault = self._chaos(route, path)
+            if isinstance(fault, tuple):
+                return fault
         try:
             with self.lock:
                 status, payload, extra = self._dispatch(route, method, path, query, headers, body)
+            if fault == "lost":
+                err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
+                return 503, {"Content-Type": "application/json"}, json.dumps(err).encode()
         except GraphError as exc:
             err = {"error": {"code": exc.code, "message": exc.message}}
             hdrs = {"Content-Type": "application/json", **exc.headers}

@@ -145,7 +145,7 @@ zones = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     zone=zones,
     start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)),
@@ -166,7 +166,7 @@ def test_intervals_keep_local_wall_clock_across_dst(zone: str, start: datetime, 
     assert moved.tzinfo is not None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     age=st.integers(min_value=0, max_value=500),
     zone=zones,

@@ -125,14 +125,20 @@ START = datetime(2026, 1, 1)
 @st.composite
 def calendars(draw: st.DrawFn) -> tuple[slots.SlotRequest, list[Interval], list[Interval]]:
     tz_a, tz_b = draw(st.sampled_from(ZONES)), draw(st.sampled_from(ZONES))
+    offset = draw(st.integers(min_value=0, max_value=365 * 24 * 4))  # quarter hours in 2026
     work_a = draw(
         st.sampled_from(["08:00-16:00", "09:00-17:00", "10:00-18:30", "07:00-12:00,13:00-15:00"])
     )
     work_b = draw(st.sampled_from(["09:00-17:00", "06:00-14:00", "12:00-20:00"]))
     country = draw(st.sampled_from([None, "DE", "US", "BR", "IN", "GB"]))
-    a = person("ana", tz_a, country=country, work=work_a)
+    offset_days = draw(st.lists(st.integers(0, 20), max_size=3))
+    closed = frozenset(
+        (at("2026-01-01T00:00:00+00:00") + timedelta(minutes=15 * offset)).date()
+        + timedelta(days=d)
+        for d in offset_days
+    )
+    a = person("ana", tz_a, country=country, work=work_a, closed=closed)
     b = person("ben", tz_b, country=draw(st.sampled_from([None, "DE", "US"])), work=work_b)
-    offset = draw(st.integers(min_value=0, max_value=365 * 24 * 4))  # quarter hours in 2026
     earliest = at("2026-01-01T00:00:00+00:00") + timedelta(minutes=15 * offset)
     window = draw(st.sampled_from([None, "10:00-16:00", "09:00-12:00"]))
 
@@ -175,7 +181,7 @@ def _inside_working_hours(p, req: slots.SlotRequest, slot: Interval) -> bool:
     return False
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(calendars())
 def test_a_chosen_slot_obeys_every_rule(case) -> None:
     req, busy_a, busy_b = case
@@ -194,7 +200,7 @@ def test_a_chosen_slot_obeys_every_rule(case) -> None:
     assert slots.find_slot(req, list(reversed(busy_a)), busy_b).slot == slot
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(calendars())
 def test_no_earlier_candidate_is_free_unless_preferred(case) -> None:
     req, busy_a, busy_b = case

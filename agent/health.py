@@ -1,0 +1,88 @@
+"""Whether a running ``cadence serve`` is healthy, from the ticks it has run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    tick: int | None
+    ok: bool
+    finished: float  # Unix time
+    error: str | None = None
+
+
+class Health:
+    """Unhealthy after ``unhealthy_after`` failed ticks in a row, or when no tick has
+    finished for three intervals (counted from the start before the first one)."""
+
+    def __init__(
+        self,
+        interval: float,
+        unhealthy_after: int = 3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.interval = interval
+        self.unhealthy_after = unhealthy_after
+        self.clock = clock
+        self.started = clock()
+        self.failures = 0
+        self.last: TickOutcome | None = None
+        self.last_ok: TickOutcome | None = None
+        self._lock = threading.Lock()
+
+    def record(self, tick: int | None, ok: bool, error: str | None = None) -> int:
+        """Note a finished tick; return the number of failed ticks in a row."""
+        outcome = TickOutcome(tick, ok, self.clock(), error)
+        with self._lock:
+            self.last = outcome
+            if ok:
+                self.last_ok = outcome
+                self.failures = 0
+            else:
+                self.failures += 1
+            return self.failures
+
+    def check(self) -> tuple[bool, dict[str, Any]]:
+        """Return (healthy, a JSON-ready explanation)."""
+        with self._lock:
+            now = self.clock()
+            since = self.last.finished if self.last else self.started
+            stale = now - since > 3 * self.interval
+            failing = self.failures >= self.unhealthy_after
+            reasons = []
+            if failing:
+                reasons.append(f"the last {self.failures} ticks failed")
+            if stale:
+                what = (
+                    "no tick has finished" if self.last else "no tick has finished since the start"
+                )
+                reasons.append(
+                    f"{what} for {now - since:.0f}s (3 intervals: {3 * self.interval:.0f}s)"
+                )
+            body: dict[str, Any] = {
+                "status": "unhealthy" if reasons else "ok",
+                "reasons": reasons,
+                "consecutive_failures": self.failures,
+                "interval_seconds": self.interval,
+                "last_tick": _describe(self.last),
+                "last_ok_tick": _describe(self.last_ok),
+            }
+            return not reasons, body
+
+
+def _describe(outcome: TickOutcome | None) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+    return {
+        "tick": outcome.tick,
+        "ok": outcome.ok,
+        "finished": datetime.fromtimestamp(outcome.finished, UTC).isoformat(timespec="seconds"),
+        "error": outcome.error,
+    }

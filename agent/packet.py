@@ -1,0 +1,144 @@
+"""The review packet: a year's development record as a self-assessment (Markdown or HTML).
+
+It reads only the store and the plan: meetings held by stage and series, goals and
+milestones with their progress, actions completed and open, feedback captured from
+replies to recaps, and the time invested against the practice's 0.34 %.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import plan as idp
+from agent.config import Settings
+from agent.connectors.base import CadenceError, ConfigError
+from agent.mailing import plan_path, recorded_actions
+from agent.model import Person
+from agent.rules import messages, replies
+from agent.store import Store
+
+
+@dataclass(frozen=True)
+class HeldMeeting:
+    day: date
+    what: str
+    partner: str
+    role: str
+    series: str
+    stage: str | None
+    hours: float
+
+
+@dataclass(frozen=True)
+class Feedback:
+    day: date
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Packet:
+    person: Person
+    since: date
+    until: date
+    plan: idp.Plan | None
+    plan_problem: str | None
+    meetings: tuple[HeldMeeting, ...]
+    by_series: dict[str, int]
+    by_stage: dict[str, int]
+    completed: tuple[replies.Action, ...]
+    open: tuple[replies.Action, ...]
+    feedback: tuple[Feedback, ...]
+    hours: float
+    share: float
+    suggested: float = messages.SUGGESTED_HOURS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def collect(settings: Settings, store: Store, email: str, since: date, now: datetime) -> Packet:
+    """Assemble the packet of ``email`` from ``since`` up to ``now``; raise ConfigError
+    for a person who is not configured."""
+    person = settings.people.get(email.lower())
+    if person is None:
+        raise ConfigError(f"{email} is not among the people in {settings.path}")
+    plan: idp.Plan | None = None
+    problem: str | None = None
+    path = plan_path(settings, person)
+    if path:
+        try:
+            plan = idp.load(path)
+        except CadenceError as exc:
+            problem = str(exc)
+    rels = {r.id: r for r in settings.relationships if r.employee.email == person.email}
+    held: list[HeldMeeting] = []
+    for row in store.meetings():
+        rel = rels.get(row["relationship"])
+        if rel is None or row["status"] != "held":
+            continue
+        start, end = _parse(row["start"]), _parse(row["end"])
+        day = start.astimezone(person.zone).date()
+        if day < since or start > now:
+            continue
+        held.append(
+            HeldMeeting(
+                day=day,
+                what=messages.what(rel, row["series"], row["stage"]),
+                partner=rel.partner.name,
+                role=rel.role,
+                series=row["series"].replace("_", " "),
+                stage=row["stage"],
+                hours=(end - start).total_seconds() / 3600,
+            )
+        )
+    held.sort(key=lambda m: m.day)
+    actions = replies.merge(plan, recorded_actions(store, person.email))
+    done_at = {
+        idp.normalize(r["title"]): r["done_at"] for r in store.actions(person.email) if r["done_at"]
+    }
+    completed = tuple(
+        a
+        for a in actions.done
+        if idp.normalize(a.title) not in done_at
+        or _parse(done_at[idp.normalize(a.title)]).astimezone(person.zone).date() >= since
+    )
+    feedback = []
+    for row in store.replies(employee=person.email, status="recorded"):
+        when = _parse(row["received_at"]).astimezone(person.zone).date()
+        if row["notes"] and since <= when:
+            sender = settings.people.get(row["sender"])
+            feedback.append(Feedback(when, sender.name if sender else row["sender"], row["notes"]))
+    hours = sum(m.hours for m in held)
+    days = max(1, (now.astimezone(person.zone).date() - since).days)
+    return Packet(
+        person=person,
+        since=since,
+        until=now.astimezone(person.zone).date(),
+        plan=plan,
+        plan_problem=problem,
+        meetings=tuple(held),
+        by_series=dict(Counter(f"{m.what} with {m.partner}" for m in held if not m.stage)),
+        by_stage=dict(Counter(m.stage.title() for m in held if m.stage)),
+        completed=completed,
+        open=actions.open,
+        feedback=tuple(feedback),
+        hours=hours,
+        # the share of working time over the period, scaled to a year's working hours
+        share=100 * hours / (messages.WORK_HOURS_PER_YEAR * days / 365),
+    )
+
+
+def render(packet: Packet, fmt: str, templates: Path | None = None) -> str:
+    """Render the packet as ``md`` or ``html``."""
+    if fmt not in ("md", "html"):
+        raise ConfigError(f"--format: choose md or html, not {fmt!r}")
+    html_env, text_env = messages.environments(templates)
+    env = html_env if fmt == "html" else text_env
+    return env.get_template(f"packet.{fmt}.j2").render(p=packet, plan=packet.plan)

@@ -1,0 +1,163 @@
+"""``cadence serve``: ticks on a schedule, /healthz and /metrics, clean stops.
+
+APScheduler only triggers ticks: one at a time (a tick still running makes the next one
+skip), and a missed tick is simply the next one. The HTTP endpoint runs in a thread of
+its own and never touches the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from agent import metrics as metrics_mod
+from agent.config import Settings
+from agent.health import Health
+from agent.lock import Busy, TickLock
+
+log = logging.getLogger("cadence.serve")
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        conf = settings.file.service
+        self.health = Health(settings.tick.total_seconds(), conf.unhealthy_after)
+        self.metrics = metrics_mod.activate()
+        self.stop = threading.Event()
+        self._running = threading.Lock()
+        self.http: ThreadingHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+
+    # --- ticks ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        from agent.engine import Engine
+
+        if not self._running.acquire(blocking=False):
+            log.warning("previous tick still running; skipping this one")
+            return
+        started = time.monotonic()
+        try:
+            with TickLock(self.settings.store, wait=0), Engine(self.settings) as engine:
+                report = engine.tick(datetime.now(UTC))
+            failures = self.health.record(
+                report.tick, report.ok, "; ".join(report.errors[:3]) or None
+            )
+            self.metrics.observe_tick(report, time.monotonic() - started, failures)
+            log.info(
+                "tick %s: %d booked, %d mails, %d errors",
+                report.tick,
+                report.count("book"),
+                sum(report.count(k) for k in metrics_mod.MAIL_KINDS),
+                len(report.errors),
+                extra={"tick": report.tick},
+            )
+        except Busy as exc:
+            failures = self.health.record(None, False, str(exc))
+            self.metrics.observe_failure("busy", time.monotonic() - started, failures)
+            log.warning("%s", exc)
+        except Exception as exc:
+            failures = self.health.record(None, False, f"{type(exc).__name__}: {exc}")
+            self.metrics.observe_failure("failed", time.monotonic() - started, failures)
+            log.exception("tick failed")
+        finally:
+            self._running.release()
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def start_http(self) -> None:
+        """Listen on the configured host and port (port 0 in the config: no endpoint).
+
+        Raises OSError when the address is taken.
+        """
+        conf = self.settings.file.service
+        if conf.port == 0:
+            return
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "cadence"
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz":
+                    healthy, body = service.health.check()
+                    self._send(
+                        200 if healthy else 503,
+                        "application/json",
+                        json.dumps(body).encode() + b"\n",
+                    )
+                elif path == "/metrics":
+                    self._send(200, metrics_mod.CONTENT_TYPE, service.metrics.exposition())
+                else:
+                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
+
+            def _send(self, status: int, kind: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("http %s " + format, self.client_address[0], *args)
+
+        self.http = ThreadingHTTPServer((conf.host, conf.port), Handler)
+        self.http.daemon_threads = True
+        self._http_thread = threading.Thread(
+            target=self.http.serve_forever, name="cadence-http", daemon=True
+        )
+        self._http_thread.start()
+        host, port = self.http.server_address[:2]
+        log.info("health and metrics on http://%s:%s/healthz and /metrics", host, port)
+
+    def stop_http(self) -> None:
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+            self.http = None
+        if self._http_thread is not None:
+            self._http_thread.join()
+            self._http_thread = None
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Tick now and on every interval until SIGTERM or SIGINT."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.settings.tick.total_seconds(),
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("received %s: stopping after the current tick", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start_http()
+        try:
+            scheduler.start()
+            log.info("serving: a tick every %s", self.settings.tick)
+            self.stop.wait()
+            scheduler.shutdown(wait=True)
+        finally:
+            self.stop_http()
+            metrics_mod.deactivate()
+        log.info("stopped")

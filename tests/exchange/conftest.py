@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
+from agent.model import Person
+from tests.exchange import fixtures
+from tests.exchange.server import EwsServer
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ() -> Iterator[None]:
+    saved = fixtures.clean_environ()
+    try:
+        yield
+    finally:
+        for key in fixtures.ENV_VARS:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def staff() -> list[Person]:
+    return fixtures.people()
+
+
+@pytest.fixture
+def server(staff: list[Person]) -> Iterator[EwsServer]:
+    with fixtures.server_for(staff) as s:
+        yield s
+
+
+@pytest.fixture
+def ca(server: EwsServer, tmp_path: Path) -> Path:
+    return server.write_ca(tmp_path / "ews-ca.pem")
+
+
+@pytest.fixture
+def ews(server: EwsServer, ca: Path) -> Iterator[Ews]:
+    connection = fixtures.ews(server, ca)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def cal(ews: Ews, staff: list[Person]) -> ExchangeCalendar:
+    return ExchangeCalendar(ews, staff)
+
+
+@pytest.fixture
+def mailer(ews: Ews) -> ExchangeMailer:
+    return ExchangeMailer(ews)

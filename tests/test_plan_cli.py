@@ -1,0 +1,187 @@
+"""`cadence init-plan`, plan validation in `cadence check`, and `cadence review-packet`."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agent import config
+from agent import plan as idp
+from agent.cli import app
+from agent.demo import write_reply
+from agent.engine import Engine
+from agent.store import Store
+from tests.conftest import NOW
+
+runner = CliRunner()
+
+
+def cadence(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_init_plan_writes_a_starter_that_check_accepts(workspace: Path) -> None:
+    result = cadence("init-plan", "dev@acme.example", "--config", str(workspace))
+    assert result.exit_code == 0, result.output
+    path = workspace.parent / "plans" / "dev@acme.example.yaml"
+    assert f"wrote {path}" in result.output
+    text = path.read_text()
+    assert "# Development plan (IDP) of Dev Patel <dev@acme.example>" in text
+    assert "Ben Ortiz reads it" in text
+    for key in ("purpose", "values", "strengths", "growth_areas", "skills", "preferences"):
+        assert f"\n{key}:" in text
+    plan = idp.load(path)
+    assert len(plan.goals) == 1 and all(m.due > date.today() for m in plan.goals[0].milestones)
+    assert plan.actions[0].goal == plan.goals[0].title
+    # found at plans/<email>.yaml without a plan: key, and validated by check
+    assert cadence("check", "--config", str(workspace)).exit_code == 0
+    path.write_text(text.replace("level: practising", "level: guru"))
+    result = cadence("check", "--config", str(workspace))
+    assert result.exit_code == 2
+    assert "dev@acme.example.yaml:" in result.output and "skills[0].level" in result.output
+
+
+def test_init_plan_never_overwrites(workspace: Path) -> None:
+    existing = workspace.parent / "plans" / "ana.yaml"
+    before = existing.read_text()
+    result = cadence("init-plan", "ana@acme.example", "--config", str(workspace))
+    assert result.exit_code == 1 and "never overwrites" in result.output
+    assert existing.read_text() == before
+    assert cadence("init-plan", "nobody@acme.example", "--config", str(workspace)).exit_code == 2
+
+
+def test_init_plan_writes_where_the_config_points(workspace: Path) -> None:
+    workspace.write_text(
+        workspace.read_text().replace(
+            'country: IN,\n     working_hours: {mon-fri: "10:00-18:30"}',
+            'country: IN,\n     working_hours: {mon-fri: "10:00-18:30"}, plan: idp/dev.yaml',
+        )
+    )
+    settings = config.load(workspace)  # a missing plan is a warning, not an error
+    assert any("idp/dev.yaml not found" in w for w in settings.warnings)
+    result = cadence("check", "--config", str(workspace))
+    assert result.exit_code == 2 and "dev.yaml:1: (file): not found" in result.output
+    assert cadence("init-plan", "DEV@acme.example", "-c", str(workspace)).exit_code == 0
+    assert (workspace.parent / "idp" / "dev.yaml").exists()
+    assert cadence("check", "--config", str(workspace)).exit_code == 0
+
+
+def test_check_names_file_line_and_key_of_plan_errors(workspace: Path) -> None:
+    plan = workspace.parent / "plans" / "farid.yaml"
+    good = plan.read_text()
+    plan.write_text(good + "colour: blue\ngoals_extra: []\n")
+    result = cadence("check", "--config", str(workspace))
+    assert result.exit_code == 2
+    assert "farid.yaml:10: colour: unknown key" in result.output
+    assert "farid.yaml:11: goals_extra: unknown key" in result.output
+    plan.write_text(good.replace("goal: Become a staff engineer", "goal: Become CTO"))
+    result = cadence("check", "--config", str(workspace))
+    assert result.exit_code == 2
+    assert "farid.yaml:9: actions[0].goal: no goal 'Become CTO'" in result.output
+    plan.write_text("purpose: still thinking\n")
+    result = cadence("check", "--config", str(workspace))
+    assert "farid.yaml:1: goals: at least one goal" in result.output
+    plan.write_text(good.replace(", due: 2027-03-01}", "}"))
+    result = cadence("check", "--config", str(workspace))
+    assert "farid.yaml:7: goals[0].milestones[0].due: required key is missing" in result.output
+
+
+def test_review_packet_in_markdown_and_html(workspace: Path, tmp_path: Path) -> None:
+    settings = config.load(workspace)
+    with Engine(settings) as engine:
+        engine.tick(NOW)
+        recap = next(r for r in Store(settings.store).outbox_rows() if r["kind"] == "recap")
+        write_reply(settings.base / "inbox", Path(recap["location"]), NOW)
+        engine.tick(NOW + timedelta(minutes=10))
+    common = ["emma@acme.example", "--since", "2026-01-01", "-c", str(workspace)]
+    md = cadence("review-packet", *common, "--now", NOW.isoformat())
+    assert md.exit_code == 0, md.output
+    out = md.output
+    assert out.startswith("# Development review packet: Emma Clarke")
+    assert "2026-01-01 to 2026-11-23" in out
+    assert "Deep dives by stage: Align: 1, Advance: 1" in out
+    assert "| Development Advance | Ben Ortiz (leader) | 1 |" in out
+    assert "### Move into engineering management" in out
+    assert "Progress: 1 of 3 milestones done." in out
+    assert "- [x] ask two peers for feedback on the retros" in out.split("## Actions completed")[1]
+    assert "- [ ] draft a budget for the mobile team" in out.split("## Actions open")[1]
+    assert "want fewer action items" in out.split("## Feedback captured")[1]
+    assert "2.0 h in 2 development conversations" in out and "0.34 %" in out
+
+    target = tmp_path / "packet.html"
+    html = cadence("review-packet", *common, "--format", "html", "-o", str(target))
+    assert html.exit_code == 0 and target.exists()
+    page = target.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert "Move into engineering management" in page and "1 of 3 milestones done" in page
+
+    later = cadence("review-packet", *common[:1], "--since", "2026-11-01", "-c", str(workspace))
+    assert "Align: 1" not in later.output and "Advance: 1" in later.output
+
+    assert cadence("review-packet", *common, "--format", "pdf").exit_code == 2
+    assert (
+        cadence(
+            "review-packet", "emma@acme.example", "--since", "Jan", "-c", str(workspace)
+        ).exit_code
+        == 2
+    )
+    assert (
+        cadence(
+            "review-packet", "x@acme.example", "--since", "2026-01-01", "-c", str(workspace)
+        ).exit_code
+        == 2
+    )
+
+
+def test_demo_answers_a_recap_and_says_where_everything_is(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    first = cadence("demo", str(folder), "--now", NOW.isoformat())
+    assert first.exit_code == 0, first.output
+    out = first.output
+    assert f"Emma answered her recap: {folder}/inbox/re-recap-emma.eml" in out
+    assert "→ reply read: done: ask two peers for feedback on the retros" in out
+    assert "→ updated recap sent: Recap updated: Development Advance with Ben" in out
+    for label, path in (
+        ("Agenda:", folder / "preview" / "agenda.html"),
+        ("Recap:", folder / "preview" / "recap.html"),
+        ("Review packet (html):", folder / "review-packet-emma.html"),
+        ("Review packet (md):", folder / "review-packet-emma.md"),
+    ):
+        assert label in out and path.exists() and str(path) in out
+    assert "ask two peers" in (folder / "review-packet-emma.md").read_text()
+    again = cadence("demo", str(folder), "--now", NOW.isoformat())
+    assert "Emma answered" not in again.output and "updated recap sent" not in again.output
+    assert len(list((folder / "outbox").glob("*update*.eml"))) == 1
+
+
+def test_review_packet_escapes_plan_and_reply_text(workspace: Path) -> None:
+    from datetime import UTC, datetime
+
+    from agent import packet
+
+    plan = workspace.parent / "plans" / "farid.yaml"
+    plan.write_text(plan.read_text().replace("Become a staff engineer", "Staff <script>x</script>"))
+    settings = config.load(workspace)
+    store = Store(settings.store)
+    store.save_reply(
+        {
+            "message_id": "<r@x>",
+            "employee": "farid@acme.example",
+            "sender": "ben@acme.example",
+            "received_at": "2026-11-20T10:00:00Z",
+            "status": "recorded",
+            "notes": "<img src=http://evil.example/t.png>",
+        },
+        [],
+        NOW,
+    )
+    data = packet.collect(
+        settings, store, "farid@acme.example", date(2026, 1, 1), datetime(2026, 11, 23, tzinfo=UTC)
+    )
+    store.close()
+    html = packet.render(data, "html")
+    assert "<script>x" not in html and "Staff &lt;script&gt;x&lt;/script&gt;" in html
+    assert "<img" not in html and "&lt;img src=http://evil.example/t.png&gt;" in html
+    assert "Ben Ortiz, 2026-11-20" in html

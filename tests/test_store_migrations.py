@@ -1,0 +1,61 @@
+"""Forward migrations: an old store is upgraded in place, and processes opening a new
+file at the same moment never apply a step twice."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import sqlite_utils
+
+from agent import store as store_mod
+from agent.store import SCHEMA_VERSION, Store
+
+
+def test_a_version_2_store_gains_replies_and_actions_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(sqlite3.connect(str(path), isolation_level=None))
+    for number, step in enumerate(store_mod.MIGRATIONS[:2], start=1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {number}")
+    db.execute(
+        "INSERT INTO outbox (key, meeting, kind, status, message_id) "
+        "VALUES ('m:recap', 'm', 'recap', 'sent', '<m.recap@cadence>')"
+    )
+    db.close()
+    store = Store(path)
+    try:
+        assert store.version == SCHEMA_VERSION >= 3
+        assert store.outbox_by_message_id("<m.recap@cadence>")["key"] == "m:recap"  # type: ignore[index]
+        assert store.replies() == [] and store.actions("ana@acme.example") == []
+    finally:
+        store.close()
+
+
+def _open_together(path: Path, count: int) -> list[BaseException]:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            Store(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_processes_opening_a_new_store_together_migrate_it_once(tmp_path: Path) -> None:
+    for attempt in range(5):
+        path = tmp_path / f"new{attempt}.db"
+        assert _open_together(path, 4) == []
+        check = Store(path)
+        assert check.version == SCHEMA_VERSION
+        check.close()
