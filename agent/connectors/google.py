@@ -1,5 +1,8 @@
 """Google Workspace: Calendar API v3 for calendars, Gmail ``users.messages.send`` for mail.
 
+With ``gmail.readonly`` (only when a program collects replies) the mailer also reads
+replies to recaps from the employees' inboxes (:class:`GoogleReplyMailer`).
+
 Two ways in, both from the account's ``credentials`` file (mode 0600):
 
 * a service-account key with domain-wide delegation: the connector acts as each person
@@ -51,6 +54,7 @@ from agent.connectors.base import (
     CadenceError,
     ConfigError,
     CursorExpired,
+    IncomingMail,
     PermanentError,
     TransientError,
     ensure_own,
@@ -88,6 +92,8 @@ FREEBUSY_BATCH = 50  # calendarExpansionMax
 FREEBUSY_SPAN = timedelta(days=90)  # longer free/busy ranges are refused
 BATCH_LIMIT = 50  # inner requests per HTTP batch (Google advises no more)
 PAGE_SIZE = 2500
+REPLY_QUERY = "in:inbox newer_than:30d"  # where replies to recaps are looked for
+REPLY_PAGE = 500  # messages.list maxResults (Gmail's largest page)
 QUOTA_PAUSE = 600.0  # seconds an account rests after 403 quotaExceeded
 CONSENT_TIMEOUT = 600  # seconds to wait for the browser's answer
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
@@ -773,10 +779,88 @@ class GoogleMailer:
         return SentMail(mail.key, message_id, f"gmail:{mailbox}/{sent['id']}")
 
 
+class GoogleReplyMailer(GoogleMailer):
+    """A Gmail mailer that also reads replies to recaps (``gmail.readonly`` granted).
+
+    Only this class has :meth:`replies`, and :func:`connect` makes one only when the
+    configuration asks for the read scope: a mailer without it is then no ``ReplyReader``,
+    and the engine says that replies cannot be read instead of silently finding none.
+    """
+
+    def __init__(self, client: _Client, sender: str | None, mailboxes: Sequence[str]) -> None:
+        super().__init__(client, sender)
+        self.mailboxes = list(mailboxes)
+        self.seen: dict[str, set[str]] = {m: set() for m in self.mailboxes}
+
+    def replies(self) -> list[IncomingMail]:
+        """Inbox messages of the last 30 days not returned before, from each mailbox.
+
+        One ``messages.list`` per mailbox (more only past 500 messages), then one
+        ``messages.get(format=raw)`` per message this mailer has not returned yet.
+        """
+        found: list[IncomingMail] = []
+        for mailbox in self.mailboxes:
+            seen = self.seen.setdefault(mailbox, set())
+            listed = self._inbox(mailbox)
+            seen &= set(listed)  # forget what aged out of the query: the set stays small
+            for ident in listed:
+                if ident in seen:
+                    continue
+                try:
+                    body = self.c.execute(
+                        self.messages.get(userId="me", id=ident, format="raw"), mailbox
+                    )
+                except GoogleFailure as exc:
+                    if exc.status != 404:
+                        raise
+                    seen.add(ident)  # deleted since it was listed
+                    continue
+                raw = base64.urlsafe_b64decode(body["raw"] + "=" * (-len(body["raw"]) % 4))
+                found.append(IncomingMail(f"gmail:{mailbox}/{ident}", raw))
+                seen.add(ident)
+        return found
+
+    def _inbox(self, mailbox: str) -> list[str]:
+        ids: list[str] = []
+        page: str | None = None
+        while True:
+            extra = {"pageToken": page} if page else {}
+            body = self.c.execute(
+                self.messages.list(userId="me", q=REPLY_QUERY, maxResults=REPLY_PAGE, **extra),
+                mailbox,
+            )
+            ids.extend(m["id"] for m in body.get("messages") or [])
+            page = body.get("nextPageToken")
+            if not page:
+                return ids
+
+
+def reply_mailboxes(ctx: Context, delegated: bool, sender: str | None) -> list[str]:
+    """The mailboxes replies arrive in: those of the account's employees whose program
+    collects replies (replies go to ``mail.sender``, the employee, also when the account
+    sends from a shared ``sender``). A user token reads its owner's mailbox only."""
+    if not delegated:
+        return [sender or "me"]
+    programs = ctx.settings.file.programs
+    return sorted(
+        {
+            r.employee.email
+            for r in ctx.settings.relationships
+            if r.employee.account == ctx.name
+            and (p := programs.get(r.program.name)) is not None
+            and p.recap.collect_replies
+        }
+    )
+
+
 def connect(ctx: Context) -> tuple[GoogleCalendar, GoogleMailer]:
     """Open the Calendar and Gmail clients of one Google account."""
     client = _Client(ctx)
-    return GoogleCalendar(client), GoogleMailer(client, ctx.account.sender)
+    sender = ctx.account.sender
+    if client.read_scope:
+        mailboxes = reply_mailboxes(ctx, client.auth.delegated, sender)
+        return GoogleCalendar(client), GoogleReplyMailer(client, sender, mailboxes)
+    return GoogleCalendar(client), GoogleMailer(client, sender)
 
 
 # --- user consent -------------------------------------------------------------------------
