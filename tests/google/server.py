@@ -838,9 +838,7 @@ class GmailService:
             grant.scopes
             & {SCOPE + "gmail.readonly", SCOPE + "gmail.modify", "https://mail.google.com/"}
         ):
-            raise Failure(
-                403, f"Metadata scope doesn't allow format {form.upper()}", "forbidden"
-            )
+            raise Failure(403, f"Metadata scope doesn't allow format {form.upper()}", "forbidden")
         if not set(p["id"]) <= set("0123456789abcdef"):
             raise Failure(400, "Invalid id value", "invalidArgument")
         m = next((m for m in self.s.mailbox(user) if m.id == p["id"]), None)
