@@ -57,6 +57,12 @@ def note(sender: str, to: str, message_id: str, text: str, **headers: str) -> by
     return msg.as_bytes()
 
 
+def reader(ws: Workspace) -> google.GoogleReplyMailer:
+    _, mailer = ws.connect()
+    assert isinstance(mailer, google.GoogleReplyMailer)
+    return mailer
+
+
 @pytest.fixture
 def collecting(tmp_path: Path) -> Iterator[Workspace]:
     with workspace(tmp_path, rest=PROGRAMS) as space:
@@ -71,7 +77,7 @@ def test_a_delivered_message_is_returned_once_then_only_the_list_is_asked(
     got = state.deliver(ANA, raw)
     state.deliver(ANA, note(BEN, ANA, "<old@acme.example>", "old"), at=NOW - timedelta(days=40))
     state.deliver(CHLOE, note(BEN, CHLOE, "<c1@acme.example>", "not an employee's"))
-    _, mailer = collecting.connect()
+    mailer = reader(collecting)
     try:
         assert isinstance(mailer, ReplyReader) and mailer.mailboxes == [ANA]
         mailer.send(  # Ana's own sent mail is not in her inbox
@@ -110,7 +116,7 @@ def test_all_pages_are_read_and_a_message_gone_since_the_list_is_skipped(
         for n in range(5)
     ]
     state.fail(GET, 404, "notFound")  # the newest was deleted between list and get
-    _, mailer = collecting.connect()
+    mailer = reader(collecting)
     try:
         found = mailer.replies()
         assert [m.ref.rsplit("/", 1)[1] for m in found] == ids[::-1][1:]
@@ -126,7 +132,7 @@ def test_other_failures_of_a_get_are_raised_and_the_message_is_read_later(
     state = collecting.server.state
     state.deliver(ANA, note(BEN, ANA, "<r1@acme.example>", "hi"))
     state.fail(GET, 503, "backendError")
-    _, mailer = collecting.connect()
+    mailer = reader(collecting)
     try:
         with pytest.raises(TransientError):
             mailer.replies()
@@ -138,7 +144,7 @@ def test_other_failures_of_a_get_are_raised_and_the_message_is_read_later(
 def test_fake_gmail_answers_get_like_gmail(collecting: Workspace) -> None:
     state = collecting.server.state
     got = state.deliver(ANA, note(BEN, ANA, "<r1@acme.example>", "hi", subject="Re: Recap"))
-    _, mailer = collecting.connect()
+    mailer = reader(collecting)
     try:
         meta = mailer.c.execute(
             mailer.messages.get(
@@ -267,9 +273,9 @@ def test_a_user_token_reads_its_owners_inbox_once(tmp_path: Path) -> None:
         )
         ws.settings = config.load(ws.path)
         got = ws.server.state.deliver(ANA, note(BEN, ANA, "<r1@acme.example>", "hi"))
-        _, mailer = ws.connect()
+        mailer = reader(ws)
         try:
-            assert isinstance(mailer, google.GoogleReplyMailer) and mailer.mailboxes == ["me"]
+            assert mailer.mailboxes == ["me"]
             assert [m.ref for m in mailer.replies()] == [f"gmail:me/{got.id}"]
             assert mailer.replies() == []
         finally:
