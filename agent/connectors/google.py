@@ -284,11 +284,11 @@ class _Client:
         self.paused_why = ""
         calendar = _document("calendar", account.endpoints.calendar)
         self.calendar = build_from_document(calendar, http=self.http)
-        self.gmail = build_from_document(
-            _document("gmail", account.endpoints.gmail), http=self.http
-        )
-        # build() would leave batches on www.googleapis.com: name the URI ourselves
+        gmail = _document("gmail", account.endpoints.gmail)
+        self.gmail = build_from_document(gmail, http=self.http)
+        # build() would leave batches on www.googleapis.com: name the URIs ourselves
         self.batch_uri = calendar["rootUrl"] + calendar["batchPath"]
+        self.gmail_batch_uri = gmail["rootUrl"] + gmail["batchPath"]
 
     def _http(self, user: str) -> Any:
         authed = self._authed.get(user)
@@ -320,15 +320,26 @@ class _Client:
 
         return self.retry.call(once, idempotent=idempotent)
 
-    def batch(self, requests: Sequence[HttpRequest], user: str) -> list[Any]:
-        """Run requests in HTTP batches at the configured batch endpoint, in order."""
+    def batch(
+        self,
+        requests: Sequence[HttpRequest],
+        user: str,
+        *,
+        uri: str | None = None,
+        missing_ok: bool = False,
+    ) -> list[Any]:
+        """Run requests in HTTP batches at the configured batch endpoint, in order; with
+        ``missing_ok`` a part answered 404 gives None instead of failing the batch."""
         results: list[Any] = []
         for start in range(0, len(requests), BATCH_LIMIT):
             chunk = requests[start : start + BATCH_LIMIT]
-            results.extend(self.retry.call(partial(self._batch_once, chunk, user)))
+            once = partial(self._batch_once, chunk, user, uri or self.batch_uri, missing_ok)
+            results.extend(self.retry.call(once))
         return results
 
-    def _batch_once(self, chunk: Sequence[HttpRequest], user: str) -> list[Any]:
+    def _batch_once(
+        self, chunk: Sequence[HttpRequest], user: str, uri: str, missing_ok: bool
+    ) -> list[Any]:
         self._guard()
         answers: dict[str, Any] = {}
         failures: dict[str, Exception] = {}
@@ -339,7 +350,7 @@ class _Client:
             else:
                 answers[request_id] = response
 
-        batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
+        batch = BatchHttpRequest(callback=collect, batch_uri=uri)
         for n, request in enumerate(chunk):
             batch.add(request, request_id=str(n))
         with self.lock:
@@ -349,11 +360,18 @@ class _Client:
                 raise self.translate(exc, user) from exc
             finally:
                 self.auth.save_refreshed()
-        if failures:
+        errors = {n: self.translate(exc, user) for n, exc in failures.items()}
+        if missing_ok:
+            errors = {
+                n: e
+                for n, e in errors.items()
+                if not (isinstance(e, GoogleFailure) and e.status == 404)
+            }
+        if errors:
             # transient trouble on any part retries the whole batch; the rest is final
-            errors = [self.translate(exc, user) for exc in failures.values()]
-            raise next((e for e in errors if isinstance(e, TransientError)), errors[0])
-        return [answers[str(n)] for n in range(len(chunk))]
+            found = list(errors.values())
+            raise next((e for e in found if isinstance(e, TransientError)), found[0])
+        return [answers.get(str(n)) for n in range(len(chunk))]
 
     def translate(self, exc: Exception, user: str) -> CadenceError:
         """Map a library or transport error to the connector error tree."""
@@ -795,28 +813,31 @@ class GoogleReplyMailer(GoogleMailer):
     def replies(self) -> list[IncomingMail]:
         """Inbox messages of the last 30 days not returned before, from each mailbox.
 
-        One ``messages.list`` per mailbox (more only past 500 messages), then one
-        ``messages.get(format=raw)`` per message this mailer has not returned yet.
+        One ``messages.list`` per mailbox (more only past 500 messages), then
+        ``messages.get(format=raw)`` for each message this mailer has not returned yet:
+        alone, or in HTTP batches of 50 when there are more (after a restart). A message
+        deleted between the list and the get (404) is passed over.
         """
         found: list[IncomingMail] = []
         for mailbox in self.mailboxes:
             seen = self.seen.setdefault(mailbox, set())
             listed = self._inbox(mailbox)
             seen &= set(listed)  # forget what aged out of the query: the set stays small
-            for ident in listed:
-                if ident in seen:
-                    continue
+            new = [i for i in listed if i not in seen]
+            gets = [self.messages.get(userId="me", id=i, format="raw") for i in new]
+            if len(gets) == 1:
                 try:
-                    body = self.c.execute(
-                        self.messages.get(userId="me", id=ident, format="raw"), mailbox
-                    )
+                    bodies = [self.c.execute(gets[0], mailbox)]
                 except GoogleFailure as exc:
                     if exc.status != 404:
                         raise
-                    seen.add(ident)  # deleted since it was listed
-                    continue
-                raw = base64.urlsafe_b64decode(body["raw"] + "=" * (-len(body["raw"]) % 4))
-                found.append(IncomingMail(f"gmail:{mailbox}/{ident}", raw))
+                    bodies = [None]
+            else:
+                bodies = self.c.batch(gets, mailbox, uri=self.c.gmail_batch_uri, missing_ok=True)
+            for ident, body in zip(new, bodies, strict=True):
+                if body is not None:
+                    raw = base64.urlsafe_b64decode(body["raw"] + "=" * (-len(body["raw"]) % 4))
+                    found.append(IncomingMail(f"gmail:{mailbox}/{ident}", raw))
                 seen.add(ident)
         return found
 

@@ -106,7 +106,7 @@ def test_a_delivered_message_is_returned_once_then_only_the_list_is_asked(
         mailer.close()
 
 
-def test_all_pages_are_read_and_a_message_gone_since_the_list_is_skipped(
+def test_all_pages_are_read_gets_batched_and_a_message_gone_since_the_list_skipped(
     collecting: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(google, "REPLY_PAGE", 2)
@@ -120,23 +120,27 @@ def test_all_pages_are_read_and_a_message_gone_since_the_list_is_skipped(
     try:
         found = mailer.replies()
         assert [m.ref.rsplit("/", 1)[1] for m in found] == ids[::-1][1:]
-        assert state.counts[LIST] == 3 and state.counts[GET] == 5
+        # three pages of two, then the five gets in one HTTP batch
+        assert state.counts[LIST] == 3 and state.counts[GET] == 5 and state.counts["batch"] == 1
         assert mailer.replies() == []
     finally:
         mailer.close()
 
 
-def test_other_failures_of_a_get_are_raised_and_the_message_is_read_later(
-    collecting: Workspace,
+@pytest.mark.parametrize("count", [1, 3])
+def test_other_failures_of_a_get_are_raised_and_the_messages_read_later(
+    collecting: Workspace, count: int
 ) -> None:
     state = collecting.server.state
-    state.deliver(ANA, note(BEN, ANA, "<r1@acme.example>", "hi"))
+    for n in range(count):
+        state.deliver(ANA, note(BEN, ANA, f"<r{n}@acme.example>", "hi"))
     state.fail(GET, 503, "backendError")
     mailer = reader(collecting)
     try:
         with pytest.raises(TransientError):
             mailer.replies()
-        assert len(mailer.replies()) == 1
+        assert len(mailer.replies()) == count
+        assert mailer.replies() == []
     finally:
         mailer.close()
 
