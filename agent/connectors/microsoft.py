@@ -16,6 +16,11 @@ tagged with a single-value extended property and found by it), ``calendar/getSch
 ``mailboxSettings`` and ``sendMail`` (base64 MIME, so Message-ID, In-Reply-To and
 References survive: ``internetMessageHeaders`` only takes ``x-`` headers).
 
+Replies to recaps (only when a program sets ``recap: {collect_replies: true}``, which
+needs ``Mail.Read``: ``Mail.ReadBasic`` leaves out bodies, so no MIME): per employee
+mailbox, ``mailFolders/inbox/messages`` received in the last 30 days (ids only), then
+``messages/{id}/$value`` once for each id the mailer has not read before.
+
 Tokens, HTTP and the translation of errors live in :mod:`agent.connectors.microsoft_graph`.
 """
 
@@ -26,7 +31,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -36,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from agent.config import MicrosoftAccount
 from agent.connectors import Context
-from agent.connectors.base import CursorExpired, PermanentError, ensure_own
+from agent.connectors.base import CursorExpired, IncomingMail, PermanentError, ensure_own
 from agent.connectors.microsoft_graph import (
     PREFER_UTC,
     Graph,
@@ -522,12 +527,70 @@ def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
     return msg
 
 
-class MicrosoftMailer:
-    """The Mailer protocol on Graph sendMail, from the sender's own mailbox."""
+#: How far back replies() looks: replies to a recap come within days of it.
+REPLY_WINDOW = timedelta(days=30)
+REPLY_PAGE = 50
 
-    def __init__(self, graph: Graph, sender: str | None = None) -> None:
+
+class MicrosoftMailer:
+    """The Mailer protocol on Graph sendMail, from the sender's own mailbox; with
+    ``mailboxes``, also the ReplyReader protocol on those mailboxes' inboxes."""
+
+    def __init__(
+        self, graph: Graph, sender: str | None = None, mailboxes: Sequence[str] = ()
+    ) -> None:
         self.graph = graph
         self.sender = sender
+        #: the inboxes replies() reads: those that Cadence's mail is sent from
+        self.mailboxes = sorted({m.lower() for m in mailboxes})
+        #: per mailbox, the ids of the messages replies() has already returned
+        self.seen: dict[str, set[str]] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def replies(self) -> list[IncomingMail]:
+        """The messages received in the last 30 days that replies() has not returned
+        before, from the inbox of each mailbox Cadence sends from.
+
+        One listing request per mailbox (more only past 50 new messages), and one MIME
+        request per message not seen before. Under a single person's sign-in only that
+        person's own inbox is read (Mail.Read reaches no one else's).
+        """
+        signed_in = self.graph.signed_in_user()
+        boxes = [m for m in self.mailboxes if signed_in is None or m == signed_in]
+        since = _iso(self.clock() - REPLY_WINDOW)
+        out: list[IncomingMail] = []
+        for box in boxes:
+            seen = self.seen.setdefault(box, set())
+            url = f"{_user(box)}/mailFolders/inbox/messages"
+            params: dict[str, str] | None = {
+                "$filter": f"receivedDateTime ge {since}",
+                "$select": "id,receivedDateTime",
+                "$top": str(REPLY_PAGE),
+            }
+            ids: list[str] = []
+            while True:
+                page = self.graph.send("GET", url, params=params).json()
+                ids.extend(str(m["id"]) for m in page.get("value", []) if m.get("id"))
+                if not page.get("@odata.nextLink"):
+                    break
+                url, params = str(page["@odata.nextLink"]), None
+            for ident in ids:
+                if ident in seen:
+                    continue
+                path = f"{_user(box)}/messages/{urllib.parse.quote(ident, safe='')}/$value"
+                try:
+                    raw = self.graph.send("GET", path).content
+                except PermanentError as exc:
+                    if "ErrorItemNotFound" not in str(exc):
+                        raise
+                    log.info("message %s in %s was gone before it was read", ident, box)
+                    seen.add(ident)
+                    continue
+                seen.add(ident)  # only once read: a failure is retried at the next call
+                out.append(IncomingMail(ref=f"graph:{box}/{ident}", raw=raw))
+            # ids that left the window cannot come back: forget them
+            seen.intersection_update(ids)
+        return out
 
     def close(self) -> None:
         self.graph.close()
@@ -553,8 +616,35 @@ class MicrosoftMailer:
 
 def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
     account: MicrosoftAccount = ctx.account
-    graph = Graph(account, ctx.settings.resolve, ctx.retry)
-    return MicrosoftCalendar(graph, ctx.people), MicrosoftMailer(graph, account.sender)
+    read_mail = reads_replies(ctx.settings, ctx.name)
+    graph = Graph(account, ctx.settings.resolve, ctx.retry, read_mail=read_mail)
+    mailboxes: list[str] = []
+    if read_mail:
+        # replies come back to the From of Cadence's mail: the shared sender, or else
+        # each employee of a program that collects them
+        mailboxes = (
+            [account.sender] if account.sender else replying_employees(ctx.settings, ctx.name)
+        )
+    return MicrosoftCalendar(graph, ctx.people), MicrosoftMailer(graph, account.sender, mailboxes)
+
+
+def replying_employees(settings: Any, account: str) -> list[str]:
+    """The employees on ``account`` whose program collects replies to recaps."""
+    programs = settings.file.programs
+    return sorted(
+        {
+            r.employee.email.lower()
+            for r in settings.relationships
+            if r.employee.account == account
+            and (p := programs.get(r.program.name)) is not None
+            and p.recap.collect_replies
+        }
+    )
+
+
+def reads_replies(settings: Any, account: str) -> bool:
+    """Whether ``account`` must read mail (hold Mail.Read) to collect replies."""
+    return bool(replying_employees(settings, account))
 
 
 __all__ = [
