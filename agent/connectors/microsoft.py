@@ -559,8 +559,9 @@ class MicrosoftMailer:
         boxes = [m for m in self.mailboxes if signed_in is None or m == signed_in]
         since = _iso(self.clock() - REPLY_WINDOW)
         out: list[IncomingMail] = []
+        listed: dict[str, list[str]] = {}
         for box in boxes:
-            seen = self.seen.setdefault(box, set())
+            seen = self.seen.get(box, set())
             url = f"{_user(box)}/mailFolders/inbox/messages"
             params: dict[str, str] | None = {
                 "$filter": f"receivedDateTime ge {since}",
@@ -584,12 +585,13 @@ class MicrosoftMailer:
                     if "ErrorItemNotFound" not in str(exc):
                         raise
                     log.info("message %s in %s was gone before it was read", ident, box)
-                    seen.add(ident)
                     continue
-                seen.add(ident)  # only once read: a failure is retried at the next call
                 out.append(IncomingMail(ref=f"graph:{box}/{ident}", raw=raw))
-            # ids that left the window cannot come back: forget them
-            seen.intersection_update(ids)
+            listed[box] = ids
+        # only now, when every inbox was read: a call that fails returns nothing, so the
+        # next call must read its messages again (ids past the window are forgotten)
+        for box, ids in listed.items():
+            self.seen[box] = set(ids)
         return out
 
     def close(self) -> None:

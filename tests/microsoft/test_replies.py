@@ -3,16 +3,18 @@ with Mail.Read only when a program collects replies, and the whole loop in ticks
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent import config
-from agent.connectors.base import PermanentError, ReplyReader, RetryPolicy
+from agent.connectors.base import PermanentError, ReplyReader, RetryPolicy, TransientError
 from agent.connectors.microsoft import MicrosoftMailer
 from agent.connectors.microsoft_graph import Graph, delegated_scopes
 from agent.engine import Engine
@@ -267,3 +269,30 @@ def test_without_collect_replies_no_inbox_is_read(
         assert e.tick(NOW).ok
         e.tick(NOW + timedelta(minutes=10))
     assert server.counts["messages.list"] == 0 and server.counts["messages.value"] == 0
+
+
+def test_a_failed_call_marks_nothing_read_and_the_next_call_returns_it(
+    server: GraphServer,
+    reader: MicrosoftMailer,
+    staff: list[Person],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ana, chloe = staff[0].email, staff[2].email
+    first = server.deliver(ana, b"Message-ID: <a@x>\r\n\r\nhi\r\n")
+    server.deliver(chloe, b"Message-ID: <c@x>\r\n\r\nhi\r\n")
+    real, failed = server.handle, []
+
+    def flaky(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        path = urllib.parse.unquote(target)
+        if path.endswith("/$value") and chloe in path and not failed:
+            failed.append(path)  # Chloe's MIME fails once, after Ana's was read
+            return 503, {"Retry-After": "1"}, b'{"error": {"code": "ServiceUnavailable"}}'
+        return real(method, target, headers, body)
+
+    monkeypatch.setattr(server, "handle", flaky)
+    with pytest.raises(TransientError):
+        reader.replies()
+    assert failed and server.counts["messages.value"] == 1  # Ana's was fetched
+    got = reader.replies()
+    assert f"graph:{ana}/{first}" in [m.ref for m in got] and len(got) == 2
+    assert reader.replies() == []
