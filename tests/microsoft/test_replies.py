@@ -16,7 +16,7 @@ import pytest
 from agent import config
 from agent.connectors.base import PermanentError, ReplyReader, RetryPolicy, TransientError
 from agent.connectors.microsoft import MicrosoftMailer
-from agent.connectors.microsoft_graph import Graph, delegated_scopes
+from agent.connectors.microsoft_graph import Graph, delegated_scopes, device_code_login
 from agent.engine import Engine
 from agent.model import Person
 from agent.store import Store
@@ -296,3 +296,27 @@ def test_a_failed_call_marks_nothing_read_and_the_next_call_returns_it(
     got = reader.replies()
     assert f"graph:{ana}/{first}" in [m.ref for m in got] and len(got) == 2
     assert reader.replies() == []
+
+
+@pytest.mark.parametrize("read_mail", [True, False])
+def test_a_single_person_reads_only_their_own_inbox_and_only_with_mail_read(
+    server: GraphServer, ca: Path, staff: list[Person], tmp_path: Path, read_mail: bool
+) -> None:
+    ana, chloe = staff[0].email, staff[2].email  # Ana is the person who signs in
+    acct = fixtures.account(
+        server, ca, client_secret_env=None, token_cache=str(tmp_path / "cache.json")
+    )
+    device_code_login(acct, Path, show=lambda _: server.approve_device_codes(), read_mail=read_mail)
+    mine = server.deliver(ana, b"Message-ID: <a@x>\r\n\r\nhi\r\n")
+    server.deliver(chloe, b"Message-ID: <c@x>\r\n\r\nhi\r\n")
+    g = Graph(acct, Path, RetryPolicy.none(), environ={}, read_mail=read_mail)
+    try:
+        reader = MicrosoftMailer(g, mailboxes=[ana, chloe])
+        if read_mail:
+            assert [m.ref for m in reader.replies()] == [f"graph:{ana}/{mine}"]
+        else:
+            with pytest.raises(PermanentError, match="403 ErrorAccessDenied"):
+                reader.replies()
+    finally:
+        g.close()
+    assert [t for _, t in server.log if chloe in t] == []
