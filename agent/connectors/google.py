@@ -1,5 +1,8 @@
 """Google Workspace: Calendar API v3 for calendars, Gmail ``users.messages.send`` for mail.
 
+With ``gmail.readonly`` (only when a program collects replies) the mailer also reads
+replies to recaps from the employees' inboxes (:class:`GoogleReplyMailer`).
+
 Two ways in, both from the account's ``credentials`` file (mode 0600):
 
 * a service-account key with domain-wide delegation: the connector acts as each person
@@ -51,6 +54,7 @@ from agent.connectors.base import (
     CadenceError,
     ConfigError,
     CursorExpired,
+    IncomingMail,
     PermanentError,
     TransientError,
     ensure_own,
@@ -94,6 +98,8 @@ LIST_FIELDS = (
     "eventType,attendees(email,responseStatus),extendedProperties,organizer(email),"
     "iCalUID,transparency,sequence)"
 )
+REPLY_QUERY = "in:inbox newer_than:30d"  # where replies to recaps are looked for
+REPLY_PAGE = 500  # messages.list maxResults (Gmail's largest page)
 QUOTA_PAUSE = 600.0  # seconds an account rests after 403 quotaExceeded
 CONSENT_TIMEOUT = 600  # seconds to wait for the browser's answer
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
@@ -287,11 +293,11 @@ class _Client:
         self.paused_why = ""
         calendar = _document("calendar", account.endpoints.calendar)
         self.calendar = build_from_document(calendar, http=self.http)
-        self.gmail = build_from_document(
-            _document("gmail", account.endpoints.gmail), http=self.http
-        )
-        # build() would leave batches on www.googleapis.com: name the URI ourselves
+        gmail = _document("gmail", account.endpoints.gmail)
+        self.gmail = build_from_document(gmail, http=self.http)
+        # build() would leave batches on www.googleapis.com: name the URIs ourselves
         self.batch_uri = calendar["rootUrl"] + calendar["batchPath"]
+        self.gmail_batch_uri = gmail["rootUrl"] + gmail["batchPath"]
 
     def _thread_http(self) -> httplib2.Http:
         http = getattr(self._local, "http", None)
@@ -346,15 +352,26 @@ class _Client:
 
         return self.retry.call(once, idempotent=idempotent)
 
-    def batch(self, requests: Sequence[HttpRequest], user: str) -> list[Any]:
-        """Run requests in HTTP batches at the configured batch endpoint, in order."""
+    def batch(
+        self,
+        requests: Sequence[HttpRequest],
+        user: str,
+        *,
+        uri: str | None = None,
+        missing_ok: bool = False,
+    ) -> list[Any]:
+        """Run requests in HTTP batches at the configured batch endpoint, in order; with
+        ``missing_ok`` a part answered 404 gives None instead of failing the batch."""
         results: list[Any] = []
         for start in range(0, len(requests), BATCH_LIMIT):
             chunk = requests[start : start + BATCH_LIMIT]
-            results.extend(self.retry.call(partial(self._batch_once, chunk, user)))
+            once = partial(self._batch_once, chunk, user, uri or self.batch_uri, missing_ok)
+            results.extend(self.retry.call(once))
         return results
 
-    def _batch_once(self, chunk: Sequence[HttpRequest], user: str) -> list[Any]:
+    def _batch_once(
+        self, chunk: Sequence[HttpRequest], user: str, uri: str, missing_ok: bool
+    ) -> list[Any]:
         self._guard()
         answers: dict[str, Any] = {}
         failures: dict[str, Exception] = {}
@@ -365,7 +382,7 @@ class _Client:
             else:
                 answers[request_id] = response
 
-        batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
+        batch = BatchHttpRequest(callback=collect, batch_uri=uri)
         for n, request in enumerate(chunk):
             batch.add(request, request_id=str(n))
         try:
@@ -379,11 +396,18 @@ class _Client:
             raise self.translate(exc, user) from exc
         finally:
             self._save_refreshed()
-        if failures:
+        errors = {n: self.translate(exc, user) for n, exc in failures.items()}
+        if missing_ok:
+            errors = {
+                n: e
+                for n, e in errors.items()
+                if not (isinstance(e, GoogleFailure) and e.status == 404)
+            }
+        if errors:
             # transient trouble on any part retries the whole batch; the rest is final
-            errors = [self.translate(exc, user) for exc in failures.values()]
-            raise next((e for e in errors if isinstance(e, TransientError)), errors[0])
-        return [answers[str(n)] for n in range(len(chunk))]
+            found = list(errors.values())
+            raise next((e for e in found if isinstance(e, TransientError)), found[0])
+        return [answers.get(str(n)) for n in range(len(chunk))]
 
     def translate(self, exc: Exception, user: str) -> CadenceError:
         """Map a library or transport error to the connector error tree."""
@@ -810,10 +834,91 @@ class GoogleMailer:
         return SentMail(mail.key, message_id, f"gmail:{mailbox}/{sent['id']}")
 
 
+class GoogleReplyMailer(GoogleMailer):
+    """A Gmail mailer that also reads replies to recaps (``gmail.readonly`` granted).
+
+    Only this class has :meth:`replies`, and :func:`connect` makes one only when the
+    configuration asks for the read scope: a mailer without it is then no ``ReplyReader``,
+    and the engine says that replies cannot be read instead of silently finding none.
+    """
+
+    def __init__(self, client: _Client, sender: str | None, mailboxes: Sequence[str]) -> None:
+        super().__init__(client, sender)
+        self.mailboxes = list(mailboxes)
+        self.seen: dict[str, set[str]] = {m: set() for m in self.mailboxes}
+
+    def replies(self) -> list[IncomingMail]:
+        """Inbox messages of the last 30 days not returned before, from each mailbox.
+
+        One ``messages.list`` per mailbox (more only past 500 messages), then
+        ``messages.get(format=raw)`` for each message this mailer has not returned yet:
+        alone, or in HTTP batches of 50 when there are more (after a restart). A message
+        deleted between the list and the get (404) is passed over.
+        """
+        found: list[IncomingMail] = []
+        for mailbox in self.mailboxes:
+            seen = self.seen.setdefault(mailbox, set())
+            listed = self._inbox(mailbox)
+            seen &= set(listed)  # forget what aged out of the query: the set stays small
+            new = [i for i in listed if i not in seen]
+            gets = [self.messages.get(userId="me", id=i, format="raw") for i in new]
+            if len(gets) == 1:
+                try:
+                    bodies = [self.c.execute(gets[0], mailbox)]
+                except GoogleFailure as exc:
+                    if exc.status != 404:
+                        raise
+                    bodies = [None]
+            else:
+                bodies = self.c.batch(gets, mailbox, uri=self.c.gmail_batch_uri, missing_ok=True)
+            for ident, body in zip(new, bodies, strict=True):
+                if body is not None:
+                    raw = base64.urlsafe_b64decode(body["raw"] + "=" * (-len(body["raw"]) % 4))
+                    found.append(IncomingMail(f"gmail:{mailbox}/{ident}", raw))
+                seen.add(ident)
+        return found
+
+    def _inbox(self, mailbox: str) -> list[str]:
+        ids: list[str] = []
+        page: str | None = None
+        while True:
+            extra = {"pageToken": page} if page else {}
+            body = self.c.execute(
+                self.messages.list(userId="me", q=REPLY_QUERY, maxResults=REPLY_PAGE, **extra),
+                mailbox,
+            )
+            ids.extend(m["id"] for m in body.get("messages") or [])
+            page = body.get("nextPageToken")
+            if not page:
+                return ids
+
+
+def reply_mailboxes(ctx: Context, delegated: bool, sender: str | None) -> list[str]:
+    """The mailboxes replies arrive in: those of the account's employees whose program
+    collects replies (replies go to ``mail.sender``, the employee, also when the account
+    sends from a shared ``sender``). A user token reads its owner's mailbox only."""
+    if not delegated:
+        return [sender or "me"]
+    programs = ctx.settings.file.programs
+    return sorted(
+        {
+            r.employee.email
+            for r in ctx.settings.relationships
+            if r.employee.account == ctx.name
+            and (p := programs.get(r.program.name)) is not None
+            and p.recap.collect_replies
+        }
+    )
+
+
 def connect(ctx: Context) -> tuple[GoogleCalendar, GoogleMailer]:
     """Open the Calendar and Gmail clients of one Google account."""
     client = _Client(ctx)
-    return GoogleCalendar(client), GoogleMailer(client, ctx.account.sender)
+    sender = ctx.account.sender
+    if client.read_scope:
+        mailboxes = reply_mailboxes(ctx, client.auth.delegated, sender)
+        return GoogleCalendar(client), GoogleReplyMailer(client, sender, mailboxes)
+    return GoogleCalendar(client), GoogleMailer(client, sender)
 
 
 # --- user consent -------------------------------------------------------------------------

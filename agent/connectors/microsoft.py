@@ -16,17 +16,23 @@ tagged with a single-value extended property and found by it), ``calendar/getSch
 ``mailboxSettings`` and ``sendMail`` (base64 MIME, so Message-ID, In-Reply-To and
 References survive: ``internetMessageHeaders`` only takes ``x-`` headers).
 
+Replies to recaps (only when a program sets ``recap: {collect_replies: true}``, which
+needs ``Mail.Read``: ``Mail.ReadBasic`` leaves out bodies, so no MIME): per employee
+mailbox, ``mailFolders/inbox/messages`` received in the last 30 days (ids only), then
+``messages/{id}/$value`` once for each id the mailer has not read before.
+
 Tokens, HTTP and the translation of errors live in :mod:`agent.connectors.microsoft_graph`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -36,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from agent.config import MicrosoftAccount
 from agent.connectors import Context
-from agent.connectors.base import CursorExpired, PermanentError, ensure_own
+from agent.connectors.base import CursorExpired, IncomingMail, PermanentError, ensure_own
 from agent.connectors.microsoft_graph import (
     PREFER_UTC,
     Graph,
@@ -522,12 +528,99 @@ def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
     return msg
 
 
-class MicrosoftMailer:
-    """The Mailer protocol on Graph sendMail, from the sender's own mailbox."""
+#: How far back replies() looks: replies to a recap come within days of it.
+REPLY_WINDOW = timedelta(days=30)
+#: After the first listing, only what arrived since the newest message seen, less this
+#: much, for mail moved into the inbox late (from Junk, or by a rule) that keeps the
+#: time it was first received.
+REPLY_SLACK = timedelta(days=1)
+REPLY_PAGE = 100
 
-    def __init__(self, graph: Graph, sender: str | None = None) -> None:
+
+class MicrosoftMailer:
+    """The Mailer protocol on Graph sendMail, from the sender's own mailbox; with
+    ``mailboxes``, also the ReplyReader protocol on those mailboxes' inboxes."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        sender: str | None = None,
+        mailboxes: Sequence[str] = (),
+        senders: Sequence[str] | None = None,
+    ) -> None:
         self.graph = graph
         self.sender = sender
+        #: the inboxes replies() reads: those that Cadence's mail is sent from
+        self.mailboxes = sorted({m.lower() for m in mailboxes})
+        #: whose mail may be a reply (the people of the relationships); None: anyone's
+        self.senders = None if senders is None else {s.lower() for s in senders}
+        #: per mailbox, the ids of the messages replies() has already returned, and the
+        #: newest receivedDateTime seen (the high-water mark)
+        self.seen: dict[str, set[str]] = {}
+        self.newest: dict[str, datetime] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def replies(self) -> list[IncomingMail]:
+        """The messages received in the last 30 days that replies() has not returned
+        before, from the inbox of each mailbox Cadence sends from.
+
+        One listing request per mailbox (more only past 100 messages since the newest
+        seen, less a day), and one MIME request per message not seen before from one of
+        ``senders``: the engine ignores anyone else's. Under a single person's sign-in
+        only that person's own inbox is read (Mail.Read reaches no one else's).
+        """
+        signed_in = self.graph.signed_in_user()
+        boxes = [m for m in self.mailboxes if signed_in is None or m == signed_in]
+        floor = self.clock() - REPLY_WINDOW
+        out: list[IncomingMail] = []
+        listed: dict[str, tuple[list[str], datetime | None]] = {}
+        for box in boxes:
+            seen = self.seen.get(box, set())
+            newest = self.newest.get(box)
+            since = max(floor, newest - REPLY_SLACK) if newest else floor
+            url = f"{_user(box)}/mailFolders/inbox/messages"
+            params: dict[str, str] | None = {
+                "$filter": f"receivedDateTime ge {_iso(since)}",
+                "$select": "id,receivedDateTime,from",
+                "$top": str(REPLY_PAGE),
+            }
+            ids: list[str] = []
+            wanted: list[str] = []
+            while True:
+                page = self.graph.send("GET", url, params=params).json()
+                for item in page.get("value", []):
+                    if not item.get("id"):
+                        continue
+                    ids.append(str(item["id"]))
+                    with contextlib.suppress(ValueError, TypeError):
+                        got = datetime.fromisoformat(str(item.get("receivedDateTime")))
+                        newest = got if newest is None or got > newest else newest
+                    address = ((item.get("from") or {}).get("emailAddress") or {}).get("address")
+                    if self.senders is None or str(address or "").lower() in self.senders:
+                        wanted.append(str(item["id"]))
+                if not page.get("@odata.nextLink"):
+                    break
+                url, params = str(page["@odata.nextLink"]), None
+            for ident in wanted:
+                if ident in seen:
+                    continue
+                path = f"{_user(box)}/messages/{urllib.parse.quote(ident, safe='')}/$value"
+                try:
+                    raw = self.graph.send("GET", path).content
+                except PermanentError as exc:
+                    if "ErrorItemNotFound" not in str(exc):
+                        raise
+                    log.info("message %s in %s was gone before it was read", ident, box)
+                    continue
+                out.append(IncomingMail(ref=f"graph:{box}/{ident}", raw=raw))
+            listed[box] = (ids, newest)
+        # only now, when every inbox was read: a call that fails returns nothing, so the
+        # next call must read its messages again (ids past the window are forgotten)
+        for box, (ids, newest) in listed.items():
+            self.seen[box] = set(ids)
+            if newest is not None:
+                self.newest[box] = newest
+        return out
 
     def close(self) -> None:
         self.graph.close()
@@ -553,8 +646,39 @@ class MicrosoftMailer:
 
 def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
     account: MicrosoftAccount = ctx.account
-    graph = Graph(account, ctx.settings.resolve, ctx.retry)
-    return MicrosoftCalendar(graph, ctx.people), MicrosoftMailer(graph, account.sender)
+    read_mail = reads_replies(ctx.settings, ctx.name)
+    graph = Graph(account, ctx.settings.resolve, ctx.retry, read_mail=read_mail)
+    mailboxes: list[str] = []
+    senders = sorted(
+        {p.email.lower() for r in ctx.settings.relationships for p in (r.employee, r.partner)}
+    )
+    if read_mail:
+        # replies come back to the From of Cadence's mail: the shared sender, or else
+        # each employee of a program that collects them
+        mailboxes = (
+            [account.sender] if account.sender else replying_employees(ctx.settings, ctx.name)
+        )
+    mailer = MicrosoftMailer(graph, account.sender, mailboxes, senders)
+    return MicrosoftCalendar(graph, ctx.people), mailer
+
+
+def replying_employees(settings: Any, account: str) -> list[str]:
+    """The employees on ``account`` whose program collects replies to recaps."""
+    programs = settings.file.programs
+    return sorted(
+        {
+            r.employee.email.lower()
+            for r in settings.relationships
+            if r.employee.account == account
+            and (p := programs.get(r.program.name)) is not None
+            and p.recap.collect_replies
+        }
+    )
+
+
+def reads_replies(settings: Any, account: str) -> bool:
+    """Whether ``account`` must read mail (hold Mail.Read) to collect replies."""
+    return bool(replying_employees(settings, account))
 
 
 __all__ = [

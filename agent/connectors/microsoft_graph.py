@@ -34,8 +34,11 @@ from agent.connectors.base import (
     TransientError,
 )
 
-#: Delegated scopes for the single-person flow; Cadence reads no mail.
+#: Delegated scopes for the single-person flow; Cadence reads no mail unless a program
+#: collects replies to recaps, which adds READ_SCOPE.
 DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
+#: Reading a reply's MIME needs Mail.Read: Mail.ReadBasic withholds the body.
+READ_SCOPE = "Mail.Read"
 MAX_BATCH = 20
 TIMEOUT = 30.0
 PREFER_UTC = 'outlook.timezone="UTC"'
@@ -143,6 +146,8 @@ class Graph:
         resolve: Callable[[str], Path],
         retry: RetryPolicy,
         environ: Mapping[str, str] | None = None,
+        *,
+        read_mail: bool = False,
     ) -> None:
         env = os.environ if environ is None else environ
         self.account = account
@@ -162,7 +167,7 @@ class Graph:
                     raise ConfigError(f"environment variable {name} (client_secret_env) is not set")
             self.scopes = [account.graph.rstrip("/") + "/.default"]
         elif self.cache_path is not None:
-            self.scopes = delegated_scopes(account)
+            self.scopes = delegated_scopes(account, read_mail=read_mail)
         else:
             raise ConfigError(
                 "microsoft account needs client_secret_env or client_certificate "
@@ -341,10 +346,11 @@ class Graph:
         return out
 
 
-def delegated_scopes(account: MicrosoftAccount) -> list[str]:
-    """The least scopes a single person's sign-in needs, on the configured Graph host."""
+def delegated_scopes(account: MicrosoftAccount, *, read_mail: bool = False) -> list[str]:
+    """The least scopes a single person's sign-in needs, on the configured Graph host
+    (with Mail.Read only when replies to recaps are collected)."""
     host = account.graph.rstrip("/")
-    names = list(DELEGATED_SCOPES)
+    names = [*DELEGATED_SCOPES, READ_SCOPE] if read_mail else list(DELEGATED_SCOPES)
     prefix = "" if host == "https://graph.microsoft.com" else host + "/"
     return [prefix + n for n in names]
 
@@ -380,6 +386,7 @@ def device_code_login(
     resolve: Callable[[str], Path],
     *,
     show: Callable[[str], None] = print,
+    read_mail: bool = False,
 ) -> str:
     """Sign one person in with the device-code flow; return the signed-in username.
 
@@ -402,7 +409,7 @@ def device_code_login(
             http_client=session,
             **_discovery_kwargs(account),
         )
-        scopes = delegated_scopes(account)
+        scopes = delegated_scopes(account, read_mail=read_mail)
         try:
             flow = app.initiate_device_flow(scopes=scopes)
             if "user_code" not in flow:
@@ -442,4 +449,7 @@ def login(settings: Any, account: str | None = None, *, show: Callable[[str], No
         found = ", ".join(names) or "none"
         raise ConfigError(f"name the microsoft account to sign in with --account (found: {found})")
     chosen: MicrosoftAccount = settings.accounts[names[0]]
-    return device_code_login(chosen, settings.resolve, show=show)
+    from agent.connectors.microsoft import reads_replies  # it imports this module
+
+    read_mail = reads_replies(settings, names[0])
+    return device_code_login(chosen, settings.resolve, show=show, read_mail=read_mail)

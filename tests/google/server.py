@@ -176,10 +176,14 @@ class SyncState:
 
 @dataclass
 class Sent:
+    """A message in a Gmail mailbox: sent by its user, or delivered to its inbox."""
+
     user: str
     id: str
     thread_id: str
     raw: bytes
+    at: datetime = field(default_factory=lambda: now())
+    labels: tuple[str, ...] = ("SENT",)
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -201,6 +205,8 @@ class GoogleState:
         self.service_accounts: dict[str, ServiceAccount] = {}
         self.users: dict[str, AuthorizedUser] = {}
         self.sent: list[Sent] = []
+        #: messages delivered to inboxes (``deliver``), per mailbox
+        self.inbox: dict[str, list[Sent]] = {}
         self.codes: dict[str, tuple[str, frozenset[str], str, str, str | None]] = {}
         self.threads: dict[str, set[str]] = {}
         self.notifications: list[tuple[str, str, str, tuple[str, ...]]] = []
@@ -243,6 +249,33 @@ class GoogleState:
         )
         self.users[user.refresh_token] = user
         return user
+
+    def deliver(self, mailbox: str, raw: bytes, at: datetime | None = None) -> Sent:
+        """Put ``raw`` into ``mailbox``'s inbox, received ``at`` (default: now); a reply
+        joins the thread of the message it references, as Gmail threads it."""
+        with self.lock:
+            user = mailbox.lower()
+            parsed = email.message_from_bytes(raw, policy=email.policy.default)
+            refs = f"{parsed.get('References', '')} {parsed.get('In-Reply-To', '')}".split()
+            thread = next(
+                (
+                    m.thread_id
+                    for m in self.mailbox(user)
+                    if str(m.message["Message-ID"] or "").strip() in refs
+                ),
+                None,
+            )
+            ident = secrets.token_hex(8)
+            thread = thread or ident
+            self.threads.setdefault(user, set()).add(thread)
+            got = Sent(user, ident, thread, raw, at or now(), ("INBOX", "UNREAD"))
+            self.inbox.setdefault(user, []).append(got)
+            return got
+
+    def mailbox(self, user: str) -> list[Sent]:
+        """Every message of ``user``, newest first (the order messages.list answers in)."""
+        mine = [m for m in self.sent if m.user == user] + self.inbox.get(user, [])
+        return sorted(mine, key=lambda m: m.at, reverse=True)
 
     def fail(
         self,
@@ -782,13 +815,17 @@ class GmailService:
         message_id = secrets.token_hex(8)
         thread = thread or message_id
         self.s.threads.setdefault(user, set()).add(thread)
-        self.s.sent.append(Sent(user, message_id, thread, raw))
+        self.s.sent.append(Sent(user, message_id, thread, raw))  # stamped now
         return {"id": message_id, "threadId": thread, "labelIds": ["SENT"]}
 
-    def list(self, grant: Grant, p: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
+    def _user(self, grant: Grant, p: dict[str, Any]) -> str:
         user = grant.user if p["userId"] == "me" else p["userId"].lower()
         if grant.user is None or user != grant.user:
             raise Failure(403, "Delegation denied for " + str(grant.user), "forbidden")
+        return user
+
+    def list(self, grant: Grant, p: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
+        user = self._user(grant, p)
         query = q.get("q", "")
         if (
             query
@@ -796,19 +833,71 @@ class GmailService:
             and not (grant.scopes & {SCOPE + "gmail.readonly", SCOPE + "gmail.modify"})
         ):
             raise Failure(403, "Metadata scope does not support 'q' parameter", "forbidden")
-        wanted = query.removeprefix("rfc822msgid:").strip("<>") if query else None
-        if query and not query.startswith("rfc822msgid:"):
-            raise Failure(501, "only rfc822msgid: searches are modelled", "notImplemented")
-        found = [
-            {"id": m.id, "threadId": m.thread_id}
-            for m in reversed(self.s.sent)
-            if m.user == user
-            and (wanted is None or str(m.message["Message-ID"]).strip("<>") == wanted)
-        ]
+        found = [m for m in self.s.mailbox(user) if all(_term(t, m) for t in query.split())]
+        size = min(int(q.get("maxResults", 100)), 500)
+        token = q.get("pageToken", "0")
+        if not token.isdigit():
+            raise Failure(400, "Invalid pageToken", "invalidArgument")
+        start = int(token)
+        page = found[start : start + size]
         body: dict[str, Any] = {"resultSizeEstimate": len(found)}
-        if found:
-            body["messages"] = found
+        if page:
+            body["messages"] = [{"id": m.id, "threadId": m.thread_id} for m in page]
+        if start + size < len(found):
+            body["nextPageToken"] = str(start + size)
         return body
+
+    def get(self, grant: Grant, p: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
+        user = self._user(grant, p)
+        form = q.get("format", "full")
+        if form in ("raw", "full") and not (
+            grant.scopes
+            & {SCOPE + "gmail.readonly", SCOPE + "gmail.modify", "https://mail.google.com/"}
+        ):
+            raise Failure(403, f"Metadata scope doesn't allow format {form.upper()}", "forbidden")
+        if not set(p["id"]) <= set("0123456789abcdef"):
+            raise Failure(400, "Invalid id value", "invalidArgument")
+        m = next((m for m in self.s.mailbox(user) if m.id == p["id"]), None)
+        if m is None:
+            raise Failure(404, "Requested entity was not found.", "notFound")
+        body: dict[str, Any] = {
+            "id": m.id,
+            "threadId": m.thread_id,
+            "labelIds": list(m.labels),
+            "historyId": str(len(self.s.sent)),
+            "internalDate": str(int(m.at.timestamp() * 1000)),
+            "sizeEstimate": len(m.raw),
+        }
+        if form == "raw":
+            body["raw"] = base64.urlsafe_b64encode(m.raw).decode()
+        elif form == "metadata":
+            wanted = {h.lower() for h in q.get("metadataHeaders", [])}
+            headers = [
+                {"name": k, "value": str(v)}
+                for k, v in m.message.items()
+                if not wanted or k.lower() in wanted
+            ]
+            body["payload"] = {"mimeType": m.message.get_content_type(), "headers": headers}
+        elif form == "full":
+            raise Failure(501, "format=full is not modelled", "notImplemented")
+        return body
+
+
+def _term(term: str, m: Sent) -> bool:
+    """Whether message ``m`` matches one term of a Gmail search."""
+    name, _, value = term.partition(":")
+    match name.lower():
+        case "rfc822msgid":
+            return str(m.message["Message-ID"] or "").strip().strip("<>") == value.strip("<>")
+        case "in" if value.lower() == "inbox":
+            return "INBOX" in m.labels
+        case "in" if value.lower() == "sent":
+            return "SENT" in m.labels
+        case "newer_than" | "older_than" if value[:-1].isdigit() and value[-1:] in "dmy":
+            days = int(value[:-1]) * {"d": 1, "m": 31, "y": 366}[value[-1]]
+            newer = m.at >= now() - timedelta(days=days)
+            return newer if name.lower() == "newer_than" else not newer
+    raise Failure(501, f"the search term {term!r} is not modelled", "notImplemented")
 
 
 class TokenService:
@@ -1134,6 +1223,8 @@ class GoogleServer:
                 return self.gmail.send(grant, p, body)
             case "gmail.users.messages.list":
                 return self.gmail.list(grant, p, q)
+            case "gmail.users.messages.get":
+                return self.gmail.get(grant, p, q)
         raise Failure(501, f"{method.id} is not modelled by the test server", "notImplemented")
 
     def _batch(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:

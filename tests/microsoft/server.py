@@ -20,11 +20,17 @@ Graph v1.0, per mailbox ``/users/{id}``:
 - ``calendar/getSchedule`` (at most 20 schedules, a period under 62 days), computed from
   the stored events
 - ``mailboxSettings``, ``sendMail`` (JSON or base64 MIME; 202; messages are kept)
+- ``mailFolders/inbox/messages`` (``$filter`` on ``receivedDateTime``, ``$select``,
+  ``$top`` of 1 to 1000, default 10, newest first, ``@odata.nextLink`` with ``$skip``)
+  and ``messages/{id}/$value`` (the MIME as ``text/plain``), both needing ``Mail.Read``
+  (``$value``) or at least ``Mail.ReadBasic`` (the listing): delegated scopes are checked,
+  and :attr:`GraphServer.app_permissions` for an application's token
 - ``$batch`` (at most 20 requests, each dispatched and throttled on its own)
 
 Every request is counted per route in :attr:`GraphServer.counts`. Tests can queue
-throttling answers with :meth:`GraphServer.throttle` and expire delta tokens with
-:meth:`GraphServer.expire_delta_tokens`.
+throttling answers with :meth:`GraphServer.throttle`, expire delta tokens with
+:meth:`GraphServer.expire_delta_tokens` and put mail in an inbox with
+:meth:`GraphServer.deliver`.
 """
 
 from __future__ import annotations
@@ -195,6 +201,31 @@ class Mailbox:
     )  # (counter, id, instance ids)
     transactions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    inbox: dict[str, StoredMessage] = field(default_factory=dict)
+
+
+@dataclass
+class StoredMessage:
+    """One message in an inbox: its MIME as delivered, and the summary Graph lists."""
+
+    id: str
+    received: datetime
+    raw: bytes
+
+    def render(self) -> dict[str, Any]:
+        msg = email.message_from_bytes(self.raw, policy=email.policy.default)
+        sender = email.utils.parseaddr(str(msg.get("From", "")))
+        stamp = self.received.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "@odata.etag": f'W/"{hashlib.sha256(self.raw).hexdigest()[:16]}"',
+            "id": self.id,
+            "createdDateTime": stamp,
+            "receivedDateTime": stamp,
+            "subject": str(msg.get("Subject", "")),
+            "internetMessageId": str(msg.get("Message-ID", "")),
+            "from": {"emailAddress": {"name": sender[0], "address": sender[1]}},
+            "isRead": False,
+        }
 
 
 @dataclass
@@ -255,6 +286,13 @@ class GraphServer:
         self.chaos_count: Counter[str] = Counter()
         self.drop: set[str] = set()
         self.allowed_providers = ["teamsForBusiness"]
+        #: the application permissions an administrator granted (client credentials)
+        self.app_permissions = {
+            "Calendars.ReadWrite",
+            "Mail.Send",
+            "MailboxSettings.Read",
+            "Mail.Read",
+        }
         #: what a repeated transactionId gets (undocumented): the event, or a conflict
         self.duplicate_transaction = "return"
         self.counter = 0
@@ -399,6 +437,16 @@ class GraphServer:
                         a["status"] = {"response": response, "time": _now()}
                 self._touch(org_box, org)
 
+    def deliver(self, mailbox: str, raw: bytes, received: datetime | None = None) -> str:
+        """Put a message (RFC 5322 bytes) in ``mailbox``'s inbox; return its Graph id."""
+        with self.lock:
+            box = self._mailbox(mailbox)
+            self.counter += 1
+            ident = f"AAMkAD{self.counter:04d}{secrets.token_urlsafe(12)}AAA="
+            when = received or datetime.now(UTC).replace(microsecond=0)
+            box.inbox[ident] = StoredMessage(ident, when, raw)
+            return ident
+
     def events_of(self, owner: str) -> list[dict[str, Any]]:
         with self.lock:
             return [ev.render() for ev in self._mailbox(owner).events.values()]
@@ -437,6 +485,8 @@ class GraphServer:
             err = {"error": {"code": exc.code, "message": exc.message}}
             hdrs = {"Content-Type": "application/json", **exc.headers}
             return exc.status, hdrs, json.dumps(err).encode()
+        if isinstance(payload, bytes):  # a raw answer ($value): its type is in extra
+            return status, extra, payload
         hdrs = {"Content-Type": "application/json", **extra}
         data = b"" if payload is None else json.dumps(payload).encode()
         if payload is None:
@@ -461,6 +511,10 @@ class GraphServer:
             return "getSchedule"
         if rest in ("mailboxSettings", "sendMail", "calendar"):
             return rest
+        if re.fullmatch(r"(?i)mailFolders/inbox/messages", rest):
+            return "messages.list"
+        if re.fullmatch(r"messages/[^/]+/\$value", rest):
+            return "messages.value"
         if rest == "events":
             return "events.create" if method == "POST" else "events.list"
         if re.fullmatch(r"events/[^/]+/cancel", rest):
@@ -507,6 +561,17 @@ class GraphServer:
         if route == "sendMail":
             self._send_mail(box, headers, body)
             return 202, None, {}
+        if route == "messages.list":
+            self._may_read(headers, body_too=False)
+            return 200, self._messages(box, query), {}
+        if route == "messages.value":
+            self._may_read(headers, body_too=True)
+            found = box.inbox.get(rest.split("/")[1])
+            if found is None:
+                raise GraphError(
+                    404, "ErrorItemNotFound", "The specified object was not found in the store."
+                )
+            return 200, found.raw, {"Content-Type": "text/plain"}
         if route == "events.create":
             payload = _json(body)
             if "drop-events.create" in self.drop:
@@ -688,6 +753,81 @@ class GraphServer:
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+
+    def _may_read(self, headers: dict[str, str], body_too: bool) -> None:
+        """Mail.ReadBasic lists messages without bodies; the MIME needs Mail.Read."""
+        grant = self.tokens[headers.get("authorization", "")[7:]]
+        if grant["app"]:
+            held = self.app_permissions
+            enough = {"Mail.Read", "Mail.ReadWrite"} | (
+                set() if body_too else {"Mail.ReadBasic.All"}
+            )
+        else:
+            held = {s.rsplit("/", 1)[-1] for s in str(grant["scope"]).split()}
+            enough = {"Mail.Read", "Mail.ReadWrite"} | (set() if body_too else {"Mail.ReadBasic"})
+        if not held & enough:
+            raise GraphError(
+                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+            )
+
+    # --- mail in the inbox ------------------------------------------------------------
+
+    def _messages(self, box: Mailbox, query: dict[str, str]) -> dict[str, Any]:
+        messages = sorted(box.inbox.values(), key=lambda m: (m.received, m.id), reverse=True)
+        flt = query.get("$filter", "")
+        for clause in [c for c in re.split(r"(?i)\s+and\s+", flt.strip()) if c]:
+            m = re.fullmatch(r"(?i)receivedDateTime (ge|gt|le|lt|eq) (\S+)", clause.strip())
+            try:
+                bound = parse_iso(m.group(2)) if m else None
+            except ValueError:
+                bound = None
+            if m is None or bound is None:
+                raise GraphError(
+                    400, "ErrorInvalidUrlQueryFilter", f"The query filter '{flt}' is not supported."
+                )
+            op = m.group(1).lower()
+            keep = {
+                "ge": lambda r, b=bound: r >= b,
+                "gt": lambda r, b=bound: r > b,
+                "le": lambda r, b=bound: r <= b,
+                "lt": lambda r, b=bound: r < b,
+                "eq": lambda r, b=bound: r == b,
+            }[op]
+            messages = [msg for msg in messages if keep(msg.received)]
+        try:
+            top = int(query.get("$top", "10"))
+            skip = int(query.get("$skip", "0"))
+        except ValueError as exc:
+            raise GraphError(400, "BadRequest", "Invalid $top or $skip.") from exc
+        if not 1 <= top <= 1000 or skip < 0:
+            raise GraphError(400, "ErrorInvalidPageSize", "$top must be between 1 and 1000.")
+        items = [msg.render() for msg in messages[skip : skip + top]]
+        select = [f.strip() for f in query.get("$select", "").split(",") if f.strip()]
+        if select:
+            known = set(StoredMessage("", datetime.now(UTC), b"").render())
+            for name in select:
+                if name not in known:
+                    raise GraphError(
+                        400,
+                        "RequestBroker--ParseUri",
+                        f"Could not find a property named '{name}' on type "
+                        "'microsoft.graph.message'.",
+                    )
+            items = [
+                {k: v for k, v in i.items() if k in select or k in ("id", "@odata.etag")}
+                for i in items
+            ]
+        base = f"{self.url}/v1.0/users/{urllib.parse.quote(box.email)}/mailFolders/inbox/messages"
+        out: dict[str, Any] = {
+            "@odata.context": f"{self.url}/v1.0/$metadata#users('{box.email}')"
+            "/mailFolders('inbox')/messages",
+            "value": items,
+        }
+        if skip + top < len(messages):
+            rest = {k: v for k, v in query.items() if k != "$skip"}
+            rest["$skip"] = str(skip + top)
+            out["@odata.nextLink"] = f"{base}?{urllib.parse.urlencode(rest, safe='$,:')}"
+        return out
 
     # --- calendars -------------------------------------------------------------------
 

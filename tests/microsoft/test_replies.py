@@ -1,0 +1,347 @@
+"""Replies to recaps on Graph: the inbox listing and the MIME of each new message, read
+with Mail.Read only when a program collects replies, and the whole loop in ticks."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import config
+from agent.connectors.base import PermanentError, ReplyReader, RetryPolicy, TransientError
+from agent.connectors.microsoft import MicrosoftMailer
+from agent.connectors.microsoft_graph import Graph, delegated_scopes, device_code_login
+from agent.engine import Engine
+from agent.model import Person
+from agent.store import Store
+from tests.microsoft import fixtures
+from tests.microsoft.fixtures import graph_event, people
+from tests.microsoft.server import GraphServer
+from tests.microsoft.test_tick import SECRET_ENV, TITLE
+
+NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+
+def reply(sender: str, to: str, parent: str, text: str, ident: str) -> bytes:
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = "Re: Recap"
+    msg["Message-ID"] = ident
+    msg["In-Reply-To"] = parent
+    msg["References"] = parent
+    msg.set_content(text)
+    return msg.as_bytes()
+
+
+@pytest.fixture
+def reader(graph: Graph, staff: list[Person]) -> MicrosoftMailer:
+    return MicrosoftMailer(graph, mailboxes=[staff[0].email, staff[2].email.upper()])
+
+
+def test_replies_returns_a_delivered_message_once_and_not_again(
+    server: GraphServer, reader: MicrosoftMailer, staff: list[Person]
+) -> None:
+    ana, ben = staff[0].email, staff[1].email
+    raw = reply(ben, ana, "<k1.recap@cadence>", "- [ ] one\r\n", "<r1@contoso.example>")
+    ident = server.deliver(ana, raw)
+    assert isinstance(reader, ReplyReader)
+
+    [got] = reader.replies()
+
+    assert got.ref == f"graph:{ana}/{ident}"
+    assert got.raw == raw
+    assert dict(server.counts) == {"token": 1, "openid": 1, "messages.list": 2, "messages.value": 1}
+    server.reset_counts()
+    assert reader.replies() == []
+    assert dict(server.counts) == {"messages.list": 2}  # one listing per mailbox, no MIME
+    later = server.deliver(ana, raw.replace(b"r1@", b"r2@"))
+    assert [m.ref for m in reader.replies()] == [f"graph:{ana}/{later}"]
+
+
+def test_old_mail_and_other_mailboxes_are_not_read(
+    server: GraphServer, reader: MicrosoftMailer, staff: list[Person]
+) -> None:
+    ana, ben = staff[0].email, staff[1].email
+    raw = reply(ben, ana, "<k1.recap@cadence>", "hi\r\n", "<r1@contoso.example>")
+    server.deliver(ana, raw, received=datetime.now(UTC) - timedelta(days=31))
+    server.deliver(ben, raw)  # Ben sends no mail of Cadence's: his inbox is not read
+    assert reader.replies() == []
+    assert server.counts["messages.value"] == 0
+    assert [t for _, t in server.log if "/users/ben" in t] == []
+
+
+def test_many_new_messages_are_read_across_pages(
+    server: GraphServer, reader: MicrosoftMailer, staff: list[Person]
+) -> None:
+    chloe = staff[2].email
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    ids = {
+        server.deliver(chloe, f"Message-ID: <m{i}@x>\r\n\r\nbody {i}\r\n".encode(), start)
+        for i in range(120)
+    }
+    got = reader.replies()
+    assert {m.ref.rsplit("/", 1)[1] for m in got} == ids and len(got) == 120
+    assert server.counts["messages.list"] == 1 + 2  # Ana's inbox; Chloe's in pages of 100
+    assert server.counts["messages.value"] == 120
+    listing = [t for r, t in server.log if r == "messages.list" and "chloe" in t]
+    assert "$skip=100" in listing[1]
+
+
+def test_later_listings_start_a_day_before_the_newest_message_seen(
+    server: GraphServer, graph: Graph, staff: list[Person]
+) -> None:
+    ana, ben = staff[0].email, staff[1].email
+    reader = MicrosoftMailer(graph, mailboxes=[ana], senders=[ana, ben])
+    now = datetime.now(UTC).replace(microsecond=0)
+    reader.clock = lambda: now
+    for i in range(150):  # a busy inbox: 150 messages over the last 25 days
+        when = now - timedelta(days=25) + timedelta(hours=4 * i)
+        server.deliver(
+            ana, f"From: news@example.org\r\nMessage-ID: <n{i}@x>\r\n\r\n.".encode(), when
+        )
+    newest = now - timedelta(days=25) + timedelta(hours=4 * 149)
+    assert reader.replies() == []  # nobody's reply: listed, never fetched
+    assert server.counts["messages.list"] == 2 and server.counts["messages.value"] == 0
+    server.reset_counts()
+    raw = reply(ben, ana, "<k1.recap@cadence>", "- [x] done\r\n", "<r1@contoso.example>")
+    ident = server.deliver(ana, raw, now)
+    assert [m.ref for m in reader.replies()] == [f"graph:{ana}/{ident}"]
+    [(_, target)] = server.log[:1]
+    since = (newest - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f"receivedDateTime ge {since}" in urllib.parse.unquote_plus(target)
+    assert dict(server.counts) == {"messages.list": 1, "messages.value": 1}
+
+
+def test_the_listing_has_graphs_shape_and_value_is_the_mime_as_text_plain(
+    server: GraphServer, graph: Graph, staff: list[Person]
+) -> None:
+    ana = staff[0].email
+    raw = reply(staff[1].email, ana, "<p@x>", "hello\r\n", "<r1@contoso.example>")
+    ident = server.deliver(ana, raw)
+    since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    page = graph.send(
+        "GET",
+        f"/users/{ana}/mailFolders/inbox/messages",
+        params={"$filter": f"receivedDateTime ge {since}", "$select": "id,receivedDateTime"},
+    ).json()
+    [item] = page["value"]
+    assert set(item) == {"@odata.etag", "id", "receivedDateTime"} and item["id"] == ident
+    assert "@odata.nextLink" not in page
+    mime = graph.send("GET", f"/users/{ana}/messages/{ident}/$value")
+    assert mime.headers["Content-Type"].startswith("text/plain") and mime.content == raw
+    with pytest.raises(PermanentError, match="ErrorInvalidUrlQueryFilter"):
+        graph.send(
+            "GET",
+            f"/users/{ana}/mailFolders/inbox/messages",
+            params={"$filter": "subject eq 'x'"},
+        )
+    with pytest.raises(PermanentError, match="ErrorItemNotFound"):
+        graph.send("GET", f"/users/{ana}/messages/AAMkADnope=/$value")
+
+
+def test_without_mail_read_the_mime_is_refused_and_replies_raises(
+    server: GraphServer, reader: MicrosoftMailer, staff: list[Person]
+) -> None:
+    server.app_permissions = {"Calendars.ReadWrite", "Mail.Send", "Mail.ReadBasic.All"}
+    server.deliver(staff[0].email, b"Message-ID: <m@x>\r\n\r\nhi\r\n")
+    with pytest.raises(PermanentError, match="403 ErrorAccessDenied"):
+        reader.replies()
+    assert server.counts["messages.list"] == 1  # the listing is allowed, the body is not
+
+
+def test_a_single_person_asks_for_mail_read_only_when_replies_are_collected(
+    server: GraphServer, ca: Path
+) -> None:
+    acct = fixtures.account(server, ca, graph="https://graph.microsoft.com")
+    assert "Mail.Read" not in delegated_scopes(acct)
+    assert delegated_scopes(acct, read_mail=True)[-1] == "Mail.Read"
+
+
+# --- the whole loop in ticks -------------------------------------------------------------
+
+CONFIG = """\
+timezone: Europe/Berlin
+store: var/cadence.db
+accounts:
+  m365:
+    provider: microsoft
+    tenant: {tenant}
+    client_id: {client_id}
+    client_secret_env: {secret_env}
+    authority: {url}
+    graph: {url}
+    ca_bundle: graph-ca.pem
+defaults:
+  account: m365
+  working_hours: {{mon-fri: "09:00-17:00"}}
+people:
+  - {{email: ana@contoso.example, name: Ana Lima, timezone: Europe/Berlin}}
+  - {{email: ben@contoso.example, name: Ben Ortiz, timezone: Europe/Berlin}}
+  - {{email: chloe@contoso.example, name: Chloe Park, timezone: America/New_York}}
+relationships:
+  - {{employee: ana@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
+  - {{employee: chloe@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
+programs:
+  leader-cycle:
+    organizer: employee
+    series:
+      deep_dive:
+        every: 90d
+        duration: 60m
+        stages: [align, advance, amplify, advocate]
+        title: "{title}"
+        match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
+    lapse_grace: 7d
+    booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m}}
+    agenda: {{before: 24h}}
+    recap: {{after: 2h, within: 7d, collect_replies: true}}
+"""
+
+
+@pytest.fixture
+def workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[GraphServer, Path]]:
+    staff = people()
+    ana, ben, chloe = staff
+    with GraphServer([p.email for p in staff]) as server:
+        server.write_ca(tmp_path / "graph-ca.pem")
+        path = tmp_path / "cadence.yaml"
+        path.write_text(
+            CONFIG.format(
+                tenant=server.tenant,
+                client_id=server.client_id,
+                secret_env=SECRET_ENV,
+                url=server.url,
+                title=TITLE,
+            )
+        )
+        monkeypatch.setenv(SECRET_ENV, server.client_secret or "")
+        # Ana and Ben held a deep dive yesterday: its recap is due. Chloe met Ben lately.
+        held = NOW - timedelta(days=1)
+        server.add_event(
+            ana.email,
+            graph_event("Development Align: Ana & Ben", held, held + timedelta(hours=1), [ben]),
+        )
+        recent = NOW - timedelta(days=20)
+        server.add_event(
+            chloe.email,
+            graph_event("Deep dive: Chloe & Ben", recent, recent + timedelta(hours=1), [ben]),
+        )
+        yield server, path
+
+
+def test_a_reply_in_the_senders_inbox_is_recorded_and_the_updated_recap_goes_out(
+    workspace: tuple[GraphServer, Path], tmp_path: Path
+) -> None:
+    server, path = workspace
+    ana, ben = "ana@contoso.example", "ben@contoso.example"
+    store = Store(tmp_path / "replies.db")
+    with Engine(config.load(path), store=store, retry=RetryPolicy.none()) as engine:
+        first = engine.tick(NOW)
+        assert first.ok, first.errors
+        assert [a.kind for a in first.actions if a.outcome == "done"] == ["recap"]
+        [recap] = server.sent
+        assert recap["From"].endswith(f"<{ana}>") and ben in recap["To"]
+        assert server.counts["messages.list"] == 2  # Ana's and Chloe's inboxes
+
+        # Ben answers the recap from his mail client: it lands in Ana's inbox
+        text = "Thanks, Ana!\n\n- [ ] draft the proposal (due 2026-12-15)\n\nBen\n"
+        raw = reply(f"Ben Ortiz <{ben}>", ana, recap["Message-ID"], text, "<re1@contoso.example>")
+        ident = server.deliver(ana, raw)
+        server.reset_counts()
+        second = engine.tick(NOW + timedelta(minutes=10))
+        assert second.ok, second.errors
+        assert server.counts["messages.list"] == 2 and server.counts["messages.value"] == 1
+
+        server.reset_counts()
+        third = engine.tick(NOW + timedelta(minutes=20))
+        assert third.ok, third.errors
+        assert dict(server.counts) == {"delta": 3, "messages.list": 2}
+
+    [row] = store.replies(status="recorded")
+    assert row["ref"] == f"graph:{ana}/{ident}" and row["sender"] == ben
+    [action] = store.actions(ana)
+    assert action["title"] == "draft the proposal"
+    assert action["due"] == "2026-12-15" and action["status"] == "open"
+    assert [a.kind for a in second.actions if a.outcome == "done"] == ["reply", "update"]
+    update = server.sent[-1]
+    assert len(server.sent) == 2
+    assert update["From"].endswith(f"<{ana}>")
+    assert update["In-Reply-To"] == "<re1@contoso.example>"
+    assert update["References"].split() == [recap["Message-ID"], "<re1@contoso.example>"]
+    assert update["Subject"].startswith("Recap updated: ")
+    body = message_from_bytes(update.as_bytes(), policy=policy.default)
+    assert isinstance(body, EmailMessage)
+    part = body.get_body(preferencelist=("plain",))
+    assert part is not None and "draft the proposal" in str(part.get_content())
+    assert not [a for a in third.actions if a.kind in ("reply", "update", "recap", "agenda")]
+
+
+def test_without_collect_replies_no_inbox_is_read(
+    workspace: tuple[GraphServer, Path], tmp_path: Path
+) -> None:
+    server, path = workspace
+    path.write_text(path.read_text().replace("collect_replies: true", "collect_replies: false"))
+    with Engine(config.load(path), store=Store(tmp_path / "r.db"), retry=RetryPolicy.none()) as e:
+        assert e.tick(NOW).ok
+        e.tick(NOW + timedelta(minutes=10))
+    assert server.counts["messages.list"] == 0 and server.counts["messages.value"] == 0
+
+
+def test_a_failed_call_marks_nothing_read_and_the_next_call_returns_it(
+    server: GraphServer,
+    reader: MicrosoftMailer,
+    staff: list[Person],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ana, chloe = staff[0].email, staff[2].email
+    first = server.deliver(ana, b"Message-ID: <a@x>\r\n\r\nhi\r\n")
+    server.deliver(chloe, b"Message-ID: <c@x>\r\n\r\nhi\r\n")
+    real, failed = server.handle, []
+
+    def flaky(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        path = urllib.parse.unquote(target)
+        if path.endswith("/$value") and chloe in path and not failed:
+            failed.append(path)  # Chloe's MIME fails once, after Ana's was read
+            return 503, {}, b'{"error": {"code": "ServiceUnavailable"}}'
+        return real(method, target, headers, body)
+
+    monkeypatch.setattr(server, "handle", flaky)
+    with pytest.raises(TransientError):
+        reader.replies()
+    assert failed and server.counts["messages.value"] == 1  # Ana's was fetched
+    got = reader.replies()
+    assert f"graph:{ana}/{first}" in [m.ref for m in got] and len(got) == 2
+    assert reader.replies() == []
+
+
+@pytest.mark.parametrize("read_mail", [True, False])
+def test_a_single_person_reads_only_their_own_inbox_and_only_with_mail_read(
+    server: GraphServer, ca: Path, staff: list[Person], tmp_path: Path, read_mail: bool
+) -> None:
+    ana, chloe = staff[0].email, staff[2].email  # Ana is the person who signs in
+    acct = fixtures.account(
+        server, ca, client_secret_env=None, token_cache=str(tmp_path / "cache.json")
+    )
+    device_code_login(acct, Path, show=lambda _: server.approve_device_codes(), read_mail=read_mail)
+    mine = server.deliver(ana, b"Message-ID: <a@x>\r\n\r\nhi\r\n")
+    server.deliver(chloe, b"Message-ID: <c@x>\r\n\r\nhi\r\n")
+    g = Graph(acct, Path, RetryPolicy.none(), environ={}, read_mail=read_mail)
+    try:
+        reader = MicrosoftMailer(g, mailboxes=[ana, chloe])
+        if read_mail:
+            assert [m.ref for m in reader.replies()] == [f"graph:{ana}/{mine}"]
+        else:
+            with pytest.raises(PermanentError, match="403 ErrorAccessDenied"):
+                reader.replies()
+    finally:
+        g.close()
+    assert [t for _, t in server.log if chloe in t] == []
