@@ -11,6 +11,7 @@ import functools
 import heapq
 import json
 import sqlite3
+import time
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -118,6 +119,20 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _patiently(step: Callable[[], object], seconds: float = 30.0) -> None:
+    """Run ``step``, retrying while another process holds a lock SQLite will not wait
+    for (switching a new file to WAL, or its first migration, as several start at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     """A thin, typed layer over the SQLite file; every unit of work is atomic."""
 
@@ -130,10 +145,10 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _patiently(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=30000")
-        self.migrate()
+        _patiently(self.migrate)
         #: the events of the calendars read last, by (owner, since): a partner's calendar
         #: is read for each of their relationships, parsed once and shared; forgotten when
         #: the calendar changes and at the end of every tick, so it never holds much
