@@ -11,8 +11,8 @@ import functools
 import heapq
 import json
 import sqlite3
-import time
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
