@@ -493,6 +493,18 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             account=account,
             plan=plan,
             closed=frozenset(p.closed),
+            provided=frozenset(
+                name
+                for name, missing in (
+                    ("timezone", not p.timezone),
+                    (
+                        "working_hours",
+                        not p.working_hours
+                        and "working_hours" not in cfg.defaults.model_fields_set,
+                    ),
+                )
+                if missing
+            ),
         )
         _check_country(people[email], ["people", i, "country"], err)
 

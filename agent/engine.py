@@ -9,6 +9,7 @@ and never stops the others.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -95,6 +96,7 @@ class Engine:
         self._own_store = store is None
         self.retry = retry or RetryPolicy()
         self._connections: dict[str, tuple[Calendar, Mailer]] = {}
+        self._adopted = False
         self._limits: dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]] = {}
         #: the sync step's threads, kept from tick to tick: each keeps its connections
         self._pool: ThreadPoolExecutor | None = None
@@ -175,8 +177,52 @@ class Engine:
         with logs.tick_context(None if dry_run else tick_id):
             return self._tick(tick_id, now, dry_run)
 
+    def adopt_mailbox_settings(self, run: _Tick) -> None:
+        """Take the time zone and working hours the config leaves out from providers that
+        know them (Microsoft 365's mailbox settings), once per engine."""
+        if self._adopted:
+            return
+        self._adopted = True
+        changed: dict[str, Person] = {}
+        for person in self.people():
+            if not person.provided:
+                continue
+            calendar, _ = self.connection(person.account)
+            read = getattr(calendar, "mailbox_settings", None)
+            if read is None:
+                continue
+            try:
+                zone, hours = read(person)
+            except CadenceError as exc:
+                run.audit(
+                    "settings",
+                    f"{person.email}: mailbox settings unreadable ({exc}); config defaults kept",
+                )
+                continue
+            changed[person.email] = dataclasses.replace(
+                person,
+                timezone=zone if "timezone" in person.provided else person.timezone,
+                working_hours=hours if "working_hours" in person.provided else person.working_hours,
+                provided=frozenset(),  # known now: a later engine on these settings asks no more
+            )
+            run.audit(
+                "settings",
+                f"{person.email}: {', '.join(sorted(person.provided))} from the mailbox ({zone})",
+            )
+        if changed:
+            people = {**self.settings.people, **changed}
+            relationships = tuple(
+                Relationship(people[r.employee.email], people[r.partner.email], r.role, r.program)
+                for r in self.settings.relationships
+            )
+            self.settings = dataclasses.replace(
+                self.settings, people=people, relationships=relationships
+            )
+
     def _tick(self, tick_id: int, now: datetime, dry_run: bool) -> TickReport:
         run = _Tick(self, tick_id, now, dry_run)
+        self.adopt_mailbox_settings(run)
+        run.settings = self.settings
         status = "failed"
         try:
             run.sync()

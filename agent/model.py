@@ -85,6 +85,9 @@ class Person:
     account: str = ""
     plan: str | None = None
     closed: frozenset[date] = frozenset()
+    #: settings the config left out, which the provider may supply ("timezone",
+    #: "working_hours"): Microsoft 365 reads them from the mailbox
+    provided: frozenset[str] = frozenset()
 
     @property
     def zone(self) -> ZoneInfo:

@@ -47,6 +47,7 @@ class Service:
         try:
             with TickLock(self.settings.store, wait=0), Engine(self.settings) as engine:
                 report = engine.tick(datetime.now(UTC))
+                self.settings = engine.settings  # keeps what the mailboxes told it
             failures = self.health.record(
                 report.tick, report.ok, "; ".join(report.errors[:3]) or None
             )
