@@ -187,16 +187,17 @@ class Engine:
         for person in self.people():
             if not person.provided:
                 continue
-            calendar, _ = self.connection(person.account)
-            read = getattr(calendar, "mailbox_settings", None)
-            if read is None:
-                continue
             try:
+                calendar, _ = self.connection(person.account)
+                read = getattr(calendar, "mailbox_settings", None)
+                if read is None:
+                    continue
                 zone, hours = read(person)
-            except CadenceError as exc:
+            except Exception as exc:  # the sync step reports an unusable account properly
                 run.audit(
                     "settings",
-                    f"{person.email}: mailbox settings unreadable ({exc}); config defaults kept",
+                    f"{person.email}: mailbox settings not read ({type(exc).__name__}); "
+                    "config defaults kept",
                 )
                 continue
             changed[person.email] = dataclasses.replace(
