@@ -8,6 +8,7 @@ import pytest
 
 from agent import config
 from agent.demo import create_workspace
+from tests.environ import is_host_variable
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 
@@ -16,12 +17,7 @@ NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see proxies, CA overrides, credentials or a config from the host."""
     for name in list(os.environ):
-        upper = name.upper()
-        if (
-            upper.endswith("_PROXY")
-            or upper in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
-            or upper.startswith(("GOOGLE_", "AZURE_", "CADENCE_"))
-        ):
+        if is_host_variable(name) or name.upper().startswith("CADENCE_"):
             monkeypatch.delenv(name, raising=False)
 
 

@@ -14,28 +14,14 @@ from agent.connectors.caldav import CalDAVCalendar, make_client
 from agent.model import Person, Span, WorkingHours
 from tests.caldav.servers import Radicale, SmtpSink
 
-_ENVIRONMENT = {
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "NETRC",
-}
-
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the machine's proxies, CA bundles and caldav settings out of the tests."""
+    """Keep the machine's caldav settings and netrc out of the tests (proxies and CA
+    bundles are removed for every test by tests/conftest.py)."""
     for name in list(os.environ):
-        if (
-            name.upper() in _ENVIRONMENT
-            or name.upper().startswith("CALDAV_")
-            or name.upper().startswith("PYTHON_CALDAV")
-        ):
+        upper = name.upper()
+        if upper == "NETRC" or upper.startswith(("CALDAV_", "PYTHON_CALDAV")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no ~/.config/caldav
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,17 +9,6 @@ from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
 from agent.model import Person
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer
-
-
-@pytest.fixture(autouse=True)
-def _clean_environ() -> Iterator[None]:
-    saved = fixtures.clean_environ()
-    try:
-        yield
-    finally:
-        for key in fixtures.ENV_VARS:
-            os.environ.pop(key, None)
-        os.environ.update(saved)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,29 +16,11 @@ from agent.config import ExchangeAccount
 from agent.connectors.base import RetryPolicy
 from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
 from agent.model import Person, Span, WorkingHours
+from tests.environ import clean_environ
 from tests.exchange.server import EwsServer
 
 PASSWORD_ENV = "CADENCE_TEST_EWS_PASSWORD"
 HOURS = WorkingHours({d: (Span(time(9), time(17)),) for d in range(5)})
-ENV_VARS = (
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-)
-
-
-def clean_environ() -> dict[str, str]:
-    """Remove proxy and CA-bundle variables from os.environ; return what was removed."""
-    return {k: os.environ.pop(k) for k in ENV_VARS if k in os.environ}
 
 
 def people(domain: str = "contoso.example") -> list[Person]:
@@ -124,17 +105,13 @@ class ExchangeBackend:
 
 @contextmanager
 def running_backend(tmp_path: Path) -> Iterator[ExchangeBackend]:
-    saved = clean_environ()
     staff = people()
-    try:
-        with server_for(staff) as server:
-            ca = server.write_ca(tmp_path / "ews-ca.pem")
-            connection = ews(server, ca)
-            cal, mailer = ExchangeCalendar(connection, staff), ExchangeMailer(connection)
-            try:
-                yield ExchangeBackend(server, cal, mailer, staff)
-            finally:
-                cal.close()
-                mailer.close()
-    finally:
-        os.environ.update(saved)
+    with clean_environ(), server_for(staff) as server:
+        ca = server.write_ca(tmp_path / "ews-ca.pem")
+        connection = ews(server, ca)
+        cal, mailer = ExchangeCalendar(connection, staff), ExchangeMailer(connection)
+        try:
+            yield ExchangeBackend(server, cal, mailer, staff)
+        finally:
+            cal.close()
+            mailer.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from agent.connectors import Context
 from agent.connectors import google as connector
 from agent.connectors.base import RetryPolicy
 from agent.model import Person
+from tests.environ import clean_environ
 from tests.google.server import GoogleServer
 
 SERVICE_ACCOUNT = "cadence@cadence-test.iam.gserviceaccount.com"
@@ -27,40 +27,12 @@ PEOPLE = (
     ("ben@acme.example", "Ben Ortiz", "Europe/Berlin"),
     ("chloe@acme.example", "Chloe Park", "Europe/Berlin"),
 )
-ENVIRONMENT = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
-    "GOOGLE_API_USE_CLIENT_CERTIFICATE",
-    "GOOGLE_API_USE_MTLS_ENDPOINT",
-    "OAUTHLIB_INSECURE_TRANSPORT",
-)
 
 
 @cache
 def rsa_key() -> rsa.RSAPrivateKey:
     """One RSA key per test run: generating one takes a noticeable moment."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@contextmanager
-def clean_environ() -> Iterator[None]:
-    """Hide proxy, CA-bundle and Google variables of the machine running the tests."""
-    saved = {name: os.environ.pop(name) for name in ENVIRONMENT if name in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
 
 
 def write_secret(path: Path, data: dict[str, object]) -> Path:

@@ -17,7 +17,8 @@ from agent import config
 from agent.connectors import google
 from agent.connectors.base import PermanentError
 from agent.model import Interval
-from tests.google.harness import Workspace, account_yaml, clean_environ, people_yaml, write_secret
+from tests.environ import clean_environ
+from tests.google.harness import Workspace, account_yaml, people_yaml, write_secret
 from tests.google.server import AuthorizedUser, GoogleServer
 
 WINDOW = Interval(datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 8, tzinfo=UTC))

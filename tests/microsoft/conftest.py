@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,17 +13,6 @@ from tests.microsoft import fixtures
 from tests.microsoft.server import GraphServer
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _clean_environ() -> Iterator[None]:
-    saved = fixtures.clean_environ()
-    try:
-        yield
-    finally:
-        for key in fixtures.ENV_VARS:
-            os.environ.pop(key, None)
-        os.environ.update(saved)
 
 
 @pytest.fixture

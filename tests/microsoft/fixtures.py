@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,29 +17,11 @@ from agent.connectors.base import RetryPolicy
 from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, format_dtz
 from agent.connectors.microsoft_graph import Graph
 from agent.model import Person, Span, WorkingHours
+from tests.environ import clean_environ
 from tests.microsoft.server import GraphServer
 
 SECRET_ENV = "CADENCE_TEST_GRAPH_SECRET"
 HOURS = WorkingHours({d: (Span(time(9), time(17)),) for d in range(5)})
-ENV_VARS = (
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-)
-
-
-def clean_environ() -> dict[str, str]:
-    """Remove proxy and CA-bundle variables from os.environ; return what was removed."""
-    return {k: os.environ.pop(k) for k in ENV_VARS if k in os.environ}
 
 
 def people(domain: str = "contoso.example") -> list[Person]:
@@ -193,20 +174,16 @@ class MicrosoftBackend:
 
 @contextmanager
 def running_backend(tmp_path: Path) -> Iterator[MicrosoftBackend]:
-    saved = clean_environ()
     staff = people()
-    try:
-        with GraphServer([p.email for p in staff]) as server:
-            ca = server.write_ca(tmp_path / "graph-ca.pem")
-            g = graph(server, ca)
-            cal, mailer = MicrosoftCalendar(g, staff), MicrosoftMailer(g)
-            try:
-                yield MicrosoftBackend(server, cal, mailer, staff)
-            finally:
-                cal.close()
-                mailer.close()
-    finally:
-        os.environ.update(saved)
+    with clean_environ(), GraphServer([p.email for p in staff]) as server:
+        ca = server.write_ca(tmp_path / "graph-ca.pem")
+        g = graph(server, ca)
+        cal, mailer = MicrosoftCalendar(g, staff), MicrosoftMailer(g)
+        try:
+            yield MicrosoftBackend(server, cal, mailer, staff)
+        finally:
+            cal.close()
+            mailer.close()
 
 
 def day(d: date, hour: int = 0, minute: int = 0, zone: str = "UTC") -> datetime:
