@@ -43,8 +43,13 @@ if TYPE_CHECKING:
 def message_id(key: str) -> str:
     """A valid RFC 5322 msg-id from an outbox key. Keys hold calendar UIDs, which may
     hold an "@" of their own; a second "@" would make mail libraries rewrite the header,
-    and replies would then answer an id the outbox does not know."""
-    return f"<{re.sub(r'[^A-Za-z0-9._-]', '.', key)}@cadence>"
+    and replies would then answer an id the outbox does not know. A long key (a UID
+    of a hundred characters) is hashed, so the header never needs folding."""
+    local = re.sub(r"[^A-Za-z0-9._-]", ".", key)
+    if len(local) > 48:  # "In-Reply-To: <...@cadence>" stays within 78 characters
+        kind = re.sub(r"[^A-Za-z0-9._-]", ".", key.rsplit(":", 1)[-1])[:16]
+        local = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.{kind}"
+    return f"<{local}@cadence>"
 
 
 def _ts(dt: datetime) -> str:

@@ -132,7 +132,8 @@ def meetings(
             stage = stage_in(main.title, spec.stages)
         out.append(
             Meeting(
-                id=key or main.id,
+                # the same id whichever copies were read (a calendar may fail to sync)
+                id=key or (ident if main.uid else main.id),
                 relationship=rel.id,
                 series=series,
                 title=main.title,

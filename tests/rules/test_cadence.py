@@ -205,3 +205,22 @@ def test_copies_of_one_booking_merge_by_uid_even_without_the_tag() -> None:
     assert len(found) == 1
     assert found[0].key == "k" * 32 and found[0].status is Status.DECLINED
     assert found[0].event is not None and found[0].event.key == "k" * 32
+
+
+def test_a_meeting_keeps_its_id_whichever_copies_were_read() -> None:
+    """A calendar that fails to sync leaves only the other copy: the meeting (and so the
+    outbox keys of its agenda and recap) must not change identity with it."""
+    from dataclasses import replace
+
+    rel = relationship()
+    start = NOW - timedelta(hours=5)
+    organizers = meeting_event(rel, "Development Advance", start, uid="shared-uid")
+    attendees = replace(
+        meeting_event(rel, "Development Advance", start, owner=rel.partner, uid="shared-uid"),
+        id="the-partners-copy",
+    )
+    ids = {
+        tuple(m.id for m in classify.meetings(rel, seen, {}, NOW))
+        for seen in ([organizers, attendees], [organizers], [attendees])
+    }
+    assert len(ids) == 1 and len(next(iter(ids))) == 1
