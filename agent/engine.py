@@ -100,6 +100,14 @@ class Engine:
         self._limits: dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]] = {}
         #: the sync step's threads, kept from tick to tick: each keeps its connections
         self._pool: ThreadPoolExecutor | None = None
+        #: kept from tick to tick so a quiet tick reads and writes little: per
+        #: relationship, the events that can be its meetings (with the calendar versions
+        #: and the start of history they were read for), the meetings last stored, and
+        #: per (relationship, series) the last assessment written to the audit
+        self._candidates: dict[str, tuple[Any, datetime, list[Event]]] = {}
+        self._saved_meetings: dict[str, list[dict[str, Any]]] = {}
+        self._assessed: dict[tuple[str, str], str | None] = {}
+        self._by_person: tuple[Sequence[Relationship], dict[str, list[Relationship]]] = ((), {})
 
     def __enter__(self) -> Engine:
         return self
@@ -220,7 +228,56 @@ class Engine:
                 self.settings, people=people, relationships=relationships
             )
 
+    def candidates(self, rel: Relationship, since: datetime) -> list[Event]:
+        """The events that can be ``rel``'s meetings, read again only when one of the
+        two calendars changed since they were read."""
+        emp, partner = rel.employee.email, rel.partner.email
+        stamp = (
+            self.store.calendar_version(emp),
+            self.store.calendar_version(partner),
+            tuple(s.match for s in rel.program.series),
+        )
+        hit = self._candidates.get(rel.id)
+        if hit is not None and hit[0] == stamp and hit[1] <= since:
+            return [e for e in hit[2] if e.end >= since]
+        found = classify.candidates(rel, self.store.events([emp, partner], since))
+        self._candidates[rel.id] = (stamp, since, found)
+        return found
+
+    def keep_only(self, event: Event) -> None:
+        """Store an event the agent wrote, and bring the kept candidates of the
+        relationships on its calendars up to date rather than reading them again."""
+        owners = self.store.keep_only(event)
+        if self._by_person[0] is not self.settings.relationships:
+            index: dict[str, list[Relationship]] = {}
+            for r in self.settings.relationships:
+                index.setdefault(r.employee.email, []).append(r)
+                index.setdefault(r.partner.email, []).append(r)
+            self._by_person = (self.settings.relationships, index)
+        touched = {r.id: r for o in owners for r in self._by_person[1].get(o, [])}
+        for rid, rel in touched.items():
+            hit = self._candidates.get(rid)
+            if hit is None:
+                continue
+            emp, partner = rel.employee.email, rel.partner.email
+            epoch, _ = self.store.calendar_version(emp)
+            before = tuple(
+                (epoch, self.store.calendar_version(p)[1] - (p in owners)) for p in (emp, partner)
+            )
+            if hit[0][:2] != before:
+                continue  # out of date anyway: read again when needed
+            events = [e for e in hit[2] if e.key != event.key]
+            if event.owner in (emp, partner):
+                events.append(event)
+                events.sort(key=lambda e: e.start)
+            stamp = (self.store.calendar_version(emp), self.store.calendar_version(partner))
+            self._candidates[rid] = ((*stamp, hit[0][2]), hit[1], events)
+
     def _tick(self, tick_id: int, now: datetime, dry_run: bool) -> TickReport:
+        if self.store.notice_other_writers():
+            # another process ticked on this store: what was kept may be out of date
+            self._saved_meetings.clear()
+            self._assessed.clear()
         run = _Tick(self, tick_id, now, dry_run)
         self.adopt_mailbox_settings(run)
         run.settings = self.settings
@@ -260,7 +317,6 @@ class _Tick(MailSteps):
         self.states: dict[str, list[cadence.SeriesState]] = {}
         self.own: dict[str, Own] = {}
         self.extra_busy: dict[str, list[Interval]] = {}
-        self.events: dict[str, list[Event]] = {}
         self.load: dict[str, Counter[Any]] = {}
         self._plans: dict[str, idp.Plan | None] = {}
 
@@ -423,8 +479,7 @@ class _Tick(MailSteps):
             )
 
     def _assess(self, rel: Relationship, since: datetime, again: bool = False) -> None:
-        events = self.store.events([rel.employee.email, rel.partner.email], since)
-        self.events[rel.id] = events
+        events = self.engine.candidates(rel, since)
         found = classify.meetings(rel, events, self.own, self.now)
         states = cadence.assess(rel, found, self.now)
         self.meetings[rel.id] = found
@@ -432,35 +487,42 @@ class _Tick(MailSteps):
         if again:
             return
         self.report.states.extend(states)
-        if not self.dry_run:
-            self.store.save_meetings(
-                rel.id,
-                [
-                    {
-                        "id": m.id,
-                        "relationship": rel.id,
-                        "series": m.series,
-                        "stage": m.stage,
-                        "start": _ts(m.start),
-                        "end": _ts(m.end),
-                        "status": str(m.status),
-                        "key": m.key,
-                        "declined_by": m.declined_by,
-                    }
-                    for m in found
-                ],
-                self.tick_id,
-            )
+        rows = [
+            {
+                "id": m.id,
+                "relationship": rel.id,
+                "series": m.series,
+                "stage": m.stage,
+                "start": _ts(m.start),
+                "end": _ts(m.end),
+                "status": str(m.status),
+                "key": m.key,
+                "declined_by": m.declined_by,
+            }
+            for m in found
+        ]
+        if not self.dry_run and self.engine._saved_meetings.get(rel.id) != rows:
+            self.store.save_meetings(rel.id, rows, self.tick_id)
+            self.engine._saved_meetings[rel.id] = rows
         for state in states:
             summary = self._summary(state)
-            last = self.store.audit_rows(relationship=rel.id, kind="assess", limit=50)
-            previous = next(
-                (r["message"] for r in reversed(last) if r["series"] == state.name), None
-            )
-            if previous != summary:
+            if summary != self._last_assessed(rel, state.name):
                 self.audit("assess", summary, rel.id, state.name, {"lapsed": state.lapsed})
+                if not self.dry_run:
+                    self.engine._assessed[(rel.id, state.name)] = summary
             if state.lapsed:
                 self.record(ActionRecord("lapse", rel.id, state.name, state.due_reason, "found"))
+
+    def _last_assessed(self, rel: Relationship, series: str) -> str | None:
+        """The assessment last written to the audit, read from the store once."""
+        kept = self.engine._assessed
+        if (rel.id, series) not in kept:
+            last = self.store.audit_rows(relationship=rel.id, kind="assess", limit=50)
+            for name in {series, *(s.name for s in rel.program.series)}:
+                kept[(rel.id, name)] = next(
+                    (r["message"] for r in reversed(last) if r["series"] == name), None
+                )
+        return kept[(rel.id, series)]
 
     def _summary(self, state: cadence.SeriesState) -> str:
         zone = state.relationship.employee.zone
@@ -534,7 +596,27 @@ class _Tick(MailSteps):
                     f"review {state.relationship.id} {state.name}", exc, state.relationship.id
                 )
         failed: set[str] = set()
-        for need in needs:
+        # in waves of one need per relationship: a relationship's second series waits
+        # for its first (skip_near looks at it), while other relationships' go together
+        while needs:
+            wave: list[cadence.BookingNeed] = []
+            later: list[cadence.BookingNeed] = []
+            seen: set[str] = set()
+            for need in needs:
+                rid = need.state.relationship.id
+                (later if rid in seen else wave).append(need)
+                seen.add(rid)
+            self._book_wave(wave, busy, failed)
+            needs = later
+
+    def _book_wave(
+        self, wave: list[cadence.BookingNeed], busy: dict[str, list[Interval]], failed: set[str]
+    ) -> None:
+        """Choose every slot here, most overdue first; create the events at once where
+        the provider allows it (at most ``sync.concurrency`` per account), one by one
+        elsewhere; record each here, in the order chosen."""
+        planned: list[_Planned] = []
+        for need in wave:
             rel = need.state.relationship
             if rel.id in failed:
                 # its other series wait too, so a failure never changes what gets booked
@@ -542,10 +624,38 @@ class _Tick(MailSteps):
                 self.record(ActionRecord("book", rel.id, need.state.name, text, "deferred"))
                 continue
             try:
-                self._book(need, busy)
+                chosen = self._prepare(need, busy)
             except Exception as exc:
                 failed.add(rel.id)
                 self.error(f"book {rel.id} {need.state.name}", exc, rel.id)
+                continue
+            if chosen is not None:
+                planned.append(chosen)
+        results: list[Callable[[], tuple[Event, bool]]] = []
+        together = [p for p in planned if getattr(p.calendar, "concurrent_writes", False)]
+        if len(together) > 1:
+            limits = self.engine.sync_limits()
+            pool = self.engine.sync_pool()
+
+            def create(chosen: _Planned) -> tuple[Event, bool]:
+                gate, bucket = limits[chosen.account]
+                with gate:
+                    if bucket is not None:
+                        bucket.take()
+                    return chosen.create()
+
+            futures = {id(p): pool.submit(create, p) for p in together}
+            results = [futures[id(p)].result if id(p) in futures else p.create for p in planned]
+        else:
+            results = [p.create for p in planned]
+        for chosen, result in zip(planned, results, strict=True):
+            rel = chosen.need.state.relationship
+            try:
+                event, existed = result()
+                self._booked(chosen, event, existed, busy)
+            except Exception as exc:
+                failed.add(rel.id)
+                self.error(f"book {rel.id} {chosen.need.state.name}", exc, rel.id)
 
     def _busy(
         self, ranges: Sequence[tuple[datetime, datetime]], people: Sequence[Person]
@@ -627,7 +737,8 @@ class _Tick(MailSteps):
             return []
         own_uid = meeting.event.uid if meeting.event else None
         found = []
-        for event in self.events.get(rel.id, []):
+        during = Interval(meeting.start, meeting.end)
+        for event in self.store.events_during([rel.employee.email, rel.partner.email], during):
             if event.key == meeting.key or (own_uid and event.uid == own_uid):
                 continue
             if event.blocks_time and event.interval.overlaps(Interval(meeting.start, meeting.end)):
@@ -727,7 +838,7 @@ class _Tick(MailSteps):
         self.store.save_booking(
             {"key": state.key, "status": "booked", "event_id": moved.id}, self.now
         )
-        self.store.keep_only(moved)
+        self.engine.keep_only(moved)
         self._count(rel, slot.start, +1)
         for email in (rel.employee.email, rel.partner.email):
             busy.setdefault(email, []).append(moved.interval)
@@ -766,6 +877,21 @@ class _Tick(MailSteps):
         slot: tuple[Interval, str] | None = None,
         moves: int = 0,
     ) -> None:
+        """Book one need now, start to finish."""
+        chosen = self._prepare(need, busy, slot, moves)
+        if chosen is not None:
+            event, existed = chosen.create()
+            self._booked(chosen, event, existed, busy)
+
+    def _prepare(
+        self,
+        need: cadence.BookingNeed,
+        busy: dict[str, list[Interval]],
+        slot: tuple[Interval, str] | None = None,
+        moves: int = 0,
+    ) -> _Planned | None:
+        """Choose the slot and record the booking as pending; the slot counts as busy
+        from here on, so the next choice of this tick avoids it."""
         rel, series = need.state.relationship, need.state.series
         # an earlier booking in this tick may have changed the picture (skip_near)
         fresh = next(s for s in self.states[rel.id] if s.name == series.name)
@@ -775,14 +901,14 @@ class _Tick(MailSteps):
                 text = fresh.skip_reason or f"{series.name}: no longer needs a booking"
                 self.audit("skip", text, rel.id, series.name)
                 self.record(ActionRecord("skip", rel.id, series.name, text, "skipped"))
-                return
+                return None
             need = renewed
         state = need.state
         if {rel.employee.email, rel.partner.email} & self.failed_people:
             self.record(
                 ActionRecord("book", rel.id, series.name, "free/busy unavailable", "deferred")
             )
-            return
+            return None
         booking = rel.program.booking
         if slot is None:
             request = self._request(state, need.earliest, need.latest, need.prefer)
@@ -793,7 +919,7 @@ class _Tick(MailSteps):
                 text = f"{series.name} not booked: {result.reason}"
                 self._audit_once("not-booked", text, rel.id, series.name)
                 self.record(ActionRecord("book", rel.id, series.name, text, "no-slot"))
-                return
+                return None
             chosen, slot_reason = result.slot, result.reason
         else:
             chosen, slot_reason = slot
@@ -825,7 +951,7 @@ class _Tick(MailSteps):
         }
         if not self.acting:
             self.held("book", rel.id, series.name, title, data)
-            return
+            return None
         self.store.save_booking(
             {
                 "key": draft.key,
@@ -842,11 +968,18 @@ class _Tick(MailSteps):
             },
             self.now,
         )
-        faults.point("book:before-create")
+        self._count(rel, chosen.start, +1)
+        for email in (rel.employee.email, rel.partner.email):
+            busy.setdefault(email, []).append(chosen)
         calendar, _ = self.engine.connection(rel.organizer.account)
-        existing = calendar.find(rel.organizer, draft.key)
-        event = existing or calendar.create(draft)
-        faults.point("book:after-create")
+        return _Planned(need, draft, data, slot_reason, calendar)
+
+    def _booked(
+        self, chosen: _Planned, event: Event, existing: bool, busy: dict[str, list[Interval]]
+    ) -> None:
+        """Record a booking whose event now exists."""
+        need, draft, data, slot_reason = chosen.need, chosen.draft, chosen.data, chosen.slot_reason
+        state, rel, series = need.state, need.state.relationship, need.state.series
         self.store.save_booking(
             {
                 "key": draft.key,
@@ -857,20 +990,46 @@ class _Tick(MailSteps):
             },
             self.now,
         )
-        self.store.keep_only(event)
-        self._count(rel, event.start, +1)
+        self.engine.keep_only(event)
+        if event.interval != Interval(draft.start, draft.end):  # found, booked earlier
+            self._count(rel, event.start, +1)
+            for email in (rel.employee.email, rel.partner.email):
+                busy.setdefault(email, []).append(event.interval)
         self.own[draft.key] = Own(rel.id, series.name, state.stage)
-        for email in (rel.employee.email, rel.partner.email):
-            busy.setdefault(email, []).append(event.interval)
         self.audit("book", f"{need.reason}; booked {slot_reason}", rel.id, series.name, data)
         self.record(
             ActionRecord(
-                "book", rel.id, series.name, title, "already" if existing else "done", data
+                "book", rel.id, series.name, draft.title, "already" if existing else "done", data
             )
         )
         self._assess(
             rel, self.now - HISTORY, again=True
         )  # the new meeting takes part in the mail step
+
+
+@dataclass
+class _Planned:
+    """A booking whose slot is chosen and recorded as pending, its event not yet made."""
+
+    need: cadence.BookingNeed
+    draft: EventDraft
+    data: dict[str, Any]
+    slot_reason: str
+    calendar: Calendar
+
+    @property
+    def account(self) -> str:
+        return self.need.state.relationship.organizer.account
+
+    def create(self) -> tuple[Event, bool]:
+        """Make the event, or find the one an interrupted tick made; thread-safe where
+        the connector says ``concurrent_writes``."""
+        faults.point("book:before-create")
+        organizer = self.need.state.relationship.organizer
+        existing = self.calendar.find(organizer, self.draft.key)
+        event = existing or self.calendar.create(self.draft)
+        faults.point("book:after-create")
+        return event, existing is not None
 
 
 def _interleaved(people: Sequence[Person]) -> list[Person]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 ENV = "CADENCE_KILL_AT"
 _passed = 0
+_lock = threading.Lock()  # bookings are made from several threads
 
 
 def point(name: str) -> None:
@@ -21,13 +23,15 @@ def point(name: str) -> None:
     pause = os.environ.get("CADENCE_PAUSE_AT")
     if not target and not pause:
         return
-    _passed += 1
-    if pause and _passed == int(pause):
+    with _lock:
+        _passed += 1
+        passed = _passed
+    if pause and passed == int(pause):
         Path(os.environ["CADENCE_PAUSE_FILE"]).write_text(name)
         time.sleep(float(os.environ.get("CADENCE_PAUSE_SECONDS", "3")))
     if not target:
         return
-    if _passed == int(target):
+    if passed == int(target):
         trace = os.environ.get("CADENCE_KILL_TRACE")
         if trace:
             with open(trace, "a", encoding="utf-8") as handle:

@@ -115,7 +115,12 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_relationship_kind ON audit (relationship, kind, id)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    # what stands in a meeting's way: the events still running at its start
+    db.execute('CREATE INDEX events_owner_end ON events (owner, "end")')
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -153,6 +158,11 @@ class Store:
         #: is read for each of their relationships, parsed once and shared; forgotten when
         #: the calendar changes and at the end of every tick, so it never holds much
         self._recent: OrderedDict[tuple[str, str | None], list[Event]] = OrderedDict()
+        #: a count per calendar of the writes to its events by this connection, and one
+        #: for writes to many calendars or by another process (see ``calendar_version``)
+        self._writes: dict[str, int] = {}
+        self._epoch = 0
+        self._data_version: int | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -201,9 +211,33 @@ class Store:
             for entry in [k for k in self._recent if k[0] == owner]:
                 del self._recent[entry]
 
+    def _wrote(self, owner: str | None = None) -> None:
+        if owner is None:
+            self._epoch += 1
+        else:
+            self._writes[owner] = self._writes.get(owner, 0) + 1
+
+    def calendar_version(self, owner: str) -> tuple[int, int]:
+        """A value that changes whenever ``owner``'s stored events may have changed, so
+        what was derived from them can be kept until then. Writes by other processes
+        are seen through SQLite's ``data_version`` at ``notice_other_writers``."""
+        return self._epoch, self._writes.get(owner, 0)
+
+    def notice_other_writers(self) -> bool:
+        """Whether another connection committed since the last call (then every
+        ``calendar_version`` changes)."""
+        version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        changed = self._data_version is not None and version != self._data_version
+        self._data_version = version
+        if changed:
+            self._wrote()
+        return changed
+
     def apply(self, owner: str, changes: Changes, window: Interval, now: datetime) -> None:
         """Store one calendar's changes and its new cursor in one transaction."""
         self._forget(owner)
+        if changes.full or changes.events or changes.removed:
+            self._wrote(owner)
         with self.atomic():
             if changes.full:
                 self.db.execute("DELETE FROM events WHERE owner = ?", [owner])
@@ -212,9 +246,12 @@ class Store:
             rows = [_event_row(e) for e in changes.events]
             if rows:
                 self.db.table("events").upsert_all(rows, pk=("owner", "id"))
-            self.db.table("sync_state").upsert(
-                {"owner": owner, "cursor": changes.cursor, "synced_at": _ts(now), "error": None},
-                pk="owner",
+            # plain SQL: this runs for every calendar on every tick
+            self.db.execute(
+                "INSERT INTO sync_state (owner, cursor, synced_at, error) VALUES (?, ?, ?, NULL)"
+                " ON CONFLICT (owner) DO UPDATE SET cursor = excluded.cursor,"
+                " synced_at = excluded.synced_at, error = NULL",
+                [owner, changes.cursor, _ts(now)],
             )
 
     def cursors(self) -> dict[str, str | None]:
@@ -229,6 +266,7 @@ class Store:
 
     def put_event(self, event: Event) -> None:
         self._forget(event.owner)
+        self._wrote(event.owner)
         with self.atomic():
             self.db.table("events").upsert(_event_row(event), pk=("owner", "id"))
 
@@ -238,6 +276,17 @@ class Store:
         if len(lists) == 1:
             return list(lists[0])
         return list(heapq.merge(*lists, key=lambda e: e.start))
+
+    def events_during(self, owners: Iterable[str], during: Interval) -> list[Event]:
+        """The events of ``owners`` that overlap ``during`` (by the index on their end)."""
+        found: list[Event] = []
+        for owner in dict.fromkeys(owners):
+            cursor = self.db.conn.execute(
+                f'SELECT {_EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" > ? AND start < ?',
+                [owner, _ts(during.start), _ts(during.end)],
+            )
+            found.extend(_tuple_event(r) for r in cursor)
+        return found
 
     def _owner_events(self, owner: str, since: datetime | None) -> list[Event]:
         entry = (owner, _ts(since) if since is not None else None)
@@ -258,16 +307,25 @@ class Store:
             self._recent.popitem(last=False)
         return found
 
-    def keep_only(self, event: Event) -> None:
+    def keep_only(self, event: Event) -> set[str]:
         """Cache ``event`` and forget other calendars' stale copies of the same booking;
         the next sync brings them back as they now are."""
-        self._forget()
+        owners = {event.owner}
+        if event.key:
+            rows = self.db.conn.execute(
+                "SELECT DISTINCT owner FROM events WHERE key = ?", [event.key]
+            ).fetchall()
+            owners.update(r[0] for r in rows)
+        for owner in owners:
+            self._forget(owner)
+            self._wrote(owner)
         with self.atomic():
             if event.key:
                 self.db.execute(
                     "DELETE FROM events WHERE key = ? AND owner != ?", [event.key, event.owner]
                 )
             self.db.table("events").upsert(_event_row(event), pk=("owner", "id"))
+        return owners
 
     def event_by_key(self, key: str) -> Event | None:
         rows = self._query("SELECT * FROM events WHERE key = ? ORDER BY owner LIMIT 1", [key])

@@ -74,7 +74,12 @@ class CursorExpired(CadenceError):
 
 @runtime_checkable
 class Calendar(Protocol):
-    """Read and write the calendars of the people on one account."""
+    """Read and write the calendars of the people on one account.
+
+    A connector whose ``find`` and ``create`` may be called from several threads at
+    once says so with a class attribute ``concurrent_writes = True``; the book step then
+    makes a sweep's events concurrently. Without it they are made one by one.
+    """
 
     #: True when the provider itself sends invitations to attendees on create/update.
     sends_invitations: bool

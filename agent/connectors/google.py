@@ -554,6 +554,7 @@ class GoogleCalendar:
     """Calendar v3 for the people of one Google account."""
 
     sends_invitations = True
+    concurrent_writes = True  # each thread has its own connection
 
     def __init__(self, client: _Client) -> None:
         self.c = client

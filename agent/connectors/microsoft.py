@@ -249,6 +249,7 @@ class MicrosoftCalendar:
     """The Calendar protocol on Microsoft Graph."""
 
     sends_invitations = True
+    concurrent_writes = True  # one pooled session; the token is fetched under a lock
 
     def __init__(self, graph: Graph, people: Sequence[Person] = ()) -> None:
         self.graph = graph

@@ -70,6 +70,29 @@ def series_of(
     return None
 
 
+def candidates(rel: Relationship, events: Iterable[Event]) -> list[Event]:
+    """The events that can be ``rel``'s meetings whatever the agent has booked: a
+    superset of what ``meetings`` keeps, small enough to hold between ticks, so a quiet
+    calendar is not read and classified again."""
+    events = list(events)
+    tagged_uids = {e.uid for e in events if e.key and e.uid}
+    patterns = [re.compile(s.match) for s in rel.program.series if s.match]
+    out = []
+    for event in events:
+        if (
+            event.key
+            or (event.uid and event.uid in tagged_uids)
+            or (
+                not event.all_day
+                and event.takes_part(rel.employee.email)
+                and event.takes_part(rel.partner.email)
+                and any(p.search(event.title) for p in patterns)
+            )
+        ):
+            out.append(event)
+    return out
+
+
 def stage_in(title: str, stages: Iterable[str]) -> str | None:
     lowered = title.lower()
     for stage in stages:

@@ -224,3 +224,77 @@ def test_a_meeting_keeps_its_id_whichever_copies_were_read() -> None:
         for seen in ([organizers, attendees], [organizers], [attendees])
     }
     assert len(ids) == 1 and len(next(iter(ids))) == 1
+
+
+_TITLES = ["Development Align", "Deep dive", "check-in", "Standup", "1:1", "Development Advance"]
+
+
+@st.composite
+def _calendar(draw: st.DrawFn) -> tuple[list, dict]:
+    """Events of both people (and a stranger) with random titles, attendees, tags and
+    shared UIDs, and a random set of the agent's bookings."""
+    from dataclasses import replace
+
+    rel = relationship()
+    stranger = person("zoe@acme.example", "Asia/Tokyo")
+    keys = [f"{c}" * 32 for c in "abc"]
+    events = []
+    for i in range(draw(st.integers(0, 12))):
+        start = NOW + timedelta(hours=draw(st.integers(-2000, 500)))
+        ev = meeting_event(
+            rel,
+            draw(st.sampled_from(_TITLES)),
+            start,
+            owner=draw(st.sampled_from([rel.employee, rel.partner, stranger])),
+            key=draw(st.sampled_from([None, None, *keys])),
+            uid=draw(st.sampled_from([f"u{i}", "shared-1", "shared-2"])),
+            declined=draw(st.sampled_from([None, rel.partner.email])),
+            cancelled=draw(st.booleans()),
+        )
+        if draw(st.booleans()):  # a copy that does not list both people
+            ev = replace(ev, attendees=ev.attendees[:1], organizer=None)
+        if draw(st.booleans()):
+            ev = replace(ev, all_day=True)
+        events.append(replace(ev, id=f"e{i}"))
+    own = {
+        k: classify.Own(draw(st.sampled_from([rel.id, "other|rel"])), "deep_dive", None)
+        for k in keys
+        if draw(st.booleans())
+    }
+    return events, own
+
+
+@settings(max_examples=300, deadline=None)
+@given(_calendar())
+def test_candidates_keep_every_meeting(drawn: tuple[list, dict]) -> None:
+    """The quiet tick classifies only the events kept from the last read: whatever the
+    agent has booked since, they give the same meetings as the whole calendars."""
+    events, own = drawn
+    rel = relationship()
+    kept = classify.candidates(rel, events)
+    assert classify.meetings(rel, kept, own, NOW) == classify.meetings(rel, events, own, NOW)
+
+
+def test_candidates_keep_an_untagged_copy_of_a_booking() -> None:
+    """A copy without the tag and without both people (as some servers deliver the
+    attendee's copy) still belongs to the booking by its UID: here it carries the
+    partner's decline."""
+    from dataclasses import replace
+
+    from agent.model import Attendee, PartStat
+
+    rel = relationship()
+    start = NOW + timedelta(days=2)
+    tagged = meeting_event(rel, "Development Align", start, key="k" * 32, uid="shared")
+    bare = replace(
+        meeting_event(rel, "Development Align", start, owner=rel.partner, uid="shared"),
+        id="bare",
+        attendees=(Attendee(rel.partner.email, PartStat.DECLINED),),
+        organizer=None,
+        all_day=True,
+    )
+    kept = classify.candidates(rel, [tagged, bare])
+    assert bare in kept
+    own = {"k" * 32: classify.Own(rel.id, "deep_dive", "align")}
+    [meeting] = classify.meetings(rel, kept, own, NOW)
+    assert meeting.status is Status.DECLINED
