@@ -2,9 +2,10 @@
 requests faulted (ErrorServerBusy with a back-off, SOAP and proxy 5xx, answers lost after
 the operation took effect, dropped connections, latency, answers held past the client's
 timeout), then calm. The next ticks must reach the state a fault-free run reaches: the
-same bookings, each once; the same mails, each once, except sends interrupted where
-Exchange leaves it unknown whether they went out (left ``uncertain``, never repeated);
-and no request to a mailbox's operation before the back-off it was given.
+same bookings, each once; the same mails, each once, except sends interrupted after
+Exchange may have carried them out (left ``uncertain`` and never repeated: the connector
+does not search Sent Items for them yet); and no request to a mailbox's operation before
+the back-off it was given.
 
 ``make test`` runs a short version; ``make soak`` the full one (SOAK=200x20). The shared
 pieces (program, history, clock, ticks) are those of ``tests/test_soak.py``.
