@@ -56,7 +56,7 @@ screenshots: $(BIN)/.installed
 # The long soak: 200 relationships, 20 ticks, 30 % of requests faulted (a short one runs
 # in `make test`).
 soak: $(BIN)/.installed
-	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py
+	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py tests/test_soak_exchange.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -219,7 +220,27 @@ def _adapter(ca_bundle: str) -> type[requests.adapters.HTTPAdapter]:
 
 
 class _Tolerance(FaultTolerance):  # type: ignore[misc]
-    """exchangelib's bounded back-off, except that a 401 is a login failure, not throttling."""
+    """exchangelib's bounded back-off, except that a 401 is a login failure, not throttling,
+    and that a request which may take effect twice (sending mail, creating a meeting) is
+    never repeated by exchangelib: after a lost answer it cannot tell whether the first
+    one worked, and would send or book again. Those fail fast, in this thread only, and
+    Cadence's retry decides (it looks for the meeting first; it never resends)."""
+
+    def __init__(self, max_wait: float) -> None:
+        super().__init__(max_wait=max_wait)
+        self._local = threading.local()
+
+    @property
+    def fail_fast(self) -> bool:
+        return bool(getattr(self._local, "once", False))
+
+    @contextlib.contextmanager
+    def once(self) -> Iterator[None]:
+        self._local.once = True
+        try:
+            yield
+        finally:
+            self._local.once = False
 
     def raise_response_errors(self, response: requests.Response) -> None:
         if response.status_code == 401:
@@ -326,9 +347,21 @@ class Ews:
         )
         return kind(root=root, _distinguished_id=dist)
 
-    def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` under the retry policy, translating exchangelib's errors."""
-        return self.retry.call(lambda: self._translate(what, fn))
+    def call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run ``fn`` under the retry policy, translating exchangelib's errors. A call
+        that is not ``idempotent`` is retried only after errors that certainly had no
+        effect."""
+        return self.retry.call(lambda: self._translate(what, fn), idempotent=idempotent)
+
+    @contextlib.contextmanager
+    def once(self) -> Iterator[None]:
+        """Within it, exchangelib sends each request once (see :class:`_Tolerance`)."""
+        policy = self.config.retry_policy
+        if isinstance(policy, _Tolerance):
+            with policy.once():
+                yield
+        else:
+            yield
 
     @staticmethod
     def _translate(what: str, fn: Callable[[], T]) -> T:
@@ -352,7 +385,11 @@ def translate(what: str, exc: BaseException) -> TransientError | PermanentError:
     name = type(exc).__name__
     text = f"{what}: {name}: {exc}"
     if isinstance(exc, ews_errors.ErrorServerBusy):
-        return TransientError(text, retry_after=exc.back_off)
+        # Exchange's own ErrorServerBusy refused the request; exchangelib also raises
+        # it for 5xx answers and closed connections ("Reraised from …", "Caused by …"),
+        # after which the request may have taken effect
+        refused = not str(exc).startswith(("Reraised from", "Caused by"))
+        return TransientError(text, retry_after=exc.back_off, maybe_done=not refused)
     if isinstance(exc, ews_errors.RateLimitError):
         return TransientError(text, retry_after=getattr(exc, "wait", None))
     if isinstance(exc, TRANSIENT):
@@ -697,7 +734,8 @@ class ExchangeCalendar:
                 made = self._tagged(organizer, draft.key)
                 if made:
                     return made[0]
-            item.save(send_meeting_invitations="SendToAllAndSaveCopy")
+            with self.ews.once():
+                item.save(send_meeting_invitations="SendToAllAndSaveCopy")
             return str(item.id), str(item.changekey)
 
         ref = self.ews.call(f"create {draft.key} on {organizer.email}", save)
@@ -789,14 +827,16 @@ class ExchangeMailer:
         acc = self.ews.mailbox(sender)
 
         def send() -> None:
-            Message(
-                account=acc,
-                folder=self.ews.folder(sender, SentItems),
-                mime_content=message.as_bytes(),
-                to_recipients=[Mailbox(email_address=a) for a in mail.to],
-            ).send_and_save()
+            with self.ews.once():
+                Message(
+                    account=acc,
+                    folder=self.ews.folder(sender, SentItems),
+                    mime_content=message.as_bytes(),
+                    to_recipients=[Mailbox(email_address=a) for a in mail.to],
+                ).send_and_save()
 
-        self.ews.call(f"mail {mail.key} from {sender}", send)
+        # a lost answer may hide a sent mail: retried only when Exchange refused it
+        self.ews.call(f"mail {mail.key} from {sender}", send, idempotent=False)
         return SentMail(mail.key, str(message["Message-ID"]), f"ews:{sender}")
 
 

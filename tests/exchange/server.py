@@ -25,19 +25,24 @@ Operations:
 - ``GetServerTimeZones`` and ``GetUserAvailability`` (at most 100 mailboxes and 42 days)
 
 :attr:`EwsServer.counts` counts requests per operation; :meth:`EwsServer.throttle` queues
-``ErrorServerBusy`` faults with a ``BackOffMilliseconds`` hint.
+``ErrorServerBusy`` faults with a ``BackOffMilliseconds`` hint; :meth:`EwsServer.chaos`
+faults a share of all requests at random, for soak tests.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import email
 import email.policy
+import random
 import re
 import secrets
+import socket
 import ssl
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,6 +76,8 @@ API_VERSIONS = {
 MAX_AVAILABILITY_MAILBOXES = 100
 MAX_AVAILABILITY_WINDOW = timedelta(days=42)
 FREE_BUSY = {"Free", "Tentative", "Busy", "OOF", "WorkingElsewhere", "NoData"}
+#: what :meth:`EwsServer.chaos` does to a request it picks
+CHAOS_KINDS = ("busy", "500", "502", "503", "lost", "dropped", "slow", "timeout")
 
 
 def t(name: str) -> str:
@@ -237,6 +244,20 @@ class EwsServer:
         self._occ: dict[str, tuple[str, int]] = {}
         self._corrupt: set[str] = set()
         self._lost: collections.Counter[str] = collections.Counter()
+        #: random faults for soak tests (see ``chaos``)
+        self.chaos_rate = 0.0
+        self.chaos_random = random.Random(0)
+        self.chaos_count: collections.Counter[str] = collections.Counter()
+        self.clock: Any = None
+        #: ``operation|mailbox`` → the clock time before which it must not be called again
+        self.throttled: dict[str, float] = {}
+        #: requests made before the back-off their mailbox and operation were given
+        self.early: list[str] = []
+        #: seconds of added latency (``slow``) and of a held answer (``timeout``: set it
+        #: beyond the client's timeout)
+        self.latency, self.hold = 0.05, 1.0
+        self.back_off_ms = 2000
+        self.chaos_kinds = CHAOS_KINDS
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost", "mail.contoso.example")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -287,6 +308,57 @@ class EwsServer:
         """Carry out the next ``times`` requests of ``operation``, then answer 503 (a
         response lost on the way back: the client cannot tell it worked)."""
         self._lost[operation] += times
+
+    def chaos(
+        self,
+        rate: float,
+        seed: int,
+        clock: Any,
+        back_off_ms: int = 2000,
+        kinds: tuple[str, ...] = CHAOS_KINDS,
+    ) -> None:
+        """Fault ``rate`` of requests at random, each one of :data:`CHAOS_KINDS`:
+        ErrorServerBusy with ``back_off_ms``; a SOAP fault (HTTP 500,
+        ErrorInternalServerTransientError); a 502 or 503 from a proxy; a lost answer (the
+        operation took effect, then a 503 or a closed connection); a connection dropped
+        before the request was read; added latency; an answer held for ``hold`` seconds
+        (the operation took effect). ``clock.now()`` (seconds) tells when a throttled
+        mailbox may call an operation again; earlier calls land in ``early``."""
+        with self._lock:
+            self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
+            self.back_off_ms, self.chaos_kinds = back_off_ms, kinds
+
+    def _chaos(self, request: Request, conn: dict[str, Any]) -> str | None:
+        """Pick this request's fault, if any; what the connection does is left in ``conn``."""
+        if not self.chaos_rate:
+            return None
+        who = f"{request.operation}|{request.impersonating or request.user}"
+        now = self.clock.now()
+        if self.throttled.get(who, 0.0) > now:
+            self.early.append(f"{who} {self.throttled[who] - now:.2f}s early")
+        if self.chaos_random.random() >= self.chaos_rate:
+            return None
+        kind = self.chaos_random.choice(self.chaos_kinds)
+        self.chaos_count[kind] += 1
+        if kind == "busy":
+            self.throttled[who] = now + self.back_off_ms / 1000
+            raise EwsFault(
+                "ErrorServerBusy",
+                "The server cannot service this request right now. Try again later.",
+                self.back_off_ms,
+            )
+        if kind == "500":
+            raise EwsFault(
+                "ErrorInternalServerTransientError",
+                "An internal server error occurred. Try again later.",
+            )
+        if kind == "lost":  # after the operation: a 503, or the connection closes
+            return self.chaos_random.choice(["lost-503", "lost-dropped"])
+        if kind in ("dropped", "timeout"):
+            conn["chaos"] = ("drop", self.hold if kind == "timeout" else 0.0)
+        elif kind == "slow":
+            conn["chaos"] = ("delay", self.latency)
+        return kind
 
     def corrupt(self, item_id: str) -> None:
         """Make GetItem answer ErrorCorruptData for one item, as a damaged item does."""
@@ -358,7 +430,9 @@ class EwsServer:
         self, headers: dict[str, str], raw: bytes, conn: dict[str, Any] | None = None
     ) -> tuple[int, bytes, dict[str, str]]:
         """Answer one POST: (status, body, headers). ``conn`` is the state of the TCP
-        connection: NTLM authenticates a connection, not a request, as IIS does."""
+        connection: NTLM authenticates a connection, not a request, as IIS does; what a
+        chaos fault does to the connection itself (drop it, delay the answer) is left
+        there under ``chaos``."""
         conn = {} if conn is None else conn
         auth = headers.get("authorization", "")
         if self.ntlm and auth[:5].upper() == "NTLM ":
@@ -383,6 +457,12 @@ class EwsServer:
             try:
                 request = self._request(operation, op_elem, header, user)
                 self.requests.append(request)
+                fault = self._chaos(request, conn)
+                if fault in ("502", "503"):
+                    text = b"<html><body><h1>%s</h1></body></html>" % fault.encode()
+                    return int(fault), text, {"Content-Type": "text/html"}
+                if fault == "dropped":
+                    return 0, b"", {}
                 if self._throttle.get(operation):
                     raise EwsFault(
                         "ErrorServerBusy",
@@ -395,8 +475,11 @@ class EwsServer:
                 if handler is None:
                     raise EwsFault("ErrorInvalidRequest", f"operation {operation} not supported")
                 response = handler(request)
-                if self._lost[operation] > 0:
-                    self._lost[operation] -= 1
+                if fault == "lost-dropped":
+                    conn["chaos"] = ("drop", 0.0)
+                    return 0, b"", {}
+                if self._lost[operation] > 0 or fault == "lost-503":
+                    self._lost[operation] = max(0, self._lost[operation] - 1)
                     return 503, b"Service Unavailable", {"Content-Type": "text/plain"}
             except EwsFault as fault:
                 return 500, self._fault(fault), {"Content-Type": "text/xml; charset=utf-8"}
@@ -1220,6 +1303,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # headers and body go out in two writes: without this, Nagle's algorithm holds
+        # the body until the client's delayed ACK (40 ms per request)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn: dict[str, Any] = {}  # one handler per TCP connection
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -1235,6 +1321,13 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, headers = server.handle(
             {k.lower(): v for k, v in self.headers.items()}, raw, self.conn
         )
+        action, seconds = self.conn.pop("chaos", ("", 0.0))
+        time.sleep(seconds)  # outside the server's lock: other requests go on
+        if action == "drop":  # closed without an answer
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self._reply(status, body, headers)
 
     def do_GET(self) -> None:

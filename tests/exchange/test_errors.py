@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import time
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import trustme
+from exchangelib.protocol import Protocol
 
 from agent.connectors.base import ConfigError, PermanentError, TransientError
 from agent.connectors.exchange import Ews, ExchangeCalendar
 from agent.model import Interval, Person
 from tests.exchange import fixtures
-from tests.exchange.server import EwsServer
+from tests.exchange.server import CHAOS_KINDS, EwsServer
+from tests.test_soak import Clock
 
 NTLM_USER = "CONTOSO\\svc-cadence"
 WINDOW = Interval(datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 31, tzinfo=UTC))
@@ -210,3 +213,32 @@ def test_ntlm_with_a_wrong_password_is_permanent(
         finally:
             cal.close()
         assert server.handshakes == 0 and not server.counts
+
+
+@pytest.mark.parametrize("kind", CHAOS_KINDS)
+def test_every_fault_of_the_chaos_mode_is_transient(
+    server: EwsServer, ca: Path, staff: list[Person], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Protocol, "TIMEOUT", 0.3)
+    server.hold = 0.4
+    clock = Clock()
+    server.chaos(1.0, seed=1, clock=clock, kinds=(kind,))
+    cal = calendar(server, ca, staff)
+    try:
+        if kind == "slow":  # added latency: the answer comes, late
+            assert cal.changes(staff[0], None, WINDOW).full
+        else:
+            with pytest.raises(TransientError) as caught:
+                cal.changes(staff[0], None, WINDOW)
+            # only Exchange's own ErrorServerBusy certainly did nothing, and says how long
+            assert caught.value.maybe_done is (kind != "busy")
+            if kind == "busy":
+                assert caught.value.retry_after == 2.0
+        # a request before the back-off is over is counted as early
+        server.chaos_rate = 0.0001
+        with contextlib.suppress(TransientError):
+            cal.changes(staff[0], None, WINDOW)
+        assert bool(server.early) is (kind == "busy")
+    finally:
+        cal.close()
+    assert server.chaos_count == {kind: 1}
