@@ -2,8 +2,9 @@
 
 Both bind 127.0.0.1 on a port picked by the test, keep their data in a temporary
 folder, and are stopped and closed on exit so that no socket or thread outlives a test.
-Both have a random-fault mode for soak tests (``chaos``): the faults are those of real
-servers under load, decided in the order requests arrive, so a seed replays a storm.
+Both have a random-fault mode for soak tests (``chaos``): the faults of real servers
+under load, drawn from a seeded generator in the order requests arrive (the engine
+syncs calendars in parallel, so a seed replays a storm only roughly).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class Radicale:
     #: how long a "timeout" fault holds the answer (longer than the client's timeout)
     hold: float = 1.0
     #: the added latency of a "slow" answer (shorter than the client's timeout)
-    latency: float = 0.1
+    latency: float = 0.05
     _random: random.Random = field(default_factory=random.Random)
     _kinds: dict[str, int] = field(default_factory=dict)
     _clock: Any = None
@@ -147,7 +148,8 @@ class Radicale:
                 # logged-in user reach every calendar, as a shared team server would.
                 "auth": {"type": "none"},
                 "rights": {"type": "authenticated"},
-                "storage": {"filesystem_folder": str(self.folder)},
+                # a scratch folder: no fsync, which costs a soak more than the server
+                "storage": {"filesystem_folder": str(self.folder), "_filesystem_fsync": "False"},
                 "logging": {"level": "warning", "mask_passwords": "True"},
             },
             "test",
