@@ -402,6 +402,7 @@ class _Handler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        self.faults.pop(id(session), None)  # a transaction abandoned before DATA
         fault = self.sink.chaos_fault()
         if fault == "421":
             return "421 4.3.2 Service busy, try again later"
