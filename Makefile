@@ -53,10 +53,11 @@ $(WHEELS)/.done: pyproject.toml $(BIN)/.installed
 screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
 
-# The long soak: 200 relationships, 20 ticks, 30 % of requests faulted (a short one runs
-# in `make test`).
+# The long soak: 200 relationships, 20 ticks, 30 % of requests faulted, against the fake
+# Google and Graph servers and against Radicale with aiosmtpd (a short one runs in
+# `make test`).
 soak: $(BIN)/.installed
-	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py tests/test_soak_exchange.py
+	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py tests/test_soak_caldav.py tests/test_soak_exchange.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

@@ -2,6 +2,9 @@
 
 Both bind 127.0.0.1 on a port picked by the test, keep their data in a temporary
 folder, and are stopped and closed on exit so that no socket or thread outlives a test.
+Both have a random-fault mode for soak tests (``chaos``): the faults of real servers
+under load, drawn from a seeded generator in the order requests arrive (the engine
+syncs calendars in parallel, so a seed replays a storm only roughly).
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import email.policy
 import imaplib
 import io
 import os
+import random
 import shutil
 import socket
+import socketserver
 import ssl
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +59,41 @@ class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ[_SOCKET] = self.connection  # so that a fault can drop the connection
+        return environ
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per request, as Radicale's own server: an answer held back by a
+    fault does not stall the client's retry. Closing the server joins the threads."""
+
+
+_SOCKET = "cadence.test.socket"
+#: the faults of ``Radicale.chaos`` and how often each is picked relative to the others;
+#: a timeout costs the client its whole timeout of real time, so it is picked less often
+CHAOS_KINDS = {
+    "429": 3,  # throttled, with Retry-After
+    "503": 3,  # unavailable, with Retry-After
+    "500": 3,
+    "502": 3,
+    "lost": 3,  # applied, then answered 503
+    "cut": 2,  # applied, then the connection closed without an answer
+    "drop": 3,  # the connection closed without an answer, nothing applied
+    "slow": 2,  # answered late, within the client's timeout
+    "timeout": 1,  # applied, the answer held past the client's timeout, then closed
+}
+_STATUS = {
+    "429": "429 Too Many Requests",
+    "500": "500 Internal Server Error",
+    "502": "502 Bad Gateway",
+    "503": "503 Service Unavailable",
+    "lost": "503 Service Unavailable",
+}
+#: what a throttled user is told to wait, in seconds of the soak's clock
+RETRY_AFTER = 2
+
 
 @dataclass
 class Request:
@@ -70,6 +111,7 @@ class Radicale:
     DAV:supported-report, as servers without them do) and ``hide`` live properties it
     pretends not to have, to exercise a client's fallbacks against the real storage.
     ``fail`` holds statuses to answer the next requests with, e.g. ``[(503, "7")]``.
+    ``chaos`` faults a share of all requests at random.
     """
 
     folder: Path
@@ -81,6 +123,20 @@ class Radicale:
     fail: list[tuple[int, str | None]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     url: str = ""
+    #: random faults (see ``chaos``): what was injected, per kind
+    chaos_rate: float = 0.0
+    chaos_count: Counter[str] = field(default_factory=Counter)
+    #: when each throttled user may come back (clock seconds), and who came back earlier
+    throttled: dict[str, float] = field(default_factory=dict)
+    early: list[str] = field(default_factory=list)
+    #: how long a "timeout" fault holds the answer (longer than the client's timeout)
+    hold: float = 1.0
+    #: the added latency of a "slow" answer (shorter than the client's timeout)
+    latency: float = 0.05
+    _random: random.Random = field(default_factory=random.Random)
+    _kinds: dict[str, int] = field(default_factory=dict)
+    _clock: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: WSGIServer | None = None
     _thread: threading.Thread | None = None
 
@@ -92,14 +148,21 @@ class Radicale:
                 # logged-in user reach every calendar, as a shared team server would.
                 "auth": {"type": "none"},
                 "rights": {"type": "authenticated"},
-                "storage": {"filesystem_folder": str(self.folder)},
+                # a scratch folder: no fsync, which costs a soak more than the server
+                "storage": {"filesystem_folder": str(self.folder), "_filesystem_fsync": "False"},
                 "logging": {"level": "warning", "mask_passwords": "True"},
             },
             "test",
             privileged=True,
         )
         app = radicale.Application(conf)
-        self._server = make_server("127.0.0.1", 0, self._wrap(app), handler_class=_QuietHandler)
+        self._server = make_server(
+            "127.0.0.1",
+            0,
+            self._wrap(app),
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
         port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{port}/"
         if self.tls is not None:
@@ -125,6 +188,69 @@ class Radicale:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def chaos(self, rate: float, seed: int, clock: Any, kinds: Iterable[str] = CHAOS_KINDS) -> None:
+        """Fault ``rate`` of all requests at random (``kinds``, weighted as in
+        ``CHAOS_KINDS``).
+
+        A 429 or 503 with Retry-After throttles the calendar's user (the first path
+        segment) until ``clock.now() + RETRY_AFTER``; a request for that user before
+        then is recorded in ``early``. Set ``chaos_rate`` to 0 to calm the server.
+        """
+        with self._lock:
+            self.chaos_rate, self._random, self._clock = rate, random.Random(seed), clock
+            self._kinds = {k: CHAOS_KINDS[k] for k in kinds}
+
+    def _chaos(self, path: str) -> str | None:
+        if self._clock is None:
+            return None
+        # a throttle outlives the storm: calls after calming down are checked too
+        who = path.strip("/").split("/")[0]
+        now = self._clock.now()
+        if self.throttled.get(who, 0.0) > now:
+            self.early.append(f"{who} {self.throttled[who] - now:.2f}s early")
+        if not self.chaos_rate or self._random.random() >= self.chaos_rate:
+            return None
+        kind = self._random.choices(list(self._kinds), weights=list(self._kinds.values()))[0]
+        self.chaos_count[kind] += 1
+        if kind in ("429", "503"):
+            self.throttled[who] = now + RETRY_AFTER
+        return kind
+
+    def _fault(
+        self,
+        kind: str,
+        app: Callable[..., Iterable[bytes]],
+        environ: dict[str, Any],
+        start_response: Any,
+    ) -> Iterable[bytes]:
+        """Answer the request as fault ``kind`` does (``slow`` is handled by the caller)."""
+
+        def applied() -> None:  # let Radicale do the request; its answer is thrown away
+            result = app(environ, lambda status, headers, exc_info=None: None)
+            try:
+                for _ in result:
+                    pass
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+        if kind in ("lost", "cut", "timeout"):
+            applied()
+        if kind == "timeout":
+            time.sleep(self.hold)
+        if kind in ("cut", "drop", "timeout"):
+            # no answer at all: the client sees the connection close (wsgiref ignores
+            # the broken pipe when it then writes the headers)
+            environ[_SOCKET].shutdown(socket.SHUT_RDWR)
+            start_response("500 Dropped", [("Content-Length", "0")])
+            return []
+        headers = [("Content-Type", "text/plain")]
+        if kind in ("429", "503"):
+            headers.append(("Retry-After", str(RETRY_AFTER)))
+        start_response(_STATUS[kind], headers)
+        return [b"injected fault\n"]
+
     def _wrap(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
         def middleware(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             method = environ["REQUEST_METHOD"]
@@ -136,7 +262,14 @@ class Radicale:
             report = ""
             if method == "REPORT" and body:
                 report = _root_name(body)
-            self.requests.append(Request(method, environ.get("PATH_INFO", ""), report))
+            path = environ.get("PATH_INFO", "")
+            with self._lock:
+                self.requests.append(Request(method, path, report))
+                fault = self._chaos(path)
+            if fault == "slow":
+                time.sleep(self.latency)
+            elif fault is not None:
+                return self._fault(fault, app, environ, start_response)
             if self.fail:
                 status, retry_after = self.fail.pop(0)
                 headers = [("Content-Type", "text/plain")]
@@ -251,11 +384,46 @@ class Received:
     login: str | None
 
 
+#: the faults of ``SmtpSink.chaos``: what the client sees, and whether the message is kept
+SMTP_CHAOS_KINDS = (
+    "421",  # MAIL FROM answered "421 try again later" (nothing kept)
+    "451",  # the end of DATA answered "451 local error" (nothing kept)
+    "drop",  # the connection closed at the end of DATA, before the 250 (nothing kept)
+    "lost",  # the message kept, then the connection closed before the 250
+)
+
+
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+        #: the fault picked for each session's current transaction
+        self.faults: dict[int, str] = {}
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.faults.pop(id(session), None)  # a transaction abandoned before DATA
+        fault = self.sink.chaos_fault()
+        if fault == "421":
+            return "421 4.3.2 Service busy, try again later"
+        if fault is not None:
+            self.faults[id(session)] = fault
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        fault = self.faults.pop(id(session), None)
+        if fault == "451":
+            return "451 4.3.0 Local error in processing, try again"
+        if fault != "drop":
+            self._keep(session, envelope)
+        if fault in ("drop", "lost"):
+            assert server.transport is not None
+            server.transport.abort()  # the client never reads the 250
+        return "250 OK"
+
+    def _keep(self, session: Session, envelope: Envelope) -> None:
         raw = bytes(envelope.original_content or b"")
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, email.message.EmailMessage)
@@ -270,7 +438,6 @@ class _Handler:
                 login=login,
             )
         )
-        return "250 OK"
 
 
 @dataclass
@@ -279,7 +446,8 @@ class SmtpSink:
 
     ``tls`` is a server SSLContext: with ``implicit`` the socket is TLS from the start
     (port 465 style), otherwise STARTTLS is offered (and required when ``credentials``
-    are set, as real submission servers do).
+    are set, as real submission servers do). ``chaos`` faults a share of all
+    transactions at random.
     """
 
     tls: ssl.SSLContext | None = None
@@ -287,7 +455,31 @@ class SmtpSink:
     credentials: tuple[str, str] | None = None
     received: list[Received] = field(default_factory=list)
     port: int = 0
+    #: random faults (see ``chaos``): what was injected, per kind
+    chaos_rate: float = 0.0
+    chaos_count: Counter[str] = field(default_factory=Counter)
+    transactions: int = 0
+    _random: random.Random = field(default_factory=random.Random)
+    _kinds: tuple[str, ...] = SMTP_CHAOS_KINDS
     _controller: Controller | None = None
+
+    def chaos(self, rate: float, seed: int, kinds: Iterable[str] = SMTP_CHAOS_KINDS) -> None:
+        """Fault ``rate`` of all mail transactions at random (``kinds``).
+
+        "drop" and "lost" look the same to the client (no answer to the end of DATA),
+        but only "lost" keeps the message: a client cannot tell whether it went out.
+        Set ``chaos_rate`` to 0 to calm the server.
+        """
+        self.chaos_rate, self._random, self._kinds = rate, random.Random(seed), tuple(kinds)
+
+    def chaos_fault(self) -> str | None:
+        """Pick the fault of one transaction (called by the server's event loop only)."""
+        self.transactions += 1
+        if not self.chaos_rate or self._random.random() >= self.chaos_rate:
+            return None
+        kind = self._random.choice(self._kinds)
+        self.chaos_count[kind] += 1
+        return kind
 
     def start(self) -> SmtpSink:
         self.port = free_port()
