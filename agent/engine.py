@@ -31,6 +31,7 @@ from agent.connectors.base import (
     Mailer,
     RetryPolicy,
 )
+from agent.kept import KeptCandidates
 from agent.mailing import MailSteps
 from agent.model import (
     Event,
@@ -101,13 +102,11 @@ class Engine:
         #: the sync step's threads, kept from tick to tick: each keeps its connections
         self._pool: ThreadPoolExecutor | None = None
         #: kept from tick to tick so a quiet tick reads and writes little: per
-        #: relationship, the events that can be its meetings (with the calendar versions
-        #: and the start of history they were read for), the meetings last stored, and
-        #: per (relationship, series) the last assessment written to the audit
-        self._candidates: dict[str, tuple[Any, datetime, list[Event]]] = {}
+        #: relationship, the events that can be its meetings, the meetings last stored,
+        #: and per (relationship, series) the last assessment written to the audit
+        self.kept = KeptCandidates(self.store)
         self._saved_meetings: dict[str, list[dict[str, Any]]] = {}
         self._assessed: dict[tuple[str, str], str | None] = {}
-        self._by_person: tuple[Sequence[Relationship], dict[str, list[Relationship]]] = ((), {})
 
     def __enter__(self) -> Engine:
         return self
@@ -228,50 +227,10 @@ class Engine:
                 self.settings, people=people, relationships=relationships
             )
 
-    def candidates(self, rel: Relationship, since: datetime) -> list[Event]:
-        """The events that can be ``rel``'s meetings, read again only when one of the
-        two calendars changed since they were read."""
-        emp, partner = rel.employee.email, rel.partner.email
-        stamp = (
-            self.store.calendar_version(emp),
-            self.store.calendar_version(partner),
-            tuple(s.match for s in rel.program.series),
-        )
-        hit = self._candidates.get(rel.id)
-        if hit is not None and hit[0] == stamp and hit[1] <= since:
-            return [e for e in hit[2] if e.end >= since]
-        found = classify.candidates(rel, self.store.events([emp, partner], since))
-        self._candidates[rel.id] = (stamp, since, found)
-        return found
-
     def keep_only(self, event: Event) -> None:
-        """Store an event the agent wrote, and bring the kept candidates of the
-        relationships on its calendars up to date rather than reading them again."""
+        """Store an event the agent wrote; what is kept of its calendars follows."""
         owners = self.store.keep_only(event)
-        if self._by_person[0] is not self.settings.relationships:
-            index: dict[str, list[Relationship]] = {}
-            for r in self.settings.relationships:
-                index.setdefault(r.employee.email, []).append(r)
-                index.setdefault(r.partner.email, []).append(r)
-            self._by_person = (self.settings.relationships, index)
-        touched = {r.id: r for o in owners for r in self._by_person[1].get(o, [])}
-        for rid, rel in touched.items():
-            hit = self._candidates.get(rid)
-            if hit is None:
-                continue
-            emp, partner = rel.employee.email, rel.partner.email
-            epoch, _ = self.store.calendar_version(emp)
-            before = tuple(
-                (epoch, self.store.calendar_version(p)[1] - (p in owners)) for p in (emp, partner)
-            )
-            if hit[0][:2] != before:
-                continue  # out of date anyway: read again when needed
-            events = [e for e in hit[2] if e.key != event.key]
-            if event.owner in (emp, partner):
-                events.append(event)
-                events.sort(key=lambda e: e.start)
-            stamp = (self.store.calendar_version(emp), self.store.calendar_version(partner))
-            self._candidates[rid] = ((*stamp, hit[0][2]), hit[1], events)
+        self.kept.wrote(event, owners, self.settings.relationships)
 
     def _tick(self, tick_id: int, now: datetime, dry_run: bool) -> TickReport:
         if self.store.notice_other_writers():
@@ -418,6 +377,8 @@ class _Tick(MailSteps):
                 self.audit("sync", f"cursor of {person.email} expired: full resync")
             faults.point("sync:after-fetch")
             self.store.apply(person.email, changes, window, self.now)
+            if changes.full or changes.events or changes.removed:
+                self.engine.kept.synced(person.email, changes, self.settings.relationships)
             for item in changes.skipped:
                 self.audit(
                     "skipped",
@@ -479,7 +440,7 @@ class _Tick(MailSteps):
             )
 
     def _assess(self, rel: Relationship, since: datetime, again: bool = False) -> None:
-        events = self.engine.candidates(rel, since)
+        events = self.engine.kept.get(rel, since)
         found = classify.meetings(rel, events, self.own, self.now)
         states = cadence.assess(rel, found, self.now)
         self.meetings[rel.id] = found
