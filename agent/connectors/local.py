@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from agent import ical, mime
+from agent import faults, ical, mime
 from agent.connectors import Context
 from agent.connectors.base import IncomingMail, PermanentError, ensure_own
 from agent.model import (
@@ -128,7 +128,9 @@ class LocalCalendar:
         stamp = self._clock.now(UTC)
         vevent = ical.draft_event(draft, stamp=stamp, partstats={draft.organizer.email: "ACCEPTED"})
         with _locked(self.folder):
-            for person in (draft.organizer, *draft.attendees):
+            for i, person in enumerate((draft.organizer, *draft.attendees)):
+                if i:
+                    faults.point("local:insert:between-calendars")
                 self._insert(person, draft.uid, vevent, draft.timezone)
         event = self.find(draft.organizer, draft.key)
         if event is None:  # pragma: no cover - we just wrote it
@@ -191,9 +193,10 @@ class LocalCalendar:
         emails = {ical.address(a) for a in ical.as_list(target.get("ATTENDEE"))}
         emails.add(ical.address(target.get("ORGANIZER", "")))
         with _locked(self.folder):
-            for email in sorted(emails):
-                if email in self.people:
-                    self._replace(self.people[email], str(target["UID"]), target)
+            for i, email in enumerate(e for e in sorted(emails) if e in self.people):
+                if i:
+                    faults.point("local:replace:between-calendars")
+                self._replace(self.people[email], str(target["UID"]), target)
         found = self.find(person, event.key or "")
         assert found is not None
         return found
