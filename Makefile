@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 WHEELS ?= .cache/wheels
 
-.PHONY: demo test bench lint format clean test-servers screenshots soak
+.PHONY: demo test bench lint format clean test-servers screenshots soak crash
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ screenshots: $(BIN)/.installed
 # `make test`).
 soak: $(BIN)/.installed
 	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py tests/test_soak_caldav.py tests/test_soak_exchange.py
+
+# The crash tests at every kill point, over 100 (`make test` kills at a fixed third of
+# them): docs/RELIABILITY.md has the figures.
+crash: $(BIN)/.installed
+	CRASH_ALL=1 $(BIN)/pytest -q -s tests/test_crash.py tests/test_crash_google.py tests/test_crash_microsoft.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

@@ -471,6 +471,7 @@ class MailSteps:
             self.record(_record("reply", rel.id, None, actions_note, "planned", data))
             return
         self.store.save_reply(row, actions, self.now)
+        faults.point("reply:recorded")  # recorded, its updated recap not yet sent
         self.audit("reply", f"reply from {reply.sender}: {actions_note}", rel.id, None, data)
         for problem in reply.problems:
             self.audit("reply", f"reply {mid}: {problem}", rel.id)

@@ -8,7 +8,7 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent import ical
+from agent import faults, ical
 from agent.connectors.base import PermanentError
 from agent.connectors.local import LocalCalendar, OutboxMailer
 from agent.model import EventDraft, Interval, Invitation, OutgoingMail, PartStat
@@ -217,6 +217,65 @@ def test_move_and_cancel_only_own_events(folder: Path) -> None:
         cal.cancel(ANA, theirs)
     with pytest.raises(PermanentError):
         cal.move(ANA, theirs, later)
+
+
+class Crash(BaseException):
+    """What SIGKILL does to a write: nothing after it runs, no handler, no cleanup."""
+
+
+def crash_at(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    def point(reached: str) -> None:
+        if reached == name:
+            raise Crash(reached)
+
+    monkeypatch.setattr(faults, "point", point)
+
+
+def test_a_booking_interrupted_between_two_calendars_reaches_both(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the organizer's file and before the attendee's: the next process
+    finishes the write when it reads the folder, though the organizer's copy exists and
+    nobody will call create again."""
+    crash_at(monkeypatch, "local:insert:between-calendars")
+    with pytest.raises(Crash):
+        LocalCalendar(folder, [ANA, BEN]).create(draft())
+    monkeypatch.undo()
+    cal = LocalCalendar(folder, [ANA, BEN])  # the restarted process
+    assert cal.find(ANA, "a" * 32) is not None
+    titles = [e.title for e in cal.changes(BEN, None, WINDOW).events]
+    assert titles == ["Development Align: Ana & Ben"]
+    assert cal.changes(ANA, None, WINDOW).full
+    ben = (folder / "ben@acme.example.ics").read_text()
+    assert ben.count("BEGIN:VEVENT") == 1 and "TZID:Europe/Berlin" in ben
+    assert not list(folder.glob(".cadence.journal*"))
+
+
+def test_a_move_interrupted_between_two_calendars_moves_both(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cal = LocalCalendar(folder, [ANA, BEN])
+    event = cal.create(draft())
+    later = Interval(at("2026-04-15T08:00:00+00:00"), at("2026-04-15T09:00:00+00:00"))
+    crash_at(monkeypatch, "local:replace:between-calendars")
+    with pytest.raises(Crash):
+        cal.move(ANA, event, later)
+    monkeypatch.undo()
+    cal = LocalCalendar(folder, [ANA, BEN])
+    for who in (ANA, BEN):
+        [mine] = [e for e in cal.changes(who, None, WINDOW).events if e.key]
+        assert (mine.start, mine.sequence) == (later.start, 1), who.email
+
+
+def test_an_error_between_two_calendars_leaves_no_journal_behind(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error is not a crash: the caller hears of it, and every later read works."""
+    (folder / "ben@acme.example.ics").write_text("BEGIN:VCALENDAR\r\n")  # no END
+    with pytest.raises(PermanentError):
+        LocalCalendar(folder, [ANA, BEN]).create(draft())
+    assert not (folder / ".cadence.journal").exists()
+    assert LocalCalendar(folder, [ANA, BEN]).changes(ANA, None, WINDOW).events
 
 
 def test_unreadable_file_is_one_skipped_item(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from agent import ical, mime
+from agent import faults, ical, mime
 from agent.connectors import Context
 from agent.connectors.base import IncomingMail, PermanentError, ensure_own
 from agent.model import (
@@ -36,6 +37,8 @@ from agent.model import (
     SyncToken,
 )
 
+#: the write to several calendar files in progress (see ``LocalCalendar._write_all``)
+JOURNAL = ".cadence.journal"
 _BLOCK = re.compile(r"BEGIN:VEVENT\r?\n.*?END:VEVENT\r?\n", re.S)
 
 
@@ -86,6 +89,9 @@ class LocalCalendar:
             return b""
 
     def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+        if (self.folder / JOURNAL).exists():
+            with _locked(self.folder):
+                self._recover()
         data = self._read(person.email)
         digest = hashlib.sha256(data).hexdigest()[:24]
         cursor = f"{digest}:{window.start:%Y%m%d}:{window.end:%Y%m%d}"
@@ -127,17 +133,57 @@ class LocalCalendar:
     def create(self, draft: EventDraft) -> Event:
         stamp = self._clock.now(UTC)
         vevent = ical.draft_event(draft, stamp=stamp, partstats={draft.organizer.email: "ACCEPTED"})
+        emails = [p.email for p in (draft.organizer, *draft.attendees)]
         with _locked(self.folder):
-            for person in (draft.organizer, *draft.attendees):
-                self._insert(person, draft.uid, vevent, draft.timezone)
+            self._write_all("insert", draft.uid, vevent, emails, draft.timezone)
         event = self.find(draft.organizer, draft.key)
         if event is None:  # pragma: no cover - we just wrote it
             raise PermanentError(f"booking {draft.key} vanished from {draft.organizer.email}")
         return event
 
-    def _insert(self, person: Person, uid: str, vevent: Any, tzid: str) -> None:
-        path = self.path(person.email)
-        text = self._read(person.email).decode("utf-8")
+    def _write_all(
+        self, op: str, uid: str, vevent: Any, emails: Sequence[str], tzid: str = "UTC"
+    ) -> None:
+        """Write one event into several people's files (the caller holds the lock). A
+        journal is written first and removed last, so that a crash between two files is
+        finished by the next process to read the folder: without it, the attendee of a
+        booking interrupted there would never get it, as the organizer's copy exists."""
+        self._recover()
+        journal = self.folder / JOURNAL
+        record = {"op": op, "uid": uid, "vevent": vevent.to_ical().decode(), "tzid": tzid}
+        atomic_write(journal, json.dumps({**record, "emails": list(emails)}).encode())
+        try:
+            self._apply(op, uid, vevent, emails, tzid)
+        except Exception:
+            journal.unlink()  # an error, not a crash: the caller hears of it and retries
+            raise
+        journal.unlink()
+
+    def _apply(self, op: str, uid: str, vevent: Any, emails: Sequence[str], tzid: str) -> None:
+        for i, email in enumerate(emails):
+            if i:
+                faults.point(f"local:{op}:between-calendars")
+            if op == "insert":
+                self._insert(email, uid, vevent, tzid)
+            else:
+                self._replace(email, uid, vevent)
+
+    def _recover(self) -> None:
+        """Finish the multi-file write a crash interrupted, if any (lock held)."""
+        journal = self.folder / JOURNAL
+        try:
+            record = json.loads(journal.read_bytes())
+        except FileNotFoundError:
+            return
+        try:
+            vevent = icalendar.Event.from_ical(record["vevent"])
+            self._apply(record["op"], record["uid"], vevent, record["emails"], record["tzid"])
+        finally:
+            journal.unlink()  # tried once: a file it cannot write must not stop every read
+
+    def _insert(self, email: str, uid: str, vevent: Any, tzid: str) -> None:
+        path = self.path(email)
+        text = self._read(email).decode("utf-8")
         if f"UID:{uid}" in text:
             return  # already there: a retry after a crash
         if not text.strip():
@@ -153,14 +199,14 @@ class LocalCalendar:
             raise PermanentError(f"{path.name} has no END:VCALENDAR; not writing into it")
         atomic_write(path, (text[:end] + addition + text[end:]).encode("utf-8"))
 
-    def _replace(self, person: Person, uid: str, vevent: Any) -> None:
-        text = self._read(person.email).decode("utf-8")
+    def _replace(self, email: str, uid: str, vevent: Any) -> None:
+        text = self._read(email).decode("utf-8")
         newline = "\r\n" if "\r\n" in text else "\n"
         for match in _BLOCK.finditer(text):
             if f"UID:{uid}" in match.group(0):
                 new = vevent.to_ical().decode().replace("\r\n", newline)
                 text = text[: match.start()] + new + text[match.end() :]
-                atomic_write(self.path(person.email), text.encode("utf-8"))
+                atomic_write(self.path(email), text.encode("utf-8"))
                 return
 
     def _update(
@@ -191,9 +237,8 @@ class LocalCalendar:
         emails = {ical.address(a) for a in ical.as_list(target.get("ATTENDEE"))}
         emails.add(ical.address(target.get("ORGANIZER", "")))
         with _locked(self.folder):
-            for email in sorted(emails):
-                if email in self.people:
-                    self._replace(self.people[email], str(target["UID"]), target)
+            owners = [e for e in sorted(emails) if e in self.people]
+            self._write_all("replace", str(target["UID"]), target, owners)
         found = self.find(person, event.key or "")
         assert found is not None
         return found
