@@ -285,6 +285,7 @@ class _Client:
         # (kept for connection reuse) and its own authorized wrappers; the engine bounds
         # how many threads call at once
         self._ca = ca
+        self.timeout = account.timeout
         self._local = threading.local()
         self._made: list[tuple[threading.Thread, httplib2.Http]] = []
         self._lock = threading.Lock()  # guards _made and the token file
@@ -302,7 +303,7 @@ class _Client:
     def _thread_http(self) -> httplib2.Http:
         http = getattr(self._local, "http", None)
         if http is None:
-            http = httplib2.Http(ca_certs=self._ca, timeout=60)
+            http = httplib2.Http(ca_certs=self._ca, timeout=self.timeout)
             self._local.http, self._local.authed = http, {}
             with self._lock:
                 # the connections of threads that have ended are closed, not kept

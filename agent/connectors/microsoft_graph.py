@@ -40,7 +40,6 @@ DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
 #: Reading a reply's MIME needs Mail.Read: Mail.ReadBasic withholds the body.
 READ_SCOPE = "Mail.Read"
 MAX_BATCH = 20
-TIMEOUT = 30.0
 PREFER_UTC = 'outlook.timezone="UTC"'
 RESYNC_CODES = {
     "syncstatenotfound",
@@ -54,21 +53,25 @@ _MICROSOFT_HOSTS = frozenset(
 
 
 class _Session(requests.Session):
-    """A session whose ``verify`` is not overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
+    """A session whose ``verify`` is not overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE,
+    and whose requests (MSAL's too) give up after the account's ``timeout``.
 
     requests lets those variables win over ``Session.verify`` unless ``verify`` is
     passed on each call (psf/requests#3829); MSAL calls ``get``/``post`` without it.
     """
 
+    timeout = 30.0
+
     def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
-        kwargs.setdefault("timeout", TIMEOUT)
+        kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
 
 
 def _session(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> _Session:
     session = _Session()
+    session.timeout = account.timeout
     session.headers["User-Agent"] = "cadence-agent"
     if account.ca_bundle:
         bundle = resolve(account.ca_bundle)

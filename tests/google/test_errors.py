@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,18 @@ def test_unreachable_server_is_transient(ws: Workspace) -> None:
     with pytest.raises(TransientError):
         cal.changes(ws.person("ana"), None, WINDOW)
     cal.close()
+
+
+def test_an_answer_held_past_the_configured_timeout_is_transient(tmp_path: Path) -> None:
+    with workspace(tmp_path, account_extra="    timeout: 0.3\n") as space:
+        cal, _ = space.connect()
+        space.server.state.chaos(1.0, seed=0, kinds=("timeout",))  # answers held for 5 s
+        began = time.monotonic()
+        with pytest.raises(TransientError, match="timed out") as caught:
+            cal.changes(space.person("ana"), None, WINDOW)
+        cal.close()
+    assert time.monotonic() - began < 2
+    assert caught.value.maybe_done
 
 
 # --- credentials ------------------------------------------------------------------------

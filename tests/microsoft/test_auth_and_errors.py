@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +39,22 @@ def test_client_credentials_token_is_fetched_once_and_reused(
     for person in staff:
         cal.changes(person, None, WINDOW)
     assert server.counts["token"] == 1 and server.counts["openid"] == 1
+
+
+def test_an_answer_held_past_the_configured_timeout_is_transient(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    g = fixtures.graph(server, ca, timeout=0.3)
+    try:
+        g.token()
+        server.chaos(1.0, seed=0, kinds=("timeout",))  # answers held for 5 s
+        began = time.monotonic()
+        with pytest.raises(TransientError, match="Timeout") as caught:
+            MicrosoftCalendar(g).changes(staff[0], None, WINDOW)
+    finally:
+        g.close()
+    assert time.monotonic() - began < 2
+    assert caught.value.maybe_done
 
 
 def test_wrong_secret_is_a_permanent_error_that_does_not_show_the_secret(
