@@ -34,6 +34,7 @@ from datetime import time as clock
 from email.message import EmailMessage
 from email.utils import formatdate
 from functools import partial
+from http.client import BadStatusLine, HTTPConnection, HTTPResponse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -251,6 +252,52 @@ class _Auth:
 # --- the HTTP client --------------------------------------------------------------------
 
 
+def _answered_once(base: type[HTTPConnection]) -> Any:
+    class Connection(base):  # type: ignore[misc,valid-type]
+        def getresponse(self) -> HTTPResponse:
+            try:
+                answer: HTTPResponse = super().getresponse()
+            except BadStatusLine as exc:  # RemoteDisconnected among them
+                # an OSError, which httplib2 raises instead of sending the request again
+                raise ConnectionAbortedError(
+                    f"connection closed without an answer ({exc})"
+                ) from exc
+            return answer
+
+    return Connection
+
+
+_ONCE = {
+    "http": _answered_once(httplib2.HTTPConnectionWithTimeout),
+    "https": _answered_once(httplib2.HTTPSConnectionWithTimeout),
+}
+
+
+class _SendOnceHttp(httplib2.Http):  # type: ignore[misc]
+    """An Http that never sends a request twice.
+
+    httplib2 sends a request again when its connection closes without an answer, taking
+    the connection for a stale keep-alive one. Gmail may have sent the mail before the
+    line dropped, so a call that is not idempotent goes through this Http, on a fresh
+    connection, and a connection closed without an answer is a transient error that may
+    hide an effect: the engine then asks whether the mail went out instead of sending it
+    again.
+    """
+
+    def request(
+        self,
+        uri: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        redirections: int = httplib2.DEFAULT_MAX_REDIRECTS,
+        connection_type: Any = None,
+    ) -> Any:
+        scheme = urllib.parse.urlsplit(uri).scheme.lower()
+        kind = connection_type or _ONCE.get(scheme)
+        return super().request(uri, method, body, headers, redirections, kind)
+
+
 def _document(name: str, endpoint: str) -> dict[str, Any]:
     """Load a shipped discovery document pointed at ``endpoint`` (batch URI included)."""
     text = get_static_doc(name, "v3" if name == "calendar" else "v1")
@@ -344,11 +391,19 @@ class _Client:
 
         def once() -> Any:
             self._guard()
+            fresh = None if idempotent else _SendOnceHttp(ca_certs=self._ca, timeout=self.timeout)
             try:
-                return request.execute(http=self._http(user), num_retries=0)
+                if fresh is None:
+                    return request.execute(http=self._http(user), num_retries=0)
+                with self._lock:
+                    creds = self.auth.for_user(user)
+                authed = google_auth_httplib2.AuthorizedHttp(creds, http=fresh)
+                return request.execute(http=authed, num_retries=0)
             except Exception as exc:
                 raise self.translate(exc, user) from exc
             finally:
+                if fresh is not None:
+                    fresh.close()
                 self._save_refreshed()
 
         return self.retry.call(once, idempotent=idempotent)
