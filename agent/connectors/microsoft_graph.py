@@ -251,6 +251,15 @@ class Graph:
             raise PermanentError(message)
         return str(result["access_token"])
 
+    def _forget(self, token: str) -> None:
+        """Remove a refused access token from MSAL's cache, so that token() fetches a
+        new one (or finds the one another thread fetched meanwhile)."""
+        with self._token_lock:
+            kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
+            stale = [at for at in self.cache.search(kind) if at.get("secret") == token]
+            for at in stale:
+                self.cache.remove_at(at)
+
     def url(self, path: str) -> str:
         return path if path.startswith("https://") else f"{self.base}{path}"
 
@@ -274,8 +283,12 @@ class Graph:
         if wait > 0:
             self.retry.sleep(wait)
 
+        refreshed = False
+
         def attempt() -> requests.Response:
-            hdrs = {"Authorization": f"Bearer {self.token()}", "Prefer": PREFER_UTC}
+            nonlocal refreshed
+            token = self.token()
+            hdrs = {"Authorization": f"Bearer {token}", "Prefer": PREFER_UTC}
             hdrs.update(headers or {})
             try:
                 resp = self.session.request(
@@ -290,6 +303,12 @@ class Graph:
                 raise TransientError(f"Graph {method} failed: {type(exc).__name__}") from exc
             except requests.RequestException as exc:
                 raise PermanentError(f"Graph {method} failed: {exc}") from exc
+            if resp.status_code == 401 and not refreshed:
+                # the token expired or was revoked before the expiry MSAL keeps: drop it,
+                # fetch a new one and repeat the call, once (a 401 did nothing)
+                refreshed = True
+                self._forget(token)
+                return attempt()
             try:
                 self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
             except TransientError as exc:

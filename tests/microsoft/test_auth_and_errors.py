@@ -57,6 +57,25 @@ def test_an_answer_held_past_the_configured_timeout_is_transient(
     assert caught.value.maybe_done
 
 
+def test_a_token_that_expires_mid_tick_is_fetched_again_and_the_call_repeated(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    cal.changes(staff[0], None, WINDOW)
+    server.tokens.clear()  # expired or revoked before the expires_in MSAL remembers
+    cal.changes(staff[1], None, WINDOW)  # no retry policy: the refresh is not a retry
+    cal.changes(staff[2], None, WINDOW)
+    assert server.counts["token"] == 2 and server.counts["delta"] == 4
+
+
+def test_a_token_refused_again_after_a_refresh_is_permanent(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    server.chaos(1.0, seed=0, kinds=("expired",))  # every token dies on first use
+    with pytest.raises(PermanentError, match="401 InvalidAuthenticationToken"):
+        cal.changes(staff[0], None, WINDOW)
+    assert server.counts["token"] == 2 and server.counts["delta"] == 2
+
+
 def test_wrong_secret_is_a_permanent_error_that_does_not_show_the_secret(
     server: GraphServer, ca: Path, staff: list[Person]
 ) -> None:
