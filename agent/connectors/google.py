@@ -298,6 +298,16 @@ class _SendOnceHttp(httplib2.Http):  # type: ignore[misc]
         return super().request(uri, method, body, headers, redirections, kind)
 
 
+class _Unrefreshed:
+    """An authorized Http that googleapiclient's batch cannot see the credentials of."""
+
+    def __init__(self, authed: Any) -> None:
+        self._authed = authed
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        return self._authed.request(*args, **kwargs)
+
+
 def _document(name: str, endpoint: str) -> dict[str, Any]:
     """Load a shipped discovery document pointed at ``endpoint`` (batch URI included)."""
     text = get_static_doc(name, "v3" if name == "calendar" else "v1")
@@ -438,16 +448,31 @@ class _Client:
             else:
                 answers[request_id] = response
 
-        batch = BatchHttpRequest(callback=collect, batch_uri=uri)
-        for n, request in enumerate(chunk):
-            batch.add(request, request_id=str(n))
         try:
             authed = self._http(user)
+            # googleapiclient refreshes a token itself (when it is invalid, or when parts
+            # answer 401) through an Http of its own: without the account's ca_bundle and
+            # timeout, and never closed. It finds no credentials behind _Unrefreshed, so
+            # the token is refreshed here, through this thread's connection.
+            refresh = partial(
+                authed.credentials.refresh, google_auth_httplib2.Request(self._thread_http())
+            )
             if not authed.credentials.valid:
-                # googleapiclient would refresh through an Http of its own that is never
-                # closed (its connection stays open on a keep-alive server): use ours
-                authed.credentials.refresh(google_auth_httplib2.Request(self._thread_http()))
-            batch.execute(http=authed)
+                refresh()
+            for fresh in (False, True):
+                answers.clear()
+                failures.clear()
+                batch = BatchHttpRequest(callback=collect, batch_uri=uri)
+                for n, request in enumerate(chunk):
+                    batch.add(request, request_id=str(n))
+                batch.execute(http=_Unrefreshed(authed))
+                expired = any(
+                    isinstance(e, HttpError) and int(e.resp.status) == 401
+                    for e in failures.values()
+                )
+                if fresh or not expired:
+                    break
+                refresh()  # the token expired or was revoked early: a new one, once
         except Exception as exc:
             raise self.translate(exc, user) from exc
         finally:
