@@ -485,9 +485,13 @@ class _Client:
                 if not (isinstance(e, GoogleFailure) and e.status == 404)
             }
         if errors:
-            # transient trouble on any part retries the whole batch; the rest is final
+            # transient trouble on any part retries the whole batch, not before the longest
+            # Retry-After of its parts; the rest is final
             found = list(errors.values())
-            raise next((e for e in found if isinstance(e, TransientError)), found[0])
+            transient = [e for e in found if isinstance(e, TransientError)]
+            if transient:
+                raise max(transient, key=lambda e: e.retry_after or 0.0)
+            raise found[0]
         return [answers.get(str(n)) for n in range(len(chunk))]
 
     def translate(self, exc: Exception, user: str) -> CadenceError:

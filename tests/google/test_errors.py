@@ -347,6 +347,19 @@ def test_a_throttled_part_of_a_batch_retries_the_batch(tmp_path: Path) -> None:
     assert (counts["batch"], counts["calendar.freebusy.query"]) == (2, 4)
 
 
+def test_a_batch_waits_for_the_longest_retry_after_of_its_parts(tmp_path: Path) -> None:
+    people = tuple((f"p{n:03}@acme.example", f"Person {n}", "UTC") for n in range(75))
+    with workspace(tmp_path, people=people) as ws:
+        sleeps: list[float] = []
+        cal, _ = ws.connect(recording_policy(sleeps))
+        state = ws.server.state
+        state.fail("calendar.freebusy.query", 403, "rateLimitExceeded", domain="usageLimits")
+        state.fail("calendar.freebusy.query", 429, "rateLimitExceeded", retry_after="7")
+        cal.busy(ws.people, WINDOW)
+        cal.close()
+    assert sleeps == [7.0]  # the whole batch goes again: not before the second part may
+
+
 def test_retry_after_as_an_http_date() -> None:
     from email.utils import format_datetime
 
