@@ -219,6 +219,8 @@ class GoogleState:
         self.chaos_kinds: tuple[str, ...] = ()
         self.clock: Any = None
         self.throttled: dict[str, float] = {}
+        #: throttling by the parts of the batch being answered (see GoogleServer.handle)
+        self.batch_throttled: dict[str, float] = {}
         self.early: list[str] = []
         self.chaos_count: Counter[str] = Counter()
         self.log: list[str] = []
@@ -1137,7 +1139,12 @@ class GoogleServer:
                     kind = self._roll(faults.BATCH)
                     # an expired token fails each part of the batch with 401
                     self._fault_before(kind, headers.get("authorization", ""), answer=False)
-                    return self._fault_after(kind, self._batch(headers, body))
+                    # the parts' Retry-After holds from when the client can read it
+                    s.batch_throttled = {}
+                    answer = self._batch(headers, body)
+                    if kind not in ("timeout", "drop-after"):
+                        s.throttled.update(s.batch_throttled)
+                    return self._fault_after(kind, answer)
                 api = CALENDAR if path.startswith(CALENDAR.service_path) else GMAIL
                 found = api.match(verb, path)
                 if found is None:
@@ -1196,7 +1203,7 @@ class GoogleServer:
         # a part of a batch can only be answered; the batch as a whole loses its connection
         kind = self._roll(("403", *faults.STATUS) if inner else ("403", *faults.KINDS))
         if kind == "429":
-            s.throttled[who] = now + 2
+            (s.batch_throttled if inner else s.throttled)[who] = now + 2
             raise Failure(
                 429,
                 "Too many requests",

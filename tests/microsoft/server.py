@@ -285,6 +285,8 @@ class GraphServer:
         self.chaos_kinds: tuple[str, ...] = ()
         self.clock: Any = None
         self.throttled: dict[str, float] = {}
+        #: throttling by the requests of the $batch being answered (see handle)
+        self.batch_throttled: dict[str, float] = {}
         self.early: list[str] = []
         self.chaos_count: Counter[str] = Counter()
         self.drop: set[str] = set()
@@ -401,7 +403,7 @@ class GraphServer:
         if kind not in ("429", "500", "502", "503"):
             return kind
         if kind == "429":
-            self.throttled[who] = now + 2
+            (self.batch_throttled if inner else self.throttled)[who] = now + 2
             hdrs["Retry-After"] = "2"
         code = {"429": "TooManyRequests", "502": "BadGateway"}.get(kind, "ServiceUnavailable")
         err = {"error": {"code": code, "message": "Retry later."}}
@@ -496,7 +498,12 @@ class GraphServer:
                 return fault
             if fault == "drop":
                 raise faults.Transport(fault)
-        answer = self._answer(route, method, path, query, headers, body)
+        with self.lock:
+            if route == "batch":  # its requests' Retry-After holds once the client can read it
+                self.batch_throttled = {}
+            answer = self._answer(route, method, path, query, headers, body)
+            if route == "batch" and fault not in ("timeout", "drop-after"):
+                self.throttled.update(self.batch_throttled)
         if fault == "lost":
             err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
             return 503, {"Content-Type": "application/json"}, json.dumps(err).encode()
