@@ -341,7 +341,9 @@ class Graph:
     def batch(self, requests_: Sequence[dict[str, Any]]) -> list[Any]:
         """Run requests through ``$batch`` (20 at a time); return their bodies in order.
 
-        A throttled inner request is retried on its own, honouring its Retry-After.
+        A throttled inner request is retried on its own, once its mailbox's longest
+        Retry-After in the batch's answer has passed (other requests to that mailbox in
+        the same batch may have been given a longer one than its own).
         """
         out: list[Any] = [None] * len(requests_)
         for first in range(0, len(requests_), MAX_BATCH):
@@ -349,6 +351,8 @@ class Graph:
             body = {"requests": [{"id": str(i), **r} for i, r in chunk]}
             answer = self.send("POST", "/$batch", json_body=body).json()
             by_id = {str(r.get("id")): r for r in answer.get("responses", [])}
+            again: list[tuple[int, dict[str, Any]]] = []
+            waits: dict[str, float] = {}  # per mailbox, the longest Retry-After
             for i, request in chunk:
                 r = by_id.get(str(i))
                 if r is None:
@@ -357,14 +361,22 @@ class Graph:
                     self.check(int(r["status"]), r.get("headers") or {}, r.get("body"), "$batch")
                     out[i] = r.get("body")
                 except TransientError as exc:
-                    self.retry.sleep(exc.retry_after or 0)
-                    resp = self.send(
-                        request["method"],
-                        request["url"],
-                        json_body=request.get("body"),
-                        headers=request.get("headers"),
-                    )
-                    out[i] = _body(resp)
+                    mailbox = _mailbox(request["url"])
+                    waits[mailbox] = max(waits.get(mailbox, 0.0), exc.retry_after or 0.0)
+                    again.append((i, request))
+            slept = 0.0  # since the answer
+            for i, request in again:
+                pause = waits[_mailbox(request["url"])] - slept
+                if pause > 0:
+                    self.retry.sleep(pause)
+                    slept += pause
+                resp = self.send(
+                    request["method"],
+                    request["url"],
+                    json_body=request.get("body"),
+                    headers=request.get("headers"),
+                )
+                out[i] = _body(resp)
         return out
 
 
