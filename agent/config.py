@@ -140,6 +140,8 @@ class GoogleAccount(Strict):
     endpoints: GoogleEndpoints = GoogleEndpoints()
     ca_bundle: str | None = None
     sender: str | None = None
+    #: seconds a request may go unanswered before it is abandoned (and retried)
+    timeout: float = Field(default=60.0, gt=0)
 
 
 class MicrosoftAccount(Strict):
@@ -155,6 +157,8 @@ class MicrosoftAccount(Strict):
     ca_bundle: str | None = None
     token_cache: str | None = None
     sender: str | None = None
+    #: seconds a request may go unanswered before it is abandoned (and retried)
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class SmtpSettings(Strict):

@@ -1,8 +1,11 @@
 """Soak: many relationships over many ticks against the fake Google and Graph servers with a share of all
-requests faulted (throttling, 5xx, answers lost after the call took effect). When the
-faults stop, the next ticks must reach exactly the state a fault-free run reaches: the
-same bookings and mails, nothing twice, nothing missing, and no request to a throttled
-endpoint before the Retry-After it was given.
+requests faulted, every kind of tests.chaos mixed: throttling with Retry-After, 500, 502
+and 503, answers lost after the call took effect, added latency, answers held past the
+client's timeout, connections dropped before or after the call took effect, and access
+tokens that expire in the middle of a tick. When the faults stop, the next ticks must
+reach exactly the state a fault-free run reaches: the same bookings and mails, nothing
+twice, nothing missing, and no request to a throttled endpoint before the Retry-After it
+was given.
 
 ``make test`` runs a short version; ``make soak`` the full one (SOAK=200x20).
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +29,7 @@ import pytest
 
 from agent.connectors.base import RetryPolicy
 from agent.engine import Engine
+from tests import chaos
 from tests.google.harness import workspace
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -42,6 +47,8 @@ programs:
     booking: {horizon: 14d, lead_time: 2d, buffer: 10m, max_per_day: 3, max_per_week: 10}
     recap: {after: 2h, collect_replies: true}
 """
+#: the connectors' timeout in the soak (seconds): a held answer costs this much real time
+TIMEOUT = 0.5
 
 
 class Clock:
@@ -65,6 +72,7 @@ class Outcome:
     faults: collections.Counter[str]
     requests: int
     uncertain: int = 0
+    seconds: float = 0.0
 
 
 def size() -> tuple[int, int]:
@@ -139,7 +147,10 @@ def run_google(tmp: Path, relationships: int, ticks: int, rate: float) -> Outcom
     people, rest, leaders = _org(relationships)
     clock = Clock()
     tmp.mkdir(parents=True)
-    with workspace(tmp, people=tuple(people), rest=rest) as ws:
+    began = time.monotonic()
+    extra = f"    timeout: {TIMEOUT}\n"
+    # threaded: an answer held for one client must not hold up the others
+    with workspace(tmp, people=tuple(people), rest=rest, account_extra=extra, threaded=True) as ws:
         srv = ws.server
         _history(relationships, leaders, lambda o, t, a, b, who: srv.add_event(o, t, a, b, [who]))
         if rate:
@@ -167,6 +178,7 @@ def run_google(tmp: Path, relationships: int, ticks: int, rate: float) -> Outcom
             srv.state.chaos_count,
             sum(srv.state.counts.values()),
             _uncertain(ws.settings),
+            time.monotonic() - began,
         )
 
 
@@ -182,6 +194,7 @@ accounts:
     authority: {url}
     graph: {url}
     ca_bundle: graph-ca.pem
+    timeout: {timeout}
 people:
 {people}
 """
@@ -195,13 +208,18 @@ def run_graph(tmp: Path, relationships: int, ticks: int, rate: float) -> Outcome
     people, rest, leaders = _org(relationships)
     clock = Clock()
     tmp.mkdir(parents=True)
+    began = time.monotonic()
     with GraphServer([p[0] for p in people]) as server:
         server.write_ca(tmp / "graph-ca.pem")
         lines = "\n".join(f"  - {{email: {e}, name: {n}, timezone: {z}}}" for e, n, z in people)
         path = tmp / "cadence.yaml"
         path.write_text(
             GRAPH_ACCOUNT.format(
-                tenant=server.tenant, client_id=server.client_id, url=server.url, people=lines
+                tenant=server.tenant,
+                client_id=server.client_id,
+                url=server.url,
+                people=lines,
+                timeout=TIMEOUT,
             )
             + rest
         )
@@ -236,6 +254,7 @@ def run_graph(tmp: Path, relationships: int, ticks: int, rate: float) -> Outcome
             server.chaos_count,
             sum(server.counts.values()),
             _uncertain(settings),
+            time.monotonic() - began,
         )
 
 
@@ -245,13 +264,18 @@ def test_faults_then_calm_reach_the_fault_free_state(tmp_path: Path, provider: s
     run = run_google if provider == "google" else run_graph
     calm = run(tmp_path / "calm", relationships, ticks, 0.0)
     stormy = run(tmp_path / "stormy", relationships, ticks, 0.3)
+    faults = ", ".join(f"{n} {k}" for k, n in sorted(stormy.faults.items()))
     print(
-        f"\nsoak ({provider}): {relationships} relationships, {ticks} ticks at 30 % faults "
-        f"({sum(stormy.faults.values())} faults: {dict(stormy.faults)}; {stormy.requests} requests); "
-        f"bookings {len(stormy.bookings)}, mails {len(stormy.mails)} of {len(calm.mails)} "
-        f"({stormy.uncertain} interrupted sends left uncertain), early requests {len(stormy.early)}"
+        f"\nsoak ({provider}): {relationships} relationships, {ticks} ticks at 30 % faults: "
+        f"{sum(stormy.faults.values())} of {stormy.requests} requests faulted ({faults}); "
+        f"bookings {len(stormy.bookings)} of {len(calm.bookings)}, "
+        f"mails {len(stormy.mails)} of {len(calm.mails)} "
+        f"({stormy.uncertain} interrupted sends left uncertain), early requests "
+        f"{len(stormy.early)}; {calm.seconds:.0f} s calm, {stormy.seconds:.0f} s stormy"
     )
     assert sum(stormy.faults.values()) > relationships  # the storm was real
+    kinds = {"403", *chaos.KINDS} if provider == "google" else set(chaos.KINDS)
+    assert set(stormy.faults) == kinds, "every kind of fault was injected"
     assert calm.bookings and calm.mails
     assert max(stormy.bookings.values()) == 1 and max(stormy.mails.values()) == 1  # nothing twice
     assert set(stormy.bookings) == set(calm.bookings)  # nothing missing, nothing extra

@@ -34,6 +34,7 @@ from datetime import time as clock
 from email.message import EmailMessage
 from email.utils import formatdate
 from functools import partial
+from http.client import BadStatusLine, HTTPConnection, HTTPResponse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -251,6 +252,62 @@ class _Auth:
 # --- the HTTP client --------------------------------------------------------------------
 
 
+def _answered_once(base: type[HTTPConnection]) -> Any:
+    class Connection(base):  # type: ignore[misc,valid-type]
+        def getresponse(self) -> HTTPResponse:
+            try:
+                answer: HTTPResponse = super().getresponse()
+            except BadStatusLine as exc:  # RemoteDisconnected among them
+                # an OSError, which httplib2 raises instead of sending the request again
+                raise ConnectionAbortedError(
+                    f"connection closed without an answer ({exc})"
+                ) from exc
+            return answer
+
+    return Connection
+
+
+_ONCE = {
+    "http": _answered_once(httplib2.HTTPConnectionWithTimeout),
+    "https": _answered_once(httplib2.HTTPSConnectionWithTimeout),
+}
+
+
+class _SendOnceHttp(httplib2.Http):  # type: ignore[misc]
+    """An Http that never sends a request twice.
+
+    httplib2 sends a request again when its connection closes without an answer, taking
+    the connection for a stale keep-alive one. Gmail may have sent the mail before the
+    line dropped, so a call that is not idempotent goes through this Http, on a fresh
+    connection, and a connection closed without an answer is a transient error that may
+    hide an effect: the engine then asks whether the mail went out instead of sending it
+    again.
+    """
+
+    def request(
+        self,
+        uri: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        redirections: int = httplib2.DEFAULT_MAX_REDIRECTS,
+        connection_type: Any = None,
+    ) -> Any:
+        scheme = urllib.parse.urlsplit(uri).scheme.lower()
+        kind = connection_type or _ONCE.get(scheme)
+        return super().request(uri, method, body, headers, redirections, kind)
+
+
+class _Unrefreshed:
+    """An authorized Http that googleapiclient's batch cannot see the credentials of."""
+
+    def __init__(self, authed: Any) -> None:
+        self._authed = authed
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        return self._authed.request(*args, **kwargs)
+
+
 def _document(name: str, endpoint: str) -> dict[str, Any]:
     """Load a shipped discovery document pointed at ``endpoint`` (batch URI included)."""
     text = get_static_doc(name, "v3" if name == "calendar" else "v1")
@@ -285,6 +342,7 @@ class _Client:
         # (kept for connection reuse) and its own authorized wrappers; the engine bounds
         # how many threads call at once
         self._ca = ca
+        self.timeout = account.timeout
         self._local = threading.local()
         self._made: list[tuple[threading.Thread, httplib2.Http]] = []
         self._lock = threading.Lock()  # guards _made and the token file
@@ -302,7 +360,7 @@ class _Client:
     def _thread_http(self) -> httplib2.Http:
         http = getattr(self._local, "http", None)
         if http is None:
-            http = httplib2.Http(ca_certs=self._ca, timeout=60)
+            http = httplib2.Http(ca_certs=self._ca, timeout=self.timeout)
             self._local.http, self._local.authed = http, {}
             with self._lock:
                 # the connections of threads that have ended are closed, not kept
@@ -343,11 +401,19 @@ class _Client:
 
         def once() -> Any:
             self._guard()
+            fresh = None if idempotent else _SendOnceHttp(ca_certs=self._ca, timeout=self.timeout)
             try:
-                return request.execute(http=self._http(user), num_retries=0)
+                if fresh is None:
+                    return request.execute(http=self._http(user), num_retries=0)
+                with self._lock:
+                    creds = self.auth.for_user(user)
+                authed = google_auth_httplib2.AuthorizedHttp(creds, http=fresh)
+                return request.execute(http=authed, num_retries=0)
             except Exception as exc:
                 raise self.translate(exc, user) from exc
             finally:
+                if fresh is not None:
+                    fresh.close()
                 self._save_refreshed()
 
         return self.retry.call(once, idempotent=idempotent)
@@ -382,16 +448,31 @@ class _Client:
             else:
                 answers[request_id] = response
 
-        batch = BatchHttpRequest(callback=collect, batch_uri=uri)
-        for n, request in enumerate(chunk):
-            batch.add(request, request_id=str(n))
         try:
             authed = self._http(user)
+            # googleapiclient refreshes a token itself (when it is invalid, or when parts
+            # answer 401) through an Http of its own: without the account's ca_bundle and
+            # timeout, and never closed. It finds no credentials behind _Unrefreshed, so
+            # the token is refreshed here, through this thread's connection.
+            refresh = partial(
+                authed.credentials.refresh, google_auth_httplib2.Request(self._thread_http())
+            )
             if not authed.credentials.valid:
-                # googleapiclient would refresh through an Http of its own that is never
-                # closed (its connection stays open on a keep-alive server): use ours
-                authed.credentials.refresh(google_auth_httplib2.Request(self._thread_http()))
-            batch.execute(http=authed)
+                refresh()
+            for fresh in (False, True):
+                answers.clear()
+                failures.clear()
+                batch = BatchHttpRequest(callback=collect, batch_uri=uri)
+                for n, request in enumerate(chunk):
+                    batch.add(request, request_id=str(n))
+                batch.execute(http=_Unrefreshed(authed))
+                expired = any(
+                    isinstance(e, HttpError) and int(e.resp.status) == 401
+                    for e in failures.values()
+                )
+                if fresh or not expired:
+                    break
+                refresh()  # the token expired or was revoked early: a new one, once
         except Exception as exc:
             raise self.translate(exc, user) from exc
         finally:
@@ -404,9 +485,13 @@ class _Client:
                 if not (isinstance(e, GoogleFailure) and e.status == 404)
             }
         if errors:
-            # transient trouble on any part retries the whole batch; the rest is final
+            # transient trouble on any part retries the whole batch, not before the longest
+            # Retry-After of its parts; the rest is final
             found = list(errors.values())
-            raise next((e for e in found if isinstance(e, TransientError)), found[0])
+            transient = [e for e in found if isinstance(e, TransientError)]
+            if transient:
+                raise max(transient, key=lambda e: e.retry_after or 0.0)
+            raise found[0]
         return [answers.get(str(n)) for n in range(len(chunk))]
 
     def translate(self, exc: Exception, user: str) -> CadenceError:

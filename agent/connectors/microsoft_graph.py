@@ -40,7 +40,6 @@ DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
 #: Reading a reply's MIME needs Mail.Read: Mail.ReadBasic withholds the body.
 READ_SCOPE = "Mail.Read"
 MAX_BATCH = 20
-TIMEOUT = 30.0
 PREFER_UTC = 'outlook.timezone="UTC"'
 RESYNC_CODES = {
     "syncstatenotfound",
@@ -54,21 +53,25 @@ _MICROSOFT_HOSTS = frozenset(
 
 
 class _Session(requests.Session):
-    """A session whose ``verify`` is not overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
+    """A session whose ``verify`` is not overridden by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE,
+    and whose requests (MSAL's too) give up after the account's ``timeout``.
 
     requests lets those variables win over ``Session.verify`` unless ``verify`` is
     passed on each call (psf/requests#3829); MSAL calls ``get``/``post`` without it.
     """
 
+    timeout = 30.0
+
     def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
-        kwargs.setdefault("timeout", TIMEOUT)
+        kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
 
 
 def _session(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> _Session:
     session = _Session()
+    session.timeout = account.timeout
     session.headers["User-Agent"] = "cadence-agent"
     if account.ca_bundle:
         bundle = resolve(account.ca_bundle)
@@ -248,6 +251,15 @@ class Graph:
             raise PermanentError(message)
         return str(result["access_token"])
 
+    def _forget(self, token: str) -> None:
+        """Remove a refused access token from MSAL's cache, so that token() fetches a
+        new one (or finds the one another thread fetched meanwhile)."""
+        with self._token_lock:
+            kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
+            stale = [at for at in self.cache.search(kind) if at.get("secret") == token]
+            for at in stale:
+                self.cache.remove_at(at)
+
     def url(self, path: str) -> str:
         return path if path.startswith("https://") else f"{self.base}{path}"
 
@@ -271,8 +283,12 @@ class Graph:
         if wait > 0:
             self.retry.sleep(wait)
 
+        refreshed = False
+
         def attempt() -> requests.Response:
-            hdrs = {"Authorization": f"Bearer {self.token()}", "Prefer": PREFER_UTC}
+            nonlocal refreshed
+            token = self.token()
+            hdrs = {"Authorization": f"Bearer {token}", "Prefer": PREFER_UTC}
             hdrs.update(headers or {})
             try:
                 resp = self.session.request(
@@ -287,6 +303,12 @@ class Graph:
                 raise TransientError(f"Graph {method} failed: {type(exc).__name__}") from exc
             except requests.RequestException as exc:
                 raise PermanentError(f"Graph {method} failed: {exc}") from exc
+            if resp.status_code == 401 and not refreshed:
+                # the token expired or was revoked before the expiry MSAL keeps: drop it,
+                # fetch a new one and repeat the call, once (a 401 did nothing)
+                refreshed = True
+                self._forget(token)
+                return attempt()
             try:
                 self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
             except TransientError as exc:
@@ -319,7 +341,9 @@ class Graph:
     def batch(self, requests_: Sequence[dict[str, Any]]) -> list[Any]:
         """Run requests through ``$batch`` (20 at a time); return their bodies in order.
 
-        A throttled inner request is retried on its own, honouring its Retry-After.
+        A throttled inner request is retried on its own, once its mailbox's longest
+        Retry-After in the batch's answer has passed (other requests to that mailbox in
+        the same batch may have been given a longer one than its own).
         """
         out: list[Any] = [None] * len(requests_)
         for first in range(0, len(requests_), MAX_BATCH):
@@ -327,6 +351,8 @@ class Graph:
             body = {"requests": [{"id": str(i), **r} for i, r in chunk]}
             answer = self.send("POST", "/$batch", json_body=body).json()
             by_id = {str(r.get("id")): r for r in answer.get("responses", [])}
+            again: list[tuple[int, dict[str, Any]]] = []
+            waits: dict[str, float] = {}  # per mailbox, the longest Retry-After
             for i, request in chunk:
                 r = by_id.get(str(i))
                 if r is None:
@@ -335,14 +361,22 @@ class Graph:
                     self.check(int(r["status"]), r.get("headers") or {}, r.get("body"), "$batch")
                     out[i] = r.get("body")
                 except TransientError as exc:
-                    self.retry.sleep(exc.retry_after or 0)
-                    resp = self.send(
-                        request["method"],
-                        request["url"],
-                        json_body=request.get("body"),
-                        headers=request.get("headers"),
-                    )
-                    out[i] = _body(resp)
+                    mailbox = _mailbox(request["url"])
+                    waits[mailbox] = max(waits.get(mailbox, 0.0), exc.retry_after or 0.0)
+                    again.append((i, request))
+            slept = 0.0  # since the answer
+            for i, request in again:
+                pause = waits[_mailbox(request["url"])] - slept
+                if pause > 0:
+                    self.retry.sleep(pause)
+                    slept += pause
+                resp = self.send(
+                    request["method"],
+                    request["url"],
+                    json_body=request.get("body"),
+                    headers=request.get("headers"),
+                )
+                out[i] = _body(resp)
         return out
 
 

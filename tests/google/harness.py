@@ -98,9 +98,11 @@ def workspace(
     rest: str = "",
     account_extra: str = "",
     tls: ssl.SSLContext | None = None,
+    threaded: bool = False,
 ) -> Iterator[Workspace]:
-    """Run the fake Google with a calendar per person and a delegated service account."""
-    with clean_environ(), GoogleServer(tls) as server:
+    """Run the fake Google with a calendar per person and a delegated service account
+    (``threaded``: a thread per connection, with keep-alive)."""
+    with clean_environ(), GoogleServer(tls, threaded=threaded) as server:
         for email_address, _, zone in people:
             server.state.add_calendar(email_address, zone)
         sa = server.state.add_service_account(

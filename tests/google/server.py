@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from dateutil import rrule
 
+from tests import chaos as faults
 from tests.google.discovery import API, Invalid, Method, parse_datetime
 
 CALENDAR = API("calendar.v3")
@@ -215,8 +216,11 @@ class GoogleState:
         #: random faults for soak tests (see ``chaos``)
         self.chaos_rate = 0.0
         self.chaos_random: Any = None
+        self.chaos_kinds: tuple[str, ...] = ()
         self.clock: Any = None
         self.throttled: dict[str, float] = {}
+        #: throttling by the parts of the batch being answered (see GoogleServer.handle)
+        self.batch_throttled: dict[str, float] = {}
         self.early: list[str] = []
         self.chaos_count: Counter[str] = Counter()
         self.log: list[str] = []
@@ -293,14 +297,22 @@ class GoogleState:
         failure = Failure(code, message or reason, reason, domain, headers)
         self.faults.extend([(method_id, failure)] * times)
 
-    def chaos(self, rate: float, seed: int, clock: Any) -> None:
-        """Fault ``rate`` of API calls at random: 429 with Retry-After, 403
-        rateLimitExceeded, 500, 503, or a 503 after the call took effect (a lost answer).
-        ``clock.now()`` (seconds) tells when a throttled caller may come back; calls
-        before that are recorded in ``early``."""
+    def chaos(
+        self,
+        rate: float,
+        seed: int,
+        clock: Any = None,
+        kinds: tuple[str, ...] = ("403", *faults.KINDS),
+    ) -> None:
+        """Fault ``rate`` of API calls at random with one of ``kinds`` (see tests.chaos;
+        the parts of a batch only get answers, the batch as a whole tests.chaos.BATCH).
+        ``clock.now()`` (seconds; the monotonic clock by default) tells when a throttled
+        caller may come back; calls before that are recorded in ``early``. Faults are
+        counted by kind in ``chaos_count``."""
         import random
 
         self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
+        self.chaos_kinds = kinds
 
     def expire_sync_tokens(self, owner: str | None = None) -> None:
         with self.lock:
@@ -1124,7 +1136,15 @@ class GoogleServer:
                     return _json(200, self.tokens.grant(form))
                 if verb == "POST" and path in (CALENDAR.batch_path, "batch/gmail/v1", "batch"):
                     s.counts["batch"] += 1
-                    return self._batch(headers, body)
+                    kind = self._roll(faults.BATCH)
+                    # an expired token fails each part of the batch with 401
+                    self._fault_before(kind, headers.get("authorization", ""), answer=False)
+                    # the parts' Retry-After holds from when the client can read it
+                    s.batch_throttled = {}
+                    answer = self._batch(headers, body)
+                    if kind not in ("timeout", "drop-after"):
+                        s.throttled.update(s.batch_throttled)
+                    return self._fault_after(kind, answer)
                 api = CALENDAR if path.startswith(CALENDAR.service_path) else GMAIL
                 found = api.match(verb, path)
                 if found is None:
@@ -1134,18 +1154,20 @@ class GoogleServer:
                 query = api.check_query(method, urllib.parse.parse_qs(url.query, True))
                 payload = json.loads(body) if body.strip() else None
                 api.check_body(method, payload)
-                grant = self._grant(headers.get("authorization") or outer, method)
+                authorization = headers.get("authorization") or outer
+                grant = self._grant(authorization, method)
                 for i, (name, failure) in enumerate(s.faults):
                     if name == method.id:
                         del s.faults[i]
                         raise failure
-                lost_answer = self._chaos(method.id, grant)
+                kind = self._chaos(method.id, grant, inner=bool(outer))
+                self._fault_before(kind, authorization)
                 result = self._call(method, grant, params, query, payload)
-                if lost_answer:
-                    raise Failure(503, "The service is currently unavailable.", "backendError")
-                if result is None:
-                    return 204, {}, b""
-                return _json(200, result)
+                return self._fault_after(
+                    kind, (204, {}, b"") if result is None else _json(200, result)
+                )
+            except faults.Transport:
+                raise
             except Invalid as exc:
                 return _json(400, Failure(400, exc.message, exc.reason).body())
             except Failure as exc:
@@ -1157,21 +1179,31 @@ class GoogleServer:
                 s.log.append(f"500 {exc!r}")
                 return _json(500, Failure(500, f"fake server bug: {exc!r}", "backendError").body())
 
-    def _chaos(self, method_id: str, grant: Grant) -> bool:
-        """Maybe fail this call; return True to fail it only after it took effect."""
+    def _roll(self, kinds: tuple[str, ...]) -> str:
+        """The fault this request gets ("" for none), counted by kind."""
+        s = self.state
+        if not s.chaos_rate or s.chaos_random.random() >= s.chaos_rate:
+            return ""
+        allowed = [k for k in s.chaos_kinds if k in kinds]
+        if not allowed:
+            return ""
+        kind: str = s.chaos_random.choice(allowed)
+        s.chaos_count[kind] += 1
+        return kind
+
+    def _chaos(self, method_id: str, grant: Grant, *, inner: bool) -> str:
+        """Maybe fail this call with an answer; else return the fault still to come."""
         s = self.state
         if not s.chaos_rate:
-            return False
+            return ""
         who = f"{method_id}|{grant.user}"
-        now = s.clock.now()
+        now = s.clock.now() if s.clock else clock.monotonic()
         if s.throttled.get(who, 0.0) > now:
             s.early.append(f"{who} {s.throttled[who] - now:.2f}s early")
-        if s.chaos_random.random() >= s.chaos_rate:
-            return False
-        kind = s.chaos_random.choice(["429", "403", "500", "503", "lost"])
-        s.chaos_count[kind] += 1
+        # a part of a batch can only be answered; the batch as a whole loses its connection
+        kind = self._roll(("403", *faults.STATUS) if inner else ("403", *faults.KINDS))
         if kind == "429":
-            s.throttled[who] = now + 2
+            (s.batch_throttled if inner else s.throttled)[who] = now + 2
             raise Failure(
                 429,
                 "Too many requests",
@@ -1181,9 +1213,34 @@ class GoogleServer:
             )
         if kind == "403":
             raise Failure(403, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits")
-        if kind in ("500", "503"):
+        if kind in ("500", "502", "503"):
             raise Failure(int(kind), "Backend Error", "backendError")
-        return True
+        return kind
+
+    def _fault_before(self, kind: str, authorization: str, *, answer: bool = True) -> None:
+        """Carry out the faults that come before the call takes effect."""
+        if kind == "drop":
+            raise faults.Transport(kind)
+        if kind == "expired":  # the token expires now: this call and later ones get 401
+            self.state.tokens.pop(authorization.partition(" ")[2], None)
+            if answer:
+                raise Failure(
+                    401,
+                    "Request had invalid authentication credentials.",
+                    "authError",
+                    headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+                )
+
+    @staticmethod
+    def _fault_after(
+        kind: str, answer: tuple[int, dict[str, str], bytes]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Carry out the faults that come after the call took effect."""
+        if kind == "lost":
+            raise Failure(503, "The service is currently unavailable.", "backendError")
+        if kind in ("latency", "timeout", "drop-after"):
+            raise faults.Transport(kind, answer)
+        return answer
 
     def _grant(self, authorization: str, method: Method) -> Grant:
         kind, _, token = authorization.partition(" ")
@@ -1285,9 +1342,16 @@ def _handler(server: GoogleServer, keep_alive: bool = False) -> type[BaseHTTPReq
                 clock.sleep(server.latency)
             headers = {k.lower(): v for k, v in self.headers.items()}
             began = clock.perf_counter()
-            status, head, data = server.handle(self.command, self.path, headers, body)
-            with server.state.lock:
-                server.busy_seconds += clock.perf_counter() - began
+            try:
+                status, head, data = server.handle(self.command, self.path, headers, body)
+            except faults.Transport as fault:
+                answer = faults.carry_out(self, fault)
+                if answer is None:
+                    return
+                status, head, data = answer
+            finally:
+                with server.state.lock:
+                    server.busy_seconds += clock.perf_counter() - began
             self.send_response(status)
             for name, value in head.items():
                 self.send_header(name, value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,18 @@ def test_unreachable_server_is_transient(ws: Workspace) -> None:
     with pytest.raises(TransientError):
         cal.changes(ws.person("ana"), None, WINDOW)
     cal.close()
+
+
+def test_an_answer_held_past_the_configured_timeout_is_transient(tmp_path: Path) -> None:
+    with workspace(tmp_path, account_extra="    timeout: 0.3\n") as space:
+        cal, _ = space.connect()
+        space.server.state.chaos(1.0, seed=0, kinds=("timeout",))  # answers held for 5 s
+        began = time.monotonic()
+        with pytest.raises(TransientError, match="timed out") as caught:
+            cal.changes(space.person("ana"), None, WINDOW)
+        cal.close()
+    assert time.monotonic() - began < 2
+    assert caught.value.maybe_done
 
 
 # --- credentials ------------------------------------------------------------------------
@@ -332,6 +345,19 @@ def test_a_throttled_part_of_a_batch_retries_the_batch(tmp_path: Path) -> None:
         counts = ws.server.state.counts
     assert len(busy) == 75 and sleeps == [3.0]
     assert (counts["batch"], counts["calendar.freebusy.query"]) == (2, 4)
+
+
+def test_a_batch_waits_for_the_longest_retry_after_of_its_parts(tmp_path: Path) -> None:
+    people = tuple((f"p{n:03}@acme.example", f"Person {n}", "UTC") for n in range(75))
+    with workspace(tmp_path, people=people) as ws:
+        sleeps: list[float] = []
+        cal, _ = ws.connect(recording_policy(sleeps))
+        state = ws.server.state
+        state.fail("calendar.freebusy.query", 403, "rateLimitExceeded", domain="usageLimits")
+        state.fail("calendar.freebusy.query", 429, "rateLimitExceeded", retry_after="7")
+        cal.busy(ws.people, WINDOW)
+        cal.close()
+    assert sleeps == [7.0]  # the whole batch goes again: not before the second part may
 
 
 def test_retry_after_as_an_http_date() -> None:

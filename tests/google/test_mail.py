@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import PermanentError
+from agent.connectors.base import PermanentError, TransientError
 from agent.model import Invitation, OutgoingMail
 from tests.google.harness import Workspace, workspace
 
@@ -104,6 +104,24 @@ def test_with_read_scope_a_later_run_finds_the_thread_and_never_sends_twice(tmp_
         agenda_mail, recap_mail = ws.server.state.sent
     assert again.already and recap_mail.thread_id == agenda_mail.thread_id
     assert not recap.already
+
+
+@pytest.mark.parametrize("fault", ["drop-after", "timeout", "drop"])
+def test_a_send_whose_connection_closes_unanswered_is_sent_at_most_once(
+    tmp_path: Path, fault: str
+) -> None:
+    """httplib2 would send the request again on a fresh connection; Gmail may already
+    have sent the mail, so the error goes to the engine (maybe done) instead."""
+    with workspace(tmp_path, account_extra="    timeout: 0.5\n") as ws:
+        _, mailer = ws.connect()
+        ws.server.state.chaos(1.0, seed=0, kinds=(fault,))
+        with pytest.raises(TransientError) as caught:
+            mailer.send(AGENDA)
+        mailer.close()
+        state = ws.server.state
+    assert caught.value.maybe_done
+    assert state.counts["gmail.users.messages.send"] == 1
+    assert len(state.sent) == (0 if fault == "drop" else 1)
 
 
 def test_configured_sender_sends_with_reply_to_the_person(tmp_path: Path) -> None:

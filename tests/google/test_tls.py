@@ -52,3 +52,24 @@ def test_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
         pytest.raises(ConfigError, match=r"nowhere\.pem"),
     ):
         ws.connect()
+
+
+def test_a_token_that_expires_mid_tick_is_refreshed_over_tls_inside_a_batch(
+    tmp_path: Path,
+) -> None:
+    """Each part of a batch answers 401; the new token comes through the account's own
+    connection (its ca_bundle and timeout), not one the client library makes up."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    extra = "    ca_bundle: ca.pem\n"
+    long = Interval(WINDOW.start, WINDOW.start + timedelta(days=120))  # two free/busy queries
+    with workspace(tmp_path, account_extra=extra, tls=server_context(ca)) as ws:
+        cal, _ = ws.connect()
+        ana = ws.person("ana")
+        ws.server.add_event(ana.email, "Lunch", WINDOW.start, WINDOW.start + timedelta(hours=1))
+        cal.busy(ws.people, long)
+        ws.server.state.tokens.clear()  # expired or revoked before the expiry the client keeps
+        busy = cal.busy(ws.people, long)
+        cal.close()
+        assert busy[ana.email]
+        assert ws.server.state.counts["token"] == 2  # one refresh

@@ -65,6 +65,8 @@ from cryptography.hazmat.primitives import hashes
 from dateutil import rrule
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
+from tests import chaos as faults
+
 SEQUENCE_PROPERTY = "Integer {00062002-0000-0000-C000-000000000046} Id 0x8201"
 MAX_BATCH = 20
 MAX_SCHEDULES = 20
@@ -280,8 +282,11 @@ class GraphServer:
         #: random faults for soak tests (see ``chaos``)
         self.chaos_rate = 0.0
         self.chaos_random: Any = None
+        self.chaos_kinds: tuple[str, ...] = ()
         self.clock: Any = None
         self.throttled: dict[str, float] = {}
+        #: throttling by the requests of the $batch being answered (see handle)
+        self.batch_throttled: dict[str, float] = {}
         self.early: list[str] = []
         self.chaos_count: Counter[str] = Counter()
         self.drop: set[str] = set()
@@ -355,38 +360,53 @@ class GraphServer:
         with self.lock:
             self.throttles.extend([(route, status, retry_after)] * times)
 
-    def chaos(self, rate: float, seed: int, clock: Any) -> None:
-        """Fault ``rate`` of API requests at random: 429 with Retry-After, 500, 503, or a
-        503 after the request took effect (a lost answer). ``clock.now()`` (seconds) tells
-        when a throttled mailbox may be called again; earlier calls land in ``early``."""
+    def chaos(
+        self, rate: float, seed: int, clock: Any = None, kinds: tuple[str, ...] = faults.KINDS
+    ) -> None:
+        """Fault ``rate`` of API requests at random with one of ``kinds`` (see
+        tests.chaos; the requests inside a ``$batch`` only get answers, the batch as a
+        whole tests.chaos.BATCH). The identity endpoints are left alone. ``clock.now()``
+        (seconds; the monotonic clock by default) tells when a throttled mailbox may be
+        called again; earlier calls land in ``early``. Faults are counted by kind in
+        ``chaos_count``."""
         import random
 
         self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
+        self.chaos_kinds = kinds
 
-    def _chaos(self, route: str, path: str) -> tuple[int, dict[str, str], bytes] | str | None:
-        if not self.chaos_rate or route in ("openid", "token", "devicecode", "batch"):
-            return None
+    def _chaos(
+        self, route: str, path: str, headers: dict[str, str], inner: bool
+    ) -> tuple[int, dict[str, str], bytes] | str:
+        """Maybe fail this request with an answer; else return the fault still to come."""
+        if not self.chaos_rate or route in ("openid", "token", "devicecode"):
+            return ""
         m = re.fullmatch(r"/v1\.0/users/([^/]+)/.*", path)
         who = f"{route}|{(m.group(1) if m else '').lower()}"
-        now = self.clock.now()
+        now = self.clock.now() if self.clock else time.monotonic()
         if self.throttled.get(who, 0.0) > now:
             self.early.append(f"{who} {self.throttled[who] - now:.2f}s early")
         if self.chaos_random.random() >= self.chaos_rate:
-            return None
-        kind = self.chaos_random.choice(["429", "500", "503", "lost"])
+            return ""
+        # a request inside a $batch can only be answered; the batch as a whole may lose
+        # its connection, and is never throttled (its requests are, mailbox by mailbox)
+        kinds = faults.BATCH if route == "batch" else faults.STATUS if inner else faults.KINDS
+        allowed = [k for k in self.chaos_kinds if k in kinds]
+        if not allowed:
+            return ""
+        kind: str = self.chaos_random.choice(allowed)
         self.chaos_count[kind] += 1
-        if kind == "lost":
-            return kind
         hdrs = {"Content-Type": "application/json"}
+        if kind == "expired":  # the token expires now: this request and later ones get 401
+            self.tokens.pop(headers.get("authorization", "")[7:], None)
+            err = {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}
+            return 401, hdrs, json.dumps({"error": err}).encode()
+        if kind not in ("429", "500", "502", "503"):
+            return kind
         if kind == "429":
-            self.throttled[who] = now + 2
+            (self.batch_throttled if inner else self.throttled)[who] = now + 2
             hdrs["Retry-After"] = "2"
-        err = {
-            "error": {
-                "code": "TooManyRequests" if kind == "429" else "ServiceUnavailable",
-                "message": "Retry later.",
-            }
-        }
+        code = {"429": "TooManyRequests", "502": "BadGateway"}.get(kind, "ServiceUnavailable")
+        err = {"error": {"code": code, "message": "Retry later."}}
         return int(kind), hdrs, json.dumps(err).encode()
 
     def expire_delta_tokens(self) -> None:
@@ -454,9 +474,10 @@ class GraphServer:
     # --- dispatch --------------------------------------------------------------------
 
     def handle(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
+        self, method: str, target: str, headers: dict[str, str], body: bytes, inner: bool = False
     ) -> tuple[int, dict[str, str], bytes]:
-        """Answer one request; used for HTTP requests and for each request of a batch."""
+        """Answer one request; used for HTTP requests and for each request of a batch
+        (``inner``)."""
         parts = urllib.parse.urlsplit(target)
         path = urllib.parse.unquote(parts.path)
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
@@ -472,15 +493,36 @@ class GraphServer:
                         err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
                     hdrs = {"Retry-After": f"{after:g}", "Content-Type": "application/json"}
                     return status, hdrs, json.dumps(err).encode()
-            fault = self._chaos(route, path)
+            fault = self._chaos(route, path, headers, inner)
             if isinstance(fault, tuple):
                 return fault
+            if fault == "drop":
+                raise faults.Transport(fault)
+        with self.lock:
+            if route == "batch":  # its requests' Retry-After holds once the client can read it
+                self.batch_throttled = {}
+            answer = self._answer(route, method, path, query, headers, body)
+            if route == "batch" and fault not in ("timeout", "drop-after"):
+                self.throttled.update(self.batch_throttled)
+        if fault == "lost":
+            err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
+            return 503, {"Content-Type": "application/json"}, json.dumps(err).encode()
+        if fault:
+            raise faults.Transport(fault, answer)
+        return answer
+
+    def _answer(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
         try:
             with self.lock:
                 status, payload, extra = self._dispatch(route, method, path, query, headers, body)
-            if fault == "lost":
-                err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
-                return 503, {"Content-Type": "application/json"}, json.dumps(err).encode()
         except GraphError as exc:
             err = {"error": {"code": exc.code, "message": exc.message}}
             hdrs = {"Content-Type": "application/json", **exc.headers}
@@ -1280,7 +1322,9 @@ class GraphServer:
                     continue
                 inner_body = json.dumps(r["body"]).encode()
             url = r["url"] if r["url"].startswith("/") else "/" + r["url"]
-            status, hdrs, data = self.handle(r["method"], "/v1.0" + url, inner_headers, inner_body)
+            status, hdrs, data = self.handle(
+                r["method"], "/v1.0" + url, inner_headers, inner_body, inner=True
+            )
             responses.append(
                 {
                     "id": r["id"],
@@ -1323,6 +1367,11 @@ class _Handler(BaseHTTPRequestHandler):
         except _DropConnection:
             self.close_connection = True
             return
+        except faults.Transport as fault:
+            answer = faults.carry_out(self, fault)
+            if answer is None:
+                return
+            status, hdrs, data = answer
         finally:
             with self.graph.lock:
                 self.graph.busy_seconds += time.perf_counter() - began

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +39,41 @@ def test_client_credentials_token_is_fetched_once_and_reused(
     for person in staff:
         cal.changes(person, None, WINDOW)
     assert server.counts["token"] == 1 and server.counts["openid"] == 1
+
+
+def test_an_answer_held_past_the_configured_timeout_is_transient(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    g = fixtures.graph(server, ca, timeout=0.3)
+    try:
+        g.token()
+        server.chaos(1.0, seed=0, kinds=("timeout",))  # answers held for 5 s
+        began = time.monotonic()
+        with pytest.raises(TransientError, match="Timeout") as caught:
+            MicrosoftCalendar(g).changes(staff[0], None, WINDOW)
+    finally:
+        g.close()
+    assert time.monotonic() - began < 2
+    assert caught.value.maybe_done
+
+
+def test_a_token_that_expires_mid_tick_is_fetched_again_and_the_call_repeated(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    cal.changes(staff[0], None, WINDOW)
+    server.tokens.clear()  # expired or revoked before the expires_in MSAL remembers
+    cal.changes(staff[1], None, WINDOW)  # no retry policy: the refresh is not a retry
+    cal.changes(staff[2], None, WINDOW)
+    assert server.counts["token"] == 2 and server.counts["delta"] == 4
+
+
+def test_a_token_refused_again_after_a_refresh_is_permanent(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    server.chaos(1.0, seed=0, kinds=("expired",))  # every token dies on first use
+    with pytest.raises(PermanentError, match="401 InvalidAuthenticationToken"):
+        cal.changes(staff[0], None, WINDOW)
+    assert server.counts["token"] == 2 and server.counts["delta"] == 2
 
 
 def test_wrong_secret_is_a_permanent_error_that_does_not_show_the_secret(

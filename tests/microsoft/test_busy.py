@@ -81,6 +81,32 @@ def test_an_inner_429_is_retried_alone_after_its_retry_after(
     assert server.counts["batch"] == 1 and server.counts["getSchedule"] == 3  # 2 + the retry
 
 
+def test_inner_requests_to_one_mailbox_wait_for_the_longest_retry_after_before_any_retry(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    waits: list[tuple[float, int]] = []  # each pause and the getSchedule calls before it
+    g = fixtures.graph(
+        server,
+        ca,
+        retry=RetryPolicy(
+            attempts=3, sleep=lambda s: waits.append((s, server.counts["getSchedule"]))
+        ),
+    )
+    cal = MicrosoftCalendar(g, staff)
+    # 100 days: two getSchedule calls asked from the same mailbox, in one $batch
+    server.throttle("getSchedule", times=1, retry_after=0, status=503)
+    server.throttle("getSchedule", times=1, retry_after=7)
+    server.reset_counts()
+    try:
+        cal.busy(staff, Interval(NOW, NOW + timedelta(days=100)))
+    finally:
+        g.close()
+
+    paused = [(s, calls) for s, calls in waits if s > 0]
+    assert paused == [(7.0, 2)]  # 7 s before either request is asked again
+    assert server.counts["getSchedule"] == 4
+
+
 def test_unknown_mailbox_is_an_error_not_an_empty_list(
     cal: MicrosoftCalendar, staff: list[Person]
 ) -> None:
