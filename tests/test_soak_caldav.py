@@ -177,9 +177,9 @@ def run_caldav(tmp: Path, relationships: int, ticks: int, rate: float) -> Storm:
             list(radicale.early),
             faults,
             len(radicale.requests) + smtp.transactions,
-            len(uncertain),
-            uncertain,
-            smtp.transactions,
+            uncertain=len(uncertain),
+            uncertain_ids=uncertain,
+            transactions=smtp.transactions,
         )
 
 
