@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from agent.config import ExchangeAccount
 from agent.connectors.base import RetryPolicy
 from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
 from agent.model import Person, Span, WorkingHours
+from tests.connectors.backends import reparsed
 from tests.environ import clean_environ
 from tests.exchange.server import EwsServer
 
@@ -95,12 +94,7 @@ class ExchangeBackend:
         )
 
     def delivered(self) -> list[EmailMessage]:
-        out = []
-        for msg in self.server.sent:
-            parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
-            assert isinstance(parsed, EmailMessage)
-            out.append(parsed)
-        return out
+        return reparsed(self.server.sent)
 
 
 @contextmanager

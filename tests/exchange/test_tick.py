@@ -12,19 +12,16 @@ import pytest
 from agent import config
 from agent.connectors.base import RetryPolicy
 from agent.engine import Engine
+from tests import programs
 from tests.exchange.fixtures import people, server_for
 from tests.exchange.server import EwsServer
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 PASSWORD_ENV = "CADENCE_EWS_PASSWORD"
 PASSWORD_SEEN: list[str] = []  # the password the fixture set, for the secrets test
-TITLE = "Development {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"
-
-CONFIG = """\
-timezone: Europe/Berlin
-store: var/cadence.db
-accounts:
-  onprem:
+CONFIG = programs.config(
+    "onprem",
+    """\
     provider: exchange
     server: {url}
     auth: basic
@@ -34,30 +31,8 @@ accounts:
     version: "2016"
     ca_bundle: ews-ca.pem
     max_wait: 0s
-defaults:
-  account: onprem
-  working_hours: {{mon-fri: "09:00-17:00"}}
-people:
-  - {{email: ana@contoso.example, name: Ana Lima, timezone: Europe/Berlin}}
-  - {{email: ben@contoso.example, name: Ben Ortiz, timezone: Europe/Berlin}}
-  - {{email: chloe@contoso.example, name: Chloe Park, timezone: America/New_York}}
-relationships:
-  - {{employee: ana@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
-  - {{employee: chloe@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
-programs:
-  leader-cycle:
-    organizer: employee
-    series:
-      deep_dive:
-        every: 90d
-        duration: 60m
-        stages: [align, advance, amplify, advocate]
-        title: "{title}"
-        match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
-    lapse_grace: 7d
-    booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m, conference: auto}}
-    agenda: {{before: 24h}}
-"""
+""",
+)
 
 
 @pytest.fixture
@@ -66,14 +41,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Ews
     ana, ben, chloe = staff
     with server_for(staff) as server:
         server.write_ca(tmp_path / "ews-ca.pem")
-        path = tmp_path / "cadence.yaml"
-        path.write_text(
-            CONFIG.format(
-                url=server.url,
-                username=server.username,
-                password_env=PASSWORD_ENV,
-                title=TITLE,
-            )
+        path = programs.write_config(
+            tmp_path, CONFIG, url=server.url, username=server.username, password_env=PASSWORD_ENV
         )
         monkeypatch.setenv(PASSWORD_ENV, server.password)
         PASSWORD_SEEN[:] = [server.password]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,11 +15,24 @@ from agent.connectors.base import RetryPolicy
 from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, format_dtz
 from agent.connectors.microsoft_graph import Graph
 from agent.model import Person, Span, WorkingHours
+from tests import programs
+from tests.connectors.backends import reparsed
 from tests.environ import clean_environ
 from tests.microsoft.server import GraphServer
 
 SECRET_ENV = "CADENCE_TEST_GRAPH_SECRET"
 HOURS = WorkingHours({d: (Span(time(9), time(17)),) for d in range(5)})
+
+# the account's keys in a whole-tick config (tests.programs.config), for write_config
+ACCOUNT_SETTINGS = """\
+    provider: microsoft
+    tenant: {tenant}
+    client_id: {client_id}
+    client_secret_env: {secret_env}
+    authority: {url}
+    graph: {url}
+    ca_bundle: graph-ca.pem
+"""
 
 
 def people(domain: str = "contoso.example") -> list[Person]:
@@ -53,6 +64,33 @@ def graph(server: GraphServer, ca: Path, retry: RetryPolicy | None = None, **ove
         retry or RetryPolicy.none(),
         environ={SECRET_ENV: server.client_secret or ""},
     )
+
+
+def write_config(server: GraphServer, folder: Path, template: str, secret_env: str) -> Path:
+    """Put the CA and ``cadence.yaml`` in ``folder``, ``template`` filled in for ``server``
+    with its client secret read from ``secret_env``."""
+    server.write_ca(folder / "graph-ca.pem")
+    return programs.write_config(
+        folder,
+        template,
+        tenant=server.tenant,
+        client_id=server.client_id,
+        secret_env=secret_env,
+        url=server.url,
+    )
+
+
+def add_deep_dives(
+    server: GraphServer, staff: Sequence[Person], ana_held: datetime, chloe_held: datetime
+) -> None:
+    """The hour-long deep dives Ana and Chloe last held with Ben, titled as people title
+    them: the history the leader cycle reads."""
+    ana, ben, chloe = staff
+    for who, title, start in (
+        (ana, "Development Align: Ana & Ben", ana_held),
+        (chloe, "Deep dive: Chloe & Ben", chloe_held),
+    ):
+        server.add_event(who.email, graph_event(title, start, start + timedelta(hours=1), [ben]))
 
 
 def graph_event(
@@ -164,12 +202,7 @@ class MicrosoftBackend:
         return self.server.add_event(owner.email, body)
 
     def delivered(self) -> list[EmailMessage]:
-        out = []
-        for msg in self.server.sent:
-            parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
-            assert isinstance(parsed, EmailMessage)
-            out.append(parsed)
-        return out
+        return reparsed(self.server.sent)
 
 
 @contextmanager

@@ -11,34 +11,21 @@ import pytest
 from agent import config
 from agent.connectors.base import RetryPolicy
 from agent.engine import Engine
-from tests.microsoft.fixtures import graph_event, people
+from tests.microsoft.fixtures import graph_event, people, write_config
 from tests.microsoft.server import GraphServer
-from tests.microsoft.test_tick import CONFIG, NOW, SECRET_ENV, TITLE
+from tests.microsoft.test_tick import CONFIG, NOW, SECRET_ENV
 
 
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GraphServer, Path]]:
     staff = people()
+    # Ana names neither a time zone nor working hours, and there are no default hours
+    template = CONFIG.replace('  working_hours: {{mon-fri: "09:00-17:00"}}\n', "").replace(
+        "{{email: ana@contoso.example, name: Ana Lima, timezone: Europe/Berlin}}",
+        "{{email: ana@contoso.example, name: Ana Lima}}",
+    )
     with GraphServer([p.email for p in staff]) as server:
-        server.write_ca(tmp_path / "graph-ca.pem")
-        text = CONFIG.format(
-            tenant=server.tenant,
-            client_id=server.client_id,
-            secret_env=SECRET_ENV,
-            url=server.url,
-            title=TITLE,
-        )
-        # Ana names neither a time zone nor working hours, and there are no default hours
-        text = text.replace(
-            '  working_hours: {{mon-fri: "09:00-17:00"}}\n'.replace("{{", "{").replace("}}", "}"),
-            "",
-        )
-        text = text.replace(
-            "{email: ana@contoso.example, name: Ana Lima, timezone: Europe/Berlin}",
-            "{email: ana@contoso.example, name: Ana Lima}",
-        )
-        path = tmp_path / "cadence.yaml"
-        path.write_text(text)
+        path = write_config(server, tmp_path, template, SECRET_ENV)
         monkeypatch.setenv(SECRET_ENV, server.client_secret or "")
         server.mailboxes["ana@contoso.example"].settings = {
             "timeZone": "GMT Standard Time",

@@ -20,10 +20,11 @@ from agent.connectors.microsoft_graph import Graph, delegated_scopes, device_cod
 from agent.engine import Engine
 from agent.model import Person
 from agent.store import Store
+from tests import programs
 from tests.microsoft import fixtures
-from tests.microsoft.fixtures import graph_event, people
+from tests.microsoft.fixtures import ACCOUNT_SETTINGS, add_deep_dives, people, write_config
 from tests.microsoft.server import GraphServer
-from tests.microsoft.test_tick import SECRET_ENV, TITLE
+from tests.microsoft.test_tick import SECRET_ENV
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
@@ -166,43 +167,14 @@ def test_a_single_person_asks_for_mail_read_only_when_replies_are_collected(
 
 # --- the whole loop in ticks -------------------------------------------------------------
 
-CONFIG = """\
-timezone: Europe/Berlin
-store: var/cadence.db
-accounts:
-  m365:
-    provider: microsoft
-    tenant: {tenant}
-    client_id: {client_id}
-    client_secret_env: {secret_env}
-    authority: {url}
-    graph: {url}
-    ca_bundle: graph-ca.pem
-defaults:
-  account: m365
-  working_hours: {{mon-fri: "09:00-17:00"}}
-people:
-  - {{email: ana@contoso.example, name: Ana Lima, timezone: Europe/Berlin}}
-  - {{email: ben@contoso.example, name: Ben Ortiz, timezone: Europe/Berlin}}
-  - {{email: chloe@contoso.example, name: Chloe Park, timezone: America/New_York}}
-relationships:
-  - {{employee: ana@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
-  - {{employee: chloe@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
-programs:
-  leader-cycle:
-    organizer: employee
-    series:
-      deep_dive:
-        every: 90d
-        duration: 60m
-        stages: [align, advance, amplify, advocate]
-        title: "{title}"
-        match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
-    lapse_grace: 7d
-    booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m}}
-    agenda: {{before: 24h}}
-    recap: {{after: 2h, within: 7d, collect_replies: true}}
-"""
+# the tick's program without a video link, its recaps collecting replies
+CONFIG = programs.config(
+    "m365",
+    ACCOUNT_SETTINGS,
+    programs.leader_cycle(
+        conference=False, recap="{{after: 2h, within: 7d, collect_replies: true}}"
+    ),
+)
 
 
 @pytest.fixture
@@ -210,31 +182,11 @@ def workspace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[GraphServer, Path]]:
     staff = people()
-    ana, ben, chloe = staff
     with GraphServer([p.email for p in staff]) as server:
-        server.write_ca(tmp_path / "graph-ca.pem")
-        path = tmp_path / "cadence.yaml"
-        path.write_text(
-            CONFIG.format(
-                tenant=server.tenant,
-                client_id=server.client_id,
-                secret_env=SECRET_ENV,
-                url=server.url,
-                title=TITLE,
-            )
-        )
+        path = write_config(server, tmp_path, CONFIG, SECRET_ENV)
         monkeypatch.setenv(SECRET_ENV, server.client_secret or "")
         # Ana and Ben held a deep dive yesterday: its recap is due. Chloe met Ben lately.
-        held = NOW - timedelta(days=1)
-        server.add_event(
-            ana.email,
-            graph_event("Development Align: Ana & Ben", held, held + timedelta(hours=1), [ben]),
-        )
-        recent = NOW - timedelta(days=20)
-        server.add_event(
-            chloe.email,
-            graph_event("Deep dive: Chloe & Ben", recent, recent + timedelta(hours=1), [ben]),
-        )
+        add_deep_dives(server, staff, NOW - timedelta(days=1), NOW - timedelta(days=20))
         yield server, path
 
 

@@ -10,7 +10,8 @@ provider means adding one module here and nothing else.
 from __future__ import annotations
 
 import email.message
-from collections.abc import Sequence
+import email.policy
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -43,3 +44,14 @@ class Backend(Protocol):
     def delivered(self) -> list[email.message.EmailMessage]:
         """Every mail the provider has delivered or accepted for sending, parsed."""
         ...
+
+
+def reparsed(sent: Iterable[email.message.Message]) -> list[email.message.EmailMessage]:
+    """``sent`` as a mail client reads it: from its bytes, with the default policy, so a
+    header the sender folded or encoded is checked as delivered, not as composed."""
+    out = []
+    for msg in sent:
+        parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        out.append(parsed)
+    return out
