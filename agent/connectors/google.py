@@ -361,7 +361,7 @@ class _Client:
         http = getattr(self._local, "http", None)
         if http is None:
             http = httplib2.Http(ca_certs=self._ca, timeout=self.timeout)
-            self._local.http, self._local.authed = http, {}
+            self._local.http, self._local.authed = http, None
             with self._lock:
                 # the connections of threads that have ended are closed, not kept
                 for thread, old in self._made:
@@ -373,12 +373,15 @@ class _Client:
 
     def _http(self, user: str) -> Any:
         http = self._thread_http()
-        authed = self._local.authed.get(user)
-        if authed is None:
-            with self._lock:  # for_user() fills a cache shared by the threads
-                creds = self.auth.for_user(user)
-            authed = google_auth_httplib2.AuthorizedHttp(creds, http=http)
-            self._local.authed[user] = authed
+        # the wrapper of the thread's last user only: kept for every user a thread
+        # ever served, they grew with threads × people from tick to tick
+        last = self._local.authed
+        if last and last[0] == user:
+            return last[1]
+        with self._lock:  # for_user() fills a cache shared by the threads
+            creds = self.auth.for_user(user)
+        authed = google_auth_httplib2.AuthorizedHttp(creds, http=http)
+        self._local.authed = (user, authed)
         return authed
 
     def _save_refreshed(self) -> None:
