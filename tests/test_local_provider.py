@@ -311,3 +311,26 @@ def test_outbox_writes_each_mail_once(tmp_path: Path) -> None:
     parsed = icalendar.Calendar.from_ical(cal_part.get_content())
     assert str(parsed["METHOD"]) == "REQUEST"
     assert str(next(iter(parsed.walk("VEVENT")))["UID"]) == "a" * 32 + "@cadence"
+
+
+def test_outbox_file_names_survive_any_uid(tmp_path: Path) -> None:
+    """Outbox keys hold calendar UIDs: a "/" or a "|" must neither make a folder nor a
+    name some file systems refuse, and two keys never share a file."""
+    mailer = OutboxMailer(tmp_path)
+    keys = ["a/b|c@x.example-20261124T1400:agenda", "a-b|c@x.example-20261124T1400:agenda"]
+    where = []
+    for key in keys:
+        mail = OutgoingMail(
+            key=key,
+            sender="ana@acme.example",
+            to=("ana@acme.example",),
+            subject="Agenda",
+            text="plain",
+            html="<p>html</p>",
+            message_id="<m@cadence>",
+        )
+        sent = mailer.send(mail)
+        assert not sent.already and mailer.was_sent(mail)
+        where.append(Path(sent.where))
+    assert {p.parent for p in where} == {tmp_path} and where[0] != where[1]
+    assert all(not set(p.name) & set('/|\\:*?"<>') for p in where)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -292,7 +293,9 @@ class OutboxMailer:
         return found
 
     def path(self, mail: OutgoingMail) -> Path:
-        return self.folder / f"{mail.key.replace(':', '-')}.eml"
+        # keys hold calendar UIDs, which may hold "/" or characters no file system takes
+        name = urllib.parse.quote(mail.key.replace(":", "-"), safe="@+=._-")
+        return self.folder / f"{name}.eml"
 
     def was_sent(self, mail: OutgoingMail) -> bool:
         return self.path(mail).exists()

@@ -156,7 +156,7 @@ def meetings(
         out.append(
             Meeting(
                 # the same id whichever copies were read (a calendar may fail to sync)
-                id=key or (ident if main.uid else main.id),
+                id=key or (f"{main.uid}-{main.start:%Y%m%dT%H%M}" if main.uid else main.id),
                 relationship=rel.id,
                 series=series,
                 title=main.title,
