@@ -105,8 +105,8 @@ class Engine:
         #: relationship, the events that can be its meetings, the meetings last stored,
         #: and per (relationship, series) the last assessment written to the audit
         self.kept = KeptCandidates(self.store)
-        self._saved_meetings: dict[str, list[dict[str, Any]]] = {}
-        self._assessed: dict[tuple[str, str], str | None] = {}
+        self.saved_meetings: dict[str, list[dict[str, Any]]] = {}
+        self.assessed: dict[tuple[str, str], str | None] = {}
 
     def __enter__(self) -> Engine:
         return self
@@ -235,8 +235,8 @@ class Engine:
     def _tick(self, tick_id: int, now: datetime, dry_run: bool) -> TickReport:
         if self.store.notice_other_writers():
             # another process ticked on this store: what was kept may be out of date
-            self._saved_meetings.clear()
-            self._assessed.clear()
+            self.saved_meetings.clear()
+            self.assessed.clear()
         run = _Tick(self, tick_id, now, dry_run)
         self.adopt_mailbox_settings(run)
         run.settings = self.settings
@@ -462,21 +462,21 @@ class _Tick(MailSteps):
             }
             for m in found
         ]
-        if not self.dry_run and self.engine._saved_meetings.get(rel.id) != rows:
+        if not self.dry_run and self.engine.saved_meetings.get(rel.id) != rows:
             self.store.save_meetings(rel.id, rows, self.tick_id)
-            self.engine._saved_meetings[rel.id] = rows
+            self.engine.saved_meetings[rel.id] = rows
         for state in states:
             summary = self._summary(state)
             if summary != self._last_assessed(rel, state.name):
                 self.audit("assess", summary, rel.id, state.name, {"lapsed": state.lapsed})
                 if not self.dry_run:
-                    self.engine._assessed[(rel.id, state.name)] = summary
+                    self.engine.assessed[(rel.id, state.name)] = summary
             if state.lapsed:
                 self.record(ActionRecord("lapse", rel.id, state.name, state.due_reason, "found"))
 
     def _last_assessed(self, rel: Relationship, series: str) -> str | None:
         """The assessment last written to the audit, read from the store once."""
-        kept = self.engine._assessed
+        kept = self.engine.assessed
         if (rel.id, series) not in kept:
             last = self.store.audit_rows(relationship=rel.id, kind="assess", limit=50)
             for name in {series, *(s.name for s in rel.program.series)}:
