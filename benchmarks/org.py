@@ -458,7 +458,7 @@ class Phases:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        from agent.engine import _Tick
+        from agent.tick.engine import _Tick
 
         saved = {name: getattr(_Tick, name) for name in ("sync", "assess", "book", "mail")}
 
@@ -496,9 +496,9 @@ class Run:
 
 
 def _engine(path: Path) -> Any:
-    from agent import config
     from agent.connectors.base import RetryPolicy
-    from agent.engine import Engine
+    from agent.settings import config
+    from agent.tick.engine import Engine
 
     return Engine(config.load(path), retry=RetryPolicy.none())
 
@@ -520,7 +520,7 @@ def tick(
 def slot_search(org: Org, limit: int = 1000, blocks: int = 200) -> tuple[float, float, float]:
     """Median and 99th percentile of find_slot per relationship with ``blocks`` busy
     blocks on each side (milliseconds); the pure function, no I/O."""
-    from agent.model import Interval, Person, Span, WorkingHours
+    from agent.core.model import Interval, Person, Span, WorkingHours
     from agent.rules import slots
 
     hours = WorkingHours({d: (Span(clock(9), clock(17)),) for d in range(5)})
@@ -681,7 +681,7 @@ def busy_time(
 ) -> tuple[float, int, float]:
     """Free/busy of the lapsed relationships' people over the booking range: batched per
     account as the engine asks, or one request per pair, one at a time."""
-    from agent.model import Interval
+    from agent.core.model import Interval
 
     span = Interval(NOW + timedelta(days=1), NOW + timedelta(days=18))
     people = engine.settings.people

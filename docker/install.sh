@@ -13,4 +13,4 @@ python=${PYTHON:-python3}
 "$venv/bin/pip" install --no-cache-dir --quiet --disable-pip-version-check "$source_dir"
 # the entry point exists and imports every module it needs at start
 "$venv/bin/cadence" --help >/dev/null
-"$venv/bin/python" -c "import agent.service, agent.report_html, agent.connectors.google, agent.connectors.microsoft, agent.connectors.caldav, agent.connectors.smtp"
+"$venv/bin/python" -c "import agent.app.service, agent.views.report_html, agent.connectors.google, agent.connectors.microsoft, agent.connectors.caldav, agent.connectors.smtp"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
-from agent.demo import create_workspace
+from agent.app.demo import create_workspace
+from agent.settings import config
 from tests.environ import is_host_variable
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agent.durations import parse_spans
-from agent.model import (
+from agent.core.durations import parse_spans
+from agent.core.model import (
     Attendee,
     Booking,
     Event,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.model import Interval
+from agent.core.model import Interval
 from benchmarks import org as bench
 
 SIZE = 100

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.lock import TickLock
-from agent.store import Store
+from agent.app.cli import app
+from agent.app.lock import TickLock
+from agent.store.sqlite import Store
 
 NOW = "2026-11-23T14:00:00+00:00"
 runner = CliRunner()
@@ -185,7 +185,7 @@ def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from agent.lock import TickLock; "
+            "import sys, time; from pathlib import Path; from agent.app.lock import TickLock; "
             "TickLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
             str(store),
         ],
@@ -193,7 +193,7 @@ def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path: Path) -> None:
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    from agent.lock import Busy
+    from agent.app.lock import Busy
 
     with pytest.raises(Busy):
         TickLock(store).acquire()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import plan as idp
-from agent.demo import PLANS
-from agent.model import Relationship
+from agent.app.demo import PLANS
+from agent.core.model import Relationship
 from agent.rules import messages, replies
+from agent.settings import idp as idp
 from tests.factories import person, relationship
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tue 10:00 in Berlin
@@ -27,7 +27,7 @@ def plan(tmp_path: Path) -> idp.Plan:
 
 
 def mentor() -> Relationship:
-    from agent.model import Program, Series
+    from agent.core.model import Program, Series
 
     one = Series("one_on_one", timedelta(days=30), timedelta(minutes=30), "Mentoring: x")
     return Relationship(person("ana"), person("chloe"), "mentor", Program("mentoring", (one,)))

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors.local import LocalCalendar
-from agent.engine import Engine
-from agent.model import Interval
-from agent.store import Store
+from agent.core.model import Interval
+from agent.settings import config
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests.factories import at, person
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ics"

@@ -16,8 +16,8 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent.demo import create_workspace, write_reply
-from agent.store import Store
+from agent.app.demo import create_workspace, write_reply
+from agent.store.sqlite import Store
 from tests.conftest import NOW
 
 ENV_KILL = "CADENCE_KILL_AT"
@@ -37,7 +37,7 @@ def run_once(
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "agent.app.cli",
             "run",
             "--once",
             "--config",

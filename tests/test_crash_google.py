@@ -8,7 +8,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.store import Store
+from agent.store.sqlite import Store
 from tests.google.harness import workspace
 from tests.google.test_tick import PROGRAMS
 from tests.test_crash import run_once, tally

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.store import Store
+from agent.store.sqlite import Store
 from tests.environ import clean_environ
 from tests.microsoft.fixtures import graph_event, people
 from tests.microsoft.server import GraphServer

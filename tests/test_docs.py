@@ -7,8 +7,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from agent.cli import app
-from agent.config import ConfigFile
+from agent.app.cli import app
+from agent.settings.config import ConfigFile
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import icalendar
 
-from agent import config
-from agent.engine import Engine
-from agent.store import Store
+from agent.settings import config
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests.conftest import NOW
 from tests.test_scheduling import ANA_BEN, booking, decline, edit
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.app.cli import app
 
 NOW = "2026-11-23T14:00:00+00:00"
 runner = CliRunner()

@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from agent import config, plan
-from agent.cli import app
+from agent.app.cli import app
+from agent.app.demo import PLANS, create_workspace
 from agent.connectors.base import ConfigError
-from agent.demo import PLANS, create_workspace
+from agent.settings import config
+from agent.settings import idp as plan
 from tests.conftest import NOW
 
 LINE = re.compile(r"^.+:\d+: .+: .+$")

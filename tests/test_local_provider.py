@@ -8,10 +8,11 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent import faults, ical
 from agent.connectors.base import PermanentError
 from agent.connectors.local import LocalCalendar, OutboxMailer
-from agent.model import EventDraft, Interval, Invitation, OutgoingMail, PartStat
+from agent.core import faults
+from agent.core.model import EventDraft, Interval, Invitation, OutgoingMail, PartStat
+from agent.formats import ical
 from tests.factories import at, person
 
 WINDOW = Interval(at("2026-01-01T00:00:00+00:00"), at("2027-06-01T00:00:00+00:00"))

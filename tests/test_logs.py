@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import config, logs
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine
+from agent.core import logs
+from agent.settings import config
+from agent.tick.engine import Engine
 from tests.conftest import NOW
 
 
@@ -85,7 +86,7 @@ def test_auto_format_is_text_on_a_terminal_and_json_on_a_pipe(workspace: Path) -
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "agent.cli", "run", "--once", "--config", str(workspace)]
+    args = [sys.executable, "-m", "agent.app.cli", "run", "--once", "--config", str(workspace)]
     args += ["--now", "2026-11-23T14:00:00+00:00", "-v"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
     master, slave = pty.openpty()

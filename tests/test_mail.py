@@ -5,10 +5,10 @@ from datetime import timedelta
 from email import policy
 from pathlib import Path
 
-from agent import config
-from agent.engine import Engine
 from agent.rules import messages
-from agent.store import Store
+from agent.settings import config
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests.conftest import NOW
 from tests.factories import relationship
 
@@ -24,7 +24,7 @@ def body(msg: email.message.EmailMessage, kind: str) -> str:
 
 
 def test_agenda_follows_the_stage_and_quotes_the_plan(workspace: Path) -> None:
-    from agent import plan as idp
+    from agent.settings import idp as idp
 
     rel = relationship()
     plan = idp.load(workspace.parent / "plans" / "ana.yaml")
@@ -50,7 +50,7 @@ def test_agenda_follows_the_stage_and_quotes_the_plan(workspace: Path) -> None:
 
 
 def test_calendar_and_plan_text_is_escaped_in_html(tmp_path: Path) -> None:
-    from agent import plan as idp
+    from agent.settings import idp as idp
 
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from agent import config
-from agent import plan as idp
-from agent.cli import app
-from agent.demo import write_reply
-from agent.engine import Engine
-from agent.store import Store
+from agent.app.cli import app
+from agent.app.demo import write_reply
+from agent.settings import config
+from agent.settings import idp as idp
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests.conftest import NOW
 
 runner = CliRunner()
@@ -159,7 +159,7 @@ def test_demo_answers_a_recap_and_says_where_everything_is(tmp_path: Path) -> No
 def test_review_packet_escapes_plan_and_reply_text(workspace: Path) -> None:
     from datetime import UTC, datetime
 
-    from agent import packet
+    from agent.views import packet
 
     plan = workspace.parent / "plans" / "farid.yaml"
     plan.write_text(plan.read_text().replace("Become a staff engineer", "Staff <script>x</script>"))

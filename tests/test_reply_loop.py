@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
-from agent.demo import write_reply
-from agent.engine import Engine
-from agent.mailing import message_id
-from agent.model import OutgoingMail, SentMail
-from agent.store import Store
+from agent.app.demo import write_reply
+from agent.core.model import OutgoingMail, SentMail
+from agent.settings import config
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
+from agent.tick.mailing import message_id
 from tests.conftest import NOW
 
 

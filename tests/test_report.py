@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent import config, report
-from agent.cli import app
+from agent.app.cli import app
 from agent.rules.classify import Meeting, Status
+from agent.settings import config
+from agent.views import report
 
 NOW = "2026-11-23T14:00:00+00:00"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -244,7 +245,7 @@ def main() -> None:  # pragma: no cover - `make screenshots`
     """Refresh docs/screenshots/report.png from the demo workspace."""
     import tempfile
 
-    from agent.demo import create_workspace
+    from agent.app.demo import create_workspace
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

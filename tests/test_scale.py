@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agent.model import Attendee, Changes, Event, Interval, PartStat
-from agent.ratelimit import TokenBucket
-from agent.store import Store
+from agent.core.model import Attendee, Changes, Event, Interval, PartStat
+from agent.core.ratelimit import TokenBucket
+from agent.store.sqlite import Store
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 WINDOW = Interval(NOW - timedelta(days=400), NOW + timedelta(days=100))

@@ -11,10 +11,11 @@ from typing import Any
 import icalendar
 from typer.testing import CliRunner
 
-from agent import config, ical
-from agent.cli import app
-from agent.engine import Engine, TickReport
-from agent.store import Store
+from agent.app.cli import app
+from agent.formats import ical
+from agent.settings import config
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine, TickReport
 from tests.conftest import NOW
 
 ANA_BEN = "ana@acme.example/ben@acme.example"

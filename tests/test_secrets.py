@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine, TickReport
+from agent.settings import config
+from agent.tick.engine import Engine, TickReport
 from tests.google.harness import workspace as google_workspace
 from tests.google.test_tick import PROGRAMS
 from tests.microsoft.server import GraphServer

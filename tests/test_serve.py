@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
+from agent.store.sqlite import Store
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -19,7 +19,7 @@ def test_serve_ticks_at_start_and_stops_cleanly(workspace: Path, sig: signal.Sig
     # no health endpoint: the default port may be taken on a shared machine
     workspace.write_text(workspace.read_text() + "\nservice:\n  port: 0\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "serve", "--config", str(workspace)],
+        [sys.executable, "-m", "agent.app.cli", "serve", "--config", str(workspace)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -66,7 +66,7 @@ def test_sigterm_mid_tick_finishes_the_tick_and_a_restart_is_quiet(
         "CADENCE_PAUSE_SECONDS": "2",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "serve", "--config", str(workspace)],
+        [sys.executable, "-m", "agent.app.cli", "serve", "--config", str(workspace)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -91,7 +91,7 @@ def test_sigterm_mid_tick_finishes_the_tick_and_a_restart_is_quiet(
     assert last is not None and last["status"] == "ok" and last["finished_at"]
     assert statuses <= {"booked", "sent"}
     again = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "run", "--once", "--config", str(workspace)],
+        [sys.executable, "-m", "agent.app.cli", "run", "--once", "--config", str(workspace)],
         env={k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")},
         capture_output=True,
         text=True,

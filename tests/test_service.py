@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agent.health import Health
+from agent.app.health import Health
 
 
 def free_port() -> int:
@@ -53,7 +53,7 @@ def serving(config: Path, *extra: str) -> Iterator[subprocess.Popen[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
     env.pop("http_proxy", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "serve", "--config", str(config), *extra],
+        [sys.executable, "-m", "agent.app.cli", "serve", "--config", str(config), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -177,7 +177,7 @@ def test_healthz_turns_503_after_failed_ticks(workspace: Path) -> None:
 def cadence_health(config: Path) -> subprocess.CompletedProcess[str]:
     """The container's HEALTHCHECK command."""
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "health", "--config", str(config)],
+        [sys.executable, "-m", "agent.app.cli", "health", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -217,7 +217,7 @@ def test_health_is_stale_after_three_intervals() -> None:
 def test_serve_check_validates_and_exits(workspace: Path) -> None:
     config, port = configure(workspace)
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "serve", "--check", "--config", str(config)],
+        [sys.executable, "-m", "agent.app.cli", "serve", "--check", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -227,7 +227,7 @@ def test_serve_check_validates_and_exits(workspace: Path) -> None:
     bad = workspace.with_name("bad.yaml")
     bad.write_text(workspace.read_text().replace(f"port: {port}", "port: 70000"))
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "serve", "--check", "--config", str(bad)],
+        [sys.executable, "-m", "agent.app.cli", "serve", "--check", "--config", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -243,7 +243,7 @@ def test_port_taken_is_a_clear_error(workspace: Path) -> None:
         text = workspace.read_text() + f"\nservice:\n  port: {port}\n"
         workspace.write_text(text)
         done = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "serve", "--config", str(workspace)],
+            [sys.executable, "-m", "agent.app.cli", "serve", "--config", str(workspace)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -253,8 +253,8 @@ def test_port_taken_is_a_clear_error(workspace: Path) -> None:
 
 
 def test_throttle_waits_and_provider_calls_are_counted() -> None:
-    from agent import metrics
     from agent.connectors.base import PermanentError, RetryPolicy, TransientError
+    from agent.tick import metrics
 
     class Calendar:
         sends_invitations = False

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine
+from agent.tick.engine import Engine
 from tests import chaos
 from tests.google.harness import workspace
 
@@ -112,7 +112,7 @@ def _history(relationships: int, leaders: int, add: Any) -> None:
 
 def _uncertain(settings: Any) -> int:
     """Mails whose send was interrupted where the provider cannot tell if it went out."""
-    from agent.store import Store
+    from agent.store.sqlite import Store
 
     store = Store(settings.store)
     try:
@@ -201,7 +201,7 @@ people:
 
 
 def run_graph(tmp: Path, relationships: int, ticks: int, rate: float) -> Outcome:
-    from agent import config
+    from agent.settings import config
     from tests.microsoft.fixtures import graph_event
     from tests.microsoft.server import GraphServer
 

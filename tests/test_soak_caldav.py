@@ -29,9 +29,9 @@ from pathlib import Path
 import icalendar
 import niquests
 
-from agent import config
-from agent.ical import KEY_PROPERTY
-from agent.store import Store
+from agent.formats.ical import KEY_PROPERTY
+from agent.settings import config
+from agent.store.sqlite import Store
 from tests.caldav.servers import Radicale, SmtpSink, client_ics
 from tests.test_soak import Clock, Outcome, _history, _org, _ticks, size
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from exchangelib.protocol import Protocol
 
-from agent import config
 from agent.connectors.exchange import KEY_NAME, KEY_SET
+from agent.settings import config
 from tests.exchange.server import CHAOS_KINDS, EwsServer
 from tests.test_soak import Clock, Outcome, _history, _mails, _org, _ticks, _uncertain, size
 

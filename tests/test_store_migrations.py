@@ -9,8 +9,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from agent import store as store_mod
-from agent.store import SCHEMA_VERSION, Store
+from agent.store import sqlite as store_mod
+from agent.store.sqlite import SCHEMA_VERSION, Store
 
 
 def test_a_version_2_store_gains_replies_and_actions_and_keeps_its_rows(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.connectors.base import Calendar, ConfigError, Mailer, RetryPolicy
-from agent.model import Person
+from agent.core.model import Person
 
 if TYPE_CHECKING:
-    from agent.config import Settings
+    from agent.settings.config import Settings
 
 PROVIDERS = {
     "local": "agent.connectors.local",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
-from agent.model import (
+from agent.core.model import (
     Changes,
     Event,
     EventDraft,

@@ -43,7 +43,6 @@ from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from icalendar.cal import Component
 
-from agent import ical
 from agent.connectors.base import (
     Calendar,
     ConfigError,
@@ -66,7 +65,7 @@ from agent.connectors.caldav_ical import (
 )
 from agent.connectors.caldav_replies import ReplyCollector
 from agent.connectors.smtp import ImapReader, SmtpMailer, secret_from_env
-from agent.model import (
+from agent.core.model import (
     Changes,
     Event,
     EventDraft,
@@ -75,12 +74,13 @@ from agent.model import (
     Skipped,
     SyncToken,
 )
+from agent.formats import ical
 
 if TYPE_CHECKING:
     from caldav.response import DAVResponse
 
-    from agent.config import CalDAVAccount
     from agent.connectors import Context
+    from agent.settings.config import CalDAVAccount
 
 KEY_PROPERTY = ical.KEY_PROPERTY
 #: a full sync expands events this far past the window's end, so that the window can

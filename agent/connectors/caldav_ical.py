@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 import icalendar
 from icalendar.cal import Component
 
-from agent import ical
 from agent.connectors.base import PermanentError
-from agent.model import Event, EventDraft, Interval, Person
+from agent.core.model import Event, EventDraft, Interval, Person
+from agent.formats import ical
 
 
 def draft_ics(draft: EventDraft, now: datetime) -> str:
     """Return the calendar object resource (no METHOD) for a booking.
 
-    The VEVENT is the core's (``agent.ical``); attendees get ``SCHEDULE-AGENT=CLIENT``
+    The VEVENT is the core's (``agent.formats.ical``); attendees get ``SCHEDULE-AGENT=CLIENT``
     because Cadence mails the invitation itself and a scheduling server (RFC 6638) must
     not send a second one.
     """

@@ -22,7 +22,7 @@ from icalendar.cal import Component
 from agent.connectors.base import CadenceError
 from agent.connectors.caldav_ical import sequence_of
 from agent.connectors.smtp import ImapReader, ItipReply
-from agent.model import Event, Person
+from agent.core.model import Event, Person
 
 if TYPE_CHECKING:
     from agent.connectors.caldav import CalDAVCalendar

@@ -72,8 +72,6 @@ from exchangelib.properties import DistinguishedFolderId
 from exchangelib.protocol import Protocol
 from exchangelib.protocol import RetryPolicy as EwsRetryPolicy
 
-from agent import mime
-from agent.config import ExchangeAccount
 from agent.connectors import Context
 from agent.connectors.base import (
     ConfigError,
@@ -83,10 +81,10 @@ from agent.connectors.base import (
     TransientError,
     ensure_own,
 )
-from agent.model import (
+from agent.core.model import (
     Attendee as CadenceAttendee,
 )
-from agent.model import (
+from agent.core.model import (
     Changes,
     Event,
     EventDraft,
@@ -98,6 +96,8 @@ from agent.model import (
     Skipped,
     SyncToken,
 )
+from agent.formats import mime
+from agent.settings.config import ExchangeAccount
 
 log = logging.getLogger("cadence.exchange")
 T = TypeVar("T")

@@ -50,7 +50,6 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
-from agent import mime
 from agent.connectors.base import (
     CadenceError,
     ConfigError,
@@ -60,7 +59,7 @@ from agent.connectors.base import (
     TransientError,
     ensure_own,
 )
-from agent.model import (
+from agent.core.model import (
     Attendee,
     Changes,
     Event,
@@ -73,10 +72,11 @@ from agent.model import (
     Skipped,
     SyncToken,
 )
+from agent.formats import mime
 
 if TYPE_CHECKING:
-    from agent.config import GoogleAccount, Settings
     from agent.connectors import Context
+    from agent.settings.config import GoogleAccount, Settings
 
 SCOPE = "https://www.googleapis.com/auth/"
 SCOPE_EVENTS = SCOPE + "calendar.events"

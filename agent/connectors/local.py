@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from agent import faults, ical, mime
 from agent.connectors import Context
 from agent.connectors.base import IncomingMail, PermanentError, ensure_own
-from agent.model import (
+from agent.core import faults
+from agent.core.model import (
     Changes,
     Event,
     EventDraft,
@@ -37,6 +37,7 @@ from agent.model import (
     Skipped,
     SyncToken,
 )
+from agent.formats import ical, mime
 
 #: the write to several calendar files in progress (see ``LocalCalendar._write_all``)
 JOURNAL = ".cadence.journal"

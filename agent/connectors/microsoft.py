@@ -40,7 +40,6 @@ from email.utils import format_datetime, formataddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.config import MicrosoftAccount
 from agent.connectors import Context
 from agent.connectors.base import CursorExpired, IncomingMail, PermanentError, ensure_own
 from agent.connectors.microsoft_graph import (
@@ -50,7 +49,7 @@ from agent.connectors.microsoft_graph import (
     device_code_login,
     login,
 )
-from agent.model import (
+from agent.core.model import (
     Attendee,
     Changes,
     Event,
@@ -65,6 +64,7 @@ from agent.model import (
     SyncToken,
     WorkingHours,
 )
+from agent.settings.config import MicrosoftAccount
 
 try:  # the CLDR Windows → IANA table that ships with icalendar
     from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON

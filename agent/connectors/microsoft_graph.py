@@ -25,7 +25,6 @@ from typing import Any
 import msal
 import requests
 
-from agent.config import MicrosoftAccount
 from agent.connectors.base import (
     ConfigError,
     CursorExpired,
@@ -33,6 +32,7 @@ from agent.connectors.base import (
     RetryPolicy,
     TransientError,
 )
+from agent.settings.config import MicrosoftAccount
 
 #: Delegated scopes for the single-person flow; Cadence reads no mail unless a program
 #: collects replies to recaps, which adds READ_SCOPE.
@@ -470,7 +470,7 @@ def device_code_login(
 def login(settings: Any, account: str | None = None, *, show: Callable[[str], None] = print) -> str:
     """``cadence auth microsoft``: sign the person in for the named (or only) account.
 
-    ``settings`` is :class:`agent.config.Settings`. Return the signed-in username; raise
+    ``settings`` is :class:`agent.settings.config.Settings`. Return the signed-in username; raise
     ConfigError when no microsoft account (or more than one, without ``account``) exists.
     """
     names = [n for n, a in settings.accounts.items() if getattr(a, "provider", "") == "microsoft"]

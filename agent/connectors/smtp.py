@@ -1,6 +1,6 @@
 """SMTP mail with iTIP invitations: the ``Mailer`` of the caldav provider, reusable by others.
 
-Messages are built by the core (``agent.mime``): RFC 5322 with a
+Messages are built by the core (``agent.formats.mime``): RFC 5322 with a
 ``multipart/alternative`` of text and HTML. When the mail carries an invitation, a
 ``text/calendar`` part whose ``method`` parameter equals the iCalendar METHOD (RFC 6047)
 joins the alternative, and the same object is attached as ``invite.ics`` for mail
@@ -33,12 +33,12 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
-from agent import mime
 from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
-from agent.model import OutgoingMail, PartStat, SentMail
+from agent.core.model import OutgoingMail, PartStat, SentMail
+from agent.formats import mime
 
 if TYPE_CHECKING:
-    from agent.config import ImapSettings, SmtpSettings
+    from agent.settings.config import ImapSettings, SmtpSettings
 
 #: an addr-spec without whitespace, angle brackets or control characters
 _ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"@\x00-\x1f\x7f]+@[^\s<>()\[\]\\,;:\"@\x00-\x1f\x7f]+$")
@@ -109,7 +109,7 @@ def _mailbox(name: str, address: str) -> str:
 def build_message(
     mail: OutgoingMail, *, envelope_from: str | None = None, now: datetime | None = None
 ) -> EmailMessage:
-    """Build the RFC 5322 message for ``mail`` with the core's builder (``agent.mime``).
+    """Build the RFC 5322 message for ``mail`` with the core's builder (``agent.formats.mime``).
 
     Addresses, message ids, header names and the iTIP method are checked first and
     refused (PermanentError) rather than folded, since a folded address would reach the

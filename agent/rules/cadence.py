@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from agent.durations import format_duration
-from agent.model import Relationship, Series, booking_key
+from agent.core.durations import format_duration
+from agent.core.model import Relationship, Series, booking_key
 from agent.rules.classify import Meeting, Status
 
 

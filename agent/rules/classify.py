@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.model import Event, Relationship
+from agent.core.model import Event, Relationship
 
 
 class Status(enum.StrEnum):

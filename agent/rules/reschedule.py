@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.durations import format_duration
+from agent.core.durations import format_duration
 from agent.rules.cadence import SeriesState
 from agent.rules.classify import Meeting, Status
 

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import holidays
 
-from agent.model import WEEKDAYS, Interval, Person, Span
+from agent.core.model import WEEKDAYS, Interval, Person, Span
 
 _EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday, midnight UTC
 

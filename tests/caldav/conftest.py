@@ -11,7 +11,7 @@ import pytest
 
 from agent.connectors.base import RetryPolicy
 from agent.connectors.caldav import CalDAVCalendar, make_client
-from agent.model import Person, Span, WorkingHours
+from agent.core.model import Person, Span, WorkingHours
 from tests.caldav.servers import Radicale, SmtpSink
 
 

@@ -13,7 +13,7 @@ from agent.connectors.base import PermanentError, RetryPolicy, TransientError
 from agent.connectors.caldav import CalDAVCalendar, make_client
 from agent.connectors.caldav_replies import ReplyCollector
 from agent.connectors.smtp import ImapReader
-from agent.model import EventDraft, Interval, PartStat, Person
+from agent.core.model import EventDraft, Interval, PartStat, Person
 from tests.caldav.servers import Radicale, client_ics, free_port
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -14,7 +14,7 @@ import pytest
 from agent.connectors.base import RetryPolicy, TransientError
 from agent.connectors.caldav import CalDAVCalendar, make_client
 from agent.connectors.smtp import SmtpMailer
-from agent.model import Person
+from agent.core.model import Person
 from tests.caldav.servers import CHAOS_KINDS, SMTP_CHAOS_KINDS, Radicale, SmtpSink
 from tests.caldav.test_bookings import draft, objects
 from tests.caldav.test_smtp import mail

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors import Context, connect
 from agent.connectors.base import ConfigError, PermanentError, RetryPolicy
 from agent.connectors.caldav import CalDAVCalendar
 from agent.connectors.smtp import SmtpMailer
-from agent.model import EventDraft, Interval, OutgoingMail
+from agent.core.model import EventDraft, Interval, OutgoingMail
+from agent.settings import config
 from tests.caldav.servers import Radicale, SmtpSink
 from tests.connectors.backends.caldav import PASSWORD_ENV, backend, write_config
 

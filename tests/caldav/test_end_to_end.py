@@ -13,10 +13,10 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent import config
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine
-from agent.model import Interval
+from agent.core.model import Interval
+from agent.settings import config
+from agent.tick.engine import Engine
 from tests.caldav.servers import DOVECOT, Dovecot, Radicale, SmtpSink, client_ics
 from tests.connectors.backends.caldav import PASSWORD_ENV, write_config
 

@@ -15,7 +15,7 @@ from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, Tran
 from agent.connectors.caldav import CalDAVCalendar
 from agent.connectors.caldav_replies import ReplyCollector
 from agent.connectors.smtp import ImapReader, itip_replies
-from agent.model import EventDraft, PartStat, Person
+from agent.core.model import EventDraft, PartStat, Person
 from tests.caldav.servers import DOVECOT, Dovecot, Radicale, free_port, tls_files
 
 pytestmark = pytest.mark.skipif(
@@ -161,7 +161,7 @@ def test_declined_answer_is_recorded_on_the_organizers_event(
     calendar.replies = collector
 
     window_start = start - timedelta(days=30)
-    from agent.model import Interval
+    from agent.core.model import Interval
 
     changes = calendar.changes(ben, None, Interval(window_start, start + timedelta(days=30)))
     (event,) = [e for e in changes.events if e.key == key]

@@ -10,10 +10,10 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent.config import SmtpSettings
 from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
 from agent.connectors.smtp import SmtpMailer, build_message, secret_from_env
-from agent.model import Invitation, OutgoingMail
+from agent.core.model import Invitation, OutgoingMail
+from agent.settings.config import SmtpSettings
 from tests.caldav.servers import SmtpSink, free_port, tls_pair
 
 UID = "0123456789abcdef0123456789abcdef@cadence"

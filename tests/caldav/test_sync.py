@@ -10,7 +10,7 @@ import pytest
 
 from agent.connectors.base import CursorExpired, RetryPolicy
 from agent.connectors.caldav import HORIZON_SLACK, CalDAVCalendar, _Cursor, make_client
-from agent.model import Interval, PartStat, Person
+from agent.core.model import Interval, PartStat, Person
 from tests.caldav.servers import Radicale, client_ics
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -16,7 +16,7 @@ import pytest
 
 import tests.connectors.backends as backends_pkg
 from agent.connectors.base import PermanentError
-from agent.model import EventDraft, Interval, OutgoingMail
+from agent.core.model import EventDraft, Interval, OutgoingMail
 
 NAMES = sorted(m.name for m in pkgutil.iter_modules(backends_pkg.__path__))
 WINDOW = Interval(datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 31, tzinfo=UTC))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
-from agent.model import Person
+from agent.core.model import Person
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer
 

@@ -10,10 +10,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from agent.config import ExchangeAccount
 from agent.connectors.base import RetryPolicy
 from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
-from agent.model import Person, Span, WorkingHours
+from agent.core.model import Person, Span, WorkingHours
+from agent.settings.config import ExchangeAccount
 from tests.connectors.backends import reparsed
 from tests.environ import clean_environ
 from tests.exchange.server import EwsServer

@@ -9,7 +9,7 @@ import pytest
 
 from agent.connectors.base import PermanentError
 from agent.connectors.exchange import ExchangeCalendar
-from agent.model import Interval, Person
+from agent.core.model import Interval, Person
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer, t
 

@@ -17,7 +17,7 @@ from exchangelib.protocol import Protocol
 
 from agent.connectors.base import ConfigError, PermanentError, TransientError
 from agent.connectors.exchange import Ews, ExchangeCalendar
-from agent.model import Interval, Person
+from agent.core.model import Interval, Person
 from tests.exchange import fixtures
 from tests.exchange.server import CHAOS_KINDS, EwsServer
 from tests.test_soak import Clock

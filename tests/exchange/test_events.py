@@ -10,7 +10,7 @@ import pytest
 
 from agent.connectors.base import PermanentError, RetryPolicy
 from agent.connectors.exchange import KEY_NAME, KEY_SET, ExchangeCalendar
-from agent.model import EventDraft, Interval, PartStat, Person
+from agent.core.model import EventDraft, Interval, PartStat, Person
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer, t
 

@@ -10,7 +10,7 @@ import pytest
 
 from agent.connectors.base import PermanentError
 from agent.connectors.exchange import ExchangeMailer
-from agent.model import Invitation, OutgoingMail, Person
+from agent.core.model import Invitation, OutgoingMail, Person
 from tests.exchange.server import EwsServer, t
 
 ICS = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:k@cadence\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"

@@ -11,7 +11,7 @@ from exchangelib.protocol import Protocol
 
 from agent.connectors.base import RetryPolicy, TransientError
 from agent.connectors.exchange import ExchangeCalendar, ExchangeMailer
-from agent.model import Person
+from agent.core.model import Person
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer
 from tests.exchange.test_events import KEY, draft
@@ -90,7 +90,7 @@ def test_exchangelibs_own_back_off_still_waits_out_a_read(
 ) -> None:
     from datetime import UTC, datetime
 
-    from agent.model import Interval
+    from agent.core.model import Interval
 
     server.lose_response("FindItem")
     cal = ExchangeCalendar(fixtures.ews(server, ca, max_wait="60s"), staff)

@@ -8,7 +8,7 @@ import pytest
 
 from agent.connectors.base import CursorExpired
 from agent.connectors.exchange import ExchangeCalendar
-from agent.model import Interval, PartStat, Person
+from agent.core.model import Interval, PartStat, Person
 from tests.exchange.server import EwsServer
 
 WINDOW = Interval(datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 31, tzinfo=UTC))

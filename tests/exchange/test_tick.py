@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine
+from agent.settings import config
+from agent.tick.engine import Engine
 from tests import programs
 from tests.exchange.fixtures import people, server_for
 from tests.exchange.server import EwsServer

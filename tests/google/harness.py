@@ -12,12 +12,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from agent import config
-from agent.config import Settings
 from agent.connectors import Context
 from agent.connectors import google as connector
 from agent.connectors.base import RetryPolicy
-from agent.model import Person
+from agent.core.model import Person
+from agent.settings import config
+from agent.settings.config import Settings
 from tests.environ import clean_environ
 from tests.google.server import GoogleServer
 

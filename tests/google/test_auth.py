@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors import google
 from agent.connectors.base import PermanentError
-from agent.model import Interval
+from agent.core.model import Interval
+from agent.settings import config
 from tests.environ import clean_environ
 from tests.google.harness import Workspace, account_yaml, people_yaml, write_secret
 from tests.google.server import AuthorizedUser, GoogleServer

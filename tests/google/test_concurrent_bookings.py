@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from agent.connectors.google import GoogleCalendar
-from agent.engine import Engine
-from agent.store import Store
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests.google.harness import workspace
 from tests.test_soak import NOW, _history, _org
 

@@ -14,7 +14,7 @@ import pytest
 
 from agent.connectors import google
 from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
-from agent.model import Interval
+from agent.core.model import Interval
 from tests.google.harness import Workspace, workspace, write_secret
 
 T = datetime(2026, 12, 1, 13, tzinfo=UTC)
@@ -216,7 +216,7 @@ def test_authorized_user_token_is_refreshed_and_saved_0600(tmp_path: Path) -> No
         ws.path.write_text(
             ws.path.read_text().replace("credentials: key.json", "credentials: token.json")
         )
-        from agent import config
+        from agent.settings import config
 
         ws.settings = config.load(ws.path)
         cal, _ = ws.connect()
@@ -257,7 +257,7 @@ def test_revoked_user_token_says_how_to_fix_it(tmp_path: Path) -> None:
         ws.path.write_text(
             ws.path.read_text().replace("credentials: key.json", "credentials: token.json")
         )
-        from agent import config
+        from agent.settings import config
 
         ws.settings = config.load(ws.path)
         cal, _ = ws.connect()

@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.engine import Engine
-from agent.store import Store
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests.google.harness import workspace
 from tests.test_soak import NOW, _history, _org
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.connectors.base import PermanentError, TransientError
-from agent.model import Invitation, OutgoingMail
+from agent.core.model import Invitation, OutgoingMail
 from tests.google.harness import Workspace, workspace
 
 AGENDA = OutgoingMail(

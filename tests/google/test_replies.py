@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors import google
 from agent.connectors.base import (
     IncomingMail,
@@ -20,9 +19,10 @@ from agent.connectors.base import (
     RetryPolicy,
     TransientError,
 )
-from agent.engine import Engine
-from agent.model import OutgoingMail
-from agent.store import Store
+from agent.core.model import OutgoingMail
+from agent.settings import config
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests.google.harness import Workspace, workspace, write_secret
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday

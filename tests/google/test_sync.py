@@ -8,7 +8,7 @@ import pytest
 
 from agent.connectors import google
 from agent.connectors.base import CursorExpired
-from agent.model import Interval, PartStat
+from agent.core.model import Interval, PartStat
 from tests.google.harness import Workspace
 
 T = datetime(2026, 12, 1, 13, tzinfo=UTC)

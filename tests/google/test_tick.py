@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine
+from agent.tick.engine import Engine
 from tests.google.harness import workspace
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday

@@ -10,7 +10,7 @@ import pytest
 import trustme
 
 from agent.connectors.base import ConfigError, PermanentError
-from agent.model import Interval
+from agent.core.model import Interval
 from tests.google.harness import workspace
 
 WINDOW = Interval(datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 8, tzinfo=UTC))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.connectors.base import PermanentError
-from agent.model import Event, EventDraft, Interval, PartStat, booking_key
+from agent.core.model import Event, EventDraft, Interval, PartStat, booking_key
 from tests.google.harness import Workspace, workspace
 
 T = datetime(2026, 12, 1, 13, tzinfo=UTC)
@@ -265,7 +265,7 @@ def test_a_proxy_endpoint_receives_every_request_batches_included(tmp_path) -> N
         ws.path.write_text(
             ws.path.read_text().replace(srv.endpoints["calendar"], srv.url + "gw/cal/")
         )
-        from agent import config
+        from agent.settings import config
 
         ws.settings = config.load(ws.path)
         cal, _ = ws.connect()

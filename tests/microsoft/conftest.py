@@ -8,7 +8,7 @@ import pytest
 
 from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer
 from agent.connectors.microsoft_graph import Graph
-from agent.model import Person
+from agent.core.model import Person
 from tests.microsoft import fixtures
 from tests.microsoft.server import GraphServer
 

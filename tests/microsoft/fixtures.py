@@ -10,11 +10,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from agent.config import MicrosoftAccount
 from agent.connectors.base import RetryPolicy
 from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, format_dtz
 from agent.connectors.microsoft_graph import Graph
-from agent.model import Person, Span, WorkingHours
+from agent.core.model import Person, Span, WorkingHours
+from agent.settings.config import MicrosoftAccount
 from tests import programs
 from tests.connectors.backends import reparsed
 from tests.environ import clean_environ

@@ -25,7 +25,7 @@ from agent.connectors.microsoft_graph import (
     delegated_scopes,
     device_code_login,
 )
-from agent.model import Interval, Person
+from agent.core.model import Interval, Person
 from tests.microsoft import fixtures
 from tests.microsoft.conftest import NOW
 from tests.microsoft.server import GraphServer
@@ -293,8 +293,8 @@ def test_retry_after_is_honoured_per_mailbox_across_calls(
 def test_login_picks_the_microsoft_account_of_the_config(
     server: GraphServer, ca: Path, staff: list[Person], tmp_path: Path
 ) -> None:
-    from agent import config
     from agent.connectors.microsoft import login
+    from agent.settings import config
 
     path = tmp_path / "cadence.yaml"
     path.write_text(

@@ -9,7 +9,7 @@ import pytest
 
 from agent.connectors.base import PermanentError, RetryPolicy
 from agent.connectors.microsoft import MicrosoftCalendar
-from agent.model import Interval, Person
+from agent.core.model import Interval, Person
 from tests.microsoft import fixtures
 from tests.microsoft.conftest import NOW
 from tests.microsoft.fixtures import graph_event

@@ -10,7 +10,7 @@ import pytest
 
 from agent.connectors.base import PermanentError, RetryPolicy
 from agent.connectors.microsoft import KEY_PROPERTY, MicrosoftCalendar
-from agent.model import EventDraft, Interval, Person, booking_key
+from agent.core.model import EventDraft, Interval, Person, booking_key
 from tests.microsoft import fixtures
 from tests.microsoft.conftest import NOW
 from tests.microsoft.fixtures import graph_event

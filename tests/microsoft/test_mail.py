@@ -8,7 +8,7 @@ import pytest
 
 from agent.connectors.base import PermanentError
 from agent.connectors.microsoft import MicrosoftMailer
-from agent.model import Invitation, OutgoingMail, Person
+from agent.core.model import Invitation, OutgoingMail, Person
 from tests.microsoft import fixtures
 from tests.microsoft.server import GraphServer
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine
+from agent.settings import config
+from agent.tick.engine import Engine
 from tests.microsoft.fixtures import graph_event, people, write_config
 from tests.microsoft.server import GraphServer
 from tests.microsoft.test_tick import CONFIG, NOW, SECRET_ENV

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from agent import config
 from agent.connectors.base import PermanentError, ReplyReader, RetryPolicy, TransientError
 from agent.connectors.microsoft import MicrosoftMailer
 from agent.connectors.microsoft_graph import Graph, delegated_scopes, device_code_login
-from agent.engine import Engine
-from agent.model import Person
-from agent.store import Store
+from agent.core.model import Person
+from agent.settings import config
+from agent.store.sqlite import Store
+from agent.tick.engine import Engine
 from tests import programs
 from tests.microsoft import fixtures
 from tests.microsoft.fixtures import ACCOUNT_SETTINGS, add_deep_dives, people, write_config

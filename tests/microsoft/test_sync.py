@@ -10,7 +10,7 @@ import pytest
 
 from agent.connectors.base import CursorExpired
 from agent.connectors.microsoft import MicrosoftCalendar
-from agent.model import Interval, PartStat, Person
+from agent.core.model import Interval, PartStat, Person
 from tests.microsoft.conftest import NOW
 from tests.microsoft.fixtures import graph_event
 from tests.microsoft.server import GraphServer

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.connectors.base import RetryPolicy
-from agent.engine import Engine
+from agent.settings import config
+from agent.tick.engine import Engine
 from tests import programs
 from tests.microsoft.fixtures import (
     ACCOUNT_SETTINGS,

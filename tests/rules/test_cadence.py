@@ -281,7 +281,7 @@ def test_candidates_keep_an_untagged_copy_of_a_booking() -> None:
     partner's decline."""
     from dataclasses import replace
 
-    from agent.model import Attendee, PartStat
+    from agent.core.model import Attendee, PartStat
 
     rel = relationship()
     start = NOW + timedelta(days=2)

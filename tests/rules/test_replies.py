@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import plan as idp
 from agent.rules import replies
 from agent.rules.replies import Action, Item
+from agent.settings import idp as idp
 
 RECAP_ID = "<m1.recap@cadence>"
 AGENDA_ID = "<m1.agenda@cadence>"

@@ -5,8 +5,8 @@ from datetime import date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.durations import parse_span
-from agent.model import Interval
+from agent.core.durations import parse_span
+from agent.core.model import Interval
 from agent.rules import slots
 from tests.factories import at, person
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from agent.connectors.base import Calendar, Mailer
-from agent.model import Person
+from agent.core.model import Person
 
 
 class Backend(Protocol):

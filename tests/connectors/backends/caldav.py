@@ -1,7 +1,7 @@
 """Contract-suite backend for the caldav provider: a real Radicale and a real aiosmtpd.
 
 The connector is opened the way the engine opens it: a YAML config with a ``caldav``
-account, loaded by ``agent.config`` and connected through the provider registry.
+account, loaded by ``agent.settings.config`` and connected through the provider registry.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from agent import config
 from agent.connectors import Context, connect
 from agent.connectors.base import Calendar, Mailer, RetryPolicy
-from agent.model import Person
+from agent.core.model import Person
+from agent.settings import config
 from tests.caldav.servers import Radicale, SmtpSink, client_ics
 
 PASSWORD_ENV = "CADENCE_TEST_CALDAV_PASSWORD"

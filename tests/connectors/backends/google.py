@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.connectors.google import GoogleCalendar, GoogleMailer
-from agent.model import Person
+from agent.core.model import Person
 from tests.google.harness import Workspace, workspace
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import icalendar
 
 from agent.connectors.local import LocalCalendar, OutboxMailer
-from agent.model import Person
+from agent.core.model import Person
 from tests.factories import person
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from agent.config import Settings
 from agent.rules import cadence, classify
-from agent.store import Store
+from agent.settings.config import Settings
+from agent.store.sqlite import Store
 
 
 def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:

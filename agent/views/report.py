@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from agent.config import Settings
-from agent.model import Relationship, Series
+from agent.core.model import Relationship, Series
 from agent.rules import classify
 from agent.rules.classify import Meeting, Status
-from agent.store import Store
+from agent.settings.config import Settings
+from agent.store.sqlite import Store
 
 DEEP_DIVE_DAYS = 97
 CONVERSATION_DAYS = 42

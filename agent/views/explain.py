@@ -11,11 +11,11 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from agent.config import Settings
-from agent.model import Interval, Relationship
+from agent.core.model import Interval, Relationship
 from agent.rules import cadence, classify, slots
 from agent.rules.classify import Own
-from agent.store import Store
+from agent.settings.config import Settings
+from agent.store.sqlite import Store
 
 HISTORY = timedelta(days=400)
 

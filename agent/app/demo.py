@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import icalendar
 import typer
 
-from agent import config as config_mod
-from agent.engine import Engine
-from agent.lock import TickLock
-from agent.summary import print_report
+from agent.app.lock import TickLock
+from agent.settings import config as config_mod
+from agent.tick.engine import Engine
+from agent.views.summary import print_report
 
 DOMAIN = "acme.example"
 
@@ -476,8 +476,8 @@ def _previews(
     from email import message_from_bytes, policy
     from email.message import EmailMessage
 
-    from agent import packet
-    from agent.store import Store
+    from agent.store.sqlite import Store
+    from agent.views import packet
 
     found: list[tuple[str, Path]] = []
     store = Store(settings.store)

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from agent.model import Attendee, Changes, Event, Interval, PartStat
+from agent.core.model import Attendee, Changes, Event, Interval, PartStat
 
 
 def _ts(dt: datetime) -> str:

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formataddr
 
-from agent.model import OutgoingMail
+from agent.core.model import OutgoingMail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from html import escape
 
-from agent.report import (
+from agent.views.report import (
     COLUMNS,
     CONVERSATION_DAYS,
     DEEP_DIVE_DAYS,

@@ -104,7 +104,7 @@ class Metrics:
         self.wait_seconds.inc(seconds)
 
     def observe_tick(self, report: Any, seconds: float, failures: int) -> None:
-        """Count one finished tick from its :class:`~agent.engine.TickReport`."""
+        """Count one finished tick from its :class:`~agent.tick.engine.TickReport`."""
         status = "ok" if report.ok else "partial"
         self.ticks.labels(status).inc()
         self.tick_seconds.observe(seconds)

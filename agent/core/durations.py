@@ -6,7 +6,7 @@ import itertools
 import re
 from datetime import time, timedelta
 
-from agent.model import WEEKDAYS, Span
+from agent.core.model import WEEKDAYS, Span
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*([smhdw])\s*)+$")

@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from agent import connectors, faults, logs, metrics
-from agent import plan as idp
-from agent.config import Settings
+from agent import connectors
 from agent.connectors.base import (
     CadenceError,
     Calendar,
@@ -31,20 +29,24 @@ from agent.connectors.base import (
     Mailer,
     RetryPolicy,
 )
-from agent.kept import KeptCandidates
-from agent.mailing import MailSteps
-from agent.model import (
+from agent.core import faults, logs
+from agent.core.model import (
     Event,
     EventDraft,
     Interval,
     Person,
     Relationship,
 )
-from agent.ratelimit import TokenBucket
+from agent.core.ratelimit import TokenBucket
 from agent.rules import cadence, classify, messages, reschedule, slots
 from agent.rules.classify import Meeting, Own, Status
 from agent.rules.reschedule import OwnBooking, Review
-from agent.store import Store
+from agent.settings import idp as idp
+from agent.settings.config import Settings
+from agent.store.kept import KeptCandidates
+from agent.store.sqlite import Store
+from agent.tick import metrics
+from agent.tick.mailing import MailSteps
 
 log = logging.getLogger("cadence.engine")
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent import yamlsource
 from agent.connectors.base import ConfigError
+from agent.settings import yamlsource
 
 LEVELS = ("learning", "practising", "proficient", "expert")
 

@@ -21,9 +21,6 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import faults, ical
-from agent import plan as idp
-from agent.config import Settings
 from agent.connectors.base import (
     CadenceError,
     IncomingMail,
@@ -31,13 +28,17 @@ from agent.connectors.base import (
     ReplyReader,
     TransientError,
 )
-from agent.model import EventDraft, Invitation, OutgoingMail, Person, Relationship
+from agent.core import faults
+from agent.core.model import EventDraft, Invitation, OutgoingMail, Person, Relationship
+from agent.formats import ical
 from agent.rules import cadence, messages, replies
 from agent.rules.classify import Meeting, Own, Status
-from agent.store import Store
+from agent.settings import idp as idp
+from agent.settings.config import Settings
+from agent.store.sqlite import Store
 
 if TYPE_CHECKING:
-    from agent.engine import ActionRecord, Engine
+    from agent.tick.engine import ActionRecord, Engine
 
 
 def message_id(key: str) -> str:
@@ -588,6 +589,6 @@ def _was_sent(mailer: Mailer, mail: OutgoingMail) -> bool | None:
 
 
 def _record(*args: Any) -> ActionRecord:
-    from agent.engine import ActionRecord
+    from agent.tick.engine import ActionRecord
 
     return ActionRecord(*args)

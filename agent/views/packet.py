@@ -13,13 +13,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import plan as idp
-from agent.config import Settings
 from agent.connectors.base import CadenceError, ConfigError
-from agent.mailing import plan_path, recorded_actions
-from agent.model import Person
+from agent.core.model import Person
 from agent.rules import messages, replies
-from agent.store import Store
+from agent.settings import idp as idp
+from agent.settings.config import Settings
+from agent.store.sqlite import Store
+from agent.tick.mailing import plan_path, recorded_actions
 
 
 @dataclass(frozen=True)

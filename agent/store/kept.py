@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from agent.model import Changes, Event, Relationship
+from agent.core.model import Changes, Event, Relationship
 from agent.rules import classify
-from agent.store import Store
+from agent.store.sqlite import Store
 
 Patch = Callable[[Relationship, datetime, list[Event]], list[Event] | None]
 

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agent import metrics as metrics_mod
-from agent.config import Settings
-from agent.health import Health
-from agent.lock import Busy, TickLock
+from agent.app.health import Health
+from agent.app.lock import Busy, TickLock
+from agent.settings.config import Settings
+from agent.tick import metrics as metrics_mod
 
 log = logging.getLogger("cadence.serve")
 
@@ -38,7 +38,7 @@ class Service:
     # --- ticks ---------------------------------------------------------------------------
 
     def tick(self) -> None:
-        from agent.engine import Engine
+        from agent.tick.engine import Engine
 
         if not self._running.acquire(blocking=False):
             log.warning("previous tick still running; skipping this one")

@@ -25,10 +25,15 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from agent import yamlsource
 from agent.connectors.base import ConfigError
-from agent.durations import format_duration, parse_days, parse_duration, parse_span, parse_spans
-from agent.model import (
+from agent.core.durations import (
+    format_duration,
+    parse_days,
+    parse_duration,
+    parse_span,
+    parse_spans,
+)
+from agent.core.model import (
     Booking,
     Person,
     Program,
@@ -38,6 +43,7 @@ from agent.model import (
     Stage,
     WorkingHours,
 )
+from agent.settings import yamlsource
 
 ENV_CONFIG = "CADENCE_CONFIG"
 DEFAULT_CONFIG = "cadence.yaml"

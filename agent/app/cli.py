@@ -12,9 +12,9 @@ from pathlib import Path
 
 import typer
 
-from agent import config as config_mod
+from agent.app.lock import Busy, TickLock
 from agent.connectors.base import CadenceError, ConfigError
-from agent.lock import Busy, TickLock
+from agent.settings import config as config_mod
 
 app = typer.Typer(
     add_completion=False,
@@ -69,7 +69,7 @@ LogFormatOption = typer.Option(
 
 
 def setup_logging(verbose: bool, level: str | None = None, fmt: str = "auto") -> None:
-    from agent import logs
+    from agent.core import logs
 
     try:
         logs.setup(level or ("info" if verbose else "warning"), fmt)  # type: ignore[arg-type]
@@ -80,11 +80,11 @@ def setup_logging(verbose: bool, level: str | None = None, fmt: str = "auto") ->
 @app.command()
 def check(config: str | None = ConfigOption) -> None:
     """Validate the configuration and the plan files it names."""
-    from agent import plan as idp
+    from agent.settings import idp as idp
 
     settings = load_settings(config)
     errors: list[str] = []
-    from agent.mailing import plan_path
+    from agent.tick.mailing import plan_path
 
     for person in settings.people.values():
         path = plan_path(settings, person)
@@ -109,7 +109,7 @@ def init_plan(
     config: str | None = ConfigOption,
 ) -> None:
     """Write a commented starter plan (IDP) for EMAIL; never overwrite one."""
-    from agent import plan as idp
+    from agent.settings import idp as idp
 
     settings = load_settings(config)
     person = settings.people.get(email.lower())
@@ -155,8 +155,8 @@ def review_packet(
     """Assemble the review packet: meetings, goals, actions, feedback, time invested."""
     from datetime import date
 
-    from agent import packet
-    from agent.store import Store
+    from agent.store.sqlite import Store
+    from agent.views import packet
 
     if fmt not in ("md", "html"):
         fail(f"--format: choose md or html, not {fmt!r}", 2)
@@ -196,8 +196,8 @@ def _tick(
     log_level: str | None = None,
     log_format: str = "auto",
 ) -> None:
-    from agent.engine import Engine
-    from agent.summary import print_report
+    from agent.tick.engine import Engine
+    from agent.views.summary import print_report
 
     setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
@@ -254,7 +254,7 @@ def serve(
     log_format: str = LogFormatOption,
 ) -> None:
     """Tick on the configured interval until SIGTERM or SIGINT; serve /healthz and /metrics."""
-    from agent.service import Service
+    from agent.app.service import Service
 
     setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
@@ -308,7 +308,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Per relationship and series: last held, next scheduled, due, lapsed (from the store)."""
-    from agent.status import collect, print_status
+    from agent.views.status import collect, print_status
 
     settings = load_settings(config)
     rows = collect(settings, parse_now(now))
@@ -325,7 +325,7 @@ def explain(
     now: str | None = NowOption,
 ) -> None:
     """Show the history, due date and candidate slots behind one relationship."""
-    from agent.explain import explain as run_explain
+    from agent.views.explain import explain as run_explain
 
     settings = load_settings(config)
     try:
@@ -348,7 +348,7 @@ def report(
     now: str | None = NowOption,
 ) -> None:
     """Cadence measures per leader and overall, from the store (no provider is called)."""
-    from agent import report as report_mod
+    from agent.views import report as report_mod
 
     if fmt not in ("table", "csv", "json", "html"):
         fail(f"--format: {fmt!r} is not one of table, csv, json, html", 2)
@@ -366,7 +366,7 @@ def report(
             fail(f"--since {since} is not before now ({when:%Y-%m-%d})", 2)
     built = report_mod.build(settings, when, start, details)
     if fmt == "html":
-        from agent.report_html import render
+        from agent.views.report_html import render
 
         text = render(built)
     else:
@@ -390,7 +390,7 @@ def log_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Print the audit log, newest last."""
-    from agent.store import Store
+    from agent.store.sqlite import Store
 
     settings = load_settings(config)
     store = Store(settings.store)
@@ -410,7 +410,7 @@ def demo(
     now: str | None = NowOption,
 ) -> None:
     """Create a demo workspace on the local provider, run one tick, show what happened."""
-    from agent.demo import run_demo
+    from agent.app.demo import run_demo
 
     try:
         run_demo(folder, parse_now(now))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from agent.config import Settings
-from agent.engine import TickReport
+from agent.settings.config import Settings
+from agent.tick.engine import TickReport
 
 _LABELS = {
     "book": "booked",

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import recurring_ical_events
 
-from agent.model import Attendee, Event, EventDraft, Interval, PartStat, Person, Skipped
+from agent.core.model import Attendee, Event, EventDraft, Interval, PartStat, Person, Skipped
 
 PRODID = "-//Cadence//cadence-agent//EN"
 KEY_PROPERTY = "X-CADENCE-KEY"

@@ -1,0 +1,1 @@
+"""Leaf modules every layer may use: domain values, time arithmetic, fault points, logging."""

@@ -1,0 +1,1 @@
+"""Calendar (iCalendar) and mail (MIME) formats, free of any provider."""

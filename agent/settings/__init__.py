@@ -1,0 +1,1 @@
+"""The YAML configuration and development plans, loaded and validated once."""

@@ -1,0 +1,1 @@
+"""What Cadence remembers: the SQLite store and the candidate events kept between ticks."""

@@ -1,0 +1,1 @@
+"""One reconciliation pass: sync, assess, plan, act, log."""

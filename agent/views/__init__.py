@@ -1,0 +1,1 @@
+"""What people read: status, explanations, reports and review packets."""
