@@ -496,7 +496,7 @@ class Run:
 
 
 def _engine(path: Path) -> Any:
-    from agent.connectors.base import RetryPolicy
+    from agent.core.retry import RetryPolicy
     from agent.settings import config
     from agent.tick.engine import Engine
 

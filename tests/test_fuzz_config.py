@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from agent.app.cli import app
 from agent.app.demo import PLANS, create_workspace
-from agent.connectors.base import ConfigError
+from agent.core.errors import ConfigError
 from agent.settings import config
 from agent.settings import idp as plan
 from tests.conftest import NOW

@@ -8,9 +8,9 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent.connectors.base import PermanentError
 from agent.connectors.local import LocalCalendar, OutboxMailer
 from agent.core import faults
+from agent.core.errors import PermanentError
 from agent.core.model import EventDraft, Interval, Invitation, OutgoingMail, PartStat
 from agent.formats import ical
 from tests.factories import at, person

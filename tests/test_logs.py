@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import RetryPolicy
 from agent.core import logs
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine
 from tests.conftest import NOW

@@ -170,7 +170,7 @@ def test_an_update_that_failed_to_send_goes_out_at_the_next_tick_once(
     settings: config.Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agent.connectors import local
-    from agent.connectors.base import TransientError
+    from agent.core.errors import TransientError
 
     real = local.OutboxMailer.send
     failures = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import RetryPolicy
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine, TickReport
 from tests.google.harness import workspace as google_workspace

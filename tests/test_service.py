@@ -253,7 +253,8 @@ def test_port_taken_is_a_clear_error(workspace: Path) -> None:
 
 
 def test_throttle_waits_and_provider_calls_are_counted() -> None:
-    from agent.connectors.base import PermanentError, RetryPolicy, TransientError
+    from agent.core.errors import PermanentError, TransientError
+    from agent.core.retry import RetryPolicy
     from agent.tick import metrics
 
     class Calendar:
@@ -318,7 +319,7 @@ def test_throttle_waits_and_provider_calls_are_counted() -> None:
 
 
 def _once_transient() -> Callable[[], int]:
-    from agent.connectors.base import TransientError
+    from agent.core.errors import TransientError
 
     state = {"n": 0}
 

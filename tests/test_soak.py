@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from agent.connectors.base import RetryPolicy
+from agent.core.retry import RetryPolicy
 from agent.tick.engine import Engine
 from tests import chaos
 from tests.google.harness import workspace

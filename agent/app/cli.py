@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from agent.app.lock import Busy, TickLock
-from agent.connectors.base import CadenceError, ConfigError
+from agent.core.errors import CadenceError, ConfigError
 from agent.settings import config as config_mod
 
 app = typer.Typer(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from agent.connectors.base import CadenceError
+from agent.core.errors import CadenceError
 
 
 class Busy(CadenceError):

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.connectors.base import Calendar, ConfigError, Mailer, RetryPolicy
+from agent.connectors.base import Calendar, Mailer
+from agent.core.errors import ConfigError
 from agent.core.model import Person
+from agent.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from agent.settings.config import Settings

@@ -1,25 +1,16 @@
-"""The interfaces every provider implements, and the errors and retry policy they share.
+"""The interfaces every provider implements.
 
-Errors::
-
-    CadenceError
-    ├── ConfigError        bad configuration or plan; the CLI exits 2
-    ├── TransientError     worth retrying (throttling, 5xx, timeouts); carries retry_after
-    ├── PermanentError     auth, forbidden, not found, bad request; never retried
-    └── CursorExpired      a sync cursor the provider no longer accepts; resync in full
-
-Each connector translates its library's exceptions into these at its boundary, with
-``raise ... from exc``, so the engine never needs to know a vendor's error classes.
+The errors they raise live in ``agent.core.errors`` and the retry policy they are handed
+in ``agent.core.retry``, both leaf modules below every layer.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from agent.core.errors import PermanentError
 from agent.core.model import (
     Changes,
     Event,
@@ -30,46 +21,6 @@ from agent.core.model import (
     SentMail,
     SyncToken,
 )
-
-T = TypeVar("T")
-
-#: called with the seconds of every pause before a retry (the service counts them)
-WAIT_LISTENERS: list[Callable[[float], None]] = []
-
-
-class CadenceError(Exception):
-    """Base of every error Cadence raises on purpose."""
-
-
-class ConfigError(CadenceError):
-    """Configuration or plan errors; ``errors`` holds every ``file:line: key: message``."""
-
-    def __init__(self, errors: Sequence[str] | str) -> None:
-        self.errors = [errors] if isinstance(errors, str) else list(errors)
-        super().__init__("\n".join(self.errors))
-
-
-class TransientError(CadenceError):
-    """A failure that may pass: retry after ``retry_after`` seconds if given.
-
-    ``maybe_done`` is False only when the provider certainly did nothing (throttling:
-    429, rate-limit 403); a 5xx, a timeout or a dropped connection may hide an effect.
-    """
-
-    def __init__(
-        self, message: str, retry_after: float | None = None, *, maybe_done: bool = True
-    ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.maybe_done = maybe_done
-
-
-class PermanentError(CadenceError):
-    """A failure that retrying will not fix."""
-
-
-class CursorExpired(CadenceError):
-    """The provider no longer accepts the sync cursor; the engine resyncs in full."""
 
 
 @runtime_checkable
@@ -153,48 +104,3 @@ def ensure_own(event: Event) -> None:
         raise PermanentError(
             f"refusing to change event {event.id!r} on {event.owner}: the agent did not create it"
         )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with jitter that honours ``retry_after``.
-
-    Inject ``RetryPolicy.none()`` in tests; production uses the defaults.
-    """
-
-    attempts: int = 5
-    base: float = 0.5
-    cap: float = 30.0
-    max_total: float = 120.0
-    sleep: Callable[[float], None] = time.sleep
-    rand: Callable[[], float] = random.random
-
-    @classmethod
-    def none(cls) -> RetryPolicy:
-        return cls(attempts=1)
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        backoff = min(self.cap, self.base * 2**attempt) * (0.5 + self.rand() / 2)
-        return float(max(backoff, retry_after or 0.0))
-
-    def call(self, fn: Callable[[], T], *, idempotent: bool = True) -> T:
-        """Run ``fn``, retrying TransientError within the policy's bounds.
-
-        A call that is not ``idempotent`` (sending mail) is retried only after errors
-        that certainly had no effect, so a retry can never send twice.
-        """
-        waited = 0.0
-        for attempt in range(self.attempts):
-            try:
-                return fn()
-            except TransientError as exc:
-                if attempt + 1 >= self.attempts or (exc.maybe_done and not idempotent):
-                    raise
-                pause = self.delay(attempt, exc.retry_after)
-                if waited + pause > self.max_total:
-                    raise
-                waited += pause
-                for listener in WAIT_LISTENERS:
-                    listener(pause)
-                self.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover

@@ -43,16 +43,7 @@ from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from icalendar.cal import Component
 
-from agent.connectors.base import (
-    Calendar,
-    ConfigError,
-    CursorExpired,
-    Mailer,
-    PermanentError,
-    RetryPolicy,
-    TransientError,
-    ensure_own,
-)
+from agent.connectors.base import Calendar, Mailer, ensure_own
 from agent.connectors.caldav_ical import (
     add_timezones,
     draft_ics,
@@ -65,6 +56,7 @@ from agent.connectors.caldav_ical import (
 )
 from agent.connectors.caldav_replies import ReplyCollector
 from agent.connectors.smtp import ImapReader, SmtpMailer, secret_from_env
+from agent.core.errors import ConfigError, CursorExpired, PermanentError, TransientError
 from agent.core.model import (
     Changes,
     Event,
@@ -74,6 +66,7 @@ from agent.core.model import (
     Skipped,
     SyncToken,
 )
+from agent.core.retry import RetryPolicy
 from agent.formats import ical
 
 if TYPE_CHECKING:

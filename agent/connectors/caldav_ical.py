@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 from icalendar.cal import Component
 
-from agent.connectors.base import PermanentError
+from agent.core.errors import PermanentError
 from agent.core.model import Event, EventDraft, Interval, Person
 from agent.formats import ical
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 from icalendar.cal import Component
 
-from agent.connectors.base import CadenceError
 from agent.connectors.caldav_ical import sequence_of
 from agent.connectors.smtp import ImapReader, ItipReply
+from agent.core.errors import CadenceError
 from agent.core.model import Event, Person
 
 if TYPE_CHECKING:

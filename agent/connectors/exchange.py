@@ -73,14 +73,8 @@ from exchangelib.protocol import Protocol
 from exchangelib.protocol import RetryPolicy as EwsRetryPolicy
 
 from agent.connectors import Context
-from agent.connectors.base import (
-    ConfigError,
-    CursorExpired,
-    PermanentError,
-    RetryPolicy,
-    TransientError,
-    ensure_own,
-)
+from agent.connectors.base import ensure_own
+from agent.core.errors import ConfigError, CursorExpired, PermanentError, TransientError
 from agent.core.model import (
     Attendee as CadenceAttendee,
 )
@@ -96,6 +90,7 @@ from agent.core.model import (
     Skipped,
     SyncToken,
 )
+from agent.core.retry import RetryPolicy
 from agent.formats import mime
 from agent.settings.config import ExchangeAccount
 

@@ -50,14 +50,13 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
-from agent.connectors.base import (
+from agent.connectors.base import IncomingMail, ensure_own
+from agent.core.errors import (
     CadenceError,
     ConfigError,
     CursorExpired,
-    IncomingMail,
     PermanentError,
     TransientError,
-    ensure_own,
 )
 from agent.core.model import (
     Attendee,

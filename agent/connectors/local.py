@@ -24,8 +24,9 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from agent.connectors import Context
-from agent.connectors.base import IncomingMail, PermanentError, ensure_own
+from agent.connectors.base import IncomingMail, ensure_own
 from agent.core import faults
+from agent.core.errors import PermanentError
 from agent.core.model import (
     Changes,
     Event,

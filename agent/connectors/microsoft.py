@@ -41,7 +41,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.connectors import Context
-from agent.connectors.base import CursorExpired, IncomingMail, PermanentError, ensure_own
+from agent.connectors.base import IncomingMail, ensure_own
 from agent.connectors.microsoft_graph import (
     PREFER_UTC,
     Graph,
@@ -49,6 +49,7 @@ from agent.connectors.microsoft_graph import (
     device_code_login,
     login,
 )
+from agent.core.errors import CursorExpired, PermanentError
 from agent.core.model import (
     Attendee,
     Changes,

@@ -25,13 +25,8 @@ from typing import Any
 import msal
 import requests
 
-from agent.connectors.base import (
-    ConfigError,
-    CursorExpired,
-    PermanentError,
-    RetryPolicy,
-    TransientError,
-)
+from agent.core.errors import ConfigError, CursorExpired, PermanentError, TransientError
+from agent.core.retry import RetryPolicy
 from agent.settings.config import MicrosoftAccount
 
 #: Delegated scopes for the single-person flow; Cadence reads no mail unless a program

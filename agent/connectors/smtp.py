@@ -33,8 +33,9 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
+from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import OutgoingMail, PartStat, SentMail
+from agent.core.retry import RetryPolicy
 from agent.formats import mime
 
 if TYPE_CHECKING:

@@ -25,7 +25,6 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from agent.connectors.base import ConfigError
 from agent.core.durations import (
     format_duration,
     parse_days,
@@ -33,6 +32,7 @@ from agent.core.durations import (
     parse_span,
     parse_spans,
 )
+from agent.core.errors import ConfigError
 from agent.core.model import (
     Booking,
     Person,

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.connectors.base import ConfigError
+from agent.core.errors import ConfigError
 from agent.settings import yamlsource
 
 LEVELS = ("learning", "practising", "proficient", "expert")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from agent.connectors.base import ConfigError
+from agent.core.errors import ConfigError
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -22,14 +22,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agent import connectors
-from agent.connectors.base import (
-    CadenceError,
-    Calendar,
-    CursorExpired,
-    Mailer,
-    RetryPolicy,
-)
+from agent.connectors.base import Calendar, Mailer
 from agent.core import faults, logs
+from agent.core.errors import CadenceError, CursorExpired
 from agent.core.model import (
     Event,
     EventDraft,
@@ -38,6 +33,7 @@ from agent.core.model import (
     Relationship,
 )
 from agent.core.ratelimit import TokenBucket
+from agent.core.retry import RetryPolicy
 from agent.rules import cadence, classify, messages, reschedule, slots
 from agent.rules.classify import Meeting, Own, Status
 from agent.rules.reschedule import OwnBooking, Review

@@ -21,14 +21,9 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.connectors.base import (
-    CadenceError,
-    IncomingMail,
-    Mailer,
-    ReplyReader,
-    TransientError,
-)
+from agent.connectors.base import IncomingMail, Mailer, ReplyReader
 from agent.core import faults
+from agent.core.errors import CadenceError, TransientError
 from agent.core.model import EventDraft, Invitation, OutgoingMail, Person, Relationship
 from agent.formats import ical
 from agent.rules import cadence, messages, replies

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from agent.connectors import base
+from agent.core import errors, retry
 
 __all__ = ["CONTENT_TYPE", "Metrics", "activate", "active", "deactivate", "instrument"]
 
@@ -140,14 +140,14 @@ def activate() -> Metrics:
     global _active
     if _active is None:
         _active = Metrics()
-        base.WAIT_LISTENERS.append(_active.observe_wait)
+        retry.WAIT_LISTENERS.append(_active.observe_wait)
     return _active
 
 
 def deactivate() -> None:
     global _active
     if _active is not None:
-        base.WAIT_LISTENERS.remove(_active.observe_wait)
+        retry.WAIT_LISTENERS.remove(_active.observe_wait)
     _active = None
 
 
@@ -181,13 +181,13 @@ class _Metered:
             status = "ok"
             try:
                 return fn(*args, **kwargs)
-            except base.TransientError:
+            except errors.TransientError:
                 status = "transient"
                 raise
-            except base.PermanentError:
+            except errors.PermanentError:
                 status = "permanent"
                 raise
-            except base.CursorExpired:
+            except errors.CursorExpired:
                 status = "cursor_expired"
                 raise
             except Exception:

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.connectors.base import CadenceError, ConfigError
+from agent.core.errors import CadenceError, ConfigError
 from agent.core.model import Person
 from agent.rules import messages, replies
 from agent.settings import idp as idp

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import RetryPolicy
 from agent.connectors.caldav import CalDAVCalendar, make_client
 from agent.core.model import Person, Span, WorkingHours
+from agent.core.retry import RetryPolicy
 from tests.caldav.servers import Radicale, SmtpSink
 
 

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from agent.connectors.base import PermanentError, RetryPolicy, TransientError
 from agent.connectors.caldav import CalDAVCalendar, make_client
 from agent.connectors.caldav_replies import ReplyCollector
 from agent.connectors.smtp import ImapReader
+from agent.core.errors import PermanentError, TransientError
 from agent.core.model import EventDraft, Interval, PartStat, Person
+from agent.core.retry import RetryPolicy
 from tests.caldav.servers import Radicale, client_ics, free_port
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import RetryPolicy, TransientError
 from agent.connectors.caldav import CalDAVCalendar, make_client
 from agent.connectors.smtp import SmtpMailer
+from agent.core.errors import TransientError
 from agent.core.model import Person
+from agent.core.retry import RetryPolicy
 from tests.caldav.servers import CHAOS_KINDS, SMTP_CHAOS_KINDS, Radicale, SmtpSink
 from tests.caldav.test_bookings import draft, objects
 from tests.caldav.test_smtp import mail

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from agent.connectors import Context, connect
-from agent.connectors.base import ConfigError, PermanentError, RetryPolicy
 from agent.connectors.caldav import CalDAVCalendar
 from agent.connectors.smtp import SmtpMailer
+from agent.core.errors import ConfigError, PermanentError
 from agent.core.model import EventDraft, Interval, OutgoingMail
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from tests.caldav.servers import Radicale, SmtpSink
 from tests.connectors.backends.caldav import PASSWORD_ENV, backend, write_config

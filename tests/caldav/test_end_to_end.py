@@ -13,8 +13,8 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent.connectors.base import RetryPolicy
 from agent.core.model import Interval
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine
 from tests.caldav.servers import DOVECOT, Dovecot, Radicale, SmtpSink, client_ics

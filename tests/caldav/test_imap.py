@@ -11,11 +11,12 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
 from agent.connectors.caldav import CalDAVCalendar
 from agent.connectors.caldav_replies import ReplyCollector
 from agent.connectors.smtp import ImapReader, itip_replies
+from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import EventDraft, PartStat, Person
+from agent.core.retry import RetryPolicy
 from tests.caldav.servers import DOVECOT, Dovecot, Radicale, free_port, tls_files
 
 pytestmark = pytest.mark.skipif(

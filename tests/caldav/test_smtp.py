@@ -10,9 +10,10 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
 from agent.connectors.smtp import SmtpMailer, build_message, secret_from_env
+from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import Invitation, OutgoingMail
+from agent.core.retry import RetryPolicy
 from agent.settings.config import SmtpSettings
 from tests.caldav.servers import SmtpSink, free_port, tls_pair
 

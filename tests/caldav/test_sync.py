@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.connectors.base import CursorExpired, RetryPolicy
 from agent.connectors.caldav import HORIZON_SLACK, CalDAVCalendar, _Cursor, make_client
+from agent.core.errors import CursorExpired
 from agent.core.model import Interval, PartStat, Person
+from agent.core.retry import RetryPolicy
 from tests.caldav.servers import Radicale, client_ics
 
 BERLIN = ZoneInfo("Europe/Berlin")

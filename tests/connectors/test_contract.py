@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import tests.connectors.backends as backends_pkg
-from agent.connectors.base import PermanentError
+from agent.core.errors import PermanentError
 from agent.core.model import EventDraft, Interval, OutgoingMail
 
 NAMES = sorted(m.name for m in pkgutil.iter_modules(backends_pkg.__path__))

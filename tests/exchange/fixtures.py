@@ -10,9 +10,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from agent.connectors.base import RetryPolicy
 from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
 from agent.core.model import Person, Span, WorkingHours
+from agent.core.retry import RetryPolicy
 from agent.settings.config import ExchangeAccount
 from tests.connectors.backends import reparsed
 from tests.environ import clean_environ

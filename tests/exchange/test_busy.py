@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import PermanentError
 from agent.connectors.exchange import ExchangeCalendar
+from agent.core.errors import PermanentError
 from agent.core.model import Interval, Person
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer, t

@@ -15,8 +15,8 @@ import pytest
 import trustme
 from exchangelib.protocol import Protocol
 
-from agent.connectors.base import ConfigError, PermanentError, TransientError
 from agent.connectors.exchange import Ews, ExchangeCalendar
+from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import Interval, Person
 from tests.exchange import fixtures
 from tests.exchange.server import CHAOS_KINDS, EwsServer

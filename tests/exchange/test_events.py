@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import PermanentError, RetryPolicy
 from agent.connectors.exchange import KEY_NAME, KEY_SET, ExchangeCalendar
+from agent.core.errors import PermanentError
 from agent.core.model import EventDraft, Interval, PartStat, Person
+from agent.core.retry import RetryPolicy
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer, t
 

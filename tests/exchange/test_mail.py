@@ -8,8 +8,8 @@ import email.policy
 
 import pytest
 
-from agent.connectors.base import PermanentError
 from agent.connectors.exchange import ExchangeMailer
+from agent.core.errors import PermanentError
 from agent.core.model import Invitation, OutgoingMail, Person
 from tests.exchange.server import EwsServer, t
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from exchangelib.protocol import Protocol
 
-from agent.connectors.base import RetryPolicy, TransientError
 from agent.connectors.exchange import ExchangeCalendar, ExchangeMailer
+from agent.core.errors import TransientError
 from agent.core.model import Person
+from agent.core.retry import RetryPolicy
 from tests.exchange import fixtures
 from tests.exchange.server import EwsServer
 from tests.exchange.test_events import KEY, draft

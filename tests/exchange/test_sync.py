@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from agent.connectors.base import CursorExpired
 from agent.connectors.exchange import ExchangeCalendar
+from agent.core.errors import CursorExpired
 from agent.core.model import Interval, PartStat, Person
 from tests.exchange.server import EwsServer
 

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent.connectors import Context
 from agent.connectors import google as connector
-from agent.connectors.base import RetryPolicy
 from agent.core.model import Person
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.settings.config import Settings
 from tests.environ import clean_environ

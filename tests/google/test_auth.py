@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.connectors import google
-from agent.connectors.base import PermanentError
+from agent.core.errors import PermanentError
 from agent.core.model import Interval
 from agent.settings import config
 from tests.environ import clean_environ
@@ -137,7 +137,7 @@ def test_browser_flow_receives_the_code_on_a_loopback_port(
 def test_token_lacking_a_needed_scope_asks_to_authorize_again(
     tmp_path: Path, server: GoogleServer
 ) -> None:
-    from agent.connectors.base import ConfigError
+    from agent.core.errors import ConfigError
 
     user = server.state.add_user("ana@acme.example", set(google.scopes_for(False)))
     write_secret(

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent.connectors import google
-from agent.connectors.base import ConfigError, PermanentError, RetryPolicy, TransientError
+from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import Interval
+from agent.core.retry import RetryPolicy
 from tests.google.harness import Workspace, workspace, write_secret
 
 T = datetime(2026, 12, 1, 13, tzinfo=UTC)

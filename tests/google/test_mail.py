@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import PermanentError, TransientError
+from agent.core.errors import PermanentError, TransientError
 from agent.core.model import Invitation, OutgoingMail
 from tests.google.harness import Workspace, workspace
 

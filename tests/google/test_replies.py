@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from agent.connectors import google
-from agent.connectors.base import (
-    IncomingMail,
-    PermanentError,
-    ReplyReader,
-    RetryPolicy,
-    TransientError,
-)
+from agent.connectors.base import IncomingMail, ReplyReader
+from agent.core.errors import PermanentError, TransientError
 from agent.core.model import OutgoingMail
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.store.sqlite import Store
 from agent.tick.engine import Engine

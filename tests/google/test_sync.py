@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from agent.connectors import google
-from agent.connectors.base import CursorExpired
+from agent.core.errors import CursorExpired
 from agent.core.model import Interval, PartStat
 from tests.google.harness import Workspace
 

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.connectors.base import RetryPolicy
+from agent.core.retry import RetryPolicy
 from agent.tick.engine import Engine
 from tests.google.harness import workspace
 

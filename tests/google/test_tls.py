@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from agent.connectors.base import ConfigError, PermanentError
+from agent.core.errors import ConfigError, PermanentError
 from agent.core.model import Interval
 from tests.google.harness import workspace
 

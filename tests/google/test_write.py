@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.connectors.base import PermanentError
+from agent.core.errors import PermanentError
 from agent.core.model import Event, EventDraft, Interval, PartStat, booking_key
 from tests.google.harness import Workspace, workspace
 

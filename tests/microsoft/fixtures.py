@@ -10,10 +10,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from agent.connectors.base import RetryPolicy
 from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, format_dtz
 from agent.connectors.microsoft_graph import Graph
 from agent.core.model import Person, Span, WorkingHours
+from agent.core.retry import RetryPolicy
 from agent.settings.config import MicrosoftAccount
 from tests import programs
 from tests.connectors.backends import reparsed

@@ -12,12 +12,6 @@ from pathlib import Path
 import pytest
 import trustme
 
-from agent.connectors.base import (
-    ConfigError,
-    PermanentError,
-    RetryPolicy,
-    TransientError,
-)
 from agent.connectors.microsoft import MicrosoftCalendar
 from agent.connectors.microsoft_graph import (
     Graph,
@@ -25,7 +19,9 @@ from agent.connectors.microsoft_graph import (
     delegated_scopes,
     device_code_login,
 )
+from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import Interval, Person
+from agent.core.retry import RetryPolicy
 from tests.microsoft import fixtures
 from tests.microsoft.conftest import NOW
 from tests.microsoft.server import GraphServer

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import PermanentError, RetryPolicy
 from agent.connectors.microsoft import MicrosoftCalendar
+from agent.core.errors import PermanentError
 from agent.core.model import Interval, Person
+from agent.core.retry import RetryPolicy
 from tests.microsoft import fixtures
 from tests.microsoft.conftest import NOW
 from tests.microsoft.fixtures import graph_event

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import PermanentError, RetryPolicy
 from agent.connectors.microsoft import KEY_PROPERTY, MicrosoftCalendar
+from agent.core.errors import PermanentError
 from agent.core.model import EventDraft, Interval, Person, booking_key
+from agent.core.retry import RetryPolicy
 from tests.microsoft import fixtures
 from tests.microsoft.conftest import NOW
 from tests.microsoft.fixtures import graph_event

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import PermanentError
 from agent.connectors.microsoft import MicrosoftMailer
+from agent.core.errors import PermanentError
 from agent.core.model import Invitation, OutgoingMail, Person
 from tests.microsoft import fixtures
 from tests.microsoft.server import GraphServer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import RetryPolicy
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine
 from tests.microsoft.fixtures import graph_event, people, write_config

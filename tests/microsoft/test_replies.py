@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from agent.connectors.base import PermanentError, ReplyReader, RetryPolicy, TransientError
+from agent.connectors.base import ReplyReader
 from agent.connectors.microsoft import MicrosoftMailer
 from agent.connectors.microsoft_graph import Graph, delegated_scopes, device_code_login
+from agent.core.errors import PermanentError, TransientError
 from agent.core.model import Person
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.store.sqlite import Store
 from agent.tick.engine import Engine

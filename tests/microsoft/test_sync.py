@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.connectors.base import CursorExpired
 from agent.connectors.microsoft import MicrosoftCalendar
+from agent.core.errors import CursorExpired
 from agent.core.model import Interval, PartStat, Person
 from tests.microsoft.conftest import NOW
 from tests.microsoft.fixtures import graph_event
@@ -193,7 +193,7 @@ def test_a_malformed_item_is_skipped_and_the_rest_returned(
 def test_delta_refuses_expand_like_graph(
     server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
 ) -> None:
-    from agent.connectors.base import PermanentError
+    from agent.core.errors import PermanentError
 
     with pytest.raises(PermanentError, match="ErrorInvalidUrlQuery"):
         cal.graph.send(

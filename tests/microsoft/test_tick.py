@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.base import RetryPolicy
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine
 from tests import programs

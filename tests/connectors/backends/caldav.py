@@ -16,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.connectors import Context, connect
-from agent.connectors.base import Calendar, Mailer, RetryPolicy
+from agent.connectors.base import Calendar, Mailer
 from agent.core.model import Person
+from agent.core.retry import RetryPolicy
 from agent.settings import config
 from tests.caldav.servers import Radicale, SmtpSink, client_ics
 
