@@ -460,7 +460,7 @@ class Phases:
     def installed(self) -> Iterator[None]:
         from agent.tick.engine import _Tick
 
-        saved = {name: getattr(_Tick, name) for name in ("sync", "assess", "book", "mail")}
+        saved = {name: getattr(_Tick, name) for name in ("sync", "assess", "plan", "act")}
 
         def timed(name: str, step: Callable[..., None]) -> Callable[..., None]:
             @functools.wraps(step)
@@ -636,15 +636,22 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
         run.put("sweep: bookings made", booked)
         run.put("sweep: tick wall s", wall)
         run.put(
-            "sweep: sync / book step s",
-            (round(phases.times["sync"], 2), round(phases.times["book"], 2)),
+            "sweep: sync / plan / act step s",
+            (
+                round(phases.times["sync"], 2),
+                round(phases.times["plan"], 2),
+                round(phases.times["act"], 2),
+            ),
         )
         run.put("sweep: requests", requests(d))
         run.put("sweep: fake servers' own s", server_seconds(d))
         run.put("sweep: free/busy queries", freebusy_calls(d))
         people_fb = len({p for i in lapsing for p in org.pairs[i]})
         run.put("sweep: people asked for free/busy", people_fb)
-        run.put("sweep: slots per second (book step)", booked / max(phases.times["book"], 1e-9))
+        run.put(
+            "sweep: bookings per second (plan and act)",
+            booked / max(phases.times["plan"] + phases.times["act"], 1e-9),
+        )
         run.put("peak RSS MB", peak_mb())
         fb_fast = busy_time(engine, org, lapsing, fake, per_pair=False)
         run.put("free/busy of the lapsed, batched: s, requests, fake s", fb_fast)

@@ -13,10 +13,10 @@ import pytest
 
 from agent.app.demo import write_reply
 from agent.core.model import OutgoingMail, SentMail
+from agent.rules.mailplan import message_id
 from agent.settings import config
 from agent.store.sqlite import Store
 from agent.tick.engine import Engine
-from agent.tick.mailing import message_id
 from tests.conftest import NOW
 
 

@@ -84,7 +84,7 @@ def check(config: str | None = ConfigOption) -> None:
 
     settings = load_settings(config)
     errors: list[str] = []
-    from agent.tick.mailing import plan_path
+    from agent.tick.plans import plan_path
 
     for person in settings.people.values():
         path = plan_path(settings, person)

@@ -413,6 +413,10 @@ class Store:
     def actions(self, employee: str) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM actions WHERE employee = ? ORDER BY id", [employee])
 
+    def all_actions(self) -> list[dict[str, Any]]:
+        """Every employee's recorded actions, in the order they were recorded."""
+        return self._query("SELECT * FROM actions ORDER BY id")
+
     # --- meetings ----------------------------------------------------------------------
 
     def save_meetings(self, relationship: str, rows: list[dict[str, Any]], tick: int) -> None:

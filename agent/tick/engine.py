@@ -1,64 +1,42 @@
-"""One tick: sync → assess → plan → act → log.
+"""One tick: sync → assess → snapshot → plan → act → log.
 
-The engine alone does I/O. Each side effect is bracketed by store writes: a booking or
-outbox row is recorded as pending before the call and as done after it, and the
-connectors are idempotent on the same key, so a crash anywhere followed by a restart
-finishes the job without doing anything twice. One relationship's failure is logged
-and never stops the others.
+The engine reads the calendars into the store (``tick.sync``), assesses every
+relationship, builds a snapshot, asks the pure planner (``rules.planning``) for the
+actions, and hands them to the executor (``tick.executor``), which brackets each side
+effect with store writes. ``cadence plan`` stops before the executor and prints the same
+actions. One relationship's failure is logged and never stops the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import itertools
 import logging
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent import connectors
 from agent.connectors.base import Calendar, Mailer
-from agent.core import faults, logs
-from agent.core.errors import CadenceError, CursorExpired
-from agent.core.model import (
-    Event,
-    EventDraft,
-    Interval,
-    Person,
-    Relationship,
-)
+from agent.core import logs
+from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
 from agent.core.retry import RetryPolicy
-from agent.rules import cadence, classify, messages, reschedule, slots
-from agent.rules.classify import Meeting, Own, Status
-from agent.rules.reschedule import OwnBooking, Review
-from agent.settings import idp as idp
+from agent.core.timestamps import from_store, to_store
+from agent.rules import cadence, classify, mailplan, planning
+from agent.rules.actions import Action, Send
+from agent.rules.classify import Own, Status
 from agent.settings.config import Settings
 from agent.store.kept import KeptCandidates
 from agent.store.sqlite import Store
-from agent.tick import metrics
-from agent.tick.mailing import MailSteps
+from agent.tick import metrics, replies, sync
+from agent.tick.executor import ActionRecord, Executor, Journal
+from agent.tick.plans import Plans, recorded_by_employee
 
 log = logging.getLogger("cadence.engine")
 
 HISTORY = timedelta(days=400)
-
-
-@dataclass(frozen=True)
-class ActionRecord:
-    """One thing a tick did, planned, or decided not to do."""
-
-    kind: str
-    relationship: str | None
-    series: str | None
-    detail: str
-    outcome: str
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +46,8 @@ class TickReport:
     actions: list[ActionRecord] = field(default_factory=list)
     states: list[cadence.SeriesState] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: what the planner decided, in the order the executor took it
+    planned: list[Action] = field(default_factory=list)
 
     def count(self, kind: str, outcome: str = "done") -> int:
         return sum(1 for a in self.actions if a.kind == kind and a.outcome == outcome)
@@ -104,6 +84,8 @@ class Engine:
         #: and per (relationship, series) the last assessment written to the audit
         self.kept = KeptCandidates(self.store)
         self.saved_meetings: dict[str, list[dict[str, Any]]] = {}
+        #: development plans, read again when their files change
+        self.plans = Plans()
         self.assessed: dict[tuple[str, str], str | None] = {}
 
     def __enter__(self) -> Engine:
@@ -182,7 +164,7 @@ class Engine:
         with logs.tick_context(None if dry_run else tick_id):
             return self._tick(tick_id, now, dry_run)
 
-    def adopt_mailbox_settings(self, run: _Tick) -> None:
+    def adopt_mailbox_settings(self, run: Journal) -> None:
         """Take the time zone and working hours the config leaves out from providers that
         know them (Microsoft 365's mailbox settings), once per engine."""
         if self._adopted:
@@ -236,14 +218,13 @@ class Engine:
             self.saved_meetings.clear()
             self.assessed.clear()
         run = _Tick(self, tick_id, now, dry_run)
-        self.adopt_mailbox_settings(run)
-        run.settings = self.settings
+        self.adopt_mailbox_settings(run.journal)
         status = "failed"
         try:
             run.sync()
             run.assess()
-            run.book()
-            run.mail()
+            run.plan()
+            run.act()
             status = "ok" if not run.report.errors else "partial"
         finally:
             if not dry_run:
@@ -256,158 +237,85 @@ class Engine:
         return run.report
 
 
-class _Tick(MailSteps):
-    """The state of one tick in progress."""
+@dataclass(frozen=True)
+class _Booking:
+    """One of the agent's bookings as the planner reads it."""
+
+    key: str
+    relationship: str
+    series: str
+    stage: str | None
+    status: str
+    start: datetime | None
+    end: datetime | None
+    moves: int
+    reason: str
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> _Booking:
+        return cls(
+            key=row["key"],
+            relationship=row["relationship"],
+            series=row["series"],
+            stage=row["stage"],
+            status=row["status"],
+            start=from_store(row["start"]) if row["start"] else None,
+            end=from_store(row["end"]) if row["end"] else None,
+            moves=row["moves"] or 0,
+            reason=row["reason"] or "",
+        )
+
+
+class _Tick:
+    """One tick in progress: its journal, what it read, and what it planned."""
 
     def __init__(self, engine: Engine, tick_id: int, now: datetime, dry_run: bool) -> None:
         self.engine = engine
-        self.settings = engine.settings
         self.store = engine.store
-        self.tick_id = tick_id
         self.now = now
         self.dry_run = dry_run
-        #: read_only (config) and dry_run (``cadence plan``) book and send nothing
-        self.acting = not (dry_run or engine.settings.file.read_only)
-        self.report = TickReport(tick_id, now)
+        self.journal = Journal(engine.store, tick_id, now, dry_run)
+        self.report = TickReport(tick_id, now, self.journal.actions, [], self.journal.errors)
         self.failed_people: set[str] = set()
-        self.meetings: dict[str, list[Meeting]] = {}
-        self.states: dict[str, list[cadence.SeriesState]] = {}
-        self.own: dict[str, Own] = {}
-        self.extra_busy: dict[str, list[Interval]] = {}
-        self.load: dict[str, Counter[Any]] = {}
-        self._plans: dict[str, idp.Plan | None] = {}
+        self.snapshot: planning.Snapshot | None = None
 
-    # --- logging helpers -----------------------------------------------------------------
-
-    def audit(
-        self,
-        kind: str,
-        message: str,
-        rel: str | None = None,
-        series: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        log.info("%s%s: %s", kind, f" [{rel}]" if rel else "", message, extra={"relationship": rel})
-        if not self.dry_run:
-            self.store.audit(self.tick_id, self.now, kind, message, rel, series, data)
-
-    def record(self, action: ActionRecord) -> None:
-        self.report.actions.append(action)
-
-    def held(self, kind: str, rel: str, series: str, detail: str, data: dict[str, Any]) -> None:
-        """An action not taken because the tick only plans, or the config is read-only."""
-        self.record(ActionRecord(kind, rel, series, detail, "planned", data))
-        if not self.dry_run:
-            self._audit_once("read-only", f"read-only, not done: {kind} {detail}", rel, series)
-
-    def error(self, where: str, exc: BaseException, rel: str | None = None) -> None:
-        message = f"{where}: {type(exc).__name__}: {exc}"
-        self.report.errors.append(message)
-        self.audit("error", message, rel)
-        self.record(ActionRecord("error", rel, None, message, "failed"))
-
-    # --- sync ----------------------------------------------------------------------------
+    # --- read ---------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Read every calendar's changes: fetched by worker threads (at most
-        ``sync.concurrency`` calendars of one account at once, one request at a time per
-        calendar, paced by the account's token bucket), stored by this thread alone."""
-        window = self.engine.window(self.now)
-        cursors = self.store.cursors()
-        jobs: list[tuple[Person, Calendar, str | None]] = []
-        for person in _interleaved(self.engine.people()):
-            try:
-                calendar, _ = self.engine.connection(person.account)
-            except Exception as exc:
-                self.failed_people.add(person.email)
-                self.error(f"sync {person.email}", exc)
-                continue
-            jobs.append((person, calendar, cursors.get(person.email)))
-        if not jobs:
-            return
-        limits = self.engine.sync_limits()
-        workers = min(len(jobs), self.settings.file.sync.concurrency * len(limits))
-
-        def fetch(person: Person, calendar: Calendar, cursor: str | None) -> tuple[Any, bool]:
-            gate, bucket = limits[person.account]
-            with gate:
-                if bucket is not None:
-                    bucket.take()
-                try:
-                    return calendar.changes(person, cursor, window), False
-                except CursorExpired:
-                    if bucket is not None:
-                        bucket.take()
-                    return calendar.changes(person, None, window), True
-
-        if workers <= 1:
-            for person, calendar, cursor in jobs:
-                self._stored(person, window, functools.partial(fetch, person, calendar, cursor))
-            return
-        pool = self.engine.sync_pool()
-        # a bounded number in flight: finished results are stored as they come, so a full
-        # sync never holds every calendar's events at once
-        queue = iter(jobs)
-        running: dict[Future[tuple[Any, bool]], Person] = {}
-        try:
-            for person, calendar, cursor in itertools.islice(queue, 2 * workers):
-                running[pool.submit(fetch, person, calendar, cursor)] = person
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    person = running.pop(future)
-                    self._stored(person, window, future.result)
-                    for nxt, calendar, cursor in itertools.islice(queue, 1):
-                        running[pool.submit(fetch, nxt, calendar, cursor)] = nxt
-        except BaseException:
-            for future in running:
-                future.cancel()
-            wait(running)
-            raise
-
-    def _stored(
-        self, person: Person, window: Interval, result: Callable[[], tuple[Any, bool]]
-    ) -> None:
-        """Store one calendar's fetched changes, or record why they could not be read."""
-        try:
-            changes, expired = result()
-            if expired:
-                self.audit("sync", f"cursor of {person.email} expired: full resync")
-            faults.point("sync:after-fetch")
-            self.store.apply(person.email, changes, window, self.now)
-            if changes.full or changes.events or changes.removed:
-                self.engine.kept.synced(person.email, changes, self.settings.relationships)
-            for item in changes.skipped:
-                self.audit(
-                    "skipped",
-                    f"malformed event {item.ref} on {item.owner}'s calendar skipped: {item.reason}",
-                    data={"owner": item.owner, "ref": item.ref},
-                )
-        except CadenceError as exc:
-            self.failed_people.add(person.email)
-            self.error(f"sync {person.email}", exc)
-        except Exception as exc:  # a connector bug must not stop the tick
-            self.failed_people.add(person.email)
-            self.error(f"sync {person.email}", exc)
-
-    # --- assess --------------------------------------------------------------------------
+        self.failed_people = sync.sync(self.engine, self.journal, self.now)
 
     def assess(self) -> None:
+        """Settle interrupted bookings, then assess every relationship into a snapshot."""
         self._settle_pending()
-        self.own = {
-            b["key"]: Own(b["relationship"], b["series"], b["stage"]) for b in self.store.bookings()
-        }
-        for row in self.store.bookings():
-            if row["status"] == "booked" and row["start"] and row["end"]:
-                iv = Interval(_parse(row["start"]), _parse(row["end"]))
-                for email in _people_of(row["relationship"]):
-                    self.extra_busy.setdefault(email, []).append(iv)
-        since = self.now - timedelta(days=400)
-        for rel in self.settings.relationships:
+        rows = [_Booking.of(r) for r in self.store.bookings()]
+        bookings = {b.key: b for b in rows}
+        own = {b.key: Own(b.relationship, b.series, b.stage) for b in rows}
+        snap = planning.Snapshot(
+            now=self.now,
+            meetings={},
+            states={},
+            candidates={},
+            own=own,
+            bookings=bookings,
+            unreadable=frozenset(self.failed_people),
+            people=self.engine.settings.people,
+        )
+        since = self.now - HISTORY
+        for rel in self.engine.settings.relationships:
             try:
-                self._assess(rel, since)
+                self._assess(snap, rel, since)
             except Exception as exc:
-                self.error(f"assess {rel.id}", exc, rel.id)
+                self.journal.error(f"assess {rel.id}", exc, rel.id)
+        during: dict[str, list[Event]] = {}
+        for rel in self.engine.settings.relationships:
+            for m in snap.meetings.get(rel.id, []):
+                row = bookings.get(m.key or "")
+                if row is not None and row.status == "booked" and m.status is Status.SCHEDULED:
+                    during[m.key or ""] = self.store.events_during(
+                        [rel.employee.email, rel.partner.email], Interval(m.start, m.end)
+                    )
+        snap.during = during
+        self.snapshot = snap
 
     def _settle_pending(self) -> None:
         """Mark bookings left pending by a crash as booked when their event exists."""
@@ -416,35 +324,35 @@ class _Tick(MailSteps):
                 continue
             event = self.store.event_by_key(row["key"])
             if event is None:
-                continue  # never created: the plan step books it again under the same key
-            if row["status"] == "moving" and _ts(event.start) != row["start"]:
-                continue  # the move did not happen: the review step makes it
+                continue  # never created: the planner books it again under the same key
+            if row["status"] == "moving" and to_store(event.start) != row["start"]:
+                continue  # the move did not happen: the planner makes it
             if not self.dry_run:
                 self.store.save_booking(
                     {
                         "key": row["key"],
                         "status": "booked",
                         "event_id": event.id,
-                        "start": _ts(event.start),
-                        "end": _ts(event.end),
+                        "start": to_store(event.start),
+                        "end": to_store(event.end),
                     },
                     self.now,
                 )
-            self.audit(
+            self.journal.audit(
                 "book",
                 f"booking {row['key']} found on the calendar after an interruption: recorded",
                 row["relationship"],
                 row["series"],
             )
 
-    def _assess(self, rel: Relationship, since: datetime, again: bool = False) -> None:
-        events = self.engine.kept.get(rel, since)
-        found = classify.meetings(rel, events, self.own, self.now)
+    def _assess(self, snap: planning.Snapshot, rel: Relationship, since: datetime) -> None:
+        engine = self.engine
+        events = engine.kept.get(rel, since)
+        found = classify.meetings(rel, events, snap.own, self.now)
         states = cadence.assess(rel, found, self.now)
-        self.meetings[rel.id] = found
-        self.states[rel.id] = states
-        if again:
-            return
+        snap.candidates[rel.id] = events  # type: ignore[index]
+        snap.meetings[rel.id] = found
+        snap.states[rel.id] = states
         self.report.states.extend(states)
         rows = [
             {
@@ -452,25 +360,27 @@ class _Tick(MailSteps):
                 "relationship": rel.id,
                 "series": m.series,
                 "stage": m.stage,
-                "start": _ts(m.start),
-                "end": _ts(m.end),
+                "start": to_store(m.start),
+                "end": to_store(m.end),
                 "status": str(m.status),
                 "key": m.key,
                 "declined_by": m.declined_by,
             }
             for m in found
         ]
-        if not self.dry_run and self.engine.saved_meetings.get(rel.id) != rows:
-            self.store.save_meetings(rel.id, rows, self.tick_id)
-            self.engine.saved_meetings[rel.id] = rows
+        if not self.dry_run and engine.saved_meetings.get(rel.id) != rows:
+            self.store.save_meetings(rel.id, rows, self.journal.tick_id)
+            engine.saved_meetings[rel.id] = rows
         for state in states:
-            summary = self._summary(state)
+            summary = _summary(state)
             if summary != self._last_assessed(rel, state.name):
-                self.audit("assess", summary, rel.id, state.name, {"lapsed": state.lapsed})
+                self.journal.audit("assess", summary, rel.id, state.name, {"lapsed": state.lapsed})
                 if not self.dry_run:
-                    self.engine.assessed[(rel.id, state.name)] = summary
+                    engine.assessed[(rel.id, state.name)] = summary
             if state.lapsed:
-                self.record(ActionRecord("lapse", rel.id, state.name, state.due_reason, "found"))
+                self.journal.record(
+                    ActionRecord("lapse", rel.id, state.name, state.due_reason, "found")
+                )
 
     def _last_assessed(self, rel: Relationship, series: str) -> str | None:
         """The assessment last written to the audit, read from the store once."""
@@ -483,534 +393,105 @@ class _Tick(MailSteps):
                 )
         return kept[(rel.id, series)]
 
-    def _summary(self, state: cadence.SeriesState) -> str:
-        zone = state.relationship.employee.zone
-        if state.next_scheduled:
-            when = state.next_scheduled.start.astimezone(zone)
-            return f"{state.name}: next scheduled {when:%Y-%m-%d %H:%M} ({state.relationship.employee.timezone})"
-        if state.skip_reason:
-            return state.skip_reason
-        return state.due_reason if state.lapsed else f"{state.name}: {state.due_reason}"
+    # --- plan ---------------------------------------------------------------------------------
 
-    # --- book ----------------------------------------------------------------------------
-
-    def book(self) -> None:
-        """Review the agent's own bookings, then book what is due, most overdue first."""
-        reviews: list[tuple[cadence.SeriesState, dict[str, Any], Meeting | None, Review]] = []
-        needs: list[cadence.BookingNeed] = []
-        for rel in self.settings.relationships:
-            unreadable = bool({rel.employee.email, rel.partner.email} & self.failed_people)
-            for state in self.states.get(rel.id, []):
-                row = self.store.booking(state.key)
-                if row and row["status"] in ("booked", "moving"):
-                    meeting = next(
-                        (m for m in self.meetings.get(rel.id, []) if m.key == state.key), None
-                    )
-                    if row["status"] == "moving":
-                        decision = Review("move", "finishing a move that was interrupted")
-                    else:
-                        conflicts = self._conflicts(rel, meeting)
-                        decision = reschedule.review(
-                            state, _own_booking(row), meeting, conflicts, self.now
-                        )
-                    if decision.action != "keep" and not unreadable:
-                        reviews.append((state, row, meeting, decision))
-                    continue
-                need = cadence.booking_need(state, self.now)
-                if need is None:
-                    if state.skip_reason:
-                        self.record(
-                            ActionRecord("skip", rel.id, state.name, state.skip_reason, "skipped")
-                        )
-                    continue
-                if unreadable:
-                    text = "calendar could not be read"
-                    self.record(ActionRecord("book", rel.id, state.name, text, "deferred"))
-                    continue
-                needs.append(need)
-        needs.sort(key=lambda n: (n.state.due, n.state.relationship.id, n.state.name))
-        searching = [
-            cadence.search_range(st, self.now)
-            for st, _, _, r in reviews
-            if r.action in ("move", "rebook", "ask")
-        ]
-        searching += [(n.earliest, n.latest) for n in needs]
-        people = {
-            p.email: p
-            for st, _, _, _ in reviews
-            for p in (st.relationship.employee, st.relationship.partner)
-        }
-        people |= {
-            p.email: p
-            for n in needs
-            for p in (n.state.relationship.employee, n.state.relationship.partner)
-        }
-        busy = self._busy(searching, list(people.values())) if searching else {}
-        self.load = self._load()
-        for state, row, meeting, decision in reviews:
-            try:
-                self._review(state, row, meeting, decision, busy)
-            except Exception as exc:
-                self.error(
-                    f"review {state.relationship.id} {state.name}", exc, state.relationship.id
-                )
-        failed: set[str] = set()
-        # in waves of one need per relationship: a relationship's second series waits
-        # for its first (skip_near looks at it), while other relationships' go together
-        while needs:
-            wave: list[cadence.BookingNeed] = []
-            later: list[cadence.BookingNeed] = []
-            seen: set[str] = set()
-            for need in needs:
-                rid = need.state.relationship.id
-                (later if rid in seen else wave).append(need)
-                seen.add(rid)
-            self._book_wave(wave, busy, failed)
-            needs = later
-
-    def _book_wave(
-        self, wave: list[cadence.BookingNeed], busy: dict[str, list[Interval]], failed: set[str]
-    ) -> None:
-        """Choose every slot here, most overdue first; create the events at once where
-        the provider allows it (at most ``sync.concurrency`` per account), one by one
-        elsewhere; record each here, in the order chosen."""
-        planned: list[_Planned] = []
-        for need in wave:
-            rel = need.state.relationship
-            if rel.id in failed:
-                # its other series wait too, so a failure never changes what gets booked
-                text = "an earlier booking of this relationship failed; next tick"
-                self.record(ActionRecord("book", rel.id, need.state.name, text, "deferred"))
-                continue
-            try:
-                chosen = self._prepare(need, busy)
-            except Exception as exc:
-                failed.add(rel.id)
-                self.error(f"book {rel.id} {need.state.name}", exc, rel.id)
-                continue
-            if chosen is not None:
-                planned.append(chosen)
-        results: list[Callable[[], tuple[Event, bool]]] = []
-        together = [p for p in planned if getattr(p.calendar, "concurrent_writes", False)]
-        if len(together) > 1:
-            limits = self.engine.sync_limits()
-            pool = self.engine.sync_pool()
-
-            def create(chosen: _Planned) -> tuple[Event, bool]:
-                gate, bucket = limits[chosen.account]
-                with gate:
-                    if bucket is not None:
-                        bucket.take()
-                    return chosen.create()
-
-            futures = {id(p): pool.submit(create, p) for p in together}
-            results = [futures[id(p)].result if id(p) in futures else p.create for p in planned]
-        else:
-            results = [p.create for p in planned]
-        for chosen, result in zip(planned, results, strict=True):
-            rel = chosen.need.state.relationship
-            try:
-                event, existed = result()
-                self._booked(chosen, event, existed, busy)
-            except Exception as exc:
-                failed.add(rel.id)
-                self.error(f"book {rel.id} {chosen.need.state.name}", exc, rel.id)
-
-    def _busy(
-        self, ranges: Sequence[tuple[datetime, datetime]], people: Sequence[Person]
-    ) -> dict[str, list[Interval]]:
-        span = Interval(
-            min(a for a, _ in ranges) - timedelta(days=1),
-            max(b for _, b in ranges) + timedelta(days=2),
-        )
-        by_account: dict[str, list[Person]] = {}
-        for p in people:
-            by_account.setdefault(p.account, []).append(p)
+    def plan(self) -> None:
+        """Read replies, free/busy and plans as the planner needs them; then plan."""
+        snap = self.snapshot
+        assert snap is not None
+        engine, settings = self.engine, self.engine.settings
+        try:
+            replies.collect(engine, self.journal, self.now)
+        except Exception as exc:  # reading replies must never stop agendas and recaps
+            self.journal.error("replies", exc)
+        units = planning.units(settings.relationships)
+        wanted = planning.busy_wanted(units, snap)
         busy: dict[str, list[Interval]] = {}
-        for account, members in by_account.items():
+        if wanted is not None:
+            busy, failed = sync.busy(engine, self.journal, *wanted)
+            snap.no_busy = frozenset(failed)
+        employees = {r.employee.email: r.employee for r in settings.relationships}
+        plans, problems = engine.plans.load(settings, employees.values())
+        invites: dict[str, bool] = {}
+        for account in {r.organizer.account for r in settings.relationships}:
             try:
-                calendar, _ = self.engine.connection(account)
-                found = calendar.busy(members, span)
-                faults.point("book:after-busy")
-                for email, intervals in found.items():
-                    busy.setdefault(email, []).extend(intervals)
-            except CadenceError as exc:
-                self.error(f"free/busy of account {account}", exc)
-                self.failed_people.update(p.email for p in members)
-        for email, extra in self.extra_busy.items():
-            busy.setdefault(email, []).extend(extra)
-        return busy
-
-    def _load(self) -> dict[str, Counter[Any]]:
-        """Development meetings per partner per local day and ISO week (leader load)."""
-        load: dict[str, Counter[Any]] = {}
-        for rel in self.settings.relationships:
-            for m in self.meetings.get(rel.id, []):
-                if m.active and m.start >= self.now - timedelta(days=8):
-                    self._count(rel, m.start, +1, load)
-        return load
-
-    def _count(
-        self,
-        rel: Relationship,
-        start: datetime,
-        step: int,
-        load: dict[str, Counter[Any]] | None = None,
-    ) -> None:
-        load = self.load if load is None else load
-        day = start.astimezone(rel.partner.zone).date()
-        counter = load.setdefault(rel.partner.email, Counter())
-        counter[day] += step
-        counter[day.isocalendar()[:2]] += step
-
-    def _request(
-        self,
-        state: cadence.SeriesState,
-        earliest: datetime,
-        latest: datetime,
-        prefer: tuple[int, int, int] | None,
-    ) -> slots.SlotRequest:
-        rel, booking = state.relationship, state.relationship.program.booking
-        counter = self.load.get(rel.partner.email, Counter())
-        return slots.SlotRequest(
-            employee=rel.employee,
-            partner=rel.partner,
-            duration=state.series.duration,
-            earliest=earliest,
-            latest=latest,
-            window=booking.window,
-            buffer=booking.buffer,
-            granularity=booking.granularity,
-            prefer=prefer,
-            full_days=frozenset(
-                k for k, n in counter.items() if isinstance(k, date) and n >= booking.max_per_day
-            ),
-            full_weeks=frozenset(
-                k for k, n in counter.items() if isinstance(k, tuple) and n >= booking.max_per_week
-            ),
+                calendar, _ = engine.connection(account)
+                invites[account] = not calendar.sends_invitations
+            except Exception:
+                invites[account] = False  # the sync step reported the account
+        snap.mail = mailplan.MailContext(
+            now=self.now,
+            relationships=settings.relationships,
+            outbox={
+                r["key"]: mailplan.Outboxed(r["status"], r["message_id"])
+                for r in self.store.outbox_rows()
+            },
+            invites=invites,
+            plans=plans,
+            recorded=recorded_by_employee(self.store),
+            hours=mailplan.hours(settings.relationships, snap.meetings, self.now),
+            templates=settings.templates,
+            language=settings.file.language,
+            reasons={k: b.reason for k, b in snap.bookings.items()},  # type: ignore[attr-defined]
         )
+        actions = planning.plan(snap, busy, units)
+        actions = self._updates(snap) + actions
+        self.report.planned = actions
+        mailed = {
+            r.employee.email
+            for r in settings.relationships
+            for a in actions
+            if isinstance(a, Send) and a.relationship == r.id
+        }
+        for email in sorted(mailed & problems.keys()):
+            self.journal.audit("plan-error", f"plan of {email} not used: {problems[email]}")
 
-    def _conflicts(self, rel: Relationship, meeting: Meeting | None) -> list[str]:
-        """What now stands in the way of a scheduled meeting: busy time or a day off."""
-        if meeting is None or meeting.status is not Status.SCHEDULED:
-            return []
-        own_uid = meeting.event.uid if meeting.event else None
-        found = []
-        during = Interval(meeting.start, meeting.end)
-        for event in self.store.events_during([rel.employee.email, rel.partner.email], during):
-            if event.key == meeting.key or (own_uid and event.uid == own_uid):
+    def _updates(self, snap: planning.Snapshot) -> list[Action]:
+        """The updated recaps that answer recorded replies, first among the mails."""
+        assert snap.mail is not None
+        out: list[Action] = []
+        by_id = {r.id: r for r in self.engine.settings.relationships}
+        for row in self.store.replies(status="recorded"):
+            if snap.mail.sent(row["update_key"]):
+                continue  # "uncertain": it may have gone out; never send it twice
+            rel = by_id.get(row["relationship"])
+            if rel is None:
                 continue
-            if event.blocks_time and event.interval.overlaps(Interval(meeting.start, meeting.end)):
-                who = self.settings.people.get(event.owner)
-                name = who.first_name if who else event.owner
-                what = (
-                    "out of office"
-                    if event.kind == "outOfOffice"
-                    else ("all day" if event.all_day else "busy")
+            sender = self.engine.settings.people.get(row["sender"])
+            send = mailplan.update(
+                snap.mail,
+                row,
+                rel,
+                snap.meetings.get(rel.id, []),
+                snap.states.get(rel.id, []),
+                sender.name if sender else row["sender"],
+            )
+            if send is None:
+                self.journal.audit_quietly(
+                    "reply",
+                    f"meeting {row['meeting']} is no longer on the calendars: no update sent",
                 )
-                found.append(f"{name} {what} ({event.title[:60]!r})")
-        for person in (rel.employee, rel.partner):
-            off = slots.day_off(person, meeting.start.astimezone(person.zone).date())
-            if off:
-                found.append(f"{person.first_name}: {off}")
-        return sorted(set(found))
+                continue
+            out.append(send)
+        return out
 
-    def _review(
-        self,
-        state: cadence.SeriesState,
-        row: dict[str, Any],
-        meeting: Meeting | None,
-        decision: Review,
-        busy: dict[str, list[Interval]],
-    ) -> None:
-        rel, name = state.relationship, state.name
-        if decision.action == "accept":
-            if self.acting and meeting is not None:
-                self.store.save_booking(
-                    {
-                        "key": state.key,
-                        "start": _ts(meeting.start),
-                        "end": _ts(meeting.end),
-                        "moves": max(row["moves"] or 0, rel.program.max_moves),
-                    },
-                    self.now,
-                )
-            self.audit("accept", f"{name}: {decision.reason}", rel.id, name)
-            self.record(ActionRecord("accept", rel.id, name, decision.reason, "done"))
-            return
-        if decision.action == "hold":
-            self._audit_once("hold", f"{name}: {decision.reason}", rel.id, name)
-            self.record(ActionRecord("move", rel.id, name, decision.reason, "held-back"))
-            return
-        earliest, latest = cadence.search_range(state, self.now)
-        # the meeting's own time stays busy: it was declined, cancelled or lost
-        mine = [Interval(meeting.start, meeting.end)] if meeting else []
-        busy_e = [*busy.get(rel.employee.email, []), *mine]
-        busy_p = [*busy.get(rel.partner.email, []), *mine]
-        prefer = cadence.preferred_time(state)
-        if meeting is not None and meeting.active:
-            self._count(rel, meeting.start, -1)
-        request = self._request(state, earliest, latest, prefer)
-        if decision.action == "ask":
-            proposals = slots.find_slots(request, busy_e, busy_p, 3)
-            self._ask(state, row, decision.reason, proposals)
-            return
-        if row["status"] == "moving" and row["start"]:
-            slot = Interval(_parse(row["start"]), _parse(row["end"]))
-            why = "the slot chosen before the interruption"
-        else:
-            result = slots.find_slot(request, busy_e, busy_p)
-            if result.slot is None:
-                text = f"{name}: {decision.reason}; no new slot: {result.reason}"
-                self._audit_once("not-moved", text, rel.id, name)
-                self.record(ActionRecord("move", rel.id, name, text, "no-slot"))
-                return
-            slot, why = result.slot, result.reason
-        if decision.action == "rebook":
-            need = cadence.BookingNeed(state, earliest, latest, prefer, decision.reason)
-            self._book(need, busy, slot=(slot, why), moves=(row["moves"] or 0) + 1)
-            return
-        assert meeting is not None and meeting.event is not None
-        data = {
-            "from": _ts(meeting.start),
-            "to": _ts(slot.start),
-            "why": decision.reason,
-            "slot_reason": why,
-        }
-        if not self.acting:
-            self.held("move", rel.id, name, f"{decision.reason}; {why}", data)
-            return
-        self.store.save_booking(
-            {
-                "key": state.key,
-                "status": "moving",
-                "start": _ts(slot.start),
-                "end": _ts(slot.end),
-                "moves": (row["moves"] or 0) + (0 if row["status"] == "moving" else 1),
-            },
-            self.now,
-        )
-        faults.point("move:before")
-        calendar, _ = self.engine.connection(rel.organizer.account)
-        moved = calendar.move(rel.organizer, meeting.event, slot)
-        faults.point("move:after")
-        self.store.save_booking(
-            {"key": state.key, "status": "booked", "event_id": moved.id}, self.now
-        )
-        self.engine.keep_only(moved)
-        self._count(rel, slot.start, +1)
-        for email in (rel.employee.email, rel.partner.email):
-            busy.setdefault(email, []).append(moved.interval)
-        self.audit("move", f"{name}: {decision.reason}; moved to {why}", rel.id, name, data)
-        self.record(
-            ActionRecord("move", rel.id, name, f"{decision.reason}; moved to {why}", "done", data)
-        )
-        self._assess(rel, self.now - HISTORY, again=True)
+    # --- act ----------------------------------------------------------------------------------
 
-    def _audit_once(self, kind: str, message: str, rel: str, series: str) -> None:
-        last = self.store.audit_rows(relationship=rel, kind=kind, limit=20)
-        if not any(r["series"] == series and r["message"] == message for r in last):
-            self.audit(kind, message, rel, series)
-
-    def _ask(
-        self,
-        state: cadence.SeriesState,
-        row: dict[str, Any],
-        reason: str,
-        proposals: list[Interval],
-    ) -> None:
-        rel = state.relationship
-        key = f"{state.key}:ask{row['moves'] or 0}"
-        existing = self.store.outbox(key)
-        if existing and existing["status"] == "sent":
-            return
-        lines = [
-            messages.when_lines(p.start, p.end, (rel.employee, rel.partner))[0] for p in proposals
-        ]
-        self.send_ask(rel, state, key, reason, lines)
-
-    def _book(
-        self,
-        need: cadence.BookingNeed,
-        busy: dict[str, list[Interval]],
-        slot: tuple[Interval, str] | None = None,
-        moves: int = 0,
-    ) -> None:
-        """Book one need now, start to finish."""
-        chosen = self._prepare(need, busy, slot, moves)
-        if chosen is not None:
-            event, existed = chosen.create()
-            self._booked(chosen, event, existed, busy)
-
-    def _prepare(
-        self,
-        need: cadence.BookingNeed,
-        busy: dict[str, list[Interval]],
-        slot: tuple[Interval, str] | None = None,
-        moves: int = 0,
-    ) -> _Planned | None:
-        """Choose the slot and record the booking as pending; the slot counts as busy
-        from here on, so the next choice of this tick avoids it."""
-        rel, series = need.state.relationship, need.state.series
-        # an earlier booking in this tick may have changed the picture (skip_near)
-        fresh = next(s for s in self.states[rel.id] if s.name == series.name)
-        if fresh is not need.state and slot is None:
-            renewed = cadence.booking_need(fresh, self.now)
-            if renewed is None:
-                text = fresh.skip_reason or f"{series.name}: no longer needs a booking"
-                self.audit("skip", text, rel.id, series.name)
-                self.record(ActionRecord("skip", rel.id, series.name, text, "skipped"))
-                return None
-            need = renewed
-        state = need.state
-        if {rel.employee.email, rel.partner.email} & self.failed_people:
-            self.record(
-                ActionRecord("book", rel.id, series.name, "free/busy unavailable", "deferred")
-            )
-            return None
-        booking = rel.program.booking
-        if slot is None:
-            request = self._request(state, need.earliest, need.latest, need.prefer)
-            result = slots.find_slot(
-                request, busy.get(rel.employee.email, []), busy.get(rel.partner.email, [])
-            )
-            if result.slot is None:
-                text = f"{series.name} not booked: {result.reason}"
-                self._audit_once("not-booked", text, rel.id, series.name)
-                self.record(ActionRecord("book", rel.id, series.name, text, "no-slot"))
-                return None
-            chosen, slot_reason = result.slot, result.reason
-        else:
-            chosen, slot_reason = slot
-        title = messages.render_title(series.title, rel, state.stage)
-        draft = EventDraft(
-            key=state.key,
-            organizer=rel.organizer,
-            attendees=(rel.attendee,),
-            title=title,
-            start=chosen.start,
-            end=chosen.end,
-            timezone=rel.organizer.timezone,
-            description=f"{need.reason}\nBooked by Cadence ({slot_reason}).",
-            conference=booking.conference,
-            relationship=rel.id,
-            series=series.name,
-            stage=state.stage,
-        )
-        data = {
-            "key": draft.key,
-            "start": _ts(chosen.start),
-            "end": _ts(chosen.end),
-            "stage": state.stage,
-            "employee_local": f"{chosen.start.astimezone(rel.employee.zone):%a %Y-%m-%d %H:%M} {rel.employee.timezone}",
-            "partner_local": f"{chosen.start.astimezone(rel.partner.zone):%a %Y-%m-%d %H:%M} {rel.partner.timezone}",
-            "why": need.reason,
-            "slot_reason": slot_reason,
-            "title": title,
-        }
-        if not self.acting:
-            self.held("book", rel.id, series.name, title, data)
-            return None
-        self.store.save_booking(
-            {
-                "key": draft.key,
-                "relationship": rel.id,
-                "series": series.name,
-                "stage": state.stage,
-                "due": _ts(state.due),
-                "start": _ts(chosen.start),
-                "end": _ts(chosen.end),
-                "organizer": rel.organizer.email,
-                "status": "pending",
-                "reason": need.reason,
-                "moves": moves,
-            },
-            self.now,
-        )
-        self._count(rel, chosen.start, +1)
-        for email in (rel.employee.email, rel.partner.email):
-            busy.setdefault(email, []).append(chosen)
-        calendar, _ = self.engine.connection(rel.organizer.account)
-        return _Planned(need, draft, data, slot_reason, calendar)
-
-    def _booked(
-        self, chosen: _Planned, event: Event, existing: bool, busy: dict[str, list[Interval]]
-    ) -> None:
-        """Record a booking whose event now exists."""
-        need, draft, data, slot_reason = chosen.need, chosen.draft, chosen.data, chosen.slot_reason
-        state, rel, series = need.state, need.state.relationship, need.state.series
-        self.store.save_booking(
-            {
-                "key": draft.key,
-                "status": "booked",
-                "event_id": event.id,
-                "start": _ts(event.start),
-                "end": _ts(event.end),
-            },
-            self.now,
-        )
-        self.engine.keep_only(event)
-        if event.interval != Interval(draft.start, draft.end):  # found, booked earlier
-            self._count(rel, event.start, +1)
-            for email in (rel.employee.email, rel.partner.email):
-                busy.setdefault(email, []).append(event.interval)
-        self.own[draft.key] = Own(rel.id, series.name, state.stage)
-        self.audit("book", f"{need.reason}; booked {slot_reason}", rel.id, series.name, data)
-        self.record(
-            ActionRecord(
-                "book", rel.id, series.name, draft.title, "already" if existing else "done", data
-            )
-        )
-        self._assess(
-            rel, self.now - HISTORY, again=True
-        )  # the new meeting takes part in the mail step
+    def act(self) -> None:
+        acting = not (self.dry_run or self.engine.settings.file.read_only)
+        mails = [a for a in self.report.planned if isinstance(a, Send)]
+        rest = [a for a in self.report.planned if not isinstance(a, Send)]
+        executor = Executor(self.engine, self.journal, acting=acting)
+        # calendars first, then mail: a mail's meeting must exist before it is announced
+        executor.run(rest)
+        executor.run(mails)
 
 
-@dataclass
-class _Planned:
-    """A booking whose slot is chosen and recorded as pending, its event not yet made."""
-
-    need: cadence.BookingNeed
-    draft: EventDraft
-    data: dict[str, Any]
-    slot_reason: str
-    calendar: Calendar
-
-    @property
-    def account(self) -> str:
-        return self.need.state.relationship.organizer.account
-
-    def create(self) -> tuple[Event, bool]:
-        """Make the event, or find the one an interrupted tick made; thread-safe where
-        the connector says ``concurrent_writes``."""
-        faults.point("book:before-create")
-        organizer = self.need.state.relationship.organizer
-        existing = self.calendar.find(organizer, self.draft.key)
-        event = existing or self.calendar.create(self.draft)
-        faults.point("book:after-create")
-        return event, existing is not None
-
-
-def _interleaved(people: Sequence[Person]) -> list[Person]:
-    """The people in turn by account, so that every account's threads have work."""
-    by_account: dict[str, list[Person]] = {}
-    for p in people:
-        by_account.setdefault(p.account, []).append(p)
-    rounds = itertools.zip_longest(*by_account.values())
-    return [p for group in rounds for p in group if p is not None]
-
-
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def _people_of(relationship_id: str) -> Iterable[str]:
-    return relationship_id.split("/")
-
-
-def _own_booking(row: dict[str, Any]) -> OwnBooking:
-    return OwnBooking(row["key"], _parse(row["start"]), _parse(row["end"]), row["moves"] or 0)
+def _summary(state: cadence.SeriesState) -> str:
+    zone = state.relationship.employee.zone
+    if state.next_scheduled:
+        when = state.next_scheduled.start.astimezone(zone)
+        return f"{state.name}: next scheduled {when:%Y-%m-%d %H:%M} ({state.relationship.employee.timezone})"
+    if state.skip_reason:
+        return state.skip_reason
+    return state.due_reason if state.lapsed else f"{state.name}: {state.due_reason}"

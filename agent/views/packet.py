@@ -19,7 +19,7 @@ from agent.rules import messages, replies
 from agent.settings import idp as idp
 from agent.settings.config import Settings
 from agent.store.sqlite import Store
-from agent.tick.mailing import plan_path, recorded_actions
+from agent.tick.plans import plan_path, recorded_actions
 
 
 @dataclass(frozen=True)

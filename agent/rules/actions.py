@@ -1,0 +1,157 @@
+"""What a tick decides to do: typed actions, each with its idempotency key and reason.
+
+The planner (``agent.rules.planning``) returns these; the executor (``agent.tick.executor``)
+carries them out, and ``cadence plan`` prints them. An action holds everything the
+executor needs, so the executor decides nothing: it writes the pending row, calls the
+connector and completes the row.
+
+::
+
+    Action
+    ├── Book       make a new event for a due series (a new key, or a rebooking)
+    ├── Move       move one of the agent's own events to a new slot
+    ├── Accept     take a move made by hand as the booking's new time
+    ├── Send       send one mail: invitation, agenda, recap, pick-a-time, updated recap
+    └── Note       a decision not to act now (no slot, held back, deferred, skipped)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from agent.core.model import Event, EventDraft, Interval, OutgoingMail, Person
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing to do for one relationship; ``key`` makes doing it twice harmless."""
+
+    verb: ClassVar[str] = ""
+
+    key: str
+    relationship: str
+    series: str | None
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return self.verb
+
+    def describe(self) -> dict[str, Any]:
+        """A plain description for ``cadence plan --json`` and the comparison with a run."""
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "relationship": self.relationship,
+            "series": self.series,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Book(Action):
+    """Create the event of ``draft`` (found instead, if an interrupted tick made it)."""
+
+    verb: ClassVar[str] = "book"
+
+    draft: EventDraft = field(kw_only=True)
+    due: datetime = field(kw_only=True)
+    moves: int = field(kw_only=True, default=0)
+    #: bookings of one wave go out together; a relationship's next series waits a wave
+    wave: int = field(kw_only=True, default=0)
+    data: dict[str, Any] = field(kw_only=True, default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "start": self.data.get("start"),
+            "end": self.data.get("end"),
+            "title": self.draft.title,
+        }
+
+
+@dataclass(frozen=True)
+class Move(Action):
+    """Move the agent's own ``event`` to ``slot``; ``moves`` is the count after it."""
+
+    verb: ClassVar[str] = "move"
+
+    organizer: Person = field(kw_only=True)
+    event: Event = field(kw_only=True)
+    slot: Interval = field(kw_only=True)
+    moves: int = field(kw_only=True)
+    data: dict[str, Any] = field(kw_only=True, default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "start": self.data.get("to")}
+
+
+@dataclass(frozen=True)
+class Accept(Action):
+    """Record a meeting moved by hand as the booking's time; it uses up the moves."""
+
+    verb: ClassVar[str] = "accept"
+
+    start: datetime = field(kw_only=True)
+    end: datetime = field(kw_only=True)
+    moves: int = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class Send(Action):
+    """Send ``mail`` through the ``account``'s mailer, with its outbox row around it.
+
+    ``mail_kind`` is invite, agenda, recap, ask or update; ``key`` is the outbox key.
+    """
+
+    verb: ClassVar[str] = "send"
+
+    mail_kind: str = field(kw_only=True)
+    meeting: str = field(kw_only=True)
+    account: str = field(kw_only=True)
+    mail: OutgoingMail = field(kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        return self.mail_kind
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "subject": self.mail.subject,
+            "to": list(self.mail.to),
+            "message_id": self.mail.message_id,
+        }
+
+
+@dataclass(frozen=True)
+class Note(Action):
+    """A decision not to act now, reported and (with ``audit``) written to the audit log.
+
+    ``record`` is the kind shown in the tick's report (book, move, skip ...) and
+    ``outcome`` why nothing happened (no-slot, held-back, deferred, skipped). With
+    ``once``, the audit row is written only if the same message is not among the latest.
+    """
+
+    verb: ClassVar[str] = "note"
+
+    record: str = field(kw_only=True)
+    outcome: str = field(kw_only=True)
+    audit: str | None = field(kw_only=True, default=None)
+    #: the audit row's text, when it says more than ``reason``
+    message: str | None = field(kw_only=True, default=None)
+    once: bool = field(kw_only=True, default=True)
+
+    @property
+    def kind(self) -> str:
+        return self.record
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "outcome": self.outcome}
+
+
+def acts(action: Action) -> bool:
+    """Whether ``action`` changes a calendar or sends mail (a Note does neither)."""
+    return not isinstance(action, Note)

@@ -1,0 +1,363 @@
+"""Which mails are due, and their content: invitations, agendas, recaps, pick-a-time
+requests and updated recaps, as ``Send`` actions.
+
+Each mail has an outbox key (meeting id and kind); a key the outbox holds as sent or
+``uncertain`` is never planned again. The Message-ID is derived from the key, and a
+recap threads to its agenda. Everything here is pure: the plans, recorded actions and
+outbox come in with the ``MailContext``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import format_datetime
+from typing import Any, Protocol
+
+from agent.core.model import EventDraft, Invitation, OutgoingMail, Relationship
+from agent.core.timestamps import from_store
+from agent.formats import ical
+from agent.rules import cadence, messages, replies
+from agent.rules.actions import Send
+from agent.rules.classify import Meeting, Own, Status
+from agent.settings.idp import Plan
+
+#: outbox statuses that mean "never send this key again"
+DONE = ("sent", "uncertain")
+
+
+class OutboxRow(Protocol):
+    """What the planner reads of one outbox row."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def message_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Outboxed:
+    status: str
+    message_id: str | None = None
+
+
+@dataclass
+class MailContext:
+    """What mail content needs beyond the meetings: plans, outbox, accounts, templates."""
+
+    now: datetime
+    relationships: Sequence[Relationship]
+    outbox: Mapping[str, OutboxRow] = field(default_factory=dict)
+    #: per account: whether Cadence must mail invitations itself (the provider does not)
+    invites: Mapping[str, bool] = field(default_factory=dict)
+    plans: Mapping[str, Plan | None] = field(default_factory=dict)
+    recorded: Mapping[str, Sequence[replies.Action]] = field(default_factory=dict)
+    hours: Mapping[str, float] = field(default_factory=dict)
+    templates: Any = None
+    language: str = "en"
+    #: booking reasons by key, quoted in the invitations Cadence sends itself
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def sent(self, key: str) -> bool:
+        row = self.outbox.get(key)
+        return row is not None and row.status in DONE
+
+    def actions(self, email: str) -> replies.Actions:
+        """The plan's action items with those recorded from replies laid over them."""
+        return replies.merge(self.plans.get(email), self.recorded.get(email, ()))
+
+
+def message_id(key: str) -> str:
+    """A valid RFC 5322 msg-id from an outbox key. Keys hold calendar UIDs, which may
+    hold an "@" of their own; a second "@" would make mail libraries rewrite the header,
+    and replies would then answer an id the outbox does not know. A long key (a UID
+    of a hundred characters) is hashed, so the header never needs folding."""
+    local = re.sub(r"[^A-Za-z0-9._-]", ".", key)
+    if len(local) > 48:  # "In-Reply-To: <...@cadence>" stays within 78 characters
+        kind = re.sub(r"[^A-Za-z0-9._-]", ".", key.rsplit(":", 1)[-1])[:16]
+        local = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.{kind}"
+    return f"<{local}@cadence>"
+
+
+def outbox_key(meeting: Meeting, kind: str) -> str:
+    """The outbox key; an updated invitation (higher SEQUENCE) is a new mail."""
+    sequence = meeting.event.sequence if meeting.event else 0
+    if kind == "invite" and sequence:
+        return f"{meeting.id}:invite{sequence}"
+    return f"{meeting.id}:{kind}"
+
+
+def hours(
+    relationships: Sequence[Relationship], meetings: Mapping[str, Sequence[Meeting]], now: datetime
+) -> dict[str, float]:
+    """Hours of development meetings held this (local) year, per employee."""
+    out: dict[str, float] = {}
+    for rel in relationships:
+        year = now.astimezone(rel.employee.zone).year
+        for m in meetings.get(rel.id, []):
+            if m.status is Status.HELD and m.start.astimezone(rel.employee.zone).year == year:
+                out[rel.employee.email] = out.get(rel.employee.email, 0.0) + (
+                    (m.end - m.start).total_seconds() / 3600
+                )
+    return out
+
+
+def leaders_of(relationships: Sequence[Relationship], rel: Relationship) -> list[str]:
+    """Who gets the paper trail: the employee's leaders, else the relationship's partner."""
+    leaders = [
+        r.partner.email
+        for r in relationships
+        if r.employee.email == rel.employee.email and r.role == "leader"
+    ]
+    return leaders or [rel.partner.email]
+
+
+def kinds_due(
+    ctx: MailContext, rel: Relationship, meeting: Meeting, own: Mapping[str, Own]
+) -> list[str]:
+    program = rel.program
+    kinds = []
+    if meeting.status is Status.SCHEDULED:
+        if meeting.key and meeting.key in own and ctx.invites.get(rel.organizer.account, False):
+            kinds.append("invite")
+        if meeting.start - program.agenda_before <= ctx.now < meeting.start:
+            kinds.append("agenda")
+    if meeting.status is Status.HELD:
+        sent_at = meeting.end + program.recap_after
+        if sent_at <= ctx.now <= sent_at + program.recap_within:
+            kinds.append("recap")
+    return [k for k in kinds if not ctx.sent(outbox_key(meeting, k))]
+
+
+def due(
+    ctx: MailContext,
+    rel: Relationship,
+    meetings: Sequence[Meeting],
+    states: Sequence[cadence.SeriesState],
+    own: Mapping[str, Own],
+) -> list[Send]:
+    """The invitations, agendas and recaps now due for one relationship."""
+    out = []
+    for meeting in meetings:
+        for kind in kinds_due(ctx, rel, meeting, own):
+            out.append(_meeting_mail(ctx, rel, meetings, states, meeting, kind))
+    return out
+
+
+def ask(
+    ctx: MailContext,
+    rel: Relationship,
+    state: cadence.SeriesState,
+    moves: int,
+    reason: str,
+    proposals: Sequence[str],
+) -> Send | None:
+    """Ask the employee to pick a time after the automatic moves are used up."""
+    key = f"{state.key}:ask{moves}"
+    if ctx.outbox.get(key) is not None and ctx.outbox[key].status == "sent":
+        return None
+    content = messages.render(
+        "pick",
+        rel,
+        state.name,
+        state.stage,
+        ctx.now,
+        ctx.now,
+        reason=reason,
+        proposals=tuple(proposals),
+        templates=ctx.templates,
+        language=ctx.language,
+    )
+    mail = OutgoingMail(
+        key=key,
+        sender=rel.employee.email,
+        sender_name=rel.employee.name,
+        to=(rel.employee.email,),
+        subject=content.subject,
+        text=content.text,
+        html=content.html,
+        message_id=message_id(key),
+        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
+    )
+    return _send(rel, state.name, state.key, "ask", mail, reason)
+
+
+def update(
+    ctx: MailContext,
+    row: Mapping[str, Any],
+    rel: Relationship,
+    meetings: Sequence[Meeting],
+    states: Sequence[cadence.SeriesState],
+    sender_name: str,
+) -> Send | None:
+    """The updated recap that answers one recorded reply; None once its meeting is gone."""
+    meeting = next((m for m in meetings if m.id == row["meeting"]), None)
+    if meeting is None:
+        return None
+    items = tuple(
+        replies.Item(i["title"], i["done"], date.fromisoformat(i["due"]) if i["due"] else None)
+        for i in json.loads(row["items"] or "[]")
+    )
+    received = from_store(row["received_at"]).astimezone(rel.employee.zone)
+    content = messages.render(
+        "recap",
+        rel,
+        meeting.series,
+        meeting.stage,
+        meeting.start,
+        meeting.end,
+        plan=ctx.plans.get(rel.employee.email),
+        actions=ctx.actions(rel.employee.email),
+        invested_hours=ctx.hours.get(rel.employee.email, 0.0),
+        next_meeting=_next_text(rel, meetings, states, meeting),
+        templates=ctx.templates,
+        first=_first(meetings, meeting),
+        language=ctx.language,
+        update=messages.Update(
+            sender=sender_name,
+            received=f"{received:%a} {received.day} {received:%b %Y, %H:%M}",
+            items=items,
+            notes=row["notes"] or "",
+        ),
+    )
+    sent = []
+    for key in (f"{meeting.id}:agenda", f"{meeting.id}:recap"):
+        found = ctx.outbox.get(key)
+        if found is not None and found.status == "sent" and found.message_id:
+            sent.append(found.message_id)
+    to = tuple(dict.fromkeys([*leaders_of(ctx.relationships, rel), rel.employee.email]))
+    mail = OutgoingMail(
+        key=row["update_key"],
+        sender=rel.employee.email,
+        sender_name=rel.employee.name,
+        to=to,
+        subject=content.subject,
+        text=content.text,
+        html=content.html,
+        message_id=message_id(row["update_key"]),
+        in_reply_to=row["message_id"],
+        references=(*sent, row["message_id"]),
+        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
+    )
+    return _send(rel, meeting.series, meeting.id, "update", mail, f"reply {row['message_id']}")
+
+
+def _meeting_mail(
+    ctx: MailContext,
+    rel: Relationship,
+    meetings: Sequence[Meeting],
+    states: Sequence[cadence.SeriesState],
+    meeting: Meeting,
+    kind: str,
+) -> Send:
+    key = outbox_key(meeting, kind)
+    reason = ctx.reasons.get(meeting.key or "", "") if kind == "invite" else ""
+    content = messages.render(
+        "invitation" if kind == "invite" else kind,
+        rel,
+        meeting.series,
+        meeting.stage,
+        meeting.start,
+        meeting.end,
+        plan=ctx.plans.get(rel.employee.email),
+        actions=ctx.actions(rel.employee.email),
+        invested_hours=ctx.hours.get(rel.employee.email, 0.0),
+        next_meeting=_next_text(rel, meetings, states, meeting) if kind == "recap" else "",
+        reason=reason,
+        templates=ctx.templates,
+        first=_first(meetings, meeting),
+        language=ctx.language,
+        since=_previous(meetings, meeting),
+    )
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    if kind == "recap":
+        agenda = ctx.outbox.get(f"{meeting.id}:agenda")
+        if agenda is not None and agenda.status == "sent" and agenda.message_id:
+            in_reply_to = agenda.message_id
+            references = (agenda.message_id,)
+    invitation = None
+    if kind == "invite":
+        title = messages.render_title(rel.program.get(meeting.series).title, rel, meeting.stage)
+        draft = EventDraft(
+            key=meeting.key or meeting.id,
+            organizer=rel.organizer,
+            attendees=(rel.attendee,),
+            title=title,
+            start=meeting.start,
+            end=meeting.end,
+            timezone=rel.organizer.timezone,
+            series=meeting.series,
+            stage=meeting.stage,
+        )
+        sequence = meeting.event.sequence if meeting.event else 0
+        invitation = Invitation("REQUEST", ical.invitation(draft, stamp=ctx.now, sequence=sequence))
+    mail = OutgoingMail(
+        key=key,
+        sender=rel.employee.email,
+        sender_name=rel.employee.name,
+        to=(rel.employee.email, rel.partner.email),
+        subject=content.subject,
+        text=content.text,
+        html=content.html,
+        message_id=message_id(key),
+        in_reply_to=in_reply_to,
+        references=references,
+        invitation=invitation,
+        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
+    )
+    return _send(rel, meeting.series, meeting.id, kind, mail, f"{kind} due for {meeting.id}")
+
+
+def _send(
+    rel: Relationship, series: str, meeting: str, kind: str, mail: OutgoingMail, reason: str
+) -> Send:
+    return Send(
+        mail.key,
+        rel.id,
+        series,
+        reason,
+        mail_kind=kind,
+        meeting=meeting,
+        account=rel.employee.account,
+        mail=mail,
+    )
+
+
+def _first(meetings: Sequence[Meeting], meeting: Meeting) -> bool:
+    """Whether ``meeting`` is the first of its series for the relationship."""
+    return not any(
+        m.series == meeting.series and m.status is Status.HELD and m.start < meeting.start
+        for m in meetings
+    )
+
+
+def _previous(meetings: Sequence[Meeting], meeting: Meeting) -> datetime | None:
+    """When the relationship's previous held meeting started, if any."""
+    held = [m.start for m in meetings if m.status is Status.HELD and m.start < meeting.start]
+    return max(held, default=None)
+
+
+def _next_text(
+    rel: Relationship,
+    meetings: Sequence[Meeting],
+    states: Sequence[cadence.SeriesState],
+    after: Meeting,
+) -> str:
+    upcoming = [m for m in meetings if m.status is Status.SCHEDULED and m.start > after.start]
+    if upcoming:
+        nxt = upcoming[0]
+        lines = messages.when_lines(nxt.start, nxt.end, (rel.employee, rel.partner))
+        return f"{messages.what(rel, nxt.series, nxt.stage)}: {lines[0]}"
+    if states:
+        soonest = min(states, key=lambda s: s.due)
+        day = soonest.due.astimezone(rel.employee.zone)
+        return (
+            f"{messages.what(rel, soonest.name, soonest.stage)} due "
+            f"{day:%a} {day.day} {day:%b %Y}; Cadence will book it"
+        )
+    return ""

@@ -1,0 +1,87 @@
+"""Each employee's development plan and the actions recorded from replies, for a tick.
+
+Plans are YAML files read when they change (by modification time), so a quiet tick
+costs a ``stat`` per employee; a plan that does not load is reported once and the
+mails go out without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from agent.core.errors import CadenceError
+from agent.core.model import Person
+from agent.rules import replies
+from agent.settings import idp
+from agent.settings.config import Settings
+from agent.store.sqlite import Store
+
+
+def plan_path(settings: Settings, person: Person) -> Path | None:
+    """The person's ``plan:``, else ``plans/<email>.yaml`` next to the config if it exists."""
+    if person.plan:
+        return Path(person.plan)
+    default = settings.resolve(idp.default_path(person.email))
+    return default if default.exists() else None
+
+
+def recorded_actions(store: Store, employee: str) -> list[replies.Action]:
+    return [_action(r) for r in store.actions(employee)]
+
+
+def recorded_by_employee(store: Store) -> dict[str, list[replies.Action]]:
+    """Every employee's recorded actions, read in one query."""
+    out: dict[str, list[replies.Action]] = {}
+    for row in store.all_actions():
+        out.setdefault(row["employee"], []).append(_action(row))
+    return out
+
+
+def _action(row: Mapping[str, Any]) -> replies.Action:
+    return replies.Action(
+        title=row["title"],
+        goal=row["goal"],
+        due=date.fromisoformat(row["due"]) if row["due"] else None,
+        status=row["status"],
+        source="reply",
+        changed=row["updated_at"],
+    )
+
+
+class Plans:
+    """Plans by employee, read again only when their file changes."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, tuple[int, idp.Plan | None, str | None]] = {}
+
+    def load(
+        self, settings: Settings, people: Iterable[Person]
+    ) -> tuple[dict[str, idp.Plan | None], dict[str, str]]:
+        """Return each person's plan (None without one) and why any could not be used."""
+        plans: dict[str, idp.Plan | None] = {}
+        problems: dict[str, str] = {}
+        for person in people:
+            path = plan_path(settings, person)
+            plan, problem = self._read(path) if path else (None, None)
+            plans[person.email] = plan
+            if problem:
+                problems[person.email] = problem
+        return plans, problems
+
+    def _read(self, path: Path) -> tuple[idp.Plan | None, str | None]:
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = -1
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        try:
+            plan, problem = idp.load(path), None
+        except CadenceError as exc:
+            plan, problem = None, str(exc)
+        self._cache[path] = (stamp, plan, problem)
+        return plan, problem

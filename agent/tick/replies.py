@@ -1,0 +1,150 @@
+"""Replies to recaps: read from mailers that can read, matched to the recap, recorded.
+
+Opt-in per program (``recap: {collect_replies: true}``). A reply is matched to the
+recap by In-Reply-To and References, and its checklist lines are recorded as actions
+in the store, once per Message-ID. Like the sync step this reads from providers and
+writes to the store before planning; the planner then plans the updated recap that
+answers each recorded reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from agent.connectors.base import IncomingMail, ReplyReader
+from agent.core import faults
+from agent.core.model import Relationship
+from agent.core.timestamps import to_store
+from agent.rules import replies
+from agent.settings import idp
+from agent.tick.executor import ActionRecord
+from agent.tick.plans import plan_path, recorded_actions
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from agent.tick.engine import Engine
+    from agent.tick.executor import Journal
+
+
+def collecting(engine: Engine, rel: Relationship) -> bool:
+    program = engine.settings.file.programs.get(rel.program.name)
+    return bool(program and program.recap.collect_replies)
+
+
+def collect(engine: Engine, journal: Journal, now: datetime) -> None:
+    """Read new replies to recaps and record their actions."""
+    accounts = sorted(
+        {r.employee.account for r in engine.settings.relationships if collecting(engine, r)}
+    )
+    for account in accounts:
+        _, mailer = engine.connection(account)
+        if not isinstance(mailer, ReplyReader):
+            journal.audit_quietly(
+                "replies", f"account {account} cannot read replies to recaps yet; none collected"
+            )
+            continue
+        seen = engine.store.read_refs()
+        for incoming in mailer.replies():
+            if incoming.ref in seen:
+                continue  # read at an earlier tick; parsing it again would change nothing
+            try:
+                _take(engine, journal, now, incoming)
+            except Exception as exc:
+                journal.error(f"reply {incoming.ref}", exc)
+
+
+def _take(engine: Engine, journal: Journal, now: datetime, incoming: IncomingMail) -> None:
+    store, dry_run = engine.store, journal.dry_run
+    reply = replies.parse(incoming.raw)
+    mid = reply.message_id or (
+        "<" + hashlib.sha256(incoming.raw).hexdigest()[:32] + "@cadence.unidentified>"
+    )
+    if store.reply(mid):
+        return  # read before: each reply counts once
+    row: dict[str, Any] = {
+        "message_id": mid,
+        "ref": incoming.ref,
+        "sender": reply.sender,
+        "received_at": to_store(reply.date) if reply.date else to_store(now),
+        "items": json.dumps([_item_json(i) for i in reply.items]),
+        "notes": reply.notes,
+    }
+    recap = None
+    for parent in reply.parents:
+        found = store.outbox_by_message_id(parent)
+        if found and found["kind"] in ("recap", "update"):
+            recap = found
+            break
+    rel = next(
+        (r for r in engine.settings.relationships if recap and r.id == recap["relationship"]),
+        None,
+    )
+    reason = ""
+    if recap is None or rel is None:
+        reason = "not a reply to a recap"
+    elif not collecting(engine, rel):
+        reason = f"program {rel.program.name} does not collect replies"
+    elif reply.sender not in (rel.employee.email, rel.partner.email):
+        reason = f"{reply.sender or 'an unknown sender'} is not in {rel.id}"
+    if reason or rel is None or recap is None:
+        if not dry_run:
+            store.save_reply({**row, "status": "ignored", "reason": reason}, [], now)
+        if recap is not None:  # mail about our recaps deserves a word in the log
+            journal.audit("reply", f"reply {mid} ignored: {reason}", recap["relationship"])
+        return
+    path = plan_path(engine.settings, rel.employee)
+    plan = (
+        engine.plans.load(engine.settings, [rel.employee])[0][rel.employee.email] if path else None
+    )
+    actions_now = replies.merge(plan, recorded_actions(store, rel.employee.email))
+    known = {idp.normalize(a.title): a for a in actions_now.all}
+    actions = [
+        {
+            "employee": rel.employee.email,
+            "norm": idp.normalize(item.title),
+            "title": item.title,
+            "goal": replies.goal_for(item, plan, known),
+            "due": item.due.isoformat() if item.due else None,
+            "status": "done" if item.done else "open",
+            "relationship": rel.id,
+            "meeting": recap["meeting"],
+            "source": mid,
+        }
+        for item in reply.items
+    ]
+    if not actions:
+        actions_note = "no action lines"
+    else:
+        actions_note = ", ".join(
+            f"{'done' if a['status'] == 'done' else 'open'}: {a['title']}" for a in actions
+        )
+    row.update(
+        meeting=recap["meeting"],
+        relationship=rel.id,
+        employee=rel.employee.email,
+        status="recorded",
+        reason="; ".join(reply.problems) or None,
+        update_key=f"{recap['meeting']}:update:{hashlib.sha256(mid.encode()).hexdigest()[:12]}",
+    )
+    data = {"message_id": mid, "from": reply.sender, "actions": len(actions)}
+    if dry_run:
+        journal.record(ActionRecord("reply", rel.id, None, actions_note, "planned", data))
+        return
+    store.save_reply(row, actions, now)
+    faults.point("reply:recorded")  # recorded, its updated recap not yet sent
+    journal.audit("reply", f"reply from {reply.sender}: {actions_note}", rel.id, None, data)
+    for problem in reply.problems:
+        journal.audit("reply", f"reply {mid}: {problem}", rel.id)
+    journal.record(ActionRecord("reply", rel.id, None, actions_note, "done", data))
+
+
+def _item_json(item: replies.Item) -> dict[str, Any]:
+    return {
+        "title": item.title,
+        "done": item.done,
+        "due": item.due.isoformat() if item.due else None,
+        "goal": item.goal,
+    }
