@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -185,3 +186,30 @@ def test_review_packet_escapes_plan_and_reply_text(workspace: Path) -> None:
     assert "<script>x" not in html and "Staff &lt;script&gt;x&lt;/script&gt;" in html
     assert "<img" not in html and "&lt;img src=http://evil.example/t.png&gt;" in html
     assert "Ben Ortiz, 2026-11-20" in html
+
+
+def test_run_once_does_exactly_what_plan_printed(workspace: Path) -> None:
+    """The same planner drives both: a run at the plan's instant makes its bookings, at
+    its slots, and sends its mails, and nothing else."""
+    at = NOW.isoformat()
+    shown = cadence("plan", "--config", str(workspace), "--now", at, "--json")
+    assert shown.exit_code == 0, shown.output
+    planned = [a for a in json.loads(shown.stdout) if a["acts"]]
+    books = {a["key"]: (a["start"], a["end"]) for a in planned if a["kind"] == "book"}
+    mails = {a["key"]: a["message_id"] for a in planned if a["kind"] != "book"}
+    assert books and mails  # the demo has lapsed relationships and meetings to announce
+    settings = config.load(workspace)
+    store = Store(settings.store)
+    assert not store.bookings() and not store.outbox_rows()  # planning did nothing
+    store.close()
+
+    done = cadence("run", "--once", "--config", str(workspace), "--now", at)
+    assert done.exit_code == 0, done.output
+    store = Store(settings.store)
+    made = {b["key"]: (b["start"], b["end"]) for b in store.bookings()}
+    sent = {r["key"]: r["message_id"] for r in store.outbox_rows() if r["status"] == "sent"}
+    store.close()
+    assert made == books
+    assert sent == mails
+    again = cadence("plan", "--config", str(workspace), "--now", at, "--json")
+    assert [a for a in json.loads(again.stdout) if a["acts"]] == []

@@ -195,9 +195,10 @@ def _tick(
     verbose: bool,
     log_level: str | None = None,
     log_format: str = "auto",
+    as_json: bool = False,
 ) -> None:
     from agent.tick.engine import Engine
-    from agent.views.summary import print_report
+    from agent.views.summary import print_actions, print_report
 
     setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
@@ -211,7 +212,12 @@ def _tick(
     except ConfigError as exc:
         fail(str(exc), 2)
         return
-    print_report(settings, report, dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps([a.describe() for a in report.planned], indent=2, default=str))
+    else:
+        print_report(settings, report, dry_run=dry_run)
+        if dry_run:
+            print_actions(report.planned)
     if report.errors:
         raise typer.Exit(1)
 
@@ -223,9 +229,12 @@ def plan(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_level: str | None = LogLevelOption,
     log_format: str = LogFormatOption,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the planned actions as JSON, and nothing else."
+    ),
 ) -> None:
-    """Show what the next tick would do, without doing it."""
-    _tick(config, now, True, verbose, log_level, log_format)
+    """Show what the next tick would do, without doing it: the planner's actions."""
+    _tick(config, now, True, verbose, log_level, log_format, as_json)
 
 
 @app.command()

@@ -43,6 +43,7 @@ class Action:
         """A plain description for ``cadence plan --json`` and the comparison with a run."""
         return {
             "kind": self.kind,
+            "acts": acts(self),
             "key": self.key,
             "relationship": self.relationship,
             "series": self.series,

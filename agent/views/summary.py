@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from collections.abc import Sequence
+
+from agent.rules.actions import Action, acts
 from agent.settings.config import Settings
 from agent.tick.engine import TickReport
 
@@ -81,3 +84,13 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
     else:
         echo("Nothing new to book or send: every due action is already done.")
     return new
+
+
+def print_actions(actions: Sequence[Action]) -> None:
+    """Print the planner's actions in the order a run would take them."""
+    doing = [a for a in actions if acts(a)]
+    typer.echo(f"Planned actions ({len(doing)}), in the order a run takes them:")
+    for number, action in enumerate(doing, 1):
+        series = f" {action.series}" if action.series else ""
+        typer.echo(f"  {number:>3}. {action.kind:<7} {action.relationship}{series}  [{action.key}]")
+        typer.echo(f"       {action.reason}")
