@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import typer
-
 from collections.abc import Sequence
+
+import typer
 
 from agent.rules.actions import Action, acts
 from agent.settings.config import Settings
