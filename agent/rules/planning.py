@@ -140,7 +140,17 @@ def _decide(unit: Unit, snap: Snapshot) -> _Decisions:
                 out.notes.append(_note(rel, state.name, text, "book", "deferred"))
                 continue
             out.needs.append(need)
-    out.needs.sort(key=lambda n: (n.state.due, n.state.relationship.id, n.state.name))
+    # a series another due series keeps away from (skip_near) goes first: the deep dive,
+    # then the check-in only if it is still wanted beside it
+    near = {(n.state.relationship.id, n.state.series.skip_near) for n in out.needs}
+    out.needs.sort(
+        key=lambda n: (
+            n.state.due,
+            n.state.relationship.id,
+            (n.state.relationship.id, n.state.name) not in near,
+            n.state.name,
+        )
+    )
     return out
 
 
