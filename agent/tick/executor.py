@@ -111,22 +111,24 @@ class Executor:
         self.failed: set[str] = set()
 
     def run(self, actions: Sequence[Action]) -> None:
-        i = 0
-        while i < len(actions):
-            action = actions[i]
+        """Carry out ``actions`` in order; a wave's bookings go out together (the notes
+        planned beside them never depend on them)."""
+        wave: list[Book] = []
+        for action in actions:
             if isinstance(action, Book) and action.wave >= 0:
-                j = i
-                while (
-                    j < len(actions)
-                    and isinstance(actions[j], Book)
-                    and actions[j].wave == action.wave  # type: ignore[attr-defined]
-                ):
-                    j += 1
-                self._wave([a for a in actions[i:j] if isinstance(a, Book)])
-                i = j
-                continue
-            self._one(action)
-            i += 1
+                if wave and action.wave != wave[0].wave:
+                    self._wave(wave)
+                    wave = []
+                wave.append(action)
+            elif isinstance(action, Note) and wave:
+                self._one(action)
+            else:
+                if wave:
+                    self._wave(wave)
+                    wave = []
+                self._one(action)
+        if wave:
+            self._wave(wave)
 
     def _one(self, action: Action) -> None:
         try:
