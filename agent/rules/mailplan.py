@@ -203,20 +203,13 @@ def update(
         for i in json.loads(row["items"] or "[]")
     )
     received = from_store(row["received_at"]).astimezone(rel.employee.zone)
-    content = messages.render(
+    content = _render(
+        ctx,
         "recap",
         rel,
-        meeting.series,
-        meeting.stage,
-        meeting.start,
-        meeting.end,
-        plan=ctx.plans.get(rel.employee.email),
-        actions=ctx.actions(rel.employee.email),
-        invested_hours=ctx.hours.get(rel.employee.email, 0.0),
+        meetings,
+        meeting,
         next_meeting=_next_text(rel, meetings, states, meeting),
-        templates=ctx.templates,
-        first=_first(meetings, meeting),
-        language=ctx.language,
         update=messages.Update(
             sender=sender_name,
             received=f"{received:%a} {received.day} {received:%b %Y, %H:%M}",
@@ -256,21 +249,14 @@ def _meeting_mail(
 ) -> Send:
     key = outbox_key(meeting, kind)
     reason = ctx.reasons.get(meeting.key or "", "") if kind == "invite" else ""
-    content = messages.render(
+    content = _render(
+        ctx,
         "invitation" if kind == "invite" else kind,
         rel,
-        meeting.series,
-        meeting.stage,
-        meeting.start,
-        meeting.end,
-        plan=ctx.plans.get(rel.employee.email),
-        actions=ctx.actions(rel.employee.email),
-        invested_hours=ctx.hours.get(rel.employee.email, 0.0),
+        meetings,
+        meeting,
         next_meeting=_next_text(rel, meetings, states, meeting) if kind == "recap" else "",
         reason=reason,
-        templates=ctx.templates,
-        first=_first(meetings, meeting),
-        language=ctx.language,
         since=_previous(meetings, meeting),
     )
     in_reply_to: str | None = None
@@ -311,6 +297,32 @@ def _meeting_mail(
         headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return _send(rel, meeting.series, meeting.id, kind, mail, f"{kind} due for {meeting.id}")
+
+
+def _render(
+    ctx: MailContext,
+    template: str,
+    rel: Relationship,
+    meetings: Sequence[Meeting],
+    meeting: Meeting,
+    **extra: Any,
+) -> messages.Content:
+    """Render one meeting's mail with the employee's plan, actions and hours."""
+    return messages.render(
+        template,
+        rel,
+        meeting.series,
+        meeting.stage,
+        meeting.start,
+        meeting.end,
+        plan=ctx.plans.get(rel.employee.email),
+        actions=ctx.actions(rel.employee.email),
+        invested_hours=ctx.hours.get(rel.employee.email, 0.0),
+        templates=ctx.templates,
+        first=_first(meetings, meeting),
+        language=ctx.language,
+        **extra,
+    )
 
 
 def _send(
