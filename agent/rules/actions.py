@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from agent.core.model import Event, EventDraft, Interval, OutgoingMail, Person
+from agent.core.model import Event, EventDraft, Interval, OutgoingMail, Person, Relationship
 
 
 @dataclass(frozen=True)
@@ -51,18 +51,18 @@ class Action:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Book(Action):
     """Create the event of ``draft`` (found instead, if an interrupted tick made it)."""
 
     verb: ClassVar[str] = "book"
 
-    draft: EventDraft = field(kw_only=True)
-    due: datetime = field(kw_only=True)
-    moves: int = field(kw_only=True, default=0)
+    draft: EventDraft
+    due: datetime
+    moves: int = 0
     #: bookings of one wave go out together; a relationship's next series waits a wave
-    wave: int = field(kw_only=True, default=0)
-    data: dict[str, Any] = field(kw_only=True, default_factory=dict)
+    wave: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -73,34 +73,34 @@ class Book(Action):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Move(Action):
     """Move the agent's own ``event`` to ``slot``; ``moves`` is the count after it."""
 
     verb: ClassVar[str] = "move"
 
-    organizer: Person = field(kw_only=True)
-    event: Event = field(kw_only=True)
-    slot: Interval = field(kw_only=True)
-    moves: int = field(kw_only=True)
-    data: dict[str, Any] = field(kw_only=True, default_factory=dict)
+    organizer: Person
+    event: Event
+    slot: Interval
+    moves: int
+    data: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "start": self.data.get("to")}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Accept(Action):
     """Record a meeting moved by hand as the booking's time; it uses up the moves."""
 
     verb: ClassVar[str] = "accept"
 
-    start: datetime = field(kw_only=True)
-    end: datetime = field(kw_only=True)
-    moves: int = field(kw_only=True)
+    start: datetime
+    end: datetime
+    moves: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Send(Action):
     """Send ``mail`` through the ``account``'s mailer, with its outbox row around it.
 
@@ -109,10 +109,10 @@ class Send(Action):
 
     verb: ClassVar[str] = "send"
 
-    mail_kind: str = field(kw_only=True)
-    meeting: str = field(kw_only=True)
-    account: str = field(kw_only=True)
-    mail: OutgoingMail = field(kw_only=True)
+    mail_kind: str
+    meeting: str
+    account: str
+    mail: OutgoingMail
 
     @property
     def kind(self) -> str:
@@ -127,7 +127,7 @@ class Send(Action):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Note(Action):
     """A decision not to act now, reported and (with ``audit``) written to the audit log.
 
@@ -138,12 +138,12 @@ class Note(Action):
 
     verb: ClassVar[str] = "note"
 
-    record: str = field(kw_only=True)
-    outcome: str = field(kw_only=True)
-    audit: str | None = field(kw_only=True, default=None)
+    record: str
+    outcome: str
+    audit: str | None = None
     #: the audit row's text, when it says more than ``reason``
-    message: str | None = field(kw_only=True, default=None)
-    once: bool = field(kw_only=True, default=True)
+    message: str | None = None
+    once: bool = True
 
     @property
     def kind(self) -> str:
@@ -151,6 +151,30 @@ class Note(Action):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "outcome": self.outcome}
+
+
+def draft(
+    rel: Relationship,
+    series: str,
+    stage: str | None,
+    key: str,
+    title: str,
+    when: Interval,
+    **extra: Any,
+) -> EventDraft:
+    """The event of one of the relationship's meetings, as the organizer sends it."""
+    return EventDraft(
+        key=key,
+        organizer=rel.organizer,
+        attendees=(rel.attendee,),
+        title=title,
+        start=when.start,
+        end=when.end,
+        timezone=rel.organizer.timezone,
+        series=series,
+        stage=stage,
+        **extra,
+    )
 
 
 def acts(action: Action) -> bool:

@@ -18,11 +18,11 @@ from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
 
-from agent.core.model import EventDraft, Invitation, OutgoingMail, Relationship
+from agent.core.model import Interval, Invitation, OutgoingMail, Relationship
 from agent.core.timestamps import from_store
 from agent.formats import ical
 from agent.rules import cadence, messages, replies
-from agent.rules.actions import Send
+from agent.rules.actions import Send, draft
 from agent.rules.classify import Meeting, Own, Status
 from agent.settings.idp import Plan
 
@@ -269,19 +269,16 @@ def _meeting_mail(
     invitation = None
     if kind == "invite":
         title = messages.render_title(rel.program.get(meeting.series).title, rel, meeting.stage)
-        draft = EventDraft(
-            key=meeting.key or meeting.id,
-            organizer=rel.organizer,
-            attendees=(rel.attendee,),
-            title=title,
-            start=meeting.start,
-            end=meeting.end,
-            timezone=rel.organizer.timezone,
-            series=meeting.series,
-            stage=meeting.stage,
+        made = draft(
+            rel,
+            meeting.series,
+            meeting.stage,
+            meeting.key or meeting.id,
+            title,
+            Interval(meeting.start, meeting.end),
         )
         sequence = meeting.event.sequence if meeting.event else 0
-        invitation = Invitation("REQUEST", ical.invitation(draft, stamp=ctx.now, sequence=sequence))
+        invitation = Invitation("REQUEST", ical.invitation(made, stamp=ctx.now, sequence=sequence))
     mail = OutgoingMail(
         key=key,
         sender=rel.employee.email,

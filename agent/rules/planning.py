@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from agent.core.model import Attendee, Event, EventDraft, Interval, PartStat, Person, Relationship
+from agent.core.model import Attendee, Event, Interval, PartStat, Person, Relationship
 from agent.core.timestamps import to_store
-from agent.rules import cadence, classify, mailplan, messages, reschedule, slots
+from agent.rules import actions, cadence, classify, mailplan, messages, reschedule, slots
 from agent.rules.actions import Accept, Action, Book, Move, Note
 from agent.rules.classify import Meeting, Own, Status
 from agent.rules.reschedule import OwnBooking, Review
@@ -415,19 +415,16 @@ class Planner:
         else:
             chosen, slot_reason = slot
         title = messages.render_title(series.title, rel, state.stage)
-        draft = EventDraft(
-            key=state.key,
-            organizer=rel.organizer,
-            attendees=(rel.attendee,),
-            title=title,
-            start=chosen.start,
-            end=chosen.end,
-            timezone=rel.organizer.timezone,
+        draft = actions.draft(
+            rel,
+            series.name,
+            state.stage,
+            state.key,
+            title,
+            chosen,
             description=f"{need.reason}\nBooked by Cadence ({slot_reason}).",
             conference=rel.program.booking.conference,
             relationship=rel.id,
-            series=series.name,
-            stage=state.stage,
         )
         data = {
             "key": draft.key,
