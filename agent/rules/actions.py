@@ -28,16 +28,13 @@ from agent.core.model import Event, EventDraft, Interval, OutgoingMail, Person, 
 class Action:
     """One thing to do for one relationship; ``key`` makes doing it twice harmless."""
 
-    verb: ClassVar[str] = ""
+    #: book, move, accept; a mail's kind (invite, agenda ...); a note's (book, skip ...)
+    kind: ClassVar[str] = ""
 
     key: str
     relationship: str
     series: str | None
     reason: str
-
-    @property
-    def kind(self) -> str:
-        return self.verb
 
     def describe(self) -> dict[str, Any]:
         """A plain description for ``cadence plan --json`` and the comparison with a run."""
@@ -48,14 +45,19 @@ class Action:
             "relationship": self.relationship,
             "series": self.series,
             "reason": self.reason,
+            **self.details(),
         }
+
+    def details(self) -> dict[str, Any]:
+        """What a kind of action adds to its description."""
+        return {}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Book(Action):
     """Create the event of ``draft`` (found instead, if an interrupted tick made it)."""
 
-    verb: ClassVar[str] = "book"
+    kind: ClassVar[str] = "book"
 
     draft: EventDraft
     due: datetime
@@ -64,9 +66,8 @@ class Book(Action):
     wave: int = 0
     data: dict[str, Any] = field(default_factory=dict)
 
-    def describe(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         return {
-            **super().describe(),
             "start": self.data.get("start"),
             "end": self.data.get("end"),
             "title": self.draft.title,
@@ -77,7 +78,7 @@ class Book(Action):
 class Move(Action):
     """Move the agent's own ``event`` to ``slot``; ``moves`` is the count after it."""
 
-    verb: ClassVar[str] = "move"
+    kind: ClassVar[str] = "move"
 
     organizer: Person
     event: Event
@@ -85,15 +86,15 @@ class Move(Action):
     moves: int
     data: dict[str, Any] = field(default_factory=dict)
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "start": self.data.get("to")}
+    def details(self) -> dict[str, Any]:
+        return {"start": self.data.get("to")}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Accept(Action):
     """Record a meeting moved by hand as the booking's time; it uses up the moves."""
 
-    verb: ClassVar[str] = "accept"
+    kind: ClassVar[str] = "accept"
 
     start: datetime
     end: datetime
@@ -104,23 +105,16 @@ class Accept(Action):
 class Send(Action):
     """Send ``mail`` through the ``account``'s mailer, with its outbox row around it.
 
-    ``mail_kind`` is invite, agenda, recap, ask or update; ``key`` is the outbox key.
+    ``kind`` is invite, agenda, recap, ask or update; ``key`` is the outbox key.
     """
 
-    verb: ClassVar[str] = "send"
-
-    mail_kind: str
+    kind: str  # type: ignore[misc]  # each mail its kind
     meeting: str
     account: str
     mail: OutgoingMail
 
-    @property
-    def kind(self) -> str:
-        return self.mail_kind
-
-    def describe(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         return {
-            **super().describe(),
             "subject": self.mail.subject,
             "to": list(self.mail.to),
             "message_id": self.mail.message_id,
@@ -131,26 +125,20 @@ class Send(Action):
 class Note(Action):
     """A decision not to act now, reported and (with ``audit``) written to the audit log.
 
-    ``record`` is the kind shown in the tick's report (book, move, skip ...) and
+    ``kind`` is the kind shown in the tick's report (book, move, skip ...) and
     ``outcome`` why nothing happened (no-slot, held-back, deferred, skipped). With
     ``once``, the audit row is written only if the same message is not among the latest.
     """
 
-    verb: ClassVar[str] = "note"
-
-    record: str
+    kind: str  # type: ignore[misc]  # the kind of action not taken
     outcome: str
     audit: str | None = None
     #: the audit row's text, when it says more than ``reason``
     message: str | None = None
     once: bool = True
 
-    @property
-    def kind(self) -> str:
-        return self.record
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "outcome": self.outcome}
+    def details(self) -> dict[str, Any]:
+        return {"outcome": self.outcome}
 
 
 def draft(

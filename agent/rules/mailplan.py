@@ -330,7 +330,7 @@ def _send(
         rel.id,
         series,
         reason,
-        mail_kind=kind,
+        kind=kind,
         meeting=meeting,
         account=rel.employee.account,
         mail=mail,

@@ -535,7 +535,7 @@ def _note(
     audit: str | None = None,
 ) -> Note:
     return Note(
-        f"{rel.id}:{series}", rel.id, series, text, record=record, outcome=outcome, audit=audit
+        f"{rel.id}:{series}", rel.id, series, text, kind=record, outcome=outcome, audit=audit
     )
 
 

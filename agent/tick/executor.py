@@ -150,7 +150,7 @@ class Executor:
 
     def _note(self, note: Note) -> None:
         self.journal.record(
-            ActionRecord(note.record, note.relationship, note.series, note.reason, note.outcome)
+            ActionRecord(note.kind, note.relationship, note.series, note.reason, note.outcome)
         )
         if note.audit:
             message = note.message or note.reason
@@ -319,7 +319,7 @@ class Executor:
         """Send one mail with its outbox row written before and completed after."""
         if action.meeting in self.unsettled:
             return  # its meeting was not made as planned: the next tick sees the calendar
-        mail, kind, rel, series = action.mail, action.mail_kind, action.relationship, action.series
+        mail, kind, rel, series = action.mail, action.kind, action.relationship, action.series
         data: dict[str, Any] = {
             "subject": mail.subject,
             "to": list(mail.to),
@@ -402,9 +402,9 @@ def _bind(book: Book, calendar: Calendar) -> Callable[[], tuple[Event, bool]]:
 
 def _where(action: Action) -> str:
     if isinstance(action, Send):
-        if action.mail_kind == "update":
+        if action.kind == "update":
             return f"updated recap for {action.mail.in_reply_to}"
-        return f"{action.mail_kind} for {action.meeting}"
+        return f"{action.kind} for {action.meeting}"
     if isinstance(action, Book):
         return f"book {action.relationship} {action.series}"
     return f"review {action.relationship} {action.series}"
