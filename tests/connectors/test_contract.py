@@ -159,7 +159,7 @@ def test_mail_is_delivered_once_with_the_right_headers(backend: Any) -> None:
     assert len(delivered) == 1
     msg = delivered[0]
     assert msg["Subject"] == "Agenda: Development Align with Ben"
-    assert ana.email in msg["From"] and ben.email in msg["To"]
+    assert msg["From"].endswith(f"<{ana.email}>") and ben.email in msg["To"]
     assert msg["In-Reply-To"] == "<earlier@cadence>"
     assert msg.get_body(preferencelist=("plain",)) is not None
     assert msg.get_body(preferencelist=("html",)) is not None
@@ -376,7 +376,7 @@ def test_tick_books_sends_agenda_and_recap_and_reruns_quietly(backend: Any, team
 
     # the check-in's agenda went out once, from Ana's mailbox, to both
     (agenda,) = mails(backend)
-    assert ana.email in agenda["From"] and "check-in" in agenda["Subject"].lower()
+    assert agenda["From"].endswith(f"<{ana.email}>") and "check-in" in agenda["Subject"].lower()
     assert {ana.email, ben.email} <= {a.strip() for a in agenda["To"].split(",")}
     assert agenda["Message-ID"].endswith("@cadence>")
 
@@ -405,7 +405,7 @@ def test_tick_books_sends_agenda_and_recap_and_reruns_quietly(backend: Any, team
         seen = ids(backend)
         assert done(engine.tick(before)) == ["agenda"]
         (deep_agenda,) = [m for m in mails(backend) if m["Message-ID"] not in seen]
-        assert ana.email in deep_agenda["From"] and ben.email in deep_agenda["To"]
+        assert deep_agenda["From"].endswith(f"<{ana.email}>") and ben.email in deep_agenda["To"]
         assert "Advance" in deep_agenda["Subject"]
         assert deep_agenda["Message-ID"] not in (agenda["Message-ID"], recap["Message-ID"])
 
