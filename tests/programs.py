@@ -12,15 +12,20 @@ from pathlib import Path
 
 TITLE = "Development {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"
 
-CONTOSO = """\
+CONTOSO_PEOPLE = """\
 people:
   - {{email: ana@contoso.example, name: Ana Lima, timezone: Europe/Berlin}}
   - {{email: ben@contoso.example, name: Ben Ortiz, timezone: Europe/Berlin}}
   - {{email: chloe@contoso.example, name: Chloe Park, timezone: America/New_York}}
+"""
+CONTOSO = (
+    CONTOSO_PEOPLE
+    + """\
 relationships:
   - {{employee: ana@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
   - {{employee: chloe@contoso.example, partner: ben@contoso.example, program: leader-cycle}}
 """
+)
 
 
 _LEADER_CYCLE = """\

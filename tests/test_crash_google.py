@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.store.sqlite import Store
-from tests.google.harness import workspace
-from tests.google.test_tick import PROGRAMS
+from tests.google.harness import PROGRAMS, workspace
 from tests.test_crash import run_once, tally
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)

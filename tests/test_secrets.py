@@ -14,8 +14,8 @@ import pytest
 from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine, TickReport
+from tests.google.harness import PROGRAMS
 from tests.google.harness import workspace as google_workspace
-from tests.google.test_tick import PROGRAMS
 from tests.microsoft.server import GraphServer
 from tests.microsoft.test_tick import NOW
 from tests.microsoft.test_tick import setup as graph_setup  # noqa: F401 - a fixture

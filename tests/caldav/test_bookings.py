@@ -43,39 +43,6 @@ def objects(radicale: Radicale, user: str) -> list[Path]:
     return sorted((radicale.folder / "collection-root" / user / "calendar").glob("*.ics"))
 
 
-def test_busy_comes_from_the_free_busy_report(
-    calendar: CalDAVCalendar, radicale: Radicale, team: dict[str, Person]
-) -> None:
-    ana, ben, chloe = team["ana"], team["ben"], team["chloe"]
-    ana_url = radicale.calendar_url("ana")
-    t = datetime(2026, 11, 3, 13, tzinfo=UTC)
-    radicale.put(ana_url + "a.ics", client_ics("a", "Busy", t, t + timedelta(hours=1)))
-    radicale.put(
-        ana_url + "b.ics",
-        client_ics("b", "Overlaps", t + timedelta(minutes=30), t + timedelta(hours=2)),
-    )
-    radicale.put(
-        ana_url + "free.ics",
-        client_ics(
-            "free", "Free", t + timedelta(days=1), t + timedelta(days=1, hours=1), transparent=True
-        ),
-    )
-    radicale.put(
-        radicale.calendar_url("ben") + "c.ics",
-        client_ics("c", "Ben busy", t + timedelta(days=2), t + timedelta(days=2, hours=1)),
-    )
-    before = len(radicale.requests)
-
-    busy = calendar.busy([ana, ben, chloe], WINDOW)
-
-    assert busy == {
-        ana.email: [Interval(t, t + timedelta(hours=2))],
-        ben.email: [Interval(t + timedelta(days=2), t + timedelta(days=2, hours=1))],
-        chloe.email: [],
-    }
-    assert [r.report for r in radicale.requests[before:]] == ["free-busy-query"] * 3
-
-
 def test_busy_is_computed_from_events_when_the_report_is_refused(
     tmp_path: Path, team: dict[str, Person]
 ) -> None:

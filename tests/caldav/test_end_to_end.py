@@ -1,8 +1,6 @@
-"""The whole tick against a real Radicale and a real aiosmtpd.
-
-Ana's quarterly deep dive with her leader Ben has lapsed; the tick finds it, books the
-next one into time both have free, mails the iTIP invitation, later the agenda, and a
-rerun changes nothing.
+"""The reply loop against a real Radicale, a real aiosmtpd and Dovecot: a declined
+invitation read over IMAP moves the meeting (the tick itself is in
+tests/connectors/test_contract.py).
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agent.core.model import Interval
 from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine
@@ -89,75 +86,6 @@ def settings(
     busy_mornings(radicale)
     path = write_config(tmp_path / "cadence.yaml", radicale, smtp, extra=PROGRAMS)
     return config.load(path)
-
-
-def test_tick_books_invites_sends_agenda_and_reruns_quietly(
-    settings: config.Settings, radicale: Radicale, smtp: SmtpSink
-) -> None:
-    with Engine(settings, retry=RetryPolicy.none()) as engine:
-        report = engine.tick(NOW)
-    assert report.errors == []
-    booked = [a for a in report.actions if a.kind == "book" and a.outcome == "done"]
-    assert [(a.relationship, a.series) for a in booked] == [
-        ("ana@example.org/ben@example.org", "deep_dive")
-    ]
-    key = booked[0].data["key"]
-    start = datetime.strptime(booked[0].data["start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    slot = Interval(start, start + timedelta(hours=1))
-
-    # the booking is on Ana's calendar (she organizes), tagged, outside Ben's busy time
-    stored = radicale.get(radicale.calendar_url("ana") + f"{key}.ics")
-    assert stored is not None
-    (vevent,) = icalendar.Calendar.from_ical(stored).walk("VEVENT")
-    assert str(vevent["X-CADENCE-KEY"]) == key
-    assert vevent.decoded("DTSTART").astimezone(UTC) == slot.start
-    assert "Development Advance" in str(vevent["SUMMARY"])  # the stage after align
-    with Engine(settings, retry=RetryPolicy.none()) as engine:
-        calendar, _ = engine.connection("team")
-        ben = settings.people["ben@example.org"]
-        ben_busy = calendar.busy([ben], Interval(NOW, NOW + timedelta(days=20)))[ben.email]
-    assert not any(b.overlaps(slot) for b in ben_busy)
-    assert slot.start >= NOW + timedelta(days=2)
-
-    # the invitation went out by SMTP as a real iTIP REQUEST
-    invites = [a for a in report.actions if a.kind == "invite" and a.outcome == "done"]
-    assert len(invites) == 1
-    (message,) = smtp.messages()
-    assert sorted(a.strip() for a in message["To"].split(",")) == [
-        "ana@example.org",
-        "ben@example.org",
-    ]
-    part = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
-    assert part.get_param("method") == "REQUEST"
-    itip = icalendar.Calendar.from_ical(part.get_content())
-    assert str(itip["METHOD"]) == "REQUEST"
-    (invited,) = itip.walk("VEVENT")
-    assert str(invited["UID"]) == f"{key}@cadence"
-    assert invited.decoded("DTSTART").astimezone(UTC) == slot.start
-    assert str(invited["ORGANIZER"]) == "mailto:ana@example.org"
-    assert int(invited["SEQUENCE"]) == 0
-
-    # a second tick right away: nothing to do, one request per calendar
-    before = len(radicale.requests)
-    with Engine(settings, retry=RetryPolicy.none()) as engine:
-        quiet = engine.tick(NOW + timedelta(minutes=10))
-    assert quiet.errors == []
-    assert [a for a in quiet.actions if a.outcome in ("done", "failed")] == []
-    assert [r.report for r in radicale.requests[before:]] == ["sync-collection"] * 2
-    assert len(smtp.received) == 1
-
-    # the day before the meeting the agenda goes out, once
-    agenda_time = slot.start - timedelta(hours=12)
-    with Engine(settings, retry=RetryPolicy.none()) as engine:
-        day_before = engine.tick(agenda_time)
-        again = engine.tick(agenda_time + timedelta(minutes=10))
-    assert day_before.errors == [] and again.errors == []
-    assert day_before.count("agenda") == 1 and again.count("agenda") == 0
-    assert len(smtp.received) == 2
-    agenda = smtp.messages()[1]
-    assert "agenda" in agenda["Subject"].lower() or "Advance" in agenda["Subject"]
-    assert agenda["Message-ID"] != message["Message-ID"]
-    assert [a for a in again.actions if a.outcome in ("done", "failed")] == []
 
 
 @pytest.mark.skipif(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from email.message import EmailMessage
@@ -13,8 +14,15 @@ from typing import Any
 from agent.connectors.exchange import Ews, ExchangeCalendar, ExchangeMailer
 from agent.core.model import Person, Span, WorkingHours
 from agent.core.retry import RetryPolicy
-from agent.settings.config import ExchangeAccount
-from tests.connectors.backends import reparsed
+from agent.settings.config import ExchangeAccount, Settings
+from tests import programs
+from tests.connectors.backends import (
+    Booked,
+    Wire,
+    environ,
+    load,
+    reparsed,
+)
 from tests.environ import clean_environ
 from tests.exchange.server import EwsServer
 
@@ -60,6 +68,31 @@ def ews(server: EwsServer, ca: Path, retry: RetryPolicy | None = None, **over: A
     )
 
 
+# the account's keys in a whole-tick config, filled in for a server by str.format
+ACCOUNT_SETTINGS = """\
+    provider: exchange
+    server: {url}
+    auth: basic
+    username: {username}
+    password_env: {password_env}
+    access_type: impersonation
+    version: "2016"
+    ca_bundle: ews-ca.pem
+    max_wait: 0s
+"""
+WIRE = Wire(
+    sync="FindItem",
+    mail_is_create=True,
+    create="CreateItem",
+    fetch_booked=Counter({"GetItem": 2}),  # FindItem names changes, GetItem reads them
+    busy=lambda n: {"GetUserAvailability": 1},  # every mailbox in one request
+    sign_in=lambda n: Counter(),  # the version is configured: no probe, no GetFolder
+    resync=lambda n: {"FindItem": n},  # a cursor it cannot read is refused without asking
+)
+#: operations that name no mailbox, so they impersonate nobody
+UNADDRESSED = ("GetUserAvailability", "GetServerTimeZones")
+
+
 @dataclass
 class ExchangeBackend:
     """The contract-suite backend: the connector against a running EwsServer."""
@@ -68,6 +101,14 @@ class ExchangeBackend:
     calendar: ExchangeCalendar
     mailer: ExchangeMailer
     people: list[Person] = field(default_factory=list)
+    folder: Path = Path()
+    wire = WIRE
+    invites_by_mail = False
+    copies_to_attendees = True
+    merges_busy = True
+    refuses_stale_cursors = True
+    conference = False
+    unknown_mailbox = r"nobody@contoso\.example"
 
     def add_event(
         self,
@@ -96,16 +137,67 @@ class ExchangeBackend:
     def delivered(self) -> list[EmailMessage]:
         return reparsed(self.server.sent)
 
+    def counts(self) -> Counter[str]:
+        return Counter(self.server.counts)
+
+    def settings(self, rest: str) -> Settings:
+        account = ACCOUNT_SETTINGS.format(
+            url=self.server.url, username=self.server.username, password_env=PASSWORD_ENV
+        )
+        text = (
+            "timezone: Europe/Berlin\nstore: tick.db\naccounts:\n  onprem:\n"
+            + account
+            + 'defaults:\n  working_hours: {mon-fri: "09:00-17:00"}\n'
+            + programs.CONTOSO_PEOPLE.format()  # Ben in Berlin: hours in common with Ana
+            + rest
+        )
+        return load(self.folder / "tick.yaml", text)
+
+    def booked(self, owner: Person, key: str) -> Booked:
+        [item] = [i for i in self.server.items_of(owner.email) if key in i.ext.values()]
+        return Booked(tag=key, title=item.subject, start=item.start, conference="")
+
+    def invited(self, key: str, title: str) -> set[str]:
+        """The attendees who got a meeting request and a copy of it on their calendar."""
+        requested = {
+            to
+            for kind, to, subject in self.server.invitations
+            if (kind, subject) == ("request", title)
+        }
+        return {
+            to
+            for to in requested
+            if any(i.subject == title and i.copy_of for i in self.server.items_of(to))
+        }
+
+    def forget_cursors(self) -> bool:
+        return False  # the server keeps no cursors it could forget
+
+    def stale(self, cursor: str) -> str:
+        return "garbage"
+
+    def stranger(self) -> Person:
+        return Person("nobody@contoso.example", "No Body", "UTC", HOURS)
+
+    def wrong_requests(self) -> list[str]:
+        """Requests that touched a mailbox without impersonating it."""
+        return [
+            r.operation
+            for r in self.server.requests
+            if not r.impersonating and r.operation not in UNADDRESSED
+        ]
+
 
 @contextmanager
 def running_backend(tmp_path: Path) -> Iterator[ExchangeBackend]:
     staff = people()
-    with clean_environ(), server_for(staff) as server:
+    with ExitStack() as stack:
+        stack.enter_context(clean_environ())
+        server = stack.enter_context(server_for(staff))
+        stack.enter_context(environ(PASSWORD_ENV, server.password))
         ca = server.write_ca(tmp_path / "ews-ca.pem")
         connection = ews(server, ca)
         cal, mailer = ExchangeCalendar(connection, staff), ExchangeMailer(connection)
-        try:
-            yield ExchangeBackend(server, cal, mailer, staff)
-        finally:
-            cal.close()
-            mailer.close()
+        stack.callback(mailer.close)
+        stack.callback(cal.close)
+        yield ExchangeBackend(server, cal, mailer, staff, tmp_path)

@@ -1,5 +1,5 @@
-"""The whole tick against the local EWS server: lapse found, booking made with an
-invitation, agenda sent, rerun quiet at one request per calendar."""
+"""Whole ticks against the local EWS server: the server's back-off and the password
+(the tick itself is in tests/connectors/test_contract.py)."""
 
 from __future__ import annotations
 
@@ -62,64 +62,6 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Ews
         yield server, path
 
 
-def test_tick_books_sends_agenda_and_reruns_quietly(setup: tuple[EwsServer, Path]) -> None:
-    server, path = setup
-    ana, ben = "ana@contoso.example", "ben@contoso.example"
-
-    with Engine(config.load(path), retry=RetryPolicy.none()) as engine:
-        first = engine.tick(NOW)
-        assert first.ok, first.errors
-        lapses = [a for a in first.actions if a.kind == "lapse"]
-        booked = [a for a in first.actions if a.kind == "book" and a.outcome == "done"]
-        assert [a.relationship for a in lapses] == [f"{ana}/{ben}"]
-        assert [a.relationship for a in booked] == [f"{ana}/{ben}"]
-        key = booked[0].data["key"]
-        [item] = [i for i in server.items_of(ana) if key in i.ext.values()]
-        assert item.start >= NOW + timedelta(days=2)
-        assert item.start.weekday() not in (2, 3)  # Ben's offsite
-        assert ("request", ben, item.subject) in server.invitations
-        assert any(i.subject == item.subject and i.copy_of for i in server.items_of(ben))
-        assert server.counts["CreateItem"] == 1
-        # every request impersonated the mailbox it touched
-        assert all(
-            r.impersonating
-            for r in server.requests
-            if r.operation not in ("GetUserAvailability", "GetServerTimeZones")
-        )
-
-        # the day before, the agenda goes out from Ana's mailbox
-        before = item.start - timedelta(hours=12)
-        second = engine.tick(before)
-        assert second.ok, second.errors
-        assert [a.kind for a in second.actions if a.outcome == "done"] == ["agenda"]
-        [agenda] = server.sent
-        assert ana in agenda["From"] and ben in agenda["To"]
-        assert agenda["Message-ID"].endswith("@cadence>")
-
-        # a rerun finds nothing to do and costs one FindItem per calendar
-        server.reset_counts()
-        third = engine.tick(before + timedelta(minutes=10))
-        assert third.ok, third.errors
-        assert [a for a in third.actions if a.outcome in ("done", "already")] == []
-        assert dict(server.counts) == {"FindItem": 3}
-        assert len(server.sent) == 1
-
-    # a fresh process costs the same: no version probe, no GetFolder
-    server.reset_counts()
-    with Engine(config.load(path), retry=RetryPolicy.none()) as engine:
-        fourth = engine.tick(before + timedelta(minutes=20))
-        assert fourth.ok, fourth.errors
-        assert dict(server.counts) == {"FindItem": 3}
-
-        # after the meeting, the recap answers the agenda in the same thread
-        recap_tick = engine.tick(item.end + timedelta(hours=2, minutes=5))
-        assert recap_tick.ok, recap_tick.errors
-    assert [a.kind for a in recap_tick.actions if a.outcome == "done"] == ["recap"]
-    recap = server.sent[-1]
-    assert recap["In-Reply-To"] == agenda["Message-ID"]
-    assert agenda["Message-ID"] in recap["References"]
-
-
 def test_server_busy_is_retried_after_the_back_off(setup: tuple[EwsServer, Path]) -> None:
     server, path = setup
     slept: list[float] = []
@@ -132,20 +74,6 @@ def test_server_busy_is_retried_after_the_back_off(setup: tuple[EwsServer, Path]
     assert report.count("book") == 1
     assert slept == [4.0, 2.0]
     assert len([i for i in server.items_of("ana@contoso.example") if i.ext]) == 1
-
-
-def test_a_stale_cursor_resyncs_in_full_and_books_nothing_twice(
-    setup: tuple[EwsServer, Path],
-) -> None:
-    server, path = setup
-    with Engine(config.load(path), retry=RetryPolicy.none()) as engine:
-        assert engine.tick(NOW).ok
-        engine.store.db.execute("UPDATE sync_state SET cursor = 'garbage'")
-        server.reset_counts()
-        again = engine.tick(NOW + timedelta(minutes=10))
-    assert again.ok, again.errors
-    assert [a for a in again.actions if a.kind == "book" and a.outcome == "done"] == []
-    assert server.counts["CreateItem"] == 0
 
 
 def test_the_password_is_never_logged_or_stored(

@@ -28,6 +28,32 @@ PEOPLE = (
     ("chloe@acme.example", "Chloe Park", "Europe/Berlin"),
 )
 
+#: Ana led by Ben in a leader cycle: the programs of the whole-tick and crash tests
+PROGRAMS = """\
+relationships:
+  - {employee: ana@acme.example, partner: ben@acme.example, role: leader, program: leader-cycle}
+programs:
+  leader-cycle:
+    organizer: employee
+    series:
+      deep_dive:
+        every: 90d
+        duration: 60m
+        stages: [align, advance, amplify, advocate]
+        title: "Deep dive {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"
+        match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
+      check_in:
+        every: 30d
+        duration: 15m
+        skip_near: deep_dive
+        title: "Development check-in: {{ employee.first_name }} & {{ partner.first_name }}"
+        match: '(?i)\\bcheck-?in\\b'
+    lapse_grace: 7d
+    booking: {horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m, conference: auto}
+    agenda: {before: 24h}
+    recap: {after: 2h}
+"""
+
 
 @cache
 def rsa_key() -> rsa.RSAPrivateKey:

@@ -218,7 +218,9 @@ def test_busy_over_a_long_window_is_split(ws: Workspace) -> None:
     assert ws.server.state.counts["calendar.freebusy.query"] == 3
 
 
-def test_busy_of_an_unknown_calendar_is_an_error_not_free(ws: Workspace) -> None:
+def test_busy_of_a_deleted_calendar_is_an_error_not_free(ws: Workspace) -> None:
+    # a person the config knows whose calendar is gone; the contract suite covers a
+    # person the server never had
     cal, _ = ws.connect()
     del ws.server.state.calendars["chloe@acme.example"]
     with pytest.raises(PermanentError, match=r"chloe@acme\.example"):

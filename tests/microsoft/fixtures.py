@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, forma
 from agent.connectors.microsoft_graph import Graph
 from agent.core.model import Person, Span, WorkingHours
 from agent.core.retry import RetryPolicy
-from agent.settings.config import MicrosoftAccount
+from agent.settings.config import MicrosoftAccount, Settings
 from tests import programs
-from tests.connectors.backends import reparsed
+from tests.connectors.backends import Booked, Wire, environ, load, reparsed
 from tests.environ import clean_environ
 from tests.microsoft.server import GraphServer
 
@@ -167,6 +168,17 @@ def recurrence(rule: str, start: datetime, zone: str) -> dict[str, Any]:
     return {"pattern": pattern, "range": rng}
 
 
+WIRE = Wire(
+    sync="delta",
+    mail_is_create=False,
+    create="events.create",
+    fetch_booked=Counter(),
+    busy=lambda n: {"getSchedule": 1, "batch": 0},  # one call, no $batch, for a few people
+    sign_in=lambda n: Counter({"openid": 1, "token": 1}),
+    resync=lambda n: {"delta": 2 * n},  # 410 syncStateNotFound, then the full round
+)
+
+
 @dataclass
 class MicrosoftBackend:
     """The contract-suite backend: the connector against a running GraphServer."""
@@ -175,6 +187,14 @@ class MicrosoftBackend:
     calendar: MicrosoftCalendar
     mailer: MicrosoftMailer
     people: list[Person] = field(default_factory=list)
+    folder: Path = Path()
+    wire = WIRE
+    invites_by_mail = False
+    copies_to_attendees = True
+    merges_busy = True
+    refuses_stale_cursors = True
+    conference = True
+    unknown_mailbox = r"nobody@contoso\.example.*ErrorMailboxNotFound"
 
     def add_event(
         self,
@@ -204,19 +224,76 @@ class MicrosoftBackend:
     def delivered(self) -> list[EmailMessage]:
         return reparsed(self.server.sent)
 
+    def counts(self) -> Counter[str]:
+        return Counter(self.server.counts)
+
+    def settings(self, rest: str) -> Settings:
+        account = ACCOUNT_SETTINGS.format(
+            tenant=self.server.tenant,
+            client_id=self.server.client_id,
+            secret_env=SECRET_ENV,
+            url=self.server.url,
+        )
+        text = (
+            "timezone: Europe/Berlin\nstore: tick.db\naccounts:\n  m365:\n"
+            + account
+            + 'defaults:\n  working_hours: {mon-fri: "09:00-17:00"}\n'
+            + programs.CONTOSO_PEOPLE.format()  # Ben in Berlin: hours in common with Ana
+            + rest
+        )
+        return load(self.folder / "tick.yaml", text)
+
+    def booked(self, owner: Person, key: str) -> Booked:
+        [event] = [
+            e
+            for e in self.server.events_of(owner.email)
+            if e.get("transactionId") == f"cadence-{key}"
+        ]
+        return Booked(
+            tag=event["transactionId"].removeprefix("cadence-"),
+            title=event["subject"],
+            start=datetime.fromisoformat(event["start"]["dateTime"][:19]).replace(tzinfo=UTC),
+            conference=event["onlineMeeting"]["joinUrl"],
+        )
+
+    def invited(self, key: str, title: str) -> set[str]:
+        """The attendees the server put an invitation copy of the booking on."""
+        with self.server.lock:
+            return {
+                owner
+                for owner, box in self.server.mailboxes.items()
+                for ev in box.events.values()
+                if ev.master_of_copy and ev.body.get("subject") == title
+            }
+
+    def forget_cursors(self) -> bool:
+        self.server.expire_delta_tokens()
+        return True
+
+    def stale(self, cursor: str) -> str:
+        self.forget_cursors()
+        return cursor
+
+    def stranger(self) -> Person:
+        return Person("nobody@contoso.example", "Nobody", "UTC", HOURS)
+
+    def wrong_requests(self) -> list[str]:
+        return []
+
 
 @contextmanager
 def running_backend(tmp_path: Path) -> Iterator[MicrosoftBackend]:
     staff = people()
-    with clean_environ(), GraphServer([p.email for p in staff]) as server:
+    with ExitStack() as stack:
+        stack.enter_context(clean_environ())
+        server = stack.enter_context(GraphServer([p.email for p in staff]))
+        stack.enter_context(environ(SECRET_ENV, server.client_secret or ""))
         ca = server.write_ca(tmp_path / "graph-ca.pem")
         g = graph(server, ca)
         cal, mailer = MicrosoftCalendar(g, staff), MicrosoftMailer(g)
-        try:
-            yield MicrosoftBackend(server, cal, mailer, staff)
-        finally:
-            cal.close()
-            mailer.close()
+        stack.callback(mailer.close)
+        stack.callback(cal.close)
+        yield MicrosoftBackend(server, cal, mailer, staff, tmp_path)
 
 
 def day(d: date, hour: int = 0, minute: int = 0, zone: str = "UTC") -> datetime:

@@ -108,14 +108,6 @@ def test_inner_requests_to_one_mailbox_wait_for_the_longest_retry_after_before_a
     assert server.counts["getSchedule"] == 4
 
 
-def test_unknown_mailbox_is_an_error_not_an_empty_list(
-    cal: MicrosoftCalendar, staff: list[Person]
-) -> None:
-    stranger = Person("nobody@contoso.example", "Nobody", "UTC", fixtures.HOURS)
-    with pytest.raises(PermanentError, match=r"nobody@contoso\.example.*ErrorMailboxNotFound"):
-        cal.busy([*staff, stranger], Interval(NOW, NOW + timedelta(days=7)))
-
-
 def test_server_refuses_what_graph_refuses(cal: MicrosoftCalendar, staff: list[Person]) -> None:
     body = {
         "schedules": [f"x{i}@contoso.example" for i in range(21)],

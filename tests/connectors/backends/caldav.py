@@ -7,20 +7,25 @@ account, loaded by ``agent.settings.config`` and connected through the provider 
 from __future__ import annotations
 
 import email.message
-import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+
+import icalendar
 
 from agent.connectors import Context, connect
 from agent.connectors.base import Calendar, Mailer
 from agent.core.model import Person
 from agent.core.retry import RetryPolicy
+from agent.formats.ical import KEY_PROPERTY
 from agent.settings import config
 from tests.caldav.servers import Radicale, SmtpSink, client_ics
+from tests.connectors.backends import Booked, Wire, environ, mailed_invitations
+from tests.factories import hours
 
 PASSWORD_ENV = "CADENCE_TEST_CALDAV_PASSWORD"
 USERS = ("ana", "ben", "chloe")
@@ -62,6 +67,18 @@ people:
     return path
 
 
+WIRE = Wire(
+    sync="sync-collection",
+    mail_is_create=False,
+    create="PUT",
+    fetch_booked=Counter(),
+    busy=lambda n: {"free-busy-query": n},  # one REPORT per calendar
+    sign_in=lambda n: Counter(),  # basic auth on each request: nothing to sign in
+    # a cursor it cannot read is refused without asking; then the calendar is listed anew
+    resync=lambda n: {"sync-collection": 0, "PROPFIND": n, "calendar-query": n},
+)
+
+
 @dataclass
 class CalDAVBackend:
     radicale: Radicale
@@ -69,7 +86,16 @@ class CalDAVBackend:
     calendar: Calendar
     mailer: Mailer
     people: Sequence[Person]
+    folder: Path
     ids: list[str] = field(default_factory=list)
+    wire = WIRE
+    #: Radicale does no scheduling: the agent mails each invitation over SMTP
+    invites_by_mail = True
+    copies_to_attendees = False
+    merges_busy = True
+    refuses_stale_cursors = True
+    conference = False
+    unknown_mailbox = r"nobody@example\.org"
 
     def add_event(
         self,
@@ -105,6 +131,46 @@ class CalDAVBackend:
     def delivered(self) -> list[email.message.EmailMessage]:
         return self.smtp.messages()
 
+    def counts(self) -> Counter[str]:
+        return Counter(r.report or r.method for r in self.radicale.requests)
+
+    def settings(self, rest: str) -> config.Settings:
+        path = write_config(
+            self.folder / "tick.yaml",
+            self.radicale,
+            self.smtp,
+            store=self.folder / "tick.db",
+            extra=rest,
+        )
+        return config.load(path)
+
+    def booked(self, owner: Person, key: str) -> Booked:
+        user = owner.email.split("@")[0]
+        stored = self.radicale.get(self.radicale.calendar_url(user) + f"{key}.ics")
+        assert stored is not None, f"no {key}.ics on {user}'s calendar"
+        (event,) = icalendar.Calendar.from_ical(stored).walk("VEVENT")
+        return Booked(
+            tag=str(event[KEY_PROPERTY]),
+            title=str(event["SUMMARY"]),
+            start=event.decoded("DTSTART").astimezone(UTC),
+            conference="",
+        )
+
+    def invited(self, key: str, title: str) -> set[str]:
+        return mailed_invitations(self.smtp.messages(), key, title)
+
+    def forget_cursors(self) -> bool:
+        return False  # the server keeps no cursors it could forget
+
+    def stale(self, cursor: str) -> str:
+        return "something-else"
+
+    def stranger(self) -> Person:
+        return Person("nobody@example.org", "Nobody", "UTC", hours(), account="team")
+
+    def wrong_requests(self) -> list[str]:
+        return []
+
 
 @contextmanager
 def backend(tmp_path: Path) -> Iterator[CalDAVBackend]:
@@ -113,9 +179,7 @@ def backend(tmp_path: Path) -> Iterator[CalDAVBackend]:
         smtp = stack.enter_context(SmtpSink())
         for user in USERS:
             radicale.make_calendar(user)
-        previous = os.environ.get(PASSWORD_ENV)
-        os.environ[PASSWORD_ENV] = "contract-secret"
-        stack.callback(_restore, PASSWORD_ENV, previous)
+        stack.enter_context(environ(PASSWORD_ENV, "contract-secret"))
         settings = config.load(write_config(tmp_path / "cadence.yaml", radicale, smtp))
         people = list(settings.people.values())
         ctx = Context(
@@ -128,11 +192,4 @@ def backend(tmp_path: Path) -> Iterator[CalDAVBackend]:
         calendar, mailer = connect(ctx)
         stack.callback(mailer.close)
         stack.callback(calendar.close)
-        yield CalDAVBackend(radicale, smtp, calendar, mailer, people)
-
-
-def _restore(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+        yield CalDAVBackend(radicale, smtp, calendar, mailer, people, tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.message
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -11,10 +12,31 @@ from typing import Any
 
 from agent.connectors.google import GoogleCalendar, GoogleMailer
 from agent.core.model import Person
-from tests.google.harness import Workspace, workspace
+from agent.settings import config
+from tests.connectors.backends import Booked, Wire, load
+from tests.factories import hours
+from tests.google.harness import Workspace, account_yaml, people_yaml, workspace
+
+WIRE = Wire(
+    sync="calendar.events.list",
+    mail_is_create=False,
+    create="calendar.events.insert",
+    fetch_booked=Counter(),
+    busy=lambda n: {"calendar.freebusy.query": 1},
+    sign_in=lambda n: Counter({"token": n}),  # a token per person acted as
+    resync=lambda n: {"calendar.events.list": 2 * n},  # 410 Gone, then the full list
+)
 
 
 class GoogleBackend:
+    wire = WIRE
+    invites_by_mail = False
+    copies_to_attendees = True
+    merges_busy = True
+    refuses_stale_cursors = True
+    conference = True
+    unknown_mailbox = r"nobody@acme\.example"
+
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.people: Sequence[Person] = ws.people
@@ -49,6 +71,50 @@ class GoogleBackend:
 
     def delivered(self) -> list[email.message.EmailMessage]:
         return [sent.message for sent in self.ws.server.state.sent]
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.ws.server.state.counts)
+
+    def settings(self, rest: str) -> config.Settings:
+        text = (
+            "timezone: Europe/Berlin\nstore: tick.db\n"
+            + account_yaml(self.ws.server, "key.json")
+            + 'defaults:\n  working_hours: {mon-fri: "09:00-17:00"}\n'
+            + people_yaml()
+            + rest
+        )
+        return load(self.ws.path.parent / "tick.yaml", text)
+
+    def booked(self, owner: Person, key: str) -> Booked:
+        event = self.ws.server.state.calendars[owner.email].events[key]
+        return Booked(
+            tag=event["extendedProperties"]["private"]["cadenceKey"],
+            title=event["summary"],
+            start=datetime.fromisoformat(event["start"]["dateTime"]),
+            conference=event.get("hangoutLink", ""),
+        )
+
+    def invited(self, key: str, title: str) -> set[str]:
+        return {
+            attendee
+            for method, _, event_id, to in self.ws.server.state.notifications
+            if method == "REQUEST" and event_id == key
+            for attendee in to
+        }
+
+    def forget_cursors(self) -> bool:
+        self.ws.server.state.expire_sync_tokens()
+        return True
+
+    def stale(self, cursor: str) -> str:
+        self.forget_cursors()
+        return cursor
+
+    def stranger(self) -> Person:
+        return Person("nobody@acme.example", "Nobody", "UTC", hours())
+
+    def wrong_requests(self) -> list[str]:
+        return []
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.message
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from email import policy
@@ -14,15 +15,27 @@ import icalendar
 
 from agent.connectors.local import LocalCalendar, OutboxMailer
 from agent.core.model import Person
+from agent.formats.ical import KEY_PROPERTY
+from agent.settings import config
+from tests.connectors.backends import Booked, load, mailed_invitations, people_yaml
 from tests.factories import person
 
 
 class LocalBackend:
+    wire = None  # files, no server: nothing to count
+    #: the outbox gets an iTIP invitation, and the attendee's file a copy
+    invites_by_mail = True
+    copies_to_attendees = True
+    merges_busy = False
+    refuses_stale_cursors = False
+    conference = False
+    unknown_mailbox = None  # a person without a file has an empty calendar
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.people = [
             person("ana", "Europe/Berlin"),
-            person("ben", "America/New_York"),
+            person("ben", "Europe/London"),
             person("cleo"),
         ]
         (folder / "cal").mkdir()
@@ -77,6 +90,46 @@ class LocalBackend:
             email.message_from_bytes(p.read_bytes(), policy=policy.default)  # type: ignore[misc]
             for p in sorted((self.folder / "out").glob("*.eml"))
         ]
+
+    def counts(self) -> Counter[str]:
+        return Counter()
+
+    def settings(self, rest: str) -> config.Settings:
+        account = (
+            "timezone: Europe/Berlin\nstore: tick.db\n"
+            "accounts:\n  files: {provider: local, calendars: cal, outbox: out}\n"
+        )
+        return load(self.folder / "tick.yaml", account + people_yaml(self.people) + rest)
+
+    def _events(self, owner: str) -> list[icalendar.Event]:
+        path = self.folder / "cal" / f"{owner}.ics"
+        if not path.exists():
+            return []
+        return list(icalendar.Calendar.from_ical(path.read_bytes()).walk("VEVENT"))
+
+    def booked(self, owner: Person, key: str) -> Booked:
+        (event,) = [e for e in self._events(owner.email) if str(e.get(KEY_PROPERTY)) == key]
+        return Booked(
+            tag=str(event[KEY_PROPERTY]),
+            title=str(event["SUMMARY"]),
+            start=event.decoded("DTSTART").astimezone(UTC),
+            conference="",
+        )
+
+    def invited(self, key: str, title: str) -> set[str]:
+        return mailed_invitations(self.delivered(), key, title)
+
+    def forget_cursors(self) -> bool:
+        return False  # the server keeps no cursors it could forget
+
+    def stale(self, cursor: str) -> str:
+        return "garbage"
+
+    def stranger(self) -> Person:
+        return person("nobody")
+
+    def wrong_requests(self) -> list[str]:
+        return []
 
 
 @contextlib.contextmanager
