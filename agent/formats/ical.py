@@ -165,7 +165,7 @@ def _expand(
     window: Interval,
 ) -> list[Event]:
     for comp in comps:
-        errors = getattr(comp, "errors", None)
+        errors = comp.errors
         if errors:
             raise ValueError(f"malformed property: {errors[0][0]}: {errors[0][1]}")
         if comp.get("DTSTART") is None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from exchangelib import (
     Attendee,
@@ -60,7 +60,7 @@ BUSY = {"Busy", "Tentative", "OOF"}
 class ExchangeCalendar:
     """The Calendar protocol on EWS."""
 
-    sends_invitations = True
+    sends_invitations: Literal[True] = True
 
     def __init__(self, ews: Ews, people: Sequence[Person] = ()) -> None:
         self.ews = ews

@@ -109,6 +109,12 @@ def _adapter(ca_bundle: str) -> type[requests.adapters.HTTPAdapter]:
     return TrustCA
 
 
+class _Once(threading.local):
+    """Per thread: whether exchangelib must send each request once (False until set)."""
+
+    once = False
+
+
 class _Tolerance(FaultTolerance):  # type: ignore[misc]
     """exchangelib's bounded back-off, except that a 401 is a login failure, not throttling,
     and that a request which may take effect twice (sending mail, creating a meeting) is
@@ -118,11 +124,11 @@ class _Tolerance(FaultTolerance):  # type: ignore[misc]
 
     def __init__(self, max_wait: float) -> None:
         super().__init__(max_wait=max_wait)
-        self._local = threading.local()
+        self._local = _Once()
 
     @property
     def fail_fast(self) -> bool:
-        return bool(getattr(self._local, "once", False))
+        return self._local.once
 
     @contextlib.contextmanager
     def once(self) -> Iterator[None]:
@@ -281,7 +287,7 @@ def translate(what: str, exc: BaseException) -> TransientError | PermanentError:
         refused = not str(exc).startswith(("Reraised from", "Caused by"))
         return TransientError(text, retry_after=exc.back_off, maybe_done=not refused)
     if isinstance(exc, ews_errors.RateLimitError):
-        return TransientError(text, retry_after=getattr(exc, "wait", None))
+        return TransientError(text, retry_after=exc.wait)
     if isinstance(exc, TRANSIENT):
         return TransientError(text)
     if isinstance(exc, ews_errors.ResponseMessageError):

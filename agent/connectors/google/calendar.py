@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from agent.connectors.base import ensure_own
@@ -109,8 +109,8 @@ def to_event(person: Person, item: dict[str, Any]) -> Event:
 class GoogleCalendar:
     """Calendar v3 for the people of one Google account."""
 
-    sends_invitations = True
-    concurrent_writes = True  # each thread has its own connection
+    sends_invitations: Literal[True] = True
+    concurrent_writes: Literal[True] = True  # each thread has its own connection
 
     def __init__(self, client: Client) -> None:
         self.c = client

@@ -134,6 +134,14 @@ def _document(name: str, endpoint: str) -> dict[str, Any]:
     return doc
 
 
+class _PerThread(threading.local):
+    """A thread's own Http (kept for connection reuse) and the authorized wrapper of the
+    last user it served; None until the thread first calls Google."""
+
+    http: httplib2.Http | None = None
+    authed: tuple[str, Any] | None = None
+
+
 class Client:
     """Both APIs of one account, the credentials, and the one place errors are translated."""
 
@@ -153,7 +161,7 @@ class Client:
         # how many threads call at once
         self._ca = ca
         self.timeout = account.timeout
-        self._local = threading.local()
+        self._local = _PerThread()
         self._made: list[tuple[threading.Thread, httplib2.Http]] = []
         self._lock = threading.Lock()  # guards _made and the token file
         self.http = self._thread_http()
@@ -168,7 +176,7 @@ class Client:
         self.gmail_batch_uri = gmail["rootUrl"] + gmail["batchPath"]
 
     def _thread_http(self) -> httplib2.Http:
-        http = getattr(self._local, "http", None)
+        http = self._local.http
         if http is None:
             http = httplib2.Http(ca_certs=self._ca, timeout=self.timeout)
             self._local.http, self._local.authed = http, None
@@ -203,7 +211,7 @@ class Client:
             made, self._made = self._made, []
         for _, http in made:
             http.close()
-        self._local = threading.local()
+        self._local = _PerThread()
 
     def _guard(self) -> None:
         if time.monotonic() < self.paused_until:
@@ -314,7 +322,7 @@ class Client:
         if isinstance(exc, HttpError):
             return self._http_error(exc, user)
         if isinstance(exc, google.auth.exceptions.RefreshError):
-            if getattr(exc, "retryable", False):
+            if exc.retryable:
                 return TransientError(f"token refresh for {user} failed: {exc}")
             hint = (
                 "check domain-wide delegation of the service account's client id with "
@@ -340,7 +348,7 @@ class Client:
 
     def _http_error(self, exc: HttpError, user: str) -> CadenceError:
         status = int(exc.resp.status)
-        reason, message = "", str(getattr(exc, "reason", "") or "")
+        reason, message = "", str(exc.reason or "")
         try:
             error = json.loads(exc.content)["error"]
             message = error.get("message") or message

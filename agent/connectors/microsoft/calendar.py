@@ -12,7 +12,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from agent.core.errors import PermanentError
 from agent.core.model import (
@@ -66,8 +66,8 @@ DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 class MicrosoftCalendar:
     """The Calendar protocol on Microsoft Graph."""
 
-    sends_invitations = True
-    concurrent_writes = True  # one pooled session; the token is fetched under a lock
+    sends_invitations: Literal[True] = True
+    concurrent_writes: Literal[True] = True  # one pooled session; the token is fetched under a lock
 
     def __init__(self, graph: Graph, people: Sequence[Person] = ()) -> None:
         self.graph = graph
