@@ -24,6 +24,13 @@ def pieces(window: Interval, size: timedelta) -> Iterator[Interval]:
         start = end
 
 
+def live_first(events: list[Event]) -> Event | None:
+    """Return the booking's live event, else a cancelled one, else None: a booking
+    cancelled and made again leaves both on the calendar, under the same tag."""
+    events.sort(key=lambda e: e.cancelled)
+    return events[0] if events else None
+
+
 def ensure_organizer(person: Person, event: Event) -> None:
     """Refuse to change an event unless it is the agent's own, on the calendar of the
     person who organizes it: an attendee's copy would only diverge from the organizer's.

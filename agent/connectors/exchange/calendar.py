@@ -30,7 +30,7 @@ from agent.connectors.exchange.items import (
     ews_zone,
     to_event,
 )
-from agent.connectors.tools import ensure_organizer, pieces
+from agent.connectors.tools import ensure_organizer, live_first, pieces
 from agent.core.errors import PermanentError
 from agent.core.model import (
     Changes,
@@ -52,8 +52,6 @@ VIEW_LIMIT = 1000  # MaxEntriesReturned of a calendar view: Exchange's default f
 MAX_PARTS = 64
 PARTS = "#parts"  # the cursor entry that says in how many pieces the view was read
 TOO_MANY = re.compile(r"ErrorExceededFindCountLimit|ErrorCalendarViewRangeTooBig")
-
-
 BUSY = {"Busy", "Tentative", "OOF"}
 
 
@@ -199,14 +197,13 @@ class ExchangeCalendar:
     def find(self, person: Person, key: str) -> Event | None:
         ids = self.ews.call(f"booking {key} of {person.email}", lambda: self._tagged(person, key))
         events, _ = self._fetch(person, ids)
-        events.sort(key=lambda e: e.cancelled)
-        return events[0] if events else None
+        return live_first(events)
 
     def create(self, draft: EventDraft) -> Event:
-        organizer = draft.organizer
-        existing = self.find(organizer, draft.key)
+        existing = self.find(draft.organizer, draft.key)
         if existing is not None:
             return existing
+        organizer = draft.organizer
         acc = self.ews.mailbox(organizer.email)
         zone = ews_zone(draft.timezone)
         body = f"{draft.description}\n\n[cadence:{draft.key}]".strip()

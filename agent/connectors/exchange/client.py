@@ -46,16 +46,12 @@ from agent.settings.config import ExchangeAccount
 
 log = logging.getLogger("cadence.exchange")
 T = TypeVar("T")
-
-
 VERSIONS = {
     "2013": Build(15, 0),
     "2013_sp1": Build(15, 0, 847),
     "2016": Build(15, 1),
     "2019": Build(15, 2),
 }
-
-
 TRANSIENT = (
     ews_errors.ErrorServerBusy,
     ews_errors.RateLimitError,

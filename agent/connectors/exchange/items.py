@@ -31,11 +31,7 @@ KEY_SET = "c4a1e6f2-7d3b-4e58-9a0c-2b6f8d1e5a73"
 KEY_NAME = "CadenceKey"
 #: The booking reference in the body, the one part attendees' copies share.
 REFERENCE = re.compile(r"\[cadence:([0-9A-Za-z_-]{8,64})\]")
-
-
 CURSOR_PREFIX = "ews1:"
-
-
 RESPONSES = {
     "Accept": PartStat.ACCEPTED,
     "Organizer": PartStat.ACCEPTED,

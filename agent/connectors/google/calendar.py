@@ -35,8 +35,6 @@ TAG = "cadenceKey"
 TAG_SERIES = "cadenceSeries"
 FREEBUSY_BATCH = 50  # calendarExpansionMax
 FREEBUSY_SPAN = timedelta(days=90)  # longer free/busy ranges are refused
-
-
 PAGE_SIZE = 2500
 #: the partial response changes() asks for: what to_event() reads, and the paging tokens
 LIST_FIELDS = (
@@ -44,8 +42,6 @@ LIST_FIELDS = (
     "eventType,attendees(email,responseStatus),extendedProperties,organizer(email),"
     "iCalUID,transparency,sequence)"
 )
-
-
 PARTSTAT = {
     "accepted": PartStat.ACCEPTED,
     "declined": PartStat.DECLINED,

@@ -44,11 +44,7 @@ if TYPE_CHECKING:
     from agent.settings.config import GoogleAccount
 
 BATCH_LIMIT = 50  # inner requests per HTTP batch (Google advises no more)
-
-
 QUOTA_PAUSE = 600.0  # seconds an account rests after 403 quotaExceeded
-
-
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded"}
 

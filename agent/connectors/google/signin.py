@@ -33,8 +33,6 @@ SCOPE_EVENTS = SCOPE + "calendar.events"
 SCOPE_FREEBUSY = SCOPE + "calendar.freebusy"
 SCOPE_SEND = SCOPE + "gmail.send"
 SCOPE_READ = SCOPE + "gmail.readonly"
-
-
 CONSENT_TIMEOUT = 600  # seconds to wait for the browser's answer
 
 

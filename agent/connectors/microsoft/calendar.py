@@ -14,23 +14,6 @@ from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
-from agent.core.errors import PermanentError
-from agent.core.model import (
-    Changes,
-    Event,
-    EventDraft,
-    Interval,
-    Person,
-    Skipped,
-    Span,
-    SyncToken,
-    WorkingHours,
-)
-
-try:  # the CLDR Windows → IANA table that ships with icalendar
-    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
-except ImportError:  # pragma: no cover - older icalendar
-    WINDOWS_TO_OLSON = {}
 from agent.connectors.microsoft.events import (
     KEY_PROPERTY,
     TRANSACTION_PREFIX,
@@ -44,12 +27,23 @@ from agent.connectors.microsoft.events import (
     zone_of,
 )
 from agent.connectors.microsoft.graph import PREFER_UTC, Graph
-from agent.connectors.tools import ensure_organizer, pieces
-from agent.core.model import merge
+from agent.connectors.tools import ensure_organizer, live_first, pieces
+from agent.core.errors import PermanentError
+from agent.core.model import (
+    Changes,
+    Event,
+    EventDraft,
+    Interval,
+    Person,
+    Skipped,
+    Span,
+    SyncToken,
+    WorkingHours,
+    merge,
+)
 
 log = logging.getLogger("cadence.microsoft")
-
-
+#: The cursor of a colleague's calendar under a single person's sign-in: not read.
 OTHERS_CALENDAR = "not-read:delegated"
 MAX_SCHEDULES = 20
 SCHEDULE_PERIOD = timedelta(days=61)  # getSchedule wants a period under 62 days
@@ -58,8 +52,6 @@ SCHEDULE_PERIOD = timedelta(days=61)  # getSchedule wants a period under 62 days
 WINDOW_SLACK = timedelta(days=30)
 PAGE_SIZE = 1000  # Prefer: odata.maxpagesize; Graph caps it at what it allows
 BUSY = {"busy", "tentative", "oof", "unknown"}
-
-
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -186,9 +178,7 @@ class MicrosoftCalendar:
 
     def find(self, person: Person, key: str) -> Event | None:
         page = self.graph.send("GET", f"{user_path(person)}/events", params=key_filter(key)).json()
-        found = [to_event(person, item) for item in page.get("value", [])]
-        found.sort(key=lambda e: e.cancelled)
-        return found[0] if found else None
+        return live_first([to_event(person, item) for item in page.get("value", [])])
 
     def create(self, draft: EventDraft) -> Event:
         organizer = draft.organizer

@@ -35,16 +35,12 @@ SEQUENCE_PROPERTY = "Integer {00062002-0000-0000-C000-000000000046} Id 0x8201"
 TRANSACTION_PREFIX = "cadence-"
 #: The booking reference written into the body, the one part attendees' copies share.
 REFERENCE = re.compile(r"\[cadence:([0-9A-Za-z_-]{8,64})\]")
-
-
 PARTSTAT = {
     "accepted": PartStat.ACCEPTED,
     "organizer": PartStat.ACCEPTED,
     "declined": PartStat.DECLINED,
     "tentativelyaccepted": PartStat.TENTATIVE,
 }
-
-
 _IANA_TO_WINDOWS = {iana: win for win, iana in WINDOWS_TO_OLSON.items()}
 try:  # tzlocal (an APScheduler dependency) maps every IANA zone, not only the main ones
     from tzlocal.windows_tz import tz_win

@@ -17,23 +17,16 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from agent.connectors.base import IncomingMail
+from agent.connectors.microsoft.events import iso, user_path
+from agent.connectors.microsoft.graph import Graph
 from agent.core.errors import PermanentError
 from agent.core.model import (
     OutgoingMail,
     SentMail,
 )
-
-try:  # the CLDR Windows → IANA table that ships with icalendar
-    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
-except ImportError:  # pragma: no cover - older icalendar
-    WINDOWS_TO_OLSON = {}
-from agent.connectors.microsoft.events import iso, user_path
-from agent.connectors.microsoft.graph import Graph
 from agent.formats import mime
 
 log = logging.getLogger("cadence.microsoft")
-
-
 #: headers that come from the mail's own fields, whatever ``mail.headers`` says
 _OWN_HEADERS = frozenset({"from", "to", "subject", "message-id", "in-reply-to", "references"})
 

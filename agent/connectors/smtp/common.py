@@ -10,7 +10,7 @@ import logging
 import os
 import smtplib
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.retry import RetryPolicy
@@ -72,14 +72,16 @@ def translate(exc: Exception, where: str) -> TransientError | PermanentError:
     return TransientError(f"{where}: {type(exc).__name__}: {exc}")
 
 
+class Shared(TypedDict, total=False):
+    """What the account hands its mailer and reader alike, beside their own settings."""
+
+    ca_bundle: str | None
+    retry: RetryPolicy | None
+    log: logging.Logger | None
+
+
 def connection_options(
-    settings: SmtpSettings | ImapSettings,
-    what: str,
-    where: str,
-    *,
-    ca_bundle: str | None = None,
-    retry: RetryPolicy | None = None,
-    log: logging.Logger | None = None,
+    settings: SmtpSettings | ImapSettings, what: str, where: str, **shared: Unpack[Shared]
 ) -> dict[str, Any]:
     """Return the keyword arguments a mailer and a reader take alike from an account's
     ``smtp:`` or ``imap:`` settings (``what``); raise ConfigError for an unset secret."""
@@ -87,8 +89,8 @@ def connection_options(
         "ssl_mode": "ssl" if settings.ssl else "starttls" if settings.starttls else "plain",
         "username": settings.username,
         "password": secret_from_env(settings.password_env, f"{where}: {what}: password_env"),
-        "ca_bundle": settings.ca_bundle or ca_bundle,
+        "ca_bundle": settings.ca_bundle or shared.get("ca_bundle"),
         "timeout": settings.timeout,
-        "retry": retry,
-        "log": log,
+        "retry": shared.get("retry"),
+        "log": shared.get("log"),
     }

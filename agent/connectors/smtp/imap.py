@@ -12,12 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
-from agent.connectors.smtp.common import connection_options, is_loopback, translate
+from agent.connectors.smtp.common import Shared, connection_options, is_loopback, translate
 from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import PartStat
 from agent.core.retry import RetryPolicy
+from agent.formats import ical
 
 if TYPE_CHECKING:
     from agent.settings.config import ImapSettings
@@ -39,15 +40,16 @@ class Reply:
     """A mail answering one of the agent's mails, or carrying an iTIP REPLY."""
 
     imap_uid: int
+    """Where the mail sits in the folder (valid while the folder's UIDVALIDITY holds)."""
     message_id: str
     answers: tuple[str, ...]
+    """The Message-IDs of Cadence's mail that this one answers (In-Reply-To, References)."""
     sender: str
     subject: str
     text: str
     itip: tuple[ItipReply, ...] = ()
 
 
-_PARTSTATS = {p.value.upper(): p for p in PartStat}
 _SEARCH_BATCH = 200
 
 
@@ -74,13 +76,13 @@ def itip_replies(message: EmailMessage) -> tuple[ItipReply, ...]:
             values = vevent.get("ATTENDEE", [])
             for attendee in values if isinstance(values, list) else [values]:
                 partstat = str(attendee.params.get("PARTSTAT", "")).upper()
-                if partstat in _PARTSTATS:
+                if partstat in ical.PARTSTATS:
                     found.append(
                         ItipReply(
                             uid=str(vevent.get("UID", "")),
                             organizer=organizer,
                             attendee=_bare(attendee),
-                            partstat=_PARTSTATS[partstat],
+                            partstat=ical.PARTSTATS[partstat],
                             sequence=sequence,
                         )
                     )
@@ -136,20 +138,12 @@ class ImapReader:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: ImapSettings,
-        where: str,
-        *,
-        ca_bundle: str | None = None,
-        retry: RetryPolicy | None = None,
-        log: logging.Logger | None = None,
+        cls, settings: ImapSettings, where: str, **shared: Unpack[Shared]
     ) -> ImapReader:
         """Build a reader from an account's ``imap:`` settings; raise ConfigError."""
         if not settings.username or not settings.password_env:
             raise ConfigError(f"{where}: imap: username and password_env are required")
-        options = connection_options(
-            settings, "imap", where, ca_bundle=ca_bundle, retry=retry, log=log
-        )
+        options = connection_options(settings, "imap", where, **shared)
         assert options["password"] is not None
         port = settings.port
         if not settings.ssl and "port" not in settings.model_fields_set:

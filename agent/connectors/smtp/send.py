@@ -15,9 +15,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
-from agent.connectors.smtp.common import connection_options, is_loopback, translate
+from agent.connectors.smtp.common import Shared, connection_options, is_loopback, translate
 from agent.core.errors import ConfigError, PermanentError
 from agent.core.model import OutgoingMail, SentMail
 from agent.core.retry import RetryPolicy
@@ -191,21 +191,13 @@ class SmtpMailer:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: SmtpSettings,
-        where: str,
-        *,
-        ca_bundle: str | None = None,
-        retry: RetryPolicy | None = None,
-        log: logging.Logger | None = None,
+        cls, settings: SmtpSettings, where: str, **shared: Unpack[Shared]
     ) -> SmtpMailer:
         """Build a mailer from an account's ``smtp:`` settings; raise ConfigError."""
         port = settings.port
         if settings.ssl and "port" not in settings.model_fields_set:
             port = 465  # implicit TLS lives on 465, not on the STARTTLS default 587
-        options = connection_options(
-            settings, "smtp", where, ca_bundle=ca_bundle, retry=retry, log=log
-        )
+        options = connection_options(settings, "smtp", where, **shared)
         return cls(settings.host, port, envelope_from=settings.from_, **options)
 
     @property
