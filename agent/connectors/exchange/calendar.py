@@ -32,16 +32,7 @@ from agent.connectors.exchange.items import (
 )
 from agent.connectors.tools import ensure_organizer, live_first, pieces
 from agent.core.errors import PermanentError
-from agent.core.model import (
-    Changes,
-    Event,
-    EventDraft,
-    Interval,
-    Person,
-    Skipped,
-    SyncToken,
-    merge,
-)
+from agent.core.model import Changes, Event, EventDraft, Interval, Person, Skipped, SyncToken, merge
 
 MAX_MAILBOXES = 100  # GetUserAvailability mailboxes per request
 MAX_PERIOD = timedelta(days=42)  # GetUserAvailability time window (the server default)

@@ -30,16 +30,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.connectors.microsoft import signin
 from agent.connectors.microsoft.calendar import MicrosoftCalendar
 from agent.connectors.microsoft.events import KEY_PROPERTY, format_dtz, to_event
 from agent.connectors.microsoft.graph import Graph, delegated_scopes
 from agent.connectors.microsoft.mail import MicrosoftMailer, build_mime
-from agent.connectors.microsoft.signin import (
-    device_code_login,
-    login,
-    reads_replies,
-    replying_employees,
-)
+from agent.connectors.microsoft.signin import device_code_login, login
 
 if TYPE_CHECKING:
     from agent.connectors import Context
@@ -47,8 +43,9 @@ if TYPE_CHECKING:
 
 
 def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
+    """Open the Graph client of one Microsoft account, shared by its calendar and mailer."""
     account: MicrosoftAccount = ctx.account
-    read_mail = reads_replies(ctx.settings, ctx.name)
+    read_mail = signin.reads_replies(ctx.settings, ctx.name)
     graph = Graph(account, ctx.settings.resolve, ctx.retry, read_mail=read_mail)
     mailboxes: list[str] = []
     senders = sorted(
@@ -58,7 +55,9 @@ def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
         # replies come back to the From of Cadence's mail: the shared sender, or else
         # each employee of a program that collects them
         mailboxes = (
-            [account.sender] if account.sender else replying_employees(ctx.settings, ctx.name)
+            [account.sender]
+            if account.sender
+            else signin.replying_employees(ctx.settings, ctx.name)
         )
     mailer = MicrosoftMailer(graph, account.sender, mailboxes, senders)
     return MicrosoftCalendar(graph, ctx.people), mailer
@@ -75,7 +74,5 @@ __all__ = [
     "device_code_login",
     "format_dtz",
     "login",
-    "reads_replies",
-    "replying_employees",
     "to_event",
 ]
