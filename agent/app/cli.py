@@ -461,7 +461,7 @@ def auth_microsoft(
     account: str | None = typer.Option(None, "--account", help="The microsoft account to use."),
 ) -> None:
     """Sign in with the device-code flow; MSAL's token cache is written with 0600."""
-    from agent.connectors.microsoft_graph import login
+    from agent.connectors.microsoft import login
 
     try:
         user = login(load_settings(config), account, show=typer.echo)

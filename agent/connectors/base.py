@@ -1,4 +1,14 @@
-"""The interfaces every provider implements.
+"""The interfaces every provider implements, and the optional capabilities some add.
+
+``Calendar`` and ``Mailer`` are what every provider offers. What only some can do is
+declared by a small protocol of its own, so that a caller asks
+``isinstance(calendar, MailboxSettings)`` instead of probing for an attribute:
+
+- ``MailboxSettings``: a calendar that knows people's time zones and working hours;
+- ``ConcurrentWrites``: a calendar whose ``find`` and ``create`` may run in several threads;
+- ``SendsInvitations``: a calendar whose provider mails the invitations itself;
+- ``ConfirmsSend``: a mailer that can tell whether a mail already went out;
+- ``ReplyReader``: a mailer that can read replies.
 
 The errors they raise live in ``agent.core.errors`` and the retry policy they are handed
 in ``agent.core.retry``, both leaf modules below every layer.
@@ -8,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from agent.core.errors import PermanentError
 from agent.core.model import (
@@ -20,20 +30,22 @@ from agent.core.model import (
     Person,
     SentMail,
     SyncToken,
+    WorkingHours,
 )
 
 
 @runtime_checkable
 class Calendar(Protocol):
-    """Read and write the calendars of the people on one account.
+    """Read and write the calendars of the people on one account."""
 
-    A connector whose ``find`` and ``create`` may be called from several threads at
-    once says so with a class attribute ``concurrent_writes = True``; the book step then
-    makes a sweep's events concurrently. Without it they are made one by one.
-    """
+    @property
+    def sends_invitations(self) -> bool:
+        """True when the provider itself sends invitations to attendees on create/update.
 
-    #: True when the provider itself sends invitations to attendees on create/update.
-    sends_invitations: bool
+        Kept while the tick reads it; ``SendsInvitations`` declares the same, and once
+        the tick asks that instead, this member and the False values go.
+        """
+        ...
 
     def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
         """Return what changed on the person's calendar since ``since`` (None: everything).
@@ -70,11 +82,7 @@ class Mailer(Protocol):
     """Send mail as the people on one account."""
 
     def send(self, mail: OutgoingMail) -> SentMail:
-        """Send ``mail``; idempotent on ``mail.key`` where the provider allows it.
-
-        A mailer that can look at what it sent may also offer ``was_sent(mail) -> bool |
-        None``; the engine asks it after an interrupted send (None: cannot tell).
-        """
+        """Send ``mail``; idempotent on ``mail.key`` where the provider allows it."""
         ...
 
     def close(self) -> None: ...
@@ -95,6 +103,44 @@ class ReplyReader(Protocol):
     def replies(self) -> Sequence[IncomingMail]:
         """Return the messages in the mailbox that may answer Cadence's mail; the
         caller matches them to its own Message-IDs and remembers which it has read."""
+        ...
+
+
+@runtime_checkable
+class MailboxSettings(Protocol):
+    """A calendar that knows each person's time zone and working hours (Microsoft 365's
+    mailbox settings): the engine takes them where the config leaves them out."""
+
+    def mailbox_settings(self, person: Person) -> tuple[str, WorkingHours]:
+        """Return the person's IANA time zone and working hours."""
+        ...
+
+
+@runtime_checkable
+class ConcurrentWrites(Protocol):
+    """A calendar whose ``find`` and ``create`` may be called from several threads at once;
+    the book step then makes a sweep's events concurrently, else one by one."""
+
+    @property
+    def concurrent_writes(self) -> Literal[True]: ...
+
+
+@runtime_checkable
+class SendsInvitations(Protocol):
+    """A calendar whose provider mails the attendees their invitations, updates and
+    cancellations itself, so Cadence sends no iTIP mail of its own."""
+
+    @property
+    def sends_invitations(self) -> Literal[True]: ...
+
+
+@runtime_checkable
+class ConfirmsSend(Protocol):
+    """A mailer that can look at what it sent: the engine asks it after an interrupted
+    send instead of sending again."""
+
+    def was_sent(self, mail: OutgoingMail) -> bool | None:
+        """Return whether ``mail`` already went out; None when the provider cannot tell."""
         ...
 
 

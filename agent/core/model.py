@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -51,6 +51,18 @@ class Interval:
 
 
 TimeRange = Interval
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Sort and merge overlapping or touching intervals, so busy time is counted once."""
+    out: list[Interval] = []
+    for iv in sorted(intervals):
+        if out and iv.start <= out[-1].end:
+            if iv.end > out[-1].end:
+                out[-1] = Interval(out[-1].start, iv.end)
+        else:
+            out.append(iv)
+    return out
 
 
 @dataclass(frozen=True)

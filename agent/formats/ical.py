@@ -20,12 +20,8 @@ from agent.core.model import Attendee, Event, EventDraft, Interval, PartStat, Pe
 PRODID = "-//Cadence//cadence-agent//EN"
 KEY_PROPERTY = "X-CADENCE-KEY"
 
-_PARTSTAT = {
-    "ACCEPTED": PartStat.ACCEPTED,
-    "DECLINED": PartStat.DECLINED,
-    "TENTATIVE": PartStat.TENTATIVE,
-    "NEEDS-ACTION": PartStat.NEEDS_ACTION,
-}
+#: PARTSTAT values as iCalendar writes them (ACCEPTED, NEEDS-ACTION, ...)
+PARTSTATS = {p.value.upper(): p for p in PartStat}
 
 
 def mailto(email: str) -> str:
@@ -165,7 +161,7 @@ def _expand(
     window: Interval,
 ) -> list[Event]:
     for comp in comps:
-        errors = getattr(comp, "errors", None)
+        errors = comp.errors
         if errors:
             raise ValueError(f"malformed property: {errors[0][0]}: {errors[0][1]}")
         if comp.get("DTSTART") is None:
@@ -209,7 +205,7 @@ def _event(uid: str, comp: Any, owner: Person, recurring: bool) -> Event:
     attendees = []
     for value in as_list(comp.get("ATTENDEE")):
         status = str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
-        attendees.append(Attendee(address(value), _PARTSTAT.get(status, PartStat.NEEDS_ACTION)))
+        attendees.append(Attendee(address(value), PARTSTATS.get(status, PartStat.NEEDS_ACTION)))
     organizer = comp.get("ORGANIZER")
     busy_status = str(comp.get("X-MICROSOFT-CDO-BUSYSTATUS", "")).upper()
     transparent = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import formataddr
 
 from agent.core.model import OutgoingMail
@@ -31,9 +31,13 @@ def _addr(email: str, name: str = "") -> str:
     return formataddr((clean_header(name, 200), email)) if name else email
 
 
-def build(mail: OutgoingMail) -> EmailMessage:
-    """Return the message: text and HTML alternatives, plus the invitation when set."""
-    msg = EmailMessage(policy=SMTP)
+def build(mail: OutgoingMail, *, policy: Policy = SMTP) -> EmailMessage:
+    """Return the message: text and HTML alternatives, plus the invitation when set.
+
+    ``policy`` decides the line endings baked into the parts: CRLF for SMTP and the
+    providers that take wire-format MIME; Graph's sendMail is given LF.
+    """
+    msg = EmailMessage(policy=policy)
     msg["From"] = _addr(mail.sender, mail.sender_name)
     msg["To"] = ", ".join(_addr(a) for a in mail.to)
     msg["Subject"] = clean_header(mail.subject, 250)

@@ -10,13 +10,13 @@ meeting when free, else the earliest candidate.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 import holidays
 
-from agent.core.model import WEEKDAYS, Interval, Person, Span
+from agent.core.model import WEEKDAYS, Interval, Person, Span, merge
 
 _EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday, midnight UTC
 
@@ -39,18 +39,6 @@ def day_off(person: Person, day: date) -> str | None:
         return "closed"
     name = public_holidays(person.country, person.subdivision, day.year).get(day)
     return f"holiday ({name})" if name else None
-
-
-def merge(intervals: Iterable[Interval]) -> list[Interval]:
-    """Sort and merge overlapping or touching intervals."""
-    out: list[Interval] = []
-    for iv in sorted(intervals):
-        if out and iv.start <= out[-1].end:
-            if iv.end > out[-1].end:
-                out[-1] = Interval(out[-1].start, iv.end)
-        else:
-            out.append(iv)
-    return out
 
 
 def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:

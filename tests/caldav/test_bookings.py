@@ -10,7 +10,7 @@ import icalendar
 import pytest
 
 from agent.connectors.caldav import CalDAVCalendar, make_client
-from agent.connectors.caldav_replies import ReplyCollector
+from agent.connectors.caldav.replies import ReplyCollector
 from agent.connectors.smtp import ImapReader
 from agent.core.errors import PermanentError, TransientError
 from agent.core.model import EventDraft, Interval, PartStat, Person

@@ -12,7 +12,7 @@ import icalendar
 import pytest
 
 from agent.connectors.caldav import CalDAVCalendar
-from agent.connectors.caldav_replies import ReplyCollector
+from agent.connectors.caldav.replies import ReplyCollector
 from agent.connectors.smtp import ImapReader, itip_replies
 from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import EventDraft, PartStat, Person

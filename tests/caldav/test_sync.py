@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.connectors.caldav import HORIZON_SLACK, CalDAVCalendar, _Cursor, make_client
+from agent.connectors.caldav import HORIZON_SLACK, CalDAVCalendar, make_client
+from agent.connectors.caldav.sync import _Cursor
 from agent.core.errors import CursorExpired
 from agent.core.model import Interval, PartStat, Person
 from agent.core.retry import RetryPolicy

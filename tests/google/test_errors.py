@@ -365,5 +365,5 @@ def test_retry_after_as_an_http_date() -> None:
     from email.utils import format_datetime
 
     later = datetime.now(UTC) + timedelta(seconds=30)
-    assert 25 <= google._retry_after(format_datetime(later)) <= 30
-    assert google._retry_after("soon") is None and google._retry_after("5") == 5.0
+    assert 25 <= google.client._retry_after(format_datetime(later)) <= 30
+    assert google.client._retry_after("soon") is None and google.client._retry_after("5") == 5.0

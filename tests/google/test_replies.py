@@ -105,7 +105,7 @@ def test_a_delivered_message_is_returned_once_then_only_the_list_is_asked(
 def test_all_pages_are_read_gets_batched_and_a_message_gone_since_the_list_skipped(
     collecting: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(google, "REPLY_PAGE", 2)
+    monkeypatch.setattr(google.replies, "REPLY_PAGE", 2)
     state = collecting.server.state
     ids = [
         state.deliver(ANA, note(BEN, ANA, f"<p{n}@acme.example>", str(n)), NOW + timedelta(n)).id

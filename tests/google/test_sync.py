@@ -151,7 +151,7 @@ def test_deletion_reported_by_id_only_is_removed(ws: Workspace) -> None:
 def test_pages_are_followed_and_the_token_comes_from_the_last(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(google, "PAGE_SIZE", 2)
+    monkeypatch.setattr(google.calendar, "PAGE_SIZE", 2)
     cal, _ = ws.connect()
     ana = ws.person("ana")
     for n in range(5):

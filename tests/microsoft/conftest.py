@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer
-from agent.connectors.microsoft_graph import Graph
+from agent.connectors.microsoft import Graph, MicrosoftCalendar, MicrosoftMailer
 from agent.core.model import Person
 from tests.microsoft import fixtures
 from tests.microsoft.server import GraphServer

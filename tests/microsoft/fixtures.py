@@ -11,8 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from agent.connectors.microsoft import MicrosoftCalendar, MicrosoftMailer, format_dtz
-from agent.connectors.microsoft_graph import Graph
+from agent.connectors.microsoft import Graph, MicrosoftCalendar, MicrosoftMailer, format_dtz
 from agent.core.model import Person, Span, WorkingHours
 from agent.core.retry import RetryPolicy
 from agent.settings.config import MicrosoftAccount, Settings

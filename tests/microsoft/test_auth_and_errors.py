@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from agent.connectors.microsoft import MicrosoftCalendar
-from agent.connectors.microsoft_graph import (
-    Graph,
-    _discovery_kwargs,
-    delegated_scopes,
-    device_code_login,
-)
+from agent.connectors.microsoft import Graph, MicrosoftCalendar, delegated_scopes, device_code_login
+from agent.connectors.microsoft.graph import discovery_kwargs
 from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import Interval, Person
 from agent.core.retry import RetryPolicy
@@ -166,13 +161,13 @@ def test_an_untrusted_certificate_is_a_permanent_error_naming_ca_bundle(
 
 
 def test_instance_discovery_only_for_microsoft_hosts(server: GraphServer, ca: Path) -> None:
-    assert _discovery_kwargs(fixtures.account(server, ca)) == {"instance_discovery": False}
+    assert discovery_kwargs(fixtures.account(server, ca)) == {"instance_discovery": False}
     for host in (
         "https://login.microsoftonline.com",
         "https://login.microsoftonline.us",
         "https://login.chinacloudapi.cn",
     ):
-        assert _discovery_kwargs(fixtures.account(server, ca, authority=host)) == {}
+        assert discovery_kwargs(fixtures.account(server, ca, authority=host)) == {}
 
 
 def test_scopes_follow_the_graph_host(server: GraphServer, ca: Path) -> None:

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from agent.connectors.base import ReplyReader
-from agent.connectors.microsoft import MicrosoftMailer
-from agent.connectors.microsoft_graph import Graph, delegated_scopes, device_code_login
+from agent.connectors.microsoft import Graph, MicrosoftMailer, delegated_scopes, device_code_login
 from agent.core.errors import PermanentError, TransientError
 from agent.core.model import Person
 from agent.core.retry import RetryPolicy

@@ -15,17 +15,23 @@ import logging
 import time as clock_time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from icalendar.cal import Component
 
-from agent.connectors.caldav_ical import sequence_of
+from agent.connectors.caldav.ics import sequence_of
 from agent.connectors.smtp import ImapReader, ItipReply
 from agent.core.errors import CadenceError
 from agent.core.model import Event, Person
 
-if TYPE_CHECKING:
-    from agent.connectors.caldav import CalDAVCalendar
+
+class OwnEventWriter(Protocol):
+    """What recording an answer needs of the calendar: rewriting one of the agent's events."""
+
+    def rewrite_own(
+        self, person: Person, key: str, change: Callable[[Component], bool], *, bump: bool = True
+    ) -> Event | None: ...
+
 
 UID_SUFFIX = "@cadence"
 
@@ -51,7 +57,7 @@ class ReplyCollector:
         self._pending: list[ItipReply] = []
         self._last: float | None = None
 
-    def collect(self, calendar: CalDAVCalendar) -> list[Event]:
+    def collect(self, calendar: OwnEventWriter) -> list[Event]:
         """Record new answers on the organizers' events; return the events changed.
 
         A failure is logged and retried at the next call: reading replies never stops
@@ -81,7 +87,7 @@ class ReplyCollector:
                 changed.append(event)
         return changed
 
-    def record(self, calendar: CalDAVCalendar, answer: ItipReply) -> Event | None:
+    def record(self, calendar: OwnEventWriter, answer: ItipReply) -> Event | None:
         """Set the attendee's PARTSTAT on the agent's event; None when nothing changed."""
         organizer = self.people.get(answer.organizer)
         if organizer is None or not answer.uid.endswith(UID_SUFFIX):

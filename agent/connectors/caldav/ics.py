@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -81,14 +80,3 @@ def widen_to_local_days(period: Interval, person: Person, window: Interval) -> I
     if end.time() == time():
         end = max(end, datetime.combine(end.date(), time(), person.zone))
     return Interval(max(start, window.start), min(end, window.end))
-
-
-def merge(periods: Iterable[Interval]) -> list[Interval]:
-    merged: list[Interval] = []
-    for p in sorted(periods):
-        if merged and p.start <= merged[-1].end:
-            if p.end > merged[-1].end:
-                merged[-1] = Interval(merged[-1].start, p.end)
-        else:
-            merged.append(p)
-    return merged

@@ -1,8 +1,9 @@
 """The Microsoft Graph transport: one HTTP session, MSAL tokens, and Graph's errors.
 
 - client credentials (a secret from the environment, or a certificate file) for an
-  organization, or a single person's MSAL token cache filled by :func:`device_code_login`
-  (``cadence auth microsoft``) and written atomically with mode 0600;
+  organization, or a single person's MSAL token cache filled by
+  :func:`signin.device_code_login` (``cadence auth microsoft``) and written atomically
+  with mode 0600;
 - ``ca_bundle`` honoured even when REQUESTS_CA_BUNDLE is set;
 - every Graph answer translated in one place, :meth:`Graph.check`;
 - ``$batch`` of up to 20 requests, a throttled inner request retried on its own.
@@ -24,6 +25,7 @@ from typing import Any
 
 import msal
 import requests
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from agent.core.errors import ConfigError, CursorExpired, PermanentError, TransientError
 from agent.core.retry import RetryPolicy
@@ -42,9 +44,11 @@ RESYNC_CODES = {
     "syncstateinvalid",
     "errorinvalidsyncstatedata",
 }
-_MICROSOFT_HOSTS = frozenset(
-    getattr(getattr(msal, "authority", None), "WELL_KNOWN_AUTHORITY_HOSTS", ())
-) | {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"}
+_MICROSOFT_HOSTS = frozenset(WELL_KNOWN_AUTHORITY_HOSTS) | {
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+}
 
 
 class _Session(requests.Session):
@@ -64,7 +68,7 @@ class _Session(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def _session(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> _Session:
+def make_session(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> _Session:
     session = _Session()
     session.timeout = account.timeout
     session.headers["User-Agent"] = "cadence-agent"
@@ -76,7 +80,7 @@ def _session(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> _Sess
     return session
 
 
-def _private_file(path: Path, what: str) -> bytes:
+def private_file(path: Path, what: str) -> bytes:
     """Read a secret file, refusing one that group or others can read."""
     try:
         mode = path.stat().st_mode
@@ -89,7 +93,7 @@ def _private_file(path: Path, what: str) -> bytes:
     return path.read_bytes()
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically with mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -110,13 +114,13 @@ def authority_url(account: MicrosoftAccount) -> str:
     return f"{account.authority.rstrip('/')}/{account.tenant}"
 
 
-def _discovery_kwargs(account: MicrosoftAccount) -> dict[str, Any]:
+def discovery_kwargs(account: MicrosoftAccount) -> dict[str, Any]:
     host = urllib.parse.urlsplit(account.authority).hostname or ""
     return {} if host in _MICROSOFT_HOSTS else {"instance_discovery": False}
 
 
 def _certificate_credential(path: Path) -> dict[str, str]:
-    pem = _private_file(path, "client_certificate").decode("ascii", errors="replace")
+    pem = private_file(path, "client_certificate").decode("ascii", errors="replace")
     key = re.search(
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+?-----END [A-Z ]*PRIVATE KEY-----", pem, re.S
     )
@@ -128,10 +132,10 @@ def _certificate_credential(path: Path) -> dict[str, str]:
     return {"private_key": key.group(0), "public_certificate": cert.group(0)}
 
 
-def _load_cache(path: Path | None) -> msal.SerializableTokenCache:
+def load_cache(path: Path | None) -> msal.SerializableTokenCache:
     cache = msal.SerializableTokenCache()
     if path is not None and path.exists():
-        cache.deserialize(_private_file(path, "token_cache").decode())
+        cache.deserialize(private_file(path, "token_cache").decode())
     return cache
 
 
@@ -151,9 +155,9 @@ class Graph:
         self.account = account
         self.retry = retry
         self.base = account.graph.rstrip("/") + "/v1.0"
-        self.session = _session(account, resolve)
+        self.session = make_session(account, resolve)
         self.cache_path = resolve(account.token_cache) if account.token_cache else None
-        self.cache = _load_cache(self.cache_path)
+        self.cache = load_cache(self.cache_path)
         self.credential: Any = None
         if account.client_secret_env or account.client_certificate:
             if account.client_certificate:
@@ -196,7 +200,7 @@ class Graph:
                 "authority": authority_url(self.account),
                 "token_cache": self.cache,
                 "http_client": self.session,
-                **_discovery_kwargs(self.account),
+                **discovery_kwargs(self.account),
             }
             if self.credential is not None:
                 self._app = msal.ConfidentialClientApplication(
@@ -235,7 +239,7 @@ class Graph:
         except ValueError as exc:  # MSAL: the authority's OpenID configuration is unusable
             raise PermanentError(f"Microsoft sign-in at {self.account.authority}: {exc}") from exc
         if self.cache_path is not None and self.cache.has_state_changed:
-            _write_private(self.cache_path, self.cache.serialize())
+            write_private(self.cache_path, self.cache.serialize())
         if "access_token" not in result:
             error = str(result.get("error", "unknown"))
             # the description may quote request details, never the secret itself
@@ -408,77 +412,3 @@ def _mailbox(path: str) -> str:
 
 def _short(path: str) -> str:
     return urllib.parse.urlsplit(path).path.rsplit("/v1.0", 1)[-1]
-
-
-def device_code_login(
-    account: MicrosoftAccount,
-    resolve: Callable[[str], Path],
-    *,
-    show: Callable[[str], None] = print,
-    read_mail: bool = False,
-) -> str:
-    """Sign one person in with the device-code flow; return the signed-in username.
-
-    Shows MSAL's message (the URL and the code to enter), waits for the sign-in, and
-    writes MSAL's token cache to ``account.token_cache`` atomically with mode 0600.
-    Raise ConfigError without a token_cache, PermanentError when the sign-in fails.
-    """
-    if not account.token_cache:
-        raise ConfigError("set token_cache: FILE on the microsoft account to keep the sign-in")
-    path = resolve(account.token_cache)
-    if path.exists():
-        _private_file(path, "token_cache")
-    cache = _load_cache(path)
-    session = _session(account, resolve)
-    try:
-        app = msal.PublicClientApplication(
-            account.client_id,
-            authority=authority_url(account),
-            token_cache=cache,
-            http_client=session,
-            **_discovery_kwargs(account),
-        )
-        scopes = delegated_scopes(account, read_mail=read_mail)
-        try:
-            flow = app.initiate_device_flow(scopes=scopes)
-            if "user_code" not in flow:
-                raise PermanentError(
-                    f"device-code sign-in refused: {flow.get('error')} "
-                    f"{flow.get('error_description', '')}".strip()
-                )
-            show(str(flow["message"]))
-            result = app.acquire_token_by_device_flow(flow)
-        except requests.RequestException as exc:
-            raise TransientError(f"device-code sign-in failed: {type(exc).__name__}") from exc
-        if "access_token" not in result:
-            raise PermanentError(
-                f"device-code sign-in failed: {result.get('error')} "
-                f"{str(result.get('error_description', '')).splitlines()[0:1]}"
-            )
-        _write_private(path, cache.serialize())
-        claims = result.get("id_token_claims") or {}
-        return str(claims.get("preferred_username") or "")
-    finally:
-        session.close()
-
-
-def login(settings: Any, account: str | None = None, *, show: Callable[[str], None] = print) -> str:
-    """``cadence auth microsoft``: sign the person in for the named (or only) account.
-
-    ``settings`` is :class:`agent.settings.config.Settings`. Return the signed-in username; raise
-    ConfigError when no microsoft account (or more than one, without ``account``) exists.
-    """
-    names = [n for n, a in settings.accounts.items() if getattr(a, "provider", "") == "microsoft"]
-    if account is not None:
-        if account not in names:
-            choices = ", ".join(names) or "none in the config"
-            raise ConfigError(f"no microsoft account named {account!r}; choose one of: {choices}")
-        names = [account]
-    if len(names) != 1:
-        found = ", ".join(names) or "none"
-        raise ConfigError(f"name the microsoft account to sign in with --account (found: {found})")
-    chosen: MicrosoftAccount = settings.accounts[names[0]]
-    from agent.connectors.microsoft import reads_replies  # it imports this module
-
-    read_mail = reads_replies(settings, names[0])
-    return device_code_login(chosen, settings.resolve, show=show, read_mail=read_mail)

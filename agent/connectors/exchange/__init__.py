@@ -1,0 +1,61 @@
+"""Exchange Server on premises through EWS, with exchangelib.
+
+One exchangelib ``Account`` per person, all sharing one ``Protocol`` (one endpoint, one
+service account): ``autodiscover=False`` and the configured ``service_endpoint``, NTLM,
+basic or OAuth (a bearer token) credentials, impersonation (``access_type:
+impersonation``, the ApplicationImpersonation role) or delegate access (a single person,
+or a service account with delegate rights on each mailbox).
+
+What it calls:
+
+- ``changes()``: ``FindItem`` with a ``CalendarView`` over an anchored window asking for
+  ids and change keys only (one request when nothing changed), then ``GetItem`` for the
+  items that are new or changed. The cursor keeps the id → change key map of the view;
+  see :func:`items.diff` for why this and not ``SyncFolderItems``.
+- ``busy()``: ``GetUserAvailability`` through ``Protocol.get_free_busy_info``, 100
+  mailboxes and 42 days per call, in UTC.
+- ``create()``: ``CreateItem`` of a ``CalendarItem`` with both people and
+  ``SendMeetingInvitations=SendToAllAndSaveCopy``, tagged with an extended property that
+  holds the booking key; ``find()`` (``FindItem`` restricted on that property) runs first,
+  so a retry never makes a second meeting. EWS has no idempotency token of its own.
+- ``move()``/``cancel()``: ``UpdateItem``/``DeleteItem`` of the agent's own items only,
+  with updates or cancellations sent to the attendees.
+- mail: ``CreateItem`` of a ``Message`` from MIME (``send_and_save``), so Message-ID,
+  In-Reply-To and References are ours and a recap threads to its agenda.
+
+exchangelib's errors are translated in one place, :meth:`client.Ews.call`. The modules, by
+capability: ``client`` (connection, error translation), ``items`` (the tag, times, events,
+the cursor), ``calendar`` and ``mail``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.connectors.exchange.calendar import ExchangeCalendar
+from agent.connectors.exchange.client import Ews, translate
+from agent.connectors.exchange.items import KEY_NAME, KEY_SET, CadenceKey
+from agent.connectors.exchange.mail import ExchangeMailer
+
+if TYPE_CHECKING:
+    from agent.connectors import Context
+    from agent.settings.config import ExchangeAccount
+
+
+def connect(ctx: Context) -> tuple[ExchangeCalendar, ExchangeMailer]:
+    """Open the EWS connection of one account, shared by its calendar and mailer."""
+    account: ExchangeAccount = ctx.account
+    ews = Ews(account, ctx.settings.resolve, ctx.retry)
+    return ExchangeCalendar(ews, ctx.people), ExchangeMailer(ews)
+
+
+__all__ = [
+    "KEY_NAME",
+    "KEY_SET",
+    "CadenceKey",
+    "Ews",
+    "ExchangeCalendar",
+    "ExchangeMailer",
+    "connect",
+    "translate",
+]

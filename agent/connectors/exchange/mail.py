@@ -1,0 +1,48 @@
+"""The Mailer protocol on EWS: the MIME message sent from the sender's own mailbox."""
+
+from __future__ import annotations
+
+from exchangelib import (
+    Mailbox,
+    Message,
+)
+from exchangelib.folders import SentItems
+
+from agent.connectors.exchange.client import Ews
+from agent.core.errors import PermanentError
+from agent.core.model import (
+    OutgoingMail,
+    SentMail,
+)
+from agent.formats import mime
+
+
+class ExchangeMailer:
+    """The Mailer protocol on EWS: the MIME message sent from the sender's own mailbox."""
+
+    def __init__(self, ews: Ews) -> None:
+        self.ews = ews
+
+    def close(self) -> None:
+        self.ews.close()
+
+    def send(self, mail: OutgoingMail) -> SentMail:
+        sender = mail.sender.lower()
+        for value in (mail.subject, *mail.to, *mail.headers.values()):
+            if "\n" in value or "\r" in value:
+                raise PermanentError("a mail header holds a line break")
+        message = mime.build(mail)
+        acc = self.ews.mailbox(sender)
+
+        def send() -> None:
+            with self.ews.once():
+                Message(
+                    account=acc,
+                    folder=self.ews.folder(sender, SentItems),
+                    mime_content=message.as_bytes(),
+                    to_recipients=[Mailbox(email_address=a) for a in mail.to],
+                ).send_and_save()
+
+        # a lost answer may hide a sent mail: retried only when Exchange refused it
+        self.ews.call(f"mail {mail.key} from {sender}", send, idempotent=False)
+        return SentMail(mail.key, str(message["Message-ID"]), f"ews:{sender}")

@@ -1,0 +1,177 @@
+"""The Mailer protocol on Graph ``sendMail`` (base64 MIME from ``agent.formats.mime``, so
+Message-ID, In-Reply-To and References survive) and, with ``Mail.Read``, the ReplyReader
+protocol on the inboxes Cadence's mail is sent from.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import email.policy
+import logging
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from agent.connectors.base import IncomingMail
+from agent.connectors.microsoft.events import iso, user_path
+from agent.connectors.microsoft.graph import Graph
+from agent.core.errors import PermanentError
+from agent.core.model import (
+    OutgoingMail,
+    SentMail,
+)
+from agent.formats import mime
+
+log = logging.getLogger("cadence.microsoft")
+#: headers that come from the mail's own fields, whatever ``mail.headers`` says
+_OWN_HEADERS = frozenset({"from", "to", "subject", "message-id", "in-reply-to", "references"})
+
+
+def _bracket(message_id: str) -> str:
+    message_id = message_id.strip()
+    return message_id if message_id.startswith("<") else f"<{message_id}>"
+
+
+def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
+    """Return the RFC 5322 message Graph sends, with the headers Graph's JSON would not let
+    us set, built and cleaned by ``agent.formats.mime``.
+
+    The employee's name goes only on the employee's own address, never on a shared
+    sender; the mail's own fields win over ``mail.headers``. Raise PermanentError for an
+    address that is not one.
+    """
+    named = sender.lower() == mail.sender.lower()
+    refs = list(mail.references) or [mail.in_reply_to or ""]
+    ready = replace(
+        mail,
+        sender=sender,
+        sender_name=mail.sender_name if named else "",
+        message_id=_bracket(mail.message_id),
+        in_reply_to=_bracket(mail.in_reply_to) if mail.in_reply_to else None,
+        references=tuple(_bracket(r) for r in refs if r),
+        headers={k: v for k, v in mail.headers.items() if k.lower() not in _OWN_HEADERS},
+    )
+    try:
+        msg = mime.build(ready, policy=email.policy.default)
+    except ValueError as exc:
+        raise PermanentError(f"mail {mail.key}: {exc}") from None
+    if "Date" not in msg:
+        msg["Date"] = format_datetime(datetime.now(UTC))
+    return msg
+
+
+#: How far back replies() looks: replies to a recap come within days of it.
+REPLY_WINDOW = timedelta(days=30)
+#: After the first listing, only what arrived since the newest message seen, less this
+#: much, for mail moved into the inbox late (from Junk, or by a rule) that keeps the
+#: time it was first received.
+REPLY_SLACK = timedelta(days=1)
+REPLY_PAGE = 100
+
+
+class MicrosoftMailer:
+    """The Mailer protocol on Graph sendMail, from the sender's own mailbox; with
+    ``mailboxes``, also the ReplyReader protocol on those mailboxes' inboxes."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        sender: str | None = None,
+        mailboxes: Sequence[str] = (),
+        senders: Sequence[str] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.sender = sender
+        #: the inboxes replies() reads: those that Cadence's mail is sent from
+        self.mailboxes = sorted({m.lower() for m in mailboxes})
+        #: whose mail may be a reply (the people of the relationships); None: anyone's
+        self.senders = None if senders is None else {s.lower() for s in senders}
+        #: per mailbox, the ids of the messages replies() has already returned, and the
+        #: newest receivedDateTime seen (the high-water mark)
+        self.seen: dict[str, set[str]] = {}
+        self.newest: dict[str, datetime] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def replies(self) -> list[IncomingMail]:
+        """The messages received in the last 30 days that replies() has not returned
+        before, from the inbox of each mailbox Cadence sends from.
+
+        One listing request per mailbox (more only past 100 messages since the newest
+        seen, less a day), and one MIME request per message not seen before from one of
+        ``senders``: the engine ignores anyone else's. Under a single person's sign-in
+        only that person's own inbox is read (Mail.Read reaches no one else's).
+        """
+        signed_in = self.graph.signed_in_user()
+        boxes = [m for m in self.mailboxes if signed_in is None or m == signed_in]
+        floor = self.clock() - REPLY_WINDOW
+        out: list[IncomingMail] = []
+        listed: dict[str, tuple[list[str], datetime | None]] = {}
+        for box in boxes:
+            seen = self.seen.get(box, set())
+            newest = self.newest.get(box)
+            since = max(floor, newest - REPLY_SLACK) if newest else floor
+            url = f"{user_path(box)}/mailFolders/inbox/messages"
+            params: dict[str, str] | None = {
+                "$filter": f"receivedDateTime ge {iso(since)}",
+                "$select": "id,receivedDateTime,from",
+                "$top": str(REPLY_PAGE),
+            }
+            ids: list[str] = []
+            wanted: list[str] = []
+            while True:
+                page = self.graph.send("GET", url, params=params).json()
+                for item in page.get("value", []):
+                    if not item.get("id"):
+                        continue
+                    ids.append(str(item["id"]))
+                    with contextlib.suppress(ValueError, TypeError):
+                        got = datetime.fromisoformat(str(item.get("receivedDateTime")))
+                        newest = got if newest is None or got > newest else newest
+                    address = ((item.get("from") or {}).get("emailAddress") or {}).get("address")
+                    if self.senders is None or str(address or "").lower() in self.senders:
+                        wanted.append(str(item["id"]))
+                if not page.get("@odata.nextLink"):
+                    break
+                url, params = str(page["@odata.nextLink"]), None
+            for ident in wanted:
+                if ident in seen:
+                    continue
+                path = f"{user_path(box)}/messages/{urllib.parse.quote(ident, safe='')}/$value"
+                try:
+                    raw = self.graph.send("GET", path).content
+                except PermanentError as exc:
+                    if "ErrorItemNotFound" not in str(exc):
+                        raise
+                    log.info("message %s in %s was gone before it was read", ident, box)
+                    continue
+                out.append(IncomingMail(ref=f"graph:{box}/{ident}", raw=raw))
+            listed[box] = (ids, newest)
+        # only now, when every inbox was read: a call that fails returns nothing, so the
+        # next call must read its messages again (ids past the window are forgotten)
+        for box, (ids, newest) in listed.items():
+            self.seen[box] = set(ids)
+            if newest is not None:
+                self.newest[box] = newest
+        return out
+
+    def close(self) -> None:
+        self.graph.close()
+
+    def send(self, mail: OutgoingMail) -> SentMail:
+        sender = (self.sender or mail.sender).lower()
+        for value in (mail.subject, *mail.to, *mail.headers.values()):
+            if "\n" in value or "\r" in value:
+                raise PermanentError("a mail header holds a line break")
+        mime = build_mime(mail, sender).as_bytes()
+        self.graph.send(
+            "POST",
+            f"{user_path(sender)}/sendMail",
+            data=base64.b64encode(mime),
+            headers={"Content-Type": "text/plain"},
+            idempotent=False,
+        )
+        return SentMail(mail.key, _bracket(mail.message_id), f"graph:{sender}")
