@@ -253,12 +253,13 @@ def test_port_taken_is_a_clear_error(workspace: Path) -> None:
 
 
 def test_throttle_waits_and_provider_calls_are_counted() -> None:
+    from agent.connectors.base import ConcurrentWrites, ConfirmsSend
     from agent.core.errors import PermanentError, TransientError
     from agent.core.retry import RetryPolicy
     from agent.tick import metrics
 
     class Calendar:
-        sends_invitations = False
+        concurrent_writes = True
 
         def __init__(self) -> None:
             self.calls = 0
@@ -281,7 +282,9 @@ def test_throttle_waits_and_provider_calls_are_counted() -> None:
         assert policy.call(lambda: calendar.busy(["a"])) == {"a": []}
         with pytest.raises(PermanentError):
             calendar.find("a", "k")
-        assert calendar.sends_invitations is False  # attributes pass through
+        assert calendar.concurrent_writes is True  # attributes pass through
+        # and the capabilities stay declared, for protocol checks that skip __getattr__
+        assert isinstance(calendar, ConcurrentWrites) and not isinstance(calendar, ConfirmsSend)
         text = m.exposition().decode()
     finally:
         metrics.deactivate()

@@ -38,15 +38,6 @@ from agent.core.model import (
 class Calendar(Protocol):
     """Read and write the calendars of the people on one account."""
 
-    @property
-    def sends_invitations(self) -> bool:
-        """True when the provider itself sends invitations to attendees on create/update.
-
-        Kept while the tick reads it; ``SendsInvitations`` declares the same, and once
-        the tick asks that instead, this member and the False values go.
-        """
-        ...
-
     def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
         """Return what changed on the person's calendar since ``since`` (None: everything).
 
@@ -142,6 +133,16 @@ class ConfirmsSend(Protocol):
     def was_sent(self, mail: OutgoingMail) -> bool | None:
         """Return whether ``mail`` already went out; None when the provider cannot tell."""
         ...
+
+
+#: the optional capabilities a connector may declare beside Calendar and Mailer
+CAPABILITIES: tuple[type, ...] = (
+    MailboxSettings,
+    ConcurrentWrites,
+    SendsInvitations,
+    ConfirmsSend,
+    ReplyReader,
+)
 
 
 def ensure_own(event: Event) -> None:

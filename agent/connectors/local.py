@@ -75,8 +75,6 @@ def _locked(folder: Path) -> Iterator[None]:
 class LocalCalendar:
     """Calendars as ICS files; ``sends_invitations`` is False, so the engine mails iTIP."""
 
-    sends_invitations = False
-
     def __init__(self, folder: Path, people: Sequence[Person], clock: type[datetime] = datetime):
         self.folder = folder
         self.people = {p.email: p for p in people}

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent import connectors
-from agent.connectors.base import Calendar, Mailer
+from agent.connectors.base import Calendar, MailboxSettings, Mailer, SendsInvitations
 from agent.core import logs
 from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
@@ -176,10 +176,9 @@ class Engine:
                 continue
             try:
                 calendar, _ = self.connection(person.account)
-                read = getattr(calendar, "mailbox_settings", None)
-                if read is None:
+                if not isinstance(calendar, MailboxSettings):
                     continue
-                zone, hours = read(person)
+                zone, hours = calendar.mailbox_settings(person)
             except Exception as exc:  # the sync step reports an unusable account properly
                 run.audit(
                     "settings",
@@ -416,7 +415,7 @@ class _Tick:
         for account in {r.organizer.account for r in settings.relationships}:
             try:
                 calendar, _ = engine.connection(account)
-                invites[account] = not calendar.sends_invitations
+                invites[account] = not isinstance(calendar, SendsInvitations)
             except Exception:
                 invites[account] = False  # the sync step reported the account
         snap.mail = mailplan.MailContext(

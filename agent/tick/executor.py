@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.connectors.base import Calendar, Mailer
+from agent.connectors.base import Calendar, ConcurrentWrites, ConfirmsSend, Mailer
 from agent.core import faults
 from agent.core.errors import TransientError
 from agent.core.model import Event, Interval, OutgoingMail
@@ -230,7 +230,7 @@ class Executor:
             except Exception as exc:
                 self._failed(book, exc)
         results: list[Callable[[], tuple[Event, bool]]]
-        together = [(b, c) for b, c in ready if getattr(c, "concurrent_writes", False)]
+        together = [(b, c) for b, c in ready if isinstance(c, ConcurrentWrites)]
         if len(together) > 1:
             limits = self.engine.sync_limits()
             pool = self.engine.sync_pool()
@@ -388,7 +388,7 @@ class Executor:
 
 def _create(book: Book, calendar: Calendar) -> tuple[Event, bool]:
     """Make the event, or find the one an interrupted tick made; thread-safe where the
-    connector says ``concurrent_writes``."""
+    connector declares ConcurrentWrites."""
     faults.point("book:before-create")
     existing = calendar.find(book.draft.organizer, book.draft.key)
     event = existing or calendar.create(book.draft)
@@ -412,8 +412,6 @@ def _where(action: Action) -> str:
 
 def _was_sent(mailer: Mailer, mail: OutgoingMail) -> bool | None:
     """Whether the provider has ``mail`` already; None when it cannot tell."""
-    check = getattr(mailer, "was_sent", None)
-    if check is None:
+    if not isinstance(mailer, ConfirmsSend):
         return None
-    result: bool | None = check(mail)
-    return result
+    return mailer.was_sent(mail)

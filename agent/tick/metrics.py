@@ -6,6 +6,7 @@ other command, most tests) nothing is measured and connections are not wrapped.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from agent.connectors.base import CAPABILITIES
 from agent.core import errors, retry
 
 __all__ = ["CONTENT_TYPE", "Metrics", "activate", "active", "deactivate", "instrument"]
@@ -206,4 +208,22 @@ def instrument(pair: tuple[Any, Any], provider: str) -> tuple[Any, Any]:
     if metrics is None:
         return pair
     calendar, mailer = pair
-    return _Metered(calendar, provider, metrics), _Metered(mailer, provider, metrics)
+    return _metered(calendar, provider, metrics), _metered(mailer, provider, metrics)
+
+
+def _forward(self: _Metered, name: str) -> Any:
+    return self.__getattr__(name)
+
+
+def _metered(inner: Any, provider: str, metrics: Metrics) -> _Metered:
+    """Wrap ``inner`` in a class that declares the same capabilities: a protocol check
+    does not look through ``__getattr__`` (Python 3.12 and later)."""
+    declared = tuple(c for c in CAPABILITIES if isinstance(inner, c))
+    if not declared:
+        return _Metered(inner, provider, metrics)
+    # the protocols' own members are stubs: each name must still reach the inner object
+    names = {n for c in declared for n in vars(c) if not n.startswith("_")}
+    passing = {n: property(functools.partial(_forward, name=n)) for n in names}
+    cls = type(f"Metered{type(inner).__name__}", (_Metered, *declared), passing)
+    metered: _Metered = cls(inner, provider, metrics)
+    return metered

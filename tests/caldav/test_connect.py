@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.connectors import Context, connect
+from agent.connectors.base import SendsInvitations
 from agent.connectors.caldav import CalDAVCalendar
 from agent.connectors.smtp import SmtpMailer
 from agent.core.errors import ConfigError, PermanentError
@@ -40,7 +41,7 @@ def test_connect_opens_calendar_and_mailer_from_config(
     calendar, mailer = connect(context(write_config(tmp_path / "c.yaml", radicale, smtp)))
     try:
         assert isinstance(calendar, CalDAVCalendar) and isinstance(mailer, SmtpMailer)
-        assert calendar.sends_invitations is False
+        assert not isinstance(calendar, SendsInvitations)
         ana = next(p for p in calendar_people(tmp_path / "c.yaml") if p.email.startswith("ana"))
         assert calendar.changes(ana, None, WINDOW).full
         # the account's credentials go with every request (preemptive basic auth)

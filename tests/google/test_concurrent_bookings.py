@@ -19,7 +19,13 @@ _CREATE = GoogleCalendar.create
 
 
 def _sweep(tmp: Path, concurrent: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(GoogleCalendar, "concurrent_writes", concurrent)
+    with monkeypatch.context() as patch:
+        if not concurrent:  # undeclared: the events are made one by one
+            patch.delattr(GoogleCalendar, "concurrent_writes")
+        return _sweep_once(tmp, monkeypatch)
+
+
+def _sweep_once(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     threads: set[str] = set()
 
     def traced(self: GoogleCalendar, draft: Any) -> Any:

@@ -14,8 +14,6 @@ class CalDAVCalendar(Sync, Busy, OwnEvents):
     Cadence mails the iTIP invitations itself (``sends_invitations`` is False).
     """
 
-    sends_invitations = False
-
     def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
         """Return the person's events in ``window``, or what changed since ``since``;
         attendees' answers read from the mailbox are recorded first (see ``replies``),
