@@ -34,6 +34,7 @@ from agent.core.model import (
 )
 from agent.core.ratelimit import TokenBucket
 from agent.core.retry import RetryPolicy
+from agent.core.timestamps import from_store, to_store
 from agent.rules import cadence, classify, messages, reschedule, slots
 from agent.rules.classify import Meeting, Own, Status
 from agent.rules.reschedule import OwnBooking, Review
@@ -399,7 +400,7 @@ class _Tick(MailSteps):
         }
         for row in self.store.bookings():
             if row["status"] == "booked" and row["start"] and row["end"]:
-                iv = Interval(_parse(row["start"]), _parse(row["end"]))
+                iv = Interval(from_store(row["start"]), from_store(row["end"]))
                 for email in _people_of(row["relationship"]):
                     self.extra_busy.setdefault(email, []).append(iv)
         since = self.now - timedelta(days=400)
@@ -417,7 +418,7 @@ class _Tick(MailSteps):
             event = self.store.event_by_key(row["key"])
             if event is None:
                 continue  # never created: the plan step books it again under the same key
-            if row["status"] == "moving" and _ts(event.start) != row["start"]:
+            if row["status"] == "moving" and to_store(event.start) != row["start"]:
                 continue  # the move did not happen: the review step makes it
             if not self.dry_run:
                 self.store.save_booking(
@@ -425,8 +426,8 @@ class _Tick(MailSteps):
                         "key": row["key"],
                         "status": "booked",
                         "event_id": event.id,
-                        "start": _ts(event.start),
-                        "end": _ts(event.end),
+                        "start": to_store(event.start),
+                        "end": to_store(event.end),
                     },
                     self.now,
                 )
@@ -452,8 +453,8 @@ class _Tick(MailSteps):
                 "relationship": rel.id,
                 "series": m.series,
                 "stage": m.stage,
-                "start": _ts(m.start),
-                "end": _ts(m.end),
+                "start": to_store(m.start),
+                "end": to_store(m.end),
                 "status": str(m.status),
                 "key": m.key,
                 "declined_by": m.declined_by,
@@ -729,8 +730,8 @@ class _Tick(MailSteps):
                 self.store.save_booking(
                     {
                         "key": state.key,
-                        "start": _ts(meeting.start),
-                        "end": _ts(meeting.end),
+                        "start": to_store(meeting.start),
+                        "end": to_store(meeting.end),
                         "moves": max(row["moves"] or 0, rel.program.max_moves),
                     },
                     self.now,
@@ -756,7 +757,7 @@ class _Tick(MailSteps):
             self._ask(state, row, decision.reason, proposals)
             return
         if row["status"] == "moving" and row["start"]:
-            slot = Interval(_parse(row["start"]), _parse(row["end"]))
+            slot = Interval(from_store(row["start"]), from_store(row["end"]))
             why = "the slot chosen before the interruption"
         else:
             result = slots.find_slot(request, busy_e, busy_p)
@@ -772,8 +773,8 @@ class _Tick(MailSteps):
             return
         assert meeting is not None and meeting.event is not None
         data = {
-            "from": _ts(meeting.start),
-            "to": _ts(slot.start),
+            "from": to_store(meeting.start),
+            "to": to_store(slot.start),
             "why": decision.reason,
             "slot_reason": why,
         }
@@ -784,8 +785,8 @@ class _Tick(MailSteps):
             {
                 "key": state.key,
                 "status": "moving",
-                "start": _ts(slot.start),
-                "end": _ts(slot.end),
+                "start": to_store(slot.start),
+                "end": to_store(slot.end),
                 "moves": (row["moves"] or 0) + (0 if row["status"] == "moving" else 1),
             },
             self.now,
@@ -899,8 +900,8 @@ class _Tick(MailSteps):
         )
         data = {
             "key": draft.key,
-            "start": _ts(chosen.start),
-            "end": _ts(chosen.end),
+            "start": to_store(chosen.start),
+            "end": to_store(chosen.end),
             "stage": state.stage,
             "employee_local": f"{chosen.start.astimezone(rel.employee.zone):%a %Y-%m-%d %H:%M} {rel.employee.timezone}",
             "partner_local": f"{chosen.start.astimezone(rel.partner.zone):%a %Y-%m-%d %H:%M} {rel.partner.timezone}",
@@ -917,9 +918,9 @@ class _Tick(MailSteps):
                 "relationship": rel.id,
                 "series": series.name,
                 "stage": state.stage,
-                "due": _ts(state.due),
-                "start": _ts(chosen.start),
-                "end": _ts(chosen.end),
+                "due": to_store(state.due),
+                "start": to_store(chosen.start),
+                "end": to_store(chosen.end),
                 "organizer": rel.organizer.email,
                 "status": "pending",
                 "reason": need.reason,
@@ -944,8 +945,8 @@ class _Tick(MailSteps):
                 "key": draft.key,
                 "status": "booked",
                 "event_id": event.id,
-                "start": _ts(event.start),
-                "end": _ts(event.end),
+                "start": to_store(event.start),
+                "end": to_store(event.end),
             },
             self.now,
         )
@@ -1000,17 +1001,11 @@ def _interleaved(people: Sequence[Person]) -> list[Person]:
     return [p for group in rounds for p in group if p is not None]
 
 
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def _people_of(relationship_id: str) -> Iterable[str]:
     return relationship_id.split("/")
 
 
 def _own_booking(row: dict[str, Any]) -> OwnBooking:
-    return OwnBooking(row["key"], _parse(row["start"]), _parse(row["end"]), row["moves"] or 0)
+    return OwnBooking(
+        row["key"], from_store(row["start"]), from_store(row["end"]), row["moves"] or 0
+    )

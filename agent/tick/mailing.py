@@ -25,6 +25,7 @@ from agent.connectors.base import IncomingMail, Mailer, ReplyReader
 from agent.core import faults
 from agent.core.errors import CadenceError, TransientError
 from agent.core.model import EventDraft, Invitation, OutgoingMail, Person, Relationship
+from agent.core.timestamps import from_store, to_store
 from agent.formats import ical
 from agent.rules import cadence, messages, replies
 from agent.rules.classify import Meeting, Own, Status
@@ -46,10 +47,6 @@ def message_id(key: str) -> str:
         kind = re.sub(r"[^A-Za-z0-9._-]", ".", key.rsplit(":", 1)[-1])[:16]
         local = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.{kind}"
     return f"<{local}@cadence>"
-
-
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class MailSteps:
@@ -344,7 +341,12 @@ class MailSteps:
             raise
         faults.point(f"mail:{kind}:after-send")
         self.store.save_outbox(
-            {"key": mail.key, "status": "sent", "location": sent.where, "sent_at": _ts(self.now)},
+            {
+                "key": mail.key,
+                "status": "sent",
+                "location": sent.where,
+                "sent_at": to_store(self.now),
+            },
             self.now,
         )
         data["where"] = sent.where
@@ -404,7 +406,7 @@ class MailSteps:
             "message_id": mid,
             "ref": incoming.ref,
             "sender": reply.sender,
-            "received_at": _ts(reply.date) if reply.date else _ts(self.now),
+            "received_at": to_store(reply.date) if reply.date else to_store(self.now),
             "items": json.dumps([_item_json(i) for i in reply.items]),
             "notes": reply.notes,
         }
@@ -486,7 +488,7 @@ class MailSteps:
             for i in json.loads(row["items"] or "[]")
         )
         sender = self.settings.people.get(row["sender"])
-        received = _dt(row["received_at"]).astimezone(rel.employee.zone)
+        received = from_store(row["received_at"]).astimezone(rel.employee.zone)
         content = messages.render(
             "recap",
             rel,
@@ -568,10 +570,6 @@ def _item_json(item: replies.Item) -> dict[str, Any]:
         "due": item.due.isoformat() if item.due else None,
         "goal": item.goal,
     }
-
-
-def _dt(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _was_sent(mailer: Mailer, mail: OutgoingMail) -> bool | None:

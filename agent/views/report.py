@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agent.core.model import Relationship, Series
+from agent.core.timestamps import from_store
 from agent.rules import classify
 from agent.rules.classify import Meeting, Status
 from agent.settings.config import Settings
@@ -198,7 +199,7 @@ def build(
                 if b["relationship"] == rel.id
                 and b["status"] == "booked"
                 and b["created_at"]
-                and since <= _parse(b["created_at"]) <= now
+                and since <= from_store(b["created_at"]) <= now
             ]
             rels.append(_relationship(rel, found, len(mine), since, now, history_start, details))
     finally:
@@ -309,10 +310,6 @@ def summarize(
         if hours is not None
         else None,
     )
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 # --- output -----------------------------------------------------------------------------
