@@ -22,6 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from agent.core.model import Attendee, Changes, Event, Interval, PartStat
+from agent.core.records import StoredBooking
 from agent.core.timestamps import from_store, to_store
 
 
@@ -322,18 +323,23 @@ class Store:
 
     # --- bookings ----------------------------------------------------------------------
 
-    def booking(self, key: str) -> dict[str, Any] | None:
+    def booking(self, key: str) -> StoredBooking | None:
         rows = self._query("SELECT * FROM bookings WHERE key = ?", [key])
-        return rows[0] if rows else None
+        return _row_booking(rows[0]) if rows else None
 
-    def bookings(self, relationship: str | None = None) -> list[dict[str, Any]]:
+    def bookings(self, relationship: str | None = None) -> list[StoredBooking]:
         if relationship:
-            return self._query("SELECT * FROM bookings WHERE relationship = ?", [relationship])
-        return self._query("SELECT * FROM bookings")
+            rows = self._query("SELECT * FROM bookings WHERE relationship = ?", [relationship])
+        else:
+            rows = self._query("SELECT * FROM bookings")
+        return [_row_booking(r) for r in rows]
 
     def save_booking(self, row: dict[str, Any], now: datetime) -> None:
+        """Record what ``row`` says of a booking (its columns by name, timestamps as
+        the store's text), keeping the columns it leaves out as they were."""
         with self.atomic():
-            existing = self.booking(row["key"])
+            found = self._query("SELECT * FROM bookings WHERE key = ?", [row["key"]])
+            existing = found[0] if found else None
             row = {
                 **(existing or {"created_at": to_store(now)}),
                 **row,
@@ -568,4 +574,26 @@ def _row_event(r: dict[str, Any]) -> Event:
         organizer=r["organizer"],
         attendees=tuple(Attendee(a, PartStat(s)) for a, s in json.loads(r["attendees"] or "[]")),
         sequence=r["sequence"] or 0,
+    )
+
+
+def _row_booking(r: dict[str, Any]) -> StoredBooking:
+    def when(text: str | None) -> datetime | None:
+        return from_store(text) if text else None
+
+    return StoredBooking(
+        key=r["key"],
+        relationship=r["relationship"],
+        series=r["series"],
+        status=r["status"],
+        stage=r["stage"],
+        due=when(r["due"]),
+        start=when(r["start"]),
+        end=when(r["end"]),
+        organizer=r["organizer"],
+        event_id=r["event_id"],
+        reason=r["reason"],
+        moves=r["moves"] or 0,
+        created_at=when(r["created_at"]),
+        updated_at=when(r["updated_at"]),
     )

@@ -33,8 +33,9 @@ from agent.core.model import (
     Relationship,
 )
 from agent.core.ratelimit import TokenBucket
+from agent.core.records import StoredBooking
 from agent.core.retry import RetryPolicy
-from agent.core.timestamps import from_store, to_store
+from agent.core.timestamps import to_store
 from agent.rules import cadence, classify, messages, reschedule, slots
 from agent.rules.classify import Meeting, Own, Status
 from agent.rules.reschedule import OwnBooking, Review
@@ -395,13 +396,11 @@ class _Tick(MailSteps):
 
     def assess(self) -> None:
         self._settle_pending()
-        self.own = {
-            b["key"]: Own(b["relationship"], b["series"], b["stage"]) for b in self.store.bookings()
-        }
+        self.own = {b.key: Own(b.relationship, b.series, b.stage) for b in self.store.bookings()}
         for row in self.store.bookings():
-            if row["status"] == "booked" and row["start"] and row["end"]:
-                iv = Interval(from_store(row["start"]), from_store(row["end"]))
-                for email in _people_of(row["relationship"]):
+            if row.status == "booked" and row.start and row.end:
+                iv = Interval(row.start, row.end)
+                for email in _people_of(row.relationship):
                     self.extra_busy.setdefault(email, []).append(iv)
         since = self.now - timedelta(days=400)
         for rel in self.settings.relationships:
@@ -413,17 +412,17 @@ class _Tick(MailSteps):
     def _settle_pending(self) -> None:
         """Mark bookings left pending by a crash as booked when their event exists."""
         for row in self.store.bookings():
-            if row["status"] not in ("pending", "moving"):
+            if row.status not in ("pending", "moving"):
                 continue
-            event = self.store.event_by_key(row["key"])
+            event = self.store.event_by_key(row.key)
             if event is None:
                 continue  # never created: the plan step books it again under the same key
-            if row["status"] == "moving" and to_store(event.start) != row["start"]:
+            if row.status == "moving" and event.start != row.start:
                 continue  # the move did not happen: the review step makes it
             if not self.dry_run:
                 self.store.save_booking(
                     {
-                        "key": row["key"],
+                        "key": row.key,
                         "status": "booked",
                         "event_id": event.id,
                         "start": to_store(event.start),
@@ -433,9 +432,9 @@ class _Tick(MailSteps):
                 )
             self.audit(
                 "book",
-                f"booking {row['key']} found on the calendar after an interruption: recorded",
-                row["relationship"],
-                row["series"],
+                f"booking {row.key} found on the calendar after an interruption: recorded",
+                row.relationship,
+                row.series,
             )
 
     def _assess(self, rel: Relationship, since: datetime, again: bool = False) -> None:
@@ -497,17 +496,17 @@ class _Tick(MailSteps):
 
     def book(self) -> None:
         """Review the agent's own bookings, then book what is due, most overdue first."""
-        reviews: list[tuple[cadence.SeriesState, dict[str, Any], Meeting | None, Review]] = []
+        reviews: list[tuple[cadence.SeriesState, StoredBooking, Meeting | None, Review]] = []
         needs: list[cadence.BookingNeed] = []
         for rel in self.settings.relationships:
             unreadable = bool({rel.employee.email, rel.partner.email} & self.failed_people)
             for state in self.states.get(rel.id, []):
                 row = self.store.booking(state.key)
-                if row and row["status"] in ("booked", "moving"):
+                if row and row.status in ("booked", "moving"):
                     meeting = next(
                         (m for m in self.meetings.get(rel.id, []) if m.key == state.key), None
                     )
-                    if row["status"] == "moving":
+                    if row.status == "moving":
                         decision = Review("move", "finishing a move that was interrupted")
                     else:
                         conflicts = self._conflicts(rel, meeting)
@@ -719,7 +718,7 @@ class _Tick(MailSteps):
     def _review(
         self,
         state: cadence.SeriesState,
-        row: dict[str, Any],
+        row: StoredBooking,
         meeting: Meeting | None,
         decision: Review,
         busy: dict[str, list[Interval]],
@@ -732,7 +731,7 @@ class _Tick(MailSteps):
                         "key": state.key,
                         "start": to_store(meeting.start),
                         "end": to_store(meeting.end),
-                        "moves": max(row["moves"] or 0, rel.program.max_moves),
+                        "moves": max(row.moves, rel.program.max_moves),
                     },
                     self.now,
                 )
@@ -756,8 +755,8 @@ class _Tick(MailSteps):
             proposals = slots.find_slots(request, busy_e, busy_p, 3)
             self._ask(state, row, decision.reason, proposals)
             return
-        if row["status"] == "moving" and row["start"]:
-            slot = Interval(from_store(row["start"]), from_store(row["end"]))
+        if row.status == "moving" and row.start and row.end:
+            slot = Interval(row.start, row.end)
             why = "the slot chosen before the interruption"
         else:
             result = slots.find_slot(request, busy_e, busy_p)
@@ -769,7 +768,7 @@ class _Tick(MailSteps):
             slot, why = result.slot, result.reason
         if decision.action == "rebook":
             need = cadence.BookingNeed(state, earliest, latest, prefer, decision.reason)
-            self._book(need, busy, slot=(slot, why), moves=(row["moves"] or 0) + 1)
+            self._book(need, busy, slot=(slot, why), moves=row.moves + 1)
             return
         assert meeting is not None and meeting.event is not None
         data = {
@@ -787,7 +786,7 @@ class _Tick(MailSteps):
                 "status": "moving",
                 "start": to_store(slot.start),
                 "end": to_store(slot.end),
-                "moves": (row["moves"] or 0) + (0 if row["status"] == "moving" else 1),
+                "moves": row.moves + (0 if row.status == "moving" else 1),
             },
             self.now,
         )
@@ -816,12 +815,12 @@ class _Tick(MailSteps):
     def _ask(
         self,
         state: cadence.SeriesState,
-        row: dict[str, Any],
+        row: StoredBooking,
         reason: str,
         proposals: list[Interval],
     ) -> None:
         rel = state.relationship
-        key = f"{state.key}:ask{row['moves'] or 0}"
+        key = f"{state.key}:ask{row.moves}"
         existing = self.store.outbox(key)
         if existing and existing["status"] == "sent":
             return
@@ -1005,7 +1004,7 @@ def _people_of(relationship_id: str) -> Iterable[str]:
     return relationship_id.split("/")
 
 
-def _own_booking(row: dict[str, Any]) -> OwnBooking:
-    return OwnBooking(
-        row["key"], from_store(row["start"]), from_store(row["end"]), row["moves"] or 0
-    )
+def _own_booking(row: StoredBooking) -> OwnBooking:
+    if row.start is None or row.end is None:
+        raise ValueError(f"booking {row.key} is {row.status} without a slot")
+    return OwnBooking(row.key, row.start, row.end, row.moves)

@@ -227,7 +227,7 @@ class MailSteps:
         reason = ""
         if kind == "invite":
             booking = self.store.booking(meeting.key or "")
-            reason = (booking or {}).get("reason") or ""
+            reason = (booking.reason if booking else None) or ""
         content = messages.render(
             "invitation" if kind == "invite" else kind,
             rel,

@@ -40,7 +40,7 @@ def _explain(
     settings: Settings, store: Store, rel: Relationship, now: datetime, echo: Callable[[str], None]
 ) -> None:
     zone = rel.employee.zone
-    own = {b["key"]: Own(b["relationship"], b["series"], b["stage"]) for b in store.bookings()}
+    own = {b.key: Own(b.relationship, b.series, b.stage) for b in store.bookings()}
     last = store.last_tick()
     echo(
         f"{rel.employee.name} <{rel.employee.email}> ({rel.employee.timezone}) with {rel.role} "

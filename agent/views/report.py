@@ -30,7 +30,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agent.core.model import Relationship, Series
-from agent.core.timestamps import from_store
 from agent.rules import classify
 from agent.rules.classify import Meeting, Status
 from agent.settings.config import Settings
@@ -187,7 +186,7 @@ def build(
     store = Store(settings.store)
     try:
         bookings = store.bookings()
-        own = {b["key"]: classify.Own(b["relationship"], b["series"], b["stage"]) for b in bookings}
+        own = {b.key: classify.Own(b.relationship, b.series, b.stage) for b in bookings}
         history_start = min(since, now - HISTORY)
         rels = []
         for rel in settings.relationships:
@@ -196,10 +195,10 @@ def build(
             mine = [
                 b
                 for b in bookings
-                if b["relationship"] == rel.id
-                and b["status"] == "booked"
-                and b["created_at"]
-                and since <= from_store(b["created_at"]) <= now
+                if b.relationship == rel.id
+                and b.status == "booked"
+                and b.created_at
+                and since <= b.created_at <= now
             ]
             rels.append(_relationship(rel, found, len(mine), since, now, history_start, details))
     finally:

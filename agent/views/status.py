@@ -15,10 +15,7 @@ from agent.store.sqlite import Store
 def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
     store = Store(settings.store)
     try:
-        own = {
-            b["key"]: classify.Own(b["relationship"], b["series"], b["stage"])
-            for b in store.bookings()
-        }
+        own = {b.key: classify.Own(b.relationship, b.series, b.stage) for b in store.bookings()}
         rows = []
         for rel in settings.relationships:
             events = store.events(
