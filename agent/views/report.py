@@ -30,9 +30,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agent.core.model import Relationship, Series
-from agent.rules import classify
 from agent.rules.classify import Meeting, Status
 from agent.settings.config import Settings
+from agent.store.assessed import HISTORY, assess_from_store
 from agent.store.sqlite import Store
 
 DEEP_DIVE_DAYS = 97
@@ -40,7 +40,6 @@ CONVERSATION_DAYS = 42
 WORK_HOURS_PER_YEAR = 1760.0
 TARGET_SHARE = 0.34  # percent of working hours
 TARGET_HOURS = WORK_HOURS_PER_YEAR * TARGET_SHARE / 100
-HISTORY = timedelta(days=400)
 AHEAD = timedelta(days=120)
 
 
@@ -186,12 +185,11 @@ def build(
     store = Store(settings.store)
     try:
         bookings = store.bookings()
-        own = {b.key: classify.Own(b.relationship, b.series, b.stage) for b in bookings}
         history_start = min(since, now - HISTORY)
+        assessed = assess_from_store(settings, store, now, since=history_start, bookings=bookings)
         rels = []
         for rel in settings.relationships:
-            events = store.events([rel.employee.email, rel.partner.email], history_start)
-            found = classify.meetings(rel, events, own, now)
+            found = assessed[rel.id].meetings
             mine = [
                 b
                 for b in bookings
