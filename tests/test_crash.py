@@ -64,7 +64,7 @@ def outcome(folder: Path) -> tuple[dict[str, int], list[str], dict[str, str]]:
     store = Store(folder / "var" / "cadence.db")
     try:
         assert store.integrity() == "ok"
-        states = {r["key"]: r["status"] for r in store.bookings()}
+        states = {r.key: r.status for r in store.bookings()}
         states |= {r["key"]: r["status"] for r in store.outbox_rows()}
         states |= {r["message_id"]: r["status"] for r in store.replies()}
         for employee in {r["employee"] for r in store.replies() if r["employee"]}:

@@ -95,14 +95,14 @@ def check(server: GraphServer, folder: Path, where: str) -> tuple[int, set[str]]
         outbox = store.outbox_rows()
     finally:
         store.close()
-    assert bookings and {b["status"] for b in bookings} == {"booked"}, f"{where}: {bookings}"
+    assert bookings and {b.status for b in bookings} == {"booked"}, f"{where}: {bookings}"
     for booking in bookings:
         mine = [
             e
-            for e in server.events_of(booking["organizer"])
-            if e.get("transactionId") == f"cadence-{booking['key']}" and not e.get("isCancelled")
+            for e in server.events_of(booking.organizer)
+            if e.get("transactionId") == f"cadence-{booking.key}" and not e.get("isCancelled")
         ]
-        assert len(mine) == 1, f"{where}: {len(mine)} events for {booking['key']}"
+        assert len(mine) == 1, f"{where}: {len(mine)} events for {booking.key}"
         copies = [e for e in server.events_of(BEN) if e["iCalUId"] == mine[0]["iCalUId"]]
         assert len(copies) == 1, f"{where}: {len(copies)} copies on Ben's calendar"
     sent = collections.Counter(str(m["Message-ID"]) for m in server.sent)

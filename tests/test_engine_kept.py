@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ Step = Callable[[config.Settings], None]
 
 def _out_sick(settings: config.Settings) -> None:
     row = booking(settings, ANA_BEN)
-    start = datetime.fromisoformat(row["start"].replace("Z", "+00:00"))
+    start = row.start
+    assert start is not None
     day = start.astimezone(settings.people["ben@acme.example"].zone).date()
     path = settings.base / "calendars" / "ben@acme.example.ics"
     cal = icalendar.Calendar.from_ical(path.read_bytes())
@@ -40,9 +41,7 @@ def _out_sick(settings: config.Settings) -> None:
 
 
 def _ben_declines(settings: config.Settings) -> None:
-    edit(
-        settings, "ben@acme.example", booking(settings, ANA_BEN)["key"], decline("ben@acme.example")
-    )
+    edit(settings, "ben@acme.example", booking(settings, ANA_BEN).key, decline("ben@acme.example"))
 
 
 def _nothing(settings: config.Settings) -> None:
@@ -66,9 +65,7 @@ def _trace(settings: config.Settings) -> dict[str, Any]:
     store = Store(settings.store)
     try:
         return {
-            "bookings": sorted(
-                (b["key"], b["status"], b["start"], b["moves"]) for b in store.bookings()
-            ),
+            "bookings": sorted((b.key, b.status, b.start, b.moves) for b in store.bookings()),
             "outbox": sorted((r["key"], r["status"]) for r in store.outbox_rows()),
             "audit": [
                 (r["kind"], r["relationship"], r["series"], r["message"])

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from agent.app.cli import app
 from agent.app.demo import write_reply
+from agent.core.timestamps import to_store
 from agent.settings import config
 from agent.settings import idp as idp
 from agent.store.sqlite import Store
@@ -206,7 +207,9 @@ def test_run_once_does_exactly_what_plan_printed(workspace: Path) -> None:
     done = cadence("run", "--once", "--config", str(workspace), "--now", at)
     assert done.exit_code == 0, done.output
     store = Store(settings.store)
-    made = {b["key"]: (b["start"], b["end"]) for b in store.bookings()}
+    made = {
+        b.key: (to_store(b.start), to_store(b.end)) for b in store.bookings() if b.start and b.end
+    }
     sent = {r["key"]: r["message_id"] for r in store.outbox_rows() if r["status"] == "sent"}
     store.close()
     assert made == books

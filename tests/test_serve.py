@@ -86,7 +86,7 @@ def test_sigterm_mid_tick_finishes_the_tick_and_a_restart_is_quiet(
     assert proc.returncode == 0, err
     store = Store(workspace.parent / "var" / "cadence.db")
     last = store.last_tick()
-    statuses = {r["status"] for r in store.bookings()} | {r["status"] for r in store.outbox_rows()}
+    statuses = {r.status for r in store.bookings()} | {r["status"] for r in store.outbox_rows()}
     store.close()
     assert last is not None and last["status"] == "ok" and last["finished_at"]
     assert statuses <= {"booked", "sent"}

@@ -19,9 +19,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from agent.core.model import Attendee, Event, Interval, PartStat, Person, Relationship
+from agent.core.records import StoredBooking
 from agent.core.timestamps import to_store
 from agent.rules import actions, cadence, classify, mailplan, messages, reschedule, slots
 from agent.rules.actions import Accept, Action, Book, Move, Note
@@ -30,23 +31,6 @@ from agent.rules.reschedule import OwnBooking, Review
 
 #: how far back meetings count for the partner's load (days and ISO weeks)
 LOAD_WINDOW = timedelta(days=8)
-
-
-class BookingRow(Protocol):
-    """What the planner reads of one of the agent's bookings in the store."""
-
-    @property
-    def key(self) -> str: ...
-    @property
-    def relationship(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def start(self) -> datetime | None: ...
-    @property
-    def end(self) -> datetime | None: ...
-    @property
-    def moves(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +70,7 @@ class Snapshot:
     states: dict[str, list[cadence.SeriesState]]
     candidates: Mapping[str, Sequence[Event]]
     own: dict[str, Own]
-    bookings: Mapping[str, BookingRow]
+    bookings: Mapping[str, StoredBooking]
     during: Mapping[str, Sequence[Event]] = field(default_factory=dict)
     unreadable: frozenset[str] = frozenset()
     #: whose free/busy could not be read: their bookings wait
@@ -98,7 +82,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class _Review:
     state: cadence.SeriesState
-    row: BookingRow
+    row: StoredBooking
     meeting: Meeting | None
     decision: Review
 
@@ -539,7 +523,7 @@ def _note(
     )
 
 
-def _own_booking(row: BookingRow) -> OwnBooking:
+def _own_booking(row: StoredBooking) -> OwnBooking:
     assert row.start is not None and row.end is not None
     return OwnBooking(row.key, row.start, row.end, row.moves)
 

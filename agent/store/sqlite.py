@@ -15,25 +15,15 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from agent.core.model import Attendee, Changes, Event, Interval, PartStat
-
-
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _dt(text: str) -> datetime:
-    # fromisoformat reads the "Z" of our own format as UTC, 30 times faster than strptime
-    # (the assess step reads every relationship's year of events each tick)
-    if len(text) != 20 or text[-1] != "Z":
-        raise ValueError(f"not a UTC timestamp of the store: {text!r}")
-    return datetime.fromisoformat(text)
+from agent.core.records import StoredBooking
+from agent.core.timestamps import from_store, to_store
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -251,7 +241,7 @@ class Store:
                 "INSERT INTO sync_state (owner, cursor, synced_at, error) VALUES (?, ?, ?, NULL)"
                 " ON CONFLICT (owner) DO UPDATE SET cursor = excluded.cursor,"
                 " synced_at = excluded.synced_at, error = NULL",
-                [owner, changes.cursor, _ts(now)],
+                [owner, changes.cursor, to_store(now)],
             )
 
     def cursors(self) -> dict[str, str | None]:
@@ -283,13 +273,13 @@ class Store:
         for owner in dict.fromkeys(owners):
             cursor = self.db.conn.execute(
                 f'SELECT {_EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" > ? AND start < ?',
-                [owner, _ts(during.start), _ts(during.end)],
+                [owner, to_store(during.start), to_store(during.end)],
             )
             found.extend(_tuple_event(r) for r in cursor)
         return found
 
     def _owner_events(self, owner: str, since: datetime | None) -> list[Event]:
-        entry = (owner, _ts(since) if since is not None else None)
+        entry = (owner, to_store(since) if since is not None else None)
         found = self._recent.get(entry)
         if found is not None:
             self._recent.move_to_end(entry)
@@ -333,19 +323,28 @@ class Store:
 
     # --- bookings ----------------------------------------------------------------------
 
-    def booking(self, key: str) -> dict[str, Any] | None:
+    def booking(self, key: str) -> StoredBooking | None:
         rows = self._query("SELECT * FROM bookings WHERE key = ?", [key])
-        return rows[0] if rows else None
+        return _row_booking(rows[0]) if rows else None
 
-    def bookings(self, relationship: str | None = None) -> list[dict[str, Any]]:
+    def bookings(self, relationship: str | None = None) -> list[StoredBooking]:
         if relationship:
-            return self._query("SELECT * FROM bookings WHERE relationship = ?", [relationship])
-        return self._query("SELECT * FROM bookings")
+            rows = self._query("SELECT * FROM bookings WHERE relationship = ?", [relationship])
+        else:
+            rows = self._query("SELECT * FROM bookings")
+        return [_row_booking(r) for r in rows]
 
     def save_booking(self, row: dict[str, Any], now: datetime) -> None:
+        """Record what ``row`` says of a booking (its columns by name, timestamps as
+        the store's text), keeping the columns it leaves out as they were."""
         with self.atomic():
-            existing = self.booking(row["key"])
-            row = {**(existing or {"created_at": _ts(now)}), **row, "updated_at": _ts(now)}
+            found = self._query("SELECT * FROM bookings WHERE key = ?", [row["key"]])
+            existing = found[0] if found else None
+            row = {
+                **(existing or {"created_at": to_store(now)}),
+                **row,
+                "updated_at": to_store(now),
+            }
             self.db.table("bookings").upsert(row, pk="key")
 
     # --- outbox ------------------------------------------------------------------------
@@ -362,7 +361,7 @@ class Store:
     def save_outbox(self, row: dict[str, Any], now: datetime) -> None:
         with self.atomic():
             existing = self.outbox(row["key"])
-            row = {**(existing or {"created_at": _ts(now)}), **row}
+            row = {**(existing or {"created_at": to_store(now)}), **row}
             self.db.table("outbox").upsert(row, pk="key")
 
     def outbox_by_message_id(self, message_id: str) -> dict[str, Any] | None:
@@ -397,14 +396,14 @@ class Store:
     ) -> None:
         """Record one reply and upsert its actions (by employee and title) atomically."""
         with self.atomic():
-            self.db.table("replies").upsert({**row, "recorded_at": _ts(now)}, pk="message_id")
+            self.db.table("replies").upsert({**row, "recorded_at": to_store(now)}, pk="message_id")
             for action in actions:
                 key = [action["employee"], action["norm"]]
                 old = self._query("SELECT * FROM actions WHERE employee = ? AND norm = ?", key)
-                merged = {**(old[0] if old else {"created_at": _ts(now)}), **action}
-                merged["updated_at"] = _ts(now)
+                merged = {**(old[0] if old else {"created_at": to_store(now)}), **action}
+                merged["updated_at"] = to_store(now)
                 if action["status"] == "done" and not (old and old[0]["done_at"]):
-                    merged["done_at"] = _ts(now)
+                    merged["done_at"] = to_store(now)
                 if old:
                     self.db.table("actions").update(old[0]["id"], merged)
                 else:
@@ -441,7 +440,7 @@ class Store:
         with self.atomic():
             cur = self.db.execute(
                 "INSERT INTO ticks (now, started_at, status) VALUES (?, ?, 'running')",
-                [_ts(now), _ts(started)],
+                [to_store(now), to_store(started)],
             )
             return int(cur.lastrowid or 0)
 
@@ -450,7 +449,7 @@ class Store:
         with self.atomic():
             self.db.execute(
                 "UPDATE ticks SET status = ?, summary = ?, finished_at = ? WHERE id = ?",
-                [status, json.dumps(summary), _ts(finished), tick],
+                [status, json.dumps(summary), to_store(finished), tick],
             )
 
     def audit(
@@ -467,7 +466,7 @@ class Store:
             self.db.table("audit").insert(
                 {
                     "tick": tick,
-                    "at": _ts(at),
+                    "at": to_store(at),
                     "relationship": relationship,
                     "series": series,
                     "kind": kind,
@@ -517,8 +516,8 @@ def _event_row(e: Event) -> dict[str, Any]:
         "uid": e.uid,
         "key": e.key,
         "title": e.title,
-        "start": _ts(e.start),
-        "end": _ts(e.end),
+        "start": to_store(e.start),
+        "end": to_store(e.end),
         "all_day": int(e.all_day),
         "cancelled": int(e.cancelled),
         "transparent": int(e.transparent),
@@ -551,8 +550,8 @@ def _tuple_event(r: tuple[Any, ...]) -> Event:
         uid=uid or "",
         key=key,
         title=sys.intern(title or ""),
-        start=_dt(start),
-        end=_dt(end),
+        start=from_store(start),
+        end=from_store(end),
         all_day=bool(all_day),
         cancelled=bool(cancelled),
         transparent=bool(transparent),
@@ -570,8 +569,8 @@ def _row_event(r: dict[str, Any]) -> Event:
         uid=r["uid"] or "",
         key=r["key"],
         title=r["title"] or "",
-        start=_dt(r["start"]),
-        end=_dt(r["end"]),
+        start=from_store(r["start"]),
+        end=from_store(r["end"]),
         all_day=bool(r["all_day"]),
         cancelled=bool(r["cancelled"]),
         transparent=bool(r["transparent"]),
@@ -579,4 +578,26 @@ def _row_event(r: dict[str, Any]) -> Event:
         organizer=r["organizer"],
         attendees=tuple(Attendee(a, PartStat(s)) for a, s in json.loads(r["attendees"] or "[]")),
         sequence=r["sequence"] or 0,
+    )
+
+
+def _row_booking(r: dict[str, Any]) -> StoredBooking:
+    def when(text: str | None) -> datetime | None:
+        return from_store(text) if text else None
+
+    return StoredBooking(
+        key=r["key"],
+        relationship=r["relationship"],
+        series=r["series"],
+        status=r["status"],
+        stage=r["stage"],
+        due=when(r["due"]),
+        start=when(r["start"]),
+        end=when(r["end"]),
+        organizer=r["organizer"],
+        event_id=r["event_id"],
+        reason=r["reason"],
+        moves=r["moves"] or 0,
+        created_at=when(r["created_at"]),
+        updated_at=when(r["updated_at"]),
     )

@@ -23,11 +23,12 @@ from agent.core import logs
 from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
 from agent.core.retry import RetryPolicy
-from agent.core.timestamps import from_store, to_store
-from agent.rules import cadence, classify, mailplan, planning
+from agent.core.timestamps import to_store
+from agent.rules import cadence, mailplan, planning
 from agent.rules.actions import Action, Send
-from agent.rules.classify import Own, Status
+from agent.rules.classify import Status
 from agent.settings.config import Settings
+from agent.store import assessed
 from agent.store.kept import KeptCandidates
 from agent.store.sqlite import Store
 from agent.tick import metrics, replies, sync
@@ -36,7 +37,7 @@ from agent.tick.plans import Plans, recorded_by_employee
 
 log = logging.getLogger("cadence.engine")
 
-HISTORY = timedelta(days=400)
+HISTORY = assessed.HISTORY
 
 
 @dataclass
@@ -236,35 +237,6 @@ class Engine:
         return run.report
 
 
-@dataclass(frozen=True)
-class _Booking:
-    """One of the agent's bookings as the planner reads it."""
-
-    key: str
-    relationship: str
-    series: str
-    stage: str | None
-    status: str
-    start: datetime | None
-    end: datetime | None
-    moves: int
-    reason: str
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> _Booking:
-        return cls(
-            key=row["key"],
-            relationship=row["relationship"],
-            series=row["series"],
-            stage=row["stage"],
-            status=row["status"],
-            start=from_store(row["start"]) if row["start"] else None,
-            end=from_store(row["end"]) if row["end"] else None,
-            moves=row["moves"] or 0,
-            reason=row["reason"] or "",
-        )
-
-
 class _Tick:
     """One tick in progress: its journal, what it read, and what it planned."""
 
@@ -286,9 +258,9 @@ class _Tick:
     def assess(self) -> None:
         """Settle interrupted bookings, then assess every relationship into a snapshot."""
         self._settle_pending()
-        rows = [_Booking.of(r) for r in self.store.bookings()]
+        rows = self.store.bookings()
         bookings = {b.key: b for b in rows}
-        own = {b.key: Own(b.relationship, b.series, b.stage) for b in rows}
+        own = assessed.own_map(rows)
         snap = planning.Snapshot(
             now=self.now,
             meetings={},
@@ -319,17 +291,17 @@ class _Tick:
     def _settle_pending(self) -> None:
         """Mark bookings left pending by a crash as booked when their event exists."""
         for row in self.store.bookings():
-            if row["status"] not in ("pending", "moving"):
+            if row.status not in ("pending", "moving"):
                 continue
-            event = self.store.event_by_key(row["key"])
+            event = self.store.event_by_key(row.key)
             if event is None:
                 continue  # never created: the planner books it again under the same key
-            if row["status"] == "moving" and to_store(event.start) != row["start"]:
+            if row.status == "moving" and event.start != row.start:
                 continue  # the move did not happen: the planner makes it
             if not self.dry_run:
                 self.store.save_booking(
                     {
-                        "key": row["key"],
+                        "key": row.key,
                         "status": "booked",
                         "event_id": event.id,
                         "start": to_store(event.start),
@@ -339,16 +311,16 @@ class _Tick:
                 )
             self.journal.audit(
                 "book",
-                f"booking {row['key']} found on the calendar after an interruption: recorded",
-                row["relationship"],
-                row["series"],
+                f"booking {row.key} found on the calendar after an interruption: recorded",
+                row.relationship,
+                row.series,
             )
 
     def _assess(self, snap: planning.Snapshot, rel: Relationship, since: datetime) -> None:
         engine = self.engine
         events = engine.kept.get(rel, since)
-        found = classify.meetings(rel, events, snap.own, self.now)
-        states = cadence.assess(rel, found, self.now)
+        assessment = assessed.assess_relationship(rel, events, snap.own, self.now)
+        found, states = assessment.meetings, assessment.states
         snap.candidates[rel.id] = events  # type: ignore[index]
         snap.meetings[rel.id] = found
         snap.states[rel.id] = states
@@ -431,7 +403,7 @@ class _Tick:
             hours=mailplan.hours(settings.relationships, snap.meetings, self.now),
             templates=settings.templates,
             language=settings.file.language,
-            reasons={k: b.reason for k, b in snap.bookings.items()},  # type: ignore[attr-defined]
+            reasons={k: b.reason or "" for k, b in snap.bookings.items()},
         )
         actions = planning.plan(snap, busy, units)
         actions = self._updates(snap) + actions

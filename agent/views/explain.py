@@ -7,17 +7,15 @@ shows exactly the history the last tick worked from.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from agent.core.model import Interval, Relationship
-from agent.rules import cadence, classify, slots
-from agent.rules.classify import Own
+from agent.rules import cadence, slots
 from agent.settings.config import Settings
+from agent.store.assessed import Assessment, assess_from_store
 from agent.store.sqlite import Store
-
-HISTORY = timedelta(days=400)
 
 
 def explain(settings: Settings, ref: str, now: datetime, echo: Callable[[str], None]) -> None:
@@ -29,18 +27,10 @@ def explain(settings: Settings, ref: str, now: datetime, echo: Callable[[str], N
         store.close()
 
 
-def _meetings(
-    store: Store, rel: Relationship, own: dict[str, Own], now: datetime
-) -> list[classify.Meeting]:
-    events = store.events([rel.employee.email, rel.partner.email], now - HISTORY)
-    return classify.meetings(rel, events, own, now)
-
-
 def _explain(
     settings: Settings, store: Store, rel: Relationship, now: datetime, echo: Callable[[str], None]
 ) -> None:
     zone = rel.employee.zone
-    own = {b["key"]: Own(b["relationship"], b["series"], b["stage"]) for b in store.bookings()}
     last = store.last_tick()
     echo(
         f"{rel.employee.name} <{rel.employee.email}> ({rel.employee.timezone}) with {rel.role} "
@@ -50,9 +40,9 @@ def _explain(
         f"as of {now.astimezone(zone):%a %Y-%m-%d %H:%M %Z}; calendars as of the last sync"
         + (f" (tick {last['id']}, {last['now']})" if last else " (none yet: run a tick first)")
     )
-    found = _meetings(store, rel, own, now)
-    load = _load(settings, store, own, now)
-    for state in cadence.assess(rel, found, now):
+    assessed = assess_from_store(settings, store, now)
+    load = _load(assessed.values(), now)
+    for state in assessed[rel.id].states:
         echo("")
         echo(
             f"{state.name} (every {state.series.every.days}d, {int(state.series.duration.total_seconds() // 60)}m)"
@@ -86,12 +76,13 @@ def _explain(
         _candidates(store, rel, state, need, load, now, echo)
 
 
-def _load(
-    settings: Settings, store: Store, own: dict[str, Own], now: datetime
-) -> dict[str, Counter[Any]]:
+def _load(assessed: Iterable[Assessment], now: datetime) -> dict[str, Counter[Any]]:
+    """Count each partner's meetings by day and by week, for their per-day and per-week
+    limits, as the tick counts them."""
     load: dict[str, Counter[Any]] = {}
-    for rel in settings.relationships:
-        for m in _meetings(store, rel, own, now):
+    for assessment in assessed:
+        rel = assessment.relationship
+        for m in assessment.meetings:
             if m.active and m.start >= now - timedelta(days=8):
                 day = m.start.astimezone(rel.partner.zone).date()
                 counter = load.setdefault(rel.partner.email, Counter())

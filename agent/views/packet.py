@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from agent.core.errors import CadenceError, ConfigError
 from agent.core.model import Person
+from agent.core.timestamps import from_store
 from agent.rules import messages, replies
 from agent.settings import idp as idp
 from agent.settings.config import Settings
@@ -59,10 +60,6 @@ class Packet:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def collect(settings: Settings, store: Store, email: str, since: date, now: datetime) -> Packet:
     """Assemble the packet of ``email`` from ``since`` up to ``now``; raise ConfigError
     for a person who is not configured."""
@@ -83,7 +80,7 @@ def collect(settings: Settings, store: Store, email: str, since: date, now: date
         rel = rels.get(row["relationship"])
         if rel is None or row["status"] != "held":
             continue
-        start, end = _parse(row["start"]), _parse(row["end"])
+        start, end = from_store(row["start"]), from_store(row["end"])
         day = start.astimezone(person.zone).date()
         if day < since or start > now:
             continue
@@ -107,11 +104,11 @@ def collect(settings: Settings, store: Store, email: str, since: date, now: date
         a
         for a in actions.done
         if idp.normalize(a.title) not in done_at
-        or _parse(done_at[idp.normalize(a.title)]).astimezone(person.zone).date() >= since
+        or from_store(done_at[idp.normalize(a.title)]).astimezone(person.zone).date() >= since
     )
     feedback = []
     for row in store.replies(employee=person.email, status="recorded"):
-        when = _parse(row["received_at"]).astimezone(person.zone).date()
+        when = from_store(row["received_at"]).astimezone(person.zone).date()
         if row["notes"] and since <= when:
             sender = settings.people.get(row["sender"])
             feedback.append(Feedback(when, sender.name if sender else row["sender"], row["notes"]))

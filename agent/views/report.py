@@ -30,9 +30,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agent.core.model import Relationship, Series
-from agent.rules import classify
 from agent.rules.classify import Meeting, Status
 from agent.settings.config import Settings
+from agent.store.assessed import HISTORY, assess_from_store
 from agent.store.sqlite import Store
 
 DEEP_DIVE_DAYS = 97
@@ -40,7 +40,6 @@ CONVERSATION_DAYS = 42
 WORK_HOURS_PER_YEAR = 1760.0
 TARGET_SHARE = 0.34  # percent of working hours
 TARGET_HOURS = WORK_HOURS_PER_YEAR * TARGET_SHARE / 100
-HISTORY = timedelta(days=400)
 AHEAD = timedelta(days=120)
 
 
@@ -186,19 +185,18 @@ def build(
     store = Store(settings.store)
     try:
         bookings = store.bookings()
-        own = {b["key"]: classify.Own(b["relationship"], b["series"], b["stage"]) for b in bookings}
         history_start = min(since, now - HISTORY)
+        assessed = assess_from_store(settings, store, now, since=history_start, bookings=bookings)
         rels = []
         for rel in settings.relationships:
-            events = store.events([rel.employee.email, rel.partner.email], history_start)
-            found = classify.meetings(rel, events, own, now)
+            found = assessed[rel.id].meetings
             mine = [
                 b
                 for b in bookings
-                if b["relationship"] == rel.id
-                and b["status"] == "booked"
-                and b["created_at"]
-                and since <= _parse(b["created_at"]) <= now
+                if b.relationship == rel.id
+                and b.status == "booked"
+                and b.created_at
+                and since <= b.created_at <= now
             ]
             rels.append(_relationship(rel, found, len(mine), since, now, history_start, details))
     finally:
@@ -309,10 +307,6 @@ def summarize(
         if hours is not None
         else None,
     )
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 # --- output -----------------------------------------------------------------------------

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import typer
 
-from agent.rules import cadence, classify
 from agent.settings.config import Settings
+from agent.store.assessed import assess_from_store
 from agent.store.sqlite import Store
 
 
 def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
     store = Store(settings.store)
     try:
-        own = {
-            b["key"]: classify.Own(b["relationship"], b["series"], b["stage"])
-            for b in store.bookings()
-        }
         rows = []
-        for rel in settings.relationships:
-            events = store.events(
-                [rel.employee.email, rel.partner.email], now - timedelta(days=400)
-            )
-            meetings = classify.meetings(rel, events, own, now)
+        for assessment in assess_from_store(settings, store, now).values():
+            rel = assessment.relationship
             refused = {
                 r["series"]: r["message"]
                 for r in store.audit_rows(relationship=rel.id, kind="not-booked", limit=50)
             }
-            for state in cadence.assess(rel, meetings, now):
+            for state in assessment.states:
                 zone = rel.employee.zone
                 rows.append(
                     {

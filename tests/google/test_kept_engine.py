@@ -88,9 +88,7 @@ def _run(tmp: Path, kept: bool) -> dict[str, Any]:
         try:
             return {
                 "moments": moments,
-                "bookings": sorted(
-                    (b["key"], b["status"], b["start"], b["moves"]) for b in store.bookings()
-                ),
+                "bookings": sorted((b.key, b.status, b.start, b.moves) for b in store.bookings()),
                 # keys of mails about meetings made by hand hold the server's random UIDs
                 "outbox": sorted(
                     (r["relationship"], r["kind"], r["subject"], r["status"])

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.core.model import Event, Interval, Relationship
+from agent.core.records import StoredBooking
 from agent.rules import cadence, classify, planning
 from agent.rules.actions import Accept, Action, Book, Move, Note
 from agent.rules.classify import Own
@@ -18,24 +18,25 @@ from tests.factories import at, meeting_event, person, relationship
 NOW = at("2026-11-23T09:00:00+00:00")
 
 
-@dataclass(frozen=True)
-class Row:
-    """A booking as the store holds it, as far as the planner reads it."""
-
-    key: str
-    relationship: str
-    series: str
-    stage: str | None
-    status: str
-    start: datetime | None
-    end: datetime | None
-    moves: int = 0
+def Row(
+    key: str,
+    relationship: str,
+    series: str,
+    stage: str | None,
+    status: str,
+    start: datetime,
+    end: datetime,
+    moves: int = 0,
+) -> StoredBooking:
+    return StoredBooking(
+        key, relationship, series, status, stage, start=start, end=end, moves=moves
+    )
 
 
 def snapshot(
     rels: Sequence[Relationship],
     events: Sequence[Event] = (),
-    bookings: Sequence[Row] = (),
+    bookings: Sequence[StoredBooking] = (),
     during: dict[str, list[Event]] | None = None,
     now: datetime = NOW,
 ) -> planning.Snapshot:
