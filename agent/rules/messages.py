@@ -16,8 +16,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from agent.core.model import Person, Relationship
+from agent.core.plan import Plan
 from agent.rules import replies
-from agent.settings.idp import Plan
 
 #: Working hours in a year (220 days × 8 h): the base of the 0.34 % figure.
 WORK_HOURS_PER_YEAR = 1760.0
