@@ -43,6 +43,8 @@ from agent.core.model import (
     Stage,
     WorkingHours,
 )
+from agent.core.templates import Templates
+from agent.settings import templates as template_files
 from agent.settings import yamlsource
 
 ENV_CONFIG = "CADENCE_CONFIG"
@@ -366,7 +368,8 @@ class Settings:
     programs: dict[str, Program]
     relationships: tuple[Relationship, ...]
     accounts: dict[str, Any]
-    templates: Path | None
+    #: the package's templates overlaid by the ``templates:`` folder, read once here
+    templates: Templates
     base: Path
     warnings: tuple[str, ...] = field(default=())
 
@@ -592,6 +595,21 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         seen.add(pair)
         relationships.append(Relationship(employee, partner, r.role, program))
 
+    templates = template_files.packaged()
+    if cfg.templates:
+        folder = Path(os.path.expanduser(cfg.templates))
+        folder = folder if folder.is_absolute() else base / folder
+        if not folder.is_dir():
+            warnings.append(
+                source.where(
+                    ["templates"], f"no folder {cfg.templates}: the built-in templates are used"
+                )
+            )
+        try:
+            templates = template_files.load(folder)
+        except ValueError as exc:
+            err(["templates"], str(exc))
+
     if errors:
         raise ConfigError(errors)
     return Settings(
@@ -603,7 +621,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         programs=programs,
         relationships=tuple(relationships),
         accounts=dict(cfg.accounts),
-        templates=(base / cfg.templates) if cfg.templates else None,
+        templates=templates,
         base=base,
         warnings=tuple(warnings),
     )
