@@ -120,7 +120,7 @@ def scopes_for(read_replies: bool = False) -> list[str]:
 
 def needed_scopes(settings: Settings) -> list[str]:
     """Return the scopes a configuration needs: the read scope only if replies are collected."""
-    return scopes_for(any(p.recap.collect_replies for p in settings.file.programs.values()))
+    return scopes_for(settings.collects_replies)
 
 
 class GoogleFailure(PermanentError):
@@ -987,16 +987,7 @@ def reply_mailboxes(ctx: Context, delegated: bool, sender: str | None) -> list[s
     sends from a shared ``sender``). A user token reads its owner's mailbox only."""
     if not delegated:
         return [sender or "me"]
-    programs = ctx.settings.file.programs
-    return sorted(
-        {
-            r.employee.email
-            for r in ctx.settings.relationships
-            if r.employee.account == ctx.name
-            and (p := programs.get(r.program.name)) is not None
-            and p.recap.collect_replies
-        }
-    )
+    return list(ctx.settings.reply_accounts.get(ctx.name, ()))
 
 
 def connect(ctx: Context) -> tuple[GoogleCalendar, GoogleMailer]:
