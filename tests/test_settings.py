@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from agent.settings import config
@@ -72,3 +73,33 @@ def test_a_collecting_program_nobody_follows_reads_no_mailbox(tmp_path: Path) ->
     settings = load(tmp_path, text)
     assert settings.reply_accounts == {}
     assert settings.collects_replies  # sign-in still asks for the read scope
+
+
+#: Modules that still read the raw file through ``settings.file``. THIS SET MUST BECOME
+#: EMPTY (then ``Settings.file`` goes): remove a module once it reads only the resolved
+#: fields; the test fails while a module that no longer reads the file is still listed.
+KNOWN_FILE_READERS = frozenset({"agent/tick/engine.py", "agent/tick/mailing.py"})
+
+
+def _reads_the_file(node: ast.AST) -> bool:
+    if not (isinstance(node, ast.Attribute) and node.attr == "file"):
+        return False
+    owner = node.value
+    if isinstance(owner, ast.Call):  # load_settings(config).file
+        owner = owner.func
+    name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+    return name in ("settings", "load_settings", "load")
+
+
+def test_no_code_reads_the_raw_file_after_loading() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readers: dict[str, list[int]] = {}
+    for path in sorted((root / "agent").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        lines = [n.lineno for n in ast.walk(tree) if _reads_the_file(n)]
+        if lines:
+            readers[path.relative_to(root).as_posix()] = sorted(lines)
+    new = {f: lines for f, lines in readers.items() if f not in KNOWN_FILE_READERS}
+    assert not new, f"read the resolved Settings fields, not settings.file: {new}"
+    gone = sorted(KNOWN_FILE_READERS - readers.keys())
+    assert not gone, f"these no longer read settings.file: remove them from the list: {gone}"
