@@ -6,17 +6,21 @@ import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from shutil import rmtree
 
 import pytest
 
 from agent.app.demo import PLANS
 from agent.core.model import Relationship
 from agent.rules import messages, replies
+from agent.settings import config
 from agent.settings import idp as idp
+from agent.settings import templates as template_files
 from tests.factories import person, relationship
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tue 10:00 in Berlin
 END = START + timedelta(hours=1)
+TEMPLATES = template_files.packaged()
 
 
 @pytest.fixture
@@ -70,7 +74,15 @@ STAGES = {
 def test_deep_dive_agenda_follows_its_stage(stage: str, plan: idp.Plan) -> None:
     topics, quoted = STAGES[stage]
     content = messages.render(
-        "agenda", relationship(), "deep_dive", stage, START, END, plan=plan, invested_hours=2.5
+        "agenda",
+        relationship(),
+        "deep_dive",
+        stage,
+        START,
+        END,
+        plan=plan,
+        invested_hours=2.5,
+        templates=TEMPLATES,
     )
     assert content.subject == f"Agenda: Development {stage.title()} with Ben, Tue 24 Nov 10:00"
     others = [t for s, (ts, _) in STAGES.items() if s != stage for t in ts]
@@ -85,7 +97,9 @@ def test_deep_dive_agenda_follows_its_stage(stage: str, plan: idp.Plan) -> None:
 
 
 def test_check_in_agenda_is_about_growth_not_status(plan: idp.Plan) -> None:
-    content = messages.render("agenda", relationship(), "check_in", None, START, END, plan=plan)
+    content = messages.render(
+        "agenda", relationship(), "check_in", None, START, END, plan=plan, templates=TEMPLATES
+    )
     assert content.subject == "Agenda: Development check-in with Ben, Tue 24 Nov 10:00"
     for part in (words(content.text), visible(content.html)):
         assert "Performance against company goals (not project status)" in part
@@ -97,8 +111,12 @@ def test_check_in_agenda_is_about_growth_not_status(plan: idp.Plan) -> None:
 
 def test_mentoring_agenda_differs_for_the_first_meeting(plan: idp.Plan) -> None:
     rel = mentor()
-    first = messages.render("agenda", rel, "one_on_one", None, START, END, plan=plan, first=True)
-    later = messages.render("agenda", rel, "one_on_one", None, START, END, plan=plan)
+    first = messages.render(
+        "agenda", rel, "one_on_one", None, START, END, plan=plan, first=True, templates=TEMPLATES
+    )
+    later = messages.render(
+        "agenda", rel, "one_on_one", None, START, END, plan=plan, templates=TEMPLATES
+    )
     assert first.subject == "Agenda: Mentoring with Chloe, Tue 24 Nov 10:00"
     for part in (words(first.text), visible(first.html)):
         assert "What success looks like for Ana" in part
@@ -126,6 +144,7 @@ def test_agenda_shows_actions_recorded_from_the_last_recap(plan: idp.Plan) -> No
         END,
         plan=plan,
         actions=replies.merge(plan, recorded),
+        templates=TEMPLATES,
     )
     text = content.text
     opened = text.split("Open actions")[1].split("Completed since the last recap")[0]
@@ -145,6 +164,7 @@ def test_recap_lists_topics_actions_and_next_meeting(plan: idp.Plan) -> None:
         END,
         plan=plan,
         next_meeting="check in: Wed 23 Dec 2026",
+        templates=TEMPLATES,
     )
     assert content.subject == "Recap: Development Align with Ben, Tue 24 Nov 10:00"
     for part in (words(content.text), visible(content.html)):
@@ -164,7 +184,9 @@ def test_recap_lists_topics_actions_and_next_meeting(plan: idp.Plan) -> None:
 def test_text_and_html_say_the_same(plan: idp.Plan) -> None:
     for kind in ("agenda", "recap"):
         for series, stage in (("deep_dive", "amplify"), ("check_in", None)):
-            content = messages.render(kind, relationship(), series, stage, START, END, plan=plan)
+            content = messages.render(
+                kind, relationship(), series, stage, START, END, plan=plan, templates=TEMPLATES
+            )
             seen = visible(content.html)
             for line in content.text.splitlines():
                 line = re.sub(r"^(\d+\.|-( \[[ x]\])?|\[[ x]\])\s*", "", line.strip())
@@ -178,7 +200,7 @@ def test_text_and_html_say_the_same(plan: idp.Plan) -> None:
 def test_html_is_safe_for_mail_clients(plan: idp.Plan) -> None:
     for kind in ("agenda", "recap", "invitation", "pick"):
         html = messages.render(
-            kind, relationship(), "deep_dive", "align", START, END, plan=plan
+            kind, relationship(), "deep_dive", "align", START, END, plan=plan, templates=TEMPLATES
         ).html
         assert "<script" not in html.lower()
         assert "<style" not in html.lower() and "<link" not in html.lower()
@@ -210,6 +232,7 @@ def test_plan_calendar_and_reply_text_is_escaped_in_html(tmp_path: Path) -> None
             plan=plan,
             next_meeting="<blink>soon</blink>",
             update=update if kind == "recap" else None,
+            templates=TEMPLATES,
         )
         html = content.html
         for raw in ("<img", "<script", "<i>", "<b>", "<a href", "<blink>", "<u>", "<hr>"):
@@ -241,17 +264,32 @@ def test_templates_are_overridable_from_the_config_folder(tmp_path: Path) -> Non
         '{% set topics = ["Our own topic for " ~ employee.first_name] %}{% set quote = [] %}'
     )
     content = messages.render(
-        "agenda", relationship(), "deep_dive", "align", START, END, templates=tmp_path
+        "agenda",
+        relationship(),
+        "deep_dive",
+        "align",
+        START,
+        END,
+        templates=template_files.load(tmp_path),
     )
     assert "Our own topic for Ana" in content.text and "Our own topic for Ana" in content.html
     assert "company's mission" not in content.text
-    other = messages.render("agenda", relationship(), "deep_dive", "advance", START, END)
+    other = messages.render(
+        "agenda", relationship(), "deep_dive", "advance", START, END, templates=TEMPLATES
+    )
     assert "vision of success" in other.text  # the rest still comes from the defaults
 
 
 def test_language_sets_the_html_lang() -> None:
     content = messages.render(
-        "agenda", relationship(), "deep_dive", "align", START, END, language="en"
+        "agenda",
+        relationship(),
+        "deep_dive",
+        "align",
+        START,
+        END,
+        language="en",
+        templates=TEMPLATES,
     )
     assert '<html lang="en">' in content.html
 
@@ -271,6 +309,7 @@ def test_agenda_shows_only_actions_completed_since_the_previous_meeting(plan: id
         plan=plan,
         actions=replies.merge(plan, recorded),
         since=datetime(2026, 11, 1, tzinfo=UTC),
+        templates=TEMPLATES,
     )
     completed = content.text.split("Completed since the last recap")[1]
     assert "new win" in completed and "old win" not in completed
@@ -278,13 +317,51 @@ def test_agenda_shows_only_actions_completed_since_the_previous_meeting(plan: id
 
 def test_invitation_and_pick_say_what_and_when() -> None:
     invite = messages.render(
-        "invitation", relationship(), "deep_dive", "align", START, END, reason="lapsed"
+        "invitation",
+        relationship(),
+        "deep_dive",
+        "align",
+        START,
+        END,
+        reason="lapsed",
+        templates=TEMPLATES,
     )
     assert invite.subject == "Invitation: Development Align with Ben, Tue 24 Nov 10:00"
     for part in (words(invite.text), visible(invite.html)):
         assert "Cadence booked your next Development Align:" in part
         assert "Tue 24 Nov 2026, 10:00–11:00 CET (Europe/Berlin)" in part
-    pick = messages.render("pick", mentor(), "one_on_one", None, START, END, proposals=("Wed",))
+    pick = messages.render(
+        "pick", mentor(), "one_on_one", None, START, END, proposals=("Wed",), templates=TEMPLATES
+    )
     assert pick.subject == "Please pick a time: Mentoring with Chloe"
     for part in (words(pick.text), visible(pick.html)):
         assert "Your Mentoring session with Chloe needs a new time" in part
+
+
+def test_the_config_folder_is_read_once_when_the_settings_load(workspace: Path) -> None:
+    folder = workspace.parent / "my-templates"
+    (folder / "agenda").mkdir(parents=True)
+    (folder / "agenda" / "align.j2").write_text(
+        '{% set heading = "Our Align" %}{% set purpose = "House style." %}'
+        '{% set topics = ["Ours"] %}{% set quote = [] %}'
+    )
+    path = workspace
+    path.write_text(path.read_text() + "templates: my-templates\n")
+    settings = config.load(path)
+    assert settings.templates.sources["agenda/align.j2"].startswith('{% set heading = "Our')
+    assert (
+        settings.templates.sources["agenda/advance.j2"]
+        == (template_files.packaged().sources["agenda/advance.j2"])
+    )
+    rmtree(folder)  # rendering reads the loaded value, not the folder
+    content = messages.render(
+        "agenda", relationship(), "deep_dive", "align", START, END, templates=settings.templates
+    )
+    assert "Ours" in content.text
+
+
+def test_a_missing_templates_folder_is_a_warning(workspace: Path) -> None:
+    workspace.write_text(workspace.read_text() + "templates: nowhere\n")
+    settings = config.load(workspace)
+    assert settings.templates is template_files.packaged()
+    assert any("no folder nowhere" in w for w in settings.warnings)

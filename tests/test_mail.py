@@ -7,10 +7,13 @@ from pathlib import Path
 
 from agent.rules import messages
 from agent.settings import config
+from agent.settings import templates as template_files
 from agent.store.sqlite import Store
 from agent.tick.engine import Engine
 from tests.conftest import NOW
 from tests.factories import relationship
+
+TEMPLATES = template_files.packaged()
 
 
 def read(path: str) -> email.message.EmailMessage:
@@ -37,6 +40,7 @@ def test_agenda_follows_the_stage_and_quotes_the_plan(workspace: Path) -> None:
         NOW + timedelta(hours=1),
         plan=plan,
         invested_hours=1.5,
+        templates=TEMPLATES,
     )
     assert content.subject == "Agenda: Development Amplify with Ben, Mon 23 Nov 15:00"
     for text in (content.text, content.html):
@@ -45,7 +49,9 @@ def test_agenda_follows_the_stage_and_quotes_the_plan(workspace: Path) -> None:
         assert "draft the platform proposal" in text
         assert "shadow an on-call week" not in text.split("Open actions")[1]
         assert "1.5 h" in text and "0.34 %" in text
-    check = messages.render("agenda", rel, "check_in", None, NOW, NOW + timedelta(minutes=15))
+    check = messages.render(
+        "agenda", rel, "check_in", None, NOW, NOW + timedelta(minutes=15), templates=TEMPLATES
+    )
     assert "not project status" in check.text
 
 
@@ -58,7 +64,9 @@ def test_calendar_and_plan_text_is_escaped_in_html(tmp_path: Path) -> None:
         "actions:\n  - {title: '<b>bold</b>', status: open}\n"
     )
     plan = idp.load(plan_file)
-    content = messages.render("agenda", relationship(), "deep_dive", "align", NOW, NOW, plan=plan)
+    content = messages.render(
+        "agenda", relationship(), "deep_dive", "align", NOW, NOW, plan=plan, templates=TEMPLATES
+    )
     assert "<script>" not in content.html and "&lt;script&gt;" in content.html
     assert "<b>bold</b>" not in content.html
     assert "{{ 7 * 7 }}" in content.text and "49" not in content.text  # data, never a template

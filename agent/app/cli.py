@@ -268,7 +268,7 @@ def serve(
     setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
     if check_only:
-        conf = settings.file.service
+        conf = settings.service
         where = f"http://{conf.host}:{conf.port}/healthz" if conf.port else "no HTTP endpoint"
         typer.echo(
             f"configuration ok: {len(settings.relationships)} relationships, "
@@ -279,7 +279,7 @@ def serve(
     try:
         service.run()
     except OSError as exc:
-        conf = settings.file.service
+        conf = settings.service
         fail(f"cannot listen on {conf.host}:{conf.port}: {exc.strerror or exc}", 1)
 
 
@@ -292,7 +292,7 @@ def health(
     import urllib.error
     import urllib.request
 
-    conf = load_settings(config).file.service
+    conf = load_settings(config).service
     if not conf.port:
         fail("service.port is 0: this configuration serves no health endpoint", 2)
     host = "127.0.0.1" if conf.host in ("0.0.0.0", "") else conf.host

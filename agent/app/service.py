@@ -27,7 +27,7 @@ log = logging.getLogger("cadence.serve")
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        conf = settings.file.service
+        conf = settings.service
         self.health = Health(settings.tick.total_seconds(), conf.unhealthy_after)
         self.metrics = metrics_mod.activate()
         self.stop = threading.Event()
@@ -78,7 +78,7 @@ class Service:
 
         Raises OSError when the address is taken.
         """
-        conf = self.settings.file.service
+        conf = self.settings.service
         if conf.port == 0:
             return
         service = self

@@ -97,6 +97,9 @@ class Person:
     account: str = ""
     plan: str | None = None
     closed: frozenset[date] = frozenset()
+    #: the person's calendar and sign-in name where the provider needs them (CalDAV)
+    calendar: str | None = None
+    username: str | None = None
     #: settings the config left out, which the provider may supply ("timezone",
     #: "working_hours"): Microsoft 365 reads them from the mailbox
     provided: frozenset[str] = frozenset()
@@ -158,6 +161,8 @@ class Program:
     recap_within: timedelta = timedelta(days=7)
     min_notice: timedelta = timedelta(hours=48)
     max_moves: int = 1
+    #: whether replies to recaps are read and their actions recorded (opt-in)
+    collect_replies: bool = False
 
     def get(self, series: str) -> Series:
         for s in self.series:

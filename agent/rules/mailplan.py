@@ -19,12 +19,12 @@ from email.utils import format_datetime
 from typing import Any, Protocol
 
 from agent.core.model import Interval, Invitation, OutgoingMail, Relationship
+from agent.core.plan import Plan
 from agent.core.timestamps import from_store
 from agent.formats import ical
 from agent.rules import cadence, messages, replies
 from agent.rules.actions import Send, draft
 from agent.rules.classify import Meeting, Own, Status
-from agent.settings.idp import Plan
 
 #: outbox statuses that mean "never send this key again"
 DONE = ("sent", "uncertain")

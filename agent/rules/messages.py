@@ -2,7 +2,8 @@
 
 HTML templates are autoescaped, so calendar and plan text can't inject markup; the
 text templates are not (they are plain text). Templates can be overridden from the
-folder named by ``templates:`` in the config.
+folder named by ``templates:`` in the config; the settings read them once into a
+:class:`~agent.core.templates.Templates` value, so rendering reads no file.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from agent.core.model import Person, Relationship
+from agent.core.plan import Plan
+from agent.core.templates import Templates
 from agent.rules import replies
-from agent.settings.idp import Plan
 
 #: Working hours in a year (220 days × 8 h): the base of the 0.34 % figure.
 WORK_HOURS_PER_YEAR = 1760.0
@@ -33,12 +34,9 @@ class Content:
 
 
 @functools.lru_cache(maxsize=8)
-def _environments(folder: str | None) -> tuple[jinja2.Environment, jinja2.Environment]:
-    loaders: list[jinja2.BaseLoader] = []
-    if folder:
-        loaders.append(jinja2.FileSystemLoader(folder))
-    loaders.append(jinja2.PackageLoader("agent", "templates"))
-    loader = jinja2.ChoiceLoader(loaders)
+def environments(templates: Templates) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """The HTML (autoescaped) and text environments over ``templates``."""
+    loader = jinja2.DictLoader(templates.sources)
     html = SandboxedEnvironment(
         loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True
     )
@@ -48,9 +46,8 @@ def _environments(folder: str | None) -> tuple[jinja2.Environment, jinja2.Enviro
     return html, text
 
 
-def environments(templates: Path | None) -> tuple[jinja2.Environment, jinja2.Environment]:
-    """The HTML (autoescaped) and text environments, with ``templates`` first."""
-    return _environments(str(templates) if templates else None)
+#: Series titles are templates from the config, not files: no loader.
+_TITLES = SandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True)
 
 
 def when_lines(start: datetime, end: datetime, people: tuple[Person, ...]) -> list[str]:
@@ -74,8 +71,7 @@ def invested_line(hours: float) -> str:
 
 def render_title(template: str, rel: Relationship, stage: str | None) -> str:
     """Render a series' title template; the result is a single line."""
-    env = _environments(None)[1]
-    title = env.from_string(template).render(
+    title = _TITLES.from_string(template).render(
         employee=rel.employee, partner=rel.partner, stage=stage or "", role=rel.role
     )
     return " ".join(title.split())
@@ -146,7 +142,7 @@ def render(
     next_meeting: str = "",
     reason: str = "",
     proposals: tuple[str, ...] = (),
-    templates: Path | None = None,
+    templates: Templates,
     first: bool = False,
     language: str = "en",
     update: Update | None = None,
@@ -154,12 +150,13 @@ def render(
 ) -> Content:
     """Render an ``agenda``, ``recap``, ``invitation`` or ``pick`` mail for one meeting.
 
-    ``actions`` are the plan's action items merged with those recorded from replies
-    (the plan's alone when None); ``first`` says this is the series' first meeting;
+    ``templates`` are those the settings loaded (``Settings.templates``); ``actions`` are
+    the plan's action items merged with those recorded from replies (the plan's alone
+    when None); ``first`` says this is the series' first meeting;
     ``update`` turns a recap into the updated recap that follows a reply; ``since`` (the
     previous meeting) bounds the actions an agenda shows as completed since then.
     """
-    html_env, text_env = _environments(str(templates) if templates else None)
+    html_env, text_env = environments(templates)
     series_title = render_title(rel.program.get(series).title, rel, stage)
     title = subject("update" if update else kind, rel, series, stage, start)
     if actions is None:

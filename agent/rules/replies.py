@@ -25,7 +25,7 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
-from agent.settings.idp import Plan, normalize
+from agent.core.plan import Plan, normalize
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ class Engine:
     def sync_limits(self) -> dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]]:
         """Per account: how many calendars may be read at once, and the request pace
         (kept from tick to tick, so the bucket remembers what was spent)."""
-        sync = self.settings.file.sync
+        sync = self.settings.sync
         for account in self.settings.accounts:
             if account not in self._limits:
                 bucket = TokenBucket(sync.rate, sync.burst) if sync.rate else None
@@ -134,7 +134,7 @@ class Engine:
 
     def sync_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            workers = self.settings.file.sync.concurrency * max(1, len(self.settings.accounts))
+            workers = self.settings.sync.concurrency * max(1, len(self.settings.accounts))
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cadence-sync")
         return self._pool
 
@@ -402,7 +402,7 @@ class _Tick:
             recorded=recorded_by_employee(self.store),
             hours=mailplan.hours(settings.relationships, snap.meetings, self.now),
             templates=settings.templates,
-            language=settings.file.language,
+            language=settings.language,
             reasons={k: b.reason or "" for k, b in snap.bookings.items()},
         )
         actions = planning.plan(snap, busy, units)
@@ -449,7 +449,7 @@ class _Tick:
     # --- act ----------------------------------------------------------------------------------
 
     def act(self) -> None:
-        acting = not (self.dry_run or self.engine.settings.file.read_only)
+        acting = not (self.dry_run or self.engine.settings.read_only)
         mails = [a for a in self.report.planned if isinstance(a, Send)]
         rest = [a for a in self.report.planned if not isinstance(a, Send)]
         executor = Executor(self.engine, self.journal, acting=acting)

@@ -25,7 +25,7 @@ from agent.rules.actions import Accept, Action, Book, Move, Note, Send
 
 if TYPE_CHECKING:
     from agent.store.sqlite import Store
-    from agent.tick.engine import Engine
+    from agent.tick.host import Host
 
 log = logging.getLogger("cadence.engine")
 
@@ -98,7 +98,7 @@ class Journal:
 class Executor:
     """Runs a plan's actions in order against the engine's connectors and store."""
 
-    def __init__(self, engine: Engine, journal: Journal, *, acting: bool) -> None:
+    def __init__(self, engine: Host, journal: Journal, *, acting: bool) -> None:
         self.engine = engine
         self.store = engine.store
         self.journal = journal

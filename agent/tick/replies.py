@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from agent.connectors.base import IncomingMail, ReplyReader
 from agent.core import faults
-from agent.core.model import Relationship
 from agent.core.timestamps import to_store
 from agent.rules import replies
 from agent.settings import idp
@@ -25,21 +24,13 @@ from agent.tick.plans import plan_path, recorded_actions
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from agent.tick.engine import Engine
     from agent.tick.executor import Journal
+    from agent.tick.host import Host
 
 
-def collecting(engine: Engine, rel: Relationship) -> bool:
-    program = engine.settings.file.programs.get(rel.program.name)
-    return bool(program and program.recap.collect_replies)
-
-
-def collect(engine: Engine, journal: Journal, now: datetime) -> None:
+def collect(engine: Host, journal: Journal, now: datetime) -> None:
     """Read new replies to recaps and record their actions."""
-    accounts = sorted(
-        {r.employee.account for r in engine.settings.relationships if collecting(engine, r)}
-    )
-    for account in accounts:
+    for account in engine.settings.reply_accounts:
         _, mailer = engine.connection(account)
         if not isinstance(mailer, ReplyReader):
             journal.audit_quietly(
@@ -56,7 +47,7 @@ def collect(engine: Engine, journal: Journal, now: datetime) -> None:
                 journal.error(f"reply {incoming.ref}", exc)
 
 
-def _take(engine: Engine, journal: Journal, now: datetime, incoming: IncomingMail) -> None:
+def _take(engine: Host, journal: Journal, now: datetime, incoming: IncomingMail) -> None:
     store, dry_run = engine.store, journal.dry_run
     reply = replies.parse(incoming.raw)
     mid = reply.message_id or (
@@ -85,7 +76,7 @@ def _take(engine: Engine, journal: Journal, now: datetime, incoming: IncomingMai
     reason = ""
     if recap is None or rel is None:
         reason = "not a reply to a recap"
-    elif not collecting(engine, rel):
+    elif not rel.program.collect_replies:
         reason = f"program {rel.program.name} does not collect replies"
     elif reply.sender not in (rel.employee.email, rel.partner.email):
         reason = f"{reply.sender or 'an unknown sender'} is not in {rel.id}"

@@ -21,11 +21,11 @@ from agent.core.errors import CadenceError, CursorExpired
 from agent.core.model import Interval, Person
 
 if TYPE_CHECKING:
-    from agent.tick.engine import Engine
     from agent.tick.executor import Journal
+    from agent.tick.host import Host
 
 
-def sync(engine: Engine, journal: Journal, now: datetime) -> set[str]:
+def sync(engine: Host, journal: Journal, now: datetime) -> set[str]:
     """Read every calendar's changes; return the emails whose calendar could not be read."""
     failed: set[str] = set()
     window = engine.window(now)
@@ -42,7 +42,7 @@ def sync(engine: Engine, journal: Journal, now: datetime) -> set[str]:
     if not jobs:
         return failed
     limits = engine.sync_limits()
-    workers = min(len(jobs), engine.settings.file.sync.concurrency * len(limits))
+    workers = min(len(jobs), engine.settings.sync.concurrency * len(limits))
 
     def fetch(person: Person, calendar: Calendar, cursor: str | None) -> tuple[Any, bool]:
         gate, bucket = limits[person.account]
@@ -104,7 +104,7 @@ def sync(engine: Engine, journal: Journal, now: datetime) -> set[str]:
 
 
 def busy(
-    engine: Engine, journal: Journal, people: Sequence[Person], span: Interval
+    engine: Host, journal: Journal, people: Sequence[Person], span: Interval
 ) -> tuple[dict[str, list[Interval]], set[str]]:
     """Everyone's busy time over ``span``, one batched query per account; also the
     emails whose free/busy could not be read."""

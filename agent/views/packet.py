@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from agent.core.errors import CadenceError, ConfigError
 from agent.core.model import Person
+from agent.core.templates import Templates
 from agent.core.timestamps import from_store
 from agent.rules import messages, replies
 from agent.settings import idp as idp
+from agent.settings import templates as template_files
 from agent.settings.config import Settings
 from agent.store.sqlite import Store
 from agent.tick.plans import plan_path, recorded_actions
@@ -132,10 +133,11 @@ def collect(settings: Settings, store: Store, email: str, since: date, now: date
     )
 
 
-def render(packet: Packet, fmt: str, templates: Path | None = None) -> str:
-    """Render the packet as ``md`` or ``html``."""
+def render(packet: Packet, fmt: str, templates: Templates | None = None) -> str:
+    """Render the packet as ``md`` or ``html``, with the package's templates when
+    ``templates`` (``Settings.templates``) is None."""
     if fmt not in ("md", "html"):
         raise ConfigError(f"--format: choose md or html, not {fmt!r}")
-    html_env, text_env = messages.environments(templates)
+    html_env, text_env = messages.environments(templates or template_files.packaged())
     env = html_env if fmt == "html" else text_env
     return env.get_template(f"packet.{fmt}.j2").render(p=packet, plan=packet.plan)

@@ -72,7 +72,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
         if not any(error == a.detail and a.relationship for a in report.actions):
             echo(f"! {error}")
     echo("")
-    if settings.file.read_only and not dry_run:
+    if settings.read_only and not dry_run:
         echo(
             "Read-only mode (read_only: true): nothing was booked or sent; the audit log says what would have been."
         )

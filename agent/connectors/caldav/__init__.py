@@ -58,7 +58,7 @@ def connect(ctx: Context) -> tuple[Calendar, Mailer]:
     client = make_client(
         account.url, account.username, password, account.auth, account.ca_bundle, account.timeout
     )
-    people = {p.email.lower(): p for p in ctx.settings.file.people}
+    people = ctx.settings.people
     calendar = CalDAVCalendar(
         client,
         calendars={e: p.calendar for e, p in people.items() if p.calendar},
@@ -71,7 +71,7 @@ def connect(ctx: Context) -> tuple[Calendar, Mailer]:
         mailer = SmtpMailer.from_settings(
             account.smtp, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log
         )
-        collect = any(p.recap.collect_replies for p in ctx.settings.file.programs.values())
+        collect = ctx.settings.collects_replies
         if account.imap is not None and collect:
             reader = ImapReader.from_settings(
                 account.imap, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log

@@ -82,13 +82,4 @@ def reply_mailboxes(ctx: Context, delegated: bool, sender: str | None) -> list[s
     sends from a shared ``sender``). A user token reads its owner's mailbox only."""
     if not delegated:
         return [sender or "me"]
-    programs = ctx.settings.file.programs
-    return sorted(
-        {
-            r.employee.email
-            for r in ctx.settings.relationships
-            if r.employee.account == ctx.name
-            and (p := programs.get(r.program.name)) is not None
-            and p.recap.collect_replies
-        }
-    )
+    return list(ctx.settings.reply_accounts.get(ctx.name, ()))

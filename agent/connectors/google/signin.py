@@ -44,7 +44,7 @@ def scopes_for(read_replies: bool = False) -> list[str]:
 
 def needed_scopes(settings: Settings) -> list[str]:
     """Return the scopes a configuration needs: the read scope only if replies are collected."""
-    return scopes_for(any(p.recap.collect_replies for p in settings.file.programs.values()))
+    return scopes_for(settings.collects_replies)
 
 
 def read_secret_json(path: Path) -> dict[str, Any]:

@@ -99,16 +99,7 @@ def login(settings: Any, account: str | None = None, *, show: Callable[[str], No
 
 def replying_employees(settings: Any, account: str) -> list[str]:
     """The employees on ``account`` whose program collects replies to recaps."""
-    programs = settings.file.programs
-    return sorted(
-        {
-            r.employee.email.lower()
-            for r in settings.relationships
-            if r.employee.account == account
-            and (p := programs.get(r.program.name)) is not None
-            and p.recap.collect_replies
-        }
-    )
+    return list(settings.reply_accounts.get(account, ()))
 
 
 def reads_replies(settings: Any, account: str) -> bool:
