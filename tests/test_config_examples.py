@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from agent.app.cli import app
-from agent.settings.config import Account
+from agent.settings.schema import Account
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "config"
 runner = CliRunner()
