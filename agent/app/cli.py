@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -33,6 +35,17 @@ NowOption = typer.Option(
 def fail(message: str, code: int) -> None:
     typer.echo(message, err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def exit_on_error() -> Iterator[None]:
+    """Fail with a Cadence error's message: exit 2 for the configuration, 1 for the rest."""
+    try:
+        yield
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except CadenceError as exc:
+        fail(f"error: {exc}", 1)
 
 
 def parse_now(text: str | None) -> datetime:
@@ -444,14 +457,8 @@ def auth_google(
     scopes = google.scopes_for(False)
     if config_mod.config_path(config).exists():
         scopes = google.needed_scopes(load_settings(config))
-    try:
+    with exit_on_error():
         written = google.authorize(client_secrets, token, scopes, console)
-    except ConfigError as exc:
-        fail(str(exc), 2)
-        return
-    except CadenceError as exc:
-        fail(f"error: {exc}", 1)
-        return
     typer.echo(f"token stored in {written}; name it as `credentials:` of the google account")
 
 
@@ -463,14 +470,8 @@ def auth_microsoft(
     """Sign in with the device-code flow; MSAL's token cache is written with 0600."""
     from agent.connectors.microsoft import login
 
-    try:
+    with exit_on_error():
         user = login(load_settings(config), account, show=typer.echo)
-    except ConfigError as exc:
-        fail(str(exc), 2)
-        return
-    except CadenceError as exc:
-        fail(f"error: {exc}", 1)
-        return
     typer.echo(f"signed in as {user}")
 
 

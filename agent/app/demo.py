@@ -269,8 +269,7 @@ def build_calendars(now: datetime) -> _Calendars:
         emp: str,
         partner: str,
         title: str,
-        day: date,
-        at: time,
+        start: datetime,
         minutes: int,
         attendees: dict[str, str] | None = None,
         status: str | None = None,
@@ -278,7 +277,7 @@ def build_calendars(now: datetime) -> _Calendars:
         cals.add(
             [emp, partner],
             title,
-            _local(emp, day, at),
+            start,
             minutes,
             organizer=emp,
             attendees=attendees or {emp: "ACCEPTED", partner: "ACCEPTED"},
@@ -286,31 +285,27 @@ def build_calendars(now: datetime) -> _Calendars:
         )
 
     # Ana and Ben: deep dive lapsed (last held about 140 days ago); check-ins healthy.
-    meeting("ana", "ben", "Development Align: Ana & Ben", ago(230), time(10), 60)
-    meeting("ana", "ben", "Development Advance: Ana & Ben", ago(140), time(10), 60)
-    meeting("ana", "ben", "Development check-in: Ana & Ben", ago(10), time(11), 15)
+    meeting("ana", "ben", "Development Align: Ana & Ben", _local("ana", ago(230), time(10)), 60)
+    meeting("ana", "ben", "Development Advance: Ana & Ben", _local("ana", ago(140), time(10)), 60)
+    meeting("ana", "ben", "Development check-in: Ana & Ben", _local("ana", ago(10), time(11)), 15)
     # Dev and Ben: deep dive 40 days ago, a check-in now due.
-    meeting("dev", "ben", "Development Amplify: Dev & Ben", ago(40), time(15), 60)
-    meeting("dev", "ben", "Development check-in: Dev & Ben", ago(33), time(14, 30), 15)
+    meeting("dev", "ben", "Development Amplify: Dev & Ben", _local("dev", ago(40), time(15)), 60)
+    meeting(
+        "dev", "ben", "Development check-in: Dev & Ben", _local("dev", ago(33), time(14, 30)), 15
+    )
     # Emma and Ben: deep dive earlier today, a recap is owed.
     held = (now - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
-    cals.add(
-        ["emma", "ben"],
-        "Development Advance: Emma & Ben",
-        held,
-        60,
-        organizer="emma",
-        attendees={"emma": "ACCEPTED", "ben": "ACCEPTED"},
-    )
-    meeting("emma", "ben", "Development Align: Emma & Ben", ago(95), time(11), 60)
+    meeting("emma", "ben", "Development Advance: Emma & Ben", held, 60)
+    meeting("emma", "ben", "Development Align: Emma & Ben", _local("emma", ago(95), time(11)), 60)
     # Farid and Ben: last held 200 days ago; since then one declined by Ben, one cancelled.
-    meeting("farid", "ben", "Development Align: Farid & Ben", ago(200), time(9), 60)
+    meeting(
+        "farid", "ben", "Development Align: Farid & Ben", _local("farid", ago(200), time(9)), 60
+    )
     meeting(
         "farid",
         "ben",
         "Development Advance: Farid & Ben",
-        ago(110),
-        time(9),
+        _local("farid", ago(110), time(9)),
         60,
         attendees={"farid": "ACCEPTED", "ben": "DECLINED"},
     )
@@ -318,25 +313,19 @@ def build_calendars(now: datetime) -> _Calendars:
         "farid",
         "ben",
         "Development Advance: Farid & Ben",
-        ago(104),
-        time(9),
+        _local("farid", ago(104), time(9)),
         60,
         status="CANCELLED",
     )
-    meeting("farid", "ben", "Development check-in: Farid & Ben", ago(20), time(10), 15)
-    # Ana and Chloe: mentoring lapsed (45 days).
-    meeting("ana", "chloe", "Mentoring: Ana & Chloe", ago(45), time(13), 30)
-    # Farid and Emma: mentoring tomorrow, an agenda is owed.
-    meeting("farid", "emma", "Mentoring: Farid & Emma", ago(28), time(10), 30)
-    soon = (now + timedelta(hours=20)).replace(minute=0, second=0, microsecond=0)
-    cals.add(
-        ["farid", "emma"],
-        "Mentoring: Farid & Emma",
-        soon,
-        30,
-        organizer="farid",
-        attendees={"farid": "ACCEPTED", "emma": "ACCEPTED"},
+    meeting(
+        "farid", "ben", "Development check-in: Farid & Ben", _local("farid", ago(20), time(10)), 15
     )
+    # Ana and Chloe: mentoring lapsed (45 days).
+    meeting("ana", "chloe", "Mentoring: Ana & Chloe", _local("ana", ago(45), time(13)), 30)
+    # Farid and Emma: mentoring tomorrow, an agenda is owed.
+    meeting("farid", "emma", "Mentoring: Farid & Emma", _local("farid", ago(28), time(10)), 30)
+    soon = (now + timedelta(hours=20)).replace(minute=0, second=0, microsecond=0)
+    meeting("farid", "emma", "Mentoring: Farid & Emma", soon, 30)
 
     # Ordinary busy time on Ben's calendar.
     first = _local("ben", ago(60), time(9, 30))

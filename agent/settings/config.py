@@ -176,20 +176,15 @@ def _references(source: yamlsource.Source) -> list[str]:
     return errors
 
 
+_MESSAGES = {
+    "union_tag_invalid": "unknown provider; choose one of: {ctx[expected_tags]}",
+    "literal_error": "must be one of {ctx[expected]}, not {input!r}",
+}
+
+
 def _message(source: yamlsource.Source, err: Any) -> str:
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind == "union_tag_invalid":
-        message = f"unknown provider; choose one of: {err['ctx']['expected_tags']}"
-    elif kind == "literal_error":
-        message = f"must be one of {err['ctx']['expected']}, not {err['input']!r}"
-    else:
-        message = str(err["msg"]).removeprefix("Value error, ")
-    return source.where(loc, message)
+    return source.where(loc, yamlsource.error_message(err, _MESSAGES))
 
 
 def _hours_of(text: dict[str, str]) -> WorkingHours:

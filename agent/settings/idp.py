@@ -41,6 +41,8 @@ __all__ = [
     "starter",
 ]
 
+_MESSAGES = {"too_long": "at most 3 goals: a plan with more has no focus"}
+
 
 def load(path: str | Path) -> Plan:
     """Load a plan file; raise ConfigError with file:line: key messages."""
@@ -53,15 +55,7 @@ def load(path: str | Path) -> Plan:
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
-            kind = err["type"]
-            if kind == "extra_forbidden":
-                message = "unknown key"
-            elif kind == "missing":
-                message = "required key is missing"
-            elif kind == "too_long":
-                message = "at most 3 goals: a plan with more has no focus"
-            else:
-                message = str(err["msg"]).removeprefix("Value error, ")
+            message = yamlsource.error_message(err, _MESSAGES)
             errors.append(source.where(list(err["loc"]), message))
         raise ConfigError(errors) from None
     errors = []

@@ -7,7 +7,7 @@ that knows each value's line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,23 @@ def dotted(loc: Sequence[str | int]) -> str:
                 name = repr(name)
             out += f".{name}" if out else name
     return out or "(top)"
+
+
+#: pydantic's error types that get the user's words instead of pydantic's message
+MESSAGES = {"extra_forbidden": "unknown key", "missing": "required key is missing"}
+
+
+def error_message(err: Mapping[str, Any], more: Mapping[str, str] | None = None) -> str:
+    """Word one pydantic error for the user, for ``Source.where``.
+
+    ``more`` adds words for the error types one document knows better; a template may
+    name the error's context and input (``{ctx[expected]}``, ``{input!r}``). Any other
+    error keeps pydantic's message, without its "Value error, " prefix.
+    """
+    template = {**MESSAGES, **(more or {})}.get(err["type"])
+    if template is None:
+        return str(err["msg"]).removeprefix("Value error, ")
+    return template.format(**err)
 
 
 def _one_line(text: str) -> str:

@@ -22,84 +22,147 @@ __all__ = ["CONTENT_TYPE", "Metrics", "activate", "active", "deactivate", "instr
 MAIL_KINDS = ("agenda", "recap", "invite", "ask")
 
 
+#: every metric as (attribute, kind, name, help, labels, histogram buckets), in the order
+#: the exposition lists them
+_DECLARED: tuple[
+    tuple[str, type[Counter | Gauge | Histogram], str, str, tuple[str, ...], tuple[float, ...]], ...
+] = (
+    (
+        "ticks",
+        Counter,
+        "cadence_ticks",
+        "Ticks run, by result (ok, partial, failed, busy).",
+        ("status",),
+        (),
+    ),
+    (
+        "tick_seconds",
+        Histogram,
+        "cadence_tick_duration_seconds",
+        "Wall time of a tick.",
+        (),
+        (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+    ),
+    (
+        "last_tick",
+        Gauge,
+        "cadence_last_tick_timestamp_seconds",
+        "When the last tick finished (Unix time).",
+        (),
+        (),
+    ),
+    (
+        "last_success",
+        Gauge,
+        "cadence_last_success_timestamp_seconds",
+        "When the last tick without errors finished (Unix time).",
+        (),
+        (),
+    ),
+    (
+        "failures",
+        Gauge,
+        "cadence_consecutive_failed_ticks",
+        "Failed ticks in a row (0 after a good one).",
+        (),
+        (),
+    ),
+    (
+        "actions",
+        Counter,
+        "cadence_actions",
+        "What ticks did or decided, by kind and outcome.",
+        ("kind", "outcome"),
+        (),
+    ),
+    (
+        "lapsed",
+        Gauge,
+        "cadence_lapsed_relationships",
+        "Relationships with at least one lapsed series at the last tick.",
+        (),
+        (),
+    ),
+    (
+        "relationships",
+        Gauge,
+        "cadence_relationships",
+        "Relationships assessed at the last tick.",
+        (),
+        (),
+    ),
+    ("booked", Counter, "cadence_meetings_booked", "Meetings booked on calendars.", (), ()),
+    (
+        "mails",
+        Counter,
+        "cadence_mails_sent",
+        "Mails sent, by kind (invite, agenda, recap, ask).",
+        ("kind",),
+        (),
+    ),
+    (
+        "calls",
+        Counter,
+        "cadence_provider_requests",
+        "Calls to a provider's calendar or mail interface, by provider, method and result "
+        "(ok, transient, permanent, cursor_expired, error); retries inside a call are counted as throttle waits.",
+        ("provider", "method", "status"),
+        (),
+    ),
+    (
+        "call_seconds",
+        Histogram,
+        "cadence_provider_request_duration_seconds",
+        "Wall time of a provider call, retries included.",
+        ("provider", "method"),
+        (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+    ),
+    (
+        "waits",
+        Counter,
+        "cadence_throttle_waits",
+        "Pauses before a retry (throttling, 5xx, timeouts).",
+        (),
+        (),
+    ),
+    (
+        "wait_seconds",
+        Counter,
+        "cadence_throttle_wait_seconds",
+        "Seconds spent waiting before retries.",
+        (),
+        (),
+    ),
+)
+
+
 class Metrics:
-    """The counters, gauges and histograms Cadence exports."""
+    """The counters, gauges and histograms Cadence exports (declared in ``_DECLARED``)."""
+
+    ticks: Counter
+    tick_seconds: Histogram
+    last_tick: Gauge
+    last_success: Gauge
+    failures: Gauge
+    actions: Counter
+    lapsed: Gauge
+    relationships: Gauge
+    booked: Counter
+    mails: Counter
+    calls: Counter
+    call_seconds: Histogram
+    waits: Counter
+    wait_seconds: Counter
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.ticks = Counter(
-            "cadence_ticks",
-            "Ticks run, by result (ok, partial, failed, busy).",
-            ["status"],
-            registry=r,
-        )
-        self.tick_seconds = Histogram(
-            "cadence_tick_duration_seconds",
-            "Wall time of a tick.",
-            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
-            registry=r,
-        )
-        self.last_tick = Gauge(
-            "cadence_last_tick_timestamp_seconds",
-            "When the last tick finished (Unix time).",
-            registry=r,
-        )
-        self.last_success = Gauge(
-            "cadence_last_success_timestamp_seconds",
-            "When the last tick without errors finished (Unix time).",
-            registry=r,
-        )
-        self.failures = Gauge(
-            "cadence_consecutive_failed_ticks",
-            "Failed ticks in a row (0 after a good one).",
-            registry=r,
-        )
-        self.actions = Counter(
-            "cadence_actions",
-            "What ticks did or decided, by kind and outcome.",
-            ["kind", "outcome"],
-            registry=r,
-        )
-        self.lapsed = Gauge(
-            "cadence_lapsed_relationships",
-            "Relationships with at least one lapsed series at the last tick.",
-            registry=r,
-        )
-        self.relationships = Gauge(
-            "cadence_relationships", "Relationships assessed at the last tick.", registry=r
-        )
-        self.booked = Counter(
-            "cadence_meetings_booked", "Meetings booked on calendars.", registry=r
-        )
-        self.mails = Counter(
-            "cadence_mails_sent",
-            "Mails sent, by kind (invite, agenda, recap, ask).",
-            ["kind"],
-            registry=r,
-        )
-        self.calls = Counter(
-            "cadence_provider_requests",
-            "Calls to a provider's calendar or mail interface, by provider, method and result "
-            "(ok, transient, permanent, cursor_expired, error); retries inside a call are counted as throttle waits.",
-            ["provider", "method", "status"],
-            registry=r,
-        )
-        self.call_seconds = Histogram(
-            "cadence_provider_request_duration_seconds",
-            "Wall time of a provider call, retries included.",
-            ["provider", "method"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
-            registry=r,
-        )
-        self.waits = Counter(
-            "cadence_throttle_waits",
-            "Pauses before a retry (throttling, 5xx, timeouts).",
-            registry=r,
-        )
-        self.wait_seconds = Counter(
-            "cadence_throttle_wait_seconds", "Seconds spent waiting before retries.", registry=r
-        )
+        for attr, kind, name, doc, labels, buckets in _DECLARED:
+            metric = (
+                Histogram(name, doc, labels, registry=self.registry, buckets=buckets)
+                if buckets
+                else kind(name, doc, labels, registry=self.registry)
+            )
+            setattr(self, attr, metric)
 
     def observe_wait(self, seconds: float) -> None:
         self.waits.inc()
