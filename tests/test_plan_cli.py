@@ -216,3 +216,37 @@ def test_run_once_does_exactly_what_plan_printed(workspace: Path) -> None:
     assert sent == mails
     again = cadence("plan", "--config", str(workspace), "--now", at, "--json")
     assert [a for a in json.loads(again.stdout) if a["acts"]] == []
+
+
+def test_the_guard_holds_a_plan_past_its_limit_until_confirmed(workspace: Path) -> None:
+    """A tick that would do more than ``guard.max_actions`` books and sends nothing,
+    says so, and waits for ``run --once --confirm``."""
+    config_file = workspace
+    config_file.write_text(config_file.read_text() + "\nguard: {max_actions: 2}\n")
+    at = NOW.isoformat()
+    shown = cadence("plan", "--config", str(workspace), "--now", at)
+    assert "the guard would hold this plan" in shown.stdout
+    assert "more than guard.max_actions (2)" in shown.stdout and "In all: " in shown.stdout
+
+    held = cadence("run", "--once", "--config", str(workspace), "--now", at)
+    assert held.exit_code == 0, held.output
+    assert "Held by the guard: nothing was booked or sent" in held.stdout
+    settings = config.load(workspace)
+    store = Store(settings.store)
+    try:
+        assert store.bookings() == [] and store.outbox_rows() == []
+        assert store.audit_rows(kind="guard")
+        assert store.last_tick()["status"] == "held"  # type: ignore[index]
+    finally:
+        store.close()
+
+    done = cadence("run", "--once", "--config", str(workspace), "--now", at, "--confirm")
+    assert done.exit_code == 0, done.output
+    store = Store(settings.store)
+    try:
+        assert len(store.bookings()) > 2
+        assert store.last_tick()["status"] == "ok"  # type: ignore[index]
+    finally:
+        store.close()
+    quiet = cadence("run", "--once", "--config", str(workspace), "--now", at)
+    assert "Nothing new to book or send" in quiet.stdout

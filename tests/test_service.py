@@ -333,3 +333,17 @@ def _once_transient() -> Callable[[], int]:
         return 1
 
     return fn
+
+
+def test_a_tick_held_by_the_guard_leaves_the_service_degraded_not_unhealthy() -> None:
+    from agent.app.health import Health
+
+    clock = [1000.0]
+    health = Health(600, clock=lambda: clock[0])
+    health.record(1, True, None, ("held back by the guard: 40 booking(s) ...",))
+    healthy, body = health.check()
+    assert healthy and body["status"] == "degraded"
+    assert body["reasons"] == ["held back by the guard: 40 booking(s) ..."]
+    health.record(2, True)
+    healthy, body = health.check()
+    assert healthy and body["status"] == "ok" and body["reasons"] == []

@@ -95,3 +95,22 @@ def test_no_code_reads_the_raw_file_after_loading() -> None:
             readers[path.relative_to(root).as_posix()] = sorted(lines)
     assert not readers, f"read the resolved Settings fields, not settings.file: {readers}"
     assert "file" not in config.Settings.__dataclass_fields__
+
+
+def test_the_guard_reads_a_share_as_a_percentage_or_a_fraction(tmp_path: Path) -> None:
+    settings = load(tmp_path, CONFIG + "guard: {max_share: 25%, max_actions: 40}\n")
+    assert settings.guard.max_share == 0.25 and settings.guard.max_actions == 40
+    assert load(tmp_path, CONFIG + "guard: {max_share: 0.1}\n").guard.max_share == 0.1
+    assert load(tmp_path).guard.max_actions is None and load(tmp_path).guard.max_share is None
+
+
+def test_a_guard_share_that_is_no_percentage_names_file_line_and_key(tmp_path: Path) -> None:
+    import pytest
+
+    from agent.core.errors import ConfigError
+
+    lines = CONFIG.count("\n")
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, CONFIG + "guard: {max_share: lots}\n")
+    message = str(caught.value)
+    assert f"cadence.yaml:{lines + 1}:" in message and "guard.max_share" in message

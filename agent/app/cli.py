@@ -209,6 +209,7 @@ def _tick(
     log_level: str | None = None,
     log_format: str = "auto",
     as_json: bool = False,
+    confirm: bool = False,
 ) -> None:
     from agent.tick.engine import Engine
     from agent.views.summary import print_actions, print_report
@@ -218,7 +219,7 @@ def _tick(
     when = parse_now(now)
     try:
         with TickLock(settings.store, wait=0 if dry_run else 5), Engine(settings) as engine:
-            report = engine.tick(when, dry_run=dry_run)
+            report = engine.tick(when, dry_run=dry_run, confirm=confirm)
     except Busy as exc:
         fail(str(exc), 1)
         return
@@ -231,6 +232,7 @@ def _tick(
         print_report(settings, report, dry_run=dry_run)
         if dry_run:
             print_actions(report.planned)
+            typer.echo(f"In all: {report.scale}")
     if report.errors:
         raise typer.Exit(1)
 
@@ -258,11 +260,16 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_level: str | None = LogLevelOption,
     log_format: str = LogFormatOption,
+    confirm: bool = typer.Option(
+        False,
+        "--confirm",
+        help="Act on a plan past the guard's limits (look at `cadence plan` first).",
+    ),
 ) -> None:
     """Run one tick (--once); use serve to keep running."""
     if not once:
         fail("cadence run needs --once; use 'cadence serve' to run on a schedule", 2)
-    _tick(config, now, False, verbose, log_level, log_format)
+    _tick(config, now, False, verbose, log_level, log_format, confirm=confirm)
 
 
 @app.command()

@@ -16,6 +16,8 @@ class TickOutcome:
     ok: bool
     finished: float  # Unix time
     error: str | None = None
+    #: what went through but needs a person (a plan held by the guard, a broken plan file)
+    warnings: tuple[str, ...] = ()
 
 
 class Health:
@@ -37,9 +39,15 @@ class Health:
         self.last_ok: TickOutcome | None = None
         self._lock = threading.Lock()
 
-    def record(self, tick: int | None, ok: bool, error: str | None = None) -> int:
+    def record(
+        self,
+        tick: int | None,
+        ok: bool,
+        error: str | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> int:
         """Note a finished tick; return the number of failed ticks in a row."""
-        outcome = TickOutcome(tick, ok, self.clock(), error)
+        outcome = TickOutcome(tick, ok, self.clock(), error, warnings)
         with self._lock:
             self.last = outcome
             if ok:
@@ -66,9 +74,12 @@ class Health:
                 reasons.append(
                     f"{what} for {now - since:.0f}s (3 intervals: {3 * self.interval:.0f}s)"
                 )
+            # degraded: still serving (HTTP 200), but a person should look
+            degraded = list(self.last.warnings) if self.last and not reasons else []
+            status = "unhealthy" if reasons else ("degraded" if degraded else "ok")
             body: dict[str, Any] = {
-                "status": "unhealthy" if reasons else "ok",
-                "reasons": reasons,
+                "status": status,
+                "reasons": reasons or degraded,
                 "consecutive_failures": self.failures,
                 "interval_seconds": self.interval,
                 "last_tick": _describe(self.last),
@@ -85,4 +96,5 @@ def _describe(outcome: TickOutcome | None) -> dict[str, Any] | None:
         "ok": outcome.ok,
         "finished": datetime.fromtimestamp(outcome.finished, UTC).isoformat(timespec="seconds"),
         "error": outcome.error,
+        "warnings": list(outcome.warnings),
     }

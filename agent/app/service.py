@@ -49,7 +49,10 @@ class Service:
                 report = engine.tick(datetime.now(UTC))
                 self.settings = engine.settings  # keeps what the mailboxes told it
             failures = self.health.record(
-                report.tick, report.ok, "; ".join(report.errors[:3]) or None
+                report.tick,
+                report.ok,
+                "; ".join(report.errors[:3]) or None,
+                tuple(report.warnings),
             )
             self.metrics.observe_tick(report, time.monotonic() - started, failures)
             log.info(

@@ -353,3 +353,12 @@ class SentMail:
     message_id: str
     where: str
     already: bool = False
+
+
+@dataclass(frozen=True)
+class Guard:
+    """How much one tick may do before it waits for a person (``guard:``)."""
+
+    max_actions: int | None = None
+    max_share: float | None = None
+    min_relationships: int = 20

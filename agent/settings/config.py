@@ -20,6 +20,7 @@ from agent.core.durations import parse_days, parse_span, parse_spans
 from agent.core.errors import ConfigError
 from agent.core.model import (
     Booking,
+    Guard,
     Person,
     Program,
     Relationship,
@@ -98,6 +99,8 @@ class Settings:
     sync: SyncSettings
     #: where ``cadence serve`` listens and when it is unhealthy (``service:``)
     service: ServiceConfig
+    #: how much one tick may do before it waits for a person (``guard:``)
+    guard: Guard
     #: the mailboxes replies to recaps are read from, per account: the employees on that
     #: account whose program collects replies (``recap: {collect_replies: true}``), who
     #: are the From of their recaps. An account that is not a key reads no replies.
@@ -363,6 +366,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         language=cfg.language,
         read_only=cfg.read_only,
         sync=cfg.sync,
+        guard=Guard(cfg.guard.max_actions, cfg.guard.max_share, cfg.guard.min_relationships),
         service=cfg.service,
         reply_accounts=reply_accounts(relationships),
     )

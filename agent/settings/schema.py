@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    field_validator,
 )
 
 from agent.core.durations import (
@@ -299,6 +300,32 @@ class SyncSettings(Strict):
     burst: int = Field(default=10, ge=1)
 
 
+class GuardConfig(Strict):
+    """``guard:``: how much one tick may do before it stops and waits for a person.
+
+    A mistyped calendars folder, a missing scope or an emptied calendar makes everyone
+    look never held; past either limit a tick books nothing and sends nothing until
+    ``cadence run --once --confirm`` or a raised limit.
+    """
+
+    #: the most bookings, moves and mails one tick may make
+    max_actions: int | None = Field(default=None, ge=1)
+    #: the largest share of relationships one tick may book or mail for ("25%" or 0.25)
+    max_share: float | None = Field(default=None, gt=0, le=1)
+    #: the share applies from this many relationships on (a small team all lapses at once)
+    min_relationships: int = Field(default=20, ge=1)
+
+    @field_validator("max_share", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                return float(value.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"{value!r} is not a percentage like 25%") from None
+        return value
+
+
 class ServiceConfig(Strict):
     """``cadence serve``: where /healthz and /metrics listen, and when it is unhealthy."""
 
@@ -318,6 +345,7 @@ class ConfigFile(Strict):
     read_only: bool = False
     sync: SyncSettings = SyncSettings()
     service: ServiceConfig = ServiceConfig()
+    guard: GuardConfig = GuardConfig()
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig]

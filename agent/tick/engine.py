@@ -24,7 +24,7 @@ from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
 from agent.core.retry import RetryPolicy
 from agent.core.timestamps import to_store
-from agent.rules import cadence, mailplan, planning
+from agent.rules import cadence, guard, mailplan, planning
 from agent.rules.actions import Action, Send
 from agent.rules.classify import Status
 from agent.settings.config import Settings
@@ -49,6 +49,11 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
     #: what the planner decided, in the order the executor took it
     planned: list[Action] = field(default_factory=list)
+    #: how much the plan changes, and why the guard holds it (None: within the limits)
+    scale: guard.Count = field(default_factory=lambda: guard.Count(0, 0, 0))
+    held: str | None = None
+    #: what a person should know though the tick went through (held plans, bad plans)
+    warnings: list[str] = field(default_factory=list)
 
     def count(self, kind: str, outcome: str = "done") -> int:
         return sum(1 for a in self.actions if a.kind == kind and a.outcome == outcome)
@@ -158,12 +163,16 @@ class Engine:
         )
         return [self.settings.people[e] for e in emails]
 
-    def tick(self, now: datetime, *, dry_run: bool = False) -> TickReport:
-        """Run one reconciliation pass as of ``now``; with ``dry_run`` change nothing."""
+    def tick(self, now: datetime, *, dry_run: bool = False, confirm: bool = False) -> TickReport:
+        """Run one reconciliation pass as of ``now``; with ``dry_run`` change nothing.
+
+        A plan past the ``guard:`` limits is held (nothing booked or sent) unless
+        ``confirm`` says a person has looked at it.
+        """
         now = now.astimezone(UTC)
         tick_id = 0 if dry_run else self.store.begin_tick(now, datetime.now(UTC))
         with logs.tick_context(None if dry_run else tick_id):
-            return self._tick(tick_id, now, dry_run)
+            return self._tick(tick_id, now, dry_run, confirm)
 
     def adopt_mailbox_settings(self, run: Journal) -> None:
         """Take the time zone and working hours the config leaves out from providers that
@@ -212,7 +221,7 @@ class Engine:
         owners = self.store.keep_only(event)
         self.kept.wrote(event, owners, self.settings.relationships)
 
-    def _tick(self, tick_id: int, now: datetime, dry_run: bool) -> TickReport:
+    def _tick(self, tick_id: int, now: datetime, dry_run: bool, confirm: bool) -> TickReport:
         if self.store.notice_other_writers():
             # another process ticked on this store: what was kept may be out of date
             self.saved_meetings.clear()
@@ -224,8 +233,10 @@ class Engine:
             run.sync()
             run.assess()
             run.plan()
-            run.act()
+            run.act(confirm)
             status = "ok" if not run.report.errors else "partial"
+            if run.report.held and not confirm:
+                status = "held"
         finally:
             if not dry_run:
                 summary = {
@@ -408,6 +419,8 @@ class _Tick:
         actions = planning.plan(snap, busy, units)
         actions = self._updates(snap) + actions
         self.report.planned = actions
+        self.report.scale = guard.count(actions, len(settings.relationships))
+        self.report.held = guard.exceeded(self.report.scale, settings.guard)
         mailed = {
             r.employee.email
             for r in settings.relationships
@@ -448,10 +461,23 @@ class _Tick:
 
     # --- act ----------------------------------------------------------------------------------
 
-    def act(self) -> None:
+    def act(self, confirm: bool = False) -> None:
         acting = not (self.dry_run or self.engine.settings.read_only)
-        mails = [a for a in self.report.planned if isinstance(a, Send)]
-        rest = [a for a in self.report.planned if not isinstance(a, Send)]
+        report = self.report
+        if report.held and not confirm:
+            message = (
+                f"held back by the guard: {report.held}; nothing booked or sent. "
+                "Check `cadence plan`, then run `cadence run --once --confirm` or raise the limit"
+            )
+            report.warnings.append(message)
+            if acting:
+                self.journal.audit("guard", message, data={"actions": report.scale.actions})
+                self.journal.holding = "guard"
+            acting = False
+        elif report.held:
+            self.journal.audit("guard", f"confirmed past the guard: {report.held}")
+        mails = [a for a in report.planned if isinstance(a, Send)]
+        rest = [a for a in report.planned if not isinstance(a, Send)]
         executor = Executor(self.engine, self.journal, acting=acting)
         # calendars first, then mail: a mail's meeting must exist before it is announced
         executor.run(rest)

@@ -52,6 +52,8 @@ class Journal:
         self.dry_run = dry_run
         self.actions: list[ActionRecord] = []
         self.errors: list[str] = []
+        #: why actions are held rather than done: the config is read-only, or the guard
+        self.holding = "read-only"
 
     def audit(
         self,
@@ -83,10 +85,12 @@ class Journal:
     def held(
         self, kind: str, rel: str, series: str | None, detail: str, data: dict[str, Any]
     ) -> None:
-        """An action not taken because the tick only plans, or the config is read-only."""
+        """An action not taken because the tick only plans, the config is read-only, or
+        the guard holds the plan."""
         self.record(ActionRecord(kind, rel, series, detail, "planned", data))
         if not self.dry_run:
-            self.audit_once("read-only", f"read-only, not done: {kind} {detail}", rel, series)
+            why = self.holding
+            self.audit_once(why, f"{why}, not done: {kind} {detail}", rel, series)
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None:
         message = f"{where}: {type(exc).__name__}: {exc}"

@@ -72,7 +72,15 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
         if not any(error == a.detail and a.relationship for a in report.actions):
             echo(f"! {error}")
     echo("")
-    if settings.read_only and not dry_run:
+    for warning in report.warnings:
+        echo(f"! {warning}")
+    if report.held and dry_run:
+        echo(f"! the guard would hold this plan: {report.held}")
+    if report.held and not dry_run:
+        echo(
+            "Held by the guard: nothing was booked or sent; the audit log says what would have been."
+        )
+    elif settings.read_only and not dry_run:
         echo(
             "Read-only mode (read_only: true): nothing was booked or sent; the audit log says what would have been."
         )
@@ -90,6 +98,8 @@ def print_actions(actions: Sequence[Action]) -> None:
     """Print the planner's actions in the order a run would take them."""
     doing = [a for a in actions if acts(a)]
     typer.echo(f"Planned actions ({len(doing)}), in the order a run takes them:")
+    if not doing:
+        typer.echo("  (none)")
     for number, action in enumerate(doing, 1):
         series = f" {action.series}" if action.series else ""
         typer.echo(f"  {number:>3}. {action.kind:<7} {action.relationship}{series}  [{action.key}]")
