@@ -16,7 +16,7 @@ in ``agent.core.retry``, both leaf modules below every layer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -34,6 +34,29 @@ from agent.core.model import (
 )
 
 
+class Busy(dict[str, list[Interval]]):
+    """Busy intervals per email, and the people whose free/busy could not be read.
+
+    It is a mapping so that a caller that only wants the intervals reads it as one; a
+    person in ``failed`` is never in the mapping, since unknown time is not free time.
+    One person's error must not cost everyone else on the account their bookings.
+    """
+
+    def __init__(
+        self,
+        times: Mapping[str, list[Interval]] | None = None,
+        failed: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(times or {})
+        #: email -> why that person's free/busy could not be read
+        self.failed: dict[str, str] = dict(failed or {})
+
+    def fail(self, email: str, reason: str) -> None:
+        """Record that ``email``'s free/busy could not be read, dropping any partial times."""
+        self.pop(email, None)
+        self.failed[email] = reason
+
+
 @runtime_checkable
 class Calendar(Protocol):
     """Read and write the calendars of the people on one account."""
@@ -45,8 +68,13 @@ class Calendar(Protocol):
         """
         ...
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        """Return busy intervals per email for everyone in ``people``, batched."""
+    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+        """Return busy intervals per email for everyone in ``people``, batched.
+
+        A person whose free/busy alone could not be read (a deleted mailbox, no
+        permission) goes into ``Busy.failed`` with the reason; an error that concerns
+        the whole query (the account, the network) is raised.
+        """
         ...
 
     def create(self, draft: EventDraft) -> Event:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.connectors.base import Calendar
 from agent.core import faults
-from agent.core.errors import CadenceError, CursorExpired
+from agent.core.errors import CadenceError, CursorExpired, PermanentError
 from agent.core.model import Interval, Person
 
 if TYPE_CHECKING:
@@ -120,6 +120,10 @@ def busy(
             faults.point("book:after-busy")
             for email, intervals in answer.items():
                 found.setdefault(email, []).extend(intervals)
+            for email, reason in answer.failed.items():
+                # this person's relationships wait; the rest of the account books
+                journal.error("free/busy", PermanentError(reason))
+                failed.add(email)
         except CadenceError as exc:
             journal.error(f"free/busy of account {account}", exc)
             failed.update(p.email for p in members)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
+from agent.connectors.base import Busy
 from agent.connectors.microsoft.events import (
     KEY_PROPERTY,
     TRANSACTION_PREFIX,
@@ -128,12 +129,13 @@ class MicrosoftCalendar:
 
     # -- free/busy
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        """Busy intervals from getSchedule: 20 mailboxes per call, periods under 62 days."""
-        result: dict[str, list[Interval]] = {p.email.lower(): [] for p in people}
+    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+        """Busy intervals from getSchedule: 20 mailboxes per call, periods under 62 days;
+        a schedule answered with an ``error`` fails for that mailbox alone."""
+        result = Busy({p.email.lower(): [] for p in people})
         emails = list(result)
         if not emails:
-            return {}
+            return Busy()
         calls: list[dict[str, Any]] = []
         # a single person asks from their own mailbox; an app from the group's first
         anchor = self.graph.signed_in_user()
@@ -162,17 +164,23 @@ class MicrosoftCalendar:
         for answer in answers:
             for info in (answer or {}).get("value", []):
                 who = str(info.get("scheduleId", "")).lower()
+                if who in result.failed:
+                    continue
                 if info.get("error"):
                     err = info["error"]
-                    raise PermanentError(
-                        f"getSchedule for {who}: {err.get('responseCode')} {err.get('message', '')}"
+                    result.fail(
+                        who,
+                        f"getSchedule for {who}: {err.get('responseCode')} {err.get('message', '')}",
                     )
+                    continue
                 for it in info.get("scheduleItems") or []:
                     if str(it.get("status", "busy")) in BUSY:
                         result.setdefault(who, []).append(
                             Interval(parse_dtz(it["start"]), parse_dtz(it["end"]))
                         )
-        return {k: merge(v) for k, v in result.items()}
+        for who in list(result):
+            result[who] = merge(result[who])
+        return result
 
     # -- the agent's own events
 
