@@ -851,7 +851,13 @@ class GmailService:
             and not (grant.scopes & {SCOPE + "gmail.readonly", SCOPE + "gmail.modify"})
         ):
             raise Failure(403, "Metadata scope does not support 'q' parameter", "forbidden")
-        found = [m for m in self.s.mailbox(user) if all(_term(t, m) for t in query.split())]
+        labels = q.get("labelIds") or []
+        labels = [labels] if isinstance(labels, str) else labels
+        found = [
+            m
+            for m in self.s.mailbox(user)
+            if all(_term(t, m) for t in query.split()) and all(x in m.labels for x in labels)
+        ]
         size = min(int(q.get("maxResults", 100)), 500)
         token = q.get("pageToken", "0")
         if not token.isdigit():

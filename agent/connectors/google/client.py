@@ -235,6 +235,24 @@ class Client:
 
         return self.retry.call(once, idempotent=idempotent)
 
+    def confirming(self, user: str) -> Any:
+        """The narrow credentials that read ``user``'s sent headers, or None."""
+        with self._lock:  # the credentials cache is shared by the threads
+            return self.auth.confirming(user)
+
+    def execute_with(self, request: HttpRequest, user: str, creds: Any) -> Any:
+        """Run one read request as ``user`` with other credentials (a narrower scope)."""
+
+        def once() -> Any:
+            self._guard()
+            authed = google_auth_httplib2.AuthorizedHttp(creds, http=self._thread_http())
+            try:
+                return request.execute(http=authed, num_retries=0)
+            except Exception as exc:
+                raise self.translate(exc, user) from exc
+
+        return self.retry.call(once)
+
     def batch(
         self,
         requests: Sequence[HttpRequest],
@@ -379,6 +397,10 @@ class Client:
         retry_after = _retry_after(exc.resp.get("retry-after"))
         what = f"Google {status} {reason or 'error'} for {user}: {message}"
         if status == 429 or (status == 403 and reason in RATE_REASONS):
+            return TransientError(what, retry_after=retry_after, maybe_done=False)
+        if status == 503 and retry_after is not None:
+            # a 503 that names a wait refuses the request (Gmail does so when it sheds
+            # load): nothing was done, so even a send is tried again after the wait
             return TransientError(what, retry_after=retry_after, maybe_done=False)
         if status >= 500:
             return TransientError(what, retry_after=retry_after)

@@ -372,8 +372,12 @@ class Graph:
             raise CursorExpired(text)
         if status == 429:
             raise TransientError(text, retry_after=_retry_after(headers), maybe_done=False)
+        retry_after = _retry_after(headers)
+        if status == 503 and retry_after is not None:
+            # a refusal that names a wait: nothing was done, a send may go again after it
+            raise TransientError(text, retry_after=retry_after, maybe_done=False)
         if status >= 500:
-            raise TransientError(text, retry_after=_retry_after(headers))
+            raise TransientError(text, retry_after=retry_after)
         raise PermanentError(text)
 
     def batch(self, requests_: Sequence[dict[str, Any]]) -> list[Any]:
