@@ -35,7 +35,14 @@ class Health:
         self.failures = 0
         self.last: TickOutcome | None = None
         self.last_ok: TickOutcome | None = None
+        #: mail that may not have gone out, one line each (views/uncertain.py)
+        self.uncertain: list[str] = []
         self._lock = threading.Lock()
+
+    def note_uncertain(self, lines: list[str]) -> None:
+        """Keep the mail a person must check; /healthz says degraded while there is any."""
+        with self._lock:
+            self.uncertain = list(lines)
 
     def record(self, tick: int | None, ok: bool, error: str | None = None) -> int:
         """Note a finished tick; return the number of failed ticks in a row."""
@@ -66,14 +73,22 @@ class Health:
                 reasons.append(
                     f"{what} for {now - since:.0f}s (3 intervals: {3 * self.interval:.0f}s)"
                 )
+            degraded = (
+                [f"{len(self.uncertain)} mail(s) may not have gone out; check and resend"]
+                if self.uncertain
+                else []
+            )
             body: dict[str, Any] = {
-                "status": "unhealthy" if reasons else "ok",
+                "status": "unhealthy" if reasons else "degraded" if degraded else "ok",
                 "reasons": reasons,
                 "consecutive_failures": self.failures,
                 "interval_seconds": self.interval,
                 "last_tick": _describe(self.last),
                 "last_ok_tick": _describe(self.last_ok),
             }
+            if degraded:
+                body["degraded"] = degraded
+                body["uncertain_mail"] = list(self.uncertain)
             return not reasons, body
 
 
