@@ -7,6 +7,7 @@ declared by a small protocol of its own, so that a caller asks
 - ``MailboxSettings``: a calendar that knows people's time zones and working hours;
 - ``ConcurrentWrites``: a calendar whose ``find`` and ``create`` may run in several threads;
 - ``SendsInvitations``: a calendar whose provider mails the invitations itself;
+- ``BusyFromSync``: a calendar whose busy time the tick takes from what it synced;
 - ``ConfirmsSend``: a mailer that can tell whether a mail already went out;
 - ``ReplyReader``: a mailer that can read replies.
 
@@ -154,6 +155,18 @@ class SendsInvitations(Protocol):
 
 
 @runtime_checkable
+class BusyFromSync(Protocol):
+    """A calendar whose busy time is exactly the blocking events of the calendar that
+    ``changes`` reads (CalDAV: one collection per person). The tick then takes busy time
+    from what it synced, so that slot search and the review of booked meetings read the
+    same events: a server whose free-busy disagrees with its own events (a mis-stored
+    time zone) cannot make reruns with nothing changed book, move and ask by turns."""
+
+    @property
+    def busy_from_sync(self) -> Literal[True]: ...
+
+
+@runtime_checkable
 class ConfirmsSend(Protocol):
     """A mailer that can look at what it sent: the engine asks it after an interrupted
     send instead of sending again."""
@@ -168,6 +181,7 @@ CAPABILITIES: tuple[type, ...] = (
     MailboxSettings,
     ConcurrentWrites,
     SendsInvitations,
+    BusyFromSync,
     ConfirmsSend,
     ReplyReader,
 )
