@@ -37,7 +37,14 @@ class Health:
         self.failures = 0
         self.last: TickOutcome | None = None
         self.last_ok: TickOutcome | None = None
+        #: mail that may not have gone out, one line each (views/uncertain.py)
+        self.uncertain: list[str] = []
         self._lock = threading.Lock()
+
+    def note_uncertain(self, lines: list[str]) -> None:
+        """Keep the mail a person must check; /healthz says degraded while there is any."""
+        with self._lock:
+            self.uncertain = list(lines)
 
     def record(
         self,
@@ -76,15 +83,21 @@ class Health:
                 )
             # degraded: still serving (HTTP 200), but a person should look
             degraded = list(self.last.warnings) if self.last and not reasons else []
-            status = "unhealthy" if reasons else ("degraded" if degraded else "ok")
+            if self.uncertain:
+                degraded.append(
+                    f"{len(self.uncertain)} mail(s) may not have gone out; check and resend"
+                )
             body: dict[str, Any] = {
-                "status": status,
+                "status": "unhealthy" if reasons else "degraded" if degraded else "ok",
                 "reasons": reasons or degraded,
                 "consecutive_failures": self.failures,
                 "interval_seconds": self.interval,
                 "last_tick": _describe(self.last),
                 "last_ok_tick": _describe(self.last_ok),
             }
+            if degraded:
+                body["degraded"] = degraded
+                body["uncertain_mail"] = list(self.uncertain)
             return not reasons, body
 
 

@@ -20,6 +20,7 @@ from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
 from agent.settings.config import Settings
 from agent.tick import metrics as metrics_mod
+from agent.views.uncertain import describe, uncertain_mail
 
 log = logging.getLogger("cadence.serve")
 
@@ -48,6 +49,7 @@ class Service:
             with TickLock(self.settings.store, wait=0), Engine(self.settings) as engine:
                 report = engine.tick(datetime.now(UTC))
                 self.settings = engine.settings  # keeps what the mailboxes told it
+                self.health.note_uncertain([describe(m) for m in uncertain_mail(engine.store)])
             failures = self.health.record(
                 report.tick,
                 report.ok,

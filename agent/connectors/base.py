@@ -7,6 +7,7 @@ declared by a small protocol of its own, so that a caller asks
 - ``MailboxSettings``: a calendar that knows people's time zones and working hours;
 - ``ConcurrentWrites``: a calendar whose ``find`` and ``create`` may run in several threads;
 - ``SendsInvitations``: a calendar whose provider mails the invitations itself;
+- ``BusyFromSync``: a calendar whose busy time the tick takes from what it synced;
 - ``ConfirmsSend``: a mailer that can tell whether a mail already went out;
 - ``ReplyReader``: a mailer that can read replies.
 
@@ -16,7 +17,7 @@ in ``agent.core.retry``, both leaf modules below every layer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -34,6 +35,29 @@ from agent.core.model import (
 )
 
 
+class Busy(dict[str, list[Interval]]):
+    """Busy intervals per email, and the people whose free/busy could not be read.
+
+    It is a mapping so that a caller that only wants the intervals reads it as one; a
+    person in ``failed`` is never in the mapping, since unknown time is not free time.
+    One person's error must not cost everyone else on the account their bookings.
+    """
+
+    def __init__(
+        self,
+        times: Mapping[str, list[Interval]] | None = None,
+        failed: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(times or {})
+        #: email -> why that person's free/busy could not be read
+        self.failed: dict[str, str] = dict(failed or {})
+
+    def fail(self, email: str, reason: str) -> None:
+        """Record that ``email``'s free/busy could not be read, dropping any partial times."""
+        self.pop(email, None)
+        self.failed[email] = reason
+
+
 @runtime_checkable
 class Calendar(Protocol):
     """Read and write the calendars of the people on one account."""
@@ -45,8 +69,13 @@ class Calendar(Protocol):
         """
         ...
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        """Return busy intervals per email for everyone in ``people``, batched."""
+    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+        """Return busy intervals per email for everyone in ``people``, batched.
+
+        A person whose free/busy alone could not be read (a deleted mailbox, no
+        permission) goes into ``Busy.failed`` with the reason; an error that concerns
+        the whole query (the account, the network) is raised.
+        """
         ...
 
     def create(self, draft: EventDraft) -> Event:
@@ -126,6 +155,18 @@ class SendsInvitations(Protocol):
 
 
 @runtime_checkable
+class BusyFromSync(Protocol):
+    """A calendar whose busy time is exactly the blocking events of the calendar that
+    ``changes`` reads (CalDAV: one collection per person). The tick then takes busy time
+    from what it synced, so that slot search and the review of booked meetings read the
+    same events: a server whose free-busy disagrees with its own events (a mis-stored
+    time zone) cannot make reruns with nothing changed book, move and ask by turns."""
+
+    @property
+    def busy_from_sync(self) -> Literal[True]: ...
+
+
+@runtime_checkable
 class ConfirmsSend(Protocol):
     """A mailer that can look at what it sent: the engine asks it after an interrupted
     send instead of sending again."""
@@ -140,6 +181,7 @@ CAPABILITIES: tuple[type, ...] = (
     MailboxSettings,
     ConcurrentWrites,
     SendsInvitations,
+    BusyFromSync,
     ConfirmsSend,
     ReplyReader,
 )

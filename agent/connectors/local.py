@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from agent.connectors import Context
-from agent.connectors.base import IncomingMail, ensure_own
+from agent.connectors.base import Busy, IncomingMail, ensure_own
 from agent.core import faults
 from agent.core.errors import PermanentError
 from agent.core.model import (
@@ -111,8 +111,8 @@ class LocalCalendar:
         except Exception as exc:  # not iCalendar at all: the whole file is one bad item
             return [], [Skipped(person.email, self.path(person.email).name, f"unreadable: {exc}")]
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        out: dict[str, list[Interval]] = {}
+    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+        out = Busy()
         for person in people:
             events, _ = self._parse(person, self._read(person.email), window)
             out[person.email] = sorted(e.interval for e in events if e.blocks_time)

@@ -229,6 +229,9 @@ class Event:
     sequence: int = 0
     description: str = ""
     location: str = ""
+    #: what the provider could not do as the draft asked (a conference link left out),
+    #: set only on the event ``create`` returns, so that the booking's audit says so
+    note: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", utc(self.start))

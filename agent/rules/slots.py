@@ -167,16 +167,12 @@ def find_slot(
     span = Interval(req.earliest, req.latest + req.duration)
     if span.start >= span.end:
         return SlotResult(None, "empty search range")
-    common = intersect(
+    shared = intersect(
         allowed(req.employee, req.window, span), allowed(req.partner, req.window, span)
     )
-    common = [iv for iv in common if iv.duration >= req.duration]
+    common = [iv for iv in shared if iv.duration >= req.duration]
     if not common:
-        return SlotResult(
-            None,
-            f"no common working hours between {req.employee.timezone} and "
-            f"{req.partner.timezone} from {req.earliest:%Y-%m-%d} to {req.latest:%Y-%m-%d}",
-        )
+        return SlotResult(None, _no_common(req, shared))
     busy = merge(iv.widen(req.buffer) for iv in [*busy_employee, *busy_partner])
     free = subtract(common, busy)
     options = list(candidates(req, free))
@@ -211,6 +207,22 @@ def find_slot(
         f"slot {describe(req, options[0])}: earliest free in both windows",
         len(options),
         common,
+    )
+
+
+def _no_common(req: SlotRequest, shared: Sequence[Interval]) -> str:
+    """Why no common time holds the meeting: none at all, or what is short and by how
+    much, so that a pair a few minutes apart is not taken for one that never meets."""
+    between = f"between {req.employee.timezone} and {req.partner.timezone}"
+    dates = f"from {req.earliest:%Y-%m-%d} to {req.latest:%Y-%m-%d}"
+    if not shared:
+        return f"no common working hours {between} {dates}"
+    longest = max(iv.duration for iv in shared)
+    inside = f" within the booking window {req.window}" if req.window is not None else ""
+    return (
+        f"common working hours too short {between}{inside}: at most "
+        f"{format_minutes(longest)} at a time, {format_minutes(req.duration - longest)} "
+        f"short of the {format_minutes(req.duration)} meeting, {dates}"
     )
 
 

@@ -390,7 +390,7 @@ class _Tick:
         wanted = planning.busy_wanted(units, snap)
         busy: dict[str, list[Interval]] = {}
         if wanted is not None:
-            busy, failed = sync.busy(engine, self.journal, *wanted)
+            busy, failed = sync.busy(engine, self.journal, *wanted, self.now)
             snap.no_busy = frozenset(failed)
         employees = {r.employee.email: r.employee for r in settings.relationships}
         plans, problems = engine.plans.load(settings, employees.values())

@@ -294,12 +294,13 @@ class Executor:
         self.engine.keep_only(event)
         if event.interval != Interval(draft.start, draft.end):  # found, booked earlier
             self.unsettled.add(draft.key)
+        text = f"{book.reason}; booked {book.data['slot_reason']}"
         self.journal.audit(
             "book",
-            f"{book.reason}; booked {book.data['slot_reason']}",
+            f"{text}; {event.note}" if event.note else text,
             book.relationship,
             book.series,
-            book.data,
+            {**book.data, "note": event.note} if event.note else book.data,
         )
         self.journal.record(
             ActionRecord(

@@ -15,10 +15,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.connectors.base import Calendar
+from agent.connectors.base import Busy, BusyFromSync, Calendar
 from agent.core import faults
-from agent.core.errors import CadenceError, CursorExpired
-from agent.core.model import Interval, Person
+from agent.core.errors import CadenceError, CursorExpired, PermanentError
+from agent.core.model import Interval, Person, merge
 
 if TYPE_CHECKING:
     from agent.tick.executor import Journal
@@ -104,7 +104,7 @@ def sync(engine: Host, journal: Journal, now: datetime) -> set[str]:
 
 
 def busy(
-    engine: Host, journal: Journal, people: Sequence[Person], span: Interval
+    engine: Host, journal: Journal, people: Sequence[Person], span: Interval, now: datetime
 ) -> tuple[dict[str, list[Interval]], set[str]]:
     """Everyone's busy time over ``span``, one batched query per account; also the
     emails whose free/busy could not be read."""
@@ -113,13 +113,32 @@ def busy(
         by_account.setdefault(p.account, []).append(p)
     found: dict[str, list[Interval]] = {}
     failed: set[str] = set()
+    synced = engine.window(now)
     for account, members in by_account.items():
         try:
             calendar, _ = engine.connection(account)
-            answer = calendar.busy(members, span)
+            if isinstance(calendar, BusyFromSync) and synced.contains(span):
+                # the events this tick synced and the review of booked meetings reads:
+                # one source of busy time (the people whose sync failed wait anyway)
+                answer = Busy(
+                    {
+                        p.email: merge(
+                            Interval(max(e.start, span.start), min(e.end, span.end))
+                            for e in engine.store.events_during([p.email], span)
+                            if e.blocks_time and e.end > e.start
+                        )
+                        for p in members
+                    }
+                )
+            else:
+                answer = calendar.busy(members, span)
             faults.point("book:after-busy")
             for email, intervals in answer.items():
                 found.setdefault(email, []).extend(intervals)
+            for email, reason in answer.failed.items():
+                # this person's relationships wait; the rest of the account books
+                journal.error("free/busy", PermanentError(reason))
+                failed.add(email)
         except CadenceError as exc:
             journal.error(f"free/busy of account {account}", exc)
             failed.update(p.email for p in members)

@@ -34,6 +34,7 @@ from agent.rules.classify import Meeting, Status
 from agent.settings.config import Settings
 from agent.store.assessed import HISTORY, assess_from_store
 from agent.store.sqlite import Store
+from agent.views.uncertain import advice, uncertain_mail
 
 DEEP_DIVE_DAYS = 97
 CONVERSATION_DAYS = 42
@@ -129,6 +130,8 @@ class Report:
     overall: Summary
     leaders: list[Summary]
     relationships: list[RelationshipReport]
+    #: mail that may not have gone out, for a person to check (see views/uncertain.py)
+    uncertain: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def days(self) -> float:
@@ -199,6 +202,7 @@ def build(
                 and since <= b.created_at <= now
             ]
             rels.append(_relationship(rel, found, len(mine), since, now, history_start, details))
+        unsure = uncertain_mail(store)
     finally:
         store.close()
     groups: dict[tuple[str, str], list[RelationshipReport]] = {}
@@ -210,7 +214,8 @@ def build(
             groups.items(), key=lambda kv: (kv[0][1] != "leader", kv[1][0].partner_name)
         )
     ]
-    return Report(now, since, details, summarize("Overall", rels, since, now), leaders, rels)
+    overall = summarize("Overall", rels, since, now)
+    return Report(now, since, details, overall, leaders, rels, unsure)
 
 
 def _relationship(
@@ -401,6 +406,7 @@ def to_table(report: Report) -> str:
             for row in [rel_head, *rel_rows]
         ],
     ]
+    lines += advice(report.uncertain)
     lines += ["", *definitions(report)]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
@@ -422,6 +428,7 @@ def to_json(report: Report) -> str:
         "overall": asdict(report.overall),
         "leaders": [asdict(s) for s in report.leaders],
         "relationships": [_relationship_json(r, report) for r in report.relationships],
+        "uncertain_mail": report.uncertain,
     }
     return json.dumps(data, indent=2, default=default) + "\n"
 

@@ -10,12 +10,16 @@ import typer
 from agent.settings.config import Settings
 from agent.store.assessed import assess_from_store
 from agent.store.sqlite import Store
+from agent.views.uncertain import describe, uncertain_mail
 
 
 def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
     store = Store(settings.store)
     try:
         rows = []
+        unsure: dict[tuple[str, str], list[str]] = {}
+        for mail in uncertain_mail(store):
+            unsure.setdefault((mail["relationship"], mail["series"]), []).append(describe(mail))
         for assessment in assess_from_store(settings, store, now).values():
             rel = assessment.relationship
             refused = {
@@ -41,6 +45,7 @@ def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
                         "days_since_held": state.days_since_held(now),
                         "reason": state.skip_reason or state.due_reason,
                         "not_booked": None if state.next_scheduled else refused.get(state.name),
+                        "uncertain_mail": unsure.get((rel.id, state.name), []),
                     }
                 )
         return rows
@@ -58,3 +63,11 @@ def print_status(rows: list[dict[str, Any]]) -> None:
             f"{r['relationship']:<42} {r['series']:<11} {(r['last_held'] or '-')[:10]:<11} "
             f"{(r['next_scheduled'] or '-')[:10]:<11} {r['due']:<11} {'yes' if r['lapsed'] else 'no'}"
         )
+    unsure = [line for r in rows for line in r.get("uncertain_mail", [])]
+    if unsure:
+        typer.echo(
+            f"\n{len(unsure)} mail(s) may not have gone out (not sent again, to never send "
+            "twice; check the sender's Sent folder and resend if missing):"
+        )
+        for line in unsure:
+            typer.echo(f"  {line}")

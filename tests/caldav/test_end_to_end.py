@@ -185,3 +185,31 @@ def decline(request: icalendar.Calendar, attendee: str) -> bytes:
     msg.set_content("Ben Example has declined this invitation.")
     msg.add_alternative(reply.to_ical().decode(), subtype="calendar", params={"method": "REPLY"})
     return msg.as_bytes()
+
+
+def test_a_server_free_busy_that_disagrees_with_the_events_changes_nothing_on_reruns(
+    settings: config.Settings, radicale: Radicale, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose free-busy is wrong (Radicale mis-reads some time zones) must not
+    make the slot search and the review of booked meetings disagree: a meeting booked
+    over Ben's board meetings would be moved by the next tick, and so on."""
+    from agent.connectors.caldav.busy import Busy
+
+    monkeypatch.setattr(Busy, "_freebusy", lambda self, url, window: [])  # "all free"
+    with Engine(settings, retry=RetryPolicy.none()) as engine:
+        first = engine.tick(NOW)
+        booked = [a for a in first.actions if a.kind == "book" and a.outcome == "done"]
+        assert first.errors == [] and len(booked) == 1
+        [event] = [e for e in engine.store.events(["ana@example.org"]) if e.key]
+    board = [
+        (NOW + timedelta(days=2 + d, hours=-5), NOW + timedelta(days=2 + d, hours=3))
+        for d in range(3)
+    ]
+    assert all(event.end <= s or event.start >= e for s, e in board)  # not over the board
+    sent = len(smtp.received)
+    for n in (1, 2):
+        with Engine(settings, retry=RetryPolicy.none()) as engine:
+            again = engine.tick(NOW + timedelta(minutes=10 * n))
+        assert again.errors == []
+        assert [a for a in again.actions if a.outcome in ("done", "failed")] == []
+    assert len(smtp.received) == sent

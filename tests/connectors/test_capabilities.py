@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent.connectors.base import (
+    BusyFromSync,
     Calendar,
     ConcurrentWrites,
     ConfirmsSend,
@@ -29,7 +30,7 @@ CALENDARS: dict[type[Any], set[type[Any]]] = {
     GoogleCalendar: {ConcurrentWrites, SendsInvitations},
     MicrosoftCalendar: {ConcurrentWrites, SendsInvitations, MailboxSettings},
     ExchangeCalendar: {SendsInvitations},
-    CalDAVCalendar: set(),
+    CalDAVCalendar: {BusyFromSync},
     LocalCalendar: set(),
 }
 MAILERS: dict[type[Any], set[type[Any]]] = {
@@ -47,7 +48,7 @@ def test_calendar_declares_what_it_can(cls: type[Any]) -> None:
     calendar = object.__new__(cls)
     assert isinstance(calendar, Calendar)
     expected = CALENDARS[cls]
-    for capability in (ConcurrentWrites, MailboxSettings, SendsInvitations):
+    for capability in (ConcurrentWrites, MailboxSettings, SendsInvitations, BusyFromSync):
         assert isinstance(calendar, capability) == (capability in expected), capability
 
 

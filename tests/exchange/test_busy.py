@@ -72,3 +72,18 @@ def test_more_than_100_mailboxes_take_two_requests(tmp_path: Path) -> None:
     assert len(busy) == 130 and busy[staff[120].email] == [
         Interval(START, START + timedelta(hours=1))
     ]
+
+
+def test_a_missing_mailbox_fails_alone(
+    cal: ExchangeCalendar, server: EwsServer, staff: list[Person]
+) -> None:
+    ben = staff[1]
+    server.add_event(ben.email, "Busy", START, START + timedelta(hours=1))
+    gone = Person("gone@contoso.example", "Gone", "UTC", fixtures.HOURS)
+
+    busy = cal.busy([*staff, gone], Interval(START, START + timedelta(days=1)))
+
+    assert gone.email not in busy  # unknown time is not free time
+    assert "ErrorMailRecipientNotFound" in busy.failed[gone.email]
+    assert set(busy) == {p.email for p in staff}
+    assert busy[ben.email] == [Interval(START, START + timedelta(hours=1))]

@@ -213,6 +213,9 @@ class GoogleState:
         self.notifications: list[tuple[str, str, str, tuple[str, ...]]] = []
         self.counts: Counter[str] = Counter()
         self.faults: list[tuple[str, Failure]] = []
+        #: calendars whose free/busy freebusy.query answers with this error reason
+        #: (a calendar shared without free/busy, say), while the rest of the query works
+        self.freebusy_errors: dict[str, str] = {}
         #: random faults for soak tests (see ``chaos``)
         self.chaos_rate = 0.0
         self.chaos_random: Any = None
@@ -767,6 +770,9 @@ class CalendarService:
                 result[item["id"]] = {"errors": [error], "busy": []}
             elif cal is None:
                 result[item["id"]] = {"errors": [{"domain": "global", "reason": "notFound"}]}
+            elif ident in self.s.freebusy_errors:
+                error = {"domain": "global", "reason": self.s.freebusy_errors[ident]}
+                result[item["id"]] = {"errors": [error], "busy": []}
             else:
                 result[item["id"]] = {"busy": self._busy(cal, lo, hi)}
         return {
@@ -845,7 +851,13 @@ class GmailService:
             and not (grant.scopes & {SCOPE + "gmail.readonly", SCOPE + "gmail.modify"})
         ):
             raise Failure(403, "Metadata scope does not support 'q' parameter", "forbidden")
-        found = [m for m in self.s.mailbox(user) if all(_term(t, m) for t in query.split())]
+        labels = q.get("labelIds") or []
+        labels = [labels] if isinstance(labels, str) else labels
+        found = [
+            m
+            for m in self.s.mailbox(user)
+            if all(_term(t, m) for t in query.split()) and all(x in m.labels for x in labels)
+        ]
         size = min(int(q.get("maxResults", 100)), 500)
         token = q.get("pageToken", "0")
         if not token.isdigit():

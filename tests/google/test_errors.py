@@ -329,7 +329,7 @@ def test_server_refuses_parameters_and_fields_the_discovery_document_lacks(ws: W
     )
 
 
-def test_a_throttled_part_of_a_batch_retries_the_batch(tmp_path: Path) -> None:
+def test_a_throttled_part_of_a_batch_is_retried_alone(tmp_path: Path) -> None:
     people = tuple((f"p{n:03}@acme.example", f"Person {n}", "UTC") for n in range(75))
     with workspace(tmp_path, people=people) as ws:
         sleeps: list[float] = []
@@ -345,7 +345,30 @@ def test_a_throttled_part_of_a_batch_retries_the_batch(tmp_path: Path) -> None:
         cal.close()
         counts = ws.server.state.counts
     assert len(busy) == 75 and sleeps == [3.0]
-    assert (counts["batch"], counts["calendar.freebusy.query"]) == (2, 4)
+    # 2 parts in one batch; then only the throttled part, after its Retry-After
+    assert (counts["batch"], counts["calendar.freebusy.query"]) == (2, 3)
+    assert all(busy[p.email] == [] for p in ws.people)
+
+
+def test_a_retried_part_keeps_its_place_and_the_answered_parts_are_not_asked_again(
+    tmp_path: Path,
+) -> None:
+    people = tuple((f"p{n:03}@acme.example", f"Person {n}", "UTC") for n in range(120))
+    with workspace(tmp_path, people=people) as ws:
+        sleeps: list[float] = []
+        cal, _ = ws.connect(recording_policy(sleeps))
+        first, late = ws.people[0], ws.people[110]  # the first and the third part
+        meeting = Interval(T + timedelta(hours=1), T + timedelta(hours=2))
+        ws.server.add_event(first.email, "Mine", meeting.start, meeting.end)
+        ws.server.add_event(late.email, "Late", meeting.start, meeting.end)
+        ws.server.state.fail("calendar.freebusy.query", 503, "backendError", retry_after="2")
+        busy = cal.busy(ws.people, WINDOW)
+        cal.close()
+        counts = ws.server.state.counts
+    assert sleeps == [2.0]
+    assert (counts["batch"], counts["calendar.freebusy.query"]) == (2, 4)  # 3 parts + 1
+    assert busy[first.email] == [meeting] and busy[late.email] == [meeting]
+    assert sum(1 for times in busy.values() if times) == 2
 
 
 def test_a_batch_waits_for_the_longest_retry_after_of_its_parts(tmp_path: Path) -> None:

@@ -167,3 +167,54 @@ def test_an_unusable_address_is_refused_before_sending(ws: Workspace) -> None:
         mailer.send(replace(AGENDA, to=("ben at acme",)))
     mailer.close()
     assert ws.server.state.sent == []
+
+
+def test_a_send_refused_with_a_retry_after_is_sent_after_the_wait(tmp_path: Path) -> None:
+    from agent.core.retry import RetryPolicy
+
+    with workspace(tmp_path) as ws:
+        slept: list[float] = []
+        _, mailer = ws.connect(RetryPolicy(attempts=3, sleep=slept.append, rand=lambda: 0.0))
+        ws.server.state.fail("gmail.users.messages.send", 503, "backendError", retry_after="3")
+        sent = mailer.send(AGENDA)
+        mailer.close()
+        state = ws.server.state
+    assert slept == [3.0] and not sent.already
+    assert state.counts["gmail.users.messages.send"] == 2 and len(state.sent) == 1
+
+
+def test_a_503_without_a_wait_is_ambiguous_and_not_sent_again(tmp_path: Path) -> None:
+    from agent.core.retry import RetryPolicy
+
+    with workspace(tmp_path) as ws:
+        _, mailer = ws.connect(RetryPolicy(attempts=3, sleep=lambda s: None))
+        ws.server.state.fail("gmail.users.messages.send", 503, "backendError")
+        with pytest.raises(TransientError) as caught:
+            mailer.send(AGENDA)
+        mailer.close()
+    assert caught.value.maybe_done and ws.server.state.counts["gmail.users.messages.send"] == 1
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_an_ambiguous_send_is_confirmed_with_the_metadata_scope_where_granted(
+    tmp_path: Path, granted: bool
+) -> None:
+    from agent.connectors.google import signin
+
+    delegated = [*signin.scopes_for(False), *([signin.SCOPE_METADATA] if granted else [])]
+    with workspace(tmp_path, delegated=delegated) as ws:
+        _, mailer = ws.connect()
+        for n in range(3):  # other mail sent since, newer than the agenda
+            other = OutgoingMail(**{**AGENDA.__dict__, "key": f"o{n}", "message_id": f"<o{n}@x>"})
+            if n == 1:
+                mailer.send(AGENDA)
+            mailer.send(other)
+        went = mailer.was_sent(AGENDA)
+        never = mailer.was_sent(RECAP)
+        mailer.close()
+        counts = ws.server.state.counts
+    if granted:
+        assert went is True and never is False
+        assert counts["gmail.users.messages.list"] == 2  # SENT listed, never searched
+    else:
+        assert went is None and never is None  # the delegation lacks the scope: unknown

@@ -12,7 +12,7 @@ from agent.tick.engine import Engine
 from tests.google.harness import PROGRAMS, workspace
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
-ANA, BEN = "ana@acme.example", "ben@acme.example"
+ANA, BEN, CHLOE = "ana@acme.example", "ben@acme.example", "chloe@acme.example"
 
 
 def test_tick_books_after_the_board_week_and_mails_the_agenda_from_anas_mailbox(
@@ -50,3 +50,25 @@ def test_tick_books_after_the_board_week_and_mails_the_agenda_from_anas_mailbox(
         (agenda,) = srv.state.sent
         assert agenda.user == ANA and "check-in" in agenda.message["Subject"].lower()
         assert {BEN, ANA} <= {a.strip() for a in agenda.message["To"].split(",")}
+
+
+def test_one_unreadable_free_busy_waits_alone_and_the_rest_of_the_account_books(
+    tmp_path: Path,
+) -> None:
+    # Ana led by Ben books; Chloe (led by Ben too) has a calendar whose free/busy the
+    # account may not read: only her relationship waits
+    rest = PROGRAMS.replace(
+        "relationships:\n",
+        "relationships:\n"
+        "  - {employee: chloe@acme.example, partner: ben@acme.example, role: leader,"
+        " program: leader-cycle}\n",
+    )
+    with workspace(tmp_path, rest=rest) as ws:
+        ws.server.state.freebusy_errors[CHLOE] = "forbidden"
+        with Engine(ws.settings, retry=RetryPolicy.none()) as engine:
+            report = engine.tick(NOW)
+        booked = {a.data["key"] for a in report.actions if a.kind == "book" and a.outcome == "done"}
+        assert booked and all(key in ws.server.state.calendars[ANA].events for key in booked)
+        assert not ws.server.state.calendars[CHLOE].events  # nothing booked over unknown time
+        assert any(CHLOE in e and "forbidden" in e for e in report.errors)
+        assert not any(ANA in e or "account" in e for e in report.errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -223,9 +224,11 @@ def test_busy_of_a_deleted_calendar_is_an_error_not_free(ws: Workspace) -> None:
     # person the server never had
     cal, _ = ws.connect()
     del ws.server.state.calendars["chloe@acme.example"]
-    with pytest.raises(PermanentError, match=r"chloe@acme\.example"):
-        cal.busy(ws.people, Interval(T, T + timedelta(days=1)))
+    busy = cal.busy(ws.people, Interval(T, T + timedelta(days=1)))
     cal.close()
+    assert "chloe@acme.example" not in busy
+    assert re.search(r"chloe@acme\.example.*notFound", busy.failed["chloe@acme.example"])
+    assert set(busy) == {p.email for p in ws.people} - {"chloe@acme.example"}
 
 
 def test_created_events_show_in_changes_and_busy(ws: Workspace) -> None:

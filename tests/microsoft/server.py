@@ -279,6 +279,14 @@ class GraphServer:
         self.device_codes: dict[str, str] = {}  # device code → "pending" | "approved"
         self.delta_states: dict[str, DeltaState] = {}
         self.throttles: list[tuple[str, int, float]] = []
+        #: every request as (time.monotonic() on arrival, mailbox, route, the Retry-After
+        #: it was answered with or None), for tests of who waited how long
+        self.arrivals: list[tuple[float, str, str, float | None]] = []
+        #: seconds the answer of a route is held back (outside the lock), so that a
+        #: request is still in flight while others are answered
+        self.slow: dict[str, float] = {}
+        #: routes whose requests fail with 500 (a lookup that breaks), until removed
+        self.broken: set[str] = set()
         #: random faults for soak tests (see ``chaos``)
         self.chaos_rate = 0.0
         self.chaos_random: Any = None
@@ -482,17 +490,25 @@ class GraphServer:
         path = urllib.parse.unquote(parts.path)
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         route = self._route_name(method, path)
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)/.*", path)
+        who = (m.group(1) if m else "").lower()
         with self.lock:
             self.counts[route] += 1
             self.log.append((route, target))
+            arrival = (time.monotonic(), who, route)
             for i, (r, status, after) in enumerate(self.throttles):
                 if r == route:
+                    self.arrivals.append((*arrival, after))
                     del self.throttles[i]
                     err = {"error": {"code": "TooManyRequests", "message": "Please retry later."}}
                     if status == 503:
                         err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
                     hdrs = {"Retry-After": f"{after:g}", "Content-Type": "application/json"}
                     return status, hdrs, json.dumps(err).encode()
+            self.arrivals.append((*arrival, None))  # not throttled: the loop returns
+            if route in self.broken:
+                err = {"error": {"code": "InternalServerError", "message": "Broken."}}
+                return 500, {"Content-Type": "application/json"}, json.dumps(err).encode()
             fault = self._chaos(route, path, headers, inner)
             if isinstance(fault, tuple):
                 return fault
@@ -504,6 +520,8 @@ class GraphServer:
             answer = self._answer(route, method, path, query, headers, body)
             if route == "batch" and fault not in ("timeout", "drop-after"):
                 self.throttled.update(self.batch_throttled)
+        if self.slow.get(route):
+            time.sleep(self.slow[route])
         if fault == "lost":
             err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
             return 503, {"Content-Type": "application/json"}, json.dumps(err).encode()

@@ -156,3 +156,18 @@ def test_mailbox_settings_in_utc(
     settings["workingHours"]["timeZone"] = {"name": "tzone://Microsoft/Utc"}
     zone, hours = cal.mailbox_settings(staff[2])
     assert zone == "UTC" and sorted(hours.days) == [0, 1, 2, 3, 4]
+
+
+def test_a_schedule_error_fails_that_mailbox_alone(
+    server: GraphServer, cal: MicrosoftCalendar, staff: list[Person]
+) -> None:
+    ana = staff[0]
+    meeting = at(1, 9)
+    server.add_event(ana.email, graph_event("busy", meeting.start, meeting.end))
+    gone = Person("gone@contoso.example", "Gone", "UTC", fixtures.HOURS)
+
+    result = cal.busy([*staff, gone], Interval(NOW, NOW + timedelta(days=7)))
+
+    assert gone.email not in result  # unknown time is not free time
+    assert "ErrorMailboxNotFound" in result.failed[gone.email]
+    assert set(result) == {p.email for p in staff} and result[ana.email] == [meeting]

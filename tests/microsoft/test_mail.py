@@ -128,3 +128,18 @@ def test_sending_as_someone_else_is_denied(mailer: MicrosoftMailer, staff: list[
             data=raw,
             headers={"Content-Type": "text/plain"},
         )
+
+
+def test_a_send_refused_with_a_retry_after_goes_out_after_the_wait(
+    server: GraphServer, ca: Path, staff: list[Person]
+) -> None:
+    from agent.core.retry import RetryPolicy
+
+    slept: list[float] = []
+    g = fixtures.graph(server, ca, retry=RetryPolicy(attempts=3, sleep=slept.append))
+    server.throttle("sendMail", times=1, retry_after=2, status=503)
+    try:
+        MicrosoftMailer(g).send(mail(staff))
+    finally:
+        g.close()
+    assert slept == [2.0] and server.counts["sendMail"] == 2 and len(server.sent) == 1

@@ -56,3 +56,19 @@ def test_throttled_graph_still_books_after_retry_after(setup: tuple[GraphServer,
     assert report.count("book") == 1
     assert slept == [4.0, 2.0]
     assert len([e for e in server.events_of("ana@contoso.example") if e.get("transactionId")]) == 1
+
+
+def test_a_failed_teams_lookup_books_the_meeting_and_the_audit_says_so(
+    setup: tuple[GraphServer, Path],
+) -> None:
+    server, path = setup
+    server.broken.add("calendar")  # the allowed-providers lookup answers 500
+    with Engine(config.load(path), retry=RetryPolicy.none()) as engine:
+        report = engine.tick(NOW)
+        rows = engine.store.audit_rows(kind="book")
+    assert report.ok, report.errors
+    assert report.count("book") == 1
+    [made] = [e for e in server.events_of("ana@contoso.example") if e.get("transactionId")]
+    assert not made.get("isOnlineMeeting")
+    [row] = rows
+    assert "without a Teams link" in row["message"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from hypothesis import given, settings
@@ -88,6 +89,24 @@ def test_no_common_hours_is_reported() -> None:
     result = slots.find_slot(request(honolulu, kolkata, "2026-11-24T00:00:00+00:00"), [], [])
     assert result.slot is None
     assert result.reason.startswith("no common working hours")
+
+
+def test_common_hours_shorter_than_the_meeting_say_what_is_short_and_by_how_much() -> None:
+    kolkata = person("ana", "Asia/Kolkata")
+    london = person("ben", "Europe/London")
+    window = parse_span("10:00-16:00")  # 10:00-10:30 in London is 15:30-16:00 in Kolkata
+    req = request(kolkata, london, "2026-11-24T00:00:00+00:00", window=window)
+    result = slots.find_slot(req, [], [])
+    assert result.slot is None
+    assert result.reason.startswith(
+        "common working hours too short between Asia/Kolkata and Europe/London within "
+        "the booking window 10:00-16:00: at most 30m at a time, 30m short of the 60m meeting"
+    )
+    # the same pair for a 30-minute meeting is bookable in those 30 minutes
+    short = slots.find_slot(
+        replace(req, duration=timedelta(minutes=30), buffer=timedelta()), [], []
+    )
+    assert short.slot is not None and short.slot.start.astimezone(london.zone).hour == 10
 
 
 def test_all_busy_is_reported() -> None:
@@ -187,7 +206,23 @@ def test_a_chosen_slot_obeys_every_rule(case) -> None:
     req, busy_a, busy_b = case
     result = slots.find_slot(req, busy_a, busy_b)
     if result.slot is None:
-        assert result.reason.startswith(("no common working hours", "all common hours busy"))
+        assert result.reason.startswith(
+            ("no common working hours", "common working hours too short", "all common hours busy")
+        )
+        span = Interval(req.earliest, req.latest + req.duration)
+        shared = slots.intersect(
+            slots.allowed(req.employee, req.window, span),
+            slots.allowed(req.partner, req.window, span),
+        )
+        # each reason is exact: none shared, none long enough (by the stated minutes), or busy
+        if result.reason.startswith("no common working hours"):
+            assert shared == []
+        elif result.reason.startswith("common working hours too short"):
+            longest = max(iv.duration for iv in shared)
+            assert longest < req.duration
+            assert f"at most {slots.format_minutes(longest)} at a time" in result.reason
+        else:
+            assert any(iv.duration >= req.duration for iv in shared)
         return
     slot = result.slot
     assert slot.duration == req.duration

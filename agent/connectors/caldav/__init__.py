@@ -12,7 +12,8 @@ the protocol steps spelled out here so that a quiet tick costs one request per c
   ctag moved. Changed objects come in the sync reply or one ``calendar-multiget``.
   Recurring events are expanded on the client with recurring-ical-events.
 - ``busy``: a ``free-busy-query`` REPORT per calendar where the server answers it,
-  computed from the expanded events otherwise.
+  computed from the expanded events otherwise. The tick does not call it: it takes busy
+  time from the events it synced (``busy_from_sync``), its one source within a tick.
 - ``create``: ``PUT`` of ``<key>.ics`` with ``If-None-Match: *``; a 412 means the
   event exists (a retry after a crash) and it is read back instead. Every TZID gets a
   VTIMEZONE, the booking key rides along as ``X-CADENCE-KEY``, and attendees carry

@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import icalendar
 
+from agent.connectors.base import Busy as BusyTimes
 from agent.connectors.caldav.client import CALDAV, Refused, Transport
 from agent.connectors.caldav.ics import (
     stamp,
     widen_to_local_days,
 )
+from agent.core.errors import PermanentError
 from agent.core.model import (
     Interval,
     Person,
@@ -24,7 +26,7 @@ from agent.core.model import (
 class Busy(Transport):
     """The ``busy`` of the Calendar protocol."""
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
+    def busy(self, people: Sequence[Person], window: Interval) -> BusyTimes:
         """Return busy intervals per email: one free-busy-query per calendar.
 
         CalDAV has no batched free/busy across collections (the RFC 6638 outbox POST
@@ -33,19 +35,28 @@ class Busy(Transport):
         reply (RFC 4791 leaves floating values to the server); a period that starts or
         ends at 00:00 UTC is therefore widened to the owner's local midnight, so an
         all-day absence blocks the whole local day.
+
+        A calendar that answers with a refusal of its own (gone, not shared) fails for
+        its owner alone; a transient error (the server down) is raised for everyone.
         """
-        result: dict[str, list[Interval]] = {}
+        result = BusyTimes()
         for person in people:
-            url = self.calendar_url(person)
-            periods = None
-            if (url, "free-busy-query") not in self._refused:
-                periods = self._freebusy(url, window)
-                if periods is not None:
-                    periods = [widen_to_local_days(p, person, window) for p in periods]
-            if periods is None:
-                periods = self._busy_from_events(person, url, window)
-            result[person.email] = merge(periods)
+            try:
+                result[person.email] = self._busy_of(person, window)
+            except PermanentError as exc:
+                result.fail(person.email, str(exc))
         return result
+
+    def _busy_of(self, person: Person, window: Interval) -> list[Interval]:
+        url = self.calendar_url(person)
+        periods = None
+        if (url, "free-busy-query") not in self._refused:
+            periods = self._freebusy(url, window)
+            if periods is not None:
+                periods = [widen_to_local_days(p, person, window) for p in periods]
+        if periods is None:
+            periods = self._busy_from_events(person, url, window)
+        return merge(periods)
 
     def _freebusy(self, url: str, window: Interval) -> list[Interval] | None:
         body = (

@@ -19,6 +19,7 @@ from exchangelib import (
 )
 from exchangelib import errors as ews_errors
 
+from agent.connectors.base import Busy
 from agent.connectors.exchange.client import Ews, check, log, translate
 from agent.connectors.exchange.items import (
     FIELDS,
@@ -142,12 +143,13 @@ class ExchangeCalendar:
 
     # -- free/busy
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        """Busy intervals from GetUserAvailability: 100 mailboxes and 42 days per call."""
-        result: dict[str, list[Interval]] = {p.email.lower(): [] for p in people}
+    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+        """Busy intervals from GetUserAvailability: 100 mailboxes and 42 days per call;
+        a mailbox whose own response is an error fails alone."""
+        result = Busy({p.email.lower(): [] for p in people})
         emails = list(result)
         if not emails:
-            return {}
+            return Busy()
         protocol = self.ews.protocol
         utc = EWSTimeZone("UTC")
         for i in range(0, len(emails), MAX_MAILBOXES):
@@ -167,13 +169,18 @@ class ExchangeCalendar:
 
                 views = self.ews.call(f"free/busy of {len(group)} mailboxes", ask)
                 for who, view in zip(group, views, strict=True):
+                    if who in result.failed:
+                        continue
                     if isinstance(view, Exception):
-                        raise translate(f"free/busy of {who}", view)
+                        result.fail(who, str(translate(f"free/busy of {who}", view)))
+                        continue
                     for ev in view.calendar_events or []:
                         if ev.busy_type in BUSY:
                             # EWS answers in the request's time zone, without an offset
                             result[who].append(Interval(aware(ev.start, utc), aware(ev.end, utc)))
-        return {k: merge(v) for k, v in result.items()}
+        for who in list(result):
+            result[who] = merge(result[who])
+        return result
 
     # -- the agent's own events
 

@@ -12,7 +12,7 @@ from datetime import time as clock
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from agent.connectors.base import ensure_own
+from agent.connectors.base import Busy, ensure_own
 from agent.connectors.google.client import Client, GoogleFailure
 from agent.connectors.tools import pieces
 from agent.core.errors import PermanentError
@@ -163,9 +163,10 @@ class GoogleCalendar:
             skipped=tuple(skipped),
         )
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        """Busy time of everyone through freebusy.query, 50 calendars per query."""
-        result: dict[str, list[Interval]] = {p.email: [] for p in people}
+    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+        """Busy time of everyone through freebusy.query, 50 calendars per query; a
+        calendar that Google answers with ``errors`` fails alone."""
+        result = Busy({p.email: [] for p in people})
         if not people:
             return result
         emails = list(result)
@@ -190,14 +191,21 @@ class GoogleCalendar:
         for answer in answers:
             for ident, cal in answer.get("calendars", {}).items():
                 email_address = by_lower.get(ident.lower(), ident)
+                if email_address in result.failed:
+                    continue  # another piece of the window already failed for them
                 if cal.get("errors"):
                     reasons = ", ".join(str(e.get("reason")) for e in cal["errors"])
-                    raise PermanentError(f"free/busy of {email_address} unavailable: {reasons}")
+                    result.fail(
+                        email_address, f"free/busy of {email_address} unavailable: {reasons}"
+                    )
+                    continue
                 for span in cal.get("busy", []):
                     start, _ = _parse_time({"dateTime": span["start"]}, ZoneInfo("UTC"))
                     end, _ = _parse_time({"dateTime": span["end"]}, ZoneInfo("UTC"))
                     result.setdefault(email_address, []).append(Interval(start, end))
-        return {e: sorted(spans) for e, spans in result.items()}
+        for spans in result.values():
+            spans.sort()
+        return result
 
     def _body(self, draft: EventDraft) -> dict[str, Any]:
         zone = ZoneInfo(draft.timezone)

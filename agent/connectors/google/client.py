@@ -235,6 +235,24 @@ class Client:
 
         return self.retry.call(once, idempotent=idempotent)
 
+    def confirming(self, user: str) -> Any:
+        """The narrow credentials that read ``user``'s sent headers, or None."""
+        with self._lock:  # the credentials cache is shared by the threads
+            return self.auth.confirming(user)
+
+    def execute_with(self, request: HttpRequest, user: str, creds: Any) -> Any:
+        """Run one read request as ``user`` with other credentials (a narrower scope)."""
+
+        def once() -> Any:
+            self._guard()
+            authed = google_auth_httplib2.AuthorizedHttp(creds, http=self._thread_http())
+            try:
+                return request.execute(http=authed, num_retries=0)
+            except Exception as exc:
+                raise self.translate(exc, user) from exc
+
+        return self.retry.call(once)
+
     def batch(
         self,
         requests: Sequence[HttpRequest],
@@ -244,17 +262,56 @@ class Client:
         missing_ok: bool = False,
     ) -> list[Any]:
         """Run requests in HTTP batches at the configured batch endpoint, in order; with
-        ``missing_ok`` a part answered 404 gives None instead of failing the batch."""
+        ``missing_ok`` a part answered 404 gives None instead of failing the batch.
+
+        Only the parts that failed transiently are sent again, after the longest
+        Retry-After among them: at 1,000 relationships a 50-part batch rarely comes back
+        clean under throttling, and sending it whole again would only throttle it more.
+        """
         results: list[Any] = []
         for start in range(0, len(requests), BATCH_LIMIT):
             chunk = requests[start : start + BATCH_LIMIT]
-            once = partial(self._batch_once, chunk, user, uri or self.batch_uri, missing_ok)
-            results.extend(self.retry.call(once))
+            answers: dict[int, Any] = {}
+            once = partial(
+                self._batch_pending, chunk, answers, user, uri or self.batch_uri, missing_ok
+            )
+            self.retry.call(once)
+            results.extend(answers.get(n) for n in range(len(chunk)))
         return results
 
+    def _batch_pending(
+        self,
+        chunk: Sequence[HttpRequest],
+        answers: dict[int, Any],
+        user: str,
+        uri: str,
+        missing_ok: bool,
+    ) -> None:
+        """Send the parts of ``chunk`` not yet in ``answers``; raise for what is left."""
+        pending = [n for n in range(len(chunk)) if n not in answers]
+        got, errors = self._batch_once([chunk[n] for n in pending], user, uri)
+        for i, n in enumerate(pending):
+            if i in got:
+                answers[n] = got[i]
+        failed = {pending[i]: e for i, e in errors.items()}
+        if missing_ok:
+            for n, e in list(failed.items()):
+                if isinstance(e, GoogleFailure) and e.status == 404:
+                    answers[n] = None
+                    del failed[n]
+        if not failed:
+            return
+        found = list(failed.values())
+        transient = [e for e in found if isinstance(e, TransientError)]
+        if len(transient) < len(found):
+            raise next(e for e in found if not isinstance(e, TransientError))
+        # not before the longest Retry-After of the parts that go again
+        raise max(transient, key=lambda e: e.retry_after or 0.0)
+
     def _batch_once(
-        self, chunk: Sequence[HttpRequest], user: str, uri: str, missing_ok: bool
-    ) -> list[Any]:
+        self, chunk: Sequence[HttpRequest], user: str, uri: str
+    ) -> tuple[dict[int, Any], dict[int, CadenceError]]:
+        """Send one HTTP batch; return the parts' answers and errors by position."""
         self._guard()
         answers: dict[str, Any] = {}
         failures: dict[str, Exception] = {}
@@ -294,22 +351,8 @@ class Client:
             raise self.translate(exc, user) from exc
         finally:
             self._save_refreshed()
-        errors = {n: self.translate(exc, user) for n, exc in failures.items()}
-        if missing_ok:
-            errors = {
-                n: e
-                for n, e in errors.items()
-                if not (isinstance(e, GoogleFailure) and e.status == 404)
-            }
-        if errors:
-            # transient trouble on any part retries the whole batch, not before the longest
-            # Retry-After of its parts; the rest is final
-            found = list(errors.values())
-            transient = [e for e in found if isinstance(e, TransientError)]
-            if transient:
-                raise max(transient, key=lambda e: e.retry_after or 0.0)
-            raise found[0]
-        return [answers.get(str(n)) for n in range(len(chunk))]
+        errors = {int(n): self.translate(exc, user) for n, exc in failures.items()}
+        return {int(n): a for n, a in answers.items()}, errors
 
     def translate(self, exc: Exception, user: str) -> CadenceError:
         """Map a library or transport error to the connector error tree."""
@@ -354,6 +397,10 @@ class Client:
         retry_after = _retry_after(exc.resp.get("retry-after"))
         what = f"Google {status} {reason or 'error'} for {user}: {message}"
         if status == 429 or (status == 403 and reason in RATE_REASONS):
+            return TransientError(what, retry_after=retry_after, maybe_done=False)
+        if status == 503 and retry_after is not None:
+            # a 503 that names a wait refuses the request (Gmail does so when it sheds
+            # load): nothing was done, so even a send is tried again after the wait
             return TransientError(what, retry_after=retry_after, maybe_done=False)
         if status >= 500:
             return TransientError(what, retry_after=retry_after)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import replace
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
 from agent.connectors.google.client import Client
-from agent.core.errors import PermanentError
+from agent.core.errors import CadenceError, PermanentError
 from agent.core.model import (
     OutgoingMail,
     SentMail,
 )
 from agent.formats import mime
+
+log = logging.getLogger("cadence.google")
+#: how many of the sender's newest SENT messages an unsure send is looked for among
+RECENT_SENT = 50
 
 
 def _angle(message_id: str) -> str:
@@ -58,10 +63,46 @@ class GoogleMailer:
         return found[0] if found else None
 
     def was_sent(self, mail: OutgoingMail) -> bool | None:
-        """With the read scope Gmail can tell; without it, nobody can."""
-        if not self.c.read_scope:
+        """Whether Gmail has the mail: searched by Message-ID with the read scope, else
+        looked for among the sender's recent SENT mail with gmail.metadata, the least
+        scope that reads headers; None when neither is granted or Gmail cannot answer."""
+        mailbox = self.sender or mail.sender
+        if self.c.read_scope:
+            return self._lookup(mailbox, _angle(mail.message_id)) is not None
+        creds = self.c.confirming(mailbox)
+        if creds is None:
             return None
-        return self._lookup(self.sender or mail.sender, _angle(mail.message_id)) is not None
+        try:
+            return self._in_recent_sent(mailbox, _angle(mail.message_id), creds)
+        except CadenceError as exc:
+            log.warning("cannot confirm %s in %s's sent mail: %s", mail.key, mailbox, exc)
+            return None
+
+    def _in_recent_sent(self, mailbox: str, message_id: str, creds: Any) -> bool:
+        """Look for ``message_id`` in the headers of the newest SENT messages (metadata
+        scope: no search, so the list is read and each message's Message-ID asked)."""
+        listed = self.c.execute_with(
+            self.messages.list(userId="me", labelIds=["SENT"], maxResults=RECENT_SENT),
+            mailbox,
+            creds,
+        )
+        for item in listed.get("messages") or []:
+            got = self.c.execute_with(
+                self.messages.get(
+                    userId="me", id=item["id"], format="metadata", metadataHeaders=["Message-ID"]
+                ),
+                mailbox,
+                creds,
+            )
+            headers = (got.get("payload") or {}).get("headers") or []
+            if any(
+                str(h.get("name", "")).lower() == "message-id"
+                and _angle(str(h.get("value", ""))) == message_id
+                for h in headers
+            ):
+                self.threads[message_id] = str(got.get("threadId", ""))
+                return True
+        return False
 
     def send(self, mail: OutgoingMail) -> SentMail:
         mailbox = self.sender or mail.sender

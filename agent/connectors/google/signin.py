@@ -33,6 +33,10 @@ SCOPE_EVENTS = SCOPE + "calendar.events"
 SCOPE_FREEBUSY = SCOPE + "calendar.freebusy"
 SCOPE_SEND = SCOPE + "gmail.send"
 SCOPE_READ = SCOPE + "gmail.readonly"
+#: Optional, never asked for by Cadence's sign-in: where an administrator grants it (to
+#: the delegation, or a token carries it), an ambiguous send is confirmed by the
+#: Message-IDs of the sender's recent SENT mail instead of being marked uncertain.
+SCOPE_METADATA = SCOPE + "gmail.metadata"
 CONSENT_TIMEOUT = 600  # seconds to wait for the browser's answer
 
 
@@ -142,6 +146,23 @@ class Auth:
             assert isinstance(self._base, service_account.Credentials)
             creds = self._base.with_subject(user)  # type: ignore[no-untyped-call]
             self._cache[user] = creds
+        return creds
+
+    def confirming(self, user: str) -> Credentials | None:
+        """Credentials that may read ``user``'s SENT headers and no more (gmail.metadata),
+        or None when the token was not granted a scope that reads them. A delegation
+        without gmail.metadata fails at the token request, which the caller takes as
+        "cannot tell"."""
+        if not self.delegated:
+            granted = set(self.info.get("scopes") or ())
+            return self._base if granted & {SCOPE_METADATA, SCOPE_READ} else None
+        key = f"{user}\n{SCOPE_METADATA}"
+        creds = self._cache.get(key)
+        if creds is None:
+            assert isinstance(self._base, service_account.Credentials)
+            narrow = self._base.with_scopes([SCOPE_METADATA])
+            creds = narrow.with_subject(user)
+            self._cache[key] = creds
         return creds
 
     def save_refreshed(self) -> None:

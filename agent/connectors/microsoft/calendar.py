@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
+from agent.connectors.base import Busy
 from agent.connectors.microsoft.events import (
     KEY_PROPERTY,
     TRANSACTION_PREFIX,
@@ -28,7 +30,7 @@ from agent.connectors.microsoft.events import (
 )
 from agent.connectors.microsoft.graph import PREFER_UTC, Graph
 from agent.connectors.tools import ensure_organizer, live_first, pieces
-from agent.core.errors import PermanentError
+from agent.core.errors import CadenceError, PermanentError
 from agent.core.model import (
     Changes,
     Event,
@@ -65,6 +67,8 @@ class MicrosoftCalendar:
         self.graph = graph
         self.people = {p.email.lower(): p for p in people}
         self._providers: dict[str, list[str]] = {}
+        self._provider_locks: dict[str, threading.Lock] = {}
+        self._providers_lock = threading.Lock()
 
     def close(self) -> None:
         self.graph.close()
@@ -128,12 +132,13 @@ class MicrosoftCalendar:
 
     # -- free/busy
 
-    def busy(self, people: Sequence[Person], window: Interval) -> dict[str, list[Interval]]:
-        """Busy intervals from getSchedule: 20 mailboxes per call, periods under 62 days."""
-        result: dict[str, list[Interval]] = {p.email.lower(): [] for p in people}
+    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+        """Busy intervals from getSchedule: 20 mailboxes per call, periods under 62 days;
+        a schedule answered with an ``error`` fails for that mailbox alone."""
+        result = Busy({p.email.lower(): [] for p in people})
         emails = list(result)
         if not emails:
-            return {}
+            return Busy()
         calls: list[dict[str, Any]] = []
         # a single person asks from their own mailbox; an app from the group's first
         anchor = self.graph.signed_in_user()
@@ -162,17 +167,23 @@ class MicrosoftCalendar:
         for answer in answers:
             for info in (answer or {}).get("value", []):
                 who = str(info.get("scheduleId", "")).lower()
+                if who in result.failed:
+                    continue
                 if info.get("error"):
                     err = info["error"]
-                    raise PermanentError(
-                        f"getSchedule for {who}: {err.get('responseCode')} {err.get('message', '')}"
+                    result.fail(
+                        who,
+                        f"getSchedule for {who}: {err.get('responseCode')} {err.get('message', '')}",
                     )
+                    continue
                 for it in info.get("scheduleItems") or []:
                     if str(it.get("status", "busy")) in BUSY:
                         result.setdefault(who, []).append(
                             Interval(parse_dtz(it["start"]), parse_dtz(it["end"]))
                         )
-        return {k: merge(v) for k, v in result.items()}
+        for who in list(result):
+            result[who] = merge(result[who])
+        return result
 
     # -- the agent's own events
 
@@ -203,9 +214,27 @@ class MicrosoftCalendar:
             "transactionId": TRANSACTION_PREFIX + draft.key,
             "singleValueExtendedProperties": [{"id": KEY_PROPERTY, "value": draft.key}],
         }
-        if draft.conference == "auto" and "teamsForBusiness" in self._online_providers(organizer):
-            body["isOnlineMeeting"] = True
-            body["onlineMeetingProvider"] = "teamsForBusiness"
+        note = ""
+        if draft.conference == "auto":
+            try:
+                teams = "teamsForBusiness" in self._online_providers(organizer)
+            except CadenceError as exc:
+                # the meeting matters more than its link: book it without one, say so,
+                # and ask again at the next booking (a failure is not remembered)
+                teams = False
+                note = (
+                    "booked without a Teams link: Cadence could not check whether "
+                    f"{organizer.email} may hold Teams meetings ({exc}); it asks again "
+                    "at the next booking"
+                )
+                log.warning("%s", note)
+                body["body"]["content"] = (
+                    f"{draft.description}\n\nNo Teams link was added to this meeting; "
+                    f"add one if you need it.\n\n[cadence:{draft.key}]"
+                )
+            if teams:
+                body["isOnlineMeeting"] = True
+                body["onlineMeetingProvider"] = "teamsForBusiness"
         # A retried POST carries the same transactionId, so Graph does not make a second
         # event. What Graph answers to the repeat is not documented: the event itself, or
         # a conflict, after which the tag finds the event.
@@ -219,18 +248,23 @@ class MicrosoftCalendar:
                 raise
             return made
         event = to_event(organizer, item)
-        return event if event.key else replace(event, key=draft.key)
+        return replace(event, key=event.key or draft.key, note=note)
 
     def _online_providers(self, person: Person) -> list[str]:
+        """The organizer's allowed online meeting providers, asked once per organizer:
+        threads booking for the same organizer wait for the one that asks."""
         email = person.email.lower()
-        if email not in self._providers:
-            cal = self.graph.send(
-                "GET",
-                f"{user_path(person)}/calendar",
-                params={"$select": "allowedOnlineMeetingProviders"},
-            ).json()
-            self._providers[email] = list(cal.get("allowedOnlineMeetingProviders") or [])
-        return self._providers[email]
+        with self._providers_lock:
+            lock = self._provider_locks.setdefault(email, threading.Lock())
+        with lock:
+            if email not in self._providers:
+                cal = self.graph.send(
+                    "GET",
+                    f"{user_path(person)}/calendar",
+                    params={"$select": "allowedOnlineMeetingProviders"},
+                ).json()
+                self._providers[email] = list(cal.get("allowedOnlineMeetingProviders") or [])
+            return self._providers[email]
 
     def move(self, person: Person, event: Event, to: Interval) -> Event:
         ensure_organizer(person, event)

@@ -179,8 +179,12 @@ class Graph:
         # the sync step reads calendars from several threads: one of them builds the MSAL
         # application and fetches a token, the others then find it in the cache
         self._token_lock = threading.Lock()
-        #: per mailbox, when Graph's Retry-After lets us call it again (time.monotonic)
+        #: per mailbox, when Graph's Retry-After lets us call it again (time.monotonic),
+        #: shared by every thread: only ever pushed later, never cleared by a success
         self._not_before: dict[str, float] = {}
+        #: per mailbox, the not-before a thread has already slept out
+        self._served: dict[str, float] = {}
+        self._hold_lock = threading.Lock()
 
     def close(self) -> None:
         self.session.close()
@@ -272,27 +276,31 @@ class Graph:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
+        held_until: float | None = None,
     ) -> requests.Response:
-        """One request, with retries; raise the translated error."""
+        """One request, with retries; raise the translated error. ``held_until`` is a
+        not-before of the mailbox that the caller has already waited out."""
 
         mailbox = _mailbox(path)
-        # a mailbox that asked us to wait is left alone until then, by later calls too
-        # (between the attempts of this call, the retry policy honours Retry-After)
-        wait = self._not_before.get(mailbox, 0.0) - time.monotonic()
-        if wait > 0:
-            self.retry.sleep(wait)
-
         refreshed = False
+        # the not-before this call has already waited out: the caller's (a $batch that
+        # slept for its inner answer) or, between attempts, the retry policy's pause
+        waited = held_until
 
         def attempt() -> requests.Response:
-            nonlocal refreshed
+            nonlocal refreshed, waited
             token = self.token()
             hdrs = {"Authorization": f"Bearer {token}", "Prefer": PREFER_UTC}
             hdrs.update(headers or {})
+            # a mailbox that asked to wait is left alone until then, by every thread;
+            # checked right before each request, since another thread may have been
+            # told to wait while this one was sleeping or fetching a token
+            self.hold(mailbox, waited)
             try:
                 resp = self.session.request(
                     method, self.url(path), params=params, json=json_body, data=data, headers=hdrs
                 )
+                arrived = time.monotonic()
             except requests.exceptions.SSLError as exc:
                 raise PermanentError(
                     f"TLS verification failed for {self.base}; if a proxy re-signs traffic, "
@@ -312,13 +320,44 @@ class Graph:
                 self.check(resp.status_code, resp.headers, _body(resp), f"{method} {_short(path)}")
             except TransientError as exc:
                 if exc.retry_after and mailbox:
-                    self._not_before[mailbox] = time.monotonic() + exc.retry_after
+                    # the retry policy pauses at least retry_after before the next
+                    # attempt: this wait is covered, a longer one set by another is not
+                    waited = arrived + exc.retry_after
+                    self.defer(mailbox, waited)
                 raise
-            self._not_before.pop(mailbox, None)  # it answered: no need to hold back
             answer: requests.Response = resp
             return answer
 
         return self.retry.call(attempt, idempotent=idempotent)
+
+    def defer(self, mailbox: str, until: float) -> None:
+        """Let no thread call ``mailbox`` before ``until`` (time.monotonic; counted from
+        when the answer arrived); a later not-before already set stays."""
+        with self._hold_lock:
+            self._not_before[mailbox] = max(until, self._not_before.get(mailbox, 0.0))
+
+    def hold(self, mailbox: str, waited: float | None = None) -> None:
+        """Sleep until ``mailbox`` may be called again; ``waited`` is a not-before the
+        caller has already slept for. A not-before that some thread has slept out is
+        over for all (time has passed; with a test's recorded sleep it has not)."""
+        if not mailbox:
+            return
+        while True:
+            with self._hold_lock:
+                until = self._not_before.get(mailbox)
+                now = time.monotonic()
+                if until is None:
+                    return
+                if until <= now:
+                    del self._not_before[mailbox]  # over: forget it
+                    self._served.pop(mailbox, None)
+                    return
+                if until == waited:
+                    self._served[mailbox] = until
+                if until == self._served.get(mailbox):
+                    return
+            self.retry.sleep(until - now)
+            waited = until  # another thread may push it later meanwhile: look again
 
     @staticmethod
     def check(status: int, headers: Mapping[str, str], body: Any, what: str) -> None:
@@ -333,8 +372,12 @@ class Graph:
             raise CursorExpired(text)
         if status == 429:
             raise TransientError(text, retry_after=_retry_after(headers), maybe_done=False)
+        retry_after = _retry_after(headers)
+        if status == 503 and retry_after is not None:
+            # a refusal that names a wait: nothing was done, a send may go again after it
+            raise TransientError(text, retry_after=retry_after, maybe_done=False)
         if status >= 500:
-            raise TransientError(text, retry_after=_retry_after(headers))
+            raise TransientError(text, retry_after=retry_after)
         raise PermanentError(text)
 
     def batch(self, requests_: Sequence[dict[str, Any]]) -> list[Any]:
@@ -349,6 +392,7 @@ class Graph:
             chunk = list(enumerate(requests_[first : first + MAX_BATCH], start=first))
             body = {"requests": [{"id": str(i), **r} for i, r in chunk]}
             answer = self.send("POST", "/$batch", json_body=body).json()
+            arrived = time.monotonic()
             by_id = {str(r.get("id")): r for r in answer.get("responses", [])}
             again: list[tuple[int, dict[str, Any]]] = []
             waits: dict[str, float] = {}  # per mailbox, the longest Retry-After
@@ -363,9 +407,14 @@ class Graph:
                     mailbox = _mailbox(request["url"])
                     waits[mailbox] = max(waits.get(mailbox, 0.0), exc.retry_after or 0.0)
                     again.append((i, request))
+            # every thread leaves a throttled mailbox alone, not only this batch
+            held = {m: arrived + w for m, w in waits.items() if m and w > 0}
+            for mailbox, until in held.items():
+                self.defer(mailbox, until)
             slept = 0.0  # since the answer
             for i, request in again:
-                pause = waits[_mailbox(request["url"])] - slept
+                mailbox = _mailbox(request["url"])
+                pause = waits[mailbox] - slept
                 if pause > 0:
                     self.retry.sleep(pause)
                     slept += pause
@@ -374,6 +423,7 @@ class Graph:
                     request["url"],
                     json_body=request.get("body"),
                     headers=request.get("headers"),
+                    held_until=held.get(mailbox),
                 )
                 out[i] = _body(resp)
         return out
