@@ -301,7 +301,7 @@ def serve(
     with store_problems(settings.store):
         store = Store(settings.store)  # a store that cannot serve ticks stops here
         try:
-            store.check_writable()
+            store.check_usable()
         finally:
             store.close()
     service = Service(settings)

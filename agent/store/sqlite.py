@@ -173,10 +173,14 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def check_writable(self) -> None:
-        """Raise ``StoreError`` now if the store cannot be written (a read-only file
-        opens and reads fine), before a tick finds out halfway; writes nothing."""
+    def check_usable(self) -> None:
+        """Raise ``StoreError`` now if the store is damaged or cannot be written (a
+        read-only file opens and reads fine), before a tick finds out halfway; reads
+        every page once (``quick_check``) and writes nothing."""
         try:
+            found = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if found != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {found}")
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 self.db.execute(f"PRAGMA user_version = {self.version}")
