@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.store.broken import StoreError
 from agent.store.sqlite import Store
 
 
@@ -32,7 +33,7 @@ def test_serve_ticks_at_start_and_stops_cleanly(workspace: Path, sig: signal.Sig
             if db.exists():
                 try:
                     store = Store(db)
-                except sqlite3.OperationalError:  # serve is still creating the schema
+                except (sqlite3.OperationalError, StoreError):  # serve is still creating the schema
                     time.sleep(0.2)
                     continue
                 last = store.last_tick()

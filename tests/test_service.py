@@ -152,10 +152,15 @@ def test_healthz_metrics_and_json_logs_of_a_good_tick(workspace: Path) -> None:
 
 
 def test_healthz_turns_503_after_failed_ticks(workspace: Path) -> None:
-    broken = workspace.parent / "not-a-database"
-    broken.mkdir()
-    config, port = configure(workspace, store=str(broken), tick="1s")
+    config, port = configure(workspace, tick="1s")
+    store = workspace.parent / "var" / "cadence.db"
     with serving(config, "--log-format", "text", "--log-level", "warning") as proc:
+        # serve refuses a broken store at the start (tests/test_store_broken.py): this
+        # one breaks while it serves, and every tick from then on fails
+        wait_for(port, lambda h: h["last_ok_tick"] is not None, proc, limit=60)
+        for path in store.parent.glob("cadence.db*"):
+            path.unlink()
+        store.mkdir()
         health = wait_for(port, lambda h: h["consecutive_failures"] >= 2, proc, limit=30)
         status, _, body = get(port, "/healthz")
         assert status == 503, body

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 configuration or usage error.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import typer
 from agent.app.lock import Busy, TickLock
 from agent.core.errors import CadenceError, ConfigError
 from agent.settings import config as config_mod
+from agent.store import broken
 
 app = typer.Typer(
     add_completion=False,
@@ -46,6 +48,18 @@ def exit_on_error() -> Iterator[None]:
         fail(str(exc), 2)
     except CadenceError as exc:
         fail(f"error: {exc}", 1)
+
+
+@contextmanager
+def store_problems(path: Path) -> Iterator[None]:
+    """Turn a store that cannot be used (a folder, read-only, corrupted, not a database,
+    a full disk), wherever in the command it shows, into its one-line error and exit 1."""
+    try:
+        yield
+    except broken.StoreError as exc:
+        fail(f"error: {exc}", 1)
+    except sqlite3.Error as exc:
+        fail(f"error: {broken.explain(path, exc)}", 1)
 
 
 def parse_now(text: str | None) -> datetime:
@@ -179,14 +193,15 @@ def review_packet(
         fail(f"--since: not a date (YYYY-MM-DD): {since!r}", 2)
         return
     settings = load_settings(config)
-    store = Store(settings.store)
-    try:
-        data = packet.collect(settings, store, email, first, parse_now(now))
-    except ConfigError as exc:
-        fail(str(exc), 2)
-        return
-    finally:
-        store.close()
+    with store_problems(settings.store):
+        store = Store(settings.store)
+        try:
+            data = packet.collect(settings, store, email, first, parse_now(now))
+        except ConfigError as exc:
+            fail(str(exc), 2)
+            return
+        finally:
+            store.close()
     text = packet.render(data, fmt, settings.templates)
     if output:
         output.write_text(text, encoding="utf-8")
@@ -218,7 +233,11 @@ def _tick(
     settings = load_settings(config)
     when = parse_now(now)
     try:
-        with TickLock(settings.store, wait=0 if dry_run else 5), Engine(settings) as engine:
+        with (
+            store_problems(settings.store),
+            TickLock(settings.store, wait=0 if dry_run else 5),
+            Engine(settings) as engine,
+        ):
             report = engine.tick(when, dry_run=dry_run, confirm=confirm)
     except Busy as exc:
         fail(str(exc), 1)
@@ -295,6 +314,14 @@ def serve(
             f"a tick every {settings.tick}, {where}"
         )
         return
+    from agent.store.sqlite import Store
+
+    with store_problems(settings.store):
+        store = Store(settings.store)  # a store that cannot serve ticks stops here
+        try:
+            store.check_usable()
+        finally:
+            store.close()
     service = Service(settings)
     try:
         service.run()
@@ -337,14 +364,17 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Per relationship and series: last held, next scheduled, due, lapsed (from the store)."""
-    from agent.views.status import collect, print_status
+    from agent.views.status import collect, print_status, print_ticks, recent_ticks
 
     settings = load_settings(config)
-    rows = collect(settings, parse_now(now))
+    with store_problems(settings.store):
+        rows = collect(settings, parse_now(now))
+        ticks = [] if as_json else recent_ticks(settings)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
         print_status(rows)
+        print_ticks(ticks)
 
 
 @app.command()
@@ -358,7 +388,8 @@ def explain(
 
     settings = load_settings(config)
     try:
-        run_explain(settings, relationship, parse_now(now), typer.echo)
+        with store_problems(settings.store):
+            run_explain(settings, relationship, parse_now(now), typer.echo)
     except ConfigError as exc:
         fail(str(exc), 2)
 
@@ -393,7 +424,8 @@ def report(
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         if start >= when:
             fail(f"--since {since} is not before now ({when:%Y-%m-%d})", 2)
-    built = report_mod.build(settings, when, start, details)
+    with store_problems(settings.store):
+        built = report_mod.build(settings, when, start, details)
     if fmt == "html":
         from agent.views.report_html import render
 
@@ -422,9 +454,12 @@ def log_cmd(
     from agent.store.sqlite import Store
 
     settings = load_settings(config)
-    store = Store(settings.store)
-    rows = store.audit_rows(tick=tick, relationship=relationship, kind=kind, limit=limit)
-    store.close()
+    with store_problems(settings.store):
+        store = Store(settings.store)
+        try:
+            rows = store.audit_rows(tick=tick, relationship=relationship, kind=kind, limit=limit)
+        finally:
+            store.close()
     for row in rows:
         if as_json:
             typer.echo(json.dumps(row))

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from agent.core import files
 from agent.core.errors import CadenceError
+from agent.store.broken import explain
 
 
 class Busy(CadenceError):
@@ -21,13 +23,17 @@ class Busy(CadenceError):
 
 class TickLock:
     def __init__(self, store: Path, wait: float = 0.0) -> None:
+        self.store = store
         self.path = store.with_name(store.name + ".lock")
         self.wait = wait
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            files.private_folders(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, files.PRIVATE_FILE)
+        except OSError as exc:  # the store's folder is missing, read-only or full
+            raise explain(self.store, exc) from exc
         deadline = time.monotonic() + self.wait
         while True:
             try:
@@ -42,8 +48,12 @@ class TickLock:
                         "try again when it has finished"
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:  # a full disk
+            os.close(fd)
+            raise explain(self.store, exc) from exc
         self._fd = fd
 
     def release(self) -> None:

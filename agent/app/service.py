@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
 from agent.settings.config import Settings
+from agent.store.broken import StoreError, explain
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
 
@@ -69,6 +71,12 @@ class Service:
             failures = self.health.record(None, False, str(exc))
             self.metrics.observe_failure("busy", time.monotonic() - started, failures)
             log.warning("%s", exc)
+        except (StoreError, sqlite3.Error) as exc:
+            # a full disk or a broken store: one line, the same the CLI prints, no traceback
+            problem = str(explain(self.settings.store, exc))
+            failures = self.health.record(None, False, problem)
+            self.metrics.observe_failure("failed", time.monotonic() - started, failures)
+            log.error("tick failed: %s", problem)
         except Exception as exc:
             failures = self.health.record(None, False, f"{type(exc).__name__}: {exc}")
             self.metrics.observe_failure("failed", time.monotonic() - started, failures)

@@ -7,11 +7,10 @@ and outbox rows are written before their side effect ("pending") and after it
 
 from __future__ import annotations
 
-import functools
+import errno
 import heapq
 import json
 import sqlite3
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -21,9 +20,12 @@ from typing import Any
 
 import sqlite_utils
 
-from agent.core.model import Attendee, Changes, Event, Interval, PartStat
+from agent.core import files
+from agent.core.model import Changes, Event, Interval
 from agent.core.records import StoredBooking
-from agent.core.timestamps import from_store, to_store
+from agent.core.timestamps import to_store
+from agent.store import broken
+from agent.store.rows import EVENT_COLUMNS, event_row, row_booking, row_event, tuple_event
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -110,7 +112,12 @@ def _v5(db: sqlite_utils.Database) -> None:
     db.execute('CREATE INDEX events_owner_end ON events (owner, "end")')
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    # every real tick looks for the ticks a killed process left running
+    db.execute("CREATE INDEX ticks_running ON ticks (id) WHERE status = 'running'")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -132,18 +139,11 @@ class Store:
     """A thin, typed layer over the SQLite file; every unit of work is atomic."""
 
     def __init__(self, path: Path | str | None = None) -> None:
-        if path is None or str(path) == ":memory:":
-            self.db = sqlite_utils.Database(memory=True)
-            self.db.conn.isolation_level = None
-        else:
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-            self.db = sqlite_utils.Database(conn)
-            _patiently(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        _patiently(self.migrate)
+        self.path = None if path is None or str(path) == ":memory:" else Path(path)
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            raise broken.explain(self.path or Path(":memory:"), exc) from exc
         #: the events of the calendars read last, by (owner, since): a partner's calendar
         #: is read for each of their relationships, parsed once and shared; forgotten when
         #: the calendar changes and at the end of every tick, so it never holds much
@@ -154,8 +154,41 @@ class Store:
         self._epoch = 0
         self._data_version: int | None = None
 
+    def _open(self) -> None:
+        if self.path is None:
+            self.db = sqlite_utils.Database(memory=True)
+            self.db.conn.isolation_level = None
+        else:
+            if self.path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder", str(self.path))
+            # SQLite gives the -wal and -shm files the mode of the store itself
+            files.create_private(self.path)
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            _patiently(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        _patiently(self.migrate)
+
     def close(self) -> None:
         self.db.close()
+
+    def check_usable(self) -> None:
+        """Raise ``StoreError`` now if the store is damaged or cannot be written (a
+        read-only file opens and reads fine), before a tick finds out halfway; reads
+        every page once (``quick_check``) and writes nothing."""
+        try:
+            found = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if found != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {found}")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(f"PRAGMA user_version = {self.version}")
+            finally:
+                if self.db.conn.in_transaction:
+                    self.db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise broken.explain(self.path or Path(":memory:"), exc) from exc
 
     @property
     def version(self) -> int:
@@ -165,8 +198,9 @@ class Store:
         """Apply every migration newer than the file's schema version."""
         current = self.version
         if current > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the store has schema version {current}, newer than this Cadence ({SCHEMA_VERSION})"
+            raise broken.StoreError(
+                f"store {self.path} has schema version {current}, newer than this Cadence "
+                f"({SCHEMA_VERSION}): upgrade Cadence, or point `store:` at another file"
             )
         for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
             # Take the write lock first, then look again: another process opening the
@@ -233,7 +267,7 @@ class Store:
                 self.db.execute("DELETE FROM events WHERE owner = ?", [owner])
             for event_id in changes.removed:
                 self.db.execute("DELETE FROM events WHERE owner = ? AND id = ?", [owner, event_id])
-            rows = [_event_row(e) for e in changes.events]
+            rows = [event_row(e) for e in changes.events]
             if rows:
                 self.db.table("events").upsert_all(rows, pk=("owner", "id"))
             # plain SQL: this runs for every calendar on every tick
@@ -258,7 +292,7 @@ class Store:
         self._forget(event.owner)
         self._wrote(event.owner)
         with self.atomic():
-            self.db.table("events").upsert(_event_row(event), pk=("owner", "id"))
+            self.db.table("events").upsert(event_row(event), pk=("owner", "id"))
 
     def events(self, owners: Iterable[str], since: datetime | None = None) -> list[Event]:
         """The events of ``owners`` ending at or after ``since``, by start."""
@@ -272,10 +306,10 @@ class Store:
         found: list[Event] = []
         for owner in dict.fromkeys(owners):
             cursor = self.db.conn.execute(
-                f'SELECT {_EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" > ? AND start < ?',
+                f'SELECT {EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" > ? AND start < ?',
                 [owner, to_store(during.start), to_store(during.end)],
             )
-            found.extend(_tuple_event(r) for r in cursor)
+            found.extend(tuple_event(r) for r in cursor)
         return found
 
     def _owner_events(self, owner: str, since: datetime | None) -> list[Event]:
@@ -284,14 +318,14 @@ class Store:
         if found is not None:
             self._recent.move_to_end(entry)
             return found
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE owner = ?"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE owner = ?"
         params: list[Any] = [owner]
         if entry[1] is not None:
             sql += ' AND "end" >= ?'
             params.append(entry[1])
         # plain tuples from sqlite3: building a dict per row costs more than the query
         cursor = self.db.conn.execute(sql + " ORDER BY start", params)
-        found = [_tuple_event(r) for r in cursor]
+        found = [tuple_event(r) for r in cursor]
         self._recent[entry] = found
         while len(self._recent) > RECENT_CALENDARS:
             self._recent.popitem(last=False)
@@ -314,25 +348,25 @@ class Store:
                 self.db.execute(
                     "DELETE FROM events WHERE key = ? AND owner != ?", [event.key, event.owner]
                 )
-            self.db.table("events").upsert(_event_row(event), pk=("owner", "id"))
+            self.db.table("events").upsert(event_row(event), pk=("owner", "id"))
         return owners
 
     def event_by_key(self, key: str) -> Event | None:
         rows = self._query("SELECT * FROM events WHERE key = ? ORDER BY owner LIMIT 1", [key])
-        return _row_event(rows[0]) if rows else None
+        return row_event(rows[0]) if rows else None
 
     # --- bookings ----------------------------------------------------------------------
 
     def booking(self, key: str) -> StoredBooking | None:
         rows = self._query("SELECT * FROM bookings WHERE key = ?", [key])
-        return _row_booking(rows[0]) if rows else None
+        return row_booking(rows[0]) if rows else None
 
     def bookings(self, relationship: str | None = None) -> list[StoredBooking]:
         if relationship:
             rows = self._query("SELECT * FROM bookings WHERE relationship = ?", [relationship])
         else:
             rows = self._query("SELECT * FROM bookings")
-        return [_row_booking(r) for r in rows]
+        return [row_booking(r) for r in rows]
 
     def save_booking(self, row: dict[str, Any], now: datetime) -> None:
         """Record what ``row`` says of a booking (its columns by name, timestamps as
@@ -436,6 +470,24 @@ class Store:
 
     # --- ticks and audit ---------------------------------------------------------------
 
+    def interrupt_running(self) -> list[dict[str, Any]]:
+        """Mark the ticks left ``running`` as ``interrupted`` and return them as they were.
+
+        Only a tick that holds the tick lock may call this: then no other tick runs, so
+        a ``running`` row is one whose process died (killed, a power cut) mid-way.
+        """
+        with self.atomic():
+            rows = self._query(
+                "SELECT id, now, started_at FROM ticks WHERE status = 'running' ORDER BY id"
+            )
+            if rows:
+                self.db.execute("UPDATE ticks SET status = 'interrupted' WHERE status = 'running'")
+        return rows
+
+    def ticks(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The last ``limit`` ticks, newest first."""
+        return self._query("SELECT * FROM ticks ORDER BY id DESC LIMIT ?", [limit])
+
     def begin_tick(self, now: datetime, started: datetime) -> int:
         with self.atomic():
             cur = self.db.execute(
@@ -507,97 +559,3 @@ class Store:
 
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def _event_row(e: Event) -> dict[str, Any]:
-    return {
-        "owner": e.owner,
-        "id": e.id,
-        "uid": e.uid,
-        "key": e.key,
-        "title": e.title,
-        "start": to_store(e.start),
-        "end": to_store(e.end),
-        "all_day": int(e.all_day),
-        "cancelled": int(e.cancelled),
-        "transparent": int(e.transparent),
-        "kind": e.kind,
-        "organizer": e.organizer,
-        "attendees": json.dumps([[a.email, str(a.partstat)] for a in e.attendees]),
-        "sequence": e.sequence,
-    }
-
-
-_EVENT_COLUMNS = (
-    'owner, id, uid, key, title, start, "end", all_day, cancelled, transparent, kind, '
-    "organizer, attendees, sequence"
-)
-
-
-@functools.lru_cache(maxsize=8192)
-def _attendees(text: str | None) -> tuple[Attendee, ...]:
-    """The attendees column, parsed once per distinct value (the tuples are immutable
-    and shared, which also saves memory: many events have the same attendees)."""
-    return tuple(Attendee(sys.intern(a), PartStat(s)) for a, s in json.loads(text or "[]"))
-
-
-def _tuple_event(r: tuple[Any, ...]) -> Event:
-    owner, ident, uid, key, title, start, end, all_day, cancelled, transparent = r[:10]
-    kind, organizer, attendees, sequence = r[10:]
-    return Event(
-        owner=sys.intern(owner),
-        id=ident,
-        uid=uid or "",
-        key=key,
-        title=sys.intern(title or ""),
-        start=from_store(start),
-        end=from_store(end),
-        all_day=bool(all_day),
-        cancelled=bool(cancelled),
-        transparent=bool(transparent),
-        kind=sys.intern(kind or "default"),
-        organizer=sys.intern(organizer) if organizer else None,
-        attendees=_attendees(attendees),
-        sequence=sequence or 0,
-    )
-
-
-def _row_event(r: dict[str, Any]) -> Event:
-    return Event(
-        owner=r["owner"],
-        id=r["id"],
-        uid=r["uid"] or "",
-        key=r["key"],
-        title=r["title"] or "",
-        start=from_store(r["start"]),
-        end=from_store(r["end"]),
-        all_day=bool(r["all_day"]),
-        cancelled=bool(r["cancelled"]),
-        transparent=bool(r["transparent"]),
-        kind=r["kind"] or "default",
-        organizer=r["organizer"],
-        attendees=tuple(Attendee(a, PartStat(s)) for a, s in json.loads(r["attendees"] or "[]")),
-        sequence=r["sequence"] or 0,
-    )
-
-
-def _row_booking(r: dict[str, Any]) -> StoredBooking:
-    def when(text: str | None) -> datetime | None:
-        return from_store(text) if text else None
-
-    return StoredBooking(
-        key=r["key"],
-        relationship=r["relationship"],
-        series=r["series"],
-        status=r["status"],
-        stage=r["stage"],
-        due=when(r["due"]),
-        start=when(r["start"]),
-        end=when(r["end"]),
-        organizer=r["organizer"],
-        event_id=r["event_id"],
-        reason=r["reason"],
-        moves=r["moves"] or 0,
-        created_at=when(r["created_at"]),
-        updated_at=when(r["updated_at"]),
-    )

@@ -168,11 +168,26 @@ class Engine:
 
         A plan past the ``guard:`` limits is held (nothing booked or sent) unless
         ``confirm`` says a person has looked at it.
+
+        A real tick's caller holds the store's tick lock (``agent.app.lock``): that is
+        what lets it close the rows of ticks a killed process left running.
         """
         now = now.astimezone(UTC)
-        tick_id = 0 if dry_run else self.store.begin_tick(now, datetime.now(UTC))
+        tick_id = 0 if dry_run else self._begin(now)
         with logs.tick_context(None if dry_run else tick_id):
             return self._tick(tick_id, now, dry_run, confirm)
+
+    def _begin(self, now: datetime) -> int:
+        left = self.store.interrupt_running()
+        tick_id = self.store.begin_tick(now, datetime.now(UTC))
+        for row in left:
+            message = (
+                f"tick {row['id']} (started {row['started_at']}) was interrupted: it never "
+                "finished; this tick takes up its work"
+            )
+            log.warning("%s", message)
+            self.store.audit(tick_id, now, "interrupted", message, data={"tick": row["id"]})
+        return tick_id
 
     def adopt_mailbox_settings(self, run: Journal) -> None:
         """Take the time zone and working hours the config leaves out from providers that

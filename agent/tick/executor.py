@@ -11,6 +11,7 @@ next booking), and the next tick plans them again.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,6 +94,10 @@ class Journal:
             self.audit_once(why, f"{why}, not done: {kind} {detail}", rel, series)
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None:
+        if isinstance(exc, sqlite3.Error):
+            # a store that cannot be written or read is nobody's failure in particular:
+            # it ends the tick, and the command says what to do in one line
+            raise exc
         message = f"{where}: {type(exc).__name__}: {exc}"
         self.errors.append(message)
         self.audit("error", message, rel)

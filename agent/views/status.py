@@ -71,3 +71,29 @@ def print_status(rows: list[dict[str, Any]]) -> None:
         )
         for line in unsure:
             typer.echo(f"  {line}")
+
+
+def recent_ticks(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
+    """The last ``limit`` ticks, newest first (read only: a running one is left as is)."""
+    store = Store(settings.store)
+    try:
+        return store.ticks(limit)
+    finally:
+        store.close()
+
+
+def print_ticks(ticks: list[dict[str, Any]]) -> None:
+    """Say how the last tick went, and which recent ones a killed process cut short."""
+    if not ticks:
+        return
+    last = ticks[0]
+    if last["status"] == "running":
+        typer.echo(f"\nlast tick: #{last['id']} running since {last['started_at']}")
+    else:
+        typer.echo(f"\nlast tick: #{last['id']} {last['status']}, finished {last['finished_at']}")
+    for tick in ticks:
+        if tick["status"] == "interrupted":
+            typer.echo(
+                f"tick #{tick['id']} was interrupted: started {tick['started_at']}, never "
+                "finished (the next tick took up its work)"
+            )

@@ -8,7 +8,6 @@ token written by ``cadence auth google`` (:func:`authorize`).
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -19,6 +18,7 @@ from google.auth.credentials import Credentials
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
+from agent.core import files
 from agent.core.errors import (
     ConfigError,
     PermanentError,
@@ -71,20 +71,8 @@ def read_secret_json(path: Path) -> dict[str, Any]:
 
 
 def write_secret_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically: 0600, or narrower if the file already is."""
+    files.write_private(path, json.dumps(data, indent=2))
 
 
 class Auth:

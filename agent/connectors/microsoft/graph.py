@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import stat
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -27,6 +25,7 @@ import msal
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
+from agent.core import files
 from agent.core.errors import ConfigError, CursorExpired, PermanentError, TransientError
 from agent.core.retry import RetryPolicy
 from agent.settings.config import MicrosoftAccount
@@ -94,20 +93,8 @@ def private_file(path: Path, what: str) -> bytes:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` atomically: 0600, or narrower if the file already is."""
+    files.write_private(path, text)
 
 
 def authority_url(account: MicrosoftAccount) -> str:
