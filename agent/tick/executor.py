@@ -323,8 +323,8 @@ class Executor:
             return  # its meeting was not made as planned: the next tick sees the calendar
         mail, kind, rel, series = action.mail, action.kind, action.relationship, action.series
         if not self.acting:
-            data = {"subject": mail.subject, "to": list(mail.to), "message_id": mail.message_id}
-            self.journal.held(kind, rel, series, mail.subject, data)
+            held = {"subject": mail.subject, "to": list(mail.to), "message_id": mail.message_id}
+            self.journal.held(kind, rel, series, mail.subject, held)
             return
         _, mailer = self.engine.connection(action.account)
         earlier = self.store.outbox(mail.key)
