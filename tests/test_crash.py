@@ -240,3 +240,41 @@ def test_crash_while_sending_recaps_and_recording_a_reply(day_two: Path, tmp_pat
     print(f"kill points (recaps and a reply): {tally(killed)}")
     assert "reply:recorded" in killed or os.environ.get("CRASH_ALL") != "1"
     assert len(killed) >= (15 if os.environ.get("CRASH_ALL") == "1" else 5)
+
+
+def test_a_mail_killed_before_its_send_keeps_its_unguessable_message_id(
+    pristine: Path, tmp_path: Path
+) -> None:
+    """The Message-ID is random in part and stored with the pending row: killed between
+    that row and the send, the restart sends the very id the row holds, not a new one."""
+    points = traced(_scenario(pristine, tmp_path) / "cadence.yaml", tmp_path / "trace.txt")
+    n = points.index("mail:agenda:before-send") + 1
+    folder = tmp_path / "killed"
+    shutil.copytree(pristine, folder)
+    assert run_once(folder / "cadence.yaml", kill_at=n).returncode == -signal.SIGKILL
+    store = Store(folder / "var" / "cadence.db")
+    try:
+        [pending] = [r for r in store.outbox_rows() if r["status"] == "pending"]
+    finally:
+        store.close()
+    assert not list((folder / "outbox").glob(f"*{pending['kind']}.eml"))
+    assert run_once(folder / "cadence.yaml").returncode == 0
+    store = Store(folder / "var" / "cadence.db")
+    try:
+        row = store.outbox(pending["key"])
+    finally:
+        store.close()
+    assert row is not None and row["status"] == "sent"
+    assert row["message_id"] == pending["message_id"]
+    sent = mail_header(Path(row["location"]), "Message-ID")
+    assert sent == pending["message_id"]
+    from agent.rules.mailplan import message_id
+
+    assert sent != message_id(pending["key"])  # random in part, not derived from the key
+
+
+def mail_header(path: Path, name: str) -> str:
+    import email
+    from email import policy
+
+    return str(email.message_from_bytes(path.read_bytes(), policy=policy.default)[name])

@@ -49,6 +49,8 @@ class Reply:
     items: tuple[Item, ...] = ()
     notes: str = ""
     problems: tuple[str, ...] = ()
+    #: the Authentication-Results headers, topmost (the receiving server's) first
+    authentication: tuple[str, ...] = ()
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -92,6 +94,7 @@ def parse(raw: bytes) -> Reply:
         items=tuple(items),
         notes=notes,
         problems=tuple(problems),
+        authentication=tuple(str(v) for v in msg.get_all("Authentication-Results", [])),
     )
 
 
