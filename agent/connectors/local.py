@@ -93,7 +93,9 @@ def _write_fully(fd: int, data: bytes) -> None:
 
 def make_folder(folder: Path) -> None:
     """Create ``folder`` (and its parents) with mode 0700 unless it exists."""
-    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):  # Path.mkdir gives parents the default mode
+        path.mkdir(mode=FOLDER_MODE, exist_ok=True)
 
 
 def safe_name(name: str, suffix: str) -> str:

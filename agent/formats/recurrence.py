@@ -78,7 +78,9 @@ def materialise(comp: Any, window: Interval, zone: tzinfo) -> bool:
     found: set[datetime] = set()
     cut = False
     for rule in rules:
-        kept, was_cut = _occurrences(rule, first, lo, hi, wall)
+        kept, was_cut = _occurrences(
+            rule, first, lo, hi, wall, floating=tz is None and not all_day, all_day=all_day
+        )
         found.update(kept)
         cut = cut or was_cut
     comp.pop("RRULE")
@@ -92,7 +94,14 @@ def materialise(comp: Any, window: Interval, zone: tzinfo) -> bool:
 
 
 def _occurrences(
-    rule: Any, first: datetime, lo: datetime, hi: datetime, wall: tzinfo
+    rule: Any,
+    first: datetime,
+    lo: datetime,
+    hi: datetime,
+    wall: tzinfo,
+    *,
+    floating: bool,
+    all_day: bool,
 ) -> tuple[list[datetime], bool]:
     """The wall-clock occurrences of one rule in [lo, hi], and whether some were cut."""
     if first > hi:
@@ -115,7 +124,7 @@ def _occurrences(
             f"starts {first:%Y-%m-%d}, {int(periods):,} {freq.lower()} periods before the "
             f"window ends (the limit is {MAX_PERIODS:,}): not expanded"
         )
-    until = _until(parts.pop("UNTIL", [None])[0], first, wall)
+    until = _until(parts.pop("UNTIL", [None])[0], first, wall, floating, all_day)
     if parts.get("COUNT") and int(parts["COUNT"][0]) < 0:
         del parts["COUNT"]  # as the expander reads it: no count at all
     years = _same_calendar_later(first.year, hi.year)
@@ -153,13 +162,22 @@ def _check_density(freq: str, parts: dict[str, list[Any]]) -> None:
         raise Unbounded(f"BYSETPOS {positions} never matches: not expanded")
 
 
-def _until(value: Any, first: datetime, wall: tzinfo) -> datetime | None:
+def _until(
+    value: Any, first: datetime, wall: tzinfo, floating: bool, all_day: bool
+) -> datetime | None:
     """UNTIL as a wall-clock time comparable with the walk's occurrences."""
     if value is None:
         return None
+    if isinstance(value, datetime) and first.time() == time(0) and all_day:
+        value = value.date()  # whole days: the expander keeps the date of UNTIL only
     if isinstance(value, datetime):
+        if value.tzinfo is not None and floating:  # read as the expander reads it
+            return value.replace(tzinfo=None)
         if value.tzinfo is not None:
-            return _wall(value, wall)
+            try:
+                return _wall(value, wall)
+            except OverflowError:  # at the very edge of time: past or before everything
+                return datetime.max if value.year > 1 else datetime.min
         return value
     if isinstance(value, date):  # a whole day: every occurrence on it counts
         return datetime.combine(value, time.max if first.time() != time(0) else time(0))
