@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 WHEELS ?= .cache/wheels
 
-.PHONY: demo test bench lint format clean test-servers screenshots soak crash
+.PHONY: demo test bench lint format clean test-servers screenshots soak crash fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ soak: $(BIN)/.installed
 # them): docs/RELIABILITY.md has the figures.
 crash: $(BIN)/.installed
 	CRASH_ALL=1 $(BIN)/pytest -q -s tests/test_crash.py tests/test_crash_google.py tests/test_crash_microsoft.py
+
+# The long property test of the ICS reader: 10,000 mutated corpus calendars (`make test`
+# runs 300); docs/RELIABILITY.md has the figures.
+ICS_FUZZ_EXAMPLES ?= 10000
+fuzz: $(BIN)/.installed
+	ICS_FUZZ_EXAMPLES=$(ICS_FUZZ_EXAMPLES) $(BIN)/pytest -q -s --timeout 3600 --hypothesis-show-statistics tests/test_ics_fuzz.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

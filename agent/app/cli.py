@@ -120,6 +120,7 @@ def check(config: str | None = ConfigOption) -> None:
                 idp.load(path)
             except ConfigError as exc:
                 errors.extend(exc.errors)
+    errors += _folder_errors(settings)
     if errors:
         for line in errors:
             typer.echo(line, err=True)
@@ -128,6 +129,22 @@ def check(config: str | None = ConfigOption) -> None:
         f"{settings.path}: ok ({len(settings.people)} people, "
         f"{len(settings.relationships)} relationships, {len(settings.programs)} programs)"
     )
+
+
+def _folder_errors(settings: config_mod.Settings) -> list[str]:
+    """The local accounts whose calendars folder is missing: `run` refuses them."""
+    from agent.connectors.local import missing_calendars
+    from agent.settings import yamlsource
+
+    errors = []
+    for name, account in settings.accounts.items():
+        if getattr(account, "provider", None) != "local":
+            continue
+        problem = missing_calendars(settings.resolve(account.calendars))
+        if problem:
+            source = yamlsource.load(settings.path)
+            errors.append(source.where(["accounts", name, "calendars"], problem))
+    return errors
 
 
 @app.command("init-plan")

@@ -3,7 +3,9 @@
 Writes are surgical: a booking is inserted as new text before the calendar's closing
 line, and the agent's own events are replaced block by block, so no other component of
 a person's file is ever re-serialised, reordered or lost. Every write is an atomic
-replace under a lock shared with other Cadence processes.
+replace under a lock shared with other Cadence processes, keeps the file's encoding and
+mode (a new file gets 0600, a new folder 0700), and leaves no temporary file behind
+when it fails.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -43,18 +46,37 @@ from agent.formats import ical, mime
 #: the write to several calendar files in progress (see ``LocalCalendar._write_all``)
 JOURNAL = ".cadence.journal"
 _BLOCK = re.compile(r"BEGIN:VEVENT\r?\n.*?END:VEVENT\r?\n", re.S)
+#: the mode of files and folders Cadence creates: they hold people's calendars and mail
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+#: the longest file name Cadence writes (most file systems stop at 255 bytes)
+MAX_NAME = 200
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` by write-to-temporary, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path`` by write-to-temporary, fsync and rename.
+
+    An existing file keeps its mode, never widened to ``mode``; a new one gets
+    ``mode``. The temporary file is removed when any step fails (a full disk).
+    """
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        keep: int | None = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        keep = None
+    tmp = path.with_name(f".{path.name[:MAX_NAME]}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        try:
+            os.fchmod(fd, mode if keep is None else keep)
+            _write_fully(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -62,9 +84,34 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.close(dir_fd)
 
 
+def _write_fully(fd: int, data: bytes) -> None:
+    """Write all of ``data``: os.write may write less than asked."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) with mode 0700 unless it exists."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):  # Path.mkdir gives parents the default mode
+        path.mkdir(mode=FOLDER_MODE, exist_ok=True)
+
+
+def safe_name(name: str, suffix: str) -> str:
+    """``name + suffix``, or a bounded name for a long one: a readable prefix and a hash
+    of the whole name, so that any calendar UID gives a file name the system accepts."""
+    if len((name + suffix).encode()) <= MAX_NAME:
+        return name + suffix
+    digest = hashlib.sha256(name.encode()).hexdigest()[:20]
+    prefix = re.sub(r"%[0-9A-Fa-f]?$", "", name[:100])  # never half an escape
+    return f"{prefix}~{digest}{suffix}"
+
+
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    with open(folder / ".cadence.lock", "a+") as handle:
+    fd = os.open(folder / ".cadence.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+    with open(fd, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -88,6 +135,24 @@ class LocalCalendar:
             return self.path(email).read_bytes()
         except FileNotFoundError:
             return b""
+        except OSError as exc:  # a folder in its place, no permission: that calendar only
+            raise PermanentError(f"cannot read {self.path(email)}: {exc.strerror}") from exc
+
+    def _text(self, email: str) -> ical.Text:
+        """The decoded text of a person's file, for writing into it."""
+        try:
+            return ical.decode(self._read(email))
+        except ValueError as exc:
+            raise PermanentError(f"{self.path(email)}: {exc}; not writing into it") from exc
+
+    def _calendar(self, email: str, text: str) -> Any:
+        """Parse a person's file (to find or change one event in it)."""
+        try:
+            return icalendar.Calendar.from_ical(text)
+        except Exception as exc:  # the parser raises more than ValueError on broken text
+            raise PermanentError(
+                f"{self.path(email)} is not valid iCalendar ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
         if (self.folder / JOURNAL).exists():
@@ -119,10 +184,10 @@ class LocalCalendar:
         return out
 
     def find(self, person: Person, key: str) -> Event | None:
-        data = self._read(person.email)
-        if key.encode() not in data:
+        text = self._text(person.email).text
+        if key not in text:
             return None
-        cal = icalendar.Calendar.from_ical(data)
+        cal = self._calendar(person.email, text)
         for comp in cal.walk("VEVENT"):
             if str(comp.get(ical.KEY_PROPERTY, "")) == key:
                 wide = Interval(datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
@@ -184,11 +249,14 @@ class LocalCalendar:
 
     def _insert(self, email: str, uid: str, vevent: Any, tzid: str) -> None:
         path = self.path(email)
-        text = self._read(email).decode("utf-8")
+        found = self._text(email)
+        text = found.text
         if f"UID:{uid}" in text:
             return  # already there: a retry after a crash
         if not text.strip():
             text = ical.calendar([]).to_ical().decode()
+        else:
+            _check_structure(path, text)
         newline = "\r\n" if "\r\n" in text else "\n"
         addition = vevent.to_ical().decode()
         if f"TZID:{tzid}" not in text and tzid != "UTC":
@@ -197,25 +265,26 @@ class LocalCalendar:
         addition = addition.replace("\r\n", newline)
         end = text.rstrip().rfind("END:VCALENDAR")
         if end < 0:
-            raise PermanentError(f"{path.name} has no END:VCALENDAR; not writing into it")
-        atomic_write(path, (text[:end] + addition + text[end:]).encode("utf-8"))
+            raise PermanentError(f"{path} has no END:VCALENDAR; not writing into it")
+        _write_text(path, found, text[:end] + addition + text[end:])
 
     def _replace(self, email: str, uid: str, vevent: Any) -> None:
-        text = self._read(email).decode("utf-8")
+        path = self.path(email)
+        found = self._text(email)
+        text = found.text
         newline = "\r\n" if "\r\n" in text else "\n"
         for match in _BLOCK.finditer(text):
             if f"UID:{uid}" in match.group(0):
+                _check_structure(path, text)
                 new = vevent.to_ical().decode().replace("\r\n", newline)
-                text = text[: match.start()] + new + text[match.end() :]
-                atomic_write(self.path(email), text.encode("utf-8"))
+                _write_text(path, found, text[: match.start()] + new + text[match.end() :])
                 return
 
     def _update(
         self, person: Person, event: Event, reset_replies: bool = False, **changes: object
     ) -> Event:
         ensure_own(event)
-        data = self._read(person.email)
-        cal = icalendar.Calendar.from_ical(data)
+        cal = self._calendar(person.email, self._text(person.email).text)
         target = next(
             (c for c in cal.walk("VEVENT") if str(c.get(ical.KEY_PROPERTY, "")) == event.key),
             None,
@@ -271,6 +340,42 @@ class LocalCalendar:
         pass
 
 
+def _write_text(path: Path, found: ical.Text, text: str) -> None:
+    """Write ``text`` into ``path`` in the encoding the file had."""
+    try:
+        data = found.encode(text)
+    except UnicodeEncodeError as exc:
+        raise PermanentError(
+            f"{path} is {found.codec.upper()} text, which cannot hold this booking "
+            f"({exc.reason}); convert it to UTF-8 to let Cadence write into it"
+        ) from exc
+    atomic_write(path, data)
+
+
+def _check_structure(path: Path, text: str) -> None:
+    """Refuse to write into a file whose components do not nest: a booking inserted
+    into it could land inside a broken component, or be lost by the next reader.
+    (Text outside the calendar is left alone, as it is never written over.)"""
+    open_: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line[:1] in (" ", "\t"):
+            continue  # the continuation of a folded line
+        head, _, name = line.partition(":")
+        head, name = head.strip().upper(), name.strip().upper()
+        if head == "BEGIN":
+            open_.append(name)
+        elif head == "END":
+            if not open_ or open_[-1] != name:
+                closes = f"BEGIN:{open_[-1]}" if open_ else "nothing"
+                raise PermanentError(
+                    f"{path}: line {number}: END:{name} closes {closes} (a broken "
+                    "component); not writing into it"
+                )
+            open_.pop()
+    if open_:
+        raise PermanentError(f"{path}: BEGIN:{open_[-1]} is never closed; not writing into it")
+
+
 class OutboxMailer:
     """Mail as ``.eml`` files; the file name is the mail's key, so a resend is a no-op.
 
@@ -297,9 +402,10 @@ class OutboxMailer:
         return found
 
     def path(self, mail: OutgoingMail) -> Path:
-        # keys hold calendar UIDs, which may hold "/" or characters no file system takes
+        # keys hold calendar UIDs, which may hold "/" or characters no file system takes,
+        # and be of any length; short names stay as they always were
         name = urllib.parse.quote(mail.key.replace(":", "-"), safe="@+=._-")
-        return self.folder / f"{name}.eml"
+        return self.folder / safe_name(name, ".eml")
 
     def was_sent(self, mail: OutgoingMail) -> bool:
         return self.path(mail).exists()
@@ -318,9 +424,24 @@ class OutboxMailer:
 
 
 def connect(ctx: Context) -> tuple[LocalCalendar, OutboxMailer]:
+    """Open the account's folders. A missing calendars folder is an error: read as empty,
+    it would make every series look never held and have all of them booked again."""
     calendars = ctx.settings.resolve(ctx.account.calendars)
     outbox = ctx.settings.resolve(ctx.account.outbox)
-    for folder in (calendars, outbox):
-        folder.mkdir(parents=True, exist_ok=True)
+    problem = missing_calendars(calendars)
+    if problem:
+        raise PermanentError(problem)
+    make_folder(outbox)
     inbox = ctx.settings.resolve(ctx.account.inbox) if ctx.account.inbox else None
     return LocalCalendar(calendars, ctx.people), OutboxMailer(outbox, inbox)
+
+
+def missing_calendars(folder: Path) -> str | None:
+    """Why ``folder`` cannot be the calendars folder (missing, not a folder), or None."""
+    if folder.is_dir():
+        return None
+    what = "is not a folder" if folder.exists() else "does not exist"
+    return (
+        f"calendars folder {folder} {what}: create it, or correct `calendars:` in the "
+        "config (Cadence does not start from empty calendars)"
+    )

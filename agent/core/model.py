@@ -270,11 +270,15 @@ class Event:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A calendar item a connector could not read; logged and skipped, never fatal."""
+    """A calendar item a connector could not read; logged and skipped, never fatal.
+
+    ``partial``: the item was read only in part (a recurrence cut at a limit).
+    """
 
     owner: str
     ref: str
     reason: str
+    partial: bool = False
 
 
 SyncToken = str

@@ -7,7 +7,10 @@ malformed event becomes a ``Skipped`` entry and never hides the rest of the cale
 
 from __future__ import annotations
 
+import codecs
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +19,8 @@ import icalendar
 import recurring_ical_events
 
 from agent.core.model import Attendee, Event, EventDraft, Interval, PartStat, Person, Skipped
+from agent.formats import recurrence
+from agent.formats.recurrence import MAX_INSTANCES, Unbounded
 
 PRODID = "-//Cadence//cadence-agent//EN"
 KEY_PROPERTY = "X-CADENCE-KEY"
@@ -128,28 +133,101 @@ def invitation(
 
 # --- reading --------------------------------------------------------------------------
 
+#: byte-order marks, the longest first (UTF-32 LE begins with the UTF-16 LE mark)
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+#: control characters no text calendar holds (tab, line ends and form feed are fine)
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A calendar file's text and how to write it back as it was (encoding and mark)."""
+
+    text: str
+    codec: str = "utf-8"
+    bom: bytes = b""
+
+    def encode(self, text: str) -> bytes:
+        """Encode ``text`` as the file was; raise UnicodeEncodeError if it cannot be."""
+        return self.bom + text.encode(self.codec)
+
+
+def decode(data: bytes) -> Text:
+    """Decode a calendar file: by its byte-order mark (UTF-8, UTF-16, UTF-32), else UTF-16
+    recognised by its zero bytes, else UTF-8, else Latin-1 (Windows and old exports).
+
+    Raise ValueError for data that is not text (binary, or broken after its mark).
+    """
+    found: Text | None = None
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                found = Text(data[len(bom) :].decode(codec), codec, bom)
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"not {codec.upper()} text after its byte-order mark") from exc
+            break
+    if found is None and data[:4] in (b"B\x00E\x00", b"\x00B\x00E"):
+        codec = "utf-16-le" if data[1] == 0 else "utf-16-be"
+        try:
+            found = Text(data.decode(codec), codec)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not {codec.upper()} text") from exc
+    if found is None:
+        try:
+            found = Text(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            found = Text(data.decode("latin-1"), "latin-1")
+    if _BINARY.search(found.text):
+        raise ValueError("binary data, not a text calendar")
+    return found
+
 
 def read_events(
     data: bytes | str, owner: Person, window: Interval
 ) -> tuple[list[Event], list[Skipped]]:
     """Expand every event of an iCalendar text that overlaps ``window``.
 
-    Raise ValueError when the text is not iCalendar at all; problems inside single
-    events are returned as Skipped entries.
+    Bytes are decoded as ``decode`` does. Raise ValueError when the data is not
+    iCalendar text at all (the only exception it raises); problems inside single
+    events are returned as Skipped entries, and so are recurrences that were not
+    expanded or were cut (``Skipped.partial``: the first occurrences are returned).
     """
-    cal = icalendar.Calendar.from_ical(data)
-    timezones: list[Any] = list(cal.walk("VTIMEZONE"))
-    groups: dict[str, list[Any]] = {}
+    text = decode(data).text if isinstance(data, bytes) else data
+    try:
+        cal = icalendar.Calendar.from_ical(text)
+        timezones: list[Any] = list(cal.walk("VTIMEZONE"))
+        groups: dict[str, list[Any]] = {}
+        for index, comp in enumerate(cal.walk("VEVENT")):
+            uid = str(comp.get("UID") or f"(no UID, event #{index + 1})")
+            groups.setdefault(uid, []).append(comp)
+    except ValueError:
+        raise
+    except Exception as exc:  # the parser's other failures mean the same: not iCalendar
+        raise ValueError(f"not iCalendar: {type(exc).__name__}: {exc}") from exc
     skipped: list[Skipped] = []
-    for index, comp in enumerate(cal.walk("VEVENT")):
-        uid = str(comp.get("UID") or f"(no UID, event #{index + 1})")
-        groups.setdefault(uid, []).append(comp)
     events: list[Event] = []
     for uid, comps in groups.items():
         try:
-            events.extend(_expand(uid, comps, timezones, owner, window))
+            found, cut = _expand(uid, comps, timezones, owner, window)
+        except Unbounded as exc:
+            skipped.append(Skipped(owner.email, uid, f"recurrence not expanded: {exc}"))
+            continue
         except Exception as exc:  # one bad event never hides the rest
             skipped.append(Skipped(owner.email, uid, f"{type(exc).__name__}: {exc}"))
+            continue
+        events.extend(found)
+        if cut:
+            reason = (
+                f"recurrence cut: more than {MAX_INSTANCES:,} occurrences in the window, "
+                f"the first {MAX_INSTANCES:,} kept"
+            )
+            skipped.append(Skipped(owner.email, uid, reason, partial=True))
     return events, skipped
 
 
@@ -159,23 +237,31 @@ def _expand(
     timezones: list[Any],
     owner: Person,
     window: Interval,
-) -> list[Event]:
+) -> tuple[list[Event], bool]:
+    """The events of one UID in ``window``, and whether occurrences were cut."""
     for comp in comps:
         errors = comp.errors
         if errors:
             raise ValueError(f"malformed property: {errors[0][0]}: {errors[0][1]}")
         if comp.get("DTSTART") is None:
             raise ValueError("no DTSTART")
+    recurring = any(c.get("RRULE") or c.get("RDATE") or c.get("RECURRENCE-ID") for c in comps)
+    cut = False
+    for comp in comps:  # nothing unbounded is left for the expander to walk
+        if comp.get("RECURRENCE-ID") is None:  # an override's own rule is never walked
+            cut = recurrence.materialise(comp, window, owner.zone) or cut
     mini = icalendar.Calendar()
     for tz in timezones:
         mini.add_component(tz)
     for comp in comps:
         mini.add_component(comp)
-    recurring = any(c.get("RRULE") or c.get("RDATE") or c.get("RECURRENCE-ID") for c in comps)
     out = []
     for instance in recurring_ical_events.of(mini).between(window.start, window.end):
         out.append(_event(uid, instance, owner, recurring))
-    return out
+    if len(out) > MAX_INSTANCES:  # RDATEs by the million
+        out.sort(key=lambda e: e.start)
+        return out[:MAX_INSTANCES], True
+    return out, cut
 
 
 def _when(value: Any, zone: ZoneInfo) -> tuple[datetime, bool]:

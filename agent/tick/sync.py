@@ -67,11 +67,13 @@ def sync(engine: Host, journal: Journal, now: datetime) -> set[str]:
             if changes.full or changes.events or changes.removed:
                 engine.kept.synced(person.email, changes, engine.settings.relationships)
             for item in changes.skipped:
-                journal.audit(
-                    "skipped",
-                    f"malformed event {item.ref} on {item.owner}'s calendar skipped: {item.reason}",
-                    data={"owner": item.owner, "ref": item.ref},
+                what = (
+                    f"event {item.ref} on {item.owner}'s calendar read in part: {item.reason}"
+                    if item.partial
+                    else f"malformed event {item.ref} on {item.owner}'s calendar skipped: "
+                    f"{item.reason}"
                 )
+                journal.audit("skipped", what, data={"owner": item.owner, "ref": item.ref})
         except Exception as exc:  # a connector bug must not stop the tick either
             failed.add(person.email)
             journal.error(f"sync {person.email}", exc)
