@@ -464,10 +464,10 @@ class Phases:
 
         def timed(name: str, step: Callable[..., None]) -> Callable[..., None]:
             @functools.wraps(step)
-            def run(tick: Any) -> None:
+            def run(tick: Any, *args: Any) -> None:
                 t = time.perf_counter()
                 try:
-                    step(tick)
+                    step(tick, *args)
                 finally:
                     self.times[name] += time.perf_counter() - t
 
