@@ -89,8 +89,7 @@ def test_reply_is_recorded_and_the_leader_gets_the_updated_recap(
     assert mail["Subject"].startswith("Recap updated: Development Advance with Ben, ")
     assert mail["In-Reply-To"] == reply_id
     assert mail["References"].split() == [recap["message_id"], reply_id]
-    assert mail["Message-ID"] == update["message_id"]  # stored before the send
-    assert update["message_id"] != message_id(update["key"])  # not derived from the key alone
+    assert mail["Message-ID"] == message_id(update["key"])
     body = text(mail)
     assert "Emma Clarke replied on" in body
     assert "- [x] ask two peers for feedback on the retros" in body.split("Completed")[1]
@@ -196,90 +195,3 @@ def test_an_update_that_failed_to_send_goes_out_at_the_next_tick_once(
     assert [r["status"] for r in rows] == ["sent"]
     assert len(list((settings.base / "outbox").glob("*update*.eml"))) == 1
     assert len(store.replies()) == 1
-
-
-def _reply_with(inbox: Path, recap: dict[str, str], name: str, body: bytes) -> Path:
-    inbox.mkdir(exist_ok=True)
-    path = inbox / f"{name}.eml"
-    path.write_bytes(
-        b"From: Emma Clarke <emma@acme.example>\r\nTo: ben@acme.example\r\n"
-        + f"Message-ID: <{name}@mail.acme.example>\r\n".encode()
-        + f"In-Reply-To: {recap['message_id']}\r\nSubject: Re: recap\r\n\r\n".encode()
-        + body
-    )
-    return path
-
-
-def test_a_reply_with_too_many_action_lines_records_none(
-    settings: config.Settings, tmp_path: Path
-) -> None:
-    store = Store(tmp_path / "t.db")
-    with Engine(settings, store=store) as engine:
-        engine.tick(NOW)
-        recap = emma_recap(store)
-        lines = b"".join(b"- [ ] action %d\r\n" % i for i in range(10_000))
-        _reply_with(settings.base / "inbox", recap, "many", lines)
-        engine.tick(NOW + timedelta(minutes=10))
-    [row] = store.replies()
-    assert row["status"] == "ignored"
-    assert "10000 action lines, more than the 50" in row["reason"]
-    assert store.actions("emma@acme.example") == []
-    assert not [r for r in store.outbox_rows() if r["kind"] == "update"]
-    assert [a for a in store.audit_rows(kind="reply") if "10000 action lines" in a["message"]]
-
-
-def test_a_reply_too_large_is_refused_unread(
-    settings: config.Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from agent.connectors import base, local
-
-    monkeypatch.setattr(base, "MAX_REPLY_BYTES", 4096)
-    monkeypatch.setattr(local, "MAX_REPLY_BYTES", 4096)
-    from agent.tick import replies as tick_replies
-
-    monkeypatch.setattr(tick_replies, "MAX_REPLY_BYTES", 4096)
-    read: list[Path] = []
-    real = Path.read_bytes
-
-    def spy(self: Path) -> bytes:
-        read.append(self)
-        return real(self)
-
-    store = Store(tmp_path / "t.db")
-    with Engine(settings, store=store) as engine:
-        engine.tick(NOW)
-        recap = emma_recap(store)
-        big = _reply_with(settings.base / "inbox", recap, "big", b"- [ ] x\r\n" + b"a" * 8000)
-        monkeypatch.setattr(Path, "read_bytes", spy)
-        engine.tick(NOW + timedelta(minutes=10))
-        monkeypatch.setattr(Path, "read_bytes", real)
-        engine.tick(NOW + timedelta(minutes=20))
-    assert big not in read  # refused by its size, never read
-    [row] = store.replies()
-    assert row["status"] == "ignored" and "more than the 4096 a reply may have" in row["reason"]
-    assert store.actions("emma@acme.example") == []
-    refusals = [a for a in store.audit_rows(kind="reply") if "refused unread" in a["message"]]
-    assert len(refusals) == 1  # and not read again at the next tick
-
-
-def test_updated_recaps_per_relationship_per_day_are_bounded(
-    settings: config.Settings, tmp_path: Path
-) -> None:
-    store = Store(tmp_path / "t.db")
-    with Engine(settings, store=store) as engine:
-        engine.tick(NOW)
-        recap = emma_recap(store)
-        for i in range(7):
-            _reply_with(settings.base / "inbox", recap, f"r{i}", b"- [ ] step %d\r\n" % i)
-            engine.tick(NOW + timedelta(minutes=10 * (i + 1)))
-        _reply_with(settings.base / "inbox", recap, "next-day", b"- [ ] step 9\r\n")
-        engine.tick(NOW + timedelta(days=1, hours=1))
-    status = {r["message_id"]: r["status"] for r in store.replies()}
-    assert [status[f"<r{i}@mail.acme.example>"] for i in range(7)] == ["recorded"] * 5 + [
-        "ignored"
-    ] * 2
-    assert status["<next-day@mail.acme.example>"] == "recorded"
-    updates = [r for r in store.outbox_rows() if r["kind"] == "update"]
-    assert len(updates) == 6
-    refused = [a for a in store.audit_rows(kind="reply") if "max_updates_per_day" in a["message"]]
-    assert len(refused) == 2

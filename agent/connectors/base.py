@@ -108,28 +108,12 @@ class Mailer(Protocol):
     def close(self) -> None: ...
 
 
-#: The largest reply to a recap that is read: a reply is a few lines and a quoted recap;
-#: anything larger is refused by its size, before it is parsed (or read, where the
-#: provider tells the size first).
-MAX_REPLY_BYTES = 5 * 1024 * 1024
-
-
 @dataclass(frozen=True)
 class IncomingMail:
-    """One received message, as raw RFC 5322 bytes, and where it was read from.
-
-    ``size`` is set by a reader that left a message over ``MAX_REPLY_BYTES`` unread
-    (``raw`` is then empty), so the refusal can say how large it was.
-    """
+    """One received message, as raw RFC 5322 bytes, and where it was read from."""
 
     ref: str
     raw: bytes
-    size: int | None = None
-
-    @property
-    def length(self) -> int:
-        """The message's size in bytes, read or not."""
-        return len(self.raw) if self.size is None else self.size
 
 
 @runtime_checkable

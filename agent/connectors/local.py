@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from agent.connectors import Context
-from agent.connectors.base import MAX_REPLY_BYTES, Busy, IncomingMail, ensure_own
+from agent.connectors.base import Busy, IncomingMail, ensure_own
 from agent.core import faults
 from agent.core.errors import PermanentError
 from agent.core.model import (
@@ -392,11 +392,7 @@ class OutboxMailer:
         found = []
         for path in sorted(self.inbox.glob("*.eml")):
             try:
-                size = path.stat().st_size
-                if size > MAX_REPLY_BYTES:  # refused by its size, never read
-                    found.append(IncomingMail(str(path), b"", size=size))
-                else:
-                    found.append(IncomingMail(str(path), path.read_bytes()))
+                found.append(IncomingMail(str(path), path.read_bytes()))
             except OSError as exc:
                 raise PermanentError(f"cannot read {path}: {exc}") from exc
         return found

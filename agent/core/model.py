@@ -163,11 +163,6 @@ class Program:
     max_moves: int = 1
     #: whether replies to recaps are read and their actions recorded (opt-in)
     collect_replies: bool = False
-    #: whose replies count (``authenticated`` or ``from``); None: by the account's provider
-    recap_trust: str | None = None
-    #: action lines one reply may record, and updated recaps per relationship a day
-    max_reply_actions: int = 50
-    max_updates_per_day: int = 5
 
     def get(self, series: str) -> Series:
         for s in self.series:

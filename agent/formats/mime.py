@@ -1,27 +1,20 @@
 """RFC 5322 messages from OutgoingMail, shared by every mailer that sends raw MIME.
 
 Header values are cleaned here, once: no CR or LF from calendar or config text can
-reach a header, whatever the caller passes. Address headers are built from
-``email.headerregistry.Address`` objects, never from formatted strings: a display name
-(``Gonçalves (PM), Ana``, or one holding ``Bcc: x@elsewhere``) is then quoted or encoded
-as a whole and can't turn into another address.
+reach a header, whatever the caller passes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
+from email.utils import formataddr
 
 from agent.core.model import OutgoingMail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-#: bidirectional embeddings, overrides, isolates and marks: they make text read
-#: differently from what it holds (a subject or a name shown reversed)
-BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_header(value: str, limit: int = 900) -> str:
@@ -29,28 +22,13 @@ def clean_header(value: str, limit: int = 900) -> str:
     return _CONTROL.sub(" ", value).strip()[:limit]
 
 
-def display_name(name: str) -> str:
-    """Return ``name`` on one line, without control or bidirectional characters, bounded."""
-    return " ".join(BIDI.sub("", _CONTROL.sub(" ", name)).split())[:200]
-
-
-def address(email: str, name: str = "") -> Address:
-    """Return the one mailbox ``email`` named ``name``; raise ValueError unless ``email``
-    is exactly one address (a list or a name would reach someone else)."""
-    spec = clean_header(email, 320)
+def _addr(email: str, name: str = "") -> str:
+    email = clean_header(email, 320)
     try:
-        parsed = Address(addr_spec=spec)
-    except (ValueError, IndexError, HeaderParseError) as exc:
-        raise ValueError(f"not a mail address: {spec!r}") from exc
-    if not parsed.username or not parsed.domain:
-        raise ValueError(f"not a mail address: {spec!r}")
-    return Address(display_name=display_name(name), addr_spec=parsed.addr_spec)
-
-
-def set_addresses(msg: EmailMessage, header: str, addresses: Iterable[Address]) -> None:
-    """Set an address header from address objects, replacing any earlier value."""
-    del msg[header]
-    msg[header] = tuple(addresses)
+        Address(addr_spec=email)
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"not a mail address: {email!r}") from exc
+    return formataddr((clean_header(name, 200), email)) if name else email
 
 
 def build(mail: OutgoingMail, *, policy: Policy = SMTP) -> EmailMessage:
@@ -60,9 +38,9 @@ def build(mail: OutgoingMail, *, policy: Policy = SMTP) -> EmailMessage:
     providers that take wire-format MIME; Graph's sendMail is given LF.
     """
     msg = EmailMessage(policy=policy)
-    set_addresses(msg, "From", [address(mail.sender, mail.sender_name)])
-    set_addresses(msg, "To", [address(a) for a in mail.to])
-    msg["Subject"] = BIDI.sub("", clean_header(mail.subject, 250))
+    msg["From"] = _addr(mail.sender, mail.sender_name)
+    msg["To"] = ", ".join(_addr(a) for a in mail.to)
+    msg["Subject"] = clean_header(mail.subject, 250)
     msg["Message-ID"] = clean_header(mail.message_id)
     if mail.in_reply_to:
         msg["In-Reply-To"] = clean_header(mail.in_reply_to)

@@ -2,9 +2,8 @@
 requests and updated recaps, as ``Send`` actions.
 
 Each mail has an outbox key (meeting id and kind); a key the outbox holds as sent or
-``uncertain`` is never planned again. The Message-ID is the one stored with the outbox
-row (random in part, chosen when the row is first written), and a recap threads to its
-agenda. Everything here is pure: the plans, recorded actions and
+``uncertain`` is never planned again. The Message-ID is derived from the key, and a
+recap threads to its agenda. Everything here is pure: the plans, recorded actions and
 outbox come in with the ``MailContext``.
 """
 
@@ -72,32 +71,16 @@ class MailContext:
         return replies.merge(self.plans.get(email), self.recorded.get(email, ()))
 
 
-def message_id(key: str, nonce: str = "") -> str:
-    """A valid RFC 5322 msg-id from an outbox key and a random ``nonce``.
-
-    Keys hold calendar UIDs, which may hold an "@" of their own; a second "@" would make
-    mail libraries rewrite the header, and replies would then answer an id the outbox
-    does not know. A long key (a UID of a hundred characters) is hashed, so the header
-    never needs folding. The nonce, drawn by the executor and stored with the outbox row
-    before the mail is sent, makes the id unguessable: only someone who received the
-    mail can answer it (an id without one is what rows written before it hold).
-    """
+def message_id(key: str) -> str:
+    """A valid RFC 5322 msg-id from an outbox key. Keys hold calendar UIDs, which may
+    hold an "@" of their own; a second "@" would make mail libraries rewrite the header,
+    and replies would then answer an id the outbox does not know. A long key (a UID
+    of a hundred characters) is hashed, so the header never needs folding."""
     local = re.sub(r"[^A-Za-z0-9._-]", ".", key)
-    room = 48 - (len(nonce) + 1 if nonce else 0)
-    if len(local) > room:  # "In-Reply-To: <...@cadence>" stays within 78 characters
-        kind = re.sub(r"[^A-Za-z0-9._-]", ".", key.rsplit(":", 1)[-1])[: 8 if nonce else 16]
-        local = f"{hashlib.sha256(key.encode()).hexdigest()[: 16 if nonce else 24]}.{kind}"
-    if nonce:
-        local = f"{local}.{re.sub(r'[^A-Za-z0-9]', '', nonce)}"
+    if len(local) > 48:  # "In-Reply-To: <...@cadence>" stays within 78 characters
+        kind = re.sub(r"[^A-Za-z0-9._-]", ".", key.rsplit(":", 1)[-1])[:16]
+        local = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.{kind}"
     return f"<{local}@cadence>"
-
-
-def stored_message_id(ctx: MailContext, key: str) -> str:
-    """The Message-ID the outbox holds for ``key`` (a retry after a crash sends the same
-    one); for a key not written yet, the derived one, which the executor replaces by
-    an unguessable one when it writes the row."""
-    row = ctx.outbox.get(key)
-    return row.message_id if row is not None and row.message_id else message_id(key)
 
 
 def outbox_key(meeting: Meeting, kind: str) -> str:
@@ -197,7 +180,7 @@ def ask(
         subject=content.subject,
         text=content.text,
         html=content.html,
-        message_id=stored_message_id(ctx, key),
+        message_id=message_id(key),
         headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return _send(rel, state.name, state.key, "ask", mail, reason)
@@ -248,7 +231,7 @@ def update(
         subject=content.subject,
         text=content.text,
         html=content.html,
-        message_id=stored_message_id(ctx, row["update_key"]),
+        message_id=message_id(row["update_key"]),
         in_reply_to=row["message_id"],
         references=(*sent, row["message_id"]),
         headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
@@ -304,7 +287,7 @@ def _meeting_mail(
         subject=content.subject,
         text=content.text,
         html=content.html,
-        message_id=stored_message_id(ctx, key),
+        message_id=message_id(key),
         in_reply_to=in_reply_to,
         references=references,
         invitation=invitation,

@@ -9,7 +9,6 @@ folder named by ``templates:`` in the config; the settings read them once into a
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +18,6 @@ from jinja2.sandbox import SandboxedEnvironment
 from agent.core.model import Person, Relationship
 from agent.core.plan import Plan
 from agent.core.templates import Templates
-from agent.formats import mime
 from agent.rules import replies
 
 #: Working hours in a year (220 days × 8 h): the base of the 0.34 % figure.
@@ -90,28 +88,14 @@ def what(rel: Relationship, series: str, stage: str | None) -> str:
     return series.replace("_", " ").capitalize()
 
 
-#: a tag, or what starts one, cut off at the end: ``<img src=x>``, ``</b>``, ``<img``
-_MARKUP = re.compile(r"<[A-Za-z/!?][^<>]*(?:>|$)")
-
-
-def plain(text: str) -> str:
-    """Return ``text`` as one line of plain text: no markup, no bidirectional controls.
-
-    Subjects are shown by mail clients that may render them as HTML, and a name from a
-    calendar or directory can hold ``<img …>`` or a right-to-left override.
-    """
-    return " ".join(_MARKUP.sub(" ", mime.BIDI.sub("", text)).split())
-
-
 def subject(kind: str, rel: Relationship, series: str, stage: str | None, start: datetime) -> str:
     """``Agenda: Development Align with Ben, Tue 24 Nov 10:00`` (the employee's time)."""
     label = LABELS[kind]
-    partner = plain(rel.partner.first_name) or rel.partner.email
-    text = f"{label}: {plain(what(rel, series, stage))} with {partner}"
+    text = f"{label}: {what(rel, series, stage)} with {rel.partner.first_name}"
     if kind != "pick":
         local = start.astimezone(rel.employee.zone)
         text += f", {local:%a} {local.day} {local:%b %H:%M}"
-    return plain(text)
+    return " ".join(text.split())
 
 
 LABELS = {

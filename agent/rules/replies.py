@@ -49,8 +49,6 @@ class Reply:
     items: tuple[Item, ...] = ()
     notes: str = ""
     problems: tuple[str, ...] = ()
-    #: the Authentication-Results headers, topmost (the receiving server's) first
-    authentication: tuple[str, ...] = ()
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -94,7 +92,6 @@ def parse(raw: bytes) -> Reply:
         items=tuple(items),
         notes=notes,
         problems=tuple(problems),
-        authentication=tuple(str(v) for v in msg.get_all("Authentication-Results", [])),
     )
 
 

@@ -308,9 +308,6 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             recap_after=prog.recap.after,
             recap_within=prog.recap.within,
             collect_replies=prog.recap.collect_replies,
-            recap_trust=prog.recap.trust,
-            max_reply_actions=prog.recap.max_actions,
-            max_updates_per_day=prog.recap.max_updates_per_day,
         )
 
     relationships: list[Relationship] = []

@@ -277,14 +277,6 @@ class RecapConfig(Strict):
     after: Duration = timedelta(hours=2)
     within: Duration = timedelta(days=7)
     collect_replies: bool = False
-    #: whose replies count: ``authenticated`` needs DMARC, or aligned SPF or DKIM, to pass
-    #: for the From domain; ``from`` believes From. Unset: ``from`` on the local provider
-    #: only, ``authenticated`` on every other.
-    trust: Literal["authenticated", "from"] | None = None
-    #: action lines one reply may record; a reply with more is refused whole
-    max_actions: int = Field(default=50, ge=1)
-    #: updated recaps per relationship in 24 hours; replies past it are refused
-    max_updates_per_day: int = Field(default=5, ge=1)
 
 
 class ProgramConfig(Strict):

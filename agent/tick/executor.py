@@ -11,10 +11,9 @@ next booking), and the next tick plans them again.
 from __future__ import annotations
 
 import logging
-import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,6 @@ from agent.core import faults
 from agent.core.errors import TransientError
 from agent.core.model import Event, Interval, OutgoingMail
 from agent.core.timestamps import to_store
-from agent.rules import mailplan
 from agent.rules.actions import Accept, Action, Book, Move, Note, Send
 
 if TYPE_CHECKING:
@@ -332,18 +330,16 @@ class Executor:
         if action.meeting in self.unsettled:
             return  # its meeting was not made as planned: the next tick sees the calendar
         mail, kind, rel, series = action.mail, action.kind, action.relationship, action.series
-        if not self.acting:
-            held = {"subject": mail.subject, "to": list(mail.to), "message_id": mail.message_id}
-            self.journal.held(kind, rel, series, mail.subject, held)
-            return
-        _, mailer = self.engine.connection(action.account)
-        earlier = self.store.outbox(mail.key)
-        mail = replace(mail, message_id=_message_id(mail.key, earlier))
         data: dict[str, Any] = {
             "subject": mail.subject,
             "to": list(mail.to),
             "message_id": mail.message_id,
         }
+        if not self.acting:
+            self.journal.held(kind, rel, series, mail.subject, data)
+            return
+        _, mailer = self.engine.connection(action.account)
+        earlier = self.store.outbox(mail.key)
         if earlier and earlier["status"] == "sending":
             # a send was interrupted: ask the provider whether it went out
             went = _was_sent(mailer, mail)
@@ -422,15 +418,6 @@ def _where(action: Action) -> str:
     if isinstance(action, Book):
         return f"book {action.relationship} {action.series}"
     return f"review {action.relationship} {action.series}"
-
-
-def _message_id(key: str, earlier: dict[str, Any] | None) -> str:
-    """The Message-ID stored with the outbox row of ``key``, or a new unguessable one for
-    a row not written yet: it is stored with the pending row before the send, so a retry
-    after a crash sends (and confirms) the same id."""
-    if earlier and earlier.get("message_id"):
-        return str(earlier["message_id"])
-    return mailplan.message_id(key, secrets.token_hex(8))
 
 
 def _was_sent(mailer: Mailer, mail: OutgoingMail) -> bool | None:

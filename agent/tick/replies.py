@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agent.connectors.base import MAX_REPLY_BYTES, IncomingMail, ReplyReader
+from agent.connectors.base import IncomingMail, ReplyReader
 from agent.core import faults
 from agent.core.timestamps import to_store
-from agent.rules import authresults, replies
+from agent.rules import replies
 from agent.settings import idp
 from agent.tick.executor import ActionRecord
 from agent.tick.plans import plan_path, recorded_actions
 
 if TYPE_CHECKING:
-    from agent.core.model import Relationship
+    from datetime import datetime
+
     from agent.tick.executor import Journal
     from agent.tick.host import Host
 
@@ -42,63 +42,13 @@ def collect(engine: Host, journal: Journal, now: datetime) -> None:
             if incoming.ref in seen:
                 continue  # read at an earlier tick; parsing it again would change nothing
             try:
-                _take(engine, journal, now, incoming, account)
+                _take(engine, journal, now, incoming)
             except Exception as exc:
                 journal.error(f"reply {incoming.ref}", exc)
 
 
-def _too_large(journal: Journal, now: datetime, engine: Host, incoming: IncomingMail) -> None:
-    """Refuse a reply by its size, unparsed; remember it so it is not read again."""
-    reason = f"{incoming.length} bytes, more than the {MAX_REPLY_BYTES} a reply may have"
-    mid = "<" + hashlib.sha256(incoming.ref.encode()).hexdigest()[:32] + "@cadence.too-large>"
-    if not journal.dry_run and not engine.store.reply(mid):
-        row = {"message_id": mid, "ref": incoming.ref, "received_at": to_store(now)}
-        engine.store.save_reply({**row, "status": "ignored", "reason": reason}, [], now)
-    journal.audit("reply", f"reply {incoming.ref} refused unread: {reason}")
-
-
-def trust(engine: Host, account: str, rel: Relationship) -> str:
-    """Whose replies count for ``rel``: the program's ``recap.trust``, else ``from`` on
-    the local provider (its inbox is a folder the operator fills) and ``authenticated``
-    on every remote one."""
-    if rel.program.recap_trust:
-        return rel.program.recap_trust
-    provider = getattr(engine.settings.accounts.get(account), "provider", None)
-    return "from" if provider == "local" else "authenticated"
-
-
-def _refusal(
-    engine: Host, account: str, rel: Relationship, reply: replies.Reply, now: datetime
-) -> str:
-    """Why a reply from someone in ``rel`` is not recorded, or "" when it is."""
-    if trust(engine, account, rel) == "authenticated":
-        why = authresults.verdict(list(reply.authentication), reply.sender)
-        if why:
-            return f"not authenticated: {why} (recap.trust: authenticated)"
-    limit = rel.program.max_reply_actions
-    if len(reply.items) > limit:
-        return f"{len(reply.items)} action lines, more than the {limit} a reply may record"
-    since = to_store(now - timedelta(days=1))
-    recent = [
-        r
-        for r in engine.store.replies(employee=rel.employee.email, status="recorded")
-        if r["relationship"] == rel.id and (r["recorded_at"] or "") >= since
-    ]
-    if len(recent) >= rel.program.max_updates_per_day:
-        return (
-            f"{len(recent)} replies already recorded for {rel.id} in 24 hours, "
-            f"the most updated recaps a day (recap.max_updates_per_day)"
-        )
-    return ""
-
-
-def _take(
-    engine: Host, journal: Journal, now: datetime, incoming: IncomingMail, account: str
-) -> None:
+def _take(engine: Host, journal: Journal, now: datetime, incoming: IncomingMail) -> None:
     store, dry_run = engine.store, journal.dry_run
-    if incoming.length > MAX_REPLY_BYTES:
-        _too_large(journal, now, engine, incoming)
-        return
     reply = replies.parse(incoming.raw)
     mid = reply.message_id or (
         "<" + hashlib.sha256(incoming.raw).hexdigest()[:32] + "@cadence.unidentified>"
@@ -130,8 +80,6 @@ def _take(
         reason = f"program {rel.program.name} does not collect replies"
     elif reply.sender not in (rel.employee.email, rel.partner.email):
         reason = f"{reply.sender or 'an unknown sender'} is not in {rel.id}"
-    else:
-        reason = _refusal(engine, account, rel, reply, now)
     if reason or rel is None or recap is None:
         if not dry_run:
             store.save_reply({**row, "status": "ignored", "reason": reason}, [], now)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -45,13 +44,6 @@ programs:
 
 def note(sender: str, to: str, message_id: str, text: str, **headers: str) -> bytes:
     msg = EmailMessage(policy=policy.SMTP)
-    domain = sender.rstrip(">").rsplit("@", 1)[-1]
-    msg["Authentication-Results"] = headers.pop(
-        "authentication",
-        f"mx.google.com; dkim=pass header.i=@{domain} header.s=s1; "
-        f"spf=pass (google.com: domain of x@{domain} designates 192.0.2.1 as permitted "
-        f"sender) smtp.mailfrom=x@{domain}; dmarc=pass (p=NONE) header.from={domain}",
-    )
     msg["From"], msg["To"], msg["Subject"] = sender, to, headers.pop("subject", "Hello")
     msg["Date"] = "Mon, 23 Nov 2026 15:00:00 +0000"
     msg["Message-ID"] = message_id
@@ -288,62 +280,3 @@ def test_a_user_token_reads_its_owners_inbox_once(tmp_path: Path) -> None:
             assert mailer.replies() == []
         finally:
             mailer.close()
-
-
-FORGED = (
-    "mx.google.com; dkim=pass header.i=@evil.example header.s=s1; "
-    "spf=fail (google.com: domain of x@evil.example does not designate 192.0.2.9) "
-    "smtp.mailfrom=x@evil.example; dmarc=fail (p=REJECT) header.from=acme.example"
-)
-
-
-@pytest.mark.parametrize(
-    ("authentication", "trust", "recorded"),
-    [
-        (FORGED, None, False),  # a forged From: refused by default on a remote provider
-        (None, None, True),  # the same reply, authenticated by Gmail
-        (FORGED, "from", True),  # the program chose to believe From
-    ],
-)
-def test_a_reply_with_a_forged_from_records_nothing(
-    collecting: Workspace,
-    tmp_path: Path,
-    authentication: str | None,
-    trust: str | None,
-    recorded: bool,
-) -> None:
-    srv = collecting.server
-    held = NOW - timedelta(hours=3)
-    srv.add_event(ANA, "Development check-in: Ana & Ben", held, held + timedelta(minutes=15), [BEN])
-    settings = collecting.settings
-    if trust:
-        programs = {n: replace(p, recap_trust=trust) for n, p in settings.programs.items()}
-        rels = [replace(r, program=programs[r.program.name]) for r in settings.relationships]
-        settings = replace(settings, programs=programs, relationships=rels)
-    store = Store(tmp_path / "t.db")
-    with Engine(settings, store=store, retry=RetryPolicy.none()) as engine:
-        assert engine.tick(NOW).ok
-        (recap,) = [s for s in srv.state.sent if s.message["Subject"].startswith("Recap")]
-        recap_id = str(recap.message["Message-ID"])
-        extra = {"authentication": authentication} if authentication else {}
-        srv.state.deliver(
-            ANA,
-            note(
-                f"Ben Ortiz <{BEN}>",
-                f"Ana Lima <{ANA}>",
-                "<forged-1@evil.example>",
-                "- [x] everything is done\n",
-                In_Reply_To=recap_id,
-                Sender="Eve <eve@evil.example>",
-                Return_Path="<x@evil.example>",
-                **extra,
-            ),
-        )
-        assert engine.tick(NOW + timedelta(minutes=10)).ok
-    assert bool(store.actions(ANA)) is recorded
-    [row] = store.replies()
-    assert row["status"] == ("recorded" if recorded else "ignored")
-    if not recorded:
-        assert "not authenticated" in row["reason"] and "dmarc=fail" in row["reason"]
-        [audit] = [a for a in store.audit_rows(kind="reply") if "forged-1" in a["message"]]
-        assert "not authenticated" in audit["message"]

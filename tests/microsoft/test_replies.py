@@ -30,16 +30,8 @@ from tests.microsoft.test_tick import SECRET_ENV
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
 
-def reply(
-    sender: str, to: str, parent: str, text: str, ident: str, authentication: str | None = None
-) -> bytes:
+def reply(sender: str, to: str, parent: str, text: str, ident: str) -> bytes:
     msg = EmailMessage(policy=policy.SMTP)
-    domain = sender.rstrip(">").rsplit("@", 1)[-1]
-    msg["Authentication-Results"] = authentication or (
-        f"spf=pass (sender IP is 192.0.2.1) smtp.mailfrom={domain}; dkim=pass (signature "
-        f"was verified) header.d={domain};dmarc=pass action=none header.from={domain};"
-        "compauth=pass reason=100"
-    )
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = "Re: Recap"

@@ -31,10 +31,7 @@ class ExchangeMailer:
         for value in (mail.subject, *mail.to, *mail.headers.values()):
             if "\n" in value or "\r" in value:
                 raise PermanentError("a mail header holds a line break")
-        try:
-            message = mime.build(mail)
-        except ValueError as exc:
-            raise PermanentError(f"mail {mail.key}: {exc}") from None
+        message = mime.build(mail)
         acc = self.ews.mailbox(sender)
 
         def send() -> None:

@@ -69,9 +69,12 @@ def _message_id(text: str, what: str = "message id") -> str:
     return text if text.startswith("<") else f"<{text.strip('<>')}>"
 
 
-def _mailbox(name: str, address: str) -> Address:
-    """The address object: a name is quoted or encoded whole, never read as addresses."""
-    return mime.address(address, _one_line(name))
+def _mailbox(name: str, address: str) -> str:
+    name = _one_line(name)
+    if not name:
+        return address
+    local, _, domain = address.rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
 
 
 def build_message(
@@ -117,10 +120,9 @@ def build_message(
     if msg["Date"] is None:
         msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
     if envelope_from and envelope_from.lower() != sender.lower():
-        mime.set_addresses(
-            msg, "From", [_mailbox(mail.sender_name, _address(envelope_from, "smtp from"))]
-        )
-        mime.set_addresses(msg, "Reply-To", [_mailbox(mail.sender_name, sender)])
+        del msg["From"]
+        msg["From"] = _mailbox(mail.sender_name, _address(envelope_from, "smtp from"))
+        msg["Reply-To"] = _mailbox(mail.sender_name, sender)
     if invitation is not None:
         msg.make_mixed()
         msg.add_attachment(
