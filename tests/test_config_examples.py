@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import get_args
 
@@ -30,10 +31,18 @@ def test_every_provider_has_an_example() -> None:
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_the_example_passes_check(path: Path) -> None:
-    result = runner.invoke(app, ["check", "--config", str(path)], catch_exceptions=False)
+def test_the_example_passes_check(path: Path, tmp_path: Path) -> None:
+    # as a user would: a copy beside its own folders (the local provider's calendars
+    # folder must exist; Cadence never starts from empty calendars)
+    copy = tmp_path / path.name
+    copy.write_text(path.read_text())
+    shutil.copytree(path.parent / "plans", tmp_path / "plans")
+    for account in yaml.safe_load(path.read_text())["accounts"].values():
+        if account["provider"] == "local":
+            (tmp_path / account["calendars"]).mkdir(parents=True)
+    result = runner.invoke(app, ["check", "--config", str(copy)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert f"{path}: ok" in result.output
+    assert f"{copy}: ok" in result.output
     assert "warning" not in result.output, result.output
     accounts = yaml.safe_load(path.read_text())["accounts"]
     assert {account["provider"] for account in accounts.values()} == {path.stem}
