@@ -96,8 +96,7 @@ class Accept(Action):
 
     kind: ClassVar[str] = "accept"
 
-    start: datetime
-    end: datetime
+    slot: Interval
     moves: int
 
 

@@ -264,8 +264,7 @@ class Planner:
                     rel.id,
                     name,
                     decision.reason,
-                    start=meeting.start,
-                    end=meeting.end,
+                    slot=Interval(meeting.start, meeting.end),
                     moves=max(row.moves, rel.program.max_moves),
                 ),
             )

@@ -150,32 +150,31 @@ class MicrosoftAccount(Strict):
     timeout: float = Field(default=30.0, gt=0)
 
 
-class SmtpSettings(Strict):
+class MailServer(Strict):
+    """What SMTP and IMAP share: a server, a sign-in, TLS and a time limit."""
+
+    host: str
+    username: str | None = None
+    password_env: str | None = None
+    ca_bundle: str | None = None
+    starttls: bool = True
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class SmtpSettings(MailServer):
     """SMTP submission: STARTTLS on 587 (default), implicit TLS on 465 with ``ssl``."""
 
-    host: str
     port: int = Field(default=587, ge=1, le=65535)
-    starttls: bool = True
     ssl: bool = False
-    username: str | None = None
-    password_env: str | None = None
     from_: str | None = Field(default=None, alias="from")
-    ca_bundle: str | None = None
-    timeout: float = Field(default=30.0, gt=0)
 
 
-class ImapSettings(Strict):
+class ImapSettings(MailServer):
     """IMAP for reading replies: IMAPS on 993 (default), STARTTLS with ``ssl: false``."""
 
-    host: str
     port: int = Field(default=993, ge=1, le=65535)
     ssl: bool = True
-    starttls: bool = True
-    username: str | None = None
-    password_env: str | None = None
     folder: str = "INBOX"
-    ca_bundle: str | None = None
-    timeout: float = Field(default=30.0, gt=0)
 
 
 class CalDAVAccount(Strict):

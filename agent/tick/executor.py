@@ -173,8 +173,8 @@ class Executor:
             self.store.save_booking(
                 {
                     "key": action.key,
-                    "start": to_store(action.start),
-                    "end": to_store(action.end),
+                    "start": to_store(action.slot.start),
+                    "end": to_store(action.slot.end),
                     "moves": action.moves,
                 },
                 self.now,

@@ -145,7 +145,7 @@ def test_a_meeting_moved_by_hand_is_accepted_and_uses_up_the_moves() -> None:
     actions = plan(snapshot([rel], [event], [row]))
     accepted = [a for a in actions if isinstance(a, Accept)]
     assert len(accepted) == 1 and accepted[0].moves == rel.program.max_moves
-    assert accepted[0].start == moved_to
+    assert accepted[0].slot.start == moved_to
     assert not booked(actions) or all(b.series != "deep_dive" for b in booked(actions))
 
 
