@@ -118,13 +118,13 @@ def _take(
         or intake.actions_refusal(len(reply.items), rules)
     )
     if refusal:
-        data = {"message_id": mid, "from": reply.sender, "ref": incoming.ref}
+        about = {"message_id": mid, "from": reply.sender, "ref": incoming.ref}
         if not dry_run:
             refused = {**row, "items": "[]", "notes": "", "status": "refused", "reason": refusal}
             store.save_reply(
                 {**refused, "meeting": recap["meeting"], "relationship": rel.id}, [], now
             )
-        journal.audit("reply", f"reply {mid} refused: {refusal}", rel.id, None, data)
+        journal.audit("reply", f"reply {mid} refused: {refusal}", rel.id, None, about)
         return
     path = plan_path(engine.settings, rel.employee)
     plan = (

@@ -302,9 +302,9 @@ class ImapReader:
                 raise TransientError(f"{self.where}: FETCH failed")
             for uid, meta, headers in _fetched(items):
                 ids = re.findall(rb"<[^<>\s]+>", headers.lower())
-                size = re.search(rb"RFC822\.SIZE (\d+)", meta)
+                sized = re.search(rb"RFC822\.SIZE (\d+)", meta)
                 if any(i.endswith(ending) for i in ids):
-                    wanted.append((uid, int(size.group(1)) if size else 0))
+                    wanted.append((uid, int(sized.group(1)) if sized else 0))
         found: list[IncomingMail] = []
         for uid, size in wanted:
             whole = max_size is None or size <= max_size
