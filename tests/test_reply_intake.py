@@ -10,8 +10,11 @@ from datetime import timedelta
 from email import policy
 from pathlib import Path
 
+import pytest
+
 from agent.app.demo import write_reply
 from agent.connectors.local import OutboxMailer
+from agent.core.errors import ConfigError
 from agent.settings import config
 from agent.store.sqlite import Store
 from agent.tick.engine import Engine
@@ -195,3 +198,27 @@ def test_updated_recaps_stop_at_the_daily_cap_but_actions_are_kept(
         reply(settings, store, "next")
         engine.tick(NOW + timedelta(days=1, minutes=20))
     assert len([r for r in store.outbox_rows() if r["kind"] == "update"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("5MB", 5 * 1024 * 1024), ("300 kb", 300 * 1024), ("2048", 2048)]
+)
+def test_reply_sizes_read_with_their_units(workspace: Path, text: str, size: int) -> None:
+    settings = configure(
+        workspace, f"recap: {{after: 2h, collect_replies: true, max_reply_size: {text}}}"
+    )
+    collecting = [r for r in settings.relationships if r.program.collect_replies]
+    assert {r.program.intake.max_size for r in collecting} == {size}
+    assert settings.reply_size_limit("demo") == size
+
+
+@pytest.mark.parametrize("text", ["lots", "10", "5 MiB", "true"])
+def test_a_bad_reply_setting_names_its_key(workspace: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        configure(workspace, f"recap: {{after: 2h, collect_replies: true, max_reply_size: {text}}}")
+    assert "max_reply_size" in str(caught.value)
+
+
+def test_an_unknown_trust_names_its_key(workspace: Path) -> None:
+    with pytest.raises(ConfigError, match="trust"):
+        configure(workspace, "recap: {after: 2h, collect_replies: true, trust: everyone}")
