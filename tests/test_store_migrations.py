@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -29,6 +30,34 @@ def test_a_version_2_store_gains_replies_and_actions_and_keeps_its_rows(tmp_path
         assert store.version == SCHEMA_VERSION >= 3
         assert store.outbox_by_message_id("<m.recap@cadence>")["key"] == "m:recap"  # type: ignore[index]
         assert store.replies() == [] and store.actions("ana@acme.example") == []
+    finally:
+        store.close()
+
+
+def test_a_version_6_store_gains_reply_marks_and_keeps_its_replies(tmp_path: Path) -> None:
+    path = tmp_path / "v6.db"
+    db = sqlite_utils.Database(sqlite3.connect(str(path), isolation_level=None))
+    for number, step in enumerate(store_mod.MIGRATIONS[:6], start=1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {number}")
+    db.execute(
+        "INSERT INTO replies (message_id, ref, relationship, status, update_key, recorded_at) "
+        "VALUES ('<r@x>', 'gmail:ana/1', 'ana/ben', 'recorded', 'm:update:1', "
+        "'2026-11-23T10:00:00Z')"
+    )
+    db.close()
+    store = Store(path)
+    try:
+        assert store.version == SCHEMA_VERSION >= 7
+        assert store.read_refs() == {"gmail:ana/1"}
+        assert store.reply_marks("work") == {}
+        now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+        store.save_reply_marks("work", {"ana@acme.example": "1700000000000"}, now)
+        store.save_reply_marks("work", {"ana@acme.example": "1800000000000"}, now)
+        assert store.reply_marks("work") == {"ana@acme.example": "1800000000000"}
+        assert store.reply_marks("other") == {}
+        assert store.updates_since("ana/ben", now - timedelta(days=1)) == 1
+        assert store.updates_since("ana/ben", now) == 0
     finally:
         store.close()
 

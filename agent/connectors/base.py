@@ -110,10 +110,20 @@ class Mailer(Protocol):
 
 @dataclass(frozen=True)
 class IncomingMail:
-    """One received message, as raw RFC 5322 bytes, and where it was read from."""
+    """One received message, as raw RFC 5322 bytes, and where it was read from.
+
+    A message larger than the reader's ``max_size`` is not fetched whole: ``raw`` then
+    holds its header only, ``whole`` is False and ``size`` says how large it is.
+    """
 
     ref: str
     raw: bytes
+    size: int | None = None  # as the server counts it; None: len(raw)
+    whole: bool = True
+
+    @property
+    def length(self) -> int:
+        return self.size if self.size is not None else len(self.raw)
 
 
 @runtime_checkable
@@ -123,6 +133,16 @@ class ReplyReader(Protocol):
     def replies(self) -> Sequence[IncomingMail]:
         """Return the messages in the mailbox that may answer Cadence's mail; the
         caller matches them to its own Message-IDs and remembers which it has read."""
+        ...
+
+    def marks(self) -> dict[str, str]:
+        """How far :meth:`replies` has read, per mailbox (an opaque text): the engine
+        keeps them in the store so that a restart does not read every inbox again."""
+        ...
+
+    def resume(self, marks: Mapping[str, str]) -> None:
+        """Go on from ``marks`` kept from an earlier run (ignored for a mailbox this
+        reader has read already)."""
         ...
 
 

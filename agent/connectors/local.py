@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -376,15 +376,34 @@ def _check_structure(path: Path, text: str) -> None:
         raise PermanentError(f"{path}: BEGIN:{open_[-1]} is never closed; not writing into it")
 
 
+HEADER_LIMIT = 256 * 1024  # no real header is longer; a file that is all header stops here
+
+
+def _header_of(path: Path) -> bytes:
+    """The header of a mail file, up to its blank line, without reading the body."""
+    lines: list[bytes] = []
+    total = 0
+    with path.open("rb") as stream:
+        while total < HEADER_LIMIT:
+            line = stream.readline(HEADER_LIMIT - total)
+            if line in (b"", b"\r\n", b"\n"):
+                break
+            lines.append(line)
+            total += len(line)
+    return b"".join(lines) + b"\r\n"
+
+
 class OutboxMailer:
     """Mail as ``.eml`` files; the file name is the mail's key, so a resend is a no-op.
 
-    With an ``inbox`` folder it also reads replies: every ``.eml`` file in it.
+    With an ``inbox`` folder it also reads replies: every ``.eml`` file in it (only the
+    header of a file larger than ``max_size``).
     """
 
-    def __init__(self, folder: Path, inbox: Path | None = None):
+    def __init__(self, folder: Path, inbox: Path | None = None, max_size: int | None = None):
         self.folder = folder
         self.inbox = inbox
+        self.max_size = max_size
 
     def replies(self) -> list[IncomingMail]:
         if self.inbox is None or not self.inbox.is_dir():
@@ -392,10 +411,20 @@ class OutboxMailer:
         found = []
         for path in sorted(self.inbox.glob("*.eml")):
             try:
-                found.append(IncomingMail(str(path), path.read_bytes()))
+                size = path.stat().st_size
+                if self.max_size is not None and size > self.max_size:
+                    found.append(IncomingMail(str(path), _header_of(path), size, whole=False))
+                else:
+                    found.append(IncomingMail(str(path), path.read_bytes(), size))
             except OSError as exc:
                 raise PermanentError(f"cannot read {path}: {exc}") from exc
         return found
+
+    def marks(self) -> dict[str, str]:
+        return {}  # the folder is listed whole: the store knows which files were read
+
+    def resume(self, marks: Mapping[str, str]) -> None:
+        pass
 
     def path(self, mail: OutgoingMail) -> Path:
         # keys hold calendar UIDs, which may hold "/" or characters no file system takes,
@@ -429,7 +458,9 @@ def connect(ctx: Context) -> tuple[LocalCalendar, OutboxMailer]:
         raise PermanentError(problem)
     make_folder(outbox)
     inbox = ctx.settings.resolve(ctx.account.inbox) if ctx.account.inbox else None
-    return LocalCalendar(calendars, ctx.people), OutboxMailer(outbox, inbox)
+    return LocalCalendar(calendars, ctx.people), OutboxMailer(
+        outbox, inbox, ctx.settings.reply_size_limit(ctx.name)
+    )
 
 
 def missing_calendars(folder: Path) -> str | None:

@@ -150,6 +150,19 @@ class Booking:
 
 
 @dataclass(frozen=True)
+class ReplyIntake:
+    """A program's rules for taking replies to recaps (``recap:`` in the config)."""
+
+    #: "authenticated", "from", or None: "from" for the local provider, else "authenticated"
+    trust: str | None = None
+    #: the servers whose Authentication-Results count; none given: the topmost field
+    authserv_ids: tuple[str, ...] = ()
+    max_actions: int = 50
+    max_size: int = 5 * 1024 * 1024
+    max_updates_per_day: int = 3
+
+
+@dataclass(frozen=True)
 class Program:
     name: str
     series: tuple[Series, ...]
@@ -163,6 +176,8 @@ class Program:
     max_moves: int = 1
     #: whether replies to recaps are read and their actions recorded (opt-in)
     collect_replies: bool = False
+    #: whose replies count and how much of them (``recap: {trust, max_actions, ...}``)
+    intake: ReplyIntake = ReplyIntake()
 
     def get(self, series: str) -> Series:
         for s in self.series:

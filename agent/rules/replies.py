@@ -49,6 +49,10 @@ class Reply:
     items: tuple[Item, ...] = ()
     notes: str = ""
     problems: tuple[str, ...] = ()
+    #: every address in From: one alone is a sender that can be authenticated
+    from_addresses: tuple[str, ...] = ()
+    #: the values of the Authentication-Results fields, topmost (the last added) first
+    authentication: tuple[str, ...] = ()
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -70,6 +74,7 @@ def parse(raw: bytes) -> Reply:
     msg = message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     name, sender = parseaddr(str(msg.get("From", "")))
+    everyone = getaddresses([str(v) for v in msg.get_all("From", [])])
     when: datetime | None = None
     if msg.get("Date"):
         try:
@@ -92,6 +97,8 @@ def parse(raw: bytes) -> Reply:
         items=tuple(items),
         notes=notes,
         problems=tuple(problems),
+        from_addresses=tuple(a.lower() for _, a in everyone if a),
+        authentication=tuple(str(v) for v in msg.get_all("Authentication-Results", [])),
     )
 
 

@@ -24,6 +24,7 @@ from agent.core.model import (
     Person,
     Program,
     Relationship,
+    ReplyIntake,
     Series,
     Span,
     WorkingHours,
@@ -107,6 +108,16 @@ class Settings:
     reply_accounts: Mapping[str, tuple[str, ...]]
     base: Path
     warnings: tuple[str, ...] = field(default=())
+
+    def reply_size_limit(self, account: str) -> int:
+        """The largest reply the account's reader fetches whole: the highest
+        ``recap.max_reply_size`` of the programs whose replies arrive there."""
+        sizes = [
+            r.program.intake.max_size
+            for r in self.relationships
+            if r.program.collect_replies and r.employee.account == account
+        ]
+        return max(sizes, default=ReplyIntake().max_size)
 
     @property
     def collects_replies(self) -> bool:
@@ -308,6 +319,13 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             recap_after=prog.recap.after,
             recap_within=prog.recap.within,
             collect_replies=prog.recap.collect_replies,
+            intake=ReplyIntake(
+                trust=prog.recap.trust,
+                authserv_ids=tuple(a.lower() for a in prog.recap.authserv_ids),
+                max_actions=prog.recap.max_actions,
+                max_size=prog.recap.max_reply_size,
+                max_updates_per_day=prog.recap.max_updates_per_day,
+            ),
         )
 
     relationships: list[Relationship] = []

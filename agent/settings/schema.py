@@ -40,6 +40,26 @@ def _duration(value: Any) -> timedelta:
     return parse_duration(value)
 
 
+_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024 * 1024, "gb": 1024 * 1024 * 1024}
+
+
+def _size(value: Any) -> int:
+    """Bytes from ``5MB``, ``300KB`` or a bare number (1 MB = 1,048,576 bytes)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = value, ""
+    else:
+        found = re.fullmatch(r"\s*(\d+)\s*([kmg]?b?)\s*", str(value), re.I)
+        if not found or isinstance(value, bool):
+            raise ValueError(f"not a size: {value!r} (a number of bytes, or with KB, MB, GB)")
+        number, unit = int(found.group(1)), found.group(2).lower()
+    if unit in ("k", "m", "g"):
+        unit += "b"
+    size = number * _UNITS[unit]
+    if size < 1024:
+        raise ValueError(f"{value!r} is under 1 KB: no reply would fit")
+    return size
+
+
 def _zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -79,6 +99,13 @@ Duration = Annotated[
     BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "pattern": r"^(\d+\s*[smhdw]\s*)+$", "examples": ["90d"]}),
+]
+ByteSize = Annotated[
+    int,
+    BeforeValidator(_size),
+    WithJsonSchema(
+        {"type": ["string", "integer"], "pattern": r"^\d+\s*[KkMmGg]?[Bb]?$", "examples": ["5MB"]}
+    ),
 ]
 TimeZoneName = Annotated[str, AfterValidator(_zone)]
 Regex = Annotated[str, AfterValidator(_regex)]
@@ -276,6 +303,19 @@ class RecapConfig(Strict):
     after: Duration = timedelta(hours=2)
     within: Duration = timedelta(days=7)
     collect_replies: bool = False
+    #: whose replies count: "authenticated" (the receiving server's SPF, DKIM or DMARC
+    #: pass for the From domain) or "from" (the From address alone); unset: "from" for
+    #: the local provider, "authenticated" for every other
+    trust: Literal["authenticated", "from"] | None = None
+    #: the receiving servers whose Authentication-Results count; unset: the topmost field
+    authserv_ids: list[str] = Field(default_factory=list)
+    #: a reply with more action lines is refused whole
+    max_actions: int = Field(default=50, ge=1, le=10_000)
+    #: a larger reply is refused without reading its body where the provider gives sizes
+    max_reply_size: ByteSize = 5 * 1024 * 1024
+    #: updated recaps per relationship in any 24 hours; replies past it are recorded
+    #: without one
+    max_updates_per_day: int = Field(default=3, ge=0, le=100)
 
 
 class ProgramConfig(Strict):

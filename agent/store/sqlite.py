@@ -117,7 +117,27 @@ def _v6(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX ticks_running ON ticks (id) WHERE status = 'running'")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    """How far each reply account's inboxes were read, so that a restart goes on from
+    there instead of listing 30 days of mail again; and the count of updated recaps
+    per relationship (``recap.max_updates_per_day``) looks replies up by relationship."""
+    db.execute(
+        """CREATE TABLE reply_marks (
+            account TEXT NOT NULL, mailbox TEXT NOT NULL, mark TEXT NOT NULL,
+            updated_at TEXT, PRIMARY KEY (account, mailbox))"""
+    )
+    db.execute("CREATE INDEX replies_relationship ON replies (relationship, recorded_at)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+    _v6,
+    _v7,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -442,6 +462,30 @@ class Store:
                     self.db.table("actions").update(old[0]["id"], merged)
                 else:
                     self.db.table("actions").insert(merged)
+
+    def updates_since(self, relationship: str, since: datetime) -> int:
+        """How many recorded replies of ``relationship`` since ``since`` have an updated
+        recap planned (the count ``recap.max_updates_per_day`` caps)."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM replies WHERE relationship = ? AND status = 'recorded'"
+            " AND update_key IS NOT NULL AND recorded_at >= ?",
+            [relationship, to_store(since)],
+        )
+        return int(rows[0]["n"])
+
+    def reply_marks(self, account: str) -> dict[str, str]:
+        """How far replies were read in each mailbox of ``account`` (see ReplyReader)."""
+        rows = self._query("SELECT mailbox, mark FROM reply_marks WHERE account = ?", [account])
+        return {r["mailbox"]: r["mark"] for r in rows}
+
+    def save_reply_marks(self, account: str, marks: dict[str, str], now: datetime) -> None:
+        with self.atomic():
+            for mailbox, mark in marks.items():
+                self.db.table("reply_marks").upsert(
+                    {"account": account, "mailbox": mailbox, "mark": mark,
+                     "updated_at": to_store(now)},
+                    pk=("account", "mailbox"),
+                )  # fmt: skip
 
     def actions(self, employee: str) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM actions WHERE employee = ? ORDER BY id", [employee])

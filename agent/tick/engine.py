@@ -451,6 +451,8 @@ class _Tick:
         out: list[Action] = []
         by_id = {r.id: r for r in self.engine.settings.relationships}
         for row in self.store.replies(status="recorded"):
+            if not row["update_key"]:
+                continue  # past recap.max_updates_per_day: recorded without one
             if snap.mail.sent(row["update_key"]):
                 continue  # "uncertain": it may have gone out; never send it twice
             rel = by_id.get(row["relationship"])

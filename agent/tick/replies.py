@@ -5,18 +5,26 @@ recap by In-Reply-To and References, and its checklist lines are recorded as act
 in the store, once per Message-ID. Like the sync step this reads from providers and
 writes to the store before planning; the planner then plans the updated recap that
 answers each recorded reply.
+
+A reply is refused, with an audit row giving the reason, when its sender is not
+authenticated (``recap.trust``), when it is larger than ``recap.max_reply_size`` or
+holds more than ``recap.max_actions`` action lines; past
+``recap.max_updates_per_day`` its actions are recorded without an updated recap.
+How far each inbox was read is kept in the store after every account's replies are
+recorded, so a restart goes on from there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from agent.connectors.base import IncomingMail, ReplyReader
 from agent.core import faults
 from agent.core.timestamps import to_store
-from agent.rules import replies
+from agent.rules import intake, replies
 from agent.settings import idp
 from agent.tick.executor import ActionRecord
 from agent.tick.plans import plan_path, recorded_actions
@@ -37,17 +45,28 @@ def collect(engine: Host, journal: Journal, now: datetime) -> None:
                 "replies", f"account {account} cannot read replies to recaps yet; none collected"
             )
             continue
+        provider = str(getattr(engine.settings.accounts[account], "provider", ""))
+        if not mailer.marks():  # a new reader: go on from where the last run stopped
+            mailer.resume(engine.store.reply_marks(account))
         seen = engine.store.read_refs()
+        failed = False
         for incoming in mailer.replies():
             if incoming.ref in seen:
                 continue  # read at an earlier tick; parsing it again would change nothing
             try:
-                _take(engine, journal, now, incoming)
+                _take(engine, journal, now, incoming, provider)
             except Exception as exc:
+                failed = True
                 journal.error(f"reply {incoming.ref}", exc)
+        if not failed and not journal.dry_run:
+            # only once every reply read is in the store: a reply that failed is read
+            # again after a restart (the reader itself does not return it again)
+            engine.store.save_reply_marks(account, mailer.marks(), now)
 
 
-def _take(engine: Host, journal: Journal, now: datetime, incoming: IncomingMail) -> None:
+def _take(
+    engine: Host, journal: Journal, now: datetime, incoming: IncomingMail, provider: str
+) -> None:
     store, dry_run = engine.store, journal.dry_run
     reply = replies.parse(incoming.raw)
     mid = reply.message_id or (
@@ -86,6 +105,27 @@ def _take(engine: Host, journal: Journal, now: datetime, incoming: IncomingMail)
         if recap is not None:  # mail about our recaps deserves a word in the log
             journal.audit("reply", f"reply {mid} ignored: {reason}", recap["relationship"])
         return
+    rules = rel.program.intake
+    refusal = None
+    if intake.trust_for(rules, provider) == "authenticated":
+        refusal = intake.authenticity(
+            reply.from_addresses, reply.authentication, rules.authserv_ids
+        )
+    refusal = (
+        refusal
+        or intake.size_refusal(incoming.length, rules)
+        or (None if incoming.whole else "the reply was not read whole; not recorded")
+        or intake.actions_refusal(len(reply.items), rules)
+    )
+    if refusal:
+        about = {"message_id": mid, "from": reply.sender, "ref": incoming.ref}
+        if not dry_run:
+            refused = {**row, "items": "[]", "notes": "", "status": "refused", "reason": refusal}
+            store.save_reply(
+                {**refused, "meeting": recap["meeting"], "relationship": rel.id}, [], now
+            )
+        journal.audit("reply", f"reply {mid} refused: {refusal}", rel.id, None, about)
+        return
     path = plan_path(engine.settings, rel.employee)
     plan = (
         engine.plans.load(engine.settings, [rel.employee])[0][rel.employee.email] if path else None
@@ -112,13 +152,16 @@ def _take(engine: Host, journal: Journal, now: datetime, incoming: IncomingMail)
         actions_note = ", ".join(
             f"{'done' if a['status'] == 'done' else 'open'}: {a['title']}" for a in actions
         )
+    held = intake.update_refusal(store.updates_since(rel.id, now - timedelta(days=1)), rules)
     row.update(
         meeting=recap["meeting"],
         relationship=rel.id,
         employee=rel.employee.email,
         status="recorded",
-        reason="; ".join(reply.problems) or None,
-        update_key=f"{recap['meeting']}:update:{hashlib.sha256(mid.encode()).hexdigest()[:12]}",
+        reason="; ".join([*reply.problems, *([held] if held else [])]) or None,
+        update_key=None
+        if held
+        else f"{recap['meeting']}:update:{hashlib.sha256(mid.encode()).hexdigest()[:12]}",
     )
     data = {"message_id": mid, "from": reply.sender, "actions": len(actions)}
     if dry_run:
@@ -129,6 +172,8 @@ def _take(engine: Host, journal: Journal, now: datetime, incoming: IncomingMail)
     journal.audit("reply", f"reply from {reply.sender}: {actions_note}", rel.id, None, data)
     for problem in reply.problems:
         journal.audit("reply", f"reply {mid}: {problem}", rel.id)
+    if held:
+        journal.audit("reply", f"reply {mid}: no updated recap: {held}", rel.id, None, data)
     journal.record(ActionRecord("reply", rel.id, None, actions_note, "done", data))
 
 

@@ -89,8 +89,10 @@ def test_a_delivered_message_is_returned_once_then_only_the_list_is_asked(
         )
         before = Counter(state.counts)
         first = mailer.replies()
-        assert first == [IncomingMail(f"gmail:{ANA}/{got.id}", raw)]
-        assert +(Counter(state.counts) - before) == Counter({LIST: 1, GET: 1})
+        assert first == [IncomingMail(f"gmail:{ANA}/{got.id}", got.raw, len(got.raw))]
+        assert got.raw.startswith(b"Authentication-Results: mx.google.com;") and raw in got.raw
+        # its size and header fields, then the message itself
+        assert +(Counter(state.counts) - before) == Counter({LIST: 1, GET: 2})
 
         before = Counter(state.counts)
         assert mailer.replies() == []
@@ -116,8 +118,9 @@ def test_all_pages_are_read_gets_batched_and_a_message_gone_since_the_list_skipp
     try:
         found = mailer.replies()
         assert [m.ref.rsplit("/", 1)[1] for m in found] == ids[::-1][1:]
-        # three pages of two, then the five gets in one HTTP batch
-        assert state.counts[LIST] == 3 and state.counts[GET] == 5 and state.counts["batch"] == 1
+        # three pages of two, then five metadata gets in one HTTP batch, and the four
+        # messages still there in another
+        assert state.counts[LIST] == 3 and state.counts[GET] == 9 and state.counts["batch"] == 2
         assert mailer.replies() == []
     finally:
         mailer.close()
@@ -246,10 +249,11 @@ def test_reply_in_the_senders_inbox_is_recorded_and_the_updated_recap_sent(
     body = update.get_body(preferencelist=("plain",))
     assert body is not None and "draft the proposal" in body.get_content()
 
-    # replies() costs one messages.list per employee mailbox and a get per new message; the
-    # update's send adds two rfc822msgid: lookups (sent before? the reply's thread)
+    # replies() costs one messages.list per employee mailbox and two gets per new message
+    # (its size and header, then the message); the update's send adds two rfc822msgid:
+    # lookups (sent before? the reply's thread)
     assert +costs == Counter(
-        {"calendar.events.list": 2, LIST: 1 + 2, GET: 1, "gmail.users.messages.send": 1}
+        {"calendar.events.list": 2, LIST: 1 + 2, GET: 2, "gmail.users.messages.send": 1}
     )
     assert +quiet == Counter({"calendar.events.list": 2, LIST: 1})
 
@@ -280,3 +284,95 @@ def test_a_user_token_reads_its_owners_inbox_once(tmp_path: Path) -> None:
             assert mailer.replies() == []
         finally:
             mailer.close()
+
+
+# --- hostile replies: forged senders, oversized mail; a restart does not read again ------
+
+
+def recap_and_engine_tick(srv: object, engine: Engine) -> str:
+    held = NOW - timedelta(hours=3)
+    srv.add_event(ANA, "Development check-in: Ana & Ben", held, held + timedelta(minutes=15), [BEN])  # type: ignore[attr-defined]
+    first = engine.tick(NOW)
+    assert first.ok, first.errors
+    (recap,) = [s for s in srv.state.sent if s.message["Subject"].startswith("Recap")]  # type: ignore[attr-defined]
+    return str(recap.message["Message-ID"])
+
+
+def test_a_forged_from_is_refused_and_an_authenticated_reply_recorded(
+    collecting: Workspace, tmp_path: Path
+) -> None:
+    srv = collecting.server
+    store = Store(tmp_path / "t.db")
+    with Engine(collecting.settings, store=store, retry=RetryPolicy.none()) as engine:
+        recap_id = recap_and_engine_tick(srv, engine)
+        forged = note(
+            f"Ben Ortiz <{BEN}>",
+            ANA,
+            "<forged@evil.example>",
+            "- [x] everything is done\n",
+            In_Reply_To=recap_id,
+            Sender="Mallory <mallory@evil.example>",
+            Return_Path="<bounce@evil.example>",
+        )
+        srv.state.deliver(ANA, forged, authenticated=False)
+        engine.tick(NOW + timedelta(minutes=10))
+        assert store.actions(ANA) == []
+        [row] = store.replies()
+        assert row["status"] == "refused"
+        assert row["reason"] == "ben@acme.example failed DMARC (dmarc=fail); the From may be forged"
+        [audit] = [a for a in store.audit_rows(kind="reply") if "refused" in a["message"]]
+        assert audit["relationship"] == f"{ANA}/{BEN}"
+
+        genuine = note(
+            f"Ben Ortiz <{BEN}>", ANA, "<ok@acme.example>", "- [ ] one\n", In_Reply_To=recap_id
+        )
+        srv.state.deliver(ANA, genuine)
+        engine.tick(NOW + timedelta(minutes=20))
+    assert [a["title"] for a in store.actions(ANA)] == ["one"]
+
+
+def test_an_oversized_reply_is_refused_from_its_header_without_fetching_it(
+    tmp_path: Path,
+) -> None:
+    rest = PROGRAMS.replace("collect_replies: true", "collect_replies: true, max_reply_size: 64KB")
+    with workspace(tmp_path, rest=rest) as ws:
+        srv = ws.server
+        store = Store(tmp_path / "t.db")
+        with Engine(ws.settings, store=store, retry=RetryPolicy.none()) as engine:
+            recap_id = recap_and_engine_tick(srv, engine)
+            huge = note(
+                f"Ben Ortiz <{BEN}>",
+                ANA,
+                "<huge@acme.example>",
+                "- [ ] one\n" + "x" * 300_000,
+                In_Reply_To=recap_id,
+            )
+            srv.state.deliver(ANA, huge)
+            before = srv.state.counts[GET]
+            engine.tick(NOW + timedelta(minutes=10))
+            assert srv.state.counts[GET] - before == 1  # the metadata; never the message
+        [row] = store.replies()
+        assert row["status"] == "refused" and "over recap.max_reply_size (64 KB)" in row["reason"]
+        assert store.actions(ANA) == []
+
+
+def test_a_restart_goes_on_from_the_high_water_mark_in_the_store(
+    collecting: Workspace, tmp_path: Path
+) -> None:
+    state = collecting.server.state
+    old = state.deliver(ANA, note(BEN, ANA, "<r1@acme.example>", "hi"), at=NOW - timedelta(days=5))
+    new = state.deliver(ANA, note(BEN, ANA, "<r2@acme.example>", "hi"), at=NOW - timedelta(days=1))
+    store = Store(tmp_path / "t.db")
+    with Engine(collecting.settings, store=store, retry=RetryPolicy.none()) as engine:
+        engine.tick(NOW)
+    marks = store.reply_marks("acme")
+    assert marks == {ANA: str(int(new.at.timestamp() * 1000))}
+    assert {r["ref"] for r in store.replies()} == {f"gmail:{ANA}/{old.id}", f"gmail:{ANA}/{new.id}"}
+
+    before = state.counts[GET]
+    with Engine(collecting.settings, store=store, retry=RetryPolicy.none()) as engine:
+        engine.tick(NOW + timedelta(minutes=10))
+    # listed from a day before the newest message read: the five-day-old one is not
+    # fetched again, the newest (inside the day of slack) only as metadata and raw
+    assert state.counts[GET] - before == 2
+    assert store.reply_marks("acme") == marks

@@ -39,6 +39,7 @@ import base64
 import collections
 import email
 import email.policy
+import email.utils
 import hashlib
 import json
 import re
@@ -206,6 +207,29 @@ class Mailbox:
     inbox: dict[str, StoredMessage] = field(default_factory=dict)
 
 
+def _authentication_results(raw: bytes, authenticated: bool, results: str | None) -> str:
+    """The field Exchange Online adds above a message it receives (the verdicts are
+    given, not computed: there is no DNS here)."""
+    if results is None:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        sender = email.utils.parseaddr(str(msg.get("From", "")))[1]
+        domain = sender.rpartition("@")[2] or "unknown.invalid"
+        path = email.utils.parseaddr(str(msg.get("Return-Path", "")))[1] or sender
+        if authenticated:
+            results = (
+                f"spf=pass (sender IP is 192.0.2.7) smtp.mailfrom={domain}; dkim=pass "
+                f"(signature was verified) header.d={domain};dmarc=pass action=none "
+                f"header.from={domain};compauth=pass reason=100"
+            )
+        else:
+            results = (
+                f"spf=fail (sender IP is 203.0.113.9) smtp.mailfrom={path.rpartition('@')[2]};"
+                f" dkim=none (message not signed) header.d=none;dmarc=fail action=oreject "
+                f"header.from={domain};compauth=fail reason=000"
+            )
+    return f"Authentication-Results: {results}\r\n"
+
+
 @dataclass
 class StoredMessage:
     """One message in an inbox: its MIME as delivered, and the summary Graph lists."""
@@ -228,6 +252,11 @@ class StoredMessage:
             "from": {"emailAddress": {"name": sender[0], "address": sender[1]}},
             "isRead": False,
         }
+
+    def headers(self) -> list[dict[str, str]]:
+        """``internetMessageHeaders``: every header field, in order, values unfolded."""
+        msg = email.message_from_bytes(self.raw, policy=email.policy.compat32)
+        return [{"name": k, "value": " ".join(str(v).split())} for k, v in msg.items()]
 
 
 @dataclass
@@ -465,8 +494,23 @@ class GraphServer:
                         a["status"] = {"response": response, "time": _now()}
                 self._touch(org_box, org)
 
-    def deliver(self, mailbox: str, raw: bytes, received: datetime | None = None) -> str:
-        """Put a message (RFC 5322 bytes) in ``mailbox``'s inbox; return its Graph id."""
+    def deliver(
+        self,
+        mailbox: str,
+        raw: bytes,
+        received: datetime | None = None,
+        *,
+        authenticated: bool = True,
+        results: str | None = None,
+    ) -> str:
+        """Put a message (RFC 5322 bytes) in ``mailbox``'s inbox; return its Graph id.
+
+        Like Exchange Online's receiving servers, put an ``Authentication-Results`` field
+        on top (without an authserv-id, as Exchange Online writes it): SPF, DKIM and
+        DMARC passing for the From domain, or, unless ``authenticated``, failing for it,
+        or ``results`` as given.
+        """
+        raw = _authentication_results(raw, authenticated, results).encode() + raw
         with self.lock:
             box = self._mailbox(mailbox)
             self.counter += 1
@@ -575,6 +619,8 @@ class GraphServer:
             return "messages.list"
         if re.fullmatch(r"messages/[^/]+/\$value", rest):
             return "messages.value"
+        if re.fullmatch(r"messages/[^/]+", rest) and method == "GET":
+            return "messages.get"
         if rest == "events":
             return "events.create" if method == "POST" else "events.list"
         if re.fullmatch(r"events/[^/]+/cancel", rest):
@@ -622,8 +668,18 @@ class GraphServer:
             self._send_mail(box, headers, body)
             return 202, None, {}
         if route == "messages.list":
-            self._may_read(headers, body_too=False)
+            # extended properties are withheld from Mail.ReadBasic, like bodies
+            self._may_read(headers, body_too="$expand" in query)
             return 200, self._messages(box, query), {}
+        if route == "messages.get":
+            # internetMessageHeaders, like the body, need Mail.Read
+            self._may_read(headers, body_too=True)
+            found = box.inbox.get(rest.split("/")[1])
+            if found is None:
+                raise GraphError(
+                    404, "ErrorItemNotFound", "The specified object was not found in the store."
+                )
+            return 200, self._select(found, query.get("$select", "")), {}
         if route == "messages.value":
             self._may_read(headers, body_too=True)
             found = box.inbox.get(rest.split("/")[1])
@@ -832,6 +888,25 @@ class GraphServer:
 
     # --- mail in the inbox ------------------------------------------------------------
 
+    def _select(self, msg: StoredMessage, selected: str) -> dict[str, Any]:
+        """A message as Graph renders it, cut to ``$select``; ``internetMessageHeaders``
+        only when selected, as Graph gives them."""
+        item = msg.render()
+        select = [f.strip() for f in selected.split(",") if f.strip()]
+        if not select:
+            return item
+        known = {*item, "internetMessageHeaders"}
+        for name in select:
+            if name not in known:
+                raise GraphError(
+                    400,
+                    "RequestBroker--ParseUri",
+                    f"Could not find a property named '{name}' on type 'microsoft.graph.message'.",
+                )
+        if "internetMessageHeaders" in select:
+            item["internetMessageHeaders"] = msg.headers()
+        return {k: v for k, v in item.items() if k in select or k in ("id", "@odata.etag")}
+
     def _messages(self, box: Mailbox, query: dict[str, str]) -> dict[str, Any]:
         messages = sorted(box.inbox.values(), key=lambda m: (m.received, m.id), reverse=True)
         flt = query.get("$filter", "")
@@ -861,22 +936,25 @@ class GraphServer:
             raise GraphError(400, "BadRequest", "Invalid $top or $skip.") from exc
         if not 1 <= top <= 1000 or skip < 0:
             raise GraphError(400, "ErrorInvalidPageSize", "$top must be between 1 and 1000.")
-        items = [msg.render() for msg in messages[skip : skip + top]]
-        select = [f.strip() for f in query.get("$select", "").split(",") if f.strip()]
-        if select:
-            known = set(StoredMessage("", datetime.now(UTC), b"").render())
-            for name in select:
-                if name not in known:
-                    raise GraphError(
-                        400,
-                        "RequestBroker--ParseUri",
-                        f"Could not find a property named '{name}' on type "
-                        "'microsoft.graph.message'.",
-                    )
-            items = [
-                {k: v for k, v in i.items() if k in select or k in ("id", "@odata.etag")}
-                for i in items
-            ]
+        expand = query.get("$expand", "")
+        size = re.fullmatch(
+            r"singleValueExtendedProperties\(\$filter=id eq '(?i:Integer 0x0?E08)'\)", expand
+        )
+        if expand and size is None:
+            raise GraphError(400, "BadRequest", f"Parsing OData $expand failed: '{expand}'.")
+        items = [
+            self._select(msg, query.get("$select", ""))
+            | (
+                {
+                    "singleValueExtendedProperties": [
+                        {"id": "Integer 0xe08", "value": str(len(msg.raw))}
+                    ]
+                }
+                if size
+                else {}
+            )
+            for msg in messages[skip : skip + top]
+        ]
         base = f"{self.url}/v1.0/users/{urllib.parse.quote(box.email)}/mailFolders/inbox/messages"
         out: dict[str, Any] = {
             "@odata.context": f"{self.url}/v1.0/$metadata#users('{box.email}')"

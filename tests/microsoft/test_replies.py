@@ -58,7 +58,8 @@ def test_replies_returns_a_delivered_message_once_and_not_again(
     [got] = reader.replies()
 
     assert got.ref == f"graph:{ana}/{ident}"
-    assert got.raw == raw
+    assert got.raw.startswith(b"Authentication-Results: spf=pass") and got.raw.endswith(raw)
+    assert got.size == len(got.raw) and got.whole
     assert dict(server.counts) == {"token": 1, "openid": 1, "messages.list": 2, "messages.value": 1}
     server.reset_counts()
     assert reader.replies() == []
@@ -137,7 +138,30 @@ def test_the_listing_has_graphs_shape_and_value_is_the_mime_as_text_plain(
     assert set(item) == {"@odata.etag", "id", "receivedDateTime"} and item["id"] == ident
     assert "@odata.nextLink" not in page
     mime = graph.send("GET", f"/users/{ana}/messages/{ident}/$value")
-    assert mime.headers["Content-Type"].startswith("text/plain") and mime.content == raw
+    assert mime.headers["Content-Type"].startswith("text/plain") and mime.content.endswith(raw)
+    # the receiving server's field on top, as Exchange Online writes it (no authserv-id)
+    assert mime.content.startswith(b"Authentication-Results: spf=pass (sender IP is ")
+    sized = graph.send(
+        "GET",
+        f"/users/{ana}/mailFolders/inbox/messages",
+        params={
+            "$filter": f"receivedDateTime ge {since}",
+            "$select": "id",
+            "$expand": "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')",
+        },
+    ).json()
+    [item] = sized["value"]
+    assert item["singleValueExtendedProperties"] == [
+        {"id": "Integer 0xe08", "value": str(len(mime.content))}
+    ]
+    fields = graph.send(
+        "GET", f"/users/{ana}/messages/{ident}", params={"$select": "internetMessageHeaders"}
+    ).json()
+    assert set(fields) == {"@odata.etag", "id", "internetMessageHeaders"}
+    assert fields["internetMessageHeaders"][0]["name"] == "Authentication-Results"
+    assert {"name": "Message-ID", "value": "<r1@contoso.example>"} in fields[
+        "internetMessageHeaders"
+    ]
     with pytest.raises(PermanentError, match="ErrorInvalidUrlQueryFilter"):
         graph.send(
             "GET",
@@ -298,3 +322,57 @@ def test_a_single_person_reads_only_their_own_inbox_and_only_with_mail_read(
     finally:
         g.close()
     assert [t for _, t in server.log if chloe in t] == []
+
+
+# --- hostile replies: forged senders, oversized mail; a restart does not read again ------
+
+
+def test_a_forged_from_is_refused_and_an_oversized_reply_never_fetched(
+    workspace: tuple[GraphServer, Path], tmp_path: Path
+) -> None:
+    server, path = workspace
+    path.write_text(
+        path.read_text().replace(
+            "collect_replies: true", "collect_replies: true, max_reply_size: 64KB"
+        )
+    )
+    ana, ben = "ana@contoso.example", "ben@contoso.example"
+    store = Store(tmp_path / "replies.db")
+    with Engine(config.load(path), store=store, retry=RetryPolicy.none()) as engine:
+        assert engine.tick(NOW).ok
+        [recap] = server.sent
+        forged = reply(f"Ben Ortiz <{ben}>", ana, recap["Message-ID"], "- [x] all\n", "<f@evil>")
+        server.deliver(ana, b"Return-Path: <x@evil.example>\r\n" + forged, authenticated=False)
+        huge = reply(ben, ana, recap["Message-ID"], "- [ ] one\n" + "y" * 200_000, "<big@x>")
+        server.deliver(ana, huge)
+        server.reset_counts()
+        assert engine.tick(NOW + timedelta(minutes=10)).ok
+        # the forged reply is read (it is small), the large one only by its header fields
+        assert server.counts["messages.value"] == 1 and server.counts["messages.get"] == 1
+    reasons = {r["message_id"]: r["reason"] for r in store.replies(status="refused")}
+    assert reasons["<f@evil>"] == (
+        "ben@contoso.example failed DMARC (dmarc=fail); the From may be forged"
+    )
+    assert "over recap.max_reply_size (64 KB); not read" in reasons["<big@x>"]
+    assert store.actions(ana) == [] and len(server.sent) == 1
+    audits = [a["message"] for a in store.audit_rows(kind="reply")]
+    assert sum("refused" in a for a in audits) == 2
+
+
+def test_a_restart_lists_from_the_mark_in_the_store(
+    workspace: tuple[GraphServer, Path], tmp_path: Path
+) -> None:
+    server, path = workspace
+    ana, ben = "ana@contoso.example", "ben@contoso.example"
+    received = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    server.deliver(ana, reply(ben, ana, "<x@y>", "hi\n", "<old@x>"), received)
+    store = Store(tmp_path / "replies.db")
+    with Engine(config.load(path), store=store, retry=RetryPolicy.none()) as engine:
+        assert engine.tick(NOW).ok
+    assert store.reply_marks("m365")[ana] == received.strftime("%Y-%m-%dT%H:%M:%SZ")
+    server.log.clear()
+    with Engine(config.load(path), store=store, retry=RetryPolicy.none()) as engine:
+        assert engine.tick(NOW + timedelta(minutes=10)).ok
+    since = (received - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    listings = [t for _, t in server.log if "mailFolders" in t and ana.split("@")[0] in t]
+    assert listings and f"receivedDateTime ge {since}" in urllib.parse.unquote_plus(listings[0])

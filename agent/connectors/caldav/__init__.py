@@ -27,7 +27,9 @@ the protocol steps spelled out here so that a quiet tick costs one request per c
 HTTP outcomes are translated to Cadence errors in one place, :meth:`client.Transport._send`.
 The modules, by capability: ``client`` (transport, discovery, reading objects), ``sync``,
 ``busy``, ``events`` (the agent's own), ``replies`` (answers read over IMAP) and ``ics``
-(pure iCalendar helpers); ``calendar`` puts them together.
+(pure iCalendar helpers); ``calendar`` puts them together. With ``imap:`` and a
+program that collects replies, the mailer also reads replies to recaps
+(``agent.connectors.smtp.replying``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from agent.connectors.caldav.calendar import CalDAVCalendar
 from agent.connectors.caldav.client import make_client
 from agent.connectors.caldav.replies import ReplyCollector
 from agent.connectors.caldav.sync import HORIZON_SLACK
-from agent.connectors.smtp import ImapReader, SmtpMailer, secret_from_env
+from agent.connectors.smtp import ImapReader, ImapReplyMailer, SmtpMailer, secret_from_env
 from agent.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -79,6 +81,14 @@ def connect(ctx: Context) -> tuple[Calendar, Mailer]:
             )
             calendar.replies = ReplyCollector(
                 reader, {p.email: p for p in ctx.settings.people.values()}, log=ctx.log
+            )
+        if account.imap is not None and ctx.name in ctx.settings.reply_accounts:
+            # replies to recaps, read by the engine: a reader of its own (its own mark)
+            recaps = ImapReader.from_settings(
+                account.imap, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log
+            )
+            return calendar, ImapReplyMailer(
+                mailer, recaps, ctx.settings.reply_size_limit(ctx.name)
             )
     except BaseException:
         calendar.close()

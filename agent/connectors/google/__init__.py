@@ -47,7 +47,9 @@ def connect(ctx: Context) -> tuple[GoogleCalendar, GoogleMailer]:
     sender = ctx.account.sender
     if client.read_scope:
         mailboxes = reply_mailboxes(ctx, client.auth.delegated, sender)
-        return GoogleCalendar(client), GoogleReplyMailer(client, sender, mailboxes)
+        return GoogleCalendar(client), GoogleReplyMailer(
+            client, sender, mailboxes, ctx.settings.reply_size_limit(ctx.name)
+        )
     return GoogleCalendar(client), GoogleMailer(client, sender)
 
 

@@ -59,7 +59,9 @@ def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
             if account.sender
             else signin.replying_employees(ctx.settings, ctx.name)
         )
-    mailer = MicrosoftMailer(graph, account.sender, mailboxes, senders)
+    mailer = MicrosoftMailer(
+        graph, account.sender, mailboxes, senders, ctx.settings.reply_size_limit(ctx.name)
+    )
     return MicrosoftCalendar(graph, ctx.people), mailer
 
 

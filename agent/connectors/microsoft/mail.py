@@ -10,11 +10,12 @@ import contextlib
 import email.policy
 import logging
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 from agent.connectors.base import IncomingMail
 from agent.connectors.microsoft.events import iso, user_path
@@ -71,6 +72,22 @@ REPLY_WINDOW = timedelta(days=30)
 #: time it was first received.
 REPLY_SLACK = timedelta(days=1)
 REPLY_PAGE = 100
+#: PidTagMessageSize, the only size Graph gives a message (as an extended property)
+SIZE_PROPERTY = "Integer 0x0E08"
+#: the header fields read of a message too large to fetch: enough to match it to a
+#: recap and judge its sender (Graph lists them all; these are kept)
+HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "authentication-results",
+    }
+)
 
 
 class MicrosoftMailer:
@@ -83,8 +100,10 @@ class MicrosoftMailer:
         sender: str | None = None,
         mailboxes: Sequence[str] = (),
         senders: Sequence[str] | None = None,
+        max_size: int | None = None,
     ) -> None:
         self.graph = graph
+        self.max_size = max_size
         self.sender = sender
         #: the inboxes replies() reads: those that Cadence's mail is sent from
         self.mailboxes = sorted({m.lower() for m in mailboxes})
@@ -96,14 +115,26 @@ class MicrosoftMailer:
         self.newest: dict[str, datetime] = {}
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
+    def marks(self) -> dict[str, str]:
+        return {box: iso(when) for box, when in self.newest.items()}
+
+    def resume(self, marks: Mapping[str, str]) -> None:
+        for box, mark in marks.items():
+            if box in self.mailboxes and box not in self.newest:
+                with contextlib.suppress(ValueError):
+                    when = datetime.fromisoformat(mark)
+                    self.newest[box] = when if when.tzinfo else when.replace(tzinfo=UTC)
+
     def replies(self) -> list[IncomingMail]:
         """The messages received in the last 30 days that replies() has not returned
         before, from the inbox of each mailbox Cadence sends from.
 
         One listing request per mailbox (more only past 100 messages since the newest
-        seen, less a day), and one MIME request per message not seen before from one of
-        ``senders``: the engine ignores anyone else's. Under a single person's sign-in
-        only that person's own inbox is read (Mail.Read reaches no one else's).
+        seen, less a day), with each message's size, and one MIME request per message
+        not seen before from one of ``senders``: the engine ignores anyone else's. A
+        message larger than ``max_size`` is not fetched: only its header fields
+        (``internetMessageHeaders``) are. Under a single person's sign-in only that
+        person's own inbox is read (Mail.Read reaches no one else's).
         """
         signed_in = self.graph.signed_in_user()
         boxes = [m for m in self.mailboxes if signed_in is None or m == signed_in]
@@ -118,10 +149,12 @@ class MicrosoftMailer:
             params: dict[str, str] | None = {
                 "$filter": f"receivedDateTime ge {iso(since)}",
                 "$select": "id,receivedDateTime,from",
+                "$expand": f"singleValueExtendedProperties($filter=id eq '{SIZE_PROPERTY}')",
                 "$top": str(REPLY_PAGE),
             }
             ids: list[str] = []
             wanted: list[str] = []
+            sizes: dict[str, int | None] = {}
             while True:
                 page = self.graph.send("GET", url, params=params).json()
                 for item in page.get("value", []):
@@ -134,21 +167,30 @@ class MicrosoftMailer:
                     address = ((item.get("from") or {}).get("emailAddress") or {}).get("address")
                     if self.senders is None or str(address or "").lower() in self.senders:
                         wanted.append(str(item["id"]))
+                        sizes[str(item["id"])] = _size(item)
                 if not page.get("@odata.nextLink"):
                     break
                 url, params = str(page["@odata.nextLink"]), None
             for ident in wanted:
                 if ident in seen:
                     continue
-                path = f"{user_path(box)}/messages/{urllib.parse.quote(ident, safe='')}/$value"
+                path = f"{user_path(box)}/messages/{urllib.parse.quote(ident, safe='')}"
+                size = sizes.get(ident)
+                whole = self.max_size is None or size is None or size <= self.max_size
                 try:
-                    raw = self.graph.send("GET", path).content
+                    if whole:
+                        raw = self.graph.send("GET", f"{path}/$value").content
+                    else:
+                        answer = self.graph.send(
+                            "GET", path, params={"$select": "internetMessageHeaders"}
+                        ).json()
+                        raw = _header(answer.get("internetMessageHeaders") or [])
                 except PermanentError as exc:
                     if "ErrorItemNotFound" not in str(exc):
                         raise
                     log.info("message %s in %s was gone before it was read", ident, box)
                     continue
-                out.append(IncomingMail(ref=f"graph:{box}/{ident}", raw=raw))
+                out.append(IncomingMail(f"graph:{box}/{ident}", raw, size, whole=whole))
             listed[box] = (ids, newest)
         # only now, when every inbox was read: a call that fails returns nothing, so the
         # next call must read its messages again (ids past the window are forgotten)
@@ -175,3 +217,24 @@ class MicrosoftMailer:
             idempotent=False,
         )
         return SentMail(mail.key, _bracket(mail.message_id), f"graph:{sender}")
+
+
+def _size(item: Mapping[str, Any]) -> int | None:
+    """The PidTagMessageSize of a listed message (Graph writes the id as "Integer 0xe08")."""
+    for prop in item.get("singleValueExtendedProperties") or []:
+        kind, _, tag = str(prop.get("id", "")).partition(" ")
+        if kind.lower() == "integer" and tag.lower().replace("0x", "").lstrip("0") == "e08":
+            with contextlib.suppress(TypeError, ValueError):
+                return int(prop.get("value"))
+    return None
+
+
+def _header(fields: Sequence[Mapping[str, Any]]) -> bytes:
+    """The header fields :data:`HEADERS` of ``internetMessageHeaders`` as RFC 5322 bytes,
+    in the order Graph lists them (the receiving server's own first)."""
+    lines = [
+        f"{f.get('name')}: {f.get('value', '')}".replace("\r", " ").replace("\n", " ")
+        for f in fields
+        if str(f.get("name", "")).lower() in HEADERS
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace")

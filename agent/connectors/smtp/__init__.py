@@ -14,7 +14,8 @@ Transport: implicit TLS (``ssl: true``, port 465), or STARTTLS (the default; ref
 the server does not offer it), or plain SMTP for a relay on the loopback interface.
 Passwords come only from the environment variable named in the config.
 
-The modules: ``send`` (the message and the SMTP mailer), ``imap`` (reading replies) and
+The modules: ``send`` (the message and the SMTP mailer), ``imap`` (reading replies),
+``replying`` (the mailer that also reads replies to recaps) and
 ``common`` (secrets, TLS options and the translation of errors, which both use).
 """
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 from agent.connectors.smtp.common import secret_from_env
 from agent.connectors.smtp.imap import ImapReader, ItipReply, Reply, itip_replies
+from agent.connectors.smtp.replying import ImapReplyMailer
 from agent.connectors.smtp.send import SmtpMailer, build_message
 
 __all__ = [
     "ImapReader",
+    "ImapReplyMailer",
     "ItipReply",
     "Reply",
     "SmtpMailer",

@@ -8,12 +8,13 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from agent.connectors.base import IncomingMail
 from agent.connectors.smtp.common import Shared, connection_options, is_loopback, translate
 from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import PartStat
@@ -51,6 +52,7 @@ class Reply:
 
 
 _SEARCH_BATCH = 200
+_T = TypeVar("_T")
 
 
 def itip_replies(message: EmailMessage) -> tuple[ItipReply, ...]:
@@ -168,6 +170,19 @@ class ImapReader:
         wanted = {i.strip().lower() for i in answering}
         return self.retry.call(lambda: self._replies(wanted, since, new_only))
 
+    def mails(
+        self, since: date, mark: str | None, max_size: int | None, suffix: str
+    ) -> tuple[list[IncomingMail], str | None]:
+        """Return the mails since ``since`` after ``mark`` that answer a Message-ID
+        ending in ``suffix`` (In-Reply-To, References), and the new mark; raise
+        TransientError or PermanentError on failure.
+
+        The mark is ``UIDVALIDITY:UID`` of the last mail looked at: every mail after it
+        is looked at once, by its size and those two header fields; a mail larger than
+        ``max_size`` is returned as its header only, without its body.
+        """
+        return self.retry.call(lambda: self._session(self._mails, since, mark, max_size, suffix))
+
     def _connect(self) -> imaplib.IMAP4:
         context = ssl.create_default_context(cafile=self.ca_bundle)
         if self.ssl_mode == "ssl":
@@ -186,6 +201,10 @@ class ImapReader:
         return client
 
     def _replies(self, wanted: set[str], since: date, new_only: bool) -> list[Reply]:
+        return self._session(self._read, wanted, since, new_only)
+
+    def _session(self, work: Callable[..., _T], *args: Any) -> _T:
+        """Log in, run ``work(client, *args)``, log out; translate IMAP failures."""
         try:
             client = self._connect()
         except imaplib.IMAP4.abort as exc:
@@ -197,7 +216,7 @@ class ImapReader:
         except (OSError, ssl.SSLError) as exc:
             raise translate(exc, self.where) from exc
         try:
-            return self._read(client, wanted, since, new_only)
+            return work(client, *args)
         except imaplib.IMAP4.abort as exc:
             raise TransientError(f"{self.where}: {exc}") from exc
         except imaplib.IMAP4.error as exc:
@@ -251,6 +270,53 @@ class ImapReader:
                 if reply is not None:
                     replies.append(reply)
         return replies
+
+    def _mails(
+        self,
+        client: imaplib.IMAP4,
+        since: date,
+        mark: str | None,
+        max_size: int | None,
+        suffix: str,
+    ) -> tuple[list[IncomingMail], str | None]:
+        status, _ = client.select(_quote_mailbox(self.folder), readonly=True)
+        if status != "OK":
+            raise PermanentError(f"{self.where}: cannot open folder {self.folder!r}")
+        validity = (client.response("UIDVALIDITY")[1] or [b""])[0]
+        validity_text = validity.decode("ascii", "replace") if isinstance(validity, bytes) else ""
+        kept, _, last_text = (mark or "").partition(":")
+        last = int(last_text) if kept == validity_text and last_text.isdigit() else 0
+        criteria = ["SINCE", _imap_date(since)] + (["UID", f"{last + 1}:*"] if last else [])
+        status, data = client.uid("SEARCH", *criteria)
+        if status != "OK":
+            raise PermanentError(f"{self.where}: SEARCH failed: {data!r}")
+        uids = [u for u in (int(x) for x in (data[0] or b"").split()) if u > last]
+        wanted: list[tuple[int, int]] = []
+        ending = suffix.lower().encode()
+        for start in range(0, len(uids), _SEARCH_BATCH):
+            batch = ",".join(str(u) for u in uids[start : start + _SEARCH_BATCH])
+            status, items = client.uid(
+                "FETCH", batch, "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (IN-REPLY-TO REFERENCES)])"
+            )
+            if status != "OK":
+                raise TransientError(f"{self.where}: FETCH failed")
+            for uid, meta, headers in _fetched(items):
+                ids = re.findall(rb"<[^<>\s]+>", headers.lower())
+                sized = re.search(rb"RFC822\.SIZE (\d+)", meta)
+                if any(i.endswith(ending) for i in ids):
+                    wanted.append((uid, int(sized.group(1)) if sized else 0))
+        found: list[IncomingMail] = []
+        for uid, size in wanted:
+            whole = max_size is None or size <= max_size
+            part = "BODY.PEEK[]" if whole else "BODY.PEEK[HEADER]"
+            status, items = client.uid("FETCH", str(uid), f"({part})")
+            if status != "OK":
+                raise TransientError(f"{self.where}: FETCH failed")
+            for _, _, raw in _fetched(items):
+                ref = f"imap:{self.username}@{self.host}/{self.folder}/{validity_text}/{uid}"
+                found.append(IncomingMail(ref, raw, size, whole=whole))
+        newest = max(uids, default=last)
+        return found, (f"{validity_text}:{newest}" if validity_text else mark)
 
     def _reply(self, uid: int, raw: bytes, wanted: set[str]) -> Reply | None:
         import email
