@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import heapq
 import json
+import secrets
 import sqlite3
 import time
 from collections import OrderedDict
@@ -117,7 +118,18 @@ def _v6(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX ticks_running ON ticks (id) WHERE status = 'running'")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    # the store's own values; the first, a secret that keys the Message-IDs of the mail
+    # Cadence sends, so that no one can guess one and forge a reply (Store.mail_secret)
+    db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        "INSERT INTO meta (name, value) VALUES ('mail_secret', ?)", [secrets.token_hex(32)]
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7,
+]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -380,6 +392,13 @@ class Store:
                 "updated_at": to_store(now),
             }
             self.db.table("bookings").upsert(row, pk="key")
+
+    @property
+    def mail_secret(self) -> bytes:
+        """The store's random secret for Message-IDs (``mailplan.message_id``), made once
+        with the store (or by its migration to version 7) and never changed, so that
+        ``cadence plan`` and ``cadence run`` give a mail the same Message-ID."""
+        return bytes.fromhex(self._query("SELECT value FROM meta WHERE name = 'mail_secret'")[0]["value"])
 
     # --- outbox ------------------------------------------------------------------------
 
