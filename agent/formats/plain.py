@@ -19,6 +19,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: a tag, or what is left of one; angle brackets never reach a name or a title
 _TAG = re.compile(r"<[^<>]*>")
 _ANGLE = re.compile(r"[<>]")
+#: what opens an RFC 2047 encoded word: a reader would decode "=?utf-8?q?=40?=" in a
+#: display name into an "@" the writer never quoted
+_ENCODED_WORD = re.compile(r"=+\?")
 #: a display name longer than this is cut: it must fit a header line or two
 NAME_LIMIT = 120
 #: a subject or an event title longer than this is cut
@@ -35,8 +38,10 @@ def one_line(text: str, limit: int = TITLE_LIMIT) -> str:
 
 def plain(text: str, limit: int = TITLE_LIMIT) -> str:
     """Return ``text`` as one line of plain text for a subject or a title: tags are
-    removed whole (``<img src=x>``), stray angle brackets dropped, then as ``one_line``."""
-    return one_line(_ANGLE.sub("", _TAG.sub("", BIDI.sub("", text))), limit)
+    removed whole (``<img src=x>``), stray angle brackets dropped, the "=" that would
+    open an encoded word (``=?``) dropped, then as ``one_line``."""
+    text = _ANGLE.sub("", _TAG.sub("", BIDI.sub("", text)))
+    return one_line(_ENCODED_WORD.sub("?", text), limit)
 
 
 def display_name(name: str) -> str:
