@@ -122,9 +122,7 @@ def _v7(db: sqlite_utils.Database) -> None:
     # the store's own values; the first, a secret that keys the Message-IDs of the mail
     # Cadence sends, so that no one can guess one and forge a reply (Store.mail_secret)
     db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    db.execute(
-        "INSERT INTO meta (name, value) VALUES ('mail_secret', ?)", [secrets.token_hex(32)]
-    )
+    db.execute("INSERT INTO meta (name, value) VALUES ('mail_secret', ?)", [secrets.token_hex(32)])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -398,7 +396,9 @@ class Store:
         """The store's random secret for Message-IDs (``mailplan.message_id``), made once
         with the store (or by its migration to version 7) and never changed, so that
         ``cadence plan`` and ``cadence run`` give a mail the same Message-ID."""
-        return bytes.fromhex(self._query("SELECT value FROM meta WHERE name = 'mail_secret'")[0]["value"])
+        return bytes.fromhex(
+            self._query("SELECT value FROM meta WHERE name = 'mail_secret'")[0]["value"]
+        )
 
     # --- outbox ------------------------------------------------------------------------
 
