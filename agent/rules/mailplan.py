@@ -90,15 +90,15 @@ def message_id(key: str, secret: bytes) -> str:
     the same id in ``cadence plan`` and ``cadence run`` and after a crash, but no one
     can work out the id of a recap from its meeting and forge a reply to it (replies
     are matched by In-Reply-To). Only the key's kind is kept in clear, cleaned to
-    ``[A-Za-z0-9._-]``: no second "@" (mail libraries would rewrite the header, and
-    replies would then answer an id the outbox does not know), and a local part of at
-    most 48 characters, so "In-Reply-To: <...@cadence>" stays within 78 and the header
-    never needs folding."""
+    ``[A-Za-z0-9-]``: a dot-atom with no second "@" (mail libraries would rewrite the
+    header, and replies would then answer an id the outbox does not know), and a local
+    part of at most 48 characters, so "In-Reply-To: <...@cadence>" stays within 78 and
+    the header never needs folding. Raise ValueError without a secret."""
     if not secret:
-        raise ValueError("message_id needs the store's secret")
-    kind = re.sub(r"[^A-Za-z0-9._-]", ".", key.rsplit(":", 1)[-1])[:15]
+        raise ValueError("a Message-ID needs the store's secret")
+    kind = re.sub(r"[^A-Za-z0-9-]+", "-", key.rsplit(":", 1)[-1]).strip("-")[:15]
     digest = hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"<{digest}.{kind}@cadence>"
+    return f"<{digest}.{kind}@cadence>" if kind else f"<{digest}@cadence>"
 
 
 def outbox_key(meeting: Meeting, kind: str) -> str:
