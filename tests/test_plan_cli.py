@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from agent.app.cli import app
 from agent.app.demo import write_reply
 from agent.core.timestamps import to_store
+from agent.rules.mailplan import message_id
 from agent.settings import config
 from agent.settings import idp as idp
 from agent.store.sqlite import Store
@@ -202,6 +203,8 @@ def test_run_once_does_exactly_what_plan_printed(workspace: Path) -> None:
     settings = config.load(workspace)
     store = Store(settings.store)
     assert not store.bookings() and not store.outbox_rows()  # planning did nothing
+    # the ids are keyed by the store's secret, made once: run gives the same ones
+    assert mails == {k: message_id(k, store.mail_secret) for k in mails}
     store.close()
 
     done = cadence("run", "--once", "--config", str(workspace), "--now", at)

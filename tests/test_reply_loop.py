@@ -89,7 +89,7 @@ def test_reply_is_recorded_and_the_leader_gets_the_updated_recap(
     assert mail["Subject"].startswith("Recap updated: Development Advance with Ben, ")
     assert mail["In-Reply-To"] == reply_id
     assert mail["References"].split() == [recap["message_id"], reply_id]
-    assert mail["Message-ID"] == message_id(update["key"])
+    assert mail["Message-ID"] == message_id(update["key"], store.mail_secret)
     body = text(mail)
     assert "Emma Clarke replied on" in body
     assert "- [x] ask two peers for feedback on the retros" in body.split("Completed")[1]

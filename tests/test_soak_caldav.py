@@ -10,8 +10,9 @@ SMTP cannot tell whether an interrupted send went out: such a mail is left
 ``uncertain`` and never sent again, so a mail may be missing only where a send was
 left uncertain.
 
-Mails are compared by Message-ID (derived from the outbox key: meeting and kind) and
-recipients, not by subject: an invitation names its slot, and a booking deferred by a
+Mails are compared by outbox key (meeting and kind, found in each run's store by the
+mail's Message-ID, which is keyed by that store's own secret) and recipients, not by
+subject: an invitation names its slot, and a booking deferred by a
 fault may land in another slot than in the fault-free run (see ``tests/test_soak.py``).
 
 ``make test`` runs a short version; ``make soak`` the full one (SOAK=200x20).
@@ -59,7 +60,7 @@ people:
 
 @dataclass
 class Storm(Outcome):
-    #: Message-IDs of the sends left uncertain
+    #: outbox keys of the sends left uncertain
     uncertain_ids: frozenset[str] = frozenset()
     #: SMTP transactions (``requests`` counts them and the CalDAV requests)
     transactions: int = 0
@@ -105,16 +106,22 @@ def _calendar_data(multistatus: bytes) -> list[str]:
     return [e.text or "" for e in ElementTree.fromstring(multistatus).iter(tag)]
 
 
-def _mails(sink: SmtpSink) -> collections.Counter[str]:
+def _mails(sink: SmtpSink, settings: config.Settings) -> collections.Counter[str]:
     ids = collections.Counter(str(m["Message-ID"]) for m in sink.messages())
     assert max(ids.values(), default=1) == 1, "a mail was sent twice"
-    return collections.Counter(f"{m['Message-ID']} → {m['To']}" for m in sink.messages())
+    store = Store(settings.store)
+    try:
+        keys = {r["message_id"]: r["key"] for r in store.outbox_rows()}
+    finally:
+        store.close()
+    return collections.Counter(f"{keys[str(m['Message-ID'])]} → {m['To']}" for m in sink.messages())
 
 
 def _uncertain(settings: config.Settings) -> frozenset[str]:
+    """The outbox keys of the sends left uncertain."""
     store = Store(settings.store)
     try:
-        return frozenset(r["message_id"] for r in store.outbox_rows() if r["status"] == "uncertain")
+        return frozenset(r["key"] for r in store.outbox_rows() if r["status"] == "uncertain")
     finally:
         store.close()
 
@@ -173,7 +180,7 @@ def run_caldav(tmp: Path, relationships: int, ticks: int, rate: float) -> Storm:
         uncertain = _uncertain(settings)
         return Storm(
             _bookings(radicale, users),
-            _mails(smtp),
+            _mails(smtp, settings),
             list(radicale.early),
             faults,
             len(radicale.requests) + smtp.transactions,

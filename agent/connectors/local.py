@@ -439,7 +439,10 @@ class OutboxMailer:
         path = self.path(mail)
         if path.exists():
             return SentMail(mail.key, mail.message_id, str(path), already=True)
-        data = mime.build(mail).as_bytes()
+        try:
+            data = mime.build(mail).as_bytes()
+        except ValueError as exc:
+            raise PermanentError(f"mail {mail.key}: {exc}") from None
         with _locked(self.folder):
             atomic_write(path, data)
         return SentMail(mail.key, mail.message_id, str(path))

@@ -1,20 +1,32 @@
 """RFC 5322 messages from OutgoingMail, shared by every mailer that sends raw MIME.
 
 Header values are cleaned here, once: no CR or LF from calendar or config text can
-reach a header, whatever the caller passes.
+reach a header, whatever the caller passes. Address headers are set from
+``email.headerregistry.Address`` objects, never from formatted strings, so a display
+name (``Gonçalves (PM), Ana``, or one holding ``Bcc: x@elsewhere``) is quoted or
+encoded as a whole and can't turn into another address; the name is plain text first
+(``agent.formats.plain.display_name``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
-from email.utils import formataddr
 
 from agent.core.model import OutgoingMail
+from agent.formats import plain
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII except ':'
+#: headers that name mailboxes: set only from the mail's own fields, as address objects
+ADDRESS_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to",
+     "resent-cc", "resent-bcc", "resent-sender", "return-path"}
+)  # fmt: skip
 
 
 def clean_header(value: str, limit: int = 900) -> str:
@@ -22,32 +34,47 @@ def clean_header(value: str, limit: int = 900) -> str:
     return _CONTROL.sub(" ", value).strip()[:limit]
 
 
-def _addr(email: str, name: str = "") -> str:
-    email = clean_header(email, 320)
+def address(email: str, name: str = "") -> Address:
+    """Return the one mailbox ``email``, named ``name`` made plain; raise ValueError
+    unless ``email`` is exactly one address (a list, or a name with an address, would
+    reach someone else)."""
+    spec = clean_header(email, 320)
     try:
-        Address(addr_spec=email)
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"not a mail address: {email!r}") from exc
-    return formataddr((clean_header(name, 200), email)) if name else email
+        parsed = Address(addr_spec=spec)
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValueError(f"not a mail address: {spec!r}") from exc
+    if not parsed.username or not parsed.domain:
+        raise ValueError(f"not a mail address: {spec!r}")
+    return Address(display_name=plain.display_name(name), addr_spec=parsed.addr_spec)
+
+
+def set_addresses(msg: EmailMessage, header: str, addresses: Iterable[Address]) -> None:
+    """Set an address header from address objects, replacing any value it had."""
+    del msg[header]
+    msg[header] = tuple(addresses)
 
 
 def build(mail: OutgoingMail, *, policy: Policy = SMTP) -> EmailMessage:
     """Return the message: text and HTML alternatives, plus the invitation when set.
 
     ``policy`` decides the line endings baked into the parts: CRLF for SMTP and the
-    providers that take wire-format MIME; Graph's sendMail is given LF.
+    providers that take wire-format MIME; Graph's sendMail is given LF. Raise
+    ValueError for an address that is not exactly one, or for ``mail.headers`` naming a
+    header that is not one or that names mailboxes (``Cc``, ``Reply-To``...).
     """
     msg = EmailMessage(policy=policy)
-    msg["From"] = _addr(mail.sender, mail.sender_name)
-    msg["To"] = ", ".join(_addr(a) for a in mail.to)
-    msg["Subject"] = clean_header(mail.subject, 250)
+    set_addresses(msg, "From", [address(mail.sender, mail.sender_name)])
+    set_addresses(msg, "To", [address(a) for a in mail.to])
+    msg["Subject"] = plain.one_line(mail.subject, 250)
     msg["Message-ID"] = clean_header(mail.message_id)
     if mail.in_reply_to:
         msg["In-Reply-To"] = clean_header(mail.in_reply_to)
     if mail.references:
         msg["References"] = " ".join(clean_header(r) for r in mail.references)
     for name, value in mail.headers.items():
-        msg[clean_header(name, 76)] = clean_header(value)
+        if not _HEADER_NAME.match(name) or name.lower() in ADDRESS_HEADERS:
+            raise ValueError(f"header {name!r} may not be set")
+        msg[name] = clean_header(value)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(mail.text)
     msg.add_alternative(mail.html, subtype="html")

@@ -17,11 +17,12 @@ connector and completes the row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
 from agent.core.model import Event, EventDraft, Interval, OutgoingMail, Person, Relationship
+from agent.formats import plain
 
 
 @dataclass(frozen=True)
@@ -149,12 +150,15 @@ def draft(
     when: Interval,
     **extra: Any,
 ) -> EventDraft:
-    """The event of one of the relationship's meetings, as the organizer sends it."""
+    """The event of one of the relationship's meetings, as the organizer sends it. The
+    people's names are plain text (``plain.display_name``): every provider puts them in
+    the invitations it mails (Graph's and Google's attendee names, EWS mailboxes,
+    iCalendar ``CN``), and the title too (``plain.plain``)."""
     return EventDraft(
         key=key,
-        organizer=rel.organizer,
-        attendees=(rel.attendee,),
-        title=title,
+        organizer=_named(rel.organizer),
+        attendees=(_named(rel.attendee),),
+        title=plain.plain(title),
         start=when.start,
         end=when.end,
         timezone=rel.organizer.timezone,
@@ -162,6 +166,10 @@ def draft(
         stage=stage,
         **extra,
     )
+
+
+def _named(person: Person) -> Person:
+    return replace(person, name=plain.display_name(person.name))
 
 
 def acts(action: Action) -> bool:

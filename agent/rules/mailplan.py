@@ -2,14 +2,15 @@
 requests and updated recaps, as ``Send`` actions.
 
 Each mail has an outbox key (meeting id and kind); a key the outbox holds as sent or
-``uncertain`` is never planned again. The Message-ID is derived from the key, and a
-recap threads to its agenda. Everything here is pure: the plans, recorded actions and
+``uncertain`` is never planned again. The Message-ID is keyed by the store's secret
+(``message_id``), and a recap threads to its agenda. Everything here is pure: the plans, recorded actions and
 outbox come in with the ``MailContext``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,8 @@ class MailContext:
 
     now: datetime
     relationships: Sequence[Relationship]
+    #: the store's secret that keys Message-IDs (``Store.mail_secret``)
+    secret: bytes
     outbox: Mapping[str, OutboxRow] = field(default_factory=dict)
     #: per account: whether Cadence must mail invitations itself (the provider does not)
     invites: Mapping[str, bool] = field(default_factory=dict)
@@ -66,21 +69,36 @@ class MailContext:
         row = self.outbox.get(key)
         return row is not None and row.status in DONE
 
+    def message_id(self, key: str) -> str:
+        """The Message-ID of the mail ``key``: the one its outbox row holds (a row
+        written by an earlier Cadence keeps its id, so a retry is still recognised),
+        else ``message_id(key, secret)``."""
+        row = self.outbox.get(key)
+        if row is not None and row.message_id:
+            return row.message_id
+        return message_id(key, self.secret)
+
     def actions(self, email: str) -> replies.Actions:
         """The plan's action items with those recorded from replies laid over them."""
         return replies.merge(self.plans.get(email), self.recorded.get(email, ()))
 
 
-def message_id(key: str) -> str:
-    """A valid RFC 5322 msg-id from an outbox key. Keys hold calendar UIDs, which may
-    hold an "@" of their own; a second "@" would make mail libraries rewrite the header,
-    and replies would then answer an id the outbox does not know. A long key (a UID
-    of a hundred characters) is hashed, so the header never needs folding."""
-    local = re.sub(r"[^A-Za-z0-9._-]", ".", key)
-    if len(local) > 48:  # "In-Reply-To: <...@cadence>" stays within 78 characters
-        kind = re.sub(r"[^A-Za-z0-9._-]", ".", key.rsplit(":", 1)[-1])[:16]
-        local = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.{kind}"
-    return f"<{local}@cadence>"
+def message_id(key: str, secret: bytes) -> str:
+    """A valid RFC 5322 msg-id for an outbox key that only the store's holder can make.
+
+    The id is an HMAC of the key under the store's random ``secret``: the same key gives
+    the same id in ``cadence plan`` and ``cadence run`` and after a crash, but no one
+    can work out the id of a recap from its meeting and forge a reply to it (replies
+    are matched by In-Reply-To). Only the key's kind is kept in clear, cleaned to
+    ``[A-Za-z0-9-]``: a dot-atom with no second "@" (mail libraries would rewrite the
+    header, and replies would then answer an id the outbox does not know), and a local
+    part of at most 48 characters, so "In-Reply-To: <...@cadence>" stays within 78 and
+    the header never needs folding. Raise ValueError without a secret."""
+    if not secret:
+        raise ValueError("a Message-ID needs the store's secret")
+    kind = re.sub(r"[^A-Za-z0-9-]+", "-", key.rsplit(":", 1)[-1]).strip("-")[:15]
+    digest = hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"<{digest}.{kind}@cadence>" if kind else f"<{digest}@cadence>"
 
 
 def outbox_key(meeting: Meeting, kind: str) -> str:
@@ -180,7 +198,7 @@ def ask(
         subject=content.subject,
         text=content.text,
         html=content.html,
-        message_id=message_id(key),
+        message_id=ctx.message_id(key),
         headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return _send(rel, state.name, state.key, "ask", mail, reason)
@@ -231,7 +249,7 @@ def update(
         subject=content.subject,
         text=content.text,
         html=content.html,
-        message_id=message_id(row["update_key"]),
+        message_id=ctx.message_id(row["update_key"]),
         in_reply_to=row["message_id"],
         references=(*sent, row["message_id"]),
         headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
@@ -287,7 +305,7 @@ def _meeting_mail(
         subject=content.subject,
         text=content.text,
         html=content.html,
-        message_id=message_id(key),
+        message_id=ctx.message_id(key),
         in_reply_to=in_reply_to,
         references=references,
         invitation=invitation,

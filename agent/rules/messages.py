@@ -9,7 +9,7 @@ folder named by ``templates:`` in the config; the settings read them once into a
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import jinja2
@@ -18,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from agent.core.model import Person, Relationship
 from agent.core.plan import Plan
 from agent.core.templates import Templates
+from agent.formats import plain
 from agent.rules import replies
 
 #: Working hours in a year (220 days × 8 h): the base of the 0.34 % figure.
@@ -69,12 +70,18 @@ def invested_line(hours: float) -> str:
     )
 
 
+def _named(person: Person) -> Person:
+    """The person with their name as plain text, for a title or a subject."""
+    return replace(person, name=plain.display_name(person.name))
+
+
 def render_title(template: str, rel: Relationship, stage: str | None) -> str:
-    """Render a series' title template; the result is a single line."""
+    """Render a series' title template into one line of plain text (``plain.plain``):
+    names and the template itself may hold markup or control characters."""
     title = _TITLES.from_string(template).render(
-        employee=rel.employee, partner=rel.partner, stage=stage or "", role=rel.role
+        employee=_named(rel.employee), partner=_named(rel.partner), stage=stage or "", role=rel.role
     )
-    return " ".join(title.split())
+    return plain.plain(title)
 
 
 def what(rel: Relationship, series: str, stage: str | None) -> str:
@@ -89,13 +96,15 @@ def what(rel: Relationship, series: str, stage: str | None) -> str:
 
 
 def subject(kind: str, rel: Relationship, series: str, stage: str | None, start: datetime) -> str:
-    """``Agenda: Development Align with Ben, Tue 24 Nov 10:00`` (the employee's time)."""
+    """``Agenda: Development Align with Ben, Tue 24 Nov 10:00`` (the employee's time), as
+    one line of plain text (``plain.plain``): the name holds no markup or controls."""
     label = LABELS[kind]
-    text = f"{label}: {what(rel, series, stage)} with {rel.partner.first_name}"
+    partner = plain.first_name(rel.partner.name, rel.partner.email)
+    text = f"{label}: {what(rel, series, stage)} with {partner}"
     if kind != "pick":
         local = start.astimezone(rel.employee.zone)
         text += f", {local:%a} {local.day} {local:%b %H:%M}"
-    return " ".join(text.split())
+    return plain.plain(text)
 
 
 LABELS = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import heapq
 import json
+import secrets
 import sqlite3
 import time
 from collections import OrderedDict
@@ -129,15 +130,16 @@ def _v7(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX replies_relationship ON replies (relationship, recorded_at)")
 
 
+def _v8(db: sqlite_utils.Database) -> None:
+    # the store's own values; the first, a secret that keys the Message-IDs of the mail
+    # Cadence sends, so that no one can guess one and forge a reply (Store.mail_secret)
+    db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta (name, value) VALUES ('mail_secret', ?)", [secrets.token_hex(32)])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1,
-    _v2,
-    _v3,
-    _v4,
-    _v5,
-    _v6,
-    _v7,
-]
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8,
+]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -400,6 +402,15 @@ class Store:
                 "updated_at": to_store(now),
             }
             self.db.table("bookings").upsert(row, pk="key")
+
+    @property
+    def mail_secret(self) -> bytes:
+        """The store's random secret for Message-IDs (``mailplan.message_id``), made once
+        with the store (or by its migration to version 7) and never changed, so that
+        ``cadence plan`` and ``cadence run`` give a mail the same Message-ID."""
+        return bytes.fromhex(
+            self._query("SELECT value FROM meta WHERE name = 'mail_secret'")[0]["value"]
+        )
 
     # --- outbox ------------------------------------------------------------------------
 

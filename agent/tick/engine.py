@@ -419,6 +419,7 @@ class _Tick:
         snap.mail = mailplan.MailContext(
             now=self.now,
             relationships=settings.relationships,
+            secret=self.store.mail_secret,
             outbox={
                 r["key"]: mailplan.Outboxed(r["status"], r["message_id"])
                 for r in self.store.outbox_rows()

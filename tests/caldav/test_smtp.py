@@ -306,3 +306,17 @@ def test_account_from_address_is_the_envelope_sender(smtp: SmtpSink) -> None:
     assert got.message["From"] == "Ben Ortiz <cadence@example.org>"
     assert got.message["Reply-To"] == "Ben Ortiz <ben@example.org>"
     assert got.message.get_all("From") == ["Ben Ortiz <cadence@example.org>"]
+
+
+def test_a_hostile_sender_name_reaches_only_the_configured_addresses(smtp: SmtpSink) -> None:
+    name = "Gonçalves (PM), Ana\r\nBcc: eve@elsewhere.example"
+    plain_mailer(smtp, envelope_from="cadence@example.org").send(mail(sender_name=name))
+    (got,) = smtp.received
+    m = got.message
+    assert got.rcpt_tos == ["ana@example.org"]
+    assert [a.addr_spec for a in m["From"].addresses] == ["cadence@example.org"]
+    assert [a.addr_spec for a in m["Reply-To"].addresses] == ["ben@example.org"]
+    assert [a.addr_spec for a in m["To"].addresses] == ["ana@example.org"]
+    assert m["Bcc"] is None and m["Cc"] is None
+    shown = m["From"].addresses[0].display_name  # a folded encoded word may gain a space
+    assert shown.replace(" ", "") == "Gonçalves(PM),AnaBcc:eve@elsewhere.example"

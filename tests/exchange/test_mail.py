@@ -77,3 +77,16 @@ def test_sending_as_someone_without_a_mailbox_fails(
     with pytest.raises(PermanentError):
         mailer.send(mail(staff, sender="stranger@contoso.example"))
     assert server.sent == []
+
+
+def test_a_hostile_sender_name_reaches_only_the_configured_addresses(
+    mailer: ExchangeMailer, server: EwsServer, staff: list[Person]
+) -> None:
+    mailer.send(mail(staff, sender_name="Gonçalves (PM), Ana\r\nBcc: eve@elsewhere.example"))
+    [create] = [r for r in server.requests if r.operation == "CreateItem"]
+    raw = base64.b64decode(create.body.findtext(f".//{t('MimeContent')}") or "")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [a.addr_spec for a in msg["From"].addresses] == [staff[0].email]
+    assert [a.addr_spec for a in msg["To"].addresses] == [staff[0].email, staff[1].email]
+    assert msg["Bcc"] is None and msg["Cc"] is None
+    assert msg["From"].addresses[0].display_name.startswith("Gonçalves (PM), Ana")

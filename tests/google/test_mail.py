@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,17 @@ def test_an_ambiguous_send_is_confirmed_with_the_metadata_scope_where_granted(
         assert counts["gmail.users.messages.list"] == 2  # SENT listed, never searched
     else:
         assert went is None and never is None  # the delegation lacks the scope: unknown
+
+
+def test_a_hostile_sender_name_reaches_only_the_configured_addresses(tmp_path: Path) -> None:
+    name = "Gonçalves (PM), Ana\r\nBcc: eve@elsewhere.example"
+    with workspace(tmp_path, account_extra="    sender: chloe@acme.example\n") as ws:
+        _, mailer = ws.connect()
+        mailer.send(replace(AGENDA, sender_name=name))
+        mailer.close()
+        (stored,) = ws.server.state.sent
+    msg = stored.message
+    assert [a.addr_spec for a in msg["From"].addresses] == ["chloe@acme.example"]
+    assert [a.addr_spec for a in msg["Reply-To"].addresses] == ["ana@acme.example"]
+    assert [a.addr_spec for a in msg["To"].addresses] == ["ana@acme.example", "ben@acme.example"]
+    assert msg["Bcc"] is None and msg["Cc"] is None

@@ -143,3 +143,14 @@ def test_a_send_refused_with_a_retry_after_goes_out_after_the_wait(
     finally:
         g.close()
     assert slept == [2.0] and server.counts["sendMail"] == 2 and len(server.sent) == 1
+
+
+def test_a_hostile_sender_name_reaches_only_the_configured_addresses(
+    server: GraphServer, mailer: MicrosoftMailer, staff: list[Person]
+) -> None:
+    mailer.send(mail(staff, sender_name="Gonçalves (PM), Ana\r\nBcc: eve@elsewhere.example"))
+    [msg] = server.sent
+    assert [a.addr_spec for a in msg["From"].addresses] == [staff[0].email]
+    assert [a.addr_spec for a in msg["To"].addresses] == [staff[0].email, staff[1].email]
+    assert msg["Bcc"] is None and msg["Cc"] is None and msg["Reply-To"] is None
+    assert msg["From"].addresses[0].display_name.startswith("Gonçalves (PM), Ana")

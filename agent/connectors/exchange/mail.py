@@ -31,7 +31,10 @@ class ExchangeMailer:
         for value in (mail.subject, *mail.to, *mail.headers.values()):
             if "\n" in value or "\r" in value:
                 raise PermanentError("a mail header holds a line break")
-        message = mime.build(mail)
+        try:
+            message = mime.build(mail)
+        except ValueError as exc:
+            raise PermanentError(f"mail {mail.key}: {exc}") from None
         acc = self.ews.mailbox(sender)
 
         def send() -> None:

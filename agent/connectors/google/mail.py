@@ -32,10 +32,10 @@ def build_message(mail: OutgoingMail, mailbox: str) -> EmailMessage:
     own = mailbox.lower() == mail.sender.lower()
     try:
         msg = mime.build(mail if own else replace(mail, sender=mailbox))
+        if not own:
+            mime.set_addresses(msg, "Reply-To", [mime.address(mail.sender)])
     except ValueError as exc:
         raise PermanentError(f"mail {mail.key}: {exc}") from None
-    if not own:
-        msg["Reply-To"] = mime.clean_header(mail.sender)
     if "Date" not in msg:
         msg["Date"] = formatdate(usegmt=True)
     return msg

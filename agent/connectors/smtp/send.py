@@ -50,11 +50,6 @@ _RESERVED = {
 }
 
 
-def _one_line(text: str) -> str:
-    """Fold any run of whitespace (CR and LF included) into one space."""
-    return " ".join(text.replace("\x00", " ").split())
-
-
 def _address(text: str, what: str) -> str:
     text = text.strip()
     if not _ADDRESS.match(text):
@@ -69,12 +64,12 @@ def _message_id(text: str, what: str = "message id") -> str:
     return text if text.startswith("<") else f"<{text.strip('<>')}>"
 
 
-def _mailbox(name: str, address: str) -> str:
-    name = _one_line(name)
-    if not name:
-        return address
-    local, _, domain = address.rpartition("@")
-    return str(Address(display_name=name, username=local, domain=domain))
+def _mailbox(name: str, address: str) -> Address:
+    """The address object: its name is quoted or encoded whole, never read as addresses."""
+    try:
+        return mime.address(address, name)
+    except ValueError as exc:
+        raise PermanentError(f"refusing to send: {exc}") from exc
 
 
 def build_message(
@@ -120,9 +115,10 @@ def build_message(
     if msg["Date"] is None:
         msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
     if envelope_from and envelope_from.lower() != sender.lower():
-        del msg["From"]
-        msg["From"] = _mailbox(mail.sender_name, _address(envelope_from, "smtp from"))
-        msg["Reply-To"] = _mailbox(mail.sender_name, sender)
+        mime.set_addresses(
+            msg, "From", [_mailbox(mail.sender_name, _address(envelope_from, "smtp from"))]
+        )
+        mime.set_addresses(msg, "Reply-To", [_mailbox(mail.sender_name, sender)])
     if invitation is not None:
         msg.make_mixed()
         msg.add_attachment(
