@@ -276,6 +276,9 @@ class AgendaConfig(Strict):
 class RecapConfig(Strict):
     after: Duration = timedelta(hours=2)
     within: Duration = timedelta(days=7)
+    #: recaps also for meetings that ended this long before Cadence first saw the
+    #: relationship (default none: it recaps only what it watched)
+    backfill: Duration = timedelta(0)
     collect_replies: bool = False
 
 

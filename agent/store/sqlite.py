@@ -23,7 +23,7 @@ import sqlite_utils
 from agent.core import files
 from agent.core.model import Changes, Event, Interval
 from agent.core.records import StoredBooking
-from agent.core.timestamps import to_store
+from agent.core.timestamps import from_store, to_store
 from agent.store import broken
 from agent.store.rows import EVENT_COLUMNS, event_row, row_booking, row_event, tuple_event
 
@@ -117,7 +117,26 @@ def _v6(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX ticks_running ON ticks (id) WHERE status = 'running'")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    """When Cadence began watching each relationship: recaps go only to meetings that
+    ended after it. A store from before keeps its history: a relationship's watch
+    began with its first audit row (every tick assesses every relationship)."""
+    db.execute("CREATE TABLE watched (relationship TEXT PRIMARY KEY, since TEXT NOT NULL)")
+    db.execute(
+        "INSERT INTO watched (relationship, since) SELECT relationship, MIN(at) FROM audit "
+        "WHERE relationship IS NOT NULL GROUP BY relationship"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+    _v6,
+    _v7,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -467,6 +486,23 @@ class Store:
             sql += " WHERE relationship = ?"
             params.append(relationship)
         return self._query(sql + " ORDER BY start", params)
+
+    # --- relationships watched -------------------------------------------------------
+
+    def watched(self) -> dict[str, datetime]:
+        """When Cadence began watching each relationship it has seen."""
+        rows = self._query("SELECT relationship, since FROM watched")
+        return {r["relationship"]: from_store(r["since"]) for r in rows}
+
+    def watch(self, relationships: Iterable[str], now: datetime) -> dict[str, datetime]:
+        """Record ``now`` as the watch start of each relationship not seen before (one
+        added to the config later starts its own watch then); return every watch start."""
+        with self.atomic():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO watched (relationship, since) VALUES (?, ?)",
+                [(r, to_store(now)) for r in relationships],
+            )
+        return self.watched()
 
     # --- ticks and audit ---------------------------------------------------------------
 
