@@ -174,6 +174,9 @@ class ImapSettings(Strict):
     username: str | None = None
     password_env: str | None = None
     folder: str = "INBOX"
+    #: the folder where the SMTP server files a copy of each mail sent through it, if
+    #: it does: an interrupted send is looked for there by Message-ID
+    sent_folder: str | None = None
     ca_bundle: str | None = None
     timeout: float = Field(default=30.0, gt=0)
 

@@ -25,6 +25,9 @@ Graph v1.0, per mailbox ``/users/{id}``:
   and ``messages/{id}/$value`` (the MIME as ``text/plain``), both needing ``Mail.Read``
   (``$value``) or at least ``Mail.ReadBasic`` (the listing): delegated scopes are checked,
   and :attr:`GraphServer.app_permissions` for an application's token
+- ``mailFolders/SentItems/messages``: what ``sendMail`` saved (``saveToSentItems``, the
+  default), listed like the inbox and filtered by ``internetMessageId eq '…'``, with
+  ``Mail.ReadBasic`` at least
 - ``$batch`` (at most 20 requests, each dispatched and throttled on its own)
 
 Every request is counted per route in :attr:`GraphServer.counts`. Tests can queue
@@ -204,6 +207,7 @@ class Mailbox:
     transactions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     inbox: dict[str, StoredMessage] = field(default_factory=dict)
+    sent_items: dict[str, StoredMessage] = field(default_factory=dict)
 
 
 @dataclass
@@ -573,6 +577,8 @@ class GraphServer:
             return rest
         if re.fullmatch(r"(?i)mailFolders/inbox/messages", rest):
             return "messages.list"
+        if re.fullmatch(r"(?i)mailFolders/sentitems/messages", rest):
+            return "sentitems.list"
         if re.fullmatch(r"messages/[^/]+/\$value", rest):
             return "messages.value"
         if rest == "events":
@@ -624,6 +630,9 @@ class GraphServer:
         if route == "messages.list":
             self._may_read(headers, body_too=False)
             return 200, self._messages(box, query), {}
+        if route == "sentitems.list":
+            self._may_read(headers, body_too=False)
+            return 200, self._messages(box, query, folder="sentitems"), {}
         if route == "messages.value":
             self._may_read(headers, body_too=True)
             found = box.inbox.get(rest.split("/")[1])
@@ -832,10 +841,18 @@ class GraphServer:
 
     # --- mail in the inbox ------------------------------------------------------------
 
-    def _messages(self, box: Mailbox, query: dict[str, str]) -> dict[str, Any]:
-        messages = sorted(box.inbox.values(), key=lambda m: (m.received, m.id), reverse=True)
+    def _messages(
+        self, box: Mailbox, query: dict[str, str], folder: str = "inbox"
+    ) -> dict[str, Any]:
+        stored = box.sent_items if folder == "sentitems" else box.inbox
+        messages = sorted(stored.values(), key=lambda m: (m.received, m.id), reverse=True)
         flt = query.get("$filter", "")
         for clause in [c for c in re.split(r"(?i)\s+and\s+", flt.strip()) if c]:
+            wanted = re.fullmatch(r"(?i)internetMessageId eq '((?:[^']|'')*)'", clause.strip())
+            if wanted:
+                value = wanted.group(1).replace("''", "'")
+                messages = [msg for msg in messages if msg.render()["internetMessageId"] == value]
+                continue
             m = re.fullmatch(r"(?i)receivedDateTime (ge|gt|le|lt|eq) (\S+)", clause.strip())
             try:
                 bound = parse_iso(m.group(2)) if m else None
@@ -877,10 +894,12 @@ class GraphServer:
                 {k: v for k, v in i.items() if k in select or k in ("id", "@odata.etag")}
                 for i in items
             ]
-        base = f"{self.url}/v1.0/users/{urllib.parse.quote(box.email)}/mailFolders/inbox/messages"
+        base = (
+            f"{self.url}/v1.0/users/{urllib.parse.quote(box.email)}/mailFolders/{folder}/messages"
+        )
         out: dict[str, Any] = {
             "@odata.context": f"{self.url}/v1.0/$metadata#users('{box.email}')"
-            "/mailFolders('inbox')/messages",
+            f"/mailFolders('{folder}')/messages",
             "value": items,
         }
         if skip + top < len(messages):
@@ -1291,6 +1310,7 @@ class GraphServer:
             if not msg.get("Message-ID"):
                 msg["Message-ID"] = email.utils.make_msgid(domain="graph.local")
             self.sent.append(msg)
+            self._save_sent(box, msg)
             return
         if ctype != "application/json":
             raise GraphError(415, "UnsupportedMediaType", ctype)
@@ -1316,6 +1336,12 @@ class GraphServer:
         else:
             msg.set_content(content)
         self.sent.append(msg)
+        if payload.get("saveToSentItems", True):
+            self._save_sent(box, msg)
+
+    def _save_sent(self, box: Mailbox, msg: EmailMessage) -> None:
+        ident = f"AAMkSent{len(box.sent_items):06d}"
+        box.sent_items[ident] = StoredMessage(ident, datetime.now(UTC), msg.as_bytes())
 
     # --- batch -----------------------------------------------------------------------
 

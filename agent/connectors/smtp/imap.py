@@ -8,11 +8,11 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from agent.connectors.smtp.common import Shared, connection_options, is_loopback, translate
 from agent.core.errors import ConfigError, PermanentError, TransientError
@@ -51,6 +51,7 @@ class Reply:
 
 
 _SEARCH_BATCH = 200
+T = TypeVar("T")
 
 
 def itip_replies(message: EmailMessage) -> tuple[ItipReply, ...]:
@@ -168,6 +169,23 @@ class ImapReader:
         wanted = {i.strip().lower() for i in answering}
         return self.retry.call(lambda: self._replies(wanted, since, new_only))
 
+    def holds(self, message_id: str, folder: str) -> bool:
+        """Whether ``folder`` holds a mail with this Message-ID (an IMAP SEARCH on the
+        header, read-only); raise TransientError or PermanentError (no such folder)."""
+        wanted = message_id.strip()
+        if not wanted or any(c in wanted for c in '"\\\r\n'):
+            raise PermanentError(f"not a Message-ID to search for: {message_id!r}")
+        return self.retry.call(lambda: self._session(lambda c: self._holds(c, wanted, folder)))
+
+    def _holds(self, client: imaplib.IMAP4, message_id: str, folder: str) -> bool:
+        status, _ = client.select(_quote_mailbox(folder), readonly=True)
+        if status != "OK":
+            raise PermanentError(f"{self.where}: cannot open folder {folder!r}")
+        status, data = client.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
+        if status != "OK":
+            raise TransientError(f"{self.where}: SEARCH failed: {data!r}")
+        return bool((data[0] or b"").split())
+
     def _connect(self) -> imaplib.IMAP4:
         context = ssl.create_default_context(cafile=self.ca_bundle)
         if self.ssl_mode == "ssl":
@@ -186,6 +204,10 @@ class ImapReader:
         return client
 
     def _replies(self, wanted: set[str], since: date, new_only: bool) -> list[Reply]:
+        return self._session(lambda client: self._read(client, wanted, since, new_only))
+
+    def _session(self, work: Callable[[imaplib.IMAP4], T]) -> T:
+        """Log in, do ``work``, log out; translate what fails."""
         try:
             client = self._connect()
         except imaplib.IMAP4.abort as exc:
@@ -197,7 +219,7 @@ class ImapReader:
         except (OSError, ssl.SSLError) as exc:
             raise translate(exc, self.where) from exc
         try:
-            return self._read(client, wanted, since, new_only)
+            return work(client)
         except imaplib.IMAP4.abort as exc:
             raise TransientError(f"{self.where}: {exc}") from exc
         except imaplib.IMAP4.error as exc:
