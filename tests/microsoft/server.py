@@ -301,6 +301,9 @@ class GraphServer:
         self.batch_throttled: dict[str, float] = {}
         self.early: list[str] = []
         self.chaos_count: Counter[str] = Counter()
+        #: whether the identity endpoints are faulted too, and their faults by kind
+        self.chaos_token: tuple[str, ...] = ()
+        self.token_faults: Counter[str] = Counter()
         self.drop: set[str] = set()
         self.allowed_providers = ["teamsForBusiness"]
         #: the application permissions an administrator granted (client credentials)
@@ -373,23 +376,34 @@ class GraphServer:
             self.throttles.extend([(route, status, retry_after)] * times)
 
     def chaos(
-        self, rate: float, seed: int, clock: Any = None, kinds: tuple[str, ...] = faults.KINDS
+        self,
+        rate: float,
+        seed: int,
+        clock: Any = None,
+        kinds: tuple[str, ...] = faults.KINDS,
+        token: bool | tuple[str, ...] = False,
     ) -> None:
         """Fault ``rate`` of API requests at random with one of ``kinds`` (see
         tests.chaos; the requests inside a ``$batch`` only get answers, the batch as a
-        whole tests.chaos.BATCH). The identity endpoints are left alone. ``clock.now()``
-        (seconds; the monotonic clock by default) tells when a throttled mailbox may be
-        called again; earlier calls land in ``early``. Faults are counted by kind in
-        ``chaos_count``."""
+        whole tests.chaos.BATCH). ``clock.now()`` (seconds; the monotonic clock by
+        default) tells when a throttled mailbox may be called again; earlier calls land
+        in ``early``. Faults are counted by kind in ``chaos_count``. The identity
+        endpoints are left alone unless ``token``: then the same share of token requests
+        gets tests.chaos.TOKEN faults (the OpenID configuration, 5xx and the connection
+        ones), counted in ``token_faults``."""
         import random
 
         self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
         self.chaos_kinds = kinds
+        #: the token endpoints' fault kinds (all of tests.chaos.TOKEN for True)
+        self.chaos_token = faults.TOKEN if token is True else tuple(token or ())
 
     def _chaos(
         self, route: str, path: str, headers: dict[str, str], inner: bool
     ) -> tuple[int, dict[str, str], bytes] | str:
         """Maybe fail this request with an answer; else return the fault still to come."""
+        if self.chaos_rate and self.chaos_token and route in ("openid", "token"):
+            return self._token_chaos(route)
         if not self.chaos_rate or route in ("openid", "token", "devicecode"):
             return ""
         m = re.fullmatch(r"/v1\.0/users/([^/]+)/.*", path)
@@ -420,6 +434,23 @@ class GraphServer:
         code = {"429": "TooManyRequests", "502": "BadGateway"}.get(kind, "ServiceUnavailable")
         err = {"error": {"code": code, "message": "Retry later."}}
         return int(kind), hdrs, json.dumps(err).encode()
+
+    def _token_chaos(self, route: str) -> tuple[int, dict[str, str], bytes] | str:
+        if self.chaos_random.random() >= self.chaos_rate:
+            return ""
+        # MSAL takes a 4xx from discovery for a wrong tenant: only 5xx and the connection
+        allowed = [
+            k
+            for k in self.chaos_token
+            if route == "token" or k in ("500", "502", "503", *faults.TRANSPORT)
+        ]
+        if not allowed:
+            return ""
+        kind: str = self.chaos_random.choice(allowed)
+        self.token_faults[f"{route} {kind}"] += 1
+        if kind in ("429", "500", "502", "503"):
+            return faults.token_answer(kind)
+        return kind
 
     def expire_delta_tokens(self) -> None:
         with self.lock:
@@ -526,6 +557,8 @@ class GraphServer:
                 self.throttled.update(self.batch_throttled)
         if self.slow.get(route):
             time.sleep(self.slow[route])
+        if fault == "lost" and route == "token":
+            return faults.token_answer(fault)
         if fault == "lost":
             err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
             return 503, {"Content-Type": "application/json"}, json.dumps(err).encode()
