@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from agent.core.timestamps import to_store
 from agent.store import sqlite as store_mod
 from agent.store.sqlite import SCHEMA_VERSION, Store
 
@@ -88,3 +89,36 @@ def test_processes_opening_a_new_store_together_migrate_it_once(tmp_path: Path) 
         check = Store(path)
         assert check.version == SCHEMA_VERSION
         check.close()
+
+
+def test_a_version_6_store_keeps_watching_from_its_first_audit_row(tmp_path: Path) -> None:
+    """An upgraded store does not start its relationships' watch over: recaps of what
+    Cadence watched before the upgrade still go out."""
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(sqlite3.connect(str(path), isolation_level=None))
+    for number, step in enumerate(store_mod.MIGRATIONS[:6], start=1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {number}")
+    for at, rel in (
+        ("2026-11-02T09:00:00Z", "ana@acme.example/ben@acme.example"),
+        ("2026-11-01T09:00:00Z", "ana@acme.example/ben@acme.example"),
+        ("2026-11-20T09:00:00Z", "dev@acme.example/ben@acme.example"),
+        ("2026-10-01T09:00:00Z", None),
+    ):
+        db.execute(
+            "INSERT INTO audit (at, relationship, kind, message) VALUES (?, ?, 'assess', '')",
+            [at, rel],
+        )
+    db.close()
+    store = Store(path)
+    try:
+        assert {k: to_store(v) for k, v in store.watched().items()} == {
+            "ana@acme.example/ben@acme.example": "2026-11-01T09:00:00Z",
+            "dev@acme.example/ben@acme.example": "2026-11-20T09:00:00Z",
+        }
+        later = datetime(2026, 11, 23, tzinfo=UTC)
+        watched = store.watch(["ana@acme.example/ben@acme.example", "new@x/ben@x"], later)
+        assert to_store(watched["ana@acme.example/ben@acme.example"]) == "2026-11-01T09:00:00Z"
+        assert watched["new@x/ben@x"] == later
+    finally:
+        store.close()

@@ -78,7 +78,9 @@ programs:
     lapse_grace: 7d
     booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m, conference: auto}}
     agenda: {{before: 24h}}
-    recap: {{after: 2h, collect_replies: true}}
+    # backfill: the first tick also recaps a meeting of the last day, held before
+    # Cadence started watching (without it, recaps start with what Cadence watched)
+    recap: {{after: 2h, collect_replies: true, backfill: 1d}}
   mentoring:
     series:
       one_on_one:

@@ -172,6 +172,9 @@ class Program:
     agenda_before: timedelta = timedelta(hours=24)
     recap_after: timedelta = timedelta(hours=2)
     recap_within: timedelta = timedelta(days=7)
+    #: how long before Cadence started watching a relationship a meeting may have ended
+    #: and still get its recap (0: only meetings that end after the watch began)
+    recap_backfill: timedelta = timedelta(0)
     min_notice: timedelta = timedelta(hours=48)
     max_moves: int = 1
     #: whether replies to recaps are read and their actions recorded (opt-in)

@@ -2,8 +2,11 @@
 requests and updated recaps, as ``Send`` actions.
 
 Each mail has an outbox key (meeting id and kind); a key the outbox holds as sent or
-``uncertain`` is never planned again. The Message-ID is keyed by the store's secret
-(``message_id``), and a recap threads to its agenda. Everything here is pure: the plans, recorded actions and
+``uncertain`` is never planned again. A recap goes out only for a meeting that ended
+after Cadence began watching its relationship (or within the program's
+``recap.backfill`` before it): Cadence neither booked nor announced what came before.
+The Message-ID is keyed by the store's secret (``message_id``), and a recap threads to
+its agenda. Everything here is pure: the plans, recorded actions and
 outbox come in with the ``MailContext``.
 """
 
@@ -19,7 +22,7 @@ from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
 
-from agent.core.model import Interval, Invitation, OutgoingMail, Relationship
+from agent.core.model import Interval, Invitation, OutgoingMail, Program, Relationship
 from agent.core.plan import Plan
 from agent.core.timestamps import from_store
 from agent.formats import ical
@@ -64,6 +67,8 @@ class MailContext:
     language: str = "en"
     #: booking reasons by key, quoted in the invitations Cadence sends itself
     reasons: dict[str, str] = field(default_factory=dict)
+    #: when Cadence began watching each relationship (by id); one missing is not limited
+    watched: Mapping[str, datetime] = field(default_factory=dict)
 
     def sent(self, key: str) -> bool:
         row = self.outbox.get(key)
@@ -134,6 +139,21 @@ def leaders_of(relationships: Sequence[Relationship], rel: Relationship) -> list
     return leaders or [rel.partner.email]
 
 
+def recap_window(
+    end: datetime, program: Program, watched: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """When the recap of a meeting ending at ``end`` may go out: from ``recap.after``
+    past its end for ``recap.within``; None for a meeting that ended before the watch
+    began (less ``recap.backfill``). A backfilled recap's window opens at the watch start,
+    so the first tick sends it."""
+    opens = end + program.recap_after
+    if watched is not None:
+        if end <= watched - program.recap_backfill:
+            return None
+        opens = max(opens, watched)
+    return opens, opens + program.recap_within
+
+
 def kinds_due(
     ctx: MailContext, rel: Relationship, meeting: Meeting, own: Mapping[str, Own]
 ) -> list[str]:
@@ -145,8 +165,8 @@ def kinds_due(
         if meeting.start - program.agenda_before <= ctx.now < meeting.start:
             kinds.append("agenda")
     if meeting.status is Status.HELD:
-        sent_at = meeting.end + program.recap_after
-        if sent_at <= ctx.now <= sent_at + program.recap_within:
+        window = recap_window(meeting.end, program, ctx.watched.get(rel.id))
+        if window is not None and window[0] <= ctx.now <= window[1]:
             kinds.append("recap")
     return [k for k in kinds if not ctx.sent(outbox_key(meeting, k))]
 

@@ -76,6 +76,8 @@ class Snapshot:
     #: whose free/busy could not be read: their bookings wait
     no_busy: frozenset[str] = frozenset()
     people: Mapping[str, Person] = field(default_factory=dict)
+    #: when Cadence began watching each relationship (recaps only for what ended after)
+    watched: Mapping[str, datetime] = field(default_factory=dict)
     mail: mailplan.MailContext | None = None
 
 

@@ -318,6 +318,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             agenda_before=prog.agenda.before,
             recap_after=prog.recap.after,
             recap_within=prog.recap.within,
+            recap_backfill=prog.recap.backfill,
             collect_replies=prog.recap.collect_replies,
             intake=ReplyIntake(
                 trust=prog.recap.trust,

@@ -202,6 +202,9 @@ class ImapSettings(MailServer):
     port: int = Field(default=993, ge=1, le=65535)
     ssl: bool = True
     folder: str = "INBOX"
+    #: the folder where the SMTP server files a copy of each mail sent through it, if
+    #: it does: an interrupted send is looked for there by Message-ID
+    sent_folder: str | None = None
 
 
 class CalDAVAccount(Strict):
@@ -302,6 +305,9 @@ class AgendaConfig(Strict):
 class RecapConfig(Strict):
     after: Duration = timedelta(hours=2)
     within: Duration = timedelta(days=7)
+    #: recaps also for meetings that ended this long before Cadence first saw the
+    #: relationship (default none: it recaps only what it watched)
+    backfill: Duration = timedelta(0)
     collect_replies: bool = False
     #: whose replies count: "authenticated" (the receiving server's SPF, DKIM or DMARC
     #: pass for the From domain) or "from" (the From address alone); unset: "from" for

@@ -24,7 +24,7 @@ import sqlite_utils
 from agent.core import files
 from agent.core.model import Changes, Event, Interval
 from agent.core.records import StoredBooking
-from agent.core.timestamps import to_store
+from agent.core.timestamps import from_store, to_store
 from agent.store import broken
 from agent.store.rows import EVENT_COLUMNS, event_row, row_booking, row_event, tuple_event
 
@@ -137,8 +137,19 @@ def _v8(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO meta (name, value) VALUES ('mail_secret', ?)", [secrets.token_hex(32)])
 
 
+def _v9(db: sqlite_utils.Database) -> None:
+    """When Cadence began watching each relationship: recaps go only to meetings that
+    ended after it. A store from before keeps its history: a relationship's watch
+    began with its first audit row (every tick assesses every relationship)."""
+    db.execute("CREATE TABLE watched (relationship TEXT PRIMARY KEY, since TEXT NOT NULL)")
+    db.execute(
+        "INSERT INTO watched (relationship, since) SELECT relationship, MIN(at) FROM audit "
+        "WHERE relationship IS NOT NULL GROUP BY relationship"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -522,6 +533,23 @@ class Store:
             sql += " WHERE relationship = ?"
             params.append(relationship)
         return self._query(sql + " ORDER BY start", params)
+
+    # --- relationships watched -------------------------------------------------------
+
+    def watched(self) -> dict[str, datetime]:
+        """When Cadence began watching each relationship it has seen."""
+        rows = self._query("SELECT relationship, since FROM watched")
+        return {r["relationship"]: from_store(r["since"]) for r in rows}
+
+    def watch(self, relationships: Iterable[str], now: datetime) -> dict[str, datetime]:
+        """Record ``now`` as the watch start of each relationship not seen before (one
+        added to the config later starts its own watch then); return every watch start."""
+        with self.atomic():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO watched (relationship, since) VALUES (?, ?)",
+                [(r, to_store(now)) for r in relationships],
+            )
+        return self.watched()
 
     # --- ticks and audit ---------------------------------------------------------------
 

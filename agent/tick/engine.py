@@ -296,6 +296,7 @@ class _Tick:
             bookings=bookings,
             unreadable=frozenset(self.failed_people),
             people=self.engine.settings.people,
+            watched=self._watched(),
         )
         since = self.now - HISTORY
         for rel in self.engine.settings.relationships:
@@ -313,6 +314,14 @@ class _Tick:
                     )
         snap.during = during
         self.snapshot = snap
+
+    def _watched(self) -> dict[str, datetime]:
+        """When Cadence began watching each relationship; one seen for the first time
+        starts its watch now (recorded, unless this is a dry run that records nothing)."""
+        ids = [r.id for r in self.engine.settings.relationships]
+        if self.dry_run:
+            return {**dict.fromkeys(ids, self.now), **self.store.watched()}
+        return self.store.watch(ids, self.now)
 
     def _settle_pending(self) -> None:
         """Mark bookings left pending by a crash as booked when their event exists."""
@@ -431,6 +440,7 @@ class _Tick:
             templates=settings.templates,
             language=settings.language,
             reasons={k: b.reason or "" for k, b in snap.bookings.items()},
+            watched=snap.watched,
         )
         actions = planning.plan(snap, busy, units)
         actions = self._updates(snap) + actions

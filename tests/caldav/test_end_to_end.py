@@ -213,3 +213,58 @@ def test_a_server_free_busy_that_disagrees_with_the_events_changes_nothing_on_re
         assert again.errors == []
         assert [a for a in again.actions if a.outcome in ("done", "failed")] == []
     assert len(smtp.received) == sent
+
+
+@pytest.mark.skipif(
+    DOVECOT is None, reason="Dovecot is not installed (apt-get install dovecot-imapd)"
+)
+@pytest.mark.parametrize("filed", [True, False], ids=["copy-filed", "no-copy"])
+def test_an_invitation_whose_send_was_lost_is_confirmed_in_the_sent_folder(
+    tmp_path: Path,
+    radicale: Radicale,
+    smtp: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    filed: bool,
+) -> None:
+    """The SMTP server kept the invitation but the tick never read its 250. The next
+    tick looks in ``imap.sent_folder``: the server's copy there means sent (never sent
+    twice); no copy there means it never went, and it is sent once."""
+    from agent.store.sqlite import Store
+
+    with Dovecot() as imap:
+        for user in ("ana", "ben", "chloe"):
+            radicale.make_calendar(user)
+        meeting(radicale, "align-1", "Development Align: Ana & Ben", NOW - timedelta(days=100), 60)
+        meeting(
+            radicale, "check-1", "Development check-in: Ana & Ben", NOW - timedelta(days=12), 15
+        )
+        monkeypatch.setenv(PASSWORD_ENV, "e2e-secret")
+        monkeypatch.setenv("CADENCE_TEST_IMAP_PASSWORD", imap.credentials[1])
+        account_extra = (
+            f"    imap: {{host: 127.0.0.1, port: {imap.port}, ssl: false, starttls: false, "
+            f"username: {imap.credentials[0]}, password_env: CADENCE_TEST_IMAP_PASSWORD, "
+            "sent_folder: Sent}\n"
+        )
+        path = write_config(
+            tmp_path / "cadence.yaml", radicale, smtp, extra=PROGRAMS, account_extra=account_extra
+        )
+        settings = config.load(path)
+        smtp.chaos(1.0, seed=0, kinds=("lost" if filed else "drop",))
+        with Engine(settings, retry=RetryPolicy.none()) as engine:
+            first = engine.tick(NOW)
+        assert first.errors and len(smtp.received) == (1 if filed else 0)
+        imap.deliver(b"Subject: x\r\nMessage-ID: <x@y>\r\n\r\nx\r\n", folder="Sent")
+        if filed:
+            imap.deliver(smtp.received[0].raw, folder="Sent")  # as the server files it
+        smtp.chaos_rate = 0.0
+        with Engine(settings, retry=RetryPolicy.none()) as engine:
+            second = engine.tick(NOW + timedelta(minutes=10))
+        assert second.errors == []
+        invites = [a for a in second.actions if a.kind == "invite"]
+        assert [a.outcome for a in invites] == ["already" if filed else "done"]
+        assert len(smtp.received) == 1  # one invitation, whichever way
+        store = Store(settings.store)
+        try:
+            assert {r["status"] for r in store.outbox_rows()} == {"sent"}
+        finally:
+            store.close()

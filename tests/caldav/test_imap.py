@@ -200,3 +200,41 @@ def test_a_reader_asked_again_fetches_only_new_mail(dovecot: Dovecot) -> None:
     assert [r.itip[0].uid for r in imap.replies((), TODAY, new_only=True)] == ["b@cadence"]
     # without new_only the whole span is read
     assert [r.itip[0].uid for r in imap.replies((), TODAY)] == ["a@cadence", "b@cadence"]
+
+
+def test_an_ambiguous_smtp_send_is_found_in_the_sent_folder(dovecot: Dovecot) -> None:
+    """The SMTP server kept the mail but the connection closed before its 250: where the
+    server files a copy of each mail sent (``imap.sent_folder``), the copy is found by
+    Message-ID; a mail never sent is not; without the folder it stays unknown."""
+    from agent.connectors.smtp import SmtpMailer
+    from tests.caldav.servers import SmtpSink
+    from tests.caldav.test_smtp import mail
+
+    with SmtpSink() as sink:
+        mailer = SmtpMailer("127.0.0.1", sink.port, ssl_mode="plain", retry=RetryPolicy.none())
+        sink.chaos(1.0, seed=0, kinds=("lost",))
+        with pytest.raises(TransientError) as caught:
+            mailer.send(mail())
+        assert caught.value.maybe_done and len(sink.received) == 1
+        assert mailer.was_sent(mail()) is None  # no sent folder configured: unknown
+        dovecot.deliver(sink.received[0].raw, folder="Sent")  # the server files its copy
+        dovecot.deliver(plain_mail("<other@cadence>", None, "another"), folder="Sent")
+        mailer.copies = (reader(dovecot), "Sent")
+        assert mailer.was_sent(mail()) is True
+        assert mailer.was_sent(mail(key="k2", message_id="<agenda.k2@cadence>")) is False
+        assert dovecot.flags("Sent") and all(b"\\Seen" not in f for f in dovecot.flags("Sent"))
+        mailer.copies = (reader(dovecot), "Sent Items")  # no such folder: unknown
+        assert mailer.was_sent(mail()) is None
+        mailer.copies = (reader(dovecot, password="wrong"), "Sent")
+        assert mailer.was_sent(mail()) is None
+        gone = ImapReader(
+            "127.0.0.1",
+            free_port(),
+            ssl_mode="plain",
+            username="cadence",
+            password="x",
+            retry=RetryPolicy.none(),
+        )
+        mailer.copies = (gone, "Sent")
+        with pytest.raises(TransientError):  # unreachable for now: asked again next tick
+            mailer.was_sent(mail())

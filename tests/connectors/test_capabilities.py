@@ -36,9 +36,9 @@ CALENDARS: dict[type[Any], set[type[Any]]] = {
 MAILERS: dict[type[Any], set[type[Any]]] = {
     GoogleMailer: {ConfirmsSend},
     GoogleReplyMailer: {ConfirmsSend, ReplyReader},
-    MicrosoftMailer: {ReplyReader},
-    ExchangeMailer: set(),
-    SmtpMailer: set(),
+    MicrosoftMailer: {ConfirmsSend, ReplyReader},
+    ExchangeMailer: {ConfirmsSend},
+    SmtpMailer: {ConfirmsSend},
     OutboxMailer: {ConfirmsSend, ReplyReader},
 }
 

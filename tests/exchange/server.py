@@ -14,11 +14,13 @@ Operations:
 - ``ConvertId`` (what exchangelib sends to learn the version when none is configured)
 - ``GetFolder`` for distinguished folders
 - ``FindItem`` with a ``CalendarView`` (recurring items expanded into occurrences, each
-  with its own id) or with an ``IsEqualTo`` restriction on an extended property
+  with its own id) or with an ``IsEqualTo`` restriction on an extended property; in Sent
+  Items, with an ``IsEqualTo`` restriction on ``message:InternetMessageId``
 - ``GetItem`` (only the properties asked for, as Exchange does)
 - ``CreateItem``: calendar items (``SendMeetingInvitations`` required; invitations put a
   copy, without the organizer's extended properties, on known attendees' calendars) and
-  messages (``MessageDisposition``; MIME content or properties)
+  messages (``MessageDisposition``; MIME content or properties; ``SendAndSaveCopy``
+  keeps a copy in the sender's Sent Items)
 - ``UpdateItem`` (``SendMeetingInvitationsOrCancellations`` required; a time change raises
   the appointment sequence and updates the attendees' copies)
 - ``DeleteItem`` (``SendMeetingCancellations`` required; cancellations mark the copies)
@@ -159,6 +161,9 @@ class Item:
     modified: datetime = field(default_factory=lambda: datetime.now(UTC))
     copy_of: tuple[str, str] | None = None
     copies: dict[str, str] = field(default_factory=dict)
+    #: a message's folder ("sentitems") and its Message-ID header
+    folder: str = ""
+    message_id: str = ""
 
     def touch(self) -> None:
         self.changekey = _ck()
@@ -686,9 +691,10 @@ class EwsServer:
         except ItemError as exc:
             self._message(msgs, "FindItem", exc)
             return response
-        if name != "calendar":
+        if name not in ("calendar", "sentitems"):
             self._message(msgs, "FindItem", ItemError("ErrorFolderNotFound"))
             return response
+        kind = "CalendarItem" if name == "calendar" else "Message"
         shape = req.body.find(m("ItemShape"))
         view = req.body.find(m("CalendarView"))
         restriction = req.body.find(m("Restriction"))
@@ -738,7 +744,9 @@ class EwsServer:
             matches = [
                 i
                 for i in box.items.values()
-                if i.kind == "CalendarItem" and self._matches(i, restriction)
+                if i.kind == kind
+                and (kind == "CalendarItem" or i.folder == name)
+                and self._matches(i, restriction)
             ]
             rendered = [self._render(i, shape) for i in matches]
         msg = self._message(msgs, "FindItem")
@@ -762,6 +770,11 @@ class EwsServer:
             raise EwsFault("ErrorUnsupportedQueryFilter", "only IsEqualTo is supported here")
         uri = equal.find(t("ExtendedFieldURI"))
         constant = equal.find(f"{t('FieldURIOrConstant')}/{t('Constant')}")
+        field_uri = equal.find(t("FieldURI"))
+        if field_uri is not None and constant is not None:
+            if field_uri.get("FieldURI") != "message:InternetMessageId":
+                raise EwsFault("ErrorUnsupportedQueryFilter", "only Message-IDs are searched")
+            return item.message_id == constant.get("Value")
         if uri is None or constant is None:
             raise EwsFault("ErrorUnsupportedQueryFilter", "only extended properties are searched")
         return item.ext.get(_ext_key(uri)) == constant.get("Value")
@@ -857,6 +870,7 @@ class EwsServer:
             "calendar:CalendarItemType": kind,
             "calendar:MyResponseType": item.my_response,
             "calendar:AppointmentSequenceNumber": str(item.sequence),
+            "message:InternetMessageId": item.message_id,
         }
         order = [
             "item:ItemClass",
@@ -883,6 +897,7 @@ class EwsServer:
             "calendar:AppointmentSequenceNumber",
             "calendar:StartTimeZone",
             "calendar:EndTimeZone",
+            "message:InternetMessageId",
         ]
         for uri in order:
             if uri == "extended":
@@ -1171,6 +1186,16 @@ class EwsServer:
             msg["Message-ID"] = f"<{secrets.token_hex(8)}@mail.contoso.example>"
         if disposition != "SaveOnly":
             self.sent.append(msg)
+        if disposition == "SendAndSaveCopy":
+            copy = Item(
+                id=_new_id(),
+                owner=owner,
+                kind="Message",
+                subject=str(msg["Subject"] or ""),
+                folder="sentitems",
+                message_id=str(msg["Message-ID"]),
+            )
+            self._box(owner).items[copy.id] = copy
 
     def _op_GetServerTimeZones(self, req: Request) -> ET.Element:
         response, msgs = self._messages("GetServerTimeZones")

@@ -90,3 +90,29 @@ def test_a_hostile_sender_name_reaches_only_the_configured_addresses(
     assert [a.addr_spec for a in msg["To"].addresses] == [staff[0].email, staff[1].email]
     assert msg["Bcc"] is None and msg["Cc"] is None
     assert msg["From"].addresses[0].display_name.startswith("Gonçalves (PM), Ana")
+
+
+def test_a_send_whose_answer_was_lost_is_found_in_sent_items(
+    mailer: ExchangeMailer, server: EwsServer, staff: list[Person]
+) -> None:
+    """Exchange took the mail but its answer was lost (a 503 after the effect): the
+    mail is found by Message-ID in the sender's Sent Items, and another is not."""
+    from agent.core.errors import TransientError
+
+    server.lose_response("CreateItem")
+    with pytest.raises(TransientError) as caught:
+        mailer.send(mail(staff))
+    assert caught.value.maybe_done and len(server.sent) == 1
+    assert mailer.was_sent(mail(staff)) is True
+    never = mail(staff, key="m2:recap", message_id="<m2.recap@cadence>")
+    assert mailer.was_sent(never) is False
+    assert server.counts["FindItem"] == 2
+
+
+def test_sent_items_exchange_refuses_to_search_leave_the_mail_unknown(
+    mailer: ExchangeMailer, server: EwsServer, staff: list[Person]
+) -> None:
+    mailer.send(mail(staff))
+    server.fail("FindItem", "ErrorAccessDenied")
+    assert mailer.was_sent(mail(staff)) is None  # not known: stays uncertain
+    assert mailer.was_sent(mail(staff)) is True

@@ -227,6 +227,9 @@ class GoogleState:
         self.batch_throttled: dict[str, float] = {}
         self.early: list[str] = []
         self.chaos_count: Counter[str] = Counter()
+        #: whether the token endpoint is faulted too, and its faults by kind
+        self.chaos_token: tuple[str, ...] = ()
+        self.token_faults: Counter[str] = Counter()
         self.log: list[str] = []
 
     # --- setup used by tests ---------------------------------------------------------
@@ -321,16 +324,20 @@ class GoogleState:
         seed: int,
         clock: Any = None,
         kinds: tuple[str, ...] = ("403", *faults.KINDS),
+        token: bool | tuple[str, ...] = False,
     ) -> None:
         """Fault ``rate`` of API calls at random with one of ``kinds`` (see tests.chaos;
         the parts of a batch only get answers, the batch as a whole tests.chaos.BATCH).
         ``clock.now()`` (seconds; the monotonic clock by default) tells when a throttled
         caller may come back; calls before that are recorded in ``early``. Faults are
-        counted by kind in ``chaos_count``."""
+        counted by kind in ``chaos_count``. With ``token``, the same share of token
+        requests gets tests.chaos.TOKEN faults, counted in ``token_faults``."""
         import random
 
         self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
         self.chaos_kinds = kinds
+        #: the token endpoints' fault kinds (all of tests.chaos.TOKEN for True)
+        self.chaos_token = faults.TOKEN if token is True else tuple(token or ())
 
     def expire_sync_tokens(self, owner: str | None = None) -> None:
         with self.lock:
@@ -1187,7 +1194,17 @@ class GoogleServer:
                         client_id, _, secret = base64.b64decode(basic).decode().partition(":")
                         form.setdefault("client_id", urllib.parse.unquote_plus(client_id))
                         form.setdefault("client_secret", urllib.parse.unquote_plus(secret))
-                    return _json(200, self.tokens.grant(form))
+                    kind = self._token_fault()
+                    if kind == "drop":
+                        raise faults.Transport(kind)
+                    if kind in ("429", "500", "502", "503"):
+                        return faults.token_answer(kind)
+                    answer = _json(200, self.tokens.grant(form))
+                    if kind == "lost":
+                        return faults.token_answer(kind)
+                    if kind:
+                        raise faults.Transport(kind, answer)
+                    return answer
                 if verb == "POST" and path in (CALENDAR.batch_path, "batch/gmail/v1", "batch"):
                     s.counts["batch"] += 1
                     kind = self._roll(faults.BATCH)
@@ -1232,6 +1249,15 @@ class GoogleServer:
             except Exception as exc:  # a bug in the fake: answer like a backend error
                 s.log.append(f"500 {exc!r}")
                 return _json(500, Failure(500, f"fake server bug: {exc!r}", "backendError").body())
+
+    def _token_fault(self) -> str:
+        """The tests.chaos.TOKEN fault this token request gets ("" for none)."""
+        s = self.state
+        if not (s.chaos_token and s.chaos_rate) or s.chaos_random.random() >= s.chaos_rate:
+            return ""
+        kind: str = s.chaos_random.choice(s.chaos_token)
+        s.token_faults[kind] += 1
+        return kind
 
     def _roll(self, kinds: tuple[str, ...]) -> str:
         """The fault this request gets ("" for none), counted by kind."""

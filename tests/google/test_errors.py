@@ -390,3 +390,24 @@ def test_retry_after_as_an_http_date() -> None:
     later = datetime.now(UTC) + timedelta(seconds=30)
     assert 25 <= google.client._retry_after(format_datetime(later)) <= 30
     assert google.client._retry_after("soon") is None and google.client._retry_after("5") == 5.0
+
+
+@pytest.mark.parametrize("kind", ["500", "502", "lost", "drop", "timeout"])
+def test_a_token_not_issued_fails_the_send_as_never_made(tmp_path: Path, kind: str) -> None:
+    """Google's token endpoint answers an error, a gateway's page, or nothing: the send
+    it was for was never made (``maybe_done`` False: the outbox sends it again later,
+    never marks it uncertain); once the endpoint answers, it goes out once."""
+    from tests.google.test_mail import AGENDA
+
+    with workspace(tmp_path, account_extra="    timeout: 0.5\n") as ws:
+        _, mailer = ws.connect(RetryPolicy.none())
+        ws.server.state.chaos(1.0, seed=0, kinds=(), token=(kind,))
+        with pytest.raises(TransientError) as caught:
+            mailer.send(AGENDA)
+        state = ws.server.state
+        assert not caught.value.maybe_done, caught.value
+        assert state.token_faults[kind] >= 1 and state.sent == []
+        state.chaos_rate = 0.0
+        mailer.send(AGENDA)
+        mailer.close()
+    assert len(state.sent) == 1 and state.counts["gmail.users.messages.send"] == 1

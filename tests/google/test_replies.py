@@ -38,7 +38,7 @@ programs:
         match: '(?i)\\bcheck-?in\\b'
     booking: {horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m}
     agenda: {before: 24h}
-    recap: {after: 2h, collect_replies: true}
+    recap: {after: 2h, collect_replies: true, backfill: 1d}
 """
 
 

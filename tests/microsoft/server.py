@@ -25,6 +25,9 @@ Graph v1.0, per mailbox ``/users/{id}``:
   and ``messages/{id}/$value`` (the MIME as ``text/plain``), both needing ``Mail.Read``
   (``$value``) or at least ``Mail.ReadBasic`` (the listing): delegated scopes are checked,
   and :attr:`GraphServer.app_permissions` for an application's token
+- ``mailFolders/SentItems/messages``: what ``sendMail`` saved (``saveToSentItems``, the
+  default), listed like the inbox and filtered by ``internetMessageId eq '…'``, with
+  ``Mail.ReadBasic`` at least
 - ``$batch`` (at most 20 requests, each dispatched and throttled on its own)
 
 Every request is counted per route in :attr:`GraphServer.counts`. Tests can queue
@@ -205,6 +208,7 @@ class Mailbox:
     transactions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     inbox: dict[str, StoredMessage] = field(default_factory=dict)
+    sent_items: dict[str, StoredMessage] = field(default_factory=dict)
 
 
 def _authentication_results(raw: bytes, authenticated: bool, results: str | None) -> str:
@@ -326,6 +330,9 @@ class GraphServer:
         self.batch_throttled: dict[str, float] = {}
         self.early: list[str] = []
         self.chaos_count: Counter[str] = Counter()
+        #: whether the identity endpoints are faulted too, and their faults by kind
+        self.chaos_token: tuple[str, ...] = ()
+        self.token_faults: Counter[str] = Counter()
         self.drop: set[str] = set()
         self.allowed_providers = ["teamsForBusiness"]
         #: the application permissions an administrator granted (client credentials)
@@ -398,23 +405,34 @@ class GraphServer:
             self.throttles.extend([(route, status, retry_after)] * times)
 
     def chaos(
-        self, rate: float, seed: int, clock: Any = None, kinds: tuple[str, ...] = faults.KINDS
+        self,
+        rate: float,
+        seed: int,
+        clock: Any = None,
+        kinds: tuple[str, ...] = faults.KINDS,
+        token: bool | tuple[str, ...] = False,
     ) -> None:
         """Fault ``rate`` of API requests at random with one of ``kinds`` (see
         tests.chaos; the requests inside a ``$batch`` only get answers, the batch as a
-        whole tests.chaos.BATCH). The identity endpoints are left alone. ``clock.now()``
-        (seconds; the monotonic clock by default) tells when a throttled mailbox may be
-        called again; earlier calls land in ``early``. Faults are counted by kind in
-        ``chaos_count``."""
+        whole tests.chaos.BATCH). ``clock.now()`` (seconds; the monotonic clock by
+        default) tells when a throttled mailbox may be called again; earlier calls land
+        in ``early``. Faults are counted by kind in ``chaos_count``. The identity
+        endpoints are left alone unless ``token``: then the same share of token requests
+        gets tests.chaos.TOKEN faults (the OpenID configuration, 5xx and the connection
+        ones), counted in ``token_faults``."""
         import random
 
         self.chaos_rate, self.chaos_random, self.clock = rate, random.Random(seed), clock
         self.chaos_kinds = kinds
+        #: the token endpoints' fault kinds (all of tests.chaos.TOKEN for True)
+        self.chaos_token = faults.TOKEN if token is True else tuple(token or ())
 
     def _chaos(
         self, route: str, path: str, headers: dict[str, str], inner: bool
     ) -> tuple[int, dict[str, str], bytes] | str:
         """Maybe fail this request with an answer; else return the fault still to come."""
+        if self.chaos_rate and self.chaos_token and route in ("openid", "token"):
+            return self._token_chaos(route)
         if not self.chaos_rate or route in ("openid", "token", "devicecode"):
             return ""
         m = re.fullmatch(r"/v1\.0/users/([^/]+)/.*", path)
@@ -445,6 +463,23 @@ class GraphServer:
         code = {"429": "TooManyRequests", "502": "BadGateway"}.get(kind, "ServiceUnavailable")
         err = {"error": {"code": code, "message": "Retry later."}}
         return int(kind), hdrs, json.dumps(err).encode()
+
+    def _token_chaos(self, route: str) -> tuple[int, dict[str, str], bytes] | str:
+        if self.chaos_random.random() >= self.chaos_rate:
+            return ""
+        # MSAL takes a 4xx from discovery for a wrong tenant: only 5xx and the connection
+        allowed = [
+            k
+            for k in self.chaos_token
+            if route == "token" or k in ("500", "502", "503", *faults.TRANSPORT)
+        ]
+        if not allowed:
+            return ""
+        kind: str = self.chaos_random.choice(allowed)
+        self.token_faults[f"{route} {kind}"] += 1
+        if kind in ("429", "500", "502", "503"):
+            return faults.token_answer(kind)
+        return kind
 
     def expire_delta_tokens(self) -> None:
         with self.lock:
@@ -566,6 +601,8 @@ class GraphServer:
                 self.throttled.update(self.batch_throttled)
         if self.slow.get(route):
             time.sleep(self.slow[route])
+        if fault == "lost" and route == "token":
+            return faults.token_answer(fault)
         if fault == "lost":
             err = {"error": {"code": "ServiceUnavailable", "message": "Retry later."}}
             return 503, {"Content-Type": "application/json"}, json.dumps(err).encode()
@@ -617,6 +654,8 @@ class GraphServer:
             return rest
         if re.fullmatch(r"(?i)mailFolders/inbox/messages", rest):
             return "messages.list"
+        if re.fullmatch(r"(?i)mailFolders/sentitems/messages", rest):
+            return "sentitems.list"
         if re.fullmatch(r"messages/[^/]+/\$value", rest):
             return "messages.value"
         if re.fullmatch(r"messages/[^/]+", rest) and method == "GET":
@@ -680,6 +719,9 @@ class GraphServer:
                     404, "ErrorItemNotFound", "The specified object was not found in the store."
                 )
             return 200, self._select(found, query.get("$select", "")), {}
+        if route == "sentitems.list":
+            self._may_read(headers, body_too=False)
+            return 200, self._messages(box, query, folder="sentitems"), {}
         if route == "messages.value":
             self._may_read(headers, body_too=True)
             found = box.inbox.get(rest.split("/")[1])
@@ -907,10 +949,18 @@ class GraphServer:
             item["internetMessageHeaders"] = msg.headers()
         return {k: v for k, v in item.items() if k in select or k in ("id", "@odata.etag")}
 
-    def _messages(self, box: Mailbox, query: dict[str, str]) -> dict[str, Any]:
-        messages = sorted(box.inbox.values(), key=lambda m: (m.received, m.id), reverse=True)
+    def _messages(
+        self, box: Mailbox, query: dict[str, str], folder: str = "inbox"
+    ) -> dict[str, Any]:
+        stored = box.sent_items if folder == "sentitems" else box.inbox
+        messages = sorted(stored.values(), key=lambda m: (m.received, m.id), reverse=True)
         flt = query.get("$filter", "")
         for clause in [c for c in re.split(r"(?i)\s+and\s+", flt.strip()) if c]:
+            wanted = re.fullmatch(r"(?i)internetMessageId eq '((?:[^']|'')*)'", clause.strip())
+            if wanted:
+                value = wanted.group(1).replace("''", "'")
+                messages = [msg for msg in messages if msg.render()["internetMessageId"] == value]
+                continue
             m = re.fullmatch(r"(?i)receivedDateTime (ge|gt|le|lt|eq) (\S+)", clause.strip())
             try:
                 bound = parse_iso(m.group(2)) if m else None
@@ -955,10 +1005,12 @@ class GraphServer:
             )
             for msg in messages[skip : skip + top]
         ]
-        base = f"{self.url}/v1.0/users/{urllib.parse.quote(box.email)}/mailFolders/inbox/messages"
+        base = (
+            f"{self.url}/v1.0/users/{urllib.parse.quote(box.email)}/mailFolders/{folder}/messages"
+        )
         out: dict[str, Any] = {
             "@odata.context": f"{self.url}/v1.0/$metadata#users('{box.email}')"
-            "/mailFolders('inbox')/messages",
+            f"/mailFolders('{folder}')/messages",
             "value": items,
         }
         if skip + top < len(messages):
@@ -1369,6 +1421,7 @@ class GraphServer:
             if not msg.get("Message-ID"):
                 msg["Message-ID"] = email.utils.make_msgid(domain="graph.local")
             self.sent.append(msg)
+            self._save_sent(box, msg)
             return
         if ctype != "application/json":
             raise GraphError(415, "UnsupportedMediaType", ctype)
@@ -1394,6 +1447,12 @@ class GraphServer:
         else:
             msg.set_content(content)
         self.sent.append(msg)
+        if payload.get("saveToSentItems", True):
+            self._save_sent(box, msg)
+
+    def _save_sent(self, box: Mailbox, msg: EmailMessage) -> None:
+        ident = f"AAMkSent{len(box.sent_items):06d}"
+        box.sent_items[ident] = StoredMessage(ident, datetime.now(UTC), msg.as_bytes())
 
     # --- batch -----------------------------------------------------------------------
 

@@ -310,3 +310,31 @@ people:
     user = login(settings, show=lambda message: server.approve_device_codes())
     assert user == staff[0].email
     assert stat.S_IMODE((tmp_path / "state" / "msal.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "502", "503", "lost", "drop", "timeout"])
+def test_a_sign_in_that_fails_for_now_fails_the_call_as_never_made(
+    server: GraphServer, ca: Path, staff: list[Person], kind: str
+) -> None:
+    """The identity platform answers an error, a gateway's page, or nothing: the send it
+    was for was never made (``maybe_done`` False, so the outbox sends it again later),
+    and a later sign-in sends it once."""
+    from agent.connectors.microsoft import MicrosoftMailer
+    from tests.microsoft.test_mail import mail
+
+    server.chaos(1.0, seed=0, kinds=(), token=(kind,))
+    g = fixtures.graph(server, ca, timeout=0.3)
+    try:
+        with pytest.raises(TransientError) as caught:
+            MicrosoftMailer(g).send(mail(staff))
+    finally:
+        g.close()
+    assert not caught.value.maybe_done and server.counts["sendMail"] == 0
+    assert server.token_faults and server.sent == []
+    server.chaos(0.0, seed=0)
+    later = fixtures.graph(server, ca, timeout=0.3)  # the next tick's sign-in
+    try:
+        MicrosoftMailer(later).send(mail(staff))
+    finally:
+        later.close()
+    assert len(server.sent) == 1

@@ -154,3 +154,46 @@ def test_a_hostile_sender_name_reaches_only_the_configured_addresses(
     assert [a.addr_spec for a in msg["To"].addresses] == [staff[0].email, staff[1].email]
     assert msg["Bcc"] is None and msg["Cc"] is None and msg["Reply-To"] is None
     assert msg["From"].addresses[0].display_name.startswith("Gonçalves (PM), Ana")
+
+
+@pytest.mark.parametrize("fault", ["502", "drop-after", "lost"])
+def test_an_ambiguous_send_is_found_in_sent_items_by_message_id(
+    server: GraphServer, mailer: MicrosoftMailer, staff: list[Person], fault: str
+) -> None:
+    """sendMail took the mail but the answer was lost or a 5xx: the sender's Sent
+    Items hold it (Mail.ReadBasic is enough), and a mail never sent is not there."""
+    from agent.core.errors import TransientError
+
+    mailer.send(mail(staff, key="o1", message_id="<o1@x>"))  # other mail in Sent Items
+    server.chaos(1.0, seed=0, kinds=(fault,))
+    with pytest.raises(TransientError) as caught:
+        mailer.send(mail(staff))
+    server.chaos(0.0, seed=0)
+    assert caught.value.maybe_done and server.counts["sendMail"] == 2
+    taken = fault != "502"  # a 502 from the fake did nothing; lost and drop-after did
+    assert len(server.sent) == (2 if taken else 1)
+    server.app_permissions = {"Calendars.ReadWrite", "Mail.Send", "Mail.ReadBasic.All"}
+    assert mailer.was_sent(mail(staff)) is taken
+    assert mailer.was_sent(mail(staff, key="k9", message_id="<k9.recap@cadence>")) is False
+    assert server.counts["sentitems.list"] == 2
+
+
+def test_without_a_read_permission_an_ambiguous_send_stays_unknown(
+    server: GraphServer, mailer: MicrosoftMailer, staff: list[Person]
+) -> None:
+    server.app_permissions = {"Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read"}
+    mailer.send(mail(staff))
+    assert mailer.was_sent(mail(staff)) is None  # Mail.Send cannot read: uncertain
+
+
+def test_a_sent_items_lookup_that_fails_for_now_is_asked_again_later(
+    server: GraphServer, mailer: MicrosoftMailer, staff: list[Person]
+) -> None:
+    from agent.core.errors import TransientError
+
+    mailer.send(mail(staff))
+    server.broken.add("sentitems.list")
+    with pytest.raises(TransientError):
+        mailer.was_sent(mail(staff))  # never taken for "not sent", nor for "unknown"
+    server.broken.clear()
+    assert mailer.was_sent(mail(staff)) is True

@@ -197,7 +197,7 @@ CONFIG = programs.config(
     "m365",
     ACCOUNT_SETTINGS,
     programs.leader_cycle(
-        conference=False, recap="{{after: 2h, within: 7d, collect_replies: true}}"
+        conference=False, recap="{{after: 2h, within: 7d, collect_replies: true, backfill: 1d}}"
     ),
 )
 

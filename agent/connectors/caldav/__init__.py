@@ -75,6 +75,11 @@ def connect(ctx: Context) -> tuple[Calendar, Mailer]:
             account.smtp, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log
         )
         collect = ctx.settings.collects_replies
+        if account.imap is not None and account.imap.sent_folder:
+            copies = ImapReader.from_settings(
+                account.imap, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log
+            )
+            mailer.copies = (copies, account.imap.sent_folder)
         if account.imap is not None and collect:
             reader = ImapReader.from_settings(
                 account.imap, where, ca_bundle=account.ca_bundle, retry=ctx.retry, log=ctx.log

@@ -1,6 +1,9 @@
-"""The Mailer protocol on EWS: the MIME message sent from the sender's own mailbox."""
+"""The Mailer protocol on EWS: the MIME message sent from the sender's own mailbox and
+saved to its Sent Items, where ConfirmsSend finds it again by Message-ID."""
 
 from __future__ import annotations
+
+import logging
 
 from exchangelib import (
     Mailbox,
@@ -16,6 +19,8 @@ from agent.core.model import (
 )
 from agent.formats import mime
 
+log = logging.getLogger("cadence.exchange")
+
 
 class ExchangeMailer:
     """The Mailer protocol on EWS: the MIME message sent from the sender's own mailbox."""
@@ -25,6 +30,24 @@ class ExchangeMailer:
 
     def close(self) -> None:
         self.ews.close()
+
+    def was_sent(self, mail: OutgoingMail) -> bool | None:
+        """Whether the sender's Sent Items hold the mail, found by its Message-ID
+        (``message:InternetMessageId``; impersonation or delegate access reads it). None
+        when Exchange refuses the search; a failure that may pass raises, so the next
+        tick asks again."""
+        sender = mail.sender.lower()
+        wanted = mime.clean_header(mail.message_id)  # as send() writes the header
+        folder = self.ews.folder(sender, SentItems)
+
+        def find() -> bool:
+            return bool(list(folder.filter(message_id=wanted).only("message_id")[:1]))
+
+        try:
+            return self.ews.call(f"look for {mail.key} in {sender}'s Sent Items", find)
+        except PermanentError as exc:
+            log.warning("cannot look for %s in %s's Sent Items: %s", mail.key, sender, exc)
+            return None
 
     def send(self, mail: OutgoingMail) -> SentMail:
         sender = mail.sender.lower()

@@ -104,6 +104,10 @@ class _SendOnceHttp(httplib2.Http):  # type: ignore[misc]
         return super().request(uri, method, body, headers, redirections, kind)
 
 
+#: OAuth errors of a token endpoint that is busy or failing for now (RFC 6749 4.1.2.1)
+TOKEN_BUSY = ("temporarily_unavailable", "server_error", "internal_failure")
+
+
 class _Unrefreshed:
     """An authorized Http that googleapiclient's batch cannot see the credentials of."""
 
@@ -224,6 +228,7 @@ class Client:
                     return request.execute(http=self._http(user), num_retries=0)
                 with self._lock:
                     creds = self.auth.for_user(user)
+                self._sign_in(creds, user)
                 authed = google_auth_httplib2.AuthorizedHttp(creds, http=fresh)
                 return request.execute(http=authed, num_retries=0)
             except Exception as exc:
@@ -234,6 +239,23 @@ class Client:
                 self._save_refreshed()
 
         return self.retry.call(once, idempotent=idempotent)
+
+    def _sign_in(self, creds: Any, user: str) -> None:
+        """Get a token before a call that is never repeated blind (a send), through this
+        thread's connection: whatever fails here failed before the call was made."""
+        if creds.valid:
+            return
+        try:
+            creds.refresh(google_auth_httplib2.Request(self._thread_http()))
+        except Exception as exc:
+            error = self.translate(exc, user)
+            if isinstance(error, TransientError) and error.maybe_done:
+                error = TransientError(
+                    f"token request for {user} failed: {error}",
+                    retry_after=error.retry_after,
+                    maybe_done=False,
+                )
+            raise error from exc
 
     def confirming(self, user: str) -> Any:
         """The narrow credentials that read ``user``'s sent headers, or None."""
@@ -361,8 +383,12 @@ class Client:
         if isinstance(exc, HttpError):
             return self._http_error(exc, user)
         if isinstance(exc, google.auth.exceptions.RefreshError):
-            if exc.retryable:
-                return TransientError(f"token refresh for {user} failed: {exc}")
+            # a token that was not issued means the API call was never made (maybe_done
+            # False: even a send may go again); only an OAuth error answer is final
+            answer = next((a for a in exc.args if isinstance(a, dict)), None)
+            oauth_error = answer.get("error") if answer else None
+            if exc.retryable or oauth_error in (None, *TOKEN_BUSY):
+                return TransientError(f"token refresh for {user} failed: {exc}", maybe_done=False)
             hint = (
                 "check domain-wide delegation of the service account's client id with "
                 f"the scopes {' '.join(self.auth.scopes)}"
@@ -373,7 +399,7 @@ class Client:
         if isinstance(exc, google.auth.exceptions.TransportError):
             if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
                 return self.translate(exc.__cause__, user)
-            return TransientError(f"token endpoint unreachable: {exc}")
+            return TransientError(f"token endpoint unreachable: {exc}", maybe_done=False)
         if isinstance(exc, ssl.SSLCertVerificationError):
             return PermanentError(
                 f"TLS certificate not trusted ({exc.verify_message}); set ca_bundle for "

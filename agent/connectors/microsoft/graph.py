@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -30,6 +31,8 @@ from agent.core.errors import ConfigError, CursorExpired, PermanentError, Transi
 from agent.core.retry import RetryPolicy
 from agent.settings.config import MicrosoftAccount
 
+#: seconds MSAL answers a failed token request from its cache (confidential clients)
+MSAL_HOLD = 5.0
 #: Delegated scopes for the single-person flow; Cadence reads no mail unless a program
 #: collects replies to recaps, which adds READ_SCOPE.
 DELEGATED_SCOPES = ("Calendars.ReadWrite", "Mail.Send", "MailboxSettings.Read")
@@ -206,6 +209,9 @@ class Graph:
             return self._token()
 
     def _token(self) -> str:
+        """Fetch or reuse the access token. A sign-in that fails for now raises a
+        TransientError that did nothing (``maybe_done`` False): the call it was for was
+        never made, so even a send may go again."""
         try:
             app = self._application()
             if self.credential is not None:
@@ -226,7 +232,19 @@ class Graph:
                 "if a proxy re-signs traffic, set ca_bundle"
             ) from exc
         except requests.RequestException as exc:
-            raise TransientError(f"token request failed: {type(exc).__name__}") from exc
+            raise TransientError(
+                f"token request failed: {type(exc).__name__}", maybe_done=False
+            ) from exc
+        except msal.exceptions.MsalServiceError as exc:
+            # a 5xx from the identity platform; MSAL answers the same for a few seconds
+            # without asking again (its throttling cache), so this tick's calls for the
+            # account fail now and the next tick signs in afresh
+            raise TransientError(f"token request failed: {exc}", maybe_done=False) from exc
+        except json.JSONDecodeError as exc:  # a gateway's error page instead of an answer
+            raise TransientError(
+                f"Microsoft sign-in at {self.account.authority} answered no JSON",
+                maybe_done=False,
+            ) from exc
         except ValueError as exc:  # MSAL: the authority's OpenID configuration is unusable
             raise PermanentError(f"Microsoft sign-in at {self.account.authority}: {exc}") from exc
         if self.cache_path is not None and self.cache.has_state_changed:
@@ -237,7 +255,7 @@ class Graph:
             detail = str(result.get("error_description", "")).splitlines()[0:1]
             message = f"token request refused: {error} {' '.join(detail)}".strip()
             if error in ("temporarily_unavailable", "server_error"):
-                raise TransientError(message)
+                raise TransientError(message, maybe_done=False)
             raise PermanentError(message)
         return str(result["access_token"])
 

@@ -1,6 +1,7 @@
 """The Mailer protocol on Graph ``sendMail`` (base64 MIME from ``agent.formats.mime``, so
-Message-ID, In-Reply-To and References survive) and, with ``Mail.Read``, the ReplyReader
-protocol on the inboxes Cadence's mail is sent from.
+Message-ID, In-Reply-To and References survive); with ``Mail.ReadBasic``, ConfirmsSend on
+the sender's Sent Items; with ``Mail.Read``, the ReplyReader protocol on the inboxes
+Cadence's mail is sent from.
 """
 
 from __future__ import annotations
@@ -202,6 +203,29 @@ class MicrosoftMailer:
 
     def close(self) -> None:
         self.graph.close()
+
+    def was_sent(self, mail: OutgoingMail) -> bool | None:
+        """Whether the sender's Sent Items hold the mail, found by its Message-ID
+        (``internetMessageId``). ``Mail.Send`` cannot read; this needs ``Mail.ReadBasic``
+        at least (the least permission that lists messages; ``Mail.Read`` also does).
+        None where it is not granted: the mail stays unknown. A failure that may pass
+        raises, so the next tick asks again."""
+        sender = (self.sender or mail.sender).lower()
+        wanted = _bracket(mail.message_id).replace("'", "''")
+        try:
+            page = self.graph.send(
+                "GET",
+                f"{user_path(sender)}/mailFolders/SentItems/messages",
+                params={
+                    "$filter": f"internetMessageId eq '{wanted}'",
+                    "$select": "id,internetMessageId",
+                    "$top": "1",
+                },
+            ).json()
+        except PermanentError as exc:
+            log.warning("cannot look for %s in %s's Sent Items: %s", mail.key, sender, exc)
+            return None
+        return bool(page.get("value"))
 
     def send(self, mail: OutgoingMail) -> SentMail:
         sender = (self.sender or mail.sender).lower()

@@ -183,6 +183,23 @@ class ImapReader:
         """
         return self.retry.call(lambda: self._session(self._mails, since, mark, max_size, suffix))
 
+    def holds(self, message_id: str, folder: str) -> bool:
+        """Whether ``folder`` holds a mail with this Message-ID (an IMAP SEARCH on the
+        header, read-only); raise TransientError or PermanentError (no such folder)."""
+        wanted = message_id.strip()
+        if not wanted or any(c in wanted for c in '"\\\r\n'):
+            raise PermanentError(f"not a Message-ID to search for: {message_id!r}")
+        return self.retry.call(lambda: self._session(lambda c: self._holds(c, wanted, folder)))
+
+    def _holds(self, client: imaplib.IMAP4, message_id: str, folder: str) -> bool:
+        status, _ = client.select(_quote_mailbox(folder), readonly=True)
+        if status != "OK":
+            raise PermanentError(f"{self.where}: cannot open folder {folder!r}")
+        status, data = client.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
+        if status != "OK":
+            raise TransientError(f"{self.where}: SEARCH failed: {data!r}")
+        return bool((data[0] or b"").split())
+
     def _connect(self) -> imaplib.IMAP4:
         context = ssl.create_default_context(cafile=self.ca_bundle)
         if self.ssl_mode == "ssl":

@@ -24,6 +24,7 @@ from agent.core.retry import RetryPolicy
 from agent.formats import mime
 
 if TYPE_CHECKING:
+    from agent.connectors.smtp.imap import ImapReader
     from agent.settings.config import SmtpSettings
 
 
@@ -184,6 +185,9 @@ class SmtpMailer:
         self.retry = retry or RetryPolicy()
         self.log = log or logging.getLogger("cadence.connector.smtp")
         self.clock = clock
+        #: where the server files a copy of each mail sent (``imap.sent_folder``): an
+        #: IMAP reader and the folder, for was_sent; None when it files none
+        self.copies: tuple[ImapReader, str] | None = None
 
     @classmethod
     def from_settings(
@@ -256,6 +260,19 @@ class SmtpMailer:
                 "%s refused some recipients of %s: %s", self.where, msg["Message-ID"], refused
             )
         return SentMail(key=mail.key, message_id=str(msg["Message-ID"]), where=self.where)
+
+    def was_sent(self, mail: OutgoingMail) -> bool | None:
+        """Whether the folder where the server files each mail sent holds this one, by
+        Message-ID over IMAP; None when no such folder is configured or IMAP refuses
+        (login, a missing folder). A failure that may pass raises: asked again later."""
+        if self.copies is None:
+            return None
+        reader, folder = self.copies
+        try:
+            return reader.holds(_message_id(mail.message_id), folder)
+        except PermanentError as exc:
+            self.log.warning("cannot look for %s in %s: %s", mail.key, folder, exc)
+            return None
 
     def close(self) -> None:
         """Nothing stays open between sends."""
