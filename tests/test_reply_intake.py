@@ -36,8 +36,9 @@ FORGED = (
 
 def configure(workspace: Path, recap: str) -> config.Settings:
     text = workspace.read_text()
-    assert "recap: {after: 2h, collect_replies: true}" in text
-    workspace.write_text(text.replace("recap: {after: 2h, collect_replies: true}", recap))
+    demo = "recap: {after: 2h, collect_replies: true, backfill: 1d}"
+    assert demo in text
+    workspace.write_text(text.replace(demo, recap.replace("}", ", backfill: 1d}", 1)))
     return config.load(workspace)
 
 

@@ -63,6 +63,7 @@ def _recaps(rel: Relationship, ends: list[datetime], watched: datetime | None) -
         now=NOW,
         relationships=[rel],
         templates=TEMPLATES,
+        secret=b"k" * 32,
         watched={rel.id: watched} if watched else {},
     )
     actions = planning.plan(snap, {}, planning.units([rel]))
