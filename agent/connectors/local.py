@@ -128,6 +128,16 @@ class LocalCalendar:
         self._clock = clock
 
     def path(self, email: str) -> Path:
+        """The person's calendar file, always directly inside the folder.
+
+        The config refuses such addresses already; this refuses them again where the
+        path is made (raises PermanentError), so no address can name a file elsewhere.
+        """
+        if any(c in email for c in ("/", "\\", "\0", os.sep)) or ".." in email:
+            raise PermanentError(
+                f"{email!r} cannot name a calendar file in {self.folder}: "
+                "an address with a path separator or '..' would leave the folder"
+            )
         return self.folder / f"{email}.ics"
 
     def _read(self, email: str) -> bytes:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
 
+from agent.core import titles
 from agent.core.model import Interval, Invitation, OutgoingMail, Relationship
 from agent.core.plan import Plan
 from agent.core.timestamps import from_store
@@ -268,7 +269,7 @@ def _meeting_mail(
             references = (agenda.message_id,)
     invitation = None
     if kind == "invite":
-        title = messages.render_title(rel.program.get(meeting.series).title, rel, meeting.stage)
+        title = titles.render_title(rel.program.get(meeting.series).title, rel, meeting.stage)
         made = draft(
             rel,
             meeting.series,

@@ -18,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from agent.core.model import Person, Relationship
 from agent.core.plan import Plan
 from agent.core.templates import Templates
+from agent.core.titles import render_title
 from agent.rules import replies
 
 #: Working hours in a year (220 days × 8 h): the base of the 0.34 % figure.
@@ -46,10 +47,6 @@ def environments(templates: Templates) -> tuple[jinja2.Environment, jinja2.Envir
     return html, text
 
 
-#: Series titles are templates from the config, not files: no loader.
-_TITLES = SandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True)
-
-
 def when_lines(start: datetime, end: datetime, people: tuple[Person, ...]) -> list[str]:
     """The meeting's time in each person's own zone, once per distinct zone."""
     lines: list[str] = []
@@ -67,14 +64,6 @@ def invested_line(hours: float) -> str:
         f"Time in development conversations this year: {hours:.1f} h ({share:.2f} % of working "
         f"time; the practice suggests about {SUGGESTED_HOURS:.0f} h, 0.34 %)."
     )
-
-
-def render_title(template: str, rel: Relationship, stage: str | None) -> str:
-    """Render a series' title template; the result is a single line."""
-    title = _TITLES.from_string(template).render(
-        employee=rel.employee, partner=rel.partner, stage=stage or "", role=rel.role
-    )
-    return " ".join(title.split())
 
 
 def what(rel: Relationship, series: str, stage: str | None) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from agent.core import titles
 from agent.core.model import Attendee, Event, Interval, PartStat, Person, Relationship
 from agent.core.records import StoredBooking
 from agent.core.timestamps import to_store
@@ -398,7 +399,7 @@ class Planner:
             chosen, slot_reason = result.slot, result.reason
         else:
             chosen, slot_reason = slot
-        title = messages.render_title(series.title, rel, state.stage)
+        title = titles.render_title(series.title, rel, state.stage)
         draft = actions.draft(
             rel,
             series.name,
