@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from agent.connectors import Context
+from agent.connectors import Context, FileCheck
 from agent.connectors.base import Busy, IncomingMail, ensure_own
 from agent.core import faults
 from agent.core.errors import PermanentError
@@ -432,14 +432,25 @@ class OutboxMailer:
 def connect(ctx: Context) -> tuple[LocalCalendar, OutboxMailer]:
     """Open the account's folders. A missing calendars folder is an error: read as empty,
     it would make every series look never held and have all of them booked again."""
-    calendars = ctx.settings.resolve(ctx.account.calendars)
+    calendars = calendars_folder(ctx)
     outbox = ctx.settings.resolve(ctx.account.outbox)
-    problem = missing_calendars(calendars)
-    if problem:
-        raise PermanentError(problem)
     make_folder(outbox)
     inbox = ctx.settings.resolve(ctx.account.inbox) if ctx.account.inbox else None
     return LocalCalendar(calendars, ctx.people), OutboxMailer(outbox, inbox)
+
+
+def file_checks(ctx: Context) -> list[FileCheck]:
+    """The checks ``connect`` makes of the account's files, for ``cadence check``."""
+    return [("calendars", lambda: calendars_folder(ctx))]
+
+
+def calendars_folder(ctx: Context) -> Path:
+    """The account's calendars folder; raise PermanentError when it is not one."""
+    folder = ctx.settings.resolve(ctx.account.calendars)
+    problem = missing_calendars(folder)
+    if problem:
+        raise PermanentError(problem)
+    return folder
 
 
 def missing_calendars(folder: Path) -> str | None:
