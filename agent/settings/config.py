@@ -338,10 +338,10 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
 
     for name, program in programs.items():
         following = [r for r in relationships if r.program is program]
-        for series in program.series:
-            problem = _title_problem(series, following or [_sample(program)])
+        for spec in program.series:
+            problem = _title_problem(spec, following or [_sample(program)])
             if problem:
-                err(["programs", name, "series", series.name, "title"], problem)
+                err(["programs", name, "series", spec.name, "title"], problem)
 
     templates = template_files.packaged()
     if cfg.templates:
