@@ -143,6 +143,18 @@ def test_explicit_tags_that_cannot_be_built_are_errors(workspace: Path) -> None:
     assert f"{workspace}:{_line_of(workspace, '!!int')}: (syntax): " in result.output
 
 
+def test_a_list_or_mapping_as_a_key_is_an_error(workspace: Path) -> None:
+    # found by `make fuzz-config`: a `?` line made a mapping a key, and the duplicate-key
+    # check raised TypeError
+    for key in ("? {x: 1}", "? [a, b]\n: 1"):
+        workspace.write_text(workspace.read_text().replace("\naccounts:", f"\n{key}\naccounts:", 1))
+        result = runner.invoke(app, ["check", "--config", str(workspace)])
+        assert result.exit_code == 2, result.output
+        assert "a key must be a plain value, not a list or mapping" in result.output
+        assert all(LINE.match(line) for line in result.output.strip().splitlines())
+        workspace.write_text(workspace.read_text().replace(f"\n{key}\n", "\n", 1))
+
+
 def test_the_local_calendar_path_never_leaves_its_folder(tmp_path: Path) -> None:
     folder = tmp_path / "calendars"
     folder.mkdir()
