@@ -285,6 +285,7 @@ def _break_plan(workspace: Path) -> Path:
 def test_a_broken_plan_is_said_by_the_tick_status_and_healthz(workspace: Path) -> None:
     from agent.app.service import Service
     from agent.settings import config as config_mod
+    from agent.tick import metrics
 
     plan = _break_plan(workspace)
     line = _line_of(plan, "goalz:")
@@ -302,13 +303,16 @@ def test_a_broken_plan_is_said_by_the_tick_status_and_healthz(workspace: Path) -
     assert {r["plan_problem"] for r in rows if r["relationship"].startswith("ana@")} == {where}
     assert {r["plan_problem"] for r in rows if not r["relationship"].startswith("ana@")} == {None}
 
-    service = Service(config_mod.load(workspace))
-    service.tick()
-    healthy, body = service.health.check()
-    assert healthy and body["status"] == "degraded", body
-    assert any("plan of ana@acme.example" in r and where in r for r in body["reasons"])
+    service = Service(config_mod.load(workspace))  # activates the process's metrics
+    try:
+        service.tick()
+        healthy, body = service.health.check()
+        assert healthy and body["status"] == "degraded", body
+        assert any("plan of ana@acme.example" in r and where in r for r in body["reasons"])
 
-    plan.write_text(plan.read_text().replace("goalz:", "goals:", 1))
-    service.tick()
-    healthy, body = service.health.check()
-    assert healthy and body["status"] == "ok", body
+        plan.write_text(plan.read_text().replace("goalz:", "goals:", 1))
+        service.tick()
+        healthy, body = service.health.check()
+        assert healthy and body["status"] == "ok", body
+    finally:
+        metrics.deactivate()
