@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 WHEELS ?= .cache/wheels
 
-.PHONY: demo test bench lint format clean test-servers screenshots soak crash fuzz
+.PHONY: demo test bench lint format clean test-servers screenshots soak crash fuzz fuzz-config
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,13 @@ crash: $(BIN)/.installed
 ICS_FUZZ_EXAMPLES ?= 10000
 fuzz: $(BIN)/.installed
 	ICS_FUZZ_EXAMPLES=$(ICS_FUZZ_EXAMPLES) $(BIN)/pytest -q -s --timeout 3600 --hypothesis-show-statistics tests/test_ics_fuzz.py
+
+# The long property test of the configuration checks: 10,000 mutated configurations and
+# plans per property, a tenth of them ticked (`make test` runs 100 each);
+# docs/RELIABILITY.md has the figures.
+CONFIG_FUZZ_EXAMPLES ?= 10000
+fuzz-config: $(BIN)/.installed
+	CONFIG_FUZZ_EXAMPLES=$(CONFIG_FUZZ_EXAMPLES) $(BIN)/pytest -q -s --timeout 7200 --hypothesis-show-statistics tests/test_fuzz_config.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

@@ -1,8 +1,10 @@
 """The example configurations in config/: one per provider, each passing
-``cadence check`` as it is, without warnings, on a fresh clone (no secrets, no sign-in)."""
+``cadence check`` as it is, without warnings, once the files it names exist (a
+credentials file with mode 0600), with no sign-in and no network."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import get_args
@@ -17,6 +19,7 @@ from agent.settings.schema import Account
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "config"
 runner = CliRunner()
+TOKEN = {"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}
 
 
 def _providers(annotation: object = Account) -> set[str]:
@@ -40,6 +43,16 @@ def test_the_example_passes_check(path: Path, tmp_path: Path) -> None:
     for account in yaml.safe_load(path.read_text())["accounts"].values():
         if account["provider"] == "local":
             (tmp_path / account["calendars"]).mkdir(parents=True)
+        if account["provider"] == "google":
+            # `run` refuses a missing credentials file, so `check` does too
+            missing = runner.invoke(app, ["check", "--config", str(copy)])
+            assert missing.exit_code == 2, missing.output
+            assert "accounts.acme.credentials" in missing.output, missing.output
+            key = tmp_path / account["credentials"]
+            key.parent.mkdir(parents=True)
+            # what `cadence auth google` writes: an authorized-user token, mode 0600
+            key.write_text(json.dumps(TOKEN))
+            key.chmod(0o600)
     result = runner.invoke(app, ["check", "--config", str(copy)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert f"{copy}: ok" in result.output

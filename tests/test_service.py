@@ -48,12 +48,22 @@ def get(port: int, path: str) -> tuple[int, str, str]:
             return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
+#: ``cadence`` with ticks allowed down to a second (the config refuses ticks under a
+#: minute): for tests that need several ticks quickly
+FAST_TICKS = (
+    "import sys, datetime, agent.settings.schema as schema; "
+    "schema.MIN_TICK = datetime.timedelta(seconds=1); "
+    "from agent.app.cli import main; sys.argv[0] = 'cadence'; main()"
+)
+
+
 @contextmanager
-def serving(config: Path, *extra: str) -> Iterator[subprocess.Popen[str]]:
+def serving(config: Path, *extra: str, fast: bool = False) -> Iterator[subprocess.Popen[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
     env.pop("http_proxy", None)
+    command = ["-c", FAST_TICKS] if fast else ["-m", "agent.app.cli"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.app.cli", "serve", "--config", str(config), *extra],
+        [sys.executable, *command, "serve", "--config", str(config), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -154,7 +164,7 @@ def test_healthz_metrics_and_json_logs_of_a_good_tick(workspace: Path) -> None:
 def test_healthz_turns_503_after_failed_ticks(workspace: Path) -> None:
     config, port = configure(workspace, tick="1s")
     store = workspace.parent / "var" / "cadence.db"
-    with serving(config, "--log-format", "text", "--log-level", "warning") as proc:
+    with serving(config, "--log-format", "text", "--log-level", "warning", fast=True) as proc:
         # serve refuses a broken store at the start (tests/test_store_broken.py): this
         # one breaks while it serves, and every tick from then on fails
         wait_for(port, lambda h: h["last_ok_tick"] is not None, proc, limit=60)
@@ -169,7 +179,7 @@ def test_healthz_turns_503_after_failed_ticks(workspace: Path) -> None:
         text = get(port, "/metrics")[2]
         assert metric(text, "cadence_ticks_total", status="failed") >= 2
         assert metric(text, "cadence_consecutive_failed_ticks") >= 2
-        probe = cadence_health(config)
+        probe = cadence_health(config, fast=True)
         assert probe.returncode == 1 and "unhealthy: http://127.0.0.1" in probe.stderr, probe
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -179,10 +189,11 @@ def test_healthz_turns_503_after_failed_ticks(workspace: Path) -> None:
     assert not err.lstrip().startswith("{")
 
 
-def cadence_health(config: Path) -> subprocess.CompletedProcess[str]:
+def cadence_health(config: Path, fast: bool = False) -> subprocess.CompletedProcess[str]:
     """The container's HEALTHCHECK command."""
+    command = ["-c", FAST_TICKS] if fast else ["-m", "agent.app.cli"]
     return subprocess.run(
-        [sys.executable, "-m", "agent.app.cli", "health", "--config", str(config)],
+        [sys.executable, *command, "health", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -120,7 +120,7 @@ def check(config: str | None = ConfigOption) -> None:
                 idp.load(path)
             except ConfigError as exc:
                 errors.extend(exc.errors)
-    errors += _folder_errors(settings)
+    errors += _account_errors(settings)
     if errors:
         for line in errors:
             typer.echo(line, err=True)
@@ -131,19 +131,29 @@ def check(config: str | None = ConfigOption) -> None:
     )
 
 
-def _folder_errors(settings: config_mod.Settings) -> list[str]:
-    """The local accounts whose calendars folder is missing: `run` refuses them."""
-    from agent.connectors.local import missing_calendars
+def _account_errors(settings: config_mod.Settings) -> list[str]:
+    """What `run` would refuse in each account's own files (a credentials file others can
+    read, a missing token cache or calendars folder ...), found by the providers' own
+    checks, without a network call."""
+    from agent import connectors
     from agent.settings import yamlsource
 
-    errors = []
+    errors: list[str] = []
+    source: yamlsource.Source | None = None
     for name, account in settings.accounts.items():
-        if getattr(account, "provider", None) != "local":
-            continue
-        problem = missing_calendars(settings.resolve(account.calendars))
-        if problem:
-            source = yamlsource.load(settings.path)
-            errors.append(source.where(["accounts", name, "calendars"], problem))
+        ctx = connectors.Context(
+            name=name,
+            account=account,
+            settings=settings,
+            people=[p for p in settings.people.values() if p.account == name],
+        )
+        try:
+            problems = connectors.preflight(ctx)
+        except ConfigError as exc:
+            problems = [("provider", str(exc))]
+        for key, message in problems:
+            source = source or yamlsource.load(settings.path)
+            errors.append(source.where(["accounts", name, key], message))
     return errors
 
 

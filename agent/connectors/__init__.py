@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.connectors.base import Calendar, Mailer
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, PermanentError
 from agent.core.model import Person
 from agent.core.retry import RetryPolicy
 
@@ -41,19 +41,44 @@ class Context:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("cadence.connector"))
 
 
+#: one check of an account's local files: the key it concerns and the call that raises
+#: ConfigError or PermanentError (the very call ``connect`` makes), with no network
+FileCheck = tuple[str, Callable[[], object]]
+
+
 def connect(ctx: Context) -> tuple[Calendar, Mailer]:
     """Open the calendar and mailer of one account; raise ConfigError for unknown providers."""
+    result: tuple[Calendar, Mailer] = _module(ctx).connect(ctx)
+    return result
+
+
+def preflight(ctx: Context) -> list[tuple[str, str]]:
+    """What ``connect`` would refuse in the account's own files and folders (credentials,
+    token caches, certificates, CA bundles, the local calendars folder): (key, message)
+    pairs, found by running the provider's own checks, with no network call.
+
+    ``cadence check`` reports these, so that it fails on what makes ``run`` fail.
+    """
+    checks: Callable[[Context], list[FileCheck]] | None = getattr(_module(ctx), "file_checks", None)
+    problems = []
+    for key, check in checks(ctx) if checks else []:
+        try:
+            check()
+        except (ConfigError, PermanentError) as exc:
+            problems.append((key, str(exc)))
+    return problems
+
+
+def _module(ctx: Context) -> Any:
     provider = ctx.account.provider
     module_name = PROVIDERS.get(provider)
     if module_name is None:
         raise ConfigError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
             raise ConfigError(
                 f"account {ctx.name!r}: provider {provider!r} is not available in this version"
             ) from None
         raise
-    result: tuple[Calendar, Mailer] = module.connect(ctx)
-    return result

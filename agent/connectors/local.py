@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from agent.connectors import Context
+from agent.connectors import Context, FileCheck
 from agent.connectors.base import Busy, IncomingMail, ensure_own
 from agent.core import faults
 from agent.core.errors import PermanentError
@@ -128,6 +128,16 @@ class LocalCalendar:
         self._clock = clock
 
     def path(self, email: str) -> Path:
+        """The person's calendar file, always directly inside the folder.
+
+        The config refuses such addresses already; this refuses them again where the
+        path is made (raises PermanentError), so no address can name a file elsewhere.
+        """
+        if any(c in email for c in ("/", "\\", "\0", os.sep)) or ".." in email:
+            raise PermanentError(
+                f"{email!r} cannot name a calendar file in {self.folder}: "
+                "an address with a path separator or '..' would leave the folder"
+            )
         return self.folder / f"{email}.ics"
 
     def _read(self, email: str) -> bytes:
@@ -454,16 +464,27 @@ class OutboxMailer:
 def connect(ctx: Context) -> tuple[LocalCalendar, OutboxMailer]:
     """Open the account's folders. A missing calendars folder is an error: read as empty,
     it would make every series look never held and have all of them booked again."""
-    calendars = ctx.settings.resolve(ctx.account.calendars)
+    calendars = calendars_folder(ctx)
     outbox = ctx.settings.resolve(ctx.account.outbox)
-    problem = missing_calendars(calendars)
-    if problem:
-        raise PermanentError(problem)
     make_folder(outbox)
     inbox = ctx.settings.resolve(ctx.account.inbox) if ctx.account.inbox else None
     return LocalCalendar(calendars, ctx.people), OutboxMailer(
         outbox, inbox, ctx.settings.reply_size_limit(ctx.name)
     )
+
+
+def file_checks(ctx: Context) -> list[FileCheck]:
+    """The checks ``connect`` makes of the account's files, for ``cadence check``."""
+    return [("calendars", lambda: calendars_folder(ctx))]
+
+
+def calendars_folder(ctx: Context) -> Path:
+    """The account's calendars folder; raise PermanentError when it is not one."""
+    folder = ctx.settings.resolve(ctx.account.calendars)
+    problem = missing_calendars(folder)
+    if problem:
+        raise PermanentError(problem)
+    return folder
 
 
 def missing_calendars(folder: Path) -> str | None:

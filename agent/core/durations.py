@@ -18,8 +18,11 @@ def parse_duration(text: str) -> timedelta:
     if not isinstance(text, str) or not _DURATION.match(text):
         raise ValueError(f"not a duration: {text!r} (use a number and a unit: 15m, 24h, 90d, 6w)")
     total = timedelta()
-    for number, unit in _PART.findall(text):
-        total += timedelta(**{_UNITS[unit]: int(number)})
+    try:
+        for number, unit in _PART.findall(text):
+            total += timedelta(**{_UNITS[unit]: int(number)})
+    except (OverflowError, ValueError):
+        raise ValueError(f"duration {text.strip()!r} is too long") from None
     return total
 
 

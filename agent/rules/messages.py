@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from agent.core import titles
 from agent.core.model import Person, Relationship
 from agent.core.plan import Plan
 from agent.core.templates import Templates
@@ -47,10 +48,6 @@ def environments(templates: Templates) -> tuple[jinja2.Environment, jinja2.Envir
     return html, text
 
 
-#: Series titles are templates from the config, not files: no loader.
-_TITLES = SandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True)
-
-
 def when_lines(start: datetime, end: datetime, people: tuple[Person, ...]) -> list[str]:
     """The meeting's time in each person's own zone, once per distinct zone."""
     lines: list[str] = []
@@ -76,12 +73,11 @@ def _named(person: Person) -> Person:
 
 
 def render_title(template: str, rel: Relationship, stage: str | None) -> str:
-    """Render a series' title template into one line of plain text (``plain.plain``):
-    names and the template itself may hold markup or control characters."""
-    title = _TITLES.from_string(template).render(
-        employee=_named(rel.employee), partner=_named(rel.partner), stage=stage or "", role=rel.role
-    )
-    return plain.plain(title)
+    """Render a series' title template (``core.titles``, the environment ``cadence
+    check`` renders with) into one line of plain text (``plain.plain``): names and the
+    template itself may hold markup or control characters."""
+    named = replace(rel, employee=_named(rel.employee), partner=_named(rel.partner))
+    return plain.plain(titles.render_title(template, named, stage))
 
 
 def what(rel: Relationship, series: str, stage: str | None) -> str:

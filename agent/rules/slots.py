@@ -10,6 +10,7 @@ meeting when free, else the earliest candidate.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -27,7 +28,12 @@ def public_holidays(country: str | None, subdivision: str | None, year: int) -> 
     if not country:
         return {}
     try:
-        found = holidays.country_holidays(country, subdiv=subdivision, years=year)
+        with warnings.catch_warnings():
+            # some countries' holidays are known only up to a year (India's to 2035): a
+            # booking horizon reaching past it finds none there, and need not say so
+            # on every tick
+            warnings.simplefilter("ignore", UserWarning)
+            found = holidays.country_holidays(country, subdiv=subdivision, years=year)
     except NotImplementedError:
         return {}
     return {day: str(name) for day, name in found.items()}

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.core import titles
 from agent.core.durations import parse_days, parse_span, parse_spans
 from agent.core.errors import ConfigError
 from agent.core.model import (
@@ -354,6 +355,13 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         seen.add(pair)
         relationships.append(Relationship(employee, partner, r.role, program))
 
+    for name, program in programs.items():
+        following = [r for r in relationships if r.program is program]
+        for spec in program.series:
+            problem = _title_problem(spec, following or [_sample(program)])
+            if problem:
+                err(["programs", name, "series", spec.name, "title"], problem)
+
     templates = template_files.packaged()
     if cfg.templates:
         folder = Path(os.path.expanduser(cfg.templates))
@@ -388,6 +396,32 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         guard=Guard(cfg.guard.max_actions, cfg.guard.max_share, cfg.guard.min_relationships),
         service=cfg.service,
         reply_accounts=reply_accounts(relationships),
+    )
+
+
+def _title_problem(series: Series, relationships: list[Relationship]) -> str | None:
+    """Render the series' title for each relationship at each of its stages, as every
+    booking will: why it fails (with whose relationship), or None."""
+    for rel in relationships:
+        for stage in series.stages or (None,):
+            problem = titles.problem(series.title, rel, stage)
+            if problem:
+                at = f" at stage {stage}" if stage else ""
+                return f"{problem} (for {rel.id}{at})"
+    return None
+
+
+def _sample(program: Program) -> Relationship:
+    """A relationship to render the titles of a program nobody follows yet."""
+
+    def person(email: str, name: str) -> Person:
+        return Person(email=email, name=name, timezone="UTC", working_hours=WorkingHours({}))
+
+    return Relationship(
+        person("employee@example.com", "Sample Employee"),
+        person("partner@example.com", "Sample Partner"),
+        "leader",
+        program,
     )
 
 

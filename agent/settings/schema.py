@@ -31,13 +31,53 @@ from agent.core.durations import (
 )
 from agent.core.model import Stage
 
+#: the longest duration any key takes. The agent adds durations to today's date and to
+#: each other (a series' interval, the booking horizon, the lead time ...); ten years
+#: keeps every such sum a real date, where an unbounded one fails every tick.
+MAX_DURATION = timedelta(days=3650)
+
 
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
+        delta = value
+    elif not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r} (add a unit: 15m, 24h, 90d, 6w)")
-    return parse_duration(value)
+    else:
+        delta = parse_duration(value)
+    if abs(delta) > MAX_DURATION:
+        raise ValueError(
+            f"{format_duration(delta)} is too long: at most {format_duration(MAX_DURATION)} "
+            "(ten years)"
+        )
+    return delta
+
+
+#: the shortest ``tick:``: a tick reads every calendar, so a faster one only loads the
+#: providers (and is throttled by them)
+MIN_TICK = timedelta(minutes=1)
+
+
+def _tick(value: timedelta) -> timedelta:
+    if value < MIN_TICK:
+        raise ValueError(f"{format_duration(value)} is too short: a tick is at least 1m")
+    return value
+
+
+#: characters an address never needs and a file or URL path must not get from one
+_UNSAFE_ADDRESS = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
+
+
+def _address(value: str) -> str:
+    """Refuse an address that could name a path: each provider derives files (the local
+    calendars) or URLs from it."""
+    if _UNSAFE_ADDRESS.search(value):
+        raise ValueError(
+            f"{value!r} is not a usable email address: it may hold no '/', '\\', '..' "
+            "or control characters"
+        )
+    if len(value) > 254:
+        raise ValueError("an email address has at most 254 characters")
+    return value
 
 
 _UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024 * 1024, "gb": 1024 * 1024 * 1024}
@@ -253,7 +293,7 @@ class Defaults(Strict):
 
 
 class PersonConfig(Strict):
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    email: Annotated[str, AfterValidator(_address)] = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     name: str | None = None
     timezone: TimeZoneName | None = None
     country: str | None = None
@@ -281,6 +321,19 @@ class SeriesConfig(Strict):
     stages: list[Stage] = Field(default_factory=list)
     skip_near: str | None = None
     skip_within: Duration = timedelta(days=14)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: list[Stage]) -> list[Stage]:
+        if not value:
+            raise ValueError(
+                "an empty list: name the stages in order (align, advance, amplify, "
+                "advocate), or leave the key out for a series without stages"
+            )
+        twice = sorted({str(s) for s in value if value.count(s) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return value
 
 
 class BookingConfig(Strict):
@@ -384,7 +437,7 @@ class ConfigFile(Strict):
 
     timezone: TimeZoneName = "UTC"
     store: str = "var/cadence.db"
-    tick: Duration = timedelta(minutes=10)
+    tick: Annotated[Duration, AfterValidator(_tick)] = timedelta(minutes=10)
     templates: str | None = None
     language: Literal["en"] = "en"
     read_only: bool = False

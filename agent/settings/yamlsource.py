@@ -7,7 +7,7 @@ that knows each value's line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # `? [a, b]`: a list or a mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    "a key must be a plain value, not a list or mapping",
+                    key_node.start_mark,
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
@@ -33,6 +40,29 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """A date YAML resolves but the calendar lacks (2026-02-30) stays text, so the
+        schema reports it under its key, as it does any other bad date."""
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            return str(node.value)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """Name the line of a value an explicit tag cannot build (``!!int x``): PyYAML
+        raises a bare ValueError or TypeError for those."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.tag} value {_one_line(str(exc))}", node.start_mark
+            ) from None
+
+
+_UniqueKeyLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", _UniqueKeyLoader.construct_yaml_timestamp
+)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from agent.store.kept import KeptCandidates
 from agent.store.sqlite import Store
 from agent.tick import metrics, replies, sync
 from agent.tick.executor import ActionRecord, Executor, Journal
-from agent.tick.plans import Plans, recorded_by_employee
+from agent.tick.plans import Plans, plan_warning, recorded_by_employee
 
 log = logging.getLogger("cadence.engine")
 
@@ -455,6 +455,8 @@ class _Tick:
         }
         for email in sorted(mailed & problems.keys()):
             self.journal.audit("plan-error", f"plan of {email} not used: {problems[email]}")
+        # every tick says so, mail or not: the plan stays unused until someone fixes it
+        self.report.warnings.extend(plan_warning(e, problems[e]) for e in sorted(problems))
 
     def _updates(self, snap: planning.Snapshot) -> list[Action]:
         """The updated recaps that answer recorded replies, first among the mails."""

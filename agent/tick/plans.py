@@ -1,8 +1,8 @@
 """Each employee's development plan and the actions recorded from replies, for a tick.
 
 Plans are YAML files read when they change (by modification time), so a quiet tick
-costs a ``stat`` per employee; a plan that does not load is reported once and the
-mails go out without it.
+costs a ``stat`` per employee. A plan that does not load is a warning of every tick
+(printed, on /healthz, in ``cadence status``) and the mails go out without it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,20 @@ def _action(row: Mapping[str, Any]) -> replies.Action:
         source="reply",
         changed=row["updated_at"],
     )
+
+
+def plan_warning(email: str, problem: str) -> str:
+    """One line that says a plan file is not used, and why (its ``file:line`` errors)."""
+    return (
+        f"the plan of {email} does not load, so agendas and recaps go out without it "
+        f"(fix it; `cadence check` shows every error): {'; '.join(problem.splitlines())}"
+    )
+
+
+def problems(settings: Settings) -> dict[str, str]:
+    """Why each employee's plan file cannot be used, for those whose plan does not load."""
+    employees = {r.employee.email: r.employee for r in settings.relationships}
+    return Plans().load(settings, employees.values())[1]
 
 
 class Plans:

@@ -10,10 +10,12 @@ import typer
 from agent.settings.config import Settings
 from agent.store.assessed import assess_from_store
 from agent.store.sqlite import Store
+from agent.tick import plans
 from agent.views.uncertain import describe, uncertain_mail
 
 
 def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    broken_plans = plans.problems(settings)
     store = Store(settings.store)
     try:
         rows = []
@@ -46,6 +48,7 @@ def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
                         "reason": state.skip_reason or state.due_reason,
                         "not_booked": None if state.next_scheduled else refused.get(state.name),
                         "uncertain_mail": unsure.get((rel.id, state.name), []),
+                        "plan_problem": broken_plans.get(rel.employee.email),
                     }
                 )
         return rows
@@ -71,6 +74,11 @@ def print_status(rows: list[dict[str, Any]]) -> None:
         )
         for line in unsure:
             typer.echo(f"  {line}")
+    broken = {
+        r["relationship"].split("/")[0]: r["plan_problem"] for r in rows if r.get("plan_problem")
+    }
+    for email, problem in sorted(broken.items()):
+        typer.echo(f"\n! {plans.plan_warning(email, problem)}")
 
 
 def recent_ticks(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:

@@ -33,13 +33,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent.connectors.exchange.calendar import ExchangeCalendar
-from agent.connectors.exchange.client import Ews, translate
+from agent.connectors.exchange.client import Ews, ca_file, translate
 from agent.connectors.exchange.items import KEY_NAME, KEY_SET, CadenceKey
 from agent.connectors.exchange.mail import ExchangeMailer
 
 if TYPE_CHECKING:
-    from agent.connectors import Context
+    from agent.connectors import Context, FileCheck
     from agent.settings.config import ExchangeAccount
+
+
+def file_checks(ctx: Context) -> list[FileCheck]:
+    """The checks ``connect`` makes of the account's files, for ``cadence check``."""
+    return [("ca_bundle", lambda: ca_file(ctx.account, ctx.settings.resolve))]
 
 
 def connect(ctx: Context) -> tuple[ExchangeCalendar, ExchangeMailer]:

@@ -88,6 +88,16 @@ for _name in ("exchangelib.util", "exchangelib.protocol", "exchangelib.services.
         _logger.addFilter(_Redact())
 
 
+def ca_file(account: ExchangeAccount, resolve: Callable[[str], Path]) -> Path | None:
+    """The account's CA bundle, if it names one; raise ConfigError when it is no file."""
+    if not account.ca_bundle:
+        return None
+    ca = resolve(account.ca_bundle)
+    if not ca.is_file():
+        raise ConfigError(f"exchange ca_bundle {ca} is not a file")
+    return ca
+
+
 def _adapter(ca_bundle: str) -> type[requests.adapters.HTTPAdapter]:
     """An HTTP adapter that verifies the server against ``ca_bundle`` whatever the
     environment says: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a
@@ -196,10 +206,8 @@ class Ews:
             retry_policy=policy,
         )
         cls: type[Protocol] = Protocol
-        if account.ca_bundle:
-            ca = resolve(account.ca_bundle)
-            if not ca.is_file():
-                raise ConfigError(f"exchange ca_bundle {ca} is not a file")
+        ca = ca_file(account, resolve)
+        if ca is not None:
             cls = type("CadenceProtocol", (Protocol,), {"HTTP_ADAPTER_CLS": _adapter(str(ca))})
         # Protocols are cached per endpoint and credentials; a new one for this account
         # (with its own adapter) replaces any stale one.

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent.connectors.google.calendar import GoogleCalendar, to_event
-from agent.connectors.google.client import Client, GoogleFailure
+from agent.connectors.google.client import Client, GoogleFailure, ca_bundle, credentials
 from agent.connectors.google.mail import GoogleMailer, build_message
 from agent.connectors.google.replies import GoogleReplyMailer, reply_mailboxes
 from agent.connectors.google.signin import (
@@ -38,7 +38,12 @@ from agent.connectors.google.signin import (
 )
 
 if TYPE_CHECKING:
-    from agent.connectors import Context
+    from agent.connectors import Context, FileCheck
+
+
+def file_checks(ctx: Context) -> list[FileCheck]:
+    """The checks ``connect`` makes of the account's files, for ``cadence check``."""
+    return [("credentials", lambda: credentials(ctx)), ("ca_bundle", lambda: ca_bundle(ctx))]
 
 
 def connect(ctx: Context) -> tuple[GoogleCalendar, GoogleMailer]:

@@ -142,6 +142,23 @@ class _PerThread(threading.local):
     authed: tuple[str, Any] | None = None
 
 
+def credentials(ctx: Context, scopes: list[str] | None = None) -> Auth:
+    """The account's credentials file, read and checked (mode, kind, scopes) with no
+    network call; raise ConfigError naming the file."""
+    account: GoogleAccount = ctx.account
+    wanted = needed_scopes(ctx.settings) if scopes is None else scopes
+    return Auth(ctx.settings.resolve(account.credentials), wanted)
+
+
+def ca_bundle(ctx: Context) -> str | None:
+    """The account's CA bundle, if it names one; raise ConfigError when it is missing."""
+    account: GoogleAccount = ctx.account
+    ca = str(ctx.settings.resolve(account.ca_bundle)) if account.ca_bundle else None
+    if ca and not Path(ca).is_file():
+        raise ConfigError(f"account {ctx.name!r}: ca_bundle {ca} not found")
+    return ca
+
+
 class Client:
     """Both APIs of one account, the credentials, and the one place errors are translated."""
 
@@ -152,10 +169,8 @@ class Client:
         self.log = ctx.log
         scopes = needed_scopes(ctx.settings)
         self.read_scope = SCOPE_READ in scopes
-        self.auth = Auth(ctx.settings.resolve(account.credentials), scopes)
-        ca = str(ctx.settings.resolve(account.ca_bundle)) if account.ca_bundle else None
-        if ca and not Path(ca).is_file():
-            raise ConfigError(f"account {ctx.name!r}: ca_bundle {ca} not found")
+        self.auth = credentials(ctx, scopes)
+        ca = ca_bundle(ctx)
         # httplib2 is not thread-safe: every thread that calls Google gets its own Http
         # (kept for connection reuse) and its own authorized wrappers; the engine bounds
         # how many threads call at once

@@ -8,6 +8,7 @@ token written by ``cadence auth google`` (:func:`authorize`).
 from __future__ import annotations
 
 import json
+import stat
 import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -57,6 +58,10 @@ def read_secret_json(path: Path) -> dict[str, Any]:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise ConfigError(f"{path}: credentials file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the credentials file ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{path}: the credentials must be a file")
     if mode & 0o077:
         raise ConfigError(
             f"{path}: credentials must be readable by their owner only; run: chmod 600 {path}"

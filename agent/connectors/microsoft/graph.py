@@ -122,6 +122,29 @@ def _certificate_credential(path: Path) -> dict[str, str]:
     return {"private_key": key.group(0), "public_certificate": cert.group(0)}
 
 
+def delegated(account: MicrosoftAccount) -> bool:
+    """Whether the account signs one person in (no secret or certificate of an app)."""
+    return not (account.client_secret_env or account.client_certificate)
+
+
+def token_cache(
+    account: MicrosoftAccount, resolve: Callable[[str], Path]
+) -> tuple[Path | None, msal.SerializableTokenCache]:
+    """The account's token cache file and its contents; raise ConfigError when others
+    can read it, or when a single person's sign-in has not written it yet."""
+    path = resolve(account.token_cache) if account.token_cache else None
+    if path is not None and delegated(account) and not path.exists():
+        raise ConfigError(
+            f"token_cache {path} does not exist: sign in first with `cadence auth microsoft`"
+        )
+    return path, load_cache(path)
+
+
+def certificate(account: MicrosoftAccount, resolve: Callable[[str], Path]) -> dict[str, str]:
+    """The app's certificate credential from ``client_certificate`` (mode 0600)."""
+    return _certificate_credential(resolve(account.client_certificate or ""))
+
+
 def load_cache(path: Path | None) -> msal.SerializableTokenCache:
     cache = msal.SerializableTokenCache()
     if path is not None and path.exists():
@@ -146,12 +169,11 @@ class Graph:
         self.retry = retry
         self.base = account.graph.rstrip("/") + "/v1.0"
         self.session = make_session(account, resolve)
-        self.cache_path = resolve(account.token_cache) if account.token_cache else None
-        self.cache = load_cache(self.cache_path)
+        self.cache_path, self.cache = token_cache(account, resolve)
         self.credential: Any = None
         if account.client_secret_env or account.client_certificate:
             if account.client_certificate:
-                self.credential = _certificate_credential(resolve(account.client_certificate))
+                self.credential = certificate(account, resolve)
             else:
                 name = account.client_secret_env or ""
                 self.credential = env.get(name)
