@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.core.directory import Directory, Limits
 from agent.core.durations import parse_days, parse_span, parse_spans
 from agent.core.errors import ConfigError
 from agent.core.model import (
@@ -107,6 +108,8 @@ class Settings:
     reply_accounts: Mapping[str, tuple[str, ...]]
     base: Path
     warnings: tuple[str, ...] = field(default=())
+    #: people and reporting lines read from the company's directory (``directory:``)
+    directory: Directory | None = None
 
     @property
     def collects_replies(self) -> bool:
@@ -335,6 +338,8 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         seen.add(pair)
         relationships.append(Relationship(employee, partner, r.role, program))
 
+    directory = _directory(cfg, programs, default_account, base, err)
+
     templates = template_files.packaged()
     if cfg.templates:
         folder = Path(os.path.expanduser(cfg.templates))
@@ -369,6 +374,37 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         guard=Guard(cfg.guard.max_actions, cfg.guard.max_share, cfg.guard.min_relationships),
         service=cfg.service,
         reply_accounts=reply_accounts(relationships),
+        directory=directory,
+    )
+
+
+def _directory(
+    cfg: ConfigFile, programs: Mapping[str, Program], account: str | None, base: Path, err: Any
+) -> Directory | None:
+    d = cfg.directory
+    if d is None:
+        return None
+    if d.program not in programs:
+        err(["directory", "program"], f"no program named {d.program!r}")
+    if d.account and d.account not in cfg.accounts:
+        err(["directory", "account"], f"no account named {d.account!r}")
+    return Directory(
+        source=d.source,
+        program=d.program,
+        role=d.role,
+        account=d.account or account or "",
+        first_within=d.first_within,
+        retention=d.retention,
+        interval=d.interval,
+        limits=Limits(d.guard.max_drop, d.guard.max_changes, d.guard.min_changes),
+        base=str(base),
+        timezone=cfg.timezone,
+        working_hours=_hours_of(cfg.defaults.working_hours),
+        country=cfg.defaults.country,
+        provided=frozenset(
+            {"timezone"}
+            | ({"working_hours"} if "working_hours" not in cfg.defaults.model_fields_set else set())
+        ),
     )
 
 

@@ -117,7 +117,29 @@ def _v6(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX ticks_running ON ticks (id) WHERE status = 'running'")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    # the company's directory: people as last read, the lines followed, the erased
+    db.execute(
+        """CREATE TABLE directory_people (
+            email TEXT PRIMARY KEY, entry TEXT NOT NULL, seen_at TEXT NOT NULL, left_at TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE lines (
+            employee TEXT NOT NULL, leader TEXT NOT NULL, since TEXT NOT NULL, until TEXT,
+            reason TEXT, successor TEXT, PRIMARY KEY (employee, leader, since))"""
+    )
+    db.execute("CREATE INDEX lines_open ON lines (employee) WHERE until IS NULL")
+    db.execute(
+        """CREATE TABLE directory_reads (
+            id INTEGER PRIMARY KEY, at TEXT NOT NULL, people INTEGER NOT NULL,
+            changes INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, cursor TEXT)"""
+    )
+    db.execute("CREATE TABLE tombstones (email TEXT PRIMARY KEY, forgotten_at TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7,
+]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

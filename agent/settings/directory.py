@@ -1,0 +1,62 @@
+"""The configured settings, with the people and reporting lines the directory adds.
+
+The YAML is resolved once (``config.load``); the directory changes while the service
+runs, so each tick lays the stored directory over it. What the YAML says about a person
+wins over the directory, and a relationship written in YAML is kept as written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from agent.core.directory import Directory, Entry, Line
+from agent.core.model import Person, Relationship, WorkingHours
+from agent.settings.config import Settings, reply_accounts
+
+
+def person(d: Directory, e: Entry) -> Person:
+    """A person the YAML does not list, as the directory describes them."""
+    return Person(
+        email=e.email,
+        name=e.name or e.email.split("@")[0],
+        timezone=e.timezone or d.timezone,
+        working_hours=d.working_hours or WorkingHours({}),
+        country=e.country or d.country,
+        account=d.account,
+        provided=d.provided - ({"timezone"} if e.timezone else set()),
+    )
+
+
+def merge(settings: Settings, entries: Mapping[str, Entry], lines: Iterable[Line]) -> Settings:
+    """``settings`` with the directory's people and its open lines as relationships."""
+    d = settings.directory
+    if d is None or d.program not in settings.programs:
+        return settings
+    program = settings.programs[d.program]
+    people = dict(settings.people)
+    for email, e in entries.items():
+        people.setdefault(email, person(d, e))
+    relationships = list(settings.relationships)
+    pairs = {(r.employee.email, r.partner.email) for r in relationships}
+    for line in lines:
+        if line.until is not None or (line.employee, line.leader) in pairs:
+            continue
+        if line.employee not in people or line.leader not in people:
+            continue
+        pairs.add((line.employee, line.leader))
+        relationships.append(
+            Relationship(
+                people[line.employee],
+                people[line.leader],
+                d.role,
+                program,
+                first_due=line.since + d.first_within,
+            )
+        )
+    return dataclasses.replace(
+        settings,
+        people=people,
+        relationships=tuple(relationships),
+        reply_accounts=reply_accounts(relationships),
+    )
