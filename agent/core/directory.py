@@ -88,6 +88,8 @@ class Directory:
     limits: Limits = Limits()
     #: the config file's folder, for a source's relative paths
     base: str = "."
+    #: the folder of the plans of the people the directory adds (``EMAIL.yaml``)
+    plans: str | None = None
     #: what a person the directory adds gets where the directory says nothing
     #: (``timezone:`` and ``defaults:``); ``provided`` is what the mailbox may supply
     timezone: str = "UTC"

@@ -107,7 +107,15 @@ def _mail(
         headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return Send(
-        key, e.line.id, None, reason, kind=kind, meeting=key, account=e.employee.account, mail=mail
+        key,
+        e.line.id,
+        None,
+        reason,
+        kind=kind,
+        # the note about the ended line waits for its cancellations; the hand-over does not
+        meeting=_key(e.line, "line") if kind == "ended" else key,
+        account=e.employee.account,
+        mail=mail,
     )
 
 

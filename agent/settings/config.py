@@ -398,6 +398,7 @@ def _directory(
         interval=d.interval,
         limits=Limits(d.guard.max_drop, d.guard.max_changes, d.guard.min_changes),
         base=str(base),
+        plans=str(base / os.path.expanduser(d.plans)) if d.plans else None,
         timezone=cfg.timezone,
         working_hours=_hours_of(cfg.defaults.working_hours),
         country=cfg.defaults.country,

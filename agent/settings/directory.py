@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from agent.core.directory import Directory, Entry, Line
 from agent.core.model import Person, Relationship, WorkingHours
@@ -16,7 +17,9 @@ from agent.settings.config import Settings, reply_accounts
 
 
 def person(d: Directory, e: Entry) -> Person:
-    """A person the YAML does not list, as the directory describes them."""
+    """A person the YAML does not list, as the directory describes them; their plan is
+    ``EMAIL.yaml`` in ``directory.plans``, once someone writes it."""
+    plan = Path(d.plans) / f"{e.email}.yaml" if d.plans else None
     return Person(
         email=e.email,
         name=e.name or e.email.split("@")[0],
@@ -25,6 +28,7 @@ def person(d: Directory, e: Entry) -> Person:
         country=e.country or d.country,
         account=d.account,
         provided=d.provided - ({"timezone"} if e.timezone else set()),
+        plan=str(plan) if plan is not None and plan.is_file() else None,
     )
 
 

@@ -382,6 +382,8 @@ class DirectoryConfig(Strict):
     retention: Duration = timedelta(days=365)
     #: how often ``cadence serve`` reads the directory
     interval: Duration = timedelta(hours=1)
+    #: the folder of the development plans of the people it adds, one ``EMAIL.yaml`` each
+    plans: str | None = None
     guard: DirectoryGuardConfig = DirectoryGuardConfig()
 
 
