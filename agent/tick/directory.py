@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from agent.connectors import directory as sources
 from agent.core.directory import Entry
-from agent.core.errors import ConfigError
+from agent.core.errors import CadenceError, ConfigError
 from agent.rules import directory as rules
 from agent.settings.config import Settings
 from agent.store.directory import DirectoryRows
@@ -66,7 +66,12 @@ def sync(
     rows = DirectoryRows(store)
     before = rows.entries()
     ctx = ctx or sources.DirectoryContext(base=Path(d.base), accounts=settings.accounts)
-    read = sources.read(d.source, ctx, rows.cursor())
+    try:
+        read = sources.read(d.source, ctx, rows.cursor())
+    except CadenceError as exc:
+        if apply:  # the tick's warnings and /healthz say so until a read goes through
+            rows.record_read(now, 0, 0, "failed", str(exc))
+        raise
     raw = read.entries if read.full else rules.merged(before, read.entries, read.removed)
     skipped: list[str] = []
     entries = [_usable(e, skipped) for e in raw if not rows.forgotten(e.email.lower())]

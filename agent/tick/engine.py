@@ -90,6 +90,7 @@ class Engine:
         settings: Settings,
         store: Store | None = None,
         retry: RetryPolicy | None = None,
+        adopted: dict[str, tuple[str, Any]] | None = None,
     ) -> None:
         #: the settings as configured; ``settings`` adds the directory's people each tick
         self.configured = settings
@@ -99,7 +100,11 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self._connections: dict[str, tuple[Calendar, Mailer]] = {}
         #: time zone and working hours read from mailboxes, per person, once per engine
-        self._adopted: dict[str, tuple[str, Any]] = {}
+        #: (a service hands them from one engine to the next)
+        self._adopted: dict[str, tuple[str, Any]] = {} if adopted is None else adopted
+        self._asked: set[str] = set()
+        #: why the last directory read was not applied, for the tick's warnings
+        self.directory_warning: str | None = None
         self._limits: dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]] = {}
         #: the sync step's threads, kept from tick to tick: each keeps its connections
         self._pool: ThreadPoolExecutor | None = None
@@ -213,6 +218,16 @@ class Engine:
         if self.configured.directory is None:
             return
         rows = DirectoryRows(self.store)
+        last = rows.last_read()
+        self.directory_warning = None
+        if last is not None and last["status"] in ("held", "failed"):
+            self.directory_warning = (
+                f"directory read {last['status']} ({last['at']}): {last['reason']}"
+            )
+            if last["status"] == "held":
+                self.directory_warning += (
+                    "; look at `cadence directory diff`, then `cadence directory sync --confirm`"
+                )
         before = self._accounts_people()
         self.settings = merge(self.configured, rows.entries(left=True), rows.lines())
         after = self._accounts_people()
@@ -236,7 +251,9 @@ class Engine:
             if not person.provided:
                 continue
             if person.email not in self._adopted:
-                self._adopted[person.email] = ("", None)  # asked: never again this engine
+                if person.email in self._asked:
+                    continue  # asked and not told: config defaults, until the next engine
+                self._asked.add(person.email)
                 try:
                     calendar, _ = self.connection(person.account)
                     if not isinstance(calendar, MailboxSettings):
@@ -255,8 +272,6 @@ class Engine:
                     f"({self._adopted[person.email][0]})",
                 )
             zone, hours = self._adopted[person.email]
-            if not zone:
-                continue
             changed[person.email] = dataclasses.replace(
                 person,
                 timezone=zone if "timezone" in person.provided else person.timezone,
@@ -318,6 +333,8 @@ class _Tick:
         self.dry_run = dry_run
         self.journal = Journal(engine.store, tick_id, now, dry_run)
         self.report = TickReport(tick_id, now, self.journal.actions, [], self.journal.errors)
+        if engine.directory_warning:
+            self.report.warnings.append(engine.directory_warning)
         self.failed_people: set[str] = set()
         self.snapshot: planning.Snapshot | None = None
 

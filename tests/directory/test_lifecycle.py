@@ -214,13 +214,28 @@ def test_an_empty_read_is_held_and_cancels_nothing(org: Path) -> None:
     write_people(org, {})
     out = cadence(org, "directory", "sync", "--now", at(18), code=1)
     assert "held:" in out and "nothing applied" in out
-    cadence(org, "run", "--once", "--now", at(18))
+    out = cadence(org, "run", "--once", "--now", at(18))
+    assert "directory read held" in out and "cadence directory sync --confirm" in out
     assert all(b.status == "booked" for b in bookings(org))
     store = Store(org / "var" / "cadence.db")
     try:
         assert store.audit_rows(kind="directory-held")
     finally:
         store.close()
+
+
+def test_an_unreadable_source_keeps_the_last_read_and_says_so(org: Path) -> None:
+    cadence(org, "directory", "sync", "--now", at(0))
+    (org / "people.csv").unlink()
+    result = CliRunner().invoke(
+        app, ["directory", "sync", "--now", at(1), "--config", str(org / "cadence.yaml")]
+    )
+    assert result.exit_code == 1
+    assert "error: directory read failed: directory file" in result.output
+    assert "Traceback" not in result.output
+    out = cadence(org, "run", "--once", "--now", at(17))
+    assert "directory read failed" in out
+    assert {b.relationship for b in bookings(org)} >= {"ana@acme.example/lea@acme.example"}
 
 
 def test_export_and_forget(org: Path) -> None:
