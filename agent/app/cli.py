@@ -188,6 +188,7 @@ def _tick(
             Engine(settings) as engine,
         ):
             report = engine.tick(when, dry_run=dry_run, confirm=confirm)
+            settings = engine.settings  # with the people and lines of the directory
     except Busy as exc:
         fail(str(exc), 1)
         return
