@@ -87,7 +87,9 @@ class Diff:
     def lines(self) -> list[str]:
         """The diff as a person reads it, one change per line."""
         out = [
-            f"joins: {e.email}" + (f" (leader {e.manager})" if e.manager else "")
+            f"joins: {e.email}"
+            + (f" (leader {e.manager})" if e.member and e.manager else "")
+            + ("" if e.member else " (not in the program)")
             for e in self.joined
         ]
         out += [f"leaves: {e.email}" for e in self.left]
