@@ -32,8 +32,11 @@ def person(d: Directory, e: Entry) -> Person:
     )
 
 
-def merge(settings: Settings, entries: Mapping[str, Entry], lines: Iterable[Line]) -> Settings:
-    """``settings`` with the directory's people and its open lines as relationships."""
+def merge(
+    settings: Settings, entries: Mapping[str, Entry], lines: Iterable[Line], *, ended: bool = False
+) -> Settings:
+    """``settings`` with the directory's people and its open lines as relationships; with
+    ``ended``, the lines that ended too (a person's history, under every leader)."""
     d = settings.directory
     if d is None or d.program not in settings.programs:
         return settings
@@ -44,7 +47,7 @@ def merge(settings: Settings, entries: Mapping[str, Entry], lines: Iterable[Line
     relationships = list(settings.relationships)
     pairs = {(r.employee.email, r.partner.email) for r in relationships}
     for line in lines:
-        if line.until is not None or (line.employee, line.leader) in pairs:
+        if (line.until is not None and not ended) or (line.employee, line.leader) in pairs:
             continue
         if line.employee not in people or line.leader not in people:
             continue

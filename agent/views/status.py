@@ -10,12 +10,14 @@ import typer
 from agent.settings.config import Settings
 from agent.store.assessed import assess_from_store
 from agent.store.sqlite import Store
+from agent.views.people import laid
 from agent.views.uncertain import describe, uncertain_mail
 
 
 def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
     store = Store(settings.store)
     try:
+        settings = laid(settings, store)
         rows = []
         unsure: dict[tuple[str, str], list[str]] = {}
         for mail in uncertain_mail(store):

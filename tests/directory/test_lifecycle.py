@@ -259,3 +259,28 @@ def test_export_and_forget(org: Path) -> None:
     finally:
         store.close()
     assert rows == [{"email": "ana@acme.example", "forgotten_at": rows[0]["forgotten_at"]}]
+
+
+def test_history_stays_with_the_employee_under_both_leaders(org: Path) -> None:
+    cadence(org, "directory", "sync", "--now", at(0))
+    cadence(org, "run", "--once", "--now", at(17))
+    align = next(
+        b
+        for b in bookings(org)
+        if b.relationship == "ana@acme.example/lea@acme.example" and b.series == "deep_dive"
+    )
+    after = (align.end + timedelta(hours=3)).isoformat()
+    cadence(org, "run", "--once", "--now", after)  # held: its recap goes out
+    write_people(org, {**PEOPLE, "ana": "Ana Alves,max@acme.example,Europe/Berlin,DE,yes"})
+    cadence(org, "directory", "sync", "--now", after)
+    cadence(org, "run", "--once", "--now", after)
+    status = cadence(org, "status", "--now", after)
+    assert "ana@acme.example/max@acme.example " in status  # the directory's line
+    assert "ana@acme.example/lea@acme.example " not in status  # ended
+    packet = cadence(
+        org, "review-packet", "ana@acme.example", "--since", "2026-01-01", "--now", after
+    )
+    assert "Align" in packet and "Lea Lead" in packet
+    hand = [m for m in mails(org).values() if str(m["Subject"]).startswith("Development hand-over")]
+    text = hand[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Last development conversation: Align" in text
