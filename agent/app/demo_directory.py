@@ -26,10 +26,10 @@ ROWS = {
     "emma": "Emma Clarke,ben@acme.example,Europe/London,GB,yes",
     "farid": "Farid Haddad,ben@acme.example,Europe/Berlin,DE,yes",
     "gia": "Gia Rossi,ben@acme.example,Europe/Rome,IT,yes",
-    "hugo": "Hugo Martin,chloe@acme.example,Europe/Paris,FR,yes",
+    "hugo": "Hugo Martin,chloe@acme.example,America/Toronto,CA,yes",
 }
 #: HR's next export: Hugo now reports to Ben
-MOVED = {**ROWS, "hugo": "Hugo Martin,ben@acme.example,Europe/Paris,FR,yes"}
+MOVED = {**ROWS, "hugo": "Hugo Martin,ben@acme.example,America/Toronto,CA,yes"}
 
 SECTION = """
 directory:
