@@ -284,3 +284,23 @@ def test_history_stays_with_the_employee_under_both_leaders(org: Path) -> None:
     hand = [m for m in mails(org).values() if str(m["Subject"]).startswith("Development hand-over")]
     text = hand[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Last development conversation: Align" in text
+
+
+def test_a_leavers_data_is_erased_after_the_retention(org: Path) -> None:
+    text = (org / "cadence.yaml").read_text()
+    (org / "cadence.yaml").write_text(
+        text.replace("first_within: 30d", "first_within: 30d\n  retention: 10d")
+    )
+    cadence(org, "directory", "sync", "--now", at(0))
+    cadence(org, "run", "--once", "--now", at(17))
+    people = {k: v for k, v in PEOPLE.items() if k != "ben"}
+    write_people(org, people)
+    cadence(org, "directory", "sync", "--now", at(18), "--confirm")
+    assert json.loads(cadence(org, "export", "ben@acme.example"))["store"]["bookings"]
+    cadence(org, "directory", "sync", "--now", at(27))
+    assert json.loads(cadence(org, "export", "ben@acme.example"))["store"]["bookings"]
+    out = cadence(org, "directory", "sync", "--now", at(29))
+    assert "erased after retention: 1" in out
+    data = json.loads(cadence(org, "export", "ben@acme.example"))
+    assert data["forgotten_at"] and not any(data["store"].values())
+    assert json.loads(cadence(org, "export", "ana@acme.example"))["store"]["bookings"]
