@@ -74,6 +74,18 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """A relationship named in the directory's relationships file (mentoring, peers)."""
+
+    employee: str
+    partner: str
+    role: str
+    program: str
+    #: ``file:line``, for what is said about it
+    where: str = ""
+
+
+@dataclass(frozen=True)
 class Directory:
     """``directory:`` resolved: where people come from and what their lines follow."""
 
@@ -90,6 +102,8 @@ class Directory:
     base: str = "."
     #: the folder of the plans of the people the directory adds (``EMAIL.yaml``)
     plans: str | None = None
+    #: mentoring and peer relationships from ``directory.relationships``
+    pairs: tuple[Pair, ...] = ()
     #: what a person the directory adds gets where the directory says nothing
     #: (``timezone:`` and ``defaults:``); ``provided`` is what the mailbox may supply
     timezone: str = "UTC"

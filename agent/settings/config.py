@@ -7,7 +7,9 @@ file's schema is in ``agent.settings.schema``; its models are importable from he
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.core.directory import Directory, Limits
+from agent.core.directory import Directory, Limits, Pair
 from agent.core.durations import parse_days, parse_span, parse_spans
 from agent.core.errors import ConfigError
 from agent.core.model import (
@@ -399,6 +401,7 @@ def _directory(
         limits=Limits(d.guard.max_drop, d.guard.max_changes, d.guard.min_changes),
         base=str(base),
         plans=str(base / os.path.expanduser(d.plans)) if d.plans else None,
+        pairs=_pairs(d, programs, base, err) if d.relationships else (),
         timezone=cfg.timezone,
         working_hours=_hours_of(cfg.defaults.working_hours),
         country=cfg.defaults.country,
@@ -407,6 +410,55 @@ def _directory(
             | ({"working_hours"} if "working_hours" not in cfg.defaults.model_fields_set else set())
         ),
     )
+
+
+def _pairs(d: Any, programs: Mapping[str, Program], base: Path, err: Any) -> tuple[Pair, ...]:
+    """Read ``directory.relationships``: one relationship per row, each error as
+    ``file:line: column: message`` among the config's errors."""
+    src = d.relationships
+    path = base / os.path.expanduser(src.path)
+    cols = src.columns
+    out: list[Pair] = []
+    try:
+        with path.open(encoding=src.encoding, newline="") as f:
+            reader = csv.DictReader(f, delimiter=src.delimiter)
+            missing = [
+                c for c in (cols.employee, cols.partner) if c not in (reader.fieldnames or [])
+            ]
+            if missing:
+                err(
+                    ["directory", "relationships", "columns"],
+                    f"{path}: no column {', '.join(missing)}",
+                )
+                return ()
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                employee = (row.get(cols.employee) or "").strip().lower()
+                partner = (row.get(cols.partner) or "").strip().lower()
+                role = (row.get(cols.role) or "").strip().lower() or "mentor"
+                program = (row.get(cols.program) or "").strip()
+                problems = [
+                    f"{name}: {value!r} is not an address"
+                    for name, value in (("employee", employee), ("partner", partner))
+                    if not _ADDRESS.match(value)
+                ]
+                if role not in ("leader", "mentor", "peer"):
+                    problems.append(f"role: {role!r} is not leader, mentor or peer")
+                if program not in programs:
+                    problems.append(f"program: no program named {program!r}")
+                if employee == partner:
+                    problems.append("partner: the employee and partner are the same person")
+                if problems:
+                    errors = [f"{where}: {p}" for p in problems]
+                    err(["directory", "relationships", "path"], "; ".join(errors))
+                    continue
+                out.append(Pair(employee, partner, role, program, where))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        err(["directory", "relationships", "path"], f"{path}: {exc}")
+    return tuple(out)
+
+
+_ADDRESS = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+$")
 
 
 def reply_accounts(relationships: list[Relationship]) -> dict[str, tuple[str, ...]]:

@@ -8,7 +8,7 @@ wins over the directory, and a relationship written in YAML is kept as written.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from agent.core.directory import Directory, Entry, Line
@@ -33,10 +33,17 @@ def person(d: Directory, e: Entry) -> Person:
 
 
 def merge(
-    settings: Settings, entries: Mapping[str, Entry], lines: Iterable[Line], *, ended: bool = False
+    settings: Settings,
+    entries: Mapping[str, Entry],
+    lines: Iterable[Line],
+    *,
+    ended: bool = False,
+    left: Collection[str] = (),
 ) -> Settings:
-    """``settings`` with the directory's people and its open lines as relationships; with
-    ``ended``, the lines that ended too (a person's history, under every leader)."""
+    """``settings`` with the directory's people, its open lines and its mentoring and
+    peer pairs as relationships. With ``ended``, the lines that ended too (a person's
+    history, under every leader). ``left`` are people who have left: still known, for
+    what their ended lines need, but in no new relationship."""
     d = settings.directory
     if d is None or d.program not in settings.programs:
         return settings
@@ -59,6 +66,20 @@ def merge(
                 d.role,
                 program,
                 first_due=line.since + d.first_within,
+            )
+        )
+    for pair in d.pairs:
+        if (pair.employee, pair.partner) in pairs:
+            continue
+        if not {pair.employee, pair.partner} <= people.keys() - set(left):
+            continue  # not (or no longer) in the directory
+        pairs.add((pair.employee, pair.partner))
+        relationships.append(
+            Relationship(
+                people[pair.employee],
+                people[pair.partner],
+                pair.role,
+                settings.programs[pair.program],
             )
         )
     return dataclasses.replace(

@@ -359,6 +359,22 @@ class CsvSource(Strict):
 DirectorySource = Annotated[CsvSource, Field(discriminator="kind")]
 
 
+class PairColumns(Strict):
+    employee: str = "employee"
+    partner: str = "partner"
+    role: str = "role"
+    program: str = "program"
+
+
+class PairsSource(Strict):
+    """Mentoring and peer relationships from a CSV file, read with the configuration."""
+
+    path: str
+    columns: PairColumns = PairColumns()
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8-sig"
+
+
 class DirectoryGuardConfig(Strict):
     """``directory.guard``: how much one read may change before a person confirms it."""
 
@@ -384,6 +400,8 @@ class DirectoryConfig(Strict):
     interval: Duration = timedelta(hours=1)
     #: the folder of the development plans of the people it adds, one ``EMAIL.yaml`` each
     plans: str | None = None
+    #: mentoring and peer relationships from a CSV (the leader lines come from the source)
+    relationships: PairsSource | None = None
     guard: DirectoryGuardConfig = DirectoryGuardConfig()
 
 

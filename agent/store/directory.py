@@ -44,6 +44,11 @@ class DirectoryRows:
         rows = self.db.query("SELECT entry FROM directory_people" + where)
         return {e.email: e for e in (Entry.of(json.loads(r["entry"])) for r in rows)}
 
+    def left(self) -> set[str]:
+        """People who have left (their data is kept for the retention)."""
+        rows = self.db.query("SELECT email FROM directory_people WHERE left_at IS NOT NULL")
+        return {r["email"] for r in rows}
+
     def lines(
         self,
         email: str | None = None,

@@ -229,7 +229,9 @@ class Engine:
                     "; look at `cadence directory diff`, then `cadence directory sync --confirm`"
                 )
         before = self._accounts_people()
-        self.settings = merge(self.configured, rows.entries(left=True), rows.lines())
+        self.settings = merge(
+            self.configured, rows.entries(left=True), rows.lines(), left=rows.left()
+        )
         after = self._accounts_people()
         for account in [a for a in self._connections if before.get(a) != after.get(a)]:
             # a connector knows its account's people: a joiner needs a new connection

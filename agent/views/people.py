@@ -14,4 +14,10 @@ def laid(settings: Settings, store: Store, *, ended: bool = False) -> Settings:
     if settings.directory is None:
         return settings
     rows = DirectoryRows(store)
-    return merge(settings, rows.entries(left=True), rows.lines(open_only=not ended), ended=ended)
+    return merge(
+        settings,
+        rows.entries(left=True),
+        rows.lines(open_only=not ended),
+        ended=ended,
+        left=rows.left(),
+    )

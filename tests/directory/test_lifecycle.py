@@ -304,3 +304,39 @@ def test_a_leavers_data_is_erased_after_the_retention(org: Path) -> None:
     data = json.loads(cadence(org, "export", "ben@acme.example"))
     assert data["forgotten_at"] and not any(data["store"].values())
     assert json.loads(cadence(org, "export", "ana@acme.example"))["store"]["bookings"]
+
+
+def test_mentoring_pairs_come_from_a_csv(org: Path) -> None:
+    text = (org / "cadence.yaml").read_text()
+    text = text.replace(
+        "  plans: plans\n", "  plans: plans\n  relationships: {path: mentoring.csv}\n"
+    )
+    text += """
+  mentoring:
+    series:
+      one_on_one:
+        every: 30d
+        duration: 30m
+        title: "Mentoring: {{ employee.first_name }} & {{ partner.first_name }}"
+        match: '(?i)\\bmentoring\\b'
+"""
+    (org / "cadence.yaml").write_text(text)
+    (org / "mentoring.csv").write_text(
+        "employee,partner,role,program\n"
+        "ana@acme.example,max@acme.example,mentor,mentoring\n"
+        "ben@acme.example,nobody@acme.example,mentor,mentoring\n"
+    )
+    cadence(org, "directory", "sync", "--now", at(0))
+    cadence(org, "run", "--once", "--now", at(1))
+    mentoring = [b for b in bookings(org) if b.series == "one_on_one"]
+    assert [b.relationship for b in mentoring] == ["ana@acme.example/max@acme.example"]
+    status = cadence(org, "status", "--now", at(1))
+    assert "ben@acme.example/nobody@acme.example" not in status
+
+    (org / "mentoring.csv").write_text(
+        "employee,partner,role,program\nana@acme.example,max@acme.example,coach,nope\n"
+    )
+    result = CliRunner().invoke(app, ["check", "--config", str(org / "cadence.yaml")])
+    assert result.exit_code == 2
+    assert "mentoring.csv:2: role: 'coach' is not leader, mentor or peer" in result.output
+    assert "mentoring.csv:2: program: no program named 'nope'" in result.output
