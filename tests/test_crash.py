@@ -240,3 +240,35 @@ def test_crash_while_sending_recaps_and_recording_a_reply(day_two: Path, tmp_pat
     print(f"kill points (recaps and a reply): {tally(killed)}")
     assert "reply:recorded" in killed or os.environ.get("CRASH_ALL") != "1"
     assert len(killed) >= (15 if os.environ.get("CRASH_ALL") == "1" else 5)
+
+
+def test_crash_while_handing_over_after_a_manager_change(day_two: Path, tmp_path: Path) -> None:
+    """Hugo joined Chloe's team (an Align booked), then HR moves him to Ben: the agent
+    cancels the Align, tells Hugo and Chloe, and sends Ben the hand-over."""
+    from agent.app import demo_directory
+    from agent.settings import config
+    from agent.tick import directory
+
+    folder = _scenario(day_two, tmp_path)
+    settings = config.load(folder / "cadence.yaml")
+    store = Store(settings.store)
+    try:
+        directory.sync(settings, store, NOW - timedelta(days=20))
+    finally:
+        store.close()
+    assert run_once(folder / "cadence.yaml", now=NOW + timedelta(minutes=30)).returncode == 0
+    demo_directory.write_export(folder, demo_directory.MOVED)
+    later = NOW + timedelta(hours=1)
+    store = Store(settings.store)
+    try:
+        assert directory.sync(settings, store, later).diff.manager_changes
+    finally:
+        store.close()
+    killed = crash_everywhere(folder, tmp_path, later)
+    _, mails, states = outcome(tmp_path / "reference")
+    assert any(m.endswith("-ended.eml") for m in mails)
+    assert any(m.endswith("-handover.eml") for m in mails)
+    assert "cancelled" in states.values()
+    print(f"kill points (a manager change): {tally(killed)}")
+    assert "cancel:before" in killed or os.environ.get("CRASH_ALL") != "1"
+    assert len(killed) >= (8 if os.environ.get("CRASH_ALL") == "1" else 3)

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import typer
 
+from agent.app import demo_directory
 from agent.app.lock import TickLock
 from agent.settings import config as config_mod
 from agent.tick.engine import Engine
@@ -374,11 +375,12 @@ def create_workspace(folder: Path, now: datetime) -> Path:
             f"  - {{email: {email(who)}, name: {name}, timezone: {tz}, country: {country},\n"
             f'     working_hours: {{mon-fri: "{hours}"}}{plan}}}'
         )
-    text = CONFIG.format(people="\n".join(lines) + "\n", d=DOMAIN)
+    text = CONFIG.format(people="\n".join(lines) + "\n", d=DOMAIN) + demo_directory.SECTION
     (folder / "plans").mkdir(exist_ok=True)
     for who, plan in PLANS.items():
         (folder / "plans" / f"{who}.yaml").write_text(plan, encoding="utf-8")
     build_calendars(now).write(folder / "calendars")
+    demo_directory.create(folder)
     path = folder / "cadence.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -502,6 +504,7 @@ def _previews(
 
 def run_demo(folder: Path, now: datetime) -> None:
     path = folder / "cadence.yaml"
+    created = False
     if path.exists():
         typer.echo(f"Reusing the demo workspace in {folder}/ (delete it to start afresh).")
     else:
@@ -510,11 +513,15 @@ def run_demo(folder: Path, now: datetime) -> None:
             f"Created a demo workspace in {folder}/: 6 people in 5 time zones, "
             "6 relationships on two programs."
         )
+        created = True
     settings = config_mod.load(path)
+    if created:
+        typer.echo("")
+        demo_directory.replay(folder, settings, now)
     with TickLock(settings.store, wait=5), Engine(settings) as engine:
         report = engine.tick(now)
         typer.echo("")
-        new = print_report(settings, report)
+        new = print_report(engine.settings, report)
         inbox = folder / "inbox"
         recaps = sorted((folder / "outbox").glob("*recap.eml"))
         emma = [p for p in recaps if b"To: emma@acme.example" in p.read_bytes()]

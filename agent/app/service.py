@@ -35,6 +35,8 @@ class Service:
         self.metrics = metrics_mod.activate()
         self.stop = threading.Event()
         self._running = threading.Lock()
+        #: what the mailboxes told of people's zones and hours, kept from tick to tick
+        self.adopted: dict[str, tuple[str, Any]] = {}
         self.http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -48,9 +50,11 @@ class Service:
             return
         started = time.monotonic()
         try:
-            with TickLock(self.settings.store, wait=0), Engine(self.settings) as engine:
+            with (
+                TickLock(self.settings.store, wait=0),
+                Engine(self.settings, adopted=self.adopted) as engine,
+            ):
                 report = engine.tick(datetime.now(UTC))
-                self.settings = engine.settings  # keeps what the mailboxes told it
                 self.health.note_uncertain([describe(m) for m in uncertain_mail(engine.store)])
             failures = self.health.record(
                 report.tick,
@@ -83,6 +87,28 @@ class Service:
             log.exception("tick failed")
         finally:
             self._running.release()
+
+    def read_directory(self) -> None:
+        """Read the directory and apply it (or hold it for a person); the next tick acts
+        on it. Never at the same time as a tick."""
+        from agent.store.sqlite import Store
+        from agent.tick import directory
+
+        with self._running:
+            try:
+                with TickLock(self.settings.store, wait=5):
+                    store = Store(self.settings.store)
+                    try:
+                        out = directory.sync(self.settings, store, datetime.now(UTC))
+                    finally:
+                        store.close()
+                log.info(
+                    "directory: %d change(s)%s",
+                    out.diff.size,
+                    f", held: {out.held}" if out.held else "",
+                )
+            except Exception as exc:  # the tick's warnings say so; the next read tries again
+                log.error("directory read failed: %s", exc)
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -158,6 +184,17 @@ class Service:
             coalesce=True,
             misfire_grace_time=None,
         )
+
+        if self.settings.directory is not None:
+            self.read_directory()  # before the first tick, so that it plans the lines
+            scheduler.add_job(
+                self.read_directory,
+                "interval",
+                seconds=self.settings.directory.interval.total_seconds(),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
 
         def on_signal(signum: int, _frame: Any) -> None:
             log.info("received %s: stopping after the current tick", signal.Signals(signum).name)

@@ -195,6 +195,9 @@ class Relationship:
     partner: Person
     role: str
     program: Program
+    #: when a new reporting line's first meetings are due (``directory.first_within``
+    #: after it started); None: a series never held is due at once
+    first_due: datetime | None = None
 
     @property
     def id(self) -> str:

@@ -68,6 +68,8 @@ class Plan(_Strict):
     preferences: Preferences = Preferences()
     goals: list[Goal] = Field(default_factory=list, max_length=3)
     actions: list[ActionItem] = Field(default_factory=list)
+    #: whether a new leader (after a manager change) gets this plan in the hand-over
+    share_with_new_leader: bool = False
 
     @property
     def open_actions(self) -> list[ActionItem]:

@@ -11,6 +11,7 @@ connector and completes the row.
     ├── Book       make a new event for a due series (a new key, or a rebooking)
     ├── Move       move one of the agent's own events to a new slot
     ├── Accept     take a move made by hand as the booking's new time
+    ├── Cancel     cancel one of the agent's own events (its reporting line ended)
     ├── Send       send one mail: invitation, agenda, recap, pick-a-time, updated recap
     └── Note       a decision not to act now (no slot, held back, deferred, skipped)
 """
@@ -99,6 +100,21 @@ class Accept(Action):
 
     slot: Interval
     moves: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cancel(Action):
+    """Cancel the agent's own ``event`` (None: not on the calendar any more)."""
+
+    kind: ClassVar[str] = "cancel"
+
+    organizer: Person
+    event: Event | None
+    #: the ended line's key: its note waits until every cancellation went through
+    line: str
+
+    def details(self) -> dict[str, Any]:
+        return {"start": self.event.start.isoformat() if self.event else None}
 
 
 @dataclass(frozen=True, kw_only=True)

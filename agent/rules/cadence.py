@@ -106,7 +106,10 @@ def assess(rel: Relationship, meetings: Sequence[Meeting], now: datetime) -> lis
                 base = near.start
                 base_reason = f"last {series.skip_near} held {_day(base, zone)}"
 
-        if base is None:
+        if base is None and rel.first_due is not None and rel.first_due > now:
+            due, lapsed = rel.first_due, False
+            due_reason = f"new reporting line: first meeting by {_day(due, zone)}"
+        elif base is None:
             due, due_reason, lapsed = now, "never held: due now", False
         else:
             due = add_local(base, series.every, zone)
@@ -174,8 +177,13 @@ class BookingNeed:
 def search_range(state: SeriesState, now: datetime) -> tuple[datetime, datetime]:
     """The series' due window for a booking or a move: from the later of the lead time
     and the due date less the grace, across the booking horizon."""
-    program = state.relationship.program
-    earliest = max(now + program.booking.lead_time, state.due - program.lapse_grace)
+    rel = state.relationship
+    program = rel.program
+    soonest = now + program.booking.lead_time
+    if state.base is None and rel.first_due is not None and rel.first_due > soonest:
+        # a new line: its first meeting falls before the date it is due by
+        return max(soonest, rel.first_due - program.booking.horizon), rel.first_due
+    earliest = max(soonest, state.due - program.lapse_grace)
     return earliest, earliest + program.booking.horizon
 
 
@@ -199,6 +207,8 @@ def booking_need(state: SeriesState, now: datetime) -> BookingNeed | None:
     prefer = preferred_time(state)
     if state.lapsed:
         reason = state.due_reason
+    elif state.base is None and state.due > now:
+        reason = f"{series.name}: {state.due_reason}"
     elif state.base is None:
         reason = f"{series.name}: never held, due now"
     else:

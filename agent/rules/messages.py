@@ -203,6 +203,15 @@ def render(
     return Content(subject=title, text=text, html=html)
 
 
+def render_page(kind: str, subject: str, templates: Templates, **context: object) -> Content:
+    """Render a mail about people rather than a meeting (a hand-over, an ended line)."""
+    html_env, text_env = environments(templates)
+    context = {"subject": subject, "language": "en", **context}
+    html = html_env.get_template(f"{kind}.html.j2").render(context)
+    text = text_env.get_template(f"{kind}.txt.j2").render(context)
+    return Content(subject=subject, text=text, html=html)
+
+
 def _iso(dt: datetime) -> str:
     """The store's timestamp form, so recorded ``changed`` values compare as text."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

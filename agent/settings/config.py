@@ -7,7 +7,9 @@ file's schema is in ``agent.settings.schema``; its models are importable from he
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.core import titles
+from agent.core.directory import Directory, Limits, Pair
 from agent.core.durations import parse_days, parse_span, parse_spans
 from agent.core.errors import ConfigError
 from agent.core.model import (
@@ -109,6 +112,8 @@ class Settings:
     reply_accounts: Mapping[str, tuple[str, ...]]
     base: Path
     warnings: tuple[str, ...] = field(default=())
+    #: people and reporting lines read from the company's directory (``directory:``)
+    directory: Directory | None = None
 
     def reply_size_limit(self, account: str) -> int:
         """The largest reply the account's reader fetches whole: the highest
@@ -361,6 +366,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             problem = _title_problem(spec, following or [_sample(program)])
             if problem:
                 err(["programs", name, "series", spec.name, "title"], problem)
+    directory = _directory(cfg, programs, default_account, base, err)
 
     templates = template_files.packaged()
     if cfg.templates:
@@ -396,6 +402,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         guard=Guard(cfg.guard.max_actions, cfg.guard.max_share, cfg.guard.min_relationships),
         service=cfg.service,
         reply_accounts=reply_accounts(relationships),
+        directory=directory,
     )
 
 
@@ -423,6 +430,87 @@ def _sample(program: Program) -> Relationship:
         "leader",
         program,
     )
+
+
+def _directory(
+    cfg: ConfigFile, programs: Mapping[str, Program], account: str | None, base: Path, err: Any
+) -> Directory | None:
+    d = cfg.directory
+    if d is None:
+        return None
+    if d.program not in programs:
+        err(["directory", "program"], f"no program named {d.program!r}")
+    if d.account and d.account not in cfg.accounts:
+        err(["directory", "account"], f"no account named {d.account!r}")
+    return Directory(
+        source=d.source,
+        program=d.program,
+        role=d.role,
+        account=d.account or account or "",
+        first_within=d.first_within,
+        retention=d.retention,
+        interval=d.interval,
+        limits=Limits(d.guard.max_drop, d.guard.max_changes, d.guard.min_changes),
+        base=str(base),
+        plans=str(base / os.path.expanduser(d.plans)) if d.plans else None,
+        pairs=_pairs(d, programs, base, err) if d.relationships else (),
+        timezone=cfg.timezone,
+        working_hours=_hours_of(cfg.defaults.working_hours),
+        country=cfg.defaults.country,
+        provided=frozenset(
+            {"timezone"}
+            | ({"working_hours"} if "working_hours" not in cfg.defaults.model_fields_set else set())
+        ),
+    )
+
+
+def _pairs(d: Any, programs: Mapping[str, Program], base: Path, err: Any) -> tuple[Pair, ...]:
+    """Read ``directory.relationships``: one relationship per row, each error as
+    ``file:line: column: message`` among the config's errors."""
+    src = d.relationships
+    path = base / os.path.expanduser(src.path)
+    cols = src.columns
+    out: list[Pair] = []
+    try:
+        with path.open(encoding=src.encoding, newline="") as f:
+            reader = csv.DictReader(f, delimiter=src.delimiter)
+            missing = [
+                c for c in (cols.employee, cols.partner) if c not in (reader.fieldnames or [])
+            ]
+            if missing:
+                err(
+                    ["directory", "relationships", "columns"],
+                    f"{path}: no column {', '.join(missing)}",
+                )
+                return ()
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                employee = (row.get(cols.employee) or "").strip().lower()
+                partner = (row.get(cols.partner) or "").strip().lower()
+                role = (row.get(cols.role) or "").strip().lower() or "mentor"
+                program = (row.get(cols.program) or "").strip()
+                problems = [
+                    f"{name}: {value!r} is not an address"
+                    for name, value in (("employee", employee), ("partner", partner))
+                    if not _ADDRESS.match(value)
+                ]
+                if role not in ("leader", "mentor", "peer"):
+                    problems.append(f"role: {role!r} is not leader, mentor or peer")
+                if program not in programs:
+                    problems.append(f"program: no program named {program!r}")
+                if employee == partner:
+                    problems.append("partner: the employee and partner are the same person")
+                if problems:
+                    errors = [f"{where}: {p}" for p in problems]
+                    err(["directory", "relationships", "path"], "; ".join(errors))
+                    continue
+                out.append(Pair(employee, partner, role, program, where))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        err(["directory", "relationships", "path"], f"{path}: {exc}")
+    return tuple(out)
+
+
+_ADDRESS = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+$")
 
 
 def reply_accounts(relationships: list[Relationship]) -> dict[str, tuple[str, ...]]:

@@ -167,6 +167,19 @@ Hours = Annotated[
 ]
 
 
+def _percent(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage like 25%") from None
+    return value
+
+
+#: a share of a whole: "25%" or 0.25
+Share = Annotated[float, BeforeValidator(_percent), Field(gt=0, le=1)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -409,19 +422,87 @@ class GuardConfig(Strict):
     #: the most bookings, moves and mails one tick may make
     max_actions: int | None = Field(default=None, ge=1)
     #: the largest share of relationships one tick may book or mail for ("25%" or 0.25)
-    max_share: float | None = Field(default=None, gt=0, le=1)
+    max_share: Share | None = None
     #: the share applies from this many relationships on (a small team all lapses at once)
     min_relationships: int = Field(default=20, ge=1)
 
-    @field_validator("max_share", mode="before")
-    @classmethod
-    def _percent(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().endswith("%"):
-            try:
-                return float(value.strip()[:-1]) / 100
-            except ValueError:
-                raise ValueError(f"{value!r} is not a percentage like 25%") from None
-        return value
+
+class CsvColumns(Strict):
+    """Which column of the export holds each field (the header's text)."""
+
+    email: str = "email"
+    name: str | None = "name"
+    manager: str | None = "manager"
+    country: str | None = None
+    timezone: str | None = None
+    language: str | None = None
+
+
+class CsvMembers(Strict):
+    """Who is in the program: the rows whose ``column`` holds one of ``values``."""
+
+    column: str
+    values: list[str] = Field(min_length=1)
+
+
+class CsvSource(Strict):
+    """An export of an HR system; ``manager`` holds the manager's email."""
+
+    kind: Literal["csv"]
+    path: str
+    columns: CsvColumns = CsvColumns()
+    members: CsvMembers | None = None
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8-sig"
+
+
+DirectorySource = Annotated[CsvSource, Field(discriminator="kind")]
+
+
+class PairColumns(Strict):
+    employee: str = "employee"
+    partner: str = "partner"
+    role: str = "role"
+    program: str = "program"
+
+
+class PairsSource(Strict):
+    """Mentoring and peer relationships from a CSV file, read with the configuration."""
+
+    path: str
+    columns: PairColumns = PairColumns()
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8-sig"
+
+
+class DirectoryGuardConfig(Strict):
+    """``directory.guard``: how much one read may change before a person confirms it."""
+
+    max_drop: Share = 0.1
+    max_changes: Share = 0.2
+    min_changes: int = Field(default=10, ge=0)
+
+
+class DirectoryConfig(Strict):
+    """``directory:``: people and reporting lines read from the company's directory."""
+
+    source: DirectorySource
+    #: the program the leader relationships follow, and their role
+    program: str
+    role: str = "leader"
+    #: the calendar account of the people the directory adds (the default account)
+    account: str | None = None
+    #: a new line's first meetings are due this long after it starts, not at once
+    first_within: Duration = timedelta(days=30)
+    #: how long the data of a person who left is kept before it is erased
+    retention: Duration = timedelta(days=365)
+    #: how often ``cadence serve`` reads the directory
+    interval: Duration = timedelta(hours=1)
+    #: the folder of the development plans of the people it adds, one ``EMAIL.yaml`` each
+    plans: str | None = None
+    #: mentoring and peer relationships from a CSV (the leader lines come from the source)
+    relationships: PairsSource | None = None
+    guard: DirectoryGuardConfig = DirectoryGuardConfig()
 
 
 class ServiceConfig(Strict):
@@ -446,9 +527,10 @@ class ConfigFile(Strict):
     guard: GuardConfig = GuardConfig()
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
-    people: list[PersonConfig]
+    people: list[PersonConfig] = Field(default_factory=list)
     relationships: list[RelationshipConfig] = Field(default_factory=list)
     programs: dict[str, ProgramConfig] = Field(default_factory=dict)
+    directory: DirectoryConfig | None = None
 
 
 def json_schema() -> dict[str, Any]:

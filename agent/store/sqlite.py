@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import heapq
 import json
-import secrets
 import sqlite3
 import time
 from collections import OrderedDict
@@ -26,132 +25,11 @@ from agent.core.model import Changes, Event, Interval
 from agent.core.records import StoredBooking
 from agent.core.timestamps import from_store, to_store
 from agent.store import broken
+from agent.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from agent.store.rows import EVENT_COLUMNS, event_row, row_booking, row_event, tuple_event
-
-
-def _v1(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """CREATE TABLE sync_state (
-            owner TEXT PRIMARY KEY, cursor TEXT, synced_at TEXT, error TEXT)"""
-    )
-    db.execute(
-        """CREATE TABLE events (
-            owner TEXT NOT NULL, id TEXT NOT NULL, uid TEXT, key TEXT, title TEXT,
-            start TEXT NOT NULL, "end" TEXT NOT NULL, all_day INTEGER, cancelled INTEGER,
-            transparent INTEGER, kind TEXT, organizer TEXT, attendees TEXT,
-            sequence INTEGER, PRIMARY KEY (owner, id))"""
-    )
-    db.execute("CREATE INDEX events_owner_start ON events (owner, start)")
-    db.execute("CREATE INDEX events_key ON events (key) WHERE key IS NOT NULL")
-    db.execute(
-        """CREATE TABLE bookings (
-            key TEXT PRIMARY KEY, relationship TEXT NOT NULL, series TEXT NOT NULL,
-            stage TEXT, due TEXT, start TEXT, "end" TEXT, organizer TEXT, status TEXT NOT NULL,
-            event_id TEXT, reason TEXT, created_at TEXT, updated_at TEXT)"""
-    )
-    db.execute(
-        """CREATE TABLE outbox (
-            key TEXT PRIMARY KEY, meeting TEXT NOT NULL, kind TEXT NOT NULL,
-            relationship TEXT, series TEXT, status TEXT NOT NULL, message_id TEXT,
-            sender TEXT, recipients TEXT, subject TEXT, location TEXT, error TEXT,
-            created_at TEXT, sent_at TEXT)"""
-    )
-    db.execute(
-        """CREATE TABLE meetings (
-            id TEXT NOT NULL, relationship TEXT NOT NULL, series TEXT NOT NULL, stage TEXT,
-            start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, key TEXT,
-            declined_by TEXT, tick INTEGER, PRIMARY KEY (relationship, id))"""
-    )
-    db.execute(
-        """CREATE TABLE ticks (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, now TEXT NOT NULL, started_at TEXT,
-            finished_at TEXT, status TEXT, summary TEXT)"""
-    )
-    db.execute(
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, tick INTEGER, at TEXT NOT NULL,
-            relationship TEXT, series TEXT, kind TEXT NOT NULL, message TEXT NOT NULL,
-            data TEXT)"""
-    )
-    db.execute("CREATE INDEX audit_tick ON audit (tick)")
-    db.execute("CREATE INDEX audit_relationship ON audit (relationship, at)")
-
-
-def _v2(db: sqlite_utils.Database) -> None:
-    db.execute("ALTER TABLE bookings ADD COLUMN moves INTEGER NOT NULL DEFAULT 0")
-
-
-def _v3(db: sqlite_utils.Database) -> None:
-    """Replies to recaps and the action items they carry."""
-    db.execute(
-        """CREATE TABLE replies (
-            message_id TEXT PRIMARY KEY, ref TEXT, meeting TEXT, relationship TEXT,
-            employee TEXT, sender TEXT, received_at TEXT, status TEXT NOT NULL,
-            reason TEXT, items TEXT, notes TEXT, update_key TEXT, recorded_at TEXT)"""
-    )
-    db.execute("CREATE INDEX replies_employee ON replies (employee, received_at)")
-    db.execute(
-        """CREATE TABLE actions (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, employee TEXT NOT NULL,
-            norm TEXT NOT NULL, title TEXT NOT NULL, goal TEXT, due TEXT,
-            status TEXT NOT NULL, relationship TEXT, meeting TEXT, source TEXT,
-            created_at TEXT, updated_at TEXT, done_at TEXT, UNIQUE (employee, norm))"""
-    )
-
 
 #: how many calendars' events the store keeps parsed between two reads (see Store._recent)
 RECENT_CALENDARS = 32
-
-
-def _v4(db: sqlite_utils.Database) -> None:
-    # the engine asks for a relationship's last audit rows of a kind on every tick
-    db.execute("CREATE INDEX audit_relationship_kind ON audit (relationship, kind, id)")
-
-
-def _v5(db: sqlite_utils.Database) -> None:
-    # what stands in a meeting's way: the events still running at its start
-    db.execute('CREATE INDEX events_owner_end ON events (owner, "end")')
-
-
-def _v6(db: sqlite_utils.Database) -> None:
-    # every real tick looks for the ticks a killed process left running
-    db.execute("CREATE INDEX ticks_running ON ticks (id) WHERE status = 'running'")
-
-
-def _v7(db: sqlite_utils.Database) -> None:
-    """How far each reply account's inboxes were read, so that a restart goes on from
-    there instead of listing 30 days of mail again; and the count of updated recaps
-    per relationship (``recap.max_updates_per_day``) looks replies up by relationship."""
-    db.execute(
-        """CREATE TABLE reply_marks (
-            account TEXT NOT NULL, mailbox TEXT NOT NULL, mark TEXT NOT NULL,
-            updated_at TEXT, PRIMARY KEY (account, mailbox))"""
-    )
-    db.execute("CREATE INDEX replies_relationship ON replies (relationship, recorded_at)")
-
-
-def _v8(db: sqlite_utils.Database) -> None:
-    # the store's own values; the first, a secret that keys the Message-IDs of the mail
-    # Cadence sends, so that no one can guess one and forge a reply (Store.mail_secret)
-    db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    db.execute("INSERT INTO meta (name, value) VALUES ('mail_secret', ?)", [secrets.token_hex(32)])
-
-
-def _v9(db: sqlite_utils.Database) -> None:
-    """When Cadence began watching each relationship: recaps go only to meetings that
-    ended after it. A store from before keeps its history: a relationship's watch
-    began with its first audit row (every tick assesses every relationship)."""
-    db.execute("CREATE TABLE watched (relationship TEXT PRIMARY KEY, since TEXT NOT NULL)")
-    db.execute(
-        "INSERT INTO watched (relationship, since) SELECT relationship, MIN(at) FROM audit "
-        "WHERE relationship IS NOT NULL GROUP BY relationship"
-    )
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-]  # fmt: skip
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _patiently(step: Callable[[], object], seconds: float = 30.0) -> None:

@@ -23,12 +23,14 @@ from agent.core import logs
 from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
 from agent.core.retry import RetryPolicy
-from agent.core.timestamps import to_store
-from agent.rules import cadence, guard, mailplan, planning
+from agent.core.timestamps import from_store, to_store
+from agent.rules import cadence, guard, handover, mailplan, planning
 from agent.rules.actions import Action, Send
 from agent.rules.classify import Status
 from agent.settings.config import Settings
+from agent.settings.directory import merge
 from agent.store import assessed
+from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
 from agent.store.sqlite import Store
 from agent.tick import metrics, replies, sync
@@ -38,6 +40,19 @@ from agent.tick.plans import Plans, plan_warning, recorded_by_employee
 log = logging.getLogger("cadence.engine")
 
 HISTORY = assessed.HISTORY
+#: how long after a reporting line ended Cadence still cancels and mails for it
+ENDED_WITHIN = timedelta(days=14)
+
+
+def _last_held(rows: list[dict[str, Any]], employee: Person) -> str | None:
+    """The last held meeting among stored ``meetings`` rows, as a phrase."""
+    held = [r for r in rows if r["status"] == "held"]
+    if not held:
+        return None
+    last = max(held, key=lambda r: r["start"])
+    local = from_store(last["start"]).astimezone(employee.zone)
+    what = (last["stage"] or last["series"]).replace("_", " ").capitalize()
+    return f"{what}, {local:%a} {local.day} {local:%b %Y}"
 
 
 @dataclass
@@ -75,13 +90,21 @@ class Engine:
         settings: Settings,
         store: Store | None = None,
         retry: RetryPolicy | None = None,
+        adopted: dict[str, tuple[str, Any]] | None = None,
     ) -> None:
+        #: the settings as configured; ``settings`` adds the directory's people each tick
+        self.configured = settings
         self.settings = settings
         self.store = store or Store(settings.store)
         self._own_store = store is None
         self.retry = retry or RetryPolicy()
         self._connections: dict[str, tuple[Calendar, Mailer]] = {}
-        self._adopted = False
+        #: time zone and working hours read from mailboxes, per person, once per engine
+        #: (a service hands them from one engine to the next)
+        self._adopted: dict[str, tuple[str, Any]] = {} if adopted is None else adopted
+        self._asked: set[str] = set()
+        #: why the last directory read was not applied, for the tick's warnings
+        self.directory_warning: str | None = None
         self._limits: dict[str, tuple[threading.BoundedSemaphore, TokenBucket | None]] = {}
         #: the sync step's threads, kept from tick to tick: each keeps its connections
         self._pool: ThreadPoolExecutor | None = None
@@ -189,42 +212,80 @@ class Engine:
             self.store.audit(tick_id, now, "interrupted", message, data={"tick": row["id"]})
         return tick_id
 
+    def lay_directory(self) -> None:
+        """Lay the stored directory over the configured settings (each tick: a directory
+        sync may have added people and lines since the last one)."""
+        if self.configured.directory is None:
+            return
+        rows = DirectoryRows(self.store)
+        last = rows.last_read()
+        self.directory_warning = None
+        if last is not None and last["status"] in ("held", "failed"):
+            self.directory_warning = (
+                f"directory read {last['status']} ({last['at']}): {last['reason']}"
+            )
+            if last["status"] == "held":
+                self.directory_warning += (
+                    "; look at `cadence directory diff`, then `cadence directory sync --confirm`"
+                )
+        before = self._accounts_people()
+        self.settings = merge(
+            self.configured, rows.entries(left=True), rows.lines(), left=rows.left()
+        )
+        after = self._accounts_people()
+        for account in [a for a in self._connections if before.get(a) != after.get(a)]:
+            # a connector knows its account's people: a joiner needs a new connection
+            calendar, mailer = self._connections.pop(account)
+            calendar.close()
+            mailer.close()
+
+    def _accounts_people(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for person in self.settings.people.values():
+            out.setdefault(person.account, set()).add(person.email)
+        return out
+
     def adopt_mailbox_settings(self, run: Journal) -> None:
         """Take the time zone and working hours the config leaves out from providers that
-        know them (Microsoft 365's mailbox settings), once per engine."""
-        if self._adopted:
-            return
-        self._adopted = True
+        know them (Microsoft 365's mailbox settings), once per person and engine."""
         changed: dict[str, Person] = {}
         for person in self.people():
             if not person.provided:
                 continue
-            try:
-                calendar, _ = self.connection(person.account)
-                if not isinstance(calendar, MailboxSettings):
+            if person.email not in self._adopted:
+                if person.email in self._asked:
+                    continue  # asked and not told: config defaults, until the next engine
+                self._asked.add(person.email)
+                try:
+                    calendar, _ = self.connection(person.account)
+                    if not isinstance(calendar, MailboxSettings):
+                        continue
+                    self._adopted[person.email] = calendar.mailbox_settings(person)
+                except Exception as exc:  # the sync step reports an unusable account
+                    run.audit(
+                        "settings",
+                        f"{person.email}: mailbox settings not read ({type(exc).__name__}); "
+                        "config defaults kept",
+                    )
                     continue
-                zone, hours = calendar.mailbox_settings(person)
-            except Exception as exc:  # the sync step reports an unusable account properly
                 run.audit(
                     "settings",
-                    f"{person.email}: mailbox settings not read ({type(exc).__name__}); "
-                    "config defaults kept",
+                    f"{person.email}: {', '.join(sorted(person.provided))} from the mailbox "
+                    f"({self._adopted[person.email][0]})",
                 )
-                continue
+            zone, hours = self._adopted[person.email]
             changed[person.email] = dataclasses.replace(
                 person,
                 timezone=zone if "timezone" in person.provided else person.timezone,
                 working_hours=hours if "working_hours" in person.provided else person.working_hours,
                 provided=frozenset(),  # known now: a later engine on these settings asks no more
             )
-            run.audit(
-                "settings",
-                f"{person.email}: {', '.join(sorted(person.provided))} from the mailbox ({zone})",
-            )
         if changed:
             people = {**self.settings.people, **changed}
             relationships = tuple(
-                Relationship(people[r.employee.email], people[r.partner.email], r.role, r.program)
+                dataclasses.replace(
+                    r, employee=people[r.employee.email], partner=people[r.partner.email]
+                )
                 for r in self.settings.relationships
             )
             self.settings = dataclasses.replace(
@@ -241,6 +302,7 @@ class Engine:
             # another process ticked on this store: what was kept may be out of date
             self.saved_meetings.clear()
             self.assessed.clear()
+        self.lay_directory()
         run = _Tick(self, tick_id, now, dry_run)
         self.adopt_mailbox_settings(run.journal)
         status = "failed"
@@ -273,6 +335,8 @@ class _Tick:
         self.dry_run = dry_run
         self.journal = Journal(engine.store, tick_id, now, dry_run)
         self.report = TickReport(tick_id, now, self.journal.actions, [], self.journal.errors)
+        if engine.directory_warning:
+            self.report.warnings.append(engine.directory_warning)
         self.failed_people: set[str] = set()
         self.snapshot: planning.Snapshot | None = None
 
@@ -443,7 +507,7 @@ class _Tick:
             watched=snap.watched,
         )
         actions = planning.plan(snap, busy, units)
-        actions = self._updates(snap) + actions
+        actions = self._endings(snap) + self._updates(snap) + actions
         self.report.planned = actions
         self.report.scale = guard.count(actions, len(settings.relationships))
         self.report.held = guard.exceeded(self.report.scale, settings.guard)
@@ -457,6 +521,44 @@ class _Tick:
             self.journal.audit("plan-error", f"plan of {email} not used: {problems[email]}")
         # every tick says so, mail or not: the plan stays unused until someone fixes it
         self.report.warnings.extend(plan_warning(e, problems[e]) for e in sorted(problems))
+
+    def _endings(self, snap: planning.Snapshot) -> list[Action]:
+        """What the reporting lines that ended lately still need (``rules.handover``)."""
+        settings = self.engine.settings
+        if settings.directory is None:
+            return []
+        assert snap.mail is not None
+        rows = DirectoryRows(self.store)
+        recent = rows.lines(ended_after=self.now - ENDED_WITHIN)
+        if not recent:
+            return []
+        present = frozenset(rows.entries()) | frozenset(self.engine.configured.people)
+        people = settings.people
+        endings = []
+        for line in recent:
+            employee, leader = people.get(line.employee), people.get(line.leader)
+            if employee is None or leader is None:
+                continue  # erased
+            ahead = [
+                (b, self.store.event_by_key(b.key))
+                for b in snap.bookings.values()
+                if b.relationship == line.id
+                and b.status != "cancelled"
+                and b.start is not None
+                and b.start > self.now
+            ]
+            endings.append(
+                handover.Ending(
+                    line,
+                    employee,
+                    leader,
+                    people.get(line.successor or ""),
+                    ahead,
+                    last=_last_held(self.store.meetings(line.id), employee),
+                    first_by=(line.until or self.now) + settings.directory.first_within,
+                )
+            )
+        return handover.plan(endings, snap.mail, present)
 
     def _updates(self, snap: planning.Snapshot) -> list[Action]:
         """The updated recaps that answer recorded replies, first among the mails."""

@@ -22,7 +22,7 @@ from agent.core import faults
 from agent.core.errors import TransientError
 from agent.core.model import Event, Interval, OutgoingMail
 from agent.core.timestamps import to_store
-from agent.rules.actions import Accept, Action, Book, Move, Note, Send
+from agent.rules.actions import Accept, Action, Book, Cancel, Move, Note, Send
 
 if TYPE_CHECKING:
     from agent.store.sqlite import Store
@@ -145,6 +145,8 @@ class Executor:
                 self._note(action)
             elif isinstance(action, Accept):
                 self._accept(action)
+            elif isinstance(action, Cancel):
+                self._cancel(action)
             elif isinstance(action, Move):
                 self._move(action)
             elif isinstance(action, Book):
@@ -184,6 +186,27 @@ class Executor:
         self.journal.record(
             ActionRecord("accept", action.relationship, action.series, action.reason, "done")
         )
+
+    def _cancel(self, action: Cancel) -> None:
+        """Cancel one of the agent's events, its booking marked before and after."""
+        rel, name = action.relationship, action.series
+        if not self.acting:
+            self.journal.held("cancel", rel, name, action.reason, {"key": action.key})
+            return
+        try:
+            self.store.save_booking({"key": action.key, "status": "cancelling"}, self.now)
+            event = action.event
+            if event is not None and not event.cancelled:
+                calendar, _ = self.engine.connection(action.organizer.account)
+                faults.point("cancel:before")
+                calendar.cancel(action.organizer, event)
+                faults.point("cancel:after")
+            self.store.save_booking({"key": action.key, "status": "cancelled"}, self.now)
+        except Exception:
+            self.unsettled.add(action.line)
+            raise
+        self.journal.audit("cancel", f"{name}: {action.reason}", rel, name, {"key": action.key})
+        self.journal.record(ActionRecord("cancel", rel, name, action.reason, "done"))
 
     def _move(self, action: Move) -> None:
         rel, name, data = action.relationship, action.series, action.data
@@ -417,6 +440,8 @@ def _where(action: Action) -> str:
         return f"{action.kind} for {action.meeting}"
     if isinstance(action, Book):
         return f"book {action.relationship} {action.series}"
+    if isinstance(action, Cancel):
+        return f"cancel {action.key}"
     return f"review {action.relationship} {action.series}"
 
 

@@ -16,12 +16,14 @@ from agent.rules import cadence, slots
 from agent.settings.config import Settings
 from agent.store.assessed import Assessment, assess_from_store
 from agent.store.sqlite import Store
+from agent.views.people import laid
 
 
 def explain(settings: Settings, ref: str, now: datetime, echo: Callable[[str], None]) -> None:
-    rel = settings.relationship(ref)
     store = Store(settings.store)
     try:
+        settings = laid(settings, store)
+        rel = settings.relationship(ref)
         _explain(settings, store, rel, now, echo)
     finally:
         store.close()

@@ -22,6 +22,7 @@ from agent.settings import templates as template_files
 from agent.settings.config import Settings
 from agent.store.sqlite import Store
 from agent.tick.plans import plan_path, recorded_actions
+from agent.views.people import laid
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Packet:
 def collect(settings: Settings, store: Store, email: str, since: date, now: datetime) -> Packet:
     """Assemble the packet of ``email`` from ``since`` up to ``now``; raise ConfigError
     for a person who is not configured."""
+    settings = laid(settings, store, ended=True)
     person = settings.people.get(email.lower())
     if person is None:
         raise ConfigError(f"{email} is not among the people in {settings.path}")

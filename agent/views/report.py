@@ -34,6 +34,7 @@ from agent.rules.classify import Meeting, Status
 from agent.settings.config import Settings
 from agent.store.assessed import HISTORY, assess_from_store
 from agent.store.sqlite import Store
+from agent.views.people import laid
 from agent.views.uncertain import advice, uncertain_mail
 
 DEEP_DIVE_DAYS = 97
@@ -187,6 +188,7 @@ def build(
     since = (since or now - timedelta(days=365)).astimezone(UTC)
     store = Store(settings.store)
     try:
+        settings = laid(settings, store)
         bookings = store.bookings()
         history_start = min(since, now - HISTORY)
         assessed = assess_from_store(settings, store, now, since=history_start, bookings=bookings)

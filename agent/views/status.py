@@ -11,6 +11,7 @@ from agent.settings.config import Settings
 from agent.store.assessed import assess_from_store
 from agent.store.sqlite import Store
 from agent.tick import plans
+from agent.views.people import laid
 from agent.views.uncertain import describe, uncertain_mail
 
 
@@ -18,6 +19,7 @@ def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
     broken_plans = plans.problems(settings)
     store = Store(settings.store)
     try:
+        settings = laid(settings, store)
         rows = []
         unsure: dict[tuple[str, str], list[str]] = {}
         for mail in uncertain_mail(store):

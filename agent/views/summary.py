@@ -20,6 +20,9 @@ _LABELS = {
     "accept": "accepted a move made by hand",
     "reply": "reply read",
     "update": "updated recap sent",
+    "cancel": "cancelled",
+    "ended": "told both the line has ended",
+    "handover": "hand-over sent to the new leader",
 }
 
 
@@ -68,6 +71,19 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                     echo(f"      to {', '.join(data['to'])} → {data['where']}")
             elif action.outcome in ("no-slot", "held-back", "deferred", "failed", "uncertain"):
                 echo(f"  ! {action.detail}")
+    known = {rel.id for rel in settings.relationships}
+    ended = [a for a in report.actions if a.relationship and a.relationship not in known]
+    for rel_id in dict.fromkeys(a.relationship for a in ended):
+        echo("")
+        echo(f"{rel_id}: the reporting line has ended")
+        for action in [a for a in ended if a.relationship == rel_id]:
+            if action.kind in _LABELS and action.outcome == "done":
+                new += 1
+                echo(f"  → {_LABELS[action.kind]}: {action.detail}")
+                if action.data.get("where"):
+                    echo(f"      to {', '.join(action.data['to'])} → {action.data['where']}")
+            elif action.outcome in ("held-back", "failed", "uncertain"):
+                echo(f"  ! {action.detail}")
     for error in report.errors:
         if not any(error == a.detail and a.relationship for a in report.actions):
             echo(f"! {error}")
@@ -87,7 +103,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
     elif new:
         echo(
             f"{verb.title()}: {report.count('book', 'planned' if dry_run else 'done')} booked, "
-            f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite', 'update'))} mails."
+            f"{sum(report.count(k, 'planned' if dry_run else 'done') for k in ('agenda', 'recap', 'invite', 'update', 'ended', 'handover'))} mails."
         )
     else:
         echo("Nothing new to book or send: every due action is already done.")

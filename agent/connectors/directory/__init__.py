@@ -1,0 +1,50 @@
+"""Directory sources, one module each: where the people and their managers are read.
+
+Each module exposes ``read(source, ctx: DirectoryContext, cursor) -> Read``. A source
+that can read incrementally (Entra ID's delta) returns what changed since ``cursor``;
+the others return everyone (``Read.full``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.core.directory import Entry
+from agent.core.retry import RetryPolicy
+
+SOURCES = {
+    "csv": "agent.connectors.directory.csv_file",
+}
+
+
+@dataclass(frozen=True)
+class Read:
+    """One read of a source: everyone (``full``), or what changed since the cursor."""
+
+    entries: list[Entry]
+    full: bool = True
+    removed: list[str] = field(default_factory=list)
+    #: where the next read takes up (a delta link), or None
+    cursor: str | None = None
+    #: requests the read made, for the benchmarks and /metrics
+    requests: int = 0
+
+
+@dataclass
+class DirectoryContext:
+    """What a source needs besides its own config."""
+
+    base: Path
+    accounts: dict[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("cadence.directory"))
+
+
+def read(source: Any, ctx: DirectoryContext, cursor: str | None = None) -> Read:
+    module = importlib.import_module(SOURCES[source.kind])
+    result: Read = module.read(source, ctx, cursor)
+    return result
