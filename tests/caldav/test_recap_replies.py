@@ -107,7 +107,10 @@ def test_recap_replies_over_imap_through_the_engine(
         f"    imap: {{host: 127.0.0.1, port: {dovecot.port}, ssl: false, starttls: false, "
         f"username: {dovecot.credentials[0]}, password_env: CADENCE_TEST_IMAP_PASSWORD}}\n"
     )
-    programs = PROGRAMS + "    recap: {after: 2h, collect_replies: true, max_reply_size: 64KB}\n"
+    programs = (
+        PROGRAMS
+        + "    recap: {after: 2h, collect_replies: true, max_reply_size: 64KB, backfill: 1d}\n"
+    )
     path = write_config(
         tmp_path / "cadence.yaml", radicale, smtp, extra=programs, account_extra=account_extra
     )
