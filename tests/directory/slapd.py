@@ -10,7 +10,6 @@ test can count the searches and pages the server answered.
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import subprocess
@@ -110,7 +109,8 @@ def dn(uid: str, ou: str = "people") -> str:
 
 @dataclass
 class Slapd:
-    """slapd on 127.0.0.1 at a free port; ``ldaps_port`` too when ``tls`` is given."""
+    """slapd on 127.0.0.1 at a free port; ``ldaps_port`` too (on 127.0.0.1 and
+    127.0.0.2) when ``tls`` is given."""
 
     #: entries a search that does not page may return (Active Directory's MaxPageSize)
     page_limit: int = 4
@@ -167,7 +167,8 @@ access to *
         urls = [self.url]
         if self.tls:
             self.ldaps_port = free_port()
-            urls.append(f"ldaps://127.0.0.1:{self.ldaps_port}")
+            # and on another loopback address, which the test certificate does not name
+            urls += [f"ldaps://127.0.0.{n}:{self.ldaps_port}" for n in (1, 2)]
         with (self.home / "slapd.log").open("wb") as log:
             self._process = subprocess.Popen(
                 [SLAPD, "-f", str(self.home / "slapd.conf"), "-h", " ".join(urls), "-d", "stats"],
@@ -200,6 +201,9 @@ access to *
         """Add LDIF records as the administrator, through the server (so memberOf is kept)."""
         self._ldap("ldapadd", "\n".join(records))
 
+    def load(self, path: Path) -> None:
+        self._ldap("ldapadd", path.read_text(encoding="utf-8"))
+
     def modify(self, ldif: str) -> None:
         self._ldap("ldapmodify", ldif)
 
@@ -213,8 +217,8 @@ access to *
         return (self.home / "slapd.log").read_text(errors="replace")
 
     def searches(self, base: str = SUFFIX) -> list[str]:
-        """The searches of ``base`` the server answered, one log line each (a page each)."""
-        return [line for line in self.log().splitlines() if re.search(rf'SRCH base="{base}"', line)]
+        """The searches of ``base`` the server received, one log line each (one per page)."""
+        return [line for line in self.log().splitlines() if f'SRCH base="{base}"' in line]
 
     def stop(self) -> None:
         if self._process is not None:

@@ -15,9 +15,11 @@ read; an entry without a usable mail is logged and skipped.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import ssl
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -26,9 +28,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import ldap3
-from ldap3.core import exceptions as lx
-from ldap3.utils.conv import escape_filter_chars
+with warnings.catch_warnings():
+    # ldap3 2.9 imports names pyasn1 0.6 has deprecated (tagMap, typeMap)
+    warnings.filterwarnings("ignore", r"(tag|type)Map is deprecated", DeprecationWarning)
+    import ldap3
+    from ldap3.core import exceptions as lx
+    from ldap3.utils.conv import escape_filter_chars
 
 from agent.connectors.directory import DirectoryContext, Read
 from agent.core import files
@@ -37,8 +42,8 @@ from agent.core.errors import ConfigError, PermanentError, TransientError
 
 _ADDRESS = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+$")
 _PAGED = "1.2.840.113556.1.4.319"
-#: result codes worth another try: busy, unavailable, a time limit, an admin limit
-_TRANSIENT = {3, 11, 51, 52}
+#: result codes worth another try: a time limit, busy, unavailable
+_TRANSIENT = {3, 51, 52}
 
 
 def read(source: Any, ctx: DirectoryContext, cursor: str | None = None) -> Read:
@@ -145,28 +150,37 @@ class _Reader:
             password=self.password,
             authentication=ldap3.SIMPLE if s.bind_dn else ldap3.ANONYMOUS,
             read_only=True,
-            receive_timeout=s.timeout,
+            receive_timeout=math.ceil(s.timeout),  # ldap3 packs it as whole seconds
             auto_referrals=False,
             auto_escape=False,
             return_empty_attributes=False,
             raise_exceptions=False,
         )
         conn = self._conn
-        with self._failures("connect"):
-            conn.open()
-            if s.start_tls and not conn.start_tls():
-                raise PermanentError(f"{self.where}: StartTLS refused: {self._said(conn)}")
-            self.requests += 1
-            if not conn.bind():
-                code = conn.result.get("result")
-                who = f"as {s.bind_dn}" if s.bind_dn else "anonymously"
-                if code == 49:
-                    raise PermanentError(
-                        f"{self.where}: bind {who} refused (invalid credentials); "
-                        "check bind_dn and the password"
-                    )
-                raise self._error(f"bind {who}", conn)
+        try:
+            with self._failures("connect"):
+                conn.open()
+                if s.start_tls and not conn.start_tls():
+                    raise PermanentError(f"{self.where}: StartTLS refused: {self._said(conn)}")
+                self.requests += 1
+                if not conn.bind():
+                    raise self._refused(conn)
+        except BaseException:
+            with suppress(lx.LDAPException, OSError):
+                conn.unbind()
+            if conn.socket is not None:  # a socket that never connected stays open
+                conn.socket.close()
+            raise
         return conn
+
+    def _refused(self, conn: ldap3.Connection) -> Exception:
+        who = f"as {self.source.bind_dn}" if self.source.bind_dn else "anonymously"
+        if conn.result.get("result") == 49:
+            return PermanentError(
+                f"{self.where}: bind {who} refused (invalid credentials); "
+                "check bind_dn and the password"
+            )
+        return self._error(f"bind {who}", conn)
 
     def _failures(self, doing: str) -> AbstractContextManager[None]:
         return _translated(self.where, doing)
@@ -247,11 +261,14 @@ class _Reader:
         code = conn.result.get("result")
         said = self._said(conn)
         if code == 32:
-            return PermanentError(f"{self.where}: base_dn {self.source.base_dn} does not exist")
-        if code == 4:
             return PermanentError(
-                f"{self.where}: {doing}: size limit exceeded; lower page_size below the "
-                "server's limit (Active Directory: MaxPageSize, 1000)"
+                f"{self.where}: base_dn {self.source.base_dn} does not exist "
+                "(or the account may not read it)"
+            )
+        if code in (4, 11):
+            return PermanentError(
+                f"{self.where}: {doing}: {said}; lower page_size to the server's limit "
+                "(Active Directory: MaxPageSize, 1000)"
             )
         if code in _TRANSIENT:
             return TransientError(f"{self.where}: {doing}: {said}")
