@@ -3,7 +3,7 @@
 Its own configuration in a temporary folder (``slapd -f``): an mdb database for
 ``dc=acme,dc=example``, the ``memberof`` overlay (so ``memberOf`` is kept by the server as
 Active Directory keeps it), a read-only service account that is the only one allowed to
-read people, and a size limit like Active Directory's ``MaxPageSize``: a search that
+read the attributes Cadence reads and nothing else, and a size limit like Active Directory's ``MaxPageSize``: a search that
 does not page gets at most ``page_limit`` entries. ``stats`` logging goes to a file, so a
 test can count the searches and pages the server answered.
 """
@@ -35,6 +35,11 @@ ROOT_PASSWORD = "root-secret"
 READER_DN = f"cn=cadence,ou=services,{SUFFIX}"
 READER_PASSWORD = "reader-secret"
 GROUP_DN = f"cn=development,ou=groups,{SUFFIX}"
+#: all the reader may see: what docs/directory.md grants (and the test schema's time zone)
+READ = (
+    "entry", "objectClass", "mail", "displayName", "manager", "c", "co",
+    "preferredLanguage", "memberOf", "acmeTimeZone",
+)  # fmt: skip
 
 #: a time zone attribute, as a company that keeps one extends its schema
 _SCHEMA = """\
@@ -158,8 +163,10 @@ overlay memberof
 access to attrs=userPassword
   by anonymous auth
   by * none
-access to *
+access to dn.subtree="ou=people,{SUFFIX}" attrs={",".join(READ)}
   by dn.exact="{READER_DN}" read
+  by * none
+access to *
   by * none
 """
         )
