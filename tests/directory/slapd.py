@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SLAPD = shutil.which("slapd") or ("/usr/sbin/slapd" if Path("/usr/sbin/slapd").exists() else None)
@@ -123,7 +123,7 @@ class Slapd:
     tls: tuple[Path, Path] | None = None
     port: int = 0
     ldaps_port: int = 0
-    home: Path = field(default_factory=Path)
+    home: Path | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -133,21 +133,21 @@ class Slapd:
     def start(self) -> Slapd:
         if MISSING:
             raise RuntimeError(MISSING)
-        self.home = Path(tempfile.mkdtemp(prefix="cadence-slapd-"))
-        (self.home / "db").mkdir()
-        (self.home / "acme.schema").write_text(_SCHEMA)
+        self.home = home = Path(tempfile.mkdtemp(prefix="cadence-slapd-"))
+        (home / "db").mkdir()
+        (home / "acme.schema").write_text(_SCHEMA)
         tls = ""
         if self.tls:
             cert, key = self.tls
             tls = f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n"
-        (self.home / "slapd.conf").write_text(
+        (home / "slapd.conf").write_text(
             f"""\
 include {SCHEMAS}/core.schema
 include {SCHEMAS}/cosine.schema
 include {SCHEMAS}/inetorgperson.schema
-include {self.home}/acme.schema
-pidfile {self.home}/slapd.pid
-argsfile {self.home}/slapd.args
+include {home}/acme.schema
+pidfile {home}/slapd.pid
+argsfile {home}/slapd.args
 modulepath {MODULES}
 moduleload back_mdb.la
 moduleload memberof.la
@@ -157,7 +157,7 @@ maxsize 16777216
 suffix "{SUFFIX}"
 rootdn "{ROOT_DN}"
 rootpw {ROOT_PASSWORD}
-directory {self.home}/db
+directory {home}/db
 limits users size.soft={self.page_limit} size.hard={self.page_limit} size.pr={self.page_limit} size.prtotal=unlimited
 overlay memberof
 access to attrs=userPassword
@@ -176,9 +176,9 @@ access to *
             self.ldaps_port = free_port()
             # and on another loopback address, which the test certificate does not name
             urls += [f"ldaps://127.0.0.{n}:{self.ldaps_port}" for n in (1, 2)]
-        with (self.home / "slapd.log").open("wb") as log:
+        with (home / "slapd.log").open("wb") as log:
             self._process = subprocess.Popen(
-                [SLAPD, "-f", str(self.home / "slapd.conf"), "-h", " ".join(urls), "-d", "stats"],
+                [SLAPD, "-f", str(home / "slapd.conf"), "-h", " ".join(urls), "-d", "stats"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -221,6 +221,7 @@ access to *
             raise RuntimeError(f"{tool}: {done.stderr.decode(errors='replace')}\n{ldif}")
 
     def log(self) -> str:
+        assert self.home is not None, "slapd is not running"
         return (self.home / "slapd.log").read_text(errors="replace")
 
     def searches(self, base: str = SUFFIX) -> list[str]:
@@ -236,7 +237,9 @@ access to *
                 self._process.kill()
                 self._process.wait(5)
             self._process = None
-        shutil.rmtree(self.home, ignore_errors=True)
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
 
     def __enter__(self) -> Slapd:
         return self.start()
