@@ -31,7 +31,7 @@ from tests.directory.slapd import (
     person,
 )
 
-pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+needs_slapd = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 ORG = Path(__file__).with_name("acme.ldif")
 PEOPLE = "ou=people,dc=acme,dc=example"
@@ -69,6 +69,7 @@ def password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LDAP_PASSWORD", READER_PASSWORD)
 
 
+@needs_slapd
 def test_a_full_read_in_pages(slapd: Slapd, caplog: pytest.LogCaptureFixture) -> None:
     before = len(slapd.searches(PEOPLE))
     with caplog.at_level(logging.WARNING, "cadence.directory"):
@@ -101,12 +102,14 @@ def test_a_full_read_in_pages(slapd: Slapd, caplog: pytest.LogCaptureFixture) ->
     assert got.full and got.cursor is None
 
 
+@needs_slapd
 def test_a_search_that_would_exceed_the_servers_limit_is_a_clean_error(slapd: Slapd) -> None:
     with pytest.raises(PermanentError, match=r"lower page_size to the server's limit") as err:
         read(source(slapd, page_size=500))
     assert slapd.url in str(err.value)
 
 
+@needs_slapd
 def test_members_by_group_and_by_filter(slapd: Slapd) -> None:
     def members(**kw: Any) -> set[str]:
         return {e.email.split("@")[0] for e in read(source(slapd, **kw)).entries if e.member}
@@ -131,6 +134,7 @@ def test_members_by_group_and_by_filter(slapd: Slapd) -> None:
     }
 
 
+@needs_slapd
 def test_manager_dns_resolve_to_addresses(slapd: Slapd) -> None:
     people = rules.resolve(read(source(slapd)).entries)
     managers = {email: e.manager for email, e in people.items()}
@@ -151,6 +155,7 @@ def test_manager_dns_resolve_to_addresses(slapd: Slapd) -> None:
     }
 
 
+@needs_slapd
 def test_a_bad_password_a_bad_base_and_no_server_are_clean_errors(
     slapd: Slapd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +187,7 @@ def test_a_bad_password_a_bad_base_and_no_server_are_clean_errors(
         read(source(slapd, bind_dn=None, password_env=None))
 
 
+@needs_slapd
 def test_the_password_from_a_private_file(slapd: Slapd, tmp_path: Path) -> None:
     secret = tmp_path / "ldap.secret"
     secret.write_text(READER_PASSWORD + "\n")
@@ -230,6 +236,7 @@ def tls_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Slapd,
         yield server, folder
 
 
+@needs_slapd
 def test_ldaps_and_start_tls_check_the_certificate(tls_slapd: tuple[Slapd, Path]) -> None:
     server, folder = tls_slapd
     ldaps = f"ldaps://127.0.0.1:{server.ldaps_port}"
@@ -288,6 +295,7 @@ def at(days: int) -> str:
     return (T0 + timedelta(days=days)).isoformat()
 
 
+@needs_slapd
 def test_the_sync_through_cadence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "calendars").mkdir()
     with Slapd() as server:
