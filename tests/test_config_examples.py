@@ -1,6 +1,5 @@
-"""The example configurations in config/: one per provider, and ``directory-KIND.yaml``
-per directory source, each passing ``cadence check`` as it is, without warnings, on a
-fresh clone (no secrets, no sign-in)."""
+"""The example configurations in config/: one per provider, each passing
+``cadence check`` as it is, without warnings, on a fresh clone (no secrets, no sign-in)."""
 
 from __future__ import annotations
 
@@ -14,35 +13,21 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from agent.app.cli import app
-from agent.settings.schema import Account, DirectorySource
+from agent.settings.schema import Account
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "config"
 runner = CliRunner()
 
 
-def _providers(annotation: object = Account, key: str = "provider") -> set[str]:
-    """The ``provider:`` names the configuration accepts, from the account models (or
-    another discriminator ``key`` of another union)."""
+def _providers(annotation: object = Account) -> set[str]:
+    """The ``provider:`` names the configuration accepts, from the account models."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return set(get_args(annotation.model_fields[key].annotation))
-    return {name for arg in get_args(annotation) for name in _providers(arg, key)}
-
-
-def _directory(path: Path) -> str | None:
-    """The source kind a ``directory-KIND.yaml`` example shows, None for a provider's."""
-    return path.stem.removeprefix("directory-") if path.stem.startswith("directory-") else None
+        return set(get_args(annotation.model_fields["provider"].annotation))
+    return {name for arg in get_args(annotation) for name in _providers(arg)}
 
 
 def test_every_provider_has_an_example() -> None:
-    examples = {path.stem for path in EXAMPLES.glob("*.yaml") if _directory(path) is None}
-    assert examples == _providers()
-
-
-def test_directory_examples_name_their_source() -> None:
-    for path in EXAMPLES.glob("directory-*.yaml"):
-        kind = _directory(path)
-        assert kind in _providers(DirectorySource, "kind"), path
-        assert yaml.safe_load(path.read_text())["directory"]["source"]["kind"] == kind
+    assert {path.stem for path in EXAMPLES.glob("*.yaml")} == _providers()
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
@@ -59,6 +44,5 @@ def test_the_example_passes_check(path: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"{copy}: ok" in result.output
     assert "warning" not in result.output, result.output
-    if _directory(path) is None:
-        accounts = yaml.safe_load(path.read_text())["accounts"]
-        assert {account["provider"] for account in accounts.values()} == {path.stem}
+    accounts = yaml.safe_load(path.read_text())["accounts"]
+    assert {account["provider"] for account in accounts.values()} == {path.stem}
