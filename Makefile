@@ -25,7 +25,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.org $(BENCH_ARGS)
 
 # Real programs some tests start that pip cannot install: Debian's Dovecot for the IMAP
-# tests of the caldav provider, Chromium for the HTML report. Installed when missing and possible (root with apt-get);
+# tests of the caldav provider, OpenLDAP's slapd for the LDAP directory source, Chromium
+# for the HTML report. Installed when missing and possible (root with apt-get);
 # otherwise those tests are skipped with the reason.
 test-servers:
 	@command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || \
@@ -34,6 +35,12 @@ test-servers:
 	      { apt-get update -qq >/dev/null 2>&1 && \
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1; }; }; } || \
 	  echo "note: dovecot-imapd not installed; the IMAP tests will be skipped"
+	@{ command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ]; } && command -v ldapadd >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null 2>&1; }; }; } || \
+	  echo "note: slapd not installed; the LDAP directory tests will be skipped"
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \

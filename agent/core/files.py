@@ -16,6 +16,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from agent.core.errors import ConfigError
+
 #: the mode of a file Cadence creates for itself
 PRIVATE_FILE = 0o600
 #: the mode of a folder Cadence creates for its files
@@ -72,3 +74,16 @@ def write_private(path: Path, data: str | bytes, mode: int = PRIVATE_FILE) -> No
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_private(path: Path, what: str) -> bytes:
+    """Read a secret file, refusing one that group or others can read (ConfigError)."""
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{what} {path} is readable by other users; restrict it with: chmod 600 {path}"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None

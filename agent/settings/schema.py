@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -20,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from agent.core.durations import (
@@ -456,7 +458,95 @@ class CsvSource(Strict):
     encoding: str = "utf-8-sig"
 
 
-DirectorySource = Annotated[CsvSource, Field(discriminator="kind")]
+def _ldap_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an ldap:// or ldaps:// URL with a host")
+    if parts.path.strip("/") or parts.query or parts.username or parts.password:
+        raise ValueError(f"{value!r}: give only the scheme, host and port; base_dn says where")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    return value
+
+
+def _ldap_filter(value: str) -> str:
+    text = value.strip()
+    if not (text.startswith("(") and text.endswith(")")) or text.count("(") != text.count(")"):
+        raise ValueError(
+            f"{value!r} is not an LDAP filter in parentheses, like (objectClass=person)"
+        )
+    return text
+
+
+LdapUrl = Annotated[str, AfterValidator(_ldap_url)]
+LdapFilter = Annotated[str, AfterValidator(_ldap_filter)]
+
+
+class LdapAttributes(Strict):
+    """Which attribute holds each field; ``manager`` holds the manager's DN."""
+
+    email: str = "mail"
+    name: str | None = "displayName"
+    manager: str | None = "manager"
+    #: tried in order: an ISO 3166 two-letter code (``c``), or a country's English name
+    #: or three-letter code (``co``)
+    country: list[str] = Field(default_factory=lambda: ["c", "co"])
+    language: str | None = "preferredLanguage"
+    #: an IANA time zone name, where the directory keeps one (no standard attribute does)
+    timezone: str | None = None
+
+
+class LdapMembers(Strict):
+    """Who is in the program: members of any of ``groups`` (by ``memberOf``) that also
+    match ``filter``; either may be left out, not both."""
+
+    groups: list[str] = Field(default_factory=list)
+    filter: LdapFilter | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> LdapMembers:
+        if not self.groups and not self.filter:
+            raise ValueError("name groups, a filter or both")
+        return self
+
+
+class LdapSource(Strict):
+    """An LDAP directory or Active Directory, read with a read-only account and paged
+    searches (RFC 2696)."""
+
+    kind: Literal["ldap"]
+    url: LdapUrl
+    #: the account Cadence binds as (it needs read access to people only); none: anonymous
+    bind_dn: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    base_dn: str
+    #: who is read: people, members or not (they may lead members)
+    filter: LdapFilter = "(objectClass=person)"
+    members: LdapMembers | None = None
+    attributes: LdapAttributes = LdapAttributes()
+    page_size: int = Field(default=500, ge=1, le=100_000)
+    start_tls: bool = False
+    ca_bundle: str | None = None
+    #: seconds to connect, and for each answer, before the read is abandoned
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _sign_in(self) -> LdapSource:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if self.bind_dn and not (self.password_env or self.password_file):
+            raise ValueError("bind_dn needs password_env or password_file")
+        if not self.bind_dn and (self.password_env or self.password_file):
+            raise ValueError("a password needs bind_dn (the account it belongs to)")
+        if self.start_tls and self.url.startswith("ldaps:"):
+            raise ValueError("start_tls is for ldap:// URLs; ldaps:// is TLS from the start")
+        return self
+
+
+DirectorySource = Annotated[CsvSource | LdapSource, Field(discriminator="kind")]
 
 
 class PairColumns(Strict):

@@ -36,3 +36,12 @@ def test_the_example_checks_and_reads(name: str, lines: list[str], tmp_path: Pat
         assert line in result.stdout
     if name == "hr-export.yaml":  # a contractor is read (they may lead) but not in the program
         assert "joins: priya.raman@acme.example (not in the program)" in result.stdout
+
+
+def test_the_ldap_example_checks(tmp_path: Path) -> None:
+    # it reads Active Directory: tests/directory/test_ldap.py reads a real slapd instead
+    folder = tmp_path / "example"
+    shutil.copytree(EXAMPLES, folder)
+    result = CliRunner().invoke(app, ["check", "--config", str(folder / "ldap.yaml")])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    assert f"{folder / 'ldap.yaml'}: ok" in result.output

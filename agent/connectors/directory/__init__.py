@@ -18,6 +18,7 @@ from agent.core.retry import RetryPolicy
 
 SOURCES = {
     "csv": "agent.connectors.directory.csv_file",
+    "ldap": "agent.connectors.directory.ldap_source",
 }
 
 
