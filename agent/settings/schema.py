@@ -356,7 +356,35 @@ class CsvSource(Strict):
     encoding: str = "utf-8-sig"
 
 
-DirectorySource = Annotated[CsvSource, Field(discriminator="kind")]
+class EntraSource(Strict):
+    """Microsoft Entra ID through Graph, signed in as the named microsoft account's app."""
+
+    kind: Literal["entra"]
+    #: the microsoft account (client credentials) whose app reads the directory
+    account: str
+    #: the object id of the group whose transitive members are in the program; without
+    #: it everyone is
+    group: str | None = None
+
+
+class GoogleDirectorySource(Strict):
+    """Google Workspace through the Admin SDK Directory API (a full read each time)."""
+
+    kind: Literal["google"]
+    #: the google account whose service-account key (domain-wide delegation) reads it
+    account: str
+    #: the administrator the service account acts as
+    subject: str
+    customer: str = "my_customer"
+    #: the email (or id) of the group whose members, nested ones too, are in the program
+    group: str | None = None
+    #: the Admin SDK's address (a proxy, or a test server)
+    endpoint: str = "https://admin.googleapis.com/"
+
+
+DirectorySource = Annotated[
+    CsvSource | EntraSource | GoogleDirectorySource, Field(discriminator="kind")
+]
 
 
 class DirectoryGuardConfig(Strict):

@@ -66,6 +66,7 @@ def sync(
     rows = DirectoryRows(store)
     before = rows.entries()
     ctx = ctx or sources.DirectoryContext(base=Path(d.base), accounts=settings.accounts)
+    ctx.known = before
     read = sources.read(d.source, ctx, rows.cursor())
     raw = read.entries if read.full else rules.merged(before, read.entries, read.removed)
     skipped: list[str] = []
