@@ -199,7 +199,7 @@ class GraphDirectory:
         except ValueError as exc:
             raise GraphError(400, "Request_BadRequest", "Invalid $top.") from exc
         if not 1 <= top <= 999:
-            raise GraphError(400, "Request_BadRequest", "Invalid page size specified: '%d'." % top)
+            raise GraphError(400, "Request_BadRequest", f"Invalid page size specified: '{top}'.")
         page = min(top, 100) if expand else top
         items = []
         for user in sorted(self.users.values(), key=lambda u: u.id):
