@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from agent.core.errors import PermanentError
 from agent.core.retry import RetryPolicy
 from agent.rules import directory as rules
 from agent.settings.schema import EntraSource
+from tests.directory.test_lifecycle import CONFIG, PLAN, bookings, cadence
 from tests.microsoft.fixtures import SECRET_ENV, account
 from tests.microsoft.server import GraphServer
 
@@ -195,3 +197,82 @@ def test_a_missing_permission_names_the_ones_needed(server: GraphServer, tmp_pat
     text = str(info.value)
     assert "403 Authorization_RequestDenied" in text and "GroupMember.Read.All" in text
     assert "\n" not in text
+
+
+# --- the lifecycle on Microsoft 365 ---------------------------------------------------
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday
+PROGRAM = CONFIG[CONFIG.index("programs:") :]
+M365 = f"""timezone: Europe/Berlin
+store: var/cadence.db
+accounts:
+  m365:
+    provider: microsoft
+    tenant: {{tenant}}
+    client_id: {{client_id}}
+    client_secret_env: {SECRET_ENV}
+    authority: {{url}}
+    graph: {{url}}
+    ca_bundle: graph-ca.pem
+defaults:
+  working_hours: {{{{mon-fri: "09:00-17:00"}}}}
+directory:
+  source: {{{{kind: entra, account: m365, group: program-group}}}}
+  program: development
+  first_within: 30d
+  plans: plans
+"""
+
+
+def at(days: int) -> str:
+    return (T0 + timedelta(days=days)).isoformat()
+
+
+def test_a_joiner_and_a_manager_change_on_microsoft_365(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = [mail(w) for w in ("boss", "lea", "max", "ana", "ben")]
+    with GraphServer(people) as server:
+        monkeypatch.setenv(SECRET_ENV, server.client_secret or "")
+        d = server.directory
+        d.add_user(mail("boss"), "Bo Boss")
+        d.add_user(mail("lea"), "Lea Lead", mail("boss"))
+        d.add_user(mail("max"), "Max Lead", mail("boss"))
+        d.add_user(mail("ana"), "Ana Alves", mail("lea"), usageLocation="DE")
+        d.add_group("program-group", [mail("ana")])
+        (tmp_path / "plans").mkdir()
+        (tmp_path / "plans" / f"{mail('ana')}.yaml").write_text(PLAN)
+        server.write_ca(tmp_path / "graph-ca.pem")
+        config = M365.format(tenant=server.tenant, client_id=server.client_id, url=server.url)
+        (tmp_path / "cadence.yaml").write_text(config + PROGRAM)
+
+        out = cadence(tmp_path, "directory", "sync", "--now", at(0))
+        assert f"joins: {mail('ana')} (leader {mail('lea')})" in out and "applied" in out
+        cadence(tmp_path, "run", "--once", "--now", at(17))
+        [align] = [b for b in bookings(tmp_path) if b.series == "deep_dive"]
+        assert align.relationship == f"{mail('ana')}/{mail('lea')}" and align.stage == "align"
+        assert T0 + timedelta(days=17) < align.start <= T0 + timedelta(days=30)
+        booked = [e for e in server.events_of(mail("ana")) if e.get("transactionId")]
+        assert [e["subject"] for e in booked] == ["Development Align: Ana & Lea"]
+
+        # the delta shows Ana's new manager: her Align with Lea is cancelled, both are
+        # told, and Max gets the hand-over, all through Graph
+        d.set_manager(mail("ana"), mail("max"))
+        server.reset_counts()
+        out = cadence(tmp_path, "directory", "sync", "--now", at(18))
+        assert f"new leader: {mail('ana')}: {mail('lea')} -> {mail('max')}" in out
+        assert server.counts["users.delta"] == 1 and "users.list" not in server.counts
+        cadence(tmp_path, "run", "--once", "--now", at(18))
+        old = next(b for b in bookings(tmp_path) if b.key == align.key)
+        assert old.status == "cancelled"
+        assert not [e for e in server.events_of(mail("ana")) if e.get("transactionId")]
+        subjects = {str(m["Subject"]): m for m in server.sent}
+        [ended] = [m for s, m in subjects.items() if "have ended" in s]
+        [handover] = [m for s, m in subjects.items() if s.startswith("Development hand-over")]
+        assert {a.addr_spec for a in ended["To"].addresses} == {mail("ana"), mail("lea")}
+        assert mail("max") in {a.addr_spec for a in handover["To"].addresses}
+        body = handover.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "Lead the payments migration" in body
+        sent = len(server.sent)
+        cadence(tmp_path, "run", "--once", "--now", at(18))
+        assert len(server.sent) == sent  # a rerun repeats nothing
