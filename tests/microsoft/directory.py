@@ -92,6 +92,8 @@ class GraphDirectory:
     def __init__(self, server: GraphServer) -> None:
         self.server = server
         self.users: dict[str, User] = {}
+        #: mail → object id
+        self.by_mail: dict[str, str] = {}
         self.removed: list[tuple[int, str]] = []
         #: group id → its direct members (user ids or group ids)
         self.groups: dict[str, list[str]] = {}
@@ -118,17 +120,20 @@ class GraphDirectory:
             user = User(ident, values, self.id_of(manager) if manager else None)
             user.changed = user.manager_changed = self.counter
             self.users[ident] = user
+            self.by_mail[mail] = ident
             return ident
 
     def id_of(self, mail: str) -> str:
         with self.server.lock:
-            return next(u.id for u in self.users.values() if u.props.get("mail") == mail)
+            return self.by_mail[mail]
 
     def update(self, who: str, **props: Any) -> None:
         """Change properties of the user whose mail is ``who``."""
         with self.server.lock:
             user = self.users[self.id_of(who)]
             self.counter += 1
+            if "mail" in props:
+                self.by_mail[props["mail"]] = self.by_mail.pop(who)
             user.props.update(props)
             user.changed = self.counter
 
@@ -141,7 +146,7 @@ class GraphDirectory:
 
     def delete(self, mail: str) -> None:
         with self.server.lock:
-            ident = self.id_of(mail)
+            ident = self.by_mail.pop(mail)
             del self.users[ident]
             self.counter += 1
             self.removed.append((self.counter, ident))
