@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from agent.app.cli import app
 from agent.connectors.directory import DirectoryContext, Read, read
 from agent.core.directory import Entry
 from agent.core.errors import PermanentError
@@ -245,6 +247,16 @@ def test_a_joiner_and_a_manager_change_on_microsoft_365(
         server.write_ca(tmp_path / "graph-ca.pem")
         config = M365.format(tenant=server.tenant, client_id=server.client_id, url=server.url)
         (tmp_path / "cadence.yaml").write_text(config + PROGRAM)
+
+        # a wrong secret: one line, nothing stored
+        monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+        refused = CliRunner().invoke(
+            app, ["directory", "sync", "--now", at(0), "--config", str(tmp_path / "cadence.yaml")]
+        )
+        assert refused.exit_code == 1
+        assert refused.stderr.startswith("error: directory read failed: token request refused: ")
+        assert "invalid_client" in refused.stderr and refused.stderr.count("\n") == 1
+        monkeypatch.setenv(SECRET_ENV, server.client_secret or "")
 
         out = cadence(tmp_path, "directory", "sync", "--now", at(0))
         assert f"joins: {mail('ana')} (leader {mail('lea')})" in out and "applied" in out
