@@ -442,6 +442,16 @@ def _directory(
         err(["directory", "program"], f"no program named {d.program!r}")
     if d.account and d.account not in cfg.accounts:
         err(["directory", "account"], f"no account named {d.account!r}")
+    # a cloud source signs in as one of the accounts, of its own provider
+    wanted = {"entra": "microsoft", "google": "google"}.get(d.source.kind)
+    if wanted:
+        name = getattr(d.source, "account", "")
+        found = cfg.accounts.get(name)
+        if found is None or found.provider != wanted:
+            err(
+                ["directory", "source", "account"],
+                f"no {wanted} account named {name!r} for the {d.source.kind} directory",
+            )
     return Directory(
         source=d.source,
         program=d.program,

@@ -6,185 +6,44 @@ models validate the file; ``agent.settings.config`` resolves them into ``Setting
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    PlainSerializer,
-    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
-from agent.core.durations import (
-    format_duration,
-    parse_days,
-    parse_duration,
-    parse_span,
-    parse_spans,
-)
 from agent.core.model import Stage
-
-#: the longest duration any key takes. The agent adds durations to today's date and to
-#: each other (a series' interval, the booking horizon, the lead time ...); ten years
-#: keeps every such sum a real date, where an unbounded one fails every tick.
-MAX_DURATION = timedelta(days=3650)
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        delta = value
-    elif not isinstance(value, str):
-        raise ValueError(f"not a duration: {value!r} (add a unit: 15m, 24h, 90d, 6w)")
-    else:
-        delta = parse_duration(value)
-    if abs(delta) > MAX_DURATION:
-        raise ValueError(
-            f"{format_duration(delta)} is too long: at most {format_duration(MAX_DURATION)} "
-            "(ten years)"
-        )
-    return delta
-
-
-#: the shortest ``tick:``: a tick reads every calendar, so a faster one only loads the
-#: providers (and is throttled by them)
-MIN_TICK = timedelta(minutes=1)
-
-
-def _tick(value: timedelta) -> timedelta:
-    if value < MIN_TICK:
-        raise ValueError(f"{format_duration(value)} is too short: a tick is at least 1m")
-    return value
-
-
-#: characters an address never needs and a file or URL path must not get from one
-_UNSAFE_ADDRESS = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
-
-
-def _address(value: str) -> str:
-    """Refuse an address that could name a path: each provider derives files (the local
-    calendars) or URLs from it."""
-    if _UNSAFE_ADDRESS.search(value):
-        raise ValueError(
-            f"{value!r} is not a usable email address: it may hold no '/', '\\', '..' "
-            "or control characters"
-        )
-    if len(value) > 254:
-        raise ValueError("an email address has at most 254 characters")
-    return value
-
-
-_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024 * 1024, "gb": 1024 * 1024 * 1024}
-
-
-def _size(value: Any) -> int:
-    """Bytes from ``5MB``, ``300KB`` or a bare number (1 MB = 1,048,576 bytes)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number, unit = value, ""
-    else:
-        found = re.fullmatch(r"\s*(\d+)\s*([kmg]?b?)\s*", str(value), re.I)
-        if not found or isinstance(value, bool):
-            raise ValueError(f"not a size: {value!r} (a number of bytes, or with KB, MB, GB)")
-        number, unit = int(found.group(1)), found.group(2).lower()
-    if unit in ("k", "m", "g"):
-        unit += "b"
-    size = number * _UNITS[unit]
-    if size < 1024:
-        raise ValueError(f"{value!r} is under 1 KB: no reply would fit")
-    return size
-
-
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
-        ) from None
-    return value
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-    return value
-
-
-def _span(value: str) -> str:
-    parse_span(value)
-    return value
-
-
-def _hours(value: dict[str, str]) -> dict[str, str]:
-    seen: dict[int, str] = {}
-    for days, spans in value.items():
-        parse_spans(spans)
-        for day in parse_days(days):
-            if day in seen:
-                raise ValueError(f"{days!r} repeats a day already given by {seen[day]!r}")
-            seen[day] = days
-    return value
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^(\d+\s*[smhdw]\s*)+$", "examples": ["90d"]}),
-]
-ByteSize = Annotated[
-    int,
-    BeforeValidator(_size),
-    WithJsonSchema(
-        {"type": ["string", "integer"], "pattern": r"^\d+\s*[KkMmGg]?[Bb]?$", "examples": ["5MB"]}
-    ),
-]
-TimeZoneName = Annotated[str, AfterValidator(_zone)]
-Regex = Annotated[str, AfterValidator(_regex)]
-SpanText = Annotated[
-    str,
-    AfterValidator(_span),
-    WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"}),
-]
-Hours = Annotated[
-    dict[str, str],
-    AfterValidator(_hours),
-    WithJsonSchema(
-        {
-            "type": "object",
-            "description": 'weekdays → spans, e.g. {"mon-fri": "09:00-17:00"}',
-            "additionalProperties": {"type": "string"},
-        }
-    ),
-]
-
-
-def _percent(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percentage like 25%") from None
-    return value
-
-
-#: a share of a whole: "25%" or 0.25
-Share = Annotated[float, BeforeValidator(_percent), Field(gt=0, le=1)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
+from agent.settings.directory_schema import (  # noqa: F401
+    CsvSource,
+    DirectoryConfig,
+    DirectorySource,
+    EntraSource,
+    GoogleDirectorySource,
+    LdapSource,
+)
+from agent.settings.schema_types import (  # noqa: F401 - callers import them here
+    MAX_DURATION,
+    ByteSize,
+    Duration,
+    Hours,
+    Regex,
+    Share,
+    SpanText,
+    Strict,
+    TimeZoneName,
+    _address,
+    _duration,
+    _hours,
+    _percent,
+    _regex,
+    _size,
+    _span,
+    _tick,
+    _zone,
+)
 
 # --- accounts: one model per provider -------------------------------------------------
 
@@ -427,172 +286,6 @@ class GuardConfig(Strict):
     max_share: Share | None = None
     #: the share applies from this many relationships on (a small team all lapses at once)
     min_relationships: int = Field(default=20, ge=1)
-
-
-class CsvColumns(Strict):
-    """Which column of the export holds each field (the header's text)."""
-
-    email: str = "email"
-    name: str | None = "name"
-    manager: str | None = "manager"
-    country: str | None = None
-    timezone: str | None = None
-    language: str | None = None
-
-
-class CsvMembers(Strict):
-    """Who is in the program: the rows whose ``column`` holds one of ``values``."""
-
-    column: str
-    values: list[str] = Field(min_length=1)
-
-
-class CsvSource(Strict):
-    """An export of an HR system; ``manager`` holds the manager's email."""
-
-    kind: Literal["csv"]
-    path: str
-    columns: CsvColumns = CsvColumns()
-    members: CsvMembers | None = None
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    encoding: str = "utf-8-sig"
-
-
-def _ldap_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an ldap:// or ldaps:// URL with a host")
-    if parts.path.strip("/") or parts.query or parts.username or parts.password:
-        raise ValueError(f"{value!r}: give only the scheme, host and port; base_dn says where")
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError as exc:
-        raise ValueError(f"{value!r}: {exc}") from None
-    return value
-
-
-def _ldap_filter(value: str) -> str:
-    text = value.strip()
-    if not (text.startswith("(") and text.endswith(")")) or text.count("(") != text.count(")"):
-        raise ValueError(
-            f"{value!r} is not an LDAP filter in parentheses, like (objectClass=person)"
-        )
-    return text
-
-
-LdapUrl = Annotated[str, AfterValidator(_ldap_url)]
-LdapFilter = Annotated[str, AfterValidator(_ldap_filter)]
-
-
-class LdapAttributes(Strict):
-    """Which attribute holds each field; ``manager`` holds the manager's DN."""
-
-    email: str = "mail"
-    name: str | None = "displayName"
-    manager: str | None = "manager"
-    #: tried in order: an ISO 3166 two-letter code (``c``), or a country's English name
-    #: or three-letter code (``co``)
-    country: list[str] = Field(default_factory=lambda: ["c", "co"])
-    language: str | None = "preferredLanguage"
-    #: an IANA time zone name, where the directory keeps one (no standard attribute does)
-    timezone: str | None = None
-
-
-class LdapMembers(Strict):
-    """Who is in the program: members of any of ``groups`` (by ``memberOf``) that also
-    match ``filter``; either may be left out, not both."""
-
-    groups: list[str] = Field(default_factory=list)
-    filter: LdapFilter | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> LdapMembers:
-        if not self.groups and not self.filter:
-            raise ValueError("name groups, a filter or both")
-        return self
-
-
-class LdapSource(Strict):
-    """An LDAP directory or Active Directory, read with a read-only account and paged
-    searches (RFC 2696)."""
-
-    kind: Literal["ldap"]
-    url: LdapUrl
-    #: the account Cadence binds as (it needs read access to people only); none: anonymous
-    bind_dn: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    base_dn: str
-    #: who is read: people, members or not (they may lead members)
-    filter: LdapFilter = "(objectClass=person)"
-    members: LdapMembers | None = None
-    attributes: LdapAttributes = LdapAttributes()
-    page_size: int = Field(default=500, ge=1, le=100_000)
-    start_tls: bool = False
-    ca_bundle: str | None = None
-    #: seconds to connect, and for each answer, before the read is abandoned
-    timeout: float = Field(default=30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _sign_in(self) -> LdapSource:
-        if self.password_env and self.password_file:
-            raise ValueError("give password_env or password_file, not both")
-        if self.bind_dn and not (self.password_env or self.password_file):
-            raise ValueError("bind_dn needs password_env or password_file")
-        if not self.bind_dn and (self.password_env or self.password_file):
-            raise ValueError("a password needs bind_dn (the account it belongs to)")
-        if self.start_tls and self.url.startswith("ldaps:"):
-            raise ValueError("start_tls is for ldap:// URLs; ldaps:// is TLS from the start")
-        return self
-
-
-DirectorySource = Annotated[CsvSource | LdapSource, Field(discriminator="kind")]
-
-
-class PairColumns(Strict):
-    employee: str = "employee"
-    partner: str = "partner"
-    role: str = "role"
-    program: str = "program"
-
-
-class PairsSource(Strict):
-    """Mentoring and peer relationships from a CSV file, read with the configuration."""
-
-    path: str
-    columns: PairColumns = PairColumns()
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    encoding: str = "utf-8-sig"
-
-
-class DirectoryGuardConfig(Strict):
-    """``directory.guard``: how much one read may change before a person confirms it."""
-
-    max_drop: Share = 0.1
-    max_changes: Share = 0.2
-    min_changes: int = Field(default=10, ge=0)
-
-
-class DirectoryConfig(Strict):
-    """``directory:``: people and reporting lines read from the company's directory."""
-
-    source: DirectorySource
-    #: the program the leader relationships follow, and their role
-    program: str
-    role: str = "leader"
-    #: the calendar account of the people the directory adds (the default account)
-    account: str | None = None
-    #: a new line's first meetings are due this long after it starts, not at once
-    first_within: Duration = timedelta(days=30)
-    #: how long the data of a person who left is kept before it is erased
-    retention: Duration = timedelta(days=365)
-    #: how often ``cadence serve`` reads the directory
-    interval: Duration = timedelta(hours=1)
-    #: the folder of the development plans of the people it adds, one ``EMAIL.yaml`` each
-    plans: str | None = None
-    #: mentoring and peer relationships from a CSV (the leader lines come from the source)
-    relationships: PairsSource | None = None
-    guard: DirectoryGuardConfig = DirectoryGuardConfig()
 
 
 class ServiceConfig(Strict):

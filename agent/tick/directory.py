@@ -66,6 +66,7 @@ def sync(
     rows = DirectoryRows(store)
     before = rows.entries()
     ctx = ctx or sources.DirectoryContext(base=Path(d.base), accounts=settings.accounts)
+    ctx.known = before
     try:
         read = sources.read(d.source, ctx, rows.cursor())
     except CadenceError as exc:

@@ -1,4 +1,5 @@
-"""A local HTTP server that behaves like Calendar v3, Gmail and Google's token endpoint.
+"""A local HTTP server that behaves like Calendar v3, Gmail, the Admin SDK's Directory
+API (users and group members, :mod:`tests.google.admin`) and Google's token endpoint.
 
 It keeps state (calendars with events, sync tokens, sent mail), validates every request
 against the discovery documents that ship with google-api-python-client (400 for any
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from dateutil import rrule
 
 from tests import chaos as faults
+from tests.google.admin import ADMIN, DirectoryService
 from tests.google.discovery import API, Invalid, Method, parse_datetime
 
 CALENDAR = API("calendar.v3")
@@ -1112,6 +1114,7 @@ class GoogleServer:
         self.calendar = CalendarService(self.state)
         self.gmail = GmailService(self.state)
         self.tokens = TokenService(self.state)
+        self.directory = DirectoryService(self.state)
         # threaded: one thread per connection and HTTP/1.1 keep-alive, as Google serves
         # concurrent clients; the default serves one request at a time on fresh connections
         self.httpd = (ThreadingHTTPServer if threaded else HTTPServer)(
@@ -1216,7 +1219,13 @@ class GoogleServer:
                     if kind not in ("timeout", "drop-after"):
                         s.throttled.update(s.batch_throttled)
                     return self._fault_after(kind, answer)
-                api = CALENDAR if path.startswith(CALENDAR.service_path) else GMAIL
+                api = (
+                    ADMIN
+                    if path.startswith("admin/directory/")
+                    else CALENDAR
+                    if path.startswith(CALENDAR.service_path)
+                    else GMAIL
+                )
                 found = api.match(verb, path)
                 if found is None:
                     raise Failure(404, f"Not Found: {verb} {url.path}", "notFound")
@@ -1362,6 +1371,10 @@ class GoogleServer:
                 return self.gmail.list(grant, p, q)
             case "gmail.users.messages.get":
                 return self.gmail.get(grant, p, q)
+            case "directory.users.list":
+                return self.directory.list_users(grant, q)
+            case "directory.members.list":
+                return self.directory.list_members(grant, p, q)
         raise Failure(501, f"{method.id} is not modelled by the test server", "notImplemented")
 
     def _batch(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:

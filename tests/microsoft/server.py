@@ -29,6 +29,8 @@ Graph v1.0, per mailbox ``/users/{id}``:
   default), listed like the inbox and filtered by ``internetMessageId eq '…'``, with
   ``Mail.ReadBasic`` at least
 - ``$batch`` (at most 20 requests, each dispatched and throttled on its own)
+- the directory: ``users``, ``users/delta`` and a group's ``transitiveMembers``
+  (:mod:`tests.microsoft.directory`)
 
 Every request is counted per route in :attr:`GraphServer.counts`. Tests can queue
 throttling answers with :meth:`GraphServer.throttle`, expire delta tokens with
@@ -70,6 +72,7 @@ from dateutil import rrule
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from tests import chaos as faults
+from tests.microsoft import directory
 
 SEQUENCE_PROPERTY = "Integer {00062002-0000-0000-C000-000000000046} Id 0x8201"
 MAX_BATCH = 20
@@ -341,7 +344,11 @@ class GraphServer:
             "Mail.Send",
             "MailboxSettings.Read",
             "Mail.Read",
+            "User.Read.All",
+            "GroupMember.Read.All",
         }
+        #: the tenant's users and groups (users, users/delta, transitiveMembers)
+        self.directory = directory.GraphDirectory(self)
         #: what a repeated transactionId gets (undocumented): the event, or a conflict
         self.duplicate_transaction = "return"
         self.counter = 0
@@ -644,6 +651,9 @@ class GraphServer:
             return "devicecode"
         if path == "/v1.0/$batch":
             return "batch"
+        named = directory.route(method, path)
+        if named:
+            return named
         m = re.fullmatch(r"/v1\.0/users/[^/]+/(.*)", path)
         rest = m.group(1) if m else ""
         if rest == "calendarView/delta":
@@ -686,6 +696,8 @@ class GraphServer:
         self._authorize(headers)
         if route == "batch":
             return 200, self._batch(body, headers), {}
+        if route in directory.ROUTES:
+            return 200, self.directory.dispatch(route, path, query, headers), {}
         m = re.fullmatch(r"/v1\.0/users/([^/]+)/(.*)", path)
         if not m:
             raise GraphError(400, "BadRequest", f"Resource not found for the segment '{path}'.")

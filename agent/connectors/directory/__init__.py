@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from agent.core.retry import RetryPolicy
 SOURCES = {
     "csv": "agent.connectors.directory.csv_file",
     "ldap": "agent.connectors.directory.ldap_source",
+    "entra": "agent.connectors.directory.entra",
+    "google": "agent.connectors.directory.google_workspace",
 }
 
 
@@ -43,6 +46,8 @@ class DirectoryContext:
     accounts: dict[str, Any] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("cadence.directory"))
+    #: the entries of the last read applied, by email: what a delta read changes
+    known: Mapping[str, Entry] = field(default_factory=dict)
 
 
 def read(source: Any, ctx: DirectoryContext, cursor: str | None = None) -> Read:
