@@ -23,8 +23,8 @@ from agent.core import logs
 from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
 from agent.core.retry import RetryPolicy
-from agent.core.timestamps import from_store, to_store
-from agent.rules import cadence, guard, handover, mailplan, planning
+from agent.core.timestamps import to_store
+from agent.rules import cadence, guard, mailplan, planning
 from agent.rules.actions import Action, Send
 from agent.rules.classify import Status
 from agent.settings.config import Settings
@@ -33,26 +33,13 @@ from agent.store import assessed
 from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
 from agent.store.sqlite import Store
-from agent.tick import metrics, replies, sync
+from agent.tick import endings, metrics, replies, sync
 from agent.tick.executor import ActionRecord, Executor, Journal
 from agent.tick.plans import Plans, plan_warning, recorded_by_employee
 
 log = logging.getLogger("cadence.engine")
 
 HISTORY = assessed.HISTORY
-#: how long after a reporting line ended Cadence still cancels and mails for it
-ENDED_WITHIN = timedelta(days=14)
-
-
-def _last_held(rows: list[dict[str, Any]], employee: Person) -> str | None:
-    """The last held meeting among stored ``meetings`` rows, as a phrase."""
-    held = [r for r in rows if r["status"] == "held"]
-    if not held:
-        return None
-    last = max(held, key=lambda r: r["start"])
-    local = from_store(last["start"]).astimezone(employee.zone)
-    what = (last["stage"] or last["series"]).replace("_", " ").capitalize()
-    return f"{what}, {local:%a} {local.day} {local:%b %Y}"
 
 
 @dataclass
@@ -524,41 +511,8 @@ class _Tick:
 
     def _endings(self, snap: planning.Snapshot) -> list[Action]:
         """What the reporting lines that ended lately still need (``rules.handover``)."""
-        settings = self.engine.settings
-        if settings.directory is None:
-            return []
         assert snap.mail is not None
-        rows = DirectoryRows(self.store)
-        recent = rows.lines(ended_after=self.now - ENDED_WITHIN)
-        if not recent:
-            return []
-        present = frozenset(rows.entries()) | frozenset(self.engine.configured.people)
-        people = settings.people
-        endings = []
-        for line in recent:
-            employee, leader = people.get(line.employee), people.get(line.leader)
-            if employee is None or leader is None:
-                continue  # erased
-            ahead = [
-                (b, self.store.event_by_key(b.key))
-                for b in snap.bookings.values()
-                if b.relationship == line.id
-                and b.status != "cancelled"
-                and b.start is not None
-                and b.start > self.now
-            ]
-            endings.append(
-                handover.Ending(
-                    line,
-                    employee,
-                    leader,
-                    people.get(line.successor or ""),
-                    ahead,
-                    last=_last_held(self.store.meetings(line.id), employee),
-                    first_by=(line.until or self.now) + settings.directory.first_within,
-                )
-            )
-        return handover.plan(endings, snap.mail, present)
+        return endings.plan(self.engine, snap, snap.mail, self.now)
 
     def _updates(self, snap: planning.Snapshot) -> list[Action]:
         """The updated recaps that answer recorded replies, first among the mails."""

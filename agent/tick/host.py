@@ -24,6 +24,8 @@ class Host(Protocol):
     """The engine, as its steps see it: settings, store, connections and thread pool."""
 
     settings: Settings
+    #: the settings as configured, before the directory's people are laid over them
+    configured: Settings
     store: Store
     kept: KeptCandidates
     plans: Plans
