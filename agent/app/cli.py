@@ -20,6 +20,7 @@ from agent.app.clitools import (
     exit_on_error,
     fail,
     load_settings,
+    locked_errors,
     parse_now,
     setup_logging,
     store_problems,
@@ -191,20 +192,14 @@ def _tick(
     setup_logging(verbose, log_level, log_format)
     settings = load_settings(config)
     when = parse_now(now)
-    try:
-        with (
-            store_problems(settings.store),
-            TickLock(settings.store, wait=0 if dry_run else 5),
-            Engine(settings) as engine,
-        ):
-            report = engine.tick(when, dry_run=dry_run, confirm=confirm)
-            settings = engine.settings  # with the people and lines of the directory
-    except Busy as exc:
-        fail(str(exc), 1)
-        return
-    except ConfigError as exc:
-        fail(str(exc), 2)
-        return
+    with (
+        locked_errors(),
+        store_problems(settings.store),
+        TickLock(settings.store, wait=0 if dry_run else 5),
+        Engine(settings) as engine,
+    ):
+        report = engine.tick(when, dry_run=dry_run, confirm=confirm)
+        settings = engine.settings  # with the people and lines of the directory
     if as_json:
         typer.echo(json.dumps([a.describe() for a in report.planned], indent=2, default=str))
     else:

@@ -93,3 +93,16 @@ def setup_logging(verbose: bool, level: str | None = None, fmt: str = "auto") ->
         logs.setup(level or ("info" if verbose else "warning"), fmt)  # type: ignore[arg-type]
     except ValueError as exc:
         fail(str(exc), 2)
+
+
+@contextmanager
+def locked_errors() -> Iterator[None]:
+    """Exit 1 when another process holds the store, 2 for the configuration."""
+    from agent.app.lock import Busy
+
+    try:
+        yield
+    except Busy as exc:
+        fail(str(exc), 1)
+    except ConfigError as exc:
+        fail(str(exc), 2)

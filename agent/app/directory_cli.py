@@ -18,11 +18,12 @@ from agent.app.clitools import (
     NowOption,
     fail,
     load_settings,
+    locked_errors,
     parse_now,
     store_problems,
 )
 from agent.app.lock import Busy, TickLock
-from agent.core.errors import CadenceError, ConfigError
+from agent.core.errors import CadenceError
 
 directory_app = typer.Typer(help="People and reporting lines from the company's directory.")
 
@@ -37,18 +38,13 @@ def _sync(config: str | None, now: str | None, apply: bool, confirm: bool) -> No
     when = parse_now(now)
     try:
         with (
+            locked_errors(),
             store_problems(settings.store),
             TickLock(settings.store, wait=5 if apply else 0),
             closing(Store(settings.store)) as store,
         ):
             out = directory.sync(settings, store, when, apply=apply, confirm=confirm)
-    except Busy as exc:
-        fail(str(exc), 1)
-        return
-    except ConfigError as exc:
-        fail(str(exc), 2)
-        return
-    except CadenceError as exc:
+    except CadenceError as exc:  # not the store's lock, nor the configuration
         fail(f"error: directory read failed: {exc}", 1)
         return
     d = out.diff

@@ -15,7 +15,6 @@ fetches a document from Google.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -31,6 +30,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from agent.connectors.directory import DirectoryContext, Read
+from agent.connectors.google.client import error_details
 from agent.connectors.google.signin import SCOPE, Auth
 from agent.core.directory import Entry
 from agent.core.errors import CadenceError, ConfigError, PermanentError, TransientError
@@ -133,14 +133,7 @@ class _Reader:
         if isinstance(exc, CadenceError):
             return exc
         if isinstance(exc, HttpError):
-            status = int(exc.resp.status)
-            reason, message = "", str(exc.reason or "")
-            try:
-                error = json.loads(exc.content)["error"]
-                message = error.get("message") or message
-                reason = (error.get("errors") or [{}])[0].get("reason", "")
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
+            status, reason, message = error_details(exc)
             what = f"Google directory {status} {reason or 'error'} as {self.subject}: {message}"
             if status == 429 or (status == 403 and "rateLimit" in reason):
                 return TransientError(what, retry_after=_seconds(exc.resp.get("retry-after")))

@@ -427,14 +427,7 @@ class Client:
         raise exc
 
     def _http_error(self, exc: HttpError, user: str) -> CadenceError:
-        status = int(exc.resp.status)
-        reason, message = "", str(exc.reason or "")
-        try:
-            error = json.loads(exc.content)["error"]
-            message = error.get("message") or message
-            reason = (error.get("errors") or [{}])[0].get("reason", "")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            pass
+        status, reason, message = error_details(exc)
         retry_after = _retry_after(exc.resp.get("retry-after"))
         what = f"Google {status} {reason or 'error'} for {user}: {message}"
         if status == 429 or (status == 403 and reason in RATE_REASONS):
@@ -475,3 +468,16 @@ def _retry_after(value: str | None) -> float | None:
 
 
 # --- mapping ------------------------------------------------------------------------------
+
+
+def error_details(exc: HttpError) -> tuple[int, str, str]:
+    """The status, the first error's reason and the message of Google's error answer."""
+    status = int(exc.resp.status)
+    reason, message = "", str(exc.reason or "")
+    try:
+        error = json.loads(exc.content)["error"]
+        message = error.get("message") or message
+        reason = (error.get("errors") or [{}])[0].get("reason", "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return status, reason, message
