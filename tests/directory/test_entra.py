@@ -3,6 +3,7 @@ changes and removals, an expired delta link, group membership, and refused sign-
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -288,3 +289,58 @@ def test_a_joiner_and_a_manager_change_on_microsoft_365(
         sent = len(server.sent)
         cadence(tmp_path, "run", "--once", "--now", at(18))
         assert len(server.sent) == sent  # a rerun repeats nothing
+
+
+def test_leavers_the_guard_export_and_forget_on_microsoft_365(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = [mail(w) for w in ("boss", "lea", "ana", "ben", "cy")]
+    with GraphServer(people) as server:
+        monkeypatch.setenv(SECRET_ENV, server.client_secret or "")
+        d = server.directory
+        d.add_user(mail("boss"), "Bo Boss")
+        d.add_user(mail("lea"), "Lea Lead", mail("boss"))
+        for who in ("ana", "ben", "cy"):
+            d.add_user(mail(who), who.title(), mail("lea"))
+        d.add_group("program-group", [mail("ana"), mail("ben"), mail("cy")])
+        (tmp_path / "plans").mkdir()
+        server.write_ca(tmp_path / "graph-ca.pem")
+        config = M365.format(tenant=server.tenant, client_id=server.client_id, url=server.url)
+        (tmp_path / "cadence.yaml").write_text(config + PROGRAM)
+        cadence(tmp_path, "directory", "sync", "--now", at(0))
+        cadence(tmp_path, "run", "--once", "--now", at(17))
+        aligns = {b.relationship: b for b in bookings(tmp_path) if b.series == "deep_dive"}
+        assert set(aligns) == {f"{mail(w)}/{mail('lea')}" for w in ("ana", "ben", "cy")}
+
+        # Ben and Cy leave: two of five is past the guard's 10 %; nothing is cancelled
+        d.delete(mail("ben"))
+        d.delete(mail("cy"))
+        held = CliRunner().invoke(
+            app, ["directory", "sync", "--now", at(18), "--config", str(tmp_path / "cadence.yaml")]
+        )
+        assert held.exit_code == 1 and "held: the directory read returned 3 people" in held.stdout
+        out = cadence(tmp_path, "run", "--once", "--now", at(18))
+        assert "directory read held" in out
+        assert all(b.status == "booked" for b in bookings(tmp_path))
+
+        # confirmed: their Aligns are cancelled on the calendars, and nobody mails them
+        sent = len(server.sent)
+        out = cadence(tmp_path, "directory", "sync", "--now", at(18), "--confirm")
+        assert f"leaves: {mail('ben')}" in out and f"leaves: {mail('cy')}" in out
+        cadence(tmp_path, "run", "--once", "--now", at(18))
+        status = {b.relationship: b.status for b in bookings(tmp_path) if b.series == "deep_dive"}
+        assert status[f"{mail('ben')}/{mail('lea')}"] == "cancelled"
+        assert status[f"{mail('cy')}/{mail('lea')}"] == "cancelled"
+        assert status[f"{mail('ana')}/{mail('lea')}"] == "booked"
+        for who in ("ben", "cy"):
+            assert not [e for e in server.events_of(mail(who)) if e.get("transactionId")]
+        for message in server.sent[sent:]:
+            assert mail("ben") not in str(message["To"]) and mail("cy") not in str(message["To"])
+
+        # export and forget
+        data = json.loads(cadence(tmp_path, "export", mail("ana")))
+        assert data["store"]["bookings"] and data["store"]["directory_people"]
+        cadence(tmp_path, "forget", mail("ana"), "--yes", "--now", at(19))
+        data = json.loads(cadence(tmp_path, "export", mail("ana")))
+        assert data["forgotten_at"] and not any(data["store"].values())
+        assert mail("ana") not in cadence(tmp_path, "directory", "diff", "--now", at(20))
