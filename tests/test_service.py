@@ -51,7 +51,7 @@ def get(port: int, path: str) -> tuple[int, str, str]:
 #: ``cadence`` with ticks allowed down to a second (the config refuses ticks under a
 #: minute): for tests that need several ticks quickly
 FAST_TICKS = (
-    "import sys, datetime, agent.settings.schema as schema; "
+    "import sys, datetime, agent.settings.schema_types as schema; "
     "schema.MIN_TICK = datetime.timedelta(seconds=1); "
     "from agent.app.cli import main; sys.argv[0] = 'cadence'; main()"
 )
