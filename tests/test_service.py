@@ -137,12 +137,12 @@ def test_healthz_metrics_and_json_logs_of_a_good_tick(workspace: Path) -> None:
     assert metric(text, "cadence_lapsed_relationships") >= 1
     # the six of the YAML, and the two lines the demo's directory adds (Gia and Hugo)
     assert metric(text, "cadence_relationships") == 8
-    # six calendars read once each through the local provider
+    # eight calendars (six people of the YAML, two of the directory) read once each
     assert (
         metric(
             text, "cadence_provider_requests_total", provider="local", method="changes", status="ok"
         )
-        == 6
+        == 8
     )
     assert (
         metric(
