@@ -8,7 +8,7 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
@@ -266,17 +266,10 @@ class ImapReader:
         elif new_only and self._bookmark[0] != validity:
             self._bookmark = (validity, 0)
         candidates: list[int] = []
-        for start in range(0, len(uids), _SEARCH_BATCH):
-            batch = ",".join(str(u) for u in uids[start : start + _SEARCH_BATCH])
-            status, items = client.uid(
-                "FETCH", batch, "(BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (IN-REPLY-TO REFERENCES)])"
-            )
-            if status != "OK":
-                raise TransientError(f"{self.where}: FETCH failed")
-            for uid, meta, headers in _fetched(items):
-                ids = {m.lower() for m in re.findall(rb"<[^<>\s]+>", headers)}
-                if ids & {w.encode() for w in wanted} or b'"calendar"' in meta.lower():
-                    candidates.append(uid)
+        for uid, meta, headers in self._threading(client, uids, "BODYSTRUCTURE"):
+            ids = {m.lower() for m in re.findall(rb"<[^<>\s]+>", headers)}
+            if ids & {w.encode() for w in wanted} or b'"calendar"' in meta.lower():
+                candidates.append(uid)
         replies = []
         for uid in candidates:
             status, items = client.uid("FETCH", str(uid), "(BODY.PEEK[])")
@@ -287,6 +280,20 @@ class ImapReader:
                 if reply is not None:
                     replies.append(reply)
         return replies
+
+    def _threading(
+        self, client: imaplib.IMAP4, uids: list[int], also: str
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """``(uid, meta, headers)`` of each mail: its In-Reply-To and References, with
+        ``also`` (a FETCH item) in the meta, in batches of ``_SEARCH_BATCH``."""
+        for start in range(0, len(uids), _SEARCH_BATCH):
+            batch = ",".join(str(u) for u in uids[start : start + _SEARCH_BATCH])
+            status, items = client.uid(
+                "FETCH", batch, f"({also} BODY.PEEK[HEADER.FIELDS (IN-REPLY-TO REFERENCES)])"
+            )
+            if status != "OK":
+                raise TransientError(f"{self.where}: FETCH failed")
+            yield from _fetched(items)
 
     def _mails(
         self,
@@ -310,18 +317,11 @@ class ImapReader:
         uids = [u for u in (int(x) for x in (data[0] or b"").split()) if u > last]
         wanted: list[tuple[int, int]] = []
         ending = suffix.lower().encode()
-        for start in range(0, len(uids), _SEARCH_BATCH):
-            batch = ",".join(str(u) for u in uids[start : start + _SEARCH_BATCH])
-            status, items = client.uid(
-                "FETCH", batch, "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (IN-REPLY-TO REFERENCES)])"
-            )
-            if status != "OK":
-                raise TransientError(f"{self.where}: FETCH failed")
-            for uid, meta, headers in _fetched(items):
-                ids = re.findall(rb"<[^<>\s]+>", headers.lower())
-                sized = re.search(rb"RFC822\.SIZE (\d+)", meta)
-                if any(i.endswith(ending) for i in ids):
-                    wanted.append((uid, int(sized.group(1)) if sized else 0))
+        for uid, meta, headers in self._threading(client, uids, "RFC822.SIZE"):
+            ids = re.findall(rb"<[^<>\s]+>", headers.lower())
+            sized = re.search(rb"RFC822\.SIZE (\d+)", meta)
+            if any(i.endswith(ending) for i in ids):
+                wanted.append((uid, int(sized.group(1)) if sized else 0))
         found: list[IncomingMail] = []
         for uid, size in wanted:
             whole = max_size is None or size <= max_size
