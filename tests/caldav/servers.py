@@ -39,6 +39,8 @@ import radicale.config
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.daemons import Daemon
+
 
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now.
@@ -598,7 +600,7 @@ DOVECOT = shutil.which("dovecot") or (
 
 
 @dataclass
-class Dovecot:
+class Dovecot(Daemon):
     """A Dovecot IMAP server from the Debian package, run in the foreground by the test.
 
     One user (``credentials``) with a Maildir in a temporary folder; plain IMAP on the
@@ -686,25 +688,6 @@ service anvil {{
                     self.stop()
                     raise RuntimeError(f"dovecot did not start: {log}") from None
                 time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
-            self._process = None
-        if self.home is not None:
-            shutil.rmtree(self.home, ignore_errors=True)
-            self.home = None
-
-    def __enter__(self) -> Dovecot:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _client(self) -> imaplib.IMAP4:
         if self.tls is not None:

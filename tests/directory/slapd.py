@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.daemons import Daemon
+
 SLAPD = shutil.which("slapd") or ("/usr/sbin/slapd" if Path("/usr/sbin/slapd").exists() else None)
 LDAPADD = shutil.which("ldapadd")
 SCHEMAS = Path("/etc/ldap/schema")
@@ -113,7 +115,7 @@ def dn(uid: str, ou: str = "people") -> str:
 
 
 @dataclass
-class Slapd:
+class Slapd(Daemon):
     """slapd on 127.0.0.1 at a free port; ``ldaps_port`` too (on 127.0.0.1 and
     127.0.0.2) when ``tls`` is given."""
 
@@ -227,22 +229,3 @@ access to *
     def searches(self, base: str = SUFFIX) -> list[str]:
         """The searches of ``base`` the server received, one log line each (one per page)."""
         return [line for line in self.log().splitlines() if f'SRCH base="{base}"' in line]
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
-            self._process = None
-        if self.home is not None:
-            shutil.rmtree(self.home, ignore_errors=True)
-            self.home = None
-
-    def __enter__(self) -> Slapd:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
