@@ -33,32 +33,13 @@ from typing import TYPE_CHECKING
 from agent.connectors.microsoft import signin
 from agent.connectors.microsoft.calendar import MicrosoftCalendar
 from agent.connectors.microsoft.events import KEY_PROPERTY, format_dtz, to_event
-from agent.connectors.microsoft.graph import (
-    Graph,
-    certificate,
-    delegated_scopes,
-    make_session,
-    token_cache,
-)
+from agent.connectors.microsoft.graph import Graph, delegated_scopes
 from agent.connectors.microsoft.mail import MicrosoftMailer, build_mime
-from agent.connectors.microsoft.signin import device_code_login, login
+from agent.connectors.microsoft.signin import device_code_login, file_checks, login
 
 if TYPE_CHECKING:
-    from agent.connectors import Context, FileCheck
+    from agent.connectors import Context
     from agent.settings.config import MicrosoftAccount
-
-
-def file_checks(ctx: Context) -> list[FileCheck]:
-    """The checks ``connect`` makes of the account's files, for ``cadence check``."""
-    account: MicrosoftAccount = ctx.account
-    resolve = ctx.settings.resolve
-    checks: list[FileCheck] = [
-        ("ca_bundle", lambda: make_session(account, resolve).close()),
-        ("token_cache", lambda: token_cache(account, resolve)),
-    ]
-    if account.client_certificate:
-        checks.append(("client_certificate", lambda: certificate(account, resolve)))
-    return checks
 
 
 def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
@@ -93,6 +74,7 @@ __all__ = [
     "connect",
     "delegated_scopes",
     "device_code_login",
+    "file_checks",
     "format_dtz",
     "login",
     "to_event",
