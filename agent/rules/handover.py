@@ -29,12 +29,12 @@ class Ending:
     employee: Person
     leader: Person
     successor: Person | None = None
-    #: the line's bookings that have not started, with their events (None: not found)
     ahead: Sequence[tuple[StoredBooking, Event | None]] = ()
-    #: the employee's last held development meeting, as a phrase ("Align, 3 Nov 2026")
+    """The line's bookings that have not started, with their events (None: not found)."""
     last: str | None = None
-    #: when the next leader's first meeting is due by
+    """The employee's last held development meeting, as a phrase ("Align, 3 Nov 2026")."""
     first_by: datetime | None = None
+    """When the next leader's first meeting is due by."""
 
 
 WHY = {

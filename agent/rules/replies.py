@@ -40,19 +40,22 @@ class Item:
 
 @dataclass(frozen=True)
 class Reply:
+    """A reply to a recap, parsed: who sent it, what it answers, its action lines."""
+
     message_id: str
     sender: str
     sender_name: str
     date: datetime | None
     in_reply_to: str | None
     references: tuple[str, ...]
+    """The References field, oldest first; with In-Reply-To, how the recap is found."""
     items: tuple[Item, ...] = ()
     notes: str = ""
     problems: tuple[str, ...] = ()
-    #: every address in From: one alone is a sender that can be authenticated
     from_addresses: tuple[str, ...] = ()
-    #: the values of the Authentication-Results fields, topmost (the last added) first
+    """Every address in From: one alone is a sender that can be authenticated."""
     authentication: tuple[str, ...] = ()
+    """The values of the Authentication-Results fields, topmost (the last added) first."""
 
     @property
     def parents(self) -> tuple[str, ...]:
