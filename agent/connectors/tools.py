@@ -90,3 +90,30 @@ class InboxMarks:
             if newest is not None:
                 old = self.newest.get(box)
                 self.newest[box] = newest if old is None or newest > old else old
+
+
+#: the header fields a reader keeps of a message too large to fetch whole: enough to
+#: match it to a recap and judge its sender
+HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "authentication-results",
+    }
+)
+
+
+def header_block(fields: Iterable[tuple[object, object]]) -> bytes:
+    """The :data:`HEADERS` among ``fields`` (name, value) as the header of an RFC 5322
+    message, in the order given (a provider lists the receiving server's own first)."""
+    lines = [
+        f"{name}: {value}".replace("\r", " ").replace("\n", " ")
+        for name, value in fields
+        if str(name or "").lower() in HEADERS
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace")

@@ -48,19 +48,16 @@ def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
     read_mail = signin.reads_replies(ctx.settings, ctx.name)
     graph = Graph(account, ctx.settings.resolve, ctx.retry, read_mail=read_mail)
     mailboxes: list[str] = []
-    senders = sorted(
-        {p.email.lower() for r in ctx.settings.relationships for p in (r.employee, r.partner)}
-    )
     if read_mail:
         # replies come back to the From of Cadence's mail: the shared sender, or else
         # each employee of a program that collects them
-        mailboxes = (
-            [account.sender]
-            if account.sender
-            else signin.replying_employees(ctx.settings, ctx.name)
-        )
+        mailboxes = [account.sender] if account.sender else list(ctx.reply_mailboxes)
     mailer = MicrosoftMailer(
-        graph, account.sender, mailboxes, senders, ctx.settings.reply_size_limit(ctx.name)
+        graph,
+        account.sender,
+        mailboxes,
+        ctx.correspondents,
+        ctx.settings.reply_size_limit(ctx.name),
     )
     return MicrosoftCalendar(graph, ctx.people), mailer
 

@@ -21,7 +21,7 @@ from typing import Any
 from agent.connectors.base import IncomingMail
 from agent.connectors.microsoft.events import iso, user_path
 from agent.connectors.microsoft.graph import Graph
-from agent.connectors.tools import InboxMarks
+from agent.connectors.tools import InboxMarks, header_block
 from agent.core.errors import PermanentError
 from agent.core.model import (
     OutgoingMail,
@@ -70,20 +70,6 @@ def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
 REPLY_PAGE = 100
 #: PidTagMessageSize, the only size Graph gives a message (as an extended property)
 SIZE_PROPERTY = "Integer 0x0E08"
-#: the header fields read of a message too large to fetch: enough to match it to a
-#: recap and judge its sender (Graph lists them all; these are kept)
-HEADERS = frozenset(
-    {
-        "from",
-        "to",
-        "subject",
-        "date",
-        "message-id",
-        "in-reply-to",
-        "references",
-        "authentication-results",
-    }
-)
 
 
 class MicrosoftMailer:
@@ -173,7 +159,8 @@ class MicrosoftMailer:
                         answer = self.graph.send(
                             "GET", path, params={"$select": "internetMessageHeaders"}
                         ).json()
-                        raw = _header(answer.get("internetMessageHeaders") or [])
+                        fields = answer.get("internetMessageHeaders") or []
+                        raw = header_block((f.get("name"), f.get("value", "")) for f in fields)
                 except PermanentError as exc:
                     if "ErrorItemNotFound" not in str(exc):
                         raise
@@ -234,14 +221,3 @@ def _size(item: Mapping[str, Any]) -> int | None:
             with contextlib.suppress(TypeError, ValueError):
                 return int(prop.get("value"))
     return None
-
-
-def _header(fields: Sequence[Mapping[str, Any]]) -> bytes:
-    """The header fields :data:`HEADERS` of ``internetMessageHeaders`` as RFC 5322 bytes,
-    in the order Graph lists them (the receiving server's own first)."""
-    lines = [
-        f"{f.get('name')}: {f.get('value', '')}".replace("\r", " ").replace("\n", " ")
-        for f in fields
-        if str(f.get("name", "")).lower() in HEADERS
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace")
