@@ -7,7 +7,7 @@ raw MIME building lives in ``agent.formats.mime``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from agent.connectors.base import ensure_own
@@ -90,6 +90,35 @@ class InboxMarks:
             if newest is not None:
                 old = self.newest.get(box)
                 self.newest[box] = newest if old is None or newest > old else old
+
+
+class InboxReader:
+    """The part of a reply reader that lists inboxes by arrival time (Graph, EWS): which
+    inboxes, how far each was read, whose mail may be a reply, what is fetched whole."""
+
+    inboxes: InboxMarks
+    #: whose mail may be a reply (the people of the relationships); None: anyone's
+    senders: set[str] | None
+    max_size: int | None
+    clock: Callable[[], datetime]
+
+    def read_inboxes(
+        self, mailboxes: Iterable[str], senders: Iterable[str] | None, max_size: int | None
+    ) -> None:
+        self.inboxes = InboxMarks(mailboxes)
+        self.senders = None if senders is None else {s.lower() for s in senders}
+        self.max_size = max_size
+        self.clock = lambda: datetime.now(UTC)
+
+    def marks(self) -> dict[str, str]:
+        return self.inboxes.marks()
+
+    def resume(self, marks: Mapping[str, str]) -> None:
+        self.inboxes.resume(marks)
+
+    def whole(self, size: int | None) -> bool:
+        """Whether a message of ``size`` bytes is fetched whole, not by its header."""
+        return self.max_size is None or size is None or size <= self.max_size
 
 
 #: the header fields a reader keeps of a message too large to fetch whole: enough to

@@ -13,8 +13,8 @@ account's ``access_type`` already says which.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from exchangelib.folders import Inbox
@@ -23,13 +23,13 @@ from agent.connectors.base import IncomingMail
 from agent.connectors.exchange.client import Ews, check
 from agent.connectors.exchange.items import aware, ews_time
 from agent.connectors.exchange.mail import ExchangeMailer
-from agent.connectors.tools import InboxMarks, header_block
+from agent.connectors.tools import InboxReader, header_block
 from agent.core.errors import PermanentError
 
 log = logging.getLogger("cadence.exchange")
 
 
-class ExchangeReplyMailer(ExchangeMailer):
+class ExchangeReplyMailer(ExchangeMailer, InboxReader):
     """An EWS mailer that also reads replies to recaps from ``mailboxes``' inboxes."""
 
     def __init__(
@@ -40,17 +40,7 @@ class ExchangeReplyMailer(ExchangeMailer):
         max_size: int | None = None,
     ) -> None:
         super().__init__(ews)
-        self.inboxes = InboxMarks(mailboxes)
-        #: whose mail may be a reply (the people of the relationships); None: anyone's
-        self.senders = None if senders is None else {s.lower() for s in senders}
-        self.max_size = max_size
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    def marks(self) -> dict[str, str]:
-        return self.inboxes.marks()
-
-    def resume(self, marks: Mapping[str, str]) -> None:
-        self.inboxes.resume(marks)
+        self.read_inboxes(mailboxes, senders, max_size)
 
     def replies(self) -> list[IncomingMail]:
         now = self.clock()
@@ -108,7 +98,7 @@ class ExchangeReplyMailer(ExchangeMailer):
         """The message whole, or its header alone when it is over the size limit; None
         when it was gone before it was read."""
         size = item.size if isinstance(item.size, int) else None
-        whole = self.max_size is None or size is None or size <= self.max_size
+        whole = self.whole(size)
         field = "mime_content" if whole else "headers"
         account = self.ews.mailbox(box)
 

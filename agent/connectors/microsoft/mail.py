@@ -11,7 +11,7 @@ import contextlib
 import email.policy
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -21,7 +21,7 @@ from typing import Any
 from agent.connectors.base import IncomingMail
 from agent.connectors.microsoft.events import iso, user_path
 from agent.connectors.microsoft.graph import Graph
-from agent.connectors.tools import InboxMarks, header_block
+from agent.connectors.tools import InboxReader, header_block
 from agent.core.errors import PermanentError
 from agent.core.model import (
     OutgoingMail,
@@ -72,7 +72,7 @@ REPLY_PAGE = 100
 SIZE_PROPERTY = "Integer 0x0E08"
 
 
-class MicrosoftMailer:
+class MicrosoftMailer(InboxReader):
     """The Mailer protocol on Graph sendMail, from the sender's own mailbox; with
     ``mailboxes``, also the ReplyReader protocol on those mailboxes' inboxes."""
 
@@ -85,20 +85,10 @@ class MicrosoftMailer:
         max_size: int | None = None,
     ) -> None:
         self.graph = graph
-        self.max_size = max_size
         self.sender = sender
         #: the inboxes replies() reads (those Cadence's mail is sent from), and how far
-        self.inboxes = InboxMarks(mailboxes)
+        self.read_inboxes(mailboxes, senders, max_size)
         self.mailboxes = self.inboxes.mailboxes
-        #: whose mail may be a reply (the people of the relationships); None: anyone's
-        self.senders = None if senders is None else {s.lower() for s in senders}
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    def marks(self) -> dict[str, str]:
-        return self.inboxes.marks()
-
-    def resume(self, marks: Mapping[str, str]) -> None:
-        self.inboxes.resume(marks)
 
     def replies(self) -> list[IncomingMail]:
         """The messages received in the last 30 days that replies() has not returned
@@ -151,7 +141,7 @@ class MicrosoftMailer:
                     continue
                 path = f"{user_path(box)}/messages/{urllib.parse.quote(ident, safe='')}"
                 size = sizes.get(ident)
-                whole = self.max_size is None or size is None or size <= self.max_size
+                whole = self.whole(size)
                 try:
                     if whole:
                         raw = self.graph.send("GET", f"{path}/$value").content
