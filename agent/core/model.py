@@ -103,6 +103,9 @@ class Person:
     #: settings the config left out, which the provider may supply ("timezone",
     #: "working_hours"): Microsoft 365 reads them from the mailbox
     provided: frozenset[str] = frozenset()
+    #: the language of their mail (a shipped catalogue, ``de``, ``pt_BR`` ...), from the
+    #: config or the directory; None: their program's or the global one
+    language: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -181,6 +184,8 @@ class Program:
     collect_replies: bool = False
     #: whose replies count and how much of them (``recap: {trust, max_actions, ...}``)
     intake: ReplyIntake = ReplyIntake()
+    #: the language of mail for people who name none (``language:``); None: the global one
+    language: str | None = None
 
     def get(self, series: str) -> Series:
         for s in self.series:
@@ -202,6 +207,15 @@ class Relationship:
     @property
     def id(self) -> str:
         return f"{self.employee.email}/{self.partner.email}"
+
+    def language(self, default: str) -> str:
+        """The language of the pair's mail: the employee's, else the program's, else
+        ``default`` (the global ``language:``)."""
+        return self.employee.language or self.program.language or default
+
+    def organizer_language(self, default: str) -> str:
+        """The language of the invitation the organizer sends."""
+        return self.organizer.language or self.program.language or default
 
     @property
     def organizer(self) -> Person:

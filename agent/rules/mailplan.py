@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
 
+from agent.core import locales
 from agent.core.model import Interval, Invitation, OutgoingMail, Program, Relationship
 from agent.core.plan import Plan
 from agent.core.timestamps import from_store
@@ -64,6 +65,7 @@ class MailContext:
     recorded: Mapping[str, Sequence[replies.Action]] = field(default_factory=dict)
     hours: Mapping[str, float] = field(default_factory=dict)
     templates: Any = None
+    #: the global ``language:``, for people and programs that name none
     language: str = "en"
     #: booking reasons by key, quoted in the invitations Cadence sends itself
     reasons: dict[str, str] = field(default_factory=dict)
@@ -192,12 +194,18 @@ def ask(
     state: cadence.SeriesState,
     moves: int,
     reason: str,
-    proposals: Sequence[str],
+    proposals: Sequence[Interval],
 ) -> Send | None:
     """Ask the employee to pick a time after the automatic moves are used up."""
     key = f"{state.key}:ask{moves}"
     if ctx.outbox.get(key) is not None and ctx.outbox[key].status == "sent":
         return None
+    language = rel.language(ctx.language)
+    tr = messages.translator(ctx.templates, language)
+    lines = [
+        messages.when_lines(p.start, p.end, (rel.employee, rel.partner), language, tr.gettext)[0]
+        for p in proposals
+    ]
     content = messages.render(
         "pick",
         rel,
@@ -206,9 +214,9 @@ def ask(
         ctx.now,
         ctx.now,
         reason=reason,
-        proposals=tuple(proposals),
+        proposals=tuple(lines),
         templates=ctx.templates,
-        language=ctx.language,
+        language=language,
     )
     mail = OutgoingMail(
         key=key,
@@ -241,16 +249,17 @@ def update(
         for i in json.loads(row["items"] or "[]")
     )
     received = from_store(row["received_at"]).astimezone(rel.employee.zone)
+    language = rel.language(ctx.language)
     content = _render(
         ctx,
         "recap",
         rel,
         meetings,
         meeting,
-        next_meeting=_next_text(rel, meetings, states, meeting),
+        next_meeting=_next_text(ctx, rel, meetings, states, meeting),
         update=messages.Update(
             sender=sender_name,
-            received=f"{received:%a} {received.day} {received:%b %Y, %H:%M}",
+            received=f"{locales.full_day(received, language)}, {locales.clock(received, language)}",
             items=items,
             notes=row["notes"] or "",
         ),
@@ -293,9 +302,11 @@ def _meeting_mail(
         rel,
         meetings,
         meeting,
-        next_meeting=_next_text(rel, meetings, states, meeting) if kind == "recap" else "",
+        next_meeting=_next_text(ctx, rel, meetings, states, meeting) if kind == "recap" else "",
         reason=reason,
         since=_previous(meetings, meeting),
+        # the invitation is the organizer's; agendas and recaps speak the employee's language
+        language=rel.organizer_language(ctx.language) if kind == "invite" else None,
     )
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
@@ -340,9 +351,11 @@ def _render(
     rel: Relationship,
     meetings: Sequence[Meeting],
     meeting: Meeting,
+    language: str | None = None,
     **extra: Any,
 ) -> messages.Content:
-    """Render one meeting's mail with the employee's plan, actions and hours."""
+    """Render one meeting's mail with the employee's plan, actions and hours, in
+    ``language`` (the pair's, ``Relationship.language``, when None)."""
     return messages.render(
         template,
         rel,
@@ -355,7 +368,7 @@ def _render(
         invested_hours=ctx.hours.get(rel.employee.email, 0.0),
         templates=ctx.templates,
         first=_first(meetings, meeting),
-        language=ctx.language,
+        language=language or rel.language(ctx.language),
         **extra,
     )
 
@@ -390,21 +403,25 @@ def _previous(meetings: Sequence[Meeting], meeting: Meeting) -> datetime | None:
 
 
 def _next_text(
+    ctx: MailContext,
     rel: Relationship,
     meetings: Sequence[Meeting],
     states: Sequence[cadence.SeriesState],
     after: Meeting,
 ) -> str:
+    language = rel.language(ctx.language)
+    tr = messages.translator(ctx.templates, language)
     upcoming = [m for m in meetings if m.status is Status.SCHEDULED and m.start > after.start]
     if upcoming:
         nxt = upcoming[0]
-        lines = messages.when_lines(nxt.start, nxt.end, (rel.employee, rel.partner))
-        return f"{messages.what(rel, nxt.series, nxt.stage)}: {lines[0]}"
+        people = (rel.employee, rel.partner)
+        lines = messages.when_lines(nxt.start, nxt.end, people, language, tr.gettext)
+        return f"{messages.what(rel, nxt.series, nxt.stage, tr)}: {lines[0]}"
     if states:
         soonest = min(states, key=lambda s: s.due)
         day = soonest.due.astimezone(rel.employee.zone)
-        return (
-            f"{messages.what(rel, soonest.name, soonest.stage)} due "
-            f"{day:%a} {day.day} {day:%b %Y}; Cadence will book it"
-        )
+        return tr.gettext("%(what)s due %(day)s; Cadence will book it") % {
+            "what": messages.what(rel, soonest.name, soonest.stage, tr),
+            "day": locales.full_day(day, language),
+        }
     return ""
