@@ -432,3 +432,105 @@ def test_a_template_can_be_overridden_for_one_language(tmp_path: Path) -> None:
     assert "Ausrichten: Ana & Ben" in agenda("de") and "Eigener Text." in agenda("de")
     assert "Align: Ana & Ben" in agenda("en") and "Eigener Text." not in agenda("en")
     assert "Align: Ana & Ben" in agenda("fr")
+
+
+# --- the screenshots in docs/CONTENT.md (`make screenshots`) ----------------------------
+
+#: the sample plans of the screenshots, written in each person's own language
+SAMPLE_PLANS = {
+    "de": """\
+purpose: Software bauen, auf die sich Pflegekräfte jeden Tag verlassen können.
+values: [Neugier, Offenheit, Sorgfalt]
+strengths: [verteilte Systeme, klare Design-Dokumente]
+growth_areas: [ein Team führen, Einfluss ohne Weisungsbefugnis]
+skills:
+  - {name: Go, level: expert}
+  - {name: Moderation, level: learning}
+goals:
+  - title: Staff Engineer werden
+    success: leitet die Plattform-Roadmap für zwei Teams
+    milestones:
+      - {title: Architektur-Review der Abrechnung leiten, due: 2026-12-18, done: true}
+      - {title: Roadmap 2027 vorstellen, due: 2027-02-15}
+actions:
+  - {title: Entwurf der Roadmap an Ben schicken, goal: Staff Engineer werden, due: 2026-12-04, status: open}
+  - {title: Mentoring-Runde mit Lea vereinbaren, due: 2026-12-20, status: open}
+""",
+    "ja": """\
+purpose: 現場の看護師が毎日安心して使えるプロダクトをつくる。
+values: [好奇心, 誠実さ, ていねいな仕事]
+strengths: [データ分析, 専門外の人へのわかりやすい説明]
+growth_areas: [チームを率いること, 権限によらない影響力]
+skills:
+  - {name: Python, level: expert}
+  - {name: プロダクトディスカバリー, level: practising}
+goals:
+  - title: 需要予測基盤をリードする
+    success: 3 つの病院に基盤を導入し、テックリードを務める
+    milestones:
+      - {title: 基盤の提案書を書く, due: 2026-12-15}
+      - {title: 最初の設計レビューを行う, due: 2027-02-01}
+actions:
+  - {title: 提案書の草案を Ben さんに送る, goal: 需要予測基盤をリードする, due: 2026-12-15, status: open}
+  - {title: オンコール当番に 1 週間同行する, goal: 需要予測基盤をリードする, status: done}
+""",
+}
+#: who reads each screenshot: the employee, their zone, and the leader
+SAMPLE_PEOPLE = {
+    "de": (("farid", "Farid Haddad", "Europe/Berlin"), ("ben", "Ben Ortiz", "Europe/Berlin")),
+    "ja": (("yui", "Yui Sato", "Asia/Tokyo"), ("ben", "Ben Ortiz", "Europe/Berlin")),
+}
+
+
+def sample_agenda(language: str, folder: Path) -> str:
+    """The Align agenda of a screenshot, as HTML."""
+    (emp, emp_name, emp_tz), (lead, lead_name, lead_tz) = SAMPLE_PEOPLE[language]
+    path = folder / f"{emp}.yaml"
+    path.write_text(SAMPLE_PLANS[language], encoding="utf-8")
+    rel = relationship(
+        replace(person(emp, tz=emp_tz, language=language), name=emp_name),
+        replace(person(lead, tz=lead_tz), name=lead_name),
+    )
+    return messages.render(
+        "agenda",
+        rel,
+        "deep_dive",
+        "align",
+        START,
+        END,
+        plan=idp.load(path),
+        templates=TEMPLATES,
+        language=language,
+        invested_hours=4.5,
+    ).html
+
+
+def main() -> None:  # pragma: no cover - `make screenshots`
+    """Write docs/screenshots/agenda-de.png and agenda-ja.png with headless Chromium."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.test_report import chromium
+
+    browser = chromium()
+    if browser is None:
+        sys.exit("no Chromium: install it (make test-servers does, as root)")
+    target = ROOT / "docs" / "screenshots"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for language in ("de", "ja"):
+            html = work / f"agenda-{language}.html"
+            html.write_text(sample_agenda(language, work), encoding="utf-8")
+            png = target / f"agenda-{language}.png"
+            subprocess.run(
+                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                 "--no-first-run", f"--user-data-dir={work / 'profile'}",
+                 "--window-size=700,1280", f"--screenshot={png}", html.as_uri()],
+                capture_output=True, timeout=90, check=True,
+            )  # fmt: skip
+            print(f"wrote {png}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
