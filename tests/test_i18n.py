@@ -534,3 +534,21 @@ def main() -> None:  # pragma: no cover - `make screenshots`
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@pytest.mark.parametrize("language", locales.SHIPPED)
+def test_text_and_html_say_the_same_in_every_language(language: str, tmp_path: Path) -> None:
+    from tests.test_content import visible
+
+    for kind in ("agenda", "recap", "invitation", "pick", "update"):
+        content = rendered(kind, language, tmp_path)
+        seen = visible(content.html)
+        for line in content.text.splitlines():
+            line = re.sub(r"^(\d+\.|-( \[[ x]\])?|\[[ x]\])\s*", "", line.strip()).strip('"')
+            if line.startswith("--") or line.startswith(("- [", '"- [')):
+                continue
+            core = re.split(r" \(|（", line)[0]
+            for piece in re.split(r" ?: |：", core):
+                piece = piece.strip(" ,、")
+                if len(piece) > 3:
+                    assert piece in seen, (kind, language, piece)
