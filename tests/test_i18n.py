@@ -552,3 +552,58 @@ def test_text_and_html_say_the_same_in_every_language(language: str, tmp_path: P
                 piece = piece.strip(" ,、")
                 if len(piece) > 3:
                     assert piece in seen, (kind, language, piece)
+
+
+def test_the_directory_supplies_languages_the_yaml_leaves_out(tmp_path: Path) -> None:
+    from agent.app.demo import create_workspace
+    from agent.core.directory import Entry
+    from agent.settings import directory
+
+    settings = config.load(create_workspace(tmp_path / "demo", START))
+    entries = {
+        e.email: e
+        for e in (
+            Entry("ana@acme.example", "Ana Lima", language="de-DE"),  # the YAML says pt-BR
+            Entry("emma@acme.example", "Emma Clarke", language="ja-JP"),  # the YAML says none
+            Entry("gia@acme.example", "Gia Rossi", language="it-IT"),  # no catalogue
+            Entry("hugo@acme.example", "Hugo Martin", language="fr-CA"),
+        )
+    }
+    people = directory.merge(settings, entries, []).people
+    assert people["ana@acme.example"].language == "pt_BR"
+    assert people["emma@acme.example"].language == "ja"
+    assert people["gia@acme.example"].language is None
+    assert people["hugo@acme.example"].language == "fr"
+    assert people["dev@acme.example"].language is None
+
+
+@pytest.mark.parametrize("language", locales.SHIPPED)
+def test_the_review_packet_in_every_language(language: str, tmp_path: Path) -> None:
+    from agent.views import packet
+
+    held = packet.HeldMeeting(
+        date(2026, 11, 3), "x", "Ben Ortiz", "leader", "deep dive", "align", 1.0
+    )
+    data = packet.Packet(
+        person=person("ana", language=language),
+        since=date(2026, 1, 1),
+        until=date(2026, 12, 7),
+        plan=plan(tmp_path),
+        plan_problem=None,
+        meetings=(held,),
+        by_series={},
+        by_stage={"Align": 1},
+        completed=(replies.Action("shadow an on-call week", status="done"),),
+        open=(replies.Action("draft the proposal", due=date(2026, 12, 1)),),
+        feedback=(),
+        hours=1.5,
+        share=0.09,
+        language=language,
+    )
+    html = packet.render(data, "html", TEMPLATES)
+    assert valid_html(html).lang == locales.tag(language)
+    md = packet.render(data, "md", TEMPLATES)
+    heading = TEMPLATES.translations(language).gettext("Actions open")
+    assert f"## {heading}" in md and heading in html
+    if language == "de":
+        assert "1,5 Std. in 1 Entwicklungsgespr" in md and "(Führungskraft)" in md
