@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import datetime
 
 from agent.core import locales
 from agent.core.directory import Line
-from agent.core.model import Event, OutgoingMail, Person
+from agent.core.model import Event, Person
 from agent.core.plan import Plan
 from agent.core.records import StoredBooking
 from agent.rules import messages
@@ -97,17 +96,7 @@ def _mail(
     reason: str,
 ) -> Send:
     key = _key(e.line, kind)
-    mail = OutgoingMail(
-        key=key,
-        sender=e.employee.email,
-        sender_name=e.employee.name,
-        to=to,
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(key),
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
-    )
+    mail = ctx.outgoing(key, e.employee, to, content)
     return Send(
         key,
         e.line.id,

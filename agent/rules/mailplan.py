@@ -23,7 +23,7 @@ from email.utils import format_datetime
 from typing import Any, Protocol
 
 from agent.core import locales
-from agent.core.model import Interval, Invitation, OutgoingMail, Program, Relationship
+from agent.core.model import Interval, Invitation, OutgoingMail, Person, Program, Relationship
 from agent.core.plan import Plan
 from agent.core.timestamps import from_store
 from agent.formats import ical
@@ -84,6 +84,29 @@ class MailContext:
         if row is not None and row.message_id:
             return row.message_id
         return message_id(key, self.secret)
+
+    def outgoing(
+        self,
+        key: str,
+        sender: Person,
+        to: tuple[str, ...],
+        content: messages.Content,
+        **threading: Any,
+    ) -> OutgoingMail:
+        """The mail ``key`` from ``sender`` with ``content``, dated now; ``threading``:
+        ``in_reply_to``, ``references``, ``invitation``."""
+        return OutgoingMail(
+            key=key,
+            sender=sender.email,
+            sender_name=sender.name,
+            to=to,
+            subject=content.subject,
+            text=content.text,
+            html=content.html,
+            message_id=self.message_id(key),
+            headers={"Date": format_datetime(self.now.astimezone(UTC))},
+            **threading,
+        )
 
     def actions(self, email: str) -> replies.Actions:
         """The plan's action items with those recorded from replies laid over them."""
@@ -218,17 +241,7 @@ def ask(
         templates=ctx.templates,
         language=language,
     )
-    mail = OutgoingMail(
-        key=key,
-        sender=rel.employee.email,
-        sender_name=rel.employee.name,
-        to=(rel.employee.email,),
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(key),
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
-    )
+    mail = ctx.outgoing(key, rel.employee, (rel.employee.email,), content)
     return _send(rel, state.name, state.key, "ask", mail, reason)
 
 
@@ -270,18 +283,13 @@ def update(
         if found is not None and found.status == "sent" and found.message_id:
             sent.append(found.message_id)
     to = tuple(dict.fromkeys([*leaders_of(ctx.relationships, rel), rel.employee.email]))
-    mail = OutgoingMail(
-        key=row["update_key"],
-        sender=rel.employee.email,
-        sender_name=rel.employee.name,
-        to=to,
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(row["update_key"]),
+    mail = ctx.outgoing(
+        row["update_key"],
+        rel.employee,
+        to,
+        content,
         in_reply_to=row["message_id"],
         references=(*sent, row["message_id"]),
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return _send(rel, meeting.series, meeting.id, "update", mail, f"reply {row['message_id']}")
 
@@ -328,19 +336,14 @@ def _meeting_mail(
         )
         sequence = meeting.event.sequence if meeting.event else 0
         invitation = Invitation("REQUEST", ical.invitation(made, stamp=ctx.now, sequence=sequence))
-    mail = OutgoingMail(
-        key=key,
-        sender=rel.employee.email,
-        sender_name=rel.employee.name,
-        to=(rel.employee.email, rel.partner.email),
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(key),
+    mail = ctx.outgoing(
+        key,
+        rel.employee,
+        (rel.employee.email, rel.partner.email),
+        content,
         in_reply_to=in_reply_to,
         references=references,
         invitation=invitation,
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return _send(rel, meeting.series, meeting.id, kind, mail, f"{kind} due for {meeting.id}")
 
