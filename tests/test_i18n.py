@@ -607,3 +607,20 @@ def test_the_review_packet_in_every_language(language: str, tmp_path: Path) -> N
     assert f"## {heading}" in md and heading in html
     if language == "de":
         assert "1,5 Std. in 1 Entwicklungsgespr" in md and "(Führungskraft)" in md
+
+
+def test_the_invitation_is_the_organizers_and_the_agenda_the_employees() -> None:
+    from agent.rules.classify import Meeting, Own, Status
+
+    rel = relationship(person("ana", language="ja"), person("ben", language="de"))
+    rel = replace(rel, program=replace(rel.program, organizer="partner"))
+    start = START + timedelta(hours=20)
+    meeting = Meeting("m1", rel.id, "deep_dive", "t", start, start + timedelta(hours=1),
+                      Status.SCHEDULED, stage="align", key="k1")  # fmt: skip
+    ctx = mailplan.MailContext(
+        START, (rel,), b"s" * 32, invites={rel.organizer.account: True}, templates=TEMPLATES
+    )
+    sends = mailplan.due(ctx, rel, [meeting], [], {"k1": Own(rel.id, "deep_dive", "align")})
+    subjects = {s.kind: s.mail.subject for s in sends}
+    assert subjects["invite"].startswith("Einladung: Entwicklungsgespräch Align mit Ben")
+    assert subjects["agenda"].startswith("アジェンダ：Benさんとのキャリア面談（Align）")
