@@ -624,3 +624,12 @@ def test_the_invitation_is_the_organizers_and_the_agenda_the_employees() -> None
     subjects = {s.kind: s.mail.subject for s in sends}
     assert subjects["invite"].startswith("Einladung: Entwicklungsgespräch Align mit Ben")
     assert subjects["agenda"].startswith("アジェンダ：Benさんとのキャリア面談（Align）")
+
+
+def test_the_pick_a_time_mail_says_why_in_the_readers_language() -> None:
+    ana, ben = person("ana"), person("ben")
+    reason = "declined by ben@acme.example; already moved 1 time(s): asking ana@acme.example to pick a time"
+    de = TEMPLATES.translations("de").gettext
+    assert mailplan.why(reason, "de", de, (ana, ben)) == "Ben hat abgesagt."
+    assert mailplan.why("cancelled; not moved", "de", de) == "Der Termin wurde abgesagt."
+    assert mailplan.why(reason, "en", de, (ana, ben)) == reason  # English keeps the detail

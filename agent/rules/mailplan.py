@@ -236,7 +236,7 @@ def ask(
         state.stage,
         ctx.now,
         ctx.now,
-        reason=reason,
+        reason=why(reason, language, tr.gettext, (rel.employee, rel.partner)),
         proposals=tuple(lines),
         templates=ctx.templates,
         language=language,
@@ -304,6 +304,8 @@ def _meeting_mail(
 ) -> Send:
     key = outbox_key(meeting, kind)
     reason = ctx.reasons.get(meeting.key or "", "") if kind == "invite" else ""
+    if kind == "invite" and rel.organizer_language(ctx.language) != locales.SOURCE:
+        reason = ""  # the booking's reason is the audit log's English, not a sentence to translate
     content = _render(
         ctx,
         "invitation" if kind == "invite" else kind,
@@ -346,6 +348,25 @@ def _meeting_mail(
         invitation=invitation,
     )
     return _send(rel, meeting.series, meeting.id, kind, mail, f"{kind} due for {meeting.id}")
+
+
+_DECLINED = re.compile(r"^declined by ([^\s;]+)")
+
+
+def why(reason: str, language: str, _: messages.Gettext, people: Sequence[Person] = ()) -> str:
+    """Why a meeting needs a new time, for the pick-a-time mail: the planner's reason in
+    English; in another language the cause alone (declined, cancelled), translated, with
+    the first name of whichever of ``people`` declined."""
+    if language == locales.SOURCE:
+        return reason
+    declined = _DECLINED.match(reason)
+    if declined:
+        who = declined.group(1)
+        name = next((p.first_name for p in people if p.email == who), who)
+        return _("%(who)s declined it.") % {"who": name}
+    if reason.startswith("cancelled"):
+        return _("It was cancelled.")
+    return reason
 
 
 def _render(
