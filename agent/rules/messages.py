@@ -44,8 +44,8 @@ class Content:
     html: str
 
 
-#: a message marked for the catalogue, translated where it is used
 def N_(message: str) -> str:
+    """Mark ``message`` for the catalogue (``make messages``); it is translated where used."""
     return message
 
 
