@@ -633,3 +633,31 @@ def test_the_pick_a_time_mail_says_why_in_the_readers_language() -> None:
     assert mailplan.why(reason, "de", de, (ana, ben)) == "Ben hat abgesagt."
     assert mailplan.why("cancelled; not moved", "de", de) == "Der Termin wurde abgesagt."
     assert mailplan.why(reason, "en", de, (ana, ben)) == reason  # English keeps the detail
+
+
+@pytest.mark.parametrize("language", locales.SHIPPED)
+def test_every_provider_sends_the_subject_as_written(language: str, tmp_path: Path) -> None:
+    from agent.connectors.google.mail import build_message as gmail_message
+    from agent.connectors.microsoft.mail import build_mime
+    from agent.connectors.smtp.send import build_message as smtp_message
+
+    content = rendered("update", language, tmp_path)
+    out = OutgoingMail(
+        key="k",
+        sender="ana@acme.example",
+        sender_name="Ana Lima",
+        to=("ana@acme.example",),
+        subject=content.subject + " " + content.subject,  # long enough to fold
+        text=content.text,
+        html=content.html,
+        message_id="<k@cadence>",
+    )
+    for built in (
+        smtp_message(out),
+        gmail_message(out, "ana@acme.example"),
+        build_mime(out, "ana@acme.example"),
+    ):
+        raw = built.as_bytes()
+        assert raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0].isascii()
+        parsed = email.message_from_bytes(raw, policy=policy.default)
+        assert str(parsed["Subject"]) == out.subject
