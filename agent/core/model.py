@@ -104,6 +104,9 @@ class Person:
     provided: frozenset[str] = frozenset()
     """Settings the config left out, which the provider may supply ("timezone", "working_hours"):
     Microsoft 365 reads them from the mailbox."""
+    language: str | None = None
+    """The language of their mail (a shipped catalogue, ``de``, ``pt_BR`` ...), from the
+    config or the directory; None: their program's or the global one."""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -184,6 +187,8 @@ class Program:
     """Whether replies to recaps are read and their actions recorded (opt-in)."""
     intake: ReplyIntake = ReplyIntake()
     """Whose replies count and how much of them (``recap: {trust, max_actions, ...}``)."""
+    language: str | None = None
+    """The language of mail for people who name none (``language:``); None: the global one."""
 
     def get(self, series: str) -> Series:
         for s in self.series:
@@ -205,6 +210,15 @@ class Relationship:
     @property
     def id(self) -> str:
         return f"{self.employee.email}/{self.partner.email}"
+
+    def language(self, default: str) -> str:
+        """The language of the pair's mail: the employee's, else the program's, else
+        ``default`` (the global ``language:``)."""
+        return self.employee.language or self.program.language or default
+
+    def organizer_language(self, default: str) -> str:
+        """The language of the invitation the organizer sends."""
+        return self.organizer.language or self.program.language or default
 
     @property
     def organizer(self) -> Person:

@@ -287,12 +287,10 @@ class Planner:
         request = self._request(state, earliest, latest, prefer)
         if decision.action == "ask":
             proposals = slots.find_slots(request, busy_e, busy_p, 3)
-            lines = [
-                messages.when_lines(p.start, p.end, (rel.employee, rel.partner))[0]
-                for p in proposals
-            ]
             if self.snap.mail is not None:
-                mail = mailplan.ask(self.snap.mail, rel, state, row.moves, decision.reason, lines)
+                mail = mailplan.ask(
+                    self.snap.mail, rel, state, row.moves, decision.reason, proposals
+                )
                 if mail is not None:
                     self._add(0, 0, mail)
             return

@@ -29,6 +29,7 @@ from agent.settings.schema_types import (  # noqa: F401 - callers import them he
     ByteSize,
     Duration,
     Hours,
+    Language,
     Regex,
     Share,
     SpanText,
@@ -179,6 +180,7 @@ class PersonConfig(Strict):
     calendar: str | None = None
     username: str | None = None
     closed: list[date] = Field(default_factory=list)
+    language: Language | None = None
 
 
 class RelationshipConfig(Strict):
@@ -260,6 +262,7 @@ class ProgramConfig(Strict):
     reschedule: RescheduleConfig = RescheduleConfig()
     agenda: AgendaConfig = AgendaConfig()
     recap: RecapConfig = RecapConfig()
+    language: Language | None = None
 
 
 class SyncSettings(Strict):
@@ -304,7 +307,7 @@ class ConfigFile(Strict):
     store: str = "var/cadence.db"
     tick: Annotated[Duration, AfterValidator(_tick)] = timedelta(minutes=10)
     templates: str | None = None
-    language: Literal["en"] = "en"
+    language: Language = "en"
     read_only: bool = False
     sync: SyncSettings = SyncSettings()
     service: ServiceConfig = ServiceConfig()
