@@ -82,6 +82,7 @@ class Spec:
     per_week: int = 15  # events per person per week, 7 of them recurring
     ahead: int = 16  # weeks of single events ahead (the booking window and beyond)
     lapse: float = 0.10  # the share of relationships that lapse in the sweep
+    accounts: tuple[str, ...] = (GOOGLE, GRAPH)  # taken in turn, relationship by relationship
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,9 @@ def build_org(spec: Spec) -> Org:
     people: dict[str, Member] = {}
     pairs: list[tuple[str, str]] = []
     for n in range(spec.relationships):
-        account = GOOGLE if n % 2 == 0 else GRAPH
+        account = spec.accounts[n % len(spec.accounts)]
         domain = DOMAINS[account]
-        group = n // 20  # ten employees per partner in each account
+        group = n // (10 * len(spec.accounts))  # ten employees per partner in each account
         zone = ZONES[group % len(ZONES)]
         partner = f"p{group:05d}@{domain}"
         employee = f"e{n:06d}@{domain}"
@@ -133,20 +134,28 @@ def config_yaml(org: Org, endpoints: dict[str, Any], concurrency: int) -> str:
         "store: cadence.db",
         f"sync: {{concurrency: {concurrency}}}",
         "accounts:",
-        f"  {GOOGLE}:",
-        "    provider: google",
-        "    credentials: google-key.json",
-        "    endpoints:",
-        f"      calendar: {g['calendar']}",
-        f"      gmail: {g['gmail']}",
-        f"  {GRAPH}:",
-        "    provider: microsoft",
-        f"    tenant: {m['tenant']}",
-        f"    client_id: {m['client_id']}",
-        f"    client_secret_env: {SECRET_ENV}",
-        f"    authority: {m['url']}",
-        f"    graph: {m['url']}",
-        "    ca_bundle: graph-ca.pem",
+    ]
+    if GOOGLE in org.spec.accounts:
+        lines += [
+            f"  {GOOGLE}:",
+            "    provider: google",
+            "    credentials: google-key.json",
+            "    endpoints:",
+            f"      calendar: {g['calendar']}",
+            f"      gmail: {g['gmail']}",
+        ]
+    if GRAPH in org.spec.accounts:
+        lines += [
+            f"  {GRAPH}:",
+            "    provider: microsoft",
+            f"    tenant: {m['tenant']}",
+            f"    client_id: {m['client_id']}",
+            f"    client_secret_env: {SECRET_ENV}",
+            f"    authority: {m['url']}",
+            f"    graph: {m['url']}",
+            "    ca_bundle: graph-ca.pem",
+        ]
+    lines += [
         "defaults:",
         '  working_hours: {mon-fri: "09:00-17:00"}',
         "people:",

@@ -70,6 +70,9 @@ class GoogleAccount(Strict):
     endpoints: GoogleEndpoints = GoogleEndpoints()
     ca_bundle: str | None = None
     sender: str | None = None
+    #: where a service account's access tokens are kept between runs (0600); by
+    #: default beside the store, ``<store name>.<account>.tokens.json``
+    token_cache: str | None = None
     #: seconds a request may go unanswered before it is abandoned (and retried)
     timeout: float = Field(default=60.0, gt=0)
 
