@@ -25,9 +25,8 @@ from typer.testing import CliRunner
 from agent.app.cli import app
 from agent.app.demo import PLANS, create_workspace
 from agent.core.errors import ConfigError
-from agent.settings import config
+from agent.settings import config, yamlsource
 from agent.settings import idp as plan
-from agent.settings import yamlsource
 from agent.tick.engine import Engine
 from tests.conftest import NOW
 
