@@ -60,7 +60,9 @@ class _Unique(yaml.constructor.SafeConstructor):
             ) from None
 
 
-_Unique.add_constructor("tag:yaml.org,2002:timestamp", _Unique.construct_yaml_timestamp)
+_Unique.add_constructor(  # type: ignore[type-var]
+    "tag:yaml.org,2002:timestamp", _Unique.construct_yaml_timestamp
+)
 
 
 class _UniqueKeyLoader(
@@ -82,14 +84,15 @@ class _UniqueKeyLoader(
         yaml.resolver.Resolver.__init__(self)
 
 
+_CParser: Any
 try:
-    from yaml.cyaml import CParser as _CParser
+    from yaml._yaml import CParser as _CParser
 except ImportError:  # PyYAML built without libyaml
     _CParser = None
 _Fast: Any = None
 if _CParser is not None:
 
-    class _Fast(_CParser, _Unique, yaml.resolver.Resolver):  # type: ignore[no-redef]
+    class _Fast(_CParser, _Unique, yaml.resolver.Resolver):  # type: ignore[no-redef,misc]
         """libyaml's parser (ten times faster) with the same constructor."""
 
         def __init__(self, stream: str) -> None:
