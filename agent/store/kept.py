@@ -39,8 +39,8 @@ class KeptCandidates:
         hit = self._entries.get(rel.id)
         if hit is not None and hit[0] == stamp and hit[1] <= since:
             return [e for e in hit[2] if e.end >= since]
-        owners = [rel.employee.email, rel.partner.email]
-        found = classify.candidates(rel, self.store.events(owners, since))
+        events = self.store.maybe_candidates(rel.employee.email, rel.partner.email, since)
+        found = classify.candidates(rel, events)
         self._entries[rel.id] = (stamp, since, found)
         return found
 

@@ -212,6 +212,38 @@ class Store:
             return list(lists[0])
         return list(heapq.merge(*lists, key=lambda e: e.start))
 
+    def maybe_candidates(self, employee: str, partner: str, since: datetime) -> list[Event]:
+        """The events of both calendars ending at or after ``since`` that
+        ``classify.candidates`` can keep, by start: a superset found by SQL, so that a
+        year of someone else's meetings is not read to be thrown away.
+
+        It holds every event with a key or with the UID of one that has a key, and every
+        timed event whose attendees or organizer may name the other person. That other
+        is looked for in the text as stored; where the text could match in a way SQLite
+        cannot see (non-ASCII, escaped in JSON), the event is kept.
+        """
+        after = to_store(since)
+        lists = []
+        for owner, other in ((employee, partner), (partner, employee)):
+            sql = f'SELECT {EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" >= ? AND ('
+            sql += "key IS NOT NULL OR uid IN (SELECT uid FROM events WHERE owner IN (?, ?) "
+            sql += 'AND "end" >= ? AND key IS NOT NULL)'
+            params: list[Any] = [owner, after, employee, partner, after]
+            sql += " OR (NOT coalesce(all_day, 0)"
+            wanted = other.lower()
+            if wanted.isascii() and wanted.isprintable() and not set(wanted) & set('"\\'):
+                sql += (
+                    " AND (instr(lower(attendees), ?) OR instr(attendees, '\\u')"
+                    " OR lower(organizer) = ? OR organizer GLOB '*[^ -~]*'"
+                    " OR lower(owner) = ? OR owner GLOB '*[^ -~]*')"
+                )
+                params += [json.dumps(wanted), wanted, wanted]
+            cursor = self.db.conn.execute(sql + ")) ORDER BY start", params)
+            lists.append([tuple_event(r) for r in cursor])
+        if employee == partner:
+            return lists[0]
+        return list(heapq.merge(*lists, key=lambda e: e.start))
+
     def events_during(self, owners: Iterable[str], during: Interval) -> list[Event]:
         """The events of ``owners`` that overlap ``during`` (by the index on their end)."""
         found: list[Event] = []
