@@ -436,6 +436,14 @@ class Store:
                     [{**r, "tick": tick} for r in rows], pk=("relationship", "id"), replace=True
                 )
 
+    def meeting_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """The stored meetings per relationship, as ``save_meetings`` was given them."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        sql = 'SELECT id, relationship, series, stage, start, "end", status, key, declined_by'
+        for row in self._query(sql + " FROM meetings ORDER BY start"):
+            out.setdefault(row["relationship"], []).append(row)
+        return out
+
     def meetings(self, relationship: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM meetings"
         params: list[Any] = []
