@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from agent.core.model import Attendee, Event, PartStat
 from agent.rules import classify
+from agent.store.kept import KeptCandidates
 from agent.store.sqlite import Store
 from tests.factories import person, relationship
 
@@ -110,5 +111,29 @@ def test_strangers_meetings_are_not_read() -> None:
         )
         found = store.maybe_candidates(ANA.email, BEN.email, BASE - timedelta(days=1))
         assert [e.id for e in found] == ["with-kit"]
+    finally:
+        store.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_read_for_many_relationships_at_once(data: st.DataObject) -> None:
+    """A partner's calendar read once for all their relationships gives each the
+    candidates of its own two whole calendars."""
+    people = [ANA, BEN, person("lea"), person("max")]
+    rels = [relationship(p, BEN) for p in people if p is not BEN]
+    rels.append(relationship(person("lea"), person("max")))
+    store = Store()
+    try:
+        for who in people:
+            for n in range(data.draw(st.integers(0, 8))):
+                store.put_event(data.draw(events(who.email, n)))
+        since = BASE - timedelta(days=30)
+        kept = KeptCandidates(store)
+        kept.prepare(rels, since)
+        assert all(kept._current(rel, since) for rel in rels)  # read by prepare, not get
+        for rel in rels:
+            whole = store.events([rel.employee.email, rel.partner.email], since)
+            assert kept.get(rel, since) == classify.candidates(rel, whole)
     finally:
         store.close()

@@ -5,6 +5,7 @@ a year of events for every relationship of its owner (a leader has many)."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,11 @@ from typing import Any
 from agent.core.model import Changes, Event, Relationship
 from agent.rules import classify
 from agent.store.sqlite import Store
+
+
+def _start(event: Event) -> datetime:
+    return event.start
+
 
 Patch = Callable[[Relationship, datetime, list[Event]], list[Event] | None]
 
@@ -31,6 +37,34 @@ class KeptCandidates:
             self.store.calendar_version(rel.partner.email),
             tuple(s.match for s in rel.program.series),
         )
+
+    def prepare(self, relationships: Sequence[Relationship], since: datetime) -> None:
+        """Read the candidates of the relationships that have none current, one query
+        per calendar: a partner's calendar once for all their relationships, not once
+        for each. On any error nothing is kept, and ``get`` reads one by one."""
+        wanted = [r for r in relationships if not self._current(r, since)]
+        if len(wanted) < 2:
+            return
+        others: dict[str, set[str]] = {}
+        for rel in wanted:
+            others.setdefault(rel.employee.email, set()).add(rel.partner.email)
+            others.setdefault(rel.partner.email, set()).add(rel.employee.email)
+        try:
+            read = {o: self.store.maybe_candidates_of(o, w, since) for o, w in others.items()}
+            for rel in wanted:
+                employee, partner = rel.employee.email, rel.partner.email
+                events = (
+                    read[employee]
+                    if employee == partner
+                    else list(heapq.merge(read[employee], read[partner], key=_start))
+                )
+                self._entries[rel.id] = (self._stamp(rel), since, classify.candidates(rel, events))
+        except Exception:  # each relationship's own read (get) reports it
+            return
+
+    def _current(self, rel: Relationship, since: datetime) -> bool:
+        hit = self._entries.get(rel.id)
+        return hit is not None and hit[0] == self._stamp(rel) and hit[1] <= since
 
     def get(self, rel: Relationship, since: datetime) -> list[Event]:
         """The candidate events ending at or after ``since``, read again only when one
