@@ -118,13 +118,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             put("quiet run: token requests (each)", tokens)
             put("quiet run: calendar requests (each)", api)
             put("latency bound s", bound)
-            put("quiet run: wall / latency bound", statistics.median(walls) / bound)
+            if bound:
+                put("quiet run: wall / latency bound", statistics.median(walls) / bound)
         finally:
             fake.close()
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--relationships", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request")
@@ -133,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weeks", type=int, default=52, help="weeks of history")
     parser.add_argument("--profile", type=Path, help="cProfile the last quiet run into this file")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     figures = measure(args)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))

@@ -449,6 +449,11 @@ def requests(d: dict[str, Counter[str]]) -> int:
     return sum(d[side]["http"] - d[side].get("token", 0) - d[side].get("openid", 0) for side in d)
 
 
+def token_requests(d: dict[str, Counter[str]]) -> int:
+    """Token requests sent (Google's token endpoint, Microsoft's sign-in)."""
+    return sum(d[side].get("token", 0) for side in d)
+
+
 def api_calls(d: dict[str, Counter[str]]) -> int:
     """API calls, each part of a batch counted (token and batch envelopes excluded)."""
     skip = {"http", "ms", "token", "openid", "batch"}
@@ -610,11 +615,12 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
         run.put("first sync: tick wall s", wall)
         run.put("first sync: sync step s", phases.times["sync"])
         run.put("first sync: requests", requests(d))
+        run.put("first sync: token requests", token_requests(d))
         run.put("first sync: fake servers' own s", server_seconds(d))
         run.put("first sync: events stored", rows)
         run.put("first sync: bookings", report.count("book"))
         run.put("first sync: peak RSS MB", peak_mb())
-        walls, syncs, per_cal, rss = [], [], [], []
+        walls, syncs, per_cal, rss, tokens = [], [], [], [], []
         for n in range(quiet_ticks):
             when = NOW + timedelta(minutes=10 * (n + 1))
             wall, d, report, phases = tick(engine, fake, when)
@@ -622,6 +628,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
             walls.append(wall)
             syncs.append(phases.times["sync"])
             per_cal.append(requests(d) / calendars)
+            tokens.append(token_requests(d))
             rss.append(rss_mb())
         run.put("quiet tick: wall s (median)", statistics.median(walls))
         run.put("quiet tick: sync step s (median)", statistics.median(syncs))
@@ -630,6 +637,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
             statistics.median(walls) - statistics.median(syncs),
         )
         run.put("quiet tick: requests per calendar", max(per_cal))
+        run.put("quiet ticks: token requests in all", sum(tokens))
         run.put("quiet tick: fake servers' own s", server_seconds(d))
         run.put("quiet tick: free/busy requests", freebusy_calls(d))
         run.put("quiet ticks: RSS MB first, last", (round(rss[0], 1), round(rss[-1], 1)))
