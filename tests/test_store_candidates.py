@@ -137,3 +137,31 @@ def test_read_for_many_relationships_at_once(data: st.DataObject) -> None:
             assert kept.get(rel, since) == classify.candidates(rel, whole)
     finally:
         store.close()
+
+
+def test_a_calendar_written_after_it_was_read_is_read_again() -> None:
+    """What ``reading`` read before a sync wrote a calendar is not kept for it."""
+    lea, tom = person("lea"), person("tom")
+    first, second = relationship(ANA, BEN), relationship(lea, tom)
+    store = Store()
+    try:
+        since = BASE - timedelta(days=30)
+        kept = KeptCandidates(store)
+        steps = kept.reading([first, second], since)
+        next(steps)  # Ana's calendar read
+        dive = Event(
+            ANA.email,
+            "new",
+            "Deep dive",
+            BASE,
+            BASE + timedelta(hours=1),
+            attendees=(Attendee(BEN.email, PartStat.ACCEPTED),),
+        )
+        store.put_event(dive)  # then written, as a sync would
+        for _ in steps:
+            pass
+        assert not kept._current(first, since)
+        assert kept._current(second, since)
+        assert [e.id for e in kept.get(first, since)] == ["new"]
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ a year of events for every relationship of its owner (a leader has many)."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,13 @@ class KeptCandidates:
         """Read the candidates of the relationships that have none current, one query
         per calendar: a partner's calendar once for all their relationships, not once
         for each. On any error nothing is kept, and ``get`` reads one by one."""
+        for _ in self.reading(relationships, since):
+            pass
+
+    def reading(self, relationships: Sequence[Relationship], since: datetime) -> Iterator[None]:
+        """``prepare`` a calendar at a time, pausing after each: the sync step reads
+        while it waits for the network. A relationship one of whose calendars changed
+        after it was read here gets no entry (``get`` reads it again)."""
         wanted = [r for r in relationships if not self._current(r, since)]
         if len(wanted) < 2:
             return
@@ -49,14 +56,22 @@ class KeptCandidates:
         for rel in wanted:
             others.setdefault(rel.employee.email, set()).add(rel.partner.email)
             others.setdefault(rel.partner.email, set()).add(rel.employee.email)
+        read: dict[str, tuple[Any, list[Event]]] = {}
         try:
-            read = {o: self.store.maybe_candidates_of(o, w, since) for o, w in others.items()}
+            for owner, names in others.items():
+                version = self.store.calendar_version(owner)
+                read[owner] = (version, self.store.maybe_candidates_of(owner, names, since))
+                yield
             for rel in wanted:
                 employee, partner = rel.employee.email, rel.partner.email
+                if self._current(rel, since) or any(
+                    read[o][0] != self.store.calendar_version(o) for o in (employee, partner)
+                ):
+                    continue
                 events = (
-                    read[employee]
+                    read[employee][1]
                     if employee == partner
-                    else list(heapq.merge(read[employee], read[partner], key=_start))
+                    else list(heapq.merge(read[employee][1], read[partner][1], key=_start))
                 )
                 self._entries[rel.id] = (self._stamp(rel), since, classify.candidates(rel, events))
         except Exception:  # each relationship's own read (get) reports it
