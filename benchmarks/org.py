@@ -82,6 +82,7 @@ class Spec:
     per_week: int = 15  # events per person per week, 7 of them recurring
     ahead: int = 16  # weeks of single events ahead (the booking window and beyond)
     lapse: float = 0.10  # the share of relationships that lapse in the sweep
+    accounts: tuple[str, ...] = (GOOGLE, GRAPH)  # taken in turn, relationship by relationship
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,9 @@ def build_org(spec: Spec) -> Org:
     people: dict[str, Member] = {}
     pairs: list[tuple[str, str]] = []
     for n in range(spec.relationships):
-        account = GOOGLE if n % 2 == 0 else GRAPH
+        account = spec.accounts[n % len(spec.accounts)]
         domain = DOMAINS[account]
-        group = n // 20  # ten employees per partner in each account
+        group = n // (10 * len(spec.accounts))  # ten employees per partner in each account
         zone = ZONES[group % len(ZONES)]
         partner = f"p{group:05d}@{domain}"
         employee = f"e{n:06d}@{domain}"
@@ -133,20 +134,28 @@ def config_yaml(org: Org, endpoints: dict[str, Any], concurrency: int) -> str:
         "store: cadence.db",
         f"sync: {{concurrency: {concurrency}}}",
         "accounts:",
-        f"  {GOOGLE}:",
-        "    provider: google",
-        "    credentials: google-key.json",
-        "    endpoints:",
-        f"      calendar: {g['calendar']}",
-        f"      gmail: {g['gmail']}",
-        f"  {GRAPH}:",
-        "    provider: microsoft",
-        f"    tenant: {m['tenant']}",
-        f"    client_id: {m['client_id']}",
-        f"    client_secret_env: {SECRET_ENV}",
-        f"    authority: {m['url']}",
-        f"    graph: {m['url']}",
-        "    ca_bundle: graph-ca.pem",
+    ]
+    if GOOGLE in org.spec.accounts:
+        lines += [
+            f"  {GOOGLE}:",
+            "    provider: google",
+            "    credentials: google-key.json",
+            "    endpoints:",
+            f"      calendar: {g['calendar']}",
+            f"      gmail: {g['gmail']}",
+        ]
+    if GRAPH in org.spec.accounts:
+        lines += [
+            f"  {GRAPH}:",
+            "    provider: microsoft",
+            f"    tenant: {m['tenant']}",
+            f"    client_id: {m['client_id']}",
+            f"    client_secret_env: {SECRET_ENV}",
+            f"    authority: {m['url']}",
+            f"    graph: {m['url']}",
+            "    ca_bundle: graph-ca.pem",
+        ]
+    lines += [
         "defaults:",
         '  working_hours: {mon-fri: "09:00-17:00"}',
         "people:",
@@ -440,6 +449,11 @@ def requests(d: dict[str, Counter[str]]) -> int:
     return sum(d[side]["http"] - d[side].get("token", 0) - d[side].get("openid", 0) for side in d)
 
 
+def token_requests(d: dict[str, Counter[str]]) -> int:
+    """Token requests sent (Google's token endpoint, Microsoft's sign-in)."""
+    return sum(d[side].get("token", 0) for side in d)
+
+
 def api_calls(d: dict[str, Counter[str]]) -> int:
     """API calls, each part of a batch counted (token and batch envelopes excluded)."""
     skip = {"http", "ms", "token", "openid", "batch"}
@@ -601,11 +615,12 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
         run.put("first sync: tick wall s", wall)
         run.put("first sync: sync step s", phases.times["sync"])
         run.put("first sync: requests", requests(d))
+        run.put("first sync: token requests", token_requests(d))
         run.put("first sync: fake servers' own s", server_seconds(d))
         run.put("first sync: events stored", rows)
         run.put("first sync: bookings", report.count("book"))
         run.put("first sync: peak RSS MB", peak_mb())
-        walls, syncs, per_cal, rss = [], [], [], []
+        walls, syncs, per_cal, rss, tokens = [], [], [], [], []
         for n in range(quiet_ticks):
             when = NOW + timedelta(minutes=10 * (n + 1))
             wall, d, report, phases = tick(engine, fake, when)
@@ -613,6 +628,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
             walls.append(wall)
             syncs.append(phases.times["sync"])
             per_cal.append(requests(d) / calendars)
+            tokens.append(token_requests(d))
             rss.append(rss_mb())
         run.put("quiet tick: wall s (median)", statistics.median(walls))
         run.put("quiet tick: sync step s (median)", statistics.median(syncs))
@@ -621,6 +637,7 @@ def measure(run: Run, org: Org, fake: Any, path: Path, quiet_ticks: int, naive: 
             statistics.median(walls) - statistics.median(syncs),
         )
         run.put("quiet tick: requests per calendar", max(per_cal))
+        run.put("quiet ticks: token requests in all", sum(tokens))
         run.put("quiet tick: fake servers' own s", server_seconds(d))
         run.put("quiet tick: free/busy requests", freebusy_calls(d))
         run.put("quiet ticks: RSS MB first, last", (round(rss[0], 1), round(rss[-1], 1)))

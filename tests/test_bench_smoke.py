@@ -66,6 +66,7 @@ def test_quiet_tick_one_request_per_calendar_and_sweep_batched(
             [p for p in org.people.values() if p.account == bench.GRAPH]
         )
         assert bench.freebusy_calls(quiet) == 0
+        assert bench.token_requests(quiet) == 0  # the tokens of the first tick, reused
         assert not report.actions or {a.kind for a in report.actions} <= {"skip"}
 
     lapsing = org.lapsing
@@ -106,3 +107,18 @@ def test_free_busy_batches_at_the_provider_limit(
     method = "calendar.freebusy.query" if account == bench.GOOGLE else "getSchedule"
     assert used[side][method] == math.ceil(len(people) / limit)  # 2 or 3, not 55
     assert bench.requests(used) == 1  # carried in one HTTP batch
+
+
+def test_run_once_quiet_ticks_ask_for_no_token() -> None:
+    """``benchmarks.once`` in small: each quiet ``run --once`` is a new process that
+    reads every calendar once and asks for no token (the first run kept them)."""
+    from benchmarks import once
+
+    args = once.parser().parse_args(
+        ["--relationships", "20", "--latency", "0", "--runs", "2", "--weeks", "2"]
+    )
+    figures = once.measure(args)
+    assert figures["calendars"] == 22
+    assert figures["first run: token requests"] == 22  # one per person, once
+    assert figures["quiet run: token requests (each)"] == [0, 0]
+    assert figures["quiet run: calendar requests (each)"] == [22, 22]

@@ -16,6 +16,7 @@ import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +25,7 @@ from typer.testing import CliRunner
 from agent.app.cli import app
 from agent.app.demo import PLANS, create_workspace
 from agent.core.errors import ConfigError
-from agent.settings import config
+from agent.settings import config, yamlsource
 from agent.settings import idp as plan
 from agent.tick.engine import Engine
 from tests.conftest import NOW
@@ -296,3 +297,34 @@ def test_aimed_plan_values_are_errors_or_used(tmp_path_factory, data, which) -> 
     path = tmp / "demo" / "plans" / f"{which}.yaml"
     if _load(path, text, plan.load) is not None:
         _ticks(config.load(source))
+
+
+def _lines(node: Any) -> list[tuple[str, int]]:
+    """Every node's tag and line, depth first."""
+    out = [(node.tag, node.start_mark.line)]
+    if isinstance(node.value, list):
+        for item in node.value:
+            for part in item if isinstance(item, tuple) else (item,):
+                out += _lines(part)
+    return out
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(edits=st.lists(mutation, min_size=1, max_size=4))
+def test_libyaml_reads_what_pyyaml_reads(tmp_path_factory, edits) -> None:  # type: ignore[no-untyped-def]
+    """The fast parser is used only where it agrees with PyYAML: the same data, the same
+    lines; anything else goes to PyYAML, whose words the errors keep."""
+    path = _workspace(tmp_path_factory.mktemp("yaml"))
+    text = _mutate(path.read_text(), edits)
+    fast = yamlsource._parse_fast(text)
+    if fast is None:
+        return
+    root, data = yamlsource._parse(yamlsource._UniqueKeyLoader, text)
+    assert repr(fast[1]) == repr(data)
+    assert (fast[0] is None) == (root is None)
+    if root is not None:
+        assert _lines(fast[0]) == _lines(root)

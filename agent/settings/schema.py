@@ -78,6 +78,9 @@ class GoogleAccount(Remote):
     credentials: str
     endpoints: GoogleEndpoints = GoogleEndpoints()
     sender: str | None = None
+    #: where a service account's access tokens are kept between runs (0600); by
+    #: default beside the store, ``<store name>.<account>.tokens.json``
+    token_cache: str | None = None
     timeout: float = Field(default=60.0, gt=0)
 
 

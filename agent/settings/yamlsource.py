@@ -17,8 +17,8 @@ import yaml
 from agent.core.errors import ConfigError
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate keys instead of keeping the last one."""
+class _Unique(yaml.constructor.SafeConstructor):
+    """A SafeConstructor that rejects duplicate keys instead of keeping the last one."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -60,9 +60,66 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             ) from None
 
 
-_UniqueKeyLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", _UniqueKeyLoader.construct_yaml_timestamp
+_Unique.add_constructor(  # type: ignore[type-var]
+    "tag:yaml.org,2002:timestamp", _Unique.construct_yaml_timestamp
 )
+
+
+class _UniqueKeyLoader(
+    yaml.reader.Reader,
+    yaml.scanner.Scanner,
+    yaml.parser.Parser,
+    yaml.composer.Composer,
+    _Unique,
+    yaml.resolver.Resolver,
+):
+    """PyYAML's own parser: slow, and the source of every syntax error's words."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _Unique.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+
+_CParser: Any
+try:
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # PyYAML built without libyaml
+    _CParser = None
+_Fast: Any = None
+if _CParser is not None:
+
+    class _Fast(_CParser, _Unique, yaml.resolver.Resolver):  # type: ignore[no-redef,misc]
+        """libyaml's parser (ten times faster) with the same constructor."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            _Unique.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+
+def _parse(loader_class: Any, text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree of ``text`` and the data built from it, in one parse."""
+    loader = loader_class(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
+def _parse_fast(text: str) -> tuple[yaml.Node | None, Any] | None:
+    """Parse with libyaml; None when it is missing, the text has characters PyYAML
+    refuses, or libyaml finds a problem (PyYAML then words it, as always)."""
+    if _Fast is None or yaml.reader.Reader.NON_PRINTABLE.search(text):
+        return None
+    try:
+        return _parse(_Fast, text)
+    except yaml.YAMLError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -153,8 +210,8 @@ def load(path: Path) -> Source:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}:1: (file): cannot read: {exc}") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        fast = _parse_fast(text)
+        root, data = fast if fast is not None else _parse(_UniqueKeyLoader, text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

@@ -5,13 +5,19 @@ a year of events for every relationship of its owner (a leader has many)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from agent.core.model import Changes, Event, Relationship
 from agent.rules import classify
 from agent.store.sqlite import Store
+
+
+def _start(event: Event) -> datetime:
+    return event.start
+
 
 Patch = Callable[[Relationship, datetime, list[Event]], list[Event] | None]
 
@@ -32,6 +38,49 @@ class KeptCandidates:
             tuple(s.match for s in rel.program.series),
         )
 
+    def prepare(self, relationships: Sequence[Relationship], since: datetime) -> None:
+        """Read the candidates of the relationships that have none current, one query
+        per calendar: a partner's calendar once for all their relationships, not once
+        for each. On any error nothing is kept, and ``get`` reads one by one."""
+        for _ in self.reading(relationships, since):
+            pass
+
+    def reading(self, relationships: Sequence[Relationship], since: datetime) -> Iterator[None]:
+        """``prepare`` a calendar at a time, pausing after each: the sync step reads
+        while it waits for the network. A relationship one of whose calendars changed
+        after it was read here gets no entry (``get`` reads it again)."""
+        wanted = [r for r in relationships if not self._current(r, since)]
+        if len(wanted) < 2:
+            return
+        others: dict[str, set[str]] = {}
+        for rel in wanted:
+            others.setdefault(rel.employee.email, set()).add(rel.partner.email)
+            others.setdefault(rel.partner.email, set()).add(rel.employee.email)
+        read: dict[str, tuple[Any, list[Event]]] = {}
+        try:
+            for owner, names in others.items():
+                version = self.store.calendar_version(owner)
+                read[owner] = (version, self.store.maybe_candidates_of(owner, names, since))
+                yield
+            for rel in wanted:
+                employee, partner = rel.employee.email, rel.partner.email
+                if self._current(rel, since) or any(
+                    read[o][0] != self.store.calendar_version(o) for o in (employee, partner)
+                ):
+                    continue
+                events = (
+                    read[employee][1]
+                    if employee == partner
+                    else list(heapq.merge(read[employee][1], read[partner][1], key=_start))
+                )
+                self._entries[rel.id] = (self._stamp(rel), since, classify.candidates(rel, events))
+        except Exception:  # each relationship's own read (get) reports it
+            return
+
+    def _current(self, rel: Relationship, since: datetime) -> bool:
+        hit = self._entries.get(rel.id)
+        return hit is not None and hit[0] == self._stamp(rel) and hit[1] <= since
+
     def get(self, rel: Relationship, since: datetime) -> list[Event]:
         """The candidate events ending at or after ``since``, read again only when one
         of the two calendars changed in a way not patched in."""
@@ -39,8 +88,8 @@ class KeptCandidates:
         hit = self._entries.get(rel.id)
         if hit is not None and hit[0] == stamp and hit[1] <= since:
             return [e for e in hit[2] if e.end >= since]
-        owners = [rel.employee.email, rel.partner.email]
-        found = classify.candidates(rel, self.store.events(owners, since))
+        events = self.store.maybe_candidates(rel.employee.email, rel.partner.email, since)
+        found = classify.candidates(rel, events)
         self._entries[rel.id] = (stamp, since, found)
         return found
 

@@ -212,6 +212,47 @@ class Store:
             return list(lists[0])
         return list(heapq.merge(*lists, key=lambda e: e.start))
 
+    def maybe_candidates(self, employee: str, partner: str, since: datetime) -> list[Event]:
+        """The events of both calendars ending at or after ``since`` that
+        ``classify.candidates`` can keep for the relationship, by start (a superset)."""
+        mine = self.maybe_candidates_of(employee, [partner], since)
+        if employee == partner:
+            return mine
+        theirs = self.maybe_candidates_of(partner, [employee], since)
+        return list(heapq.merge(mine, theirs, key=lambda e: e.start))
+
+    def maybe_candidates_of(
+        self, owner: str, others: Iterable[str], since: datetime
+    ) -> list[Event]:
+        """The events of ``owner`` ending at or after ``since`` that ``classify.candidates``
+        can keep for a relationship of ``owner`` with one of ``others``, by start: a
+        superset found by SQL, so that a year of meetings with other people is not read
+        to be thrown away.
+
+        It holds every event with a key or with the UID of one that has a key, and every
+        timed event whose attendees or organizer may name one of the others. They are
+        looked for in the text as stored; where the text could match in a way SQLite
+        cannot see (non-ASCII, escaped in JSON), the event is kept.
+        """
+        after = to_store(since)
+        sql = f'SELECT {EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" >= ? AND ('
+        sql += "key IS NOT NULL OR uid IN (SELECT uid FROM events WHERE key IS NOT NULL "
+        sql += 'AND "end" >= ?) OR (NOT coalesce(all_day, 0)'
+        params: list[Any] = [owner, after, after]
+        wanted = sorted({o.lower() for o in others})
+        plain = [w for w in wanted if w.isascii() and w.isprintable() and not set(w) & set('"\\')]
+        if plain == wanted and owner.isascii() and owner.lower() not in wanted:
+            # LIKE ignores ASCII case as lower() does, and its _ and % only widen the match
+            named = " OR ".join("attendees LIKE ? OR organizer LIKE ?" for _ in wanted)
+            sql += (
+                f" AND ({named or '0'} OR instr(attendees, '\\u')"
+                " OR length(organizer) != length(CAST(organizer AS BLOB)))"
+            )
+            for w in wanted:
+                params += [f'%"{w}"%', w]
+        cursor = self.db.conn.execute(sql + ")) ORDER BY start", params)
+        return [tuple_event(r) for r in cursor]
+
     def events_during(self, owners: Iterable[str], during: Interval) -> list[Event]:
         """The events of ``owners`` that overlap ``during`` (by the index on their end)."""
         found: list[Event] = []
@@ -403,6 +444,14 @@ class Store:
                 self.db.table("meetings").insert_all(
                     [{**r, "tick": tick} for r in rows], pk=("relationship", "id"), replace=True
                 )
+
+    def meeting_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """The stored meetings per relationship, as ``save_meetings`` was given them."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        sql = 'SELECT id, relationship, series, stage, start, "end", status, key, declined_by'
+        for row in self._query(sql + " FROM meetings ORDER BY start"):
+            out.setdefault(row["relationship"], []).append(row)
+        return out
 
     def meetings(self, relationship: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM meetings"

@@ -350,6 +350,10 @@ class _Tick:
             watched=self._watched(),
         )
         since = self.now - HISTORY
+        if not self.dry_run and not self.engine.saved_meetings:
+            # a new engine (run --once) writes what differs from the store, as a kept one
+            self.engine.saved_meetings.update(self.store.meeting_rows())
+        self.engine.kept.prepare(self.engine.settings.relationships, since)
         for rel in self.engine.settings.relationships:
             try:
                 self._assess(snap, rel, since)

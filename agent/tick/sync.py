@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from agent.connectors.base import Busy, BusyFromSync, Calendar
 from agent.core import faults
 from agent.core.errors import CadenceError, CursorExpired, PermanentError
 from agent.core.model import Interval, Person, merge
+from agent.store import assessed
 
 if TYPE_CHECKING:
     from agent.tick.executor import Journal
@@ -87,11 +88,19 @@ def sync(engine: Host, journal: Journal, now: datetime) -> set[str]:
     # sync never holds every calendar's events at once
     queue = iter(jobs)
     running: dict[Future[tuple[Any, bool]], Person] = {}
+    # while the answers are awaited, this thread reads what the assess step will need
+    # (a calendar at a time); what the sync then changes is read again
+    reading: Iterator[None] | None = engine.kept.reading(
+        engine.settings.relationships, now - assessed.HISTORY
+    )
     try:
         for person, calendar, cursor in itertools.islice(queue, 2 * workers):
             running[pool.submit(fetch, person, calendar, cursor)] = person
         while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, 0 if reading else None, FIRST_COMPLETED)
+            if not done and reading is not None:
+                reading = None if next(reading, StopIteration) is StopIteration else reading
+                continue
             for future in done:
                 person = running.pop(future)
                 stored(person, future.result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 
@@ -33,6 +34,12 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
     echo = typer.echo
     verb = "would" if dry_run else "did"
     echo(f"Tick at {report.now:%Y-%m-%d %H:%M} UTC ({'plan only' if dry_run else 'run'})")
+    states: dict[str, list[Any]] = {}
+    for state in report.states:
+        states.setdefault(state.relationship.id, []).append(state)
+    actions: dict[str | None, list[Any]] = {}
+    for act in report.actions:
+        actions.setdefault(act.relationship, []).append(act)
     for rel in settings.relationships:
         echo("")
         language = rel.language(settings.language)
@@ -41,7 +48,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
             f"{rel.partner.name} ({rel.partner.timezone}), {rel.program.name}"
             + (f"; mail in {locales.tag(language)}" if language != locales.SOURCE else "")
         )
-        for state in [s for s in report.states if s.relationship.id == rel.id]:
+        for state in states.get(rel.id, []):
             if state.next_scheduled:
                 when = state.next_scheduled.start.astimezone(rel.employee.zone)
                 found = f"next scheduled {when:%a %Y-%m-%d %H:%M}"
@@ -57,7 +64,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                 else f"  {state.name:<11} {flag:<6} never held"
             )
             echo(f"              {found}")
-        for action in [a for a in report.actions if a.relationship == rel.id]:
+        for action in actions.get(rel.id, []):
             if action.kind in _LABELS and action.outcome in ("done", "planned"):
                 new += 1
                 planned = action.outcome == "planned"

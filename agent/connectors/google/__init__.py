@@ -22,7 +22,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent.connectors.google.calendar import GoogleCalendar, to_event
-from agent.connectors.google.client import Client, GoogleFailure, ca_bundle, credentials
+from agent.connectors.google.client import (
+    Client,
+    GoogleFailure,
+    ca_bundle,
+    credentials,
+    token_cache,
+)
 from agent.connectors.google.mail import GoogleMailer, build_message
 from agent.connectors.google.replies import GoogleReplyMailer, reply_mailboxes
 from agent.connectors.google.signin import (
@@ -43,7 +49,11 @@ if TYPE_CHECKING:
 
 def file_checks(ctx: Context) -> list[FileCheck]:
     """The checks ``connect`` makes of the account's files, for ``cadence check``."""
-    return [("credentials", lambda: credentials(ctx)), ("ca_bundle", lambda: ca_bundle(ctx))]
+    return [
+        ("credentials", lambda: credentials(ctx)),
+        ("ca_bundle", lambda: ca_bundle(ctx)),
+        ("token_cache", lambda: token_cache(ctx)),
+    ]
 
 
 def connect(ctx: Context) -> tuple[GoogleCalendar, GoogleMailer]:

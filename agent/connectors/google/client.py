@@ -38,6 +38,7 @@ from agent.core.errors import (
     PermanentError,
     TransientError,
 )
+from agent.core.tokencache import TokenCache
 
 if TYPE_CHECKING:
     from agent.connectors import Context
@@ -150,6 +151,20 @@ def credentials(ctx: Context, scopes: list[str] | None = None) -> Auth:
     return Auth(ctx.settings.resolve(account.credentials), wanted)
 
 
+def token_cache_path(ctx: Context) -> Path:
+    """Where the account keeps its access tokens: ``token_cache``, or beside the store."""
+    account: GoogleAccount = ctx.account
+    if account.token_cache:
+        return ctx.settings.resolve(account.token_cache)
+    store = ctx.settings.store
+    return store.with_name(f"{store.name}.{ctx.name}.tokens.json")
+
+
+def token_cache(ctx: Context) -> TokenCache:
+    """The account's token cache, read; raise ConfigError when others may read it."""
+    return TokenCache(token_cache_path(ctx), ctx.log)
+
+
 def ca_bundle(ctx: Context) -> str | None:
     """The account's CA bundle, if it names one; raise ConfigError when it is missing."""
     account: GoogleAccount = ctx.account
@@ -170,6 +185,8 @@ class Client:
         scopes = needed_scopes(ctx.settings)
         self.read_scope = SCOPE_READ in scopes
         self.auth = credentials(ctx, scopes)
+        if self.auth.delegated:  # a user's token is kept in its own file
+            self.auth.tokens = token_cache(ctx)
         ca = ca_bundle(ctx)
         # httplib2 is not thread-safe: every thread that calls Google gets its own Http
         # (kept for connection reuse) and its own authorized wrappers; the engine bounds
@@ -220,8 +237,12 @@ class Client:
     def _save_refreshed(self) -> None:
         with self._lock:
             self.auth.save_refreshed()
+        if self.auth.tokens is not None:
+            self.auth.tokens.save_if_due()
 
     def close(self) -> None:
+        if self.auth.tokens is not None:
+            self.auth.tokens.save()
         with self._lock:
             made, self._made = self._made, []
         for _, http in made:

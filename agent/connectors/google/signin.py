@@ -11,7 +11,7 @@ import json
 import stat
 import urllib.parse
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from agent.core.errors import (
     ConfigError,
     PermanentError,
 )
+from agent.core.tokencache import TokenCache
 
 if TYPE_CHECKING:
     from agent.settings.config import Settings
@@ -80,19 +81,39 @@ def write_secret_json(path: Path, data: dict[str, Any]) -> None:
     files.write_private(path, json.dumps(data, indent=2))
 
 
-class Auth:
-    """Credentials per person: a delegated service account or one user's token."""
+class _Delegated(service_account.Credentials):
+    """A service account's credentials that report each token they get.
 
-    def __init__(self, path: Path, scopes: Sequence[str]) -> None:
+    with_subject() and with_scopes() copy through ``self.__class__``, so the copies are
+    of this class too; Auth sets ``issued`` on each copy it hands out.
+    """
+
+    issued: Callable[[_Delegated], None] | None = None
+
+    def refresh(self, request: Any) -> None:
+        super().refresh(request)  # type: ignore[no-untyped-call]
+        if self.issued is not None:
+            self.issued(self)
+
+
+class Auth:
+    """Credentials per person: a delegated service account or one user's token.
+
+    With ``tokens``, a delegated person's access token is taken from that cache while it
+    lasts, and each token issued is put there (for the next process).
+    """
+
+    def __init__(self, path: Path, scopes: Sequence[str], tokens: TokenCache | None = None) -> None:
         self.path = path
         self.scopes = list(scopes)
         self.info = read_secret_json(path)
         self.kind = self.info.get("type")
+        self.tokens = tokens
         self._cache: dict[str, Credentials] = {}
         self._saved_token: str | None = None
         try:
             if self.kind == "service_account":
-                load = service_account.Credentials.from_service_account_info
+                load = _Delegated.from_service_account_info
                 self._base: Credentials = load(self.info, scopes=self.scopes)  # type: ignore[no-untyped-call]
             elif self.kind == "authorized_user":
                 info = self.info
@@ -136,10 +157,38 @@ class Auth:
             return self._base
         creds = self._cache.get(user)
         if creds is None:
-            assert isinstance(self._base, service_account.Credentials)
-            creds = self._base.with_subject(user)  # type: ignore[no-untyped-call]
+            assert isinstance(self._base, _Delegated)
+            creds = self._kept(self._base.with_subject(user))  # type: ignore[no-untyped-call]
             self._cache[user] = creds
         return creds
+
+    def _key(self, creds: _Delegated) -> str:
+        """Whom a delegated token acts for, and with what: its key in the token cache."""
+        return " ".join(
+            (
+                creds.service_account_email,
+                str(self.info.get("private_key_id", "")),
+                str(creds._subject),
+                ",".join(sorted(creds.scopes or ())),
+                str(creds._token_uri),
+            )
+        )
+
+    def _kept(self, creds: _Delegated) -> _Delegated:
+        """``creds`` with the cached token it may still use, reporting the ones it gets."""
+        if self.tokens is None:
+            return creds
+        found = self.tokens.get(self._key(creds))
+        if found is not None:
+            # google-auth compares a naive UTC expiry with its own clock
+            creds.token = found[0]
+            creds.expiry = found[1].astimezone(UTC).replace(tzinfo=None)
+        creds.issued = self._issued
+        return creds
+
+    def _issued(self, creds: _Delegated) -> None:
+        if self.tokens is not None and creds.token and creds.expiry:
+            self.tokens.put(self._key(creds), creds.token, creds.expiry.replace(tzinfo=UTC))
 
     def confirming(self, user: str) -> Credentials | None:
         """Credentials that may read ``user``'s SENT headers and no more (gmail.metadata),
@@ -152,9 +201,9 @@ class Auth:
         key = f"{user}\n{SCOPE_METADATA}"
         creds = self._cache.get(key)
         if creds is None:
-            assert isinstance(self._base, service_account.Credentials)
+            assert isinstance(self._base, _Delegated)
             narrow = self._base.with_scopes([SCOPE_METADATA])
-            creds = narrow.with_subject(user)
+            creds = self._kept(narrow.with_subject(user))
             self._cache[key] = creds
         return creds
 
