@@ -8,7 +8,7 @@ import typer
 
 from agent.rules.actions import Action, acts
 from agent.settings.config import Settings
-from agent.tick.engine import TickReport
+from agent.tick.reporting import TickReport
 
 _LABELS = {
     "book": "booked",

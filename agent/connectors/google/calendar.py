@@ -13,12 +13,14 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from agent.connectors.base import Busy, ensure_own
+from agent.connectors.google import push
 from agent.connectors.google.client import Client, GoogleFailure
 from agent.connectors.tools import pieces
 from agent.core.errors import PermanentError
 from agent.core.model import (
     Attendee,
     Changes,
+    Channel,
     Event,
     EventDraft,
     Interval,
@@ -107,6 +109,8 @@ class GoogleCalendar:
 
     sends_invitations: Literal[True] = True
     concurrent_writes: Literal[True] = True  # each thread has its own connection
+    push_provider = "google"
+    push_lifetime = push.LIFETIME
 
     def __init__(self, client: Client) -> None:
         self.c = client
@@ -320,3 +324,16 @@ class GoogleCalendar:
         except GoogleFailure as exc:
             if exc.status not in (404, 410):  # already gone: cancelling again is done
                 raise
+
+    # --- push (agent.connectors.google.push) ----------------------------------------------
+
+    def watch(self, person: Person, address: str, secret: str, until: datetime) -> Channel:
+        return push.watch(self.c, person, address, secret, until)
+
+    def renew(
+        self, person: Person, channel: Channel, address: str, secret: str, until: datetime
+    ) -> Channel:
+        return push.renew(self.c, person, channel, address, secret, until)
+
+    def unwatch(self, person: Person, channel: Channel) -> None:
+        push.stop(self.c, person, channel)
