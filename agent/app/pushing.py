@@ -36,6 +36,7 @@ class Host(Protocol):
     _running: threading.Lock
     adopted: dict[str, tuple[str, Any]]
 
+
 log = logging.getLogger("cadence.push")
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
 from agent.connectors.base import Busy
+from agent.connectors.microsoft import push
 from agent.connectors.microsoft.events import (
     KEY_PROPERTY,
     TRANSACTION_PREFIX,
@@ -33,6 +34,7 @@ from agent.connectors.tools import ensure_organizer, live_first, pieces
 from agent.core.errors import CadenceError, PermanentError
 from agent.core.model import (
     Changes,
+    Channel,
     Event,
     EventDraft,
     Interval,
@@ -62,6 +64,8 @@ class MicrosoftCalendar:
 
     sends_invitations: Literal[True] = True
     concurrent_writes: Literal[True] = True  # one pooled session; the token is fetched under a lock
+    push_provider = "microsoft"
+    push_lifetime = push.LIFETIME
 
     def __init__(self, graph: Graph, people: Sequence[Person] = ()) -> None:
         self.graph = graph
@@ -306,6 +310,19 @@ class MicrosoftCalendar:
         span = Span(_clock(hours.get("startTime", "09:00")), _clock(hours.get("endTime", "17:00")))
         days = {DAYS.index(d): (span,) for d in hours.get("daysOfWeek") or [] if d in DAYS}
         return zone, WorkingHours(days)
+
+    # -- push (agent.connectors.microsoft.push)
+
+    def watch(self, person: Person, address: str, secret: str, until: datetime) -> Channel:
+        return push.watch(self.graph, person, address, secret, until)
+
+    def renew(
+        self, person: Person, channel: Channel, address: str, secret: str, until: datetime
+    ) -> Channel:
+        return push.renew(self.graph, person, channel, address, secret, until)
+
+    def unwatch(self, person: Person, channel: Channel) -> None:
+        push.delete(self.graph, channel)
 
 
 def _clock(text: str) -> time:
