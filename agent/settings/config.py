@@ -232,6 +232,8 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         err(["defaults", "account"], f"no account named {cfg.defaults.account!r}")
     if not cfg.accounts:
         err(["accounts"], "at least one account is required")
+    if cfg.push is not None and cfg.service.port == 0:
+        err(["push"], "push needs the HTTP endpoint of `cadence serve`: set service.port")
 
     people: dict[str, Person] = {}
     for i, p in enumerate(cfg.people):
