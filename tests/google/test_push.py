@@ -5,6 +5,7 @@ channels picked up again after a restart."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import urllib.parse
@@ -14,6 +15,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from agent.app.cli import app
 from agent.app.service import Service
 from agent.store.push import PushRows
 from agent.store.sqlite import Store
@@ -134,6 +138,10 @@ def test_a_decline_is_answered_by_a_move_syncing_only_the_notified_calendars(
         assert 'cadence_push_notifications_total{provider="google",result="accepted"}' in text
         assert 'cadence_push_channels{state="active"} 3.0' in text
         assert "cadence_push_reaction_seconds_count" in text
+        # cadence status shows each person's channel
+        shown = CliRunner().invoke(app, ["status", "--config", str(ws.path)]).output
+        for email in (ANA, BEN, CHLOE):
+            assert re.search(rf"{re.escape(email)}\s+active\s+20", shown), shown
 
 
 def test_a_burst_gives_one_sync_and_forged_notifications_do_nothing(tmp_path: Path) -> None:
