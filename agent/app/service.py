@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from agent.tick.reporting import TickReport
 
 log = logging.getLogger("cadence.serve")
+#: seconds a tick waits for a push reaction (or a directory read) to finish
+REACTION_WAIT = 120.0
 
 
 class Service:
@@ -52,7 +54,9 @@ class Service:
     def tick(self) -> None:
         from agent.tick.engine import Engine
 
-        if not self._running.acquire(blocking=False):
+        # a push reaction is short: wait for it; a tick still running is another matter
+        waits = self.push is not None
+        if not self._running.acquire(waits, REACTION_WAIT if waits else -1):
             log.warning("previous tick still running; skipping this one")
             return
         started = time.monotonic()

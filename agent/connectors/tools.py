@@ -7,11 +7,13 @@ raw MIME building lives in ``agent.formats.mime``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from types import ModuleType
+from typing import Any
 
 from agent.connectors.base import ensure_own
 from agent.core.errors import PermanentError
-from agent.core.model import Event, Interval, Person
+from agent.core.model import Channel, Event, Interval, Person
 
 
 def pieces(window: Interval, size: timedelta) -> Iterator[Interval]:
@@ -43,3 +45,32 @@ def ensure_organizer(person: Person, event: Event) -> None:
             f"refusing to change event {event.id!r} on {person.email}: "
             f"only its organizer {event.organizer} can"
         )
+
+
+class PushBy:
+    """The ``Watches`` methods of a calendar, carried out by its provider's push module
+    (``watch``, ``renew`` and ``unwatch`` functions that take the provider's client)."""
+
+    push_module: ModuleType
+
+    def push_client(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def push_lifetime(self) -> timedelta:
+        lifetime: timedelta = self.push_module.LIFETIME
+        return lifetime
+
+    def watch(self, person: Person, address: str, secret: str, until: datetime) -> Channel:
+        made: Channel = self.push_module.watch(self.push_client(), person, address, secret, until)
+        return made
+
+    def renew(
+        self, person: Person, channel: Channel, address: str, secret: str, until: datetime
+    ) -> Channel:
+        client = self.push_client()
+        made: Channel = self.push_module.renew(client, person, channel, address, secret, until)
+        return made
+
+    def unwatch(self, person: Person, channel: Channel) -> None:
+        self.push_module.unwatch(self.push_client(), person, channel)

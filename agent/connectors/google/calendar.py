@@ -15,12 +15,11 @@ from zoneinfo import ZoneInfo
 from agent.connectors.base import Busy, ensure_own
 from agent.connectors.google import push
 from agent.connectors.google.client import Client, GoogleFailure
-from agent.connectors.tools import pieces
+from agent.connectors.tools import PushBy, pieces
 from agent.core.errors import PermanentError
 from agent.core.model import (
     Attendee,
     Changes,
-    Channel,
     Event,
     EventDraft,
     Interval,
@@ -104,13 +103,13 @@ def to_event(person: Person, item: dict[str, Any]) -> Event:
     )
 
 
-class GoogleCalendar:
+class GoogleCalendar(PushBy):
     """Calendar v3 for the people of one Google account."""
 
     sends_invitations: Literal[True] = True
     concurrent_writes: Literal[True] = True  # each thread has its own connection
     push_provider = "google"
-    push_lifetime = push.LIFETIME
+    push_module = push
 
     def __init__(self, client: Client) -> None:
         self.c = client
@@ -325,15 +324,5 @@ class GoogleCalendar:
             if exc.status not in (404, 410):  # already gone: cancelling again is done
                 raise
 
-    # --- push (agent.connectors.google.push) ----------------------------------------------
-
-    def watch(self, person: Person, address: str, secret: str, until: datetime) -> Channel:
-        return push.watch(self.c, person, address, secret, until)
-
-    def renew(
-        self, person: Person, channel: Channel, address: str, secret: str, until: datetime
-    ) -> Channel:
-        return push.renew(self.c, person, channel, address, secret, until)
-
-    def unwatch(self, person: Person, channel: Channel) -> None:
-        push.stop(self.c, person, channel)
+    def push_client(self) -> Client:
+        return self.c

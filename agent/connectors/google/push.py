@@ -46,7 +46,7 @@ def watch(client: Client, person: Person, address: str, secret: str, until: date
     )
 
 
-def stop(client: Client, person: Person, channel: Channel) -> None:
+def unwatch(client: Client, person: Person, channel: Channel) -> None:
     """Stop a channel; one Google no longer knows (expired, stopped) is stopped."""
     request = client.calendar.channels().stop(
         body={"id": channel.id, "resourceId": channel.resource_id}
@@ -65,5 +65,5 @@ def renew(
     fresh = watch(client, person, address, secret, until)
     # the old channel ends at its expiration anyway; its notifications are refused
     with contextlib.suppress(PermanentError):
-        stop(client, person, channel)
+        unwatch(client, person, channel)
     return fresh

@@ -30,11 +30,10 @@ from agent.connectors.microsoft.events import (
     zone_of,
 )
 from agent.connectors.microsoft.graph import PREFER_UTC, Graph
-from agent.connectors.tools import ensure_organizer, live_first, pieces
+from agent.connectors.tools import PushBy, ensure_organizer, live_first, pieces
 from agent.core.errors import CadenceError, PermanentError
 from agent.core.model import (
     Changes,
-    Channel,
     Event,
     EventDraft,
     Interval,
@@ -59,13 +58,13 @@ BUSY = {"busy", "tentative", "oof", "unknown"}
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-class MicrosoftCalendar:
+class MicrosoftCalendar(PushBy):
     """The Calendar protocol on Microsoft Graph."""
 
     sends_invitations: Literal[True] = True
     concurrent_writes: Literal[True] = True  # one pooled session; the token is fetched under a lock
     push_provider = "microsoft"
-    push_lifetime = push.LIFETIME
+    push_module = push
 
     def __init__(self, graph: Graph, people: Sequence[Person] = ()) -> None:
         self.graph = graph
@@ -311,18 +310,8 @@ class MicrosoftCalendar:
         days = {DAYS.index(d): (span,) for d in hours.get("daysOfWeek") or [] if d in DAYS}
         return zone, WorkingHours(days)
 
-    # -- push (agent.connectors.microsoft.push)
-
-    def watch(self, person: Person, address: str, secret: str, until: datetime) -> Channel:
-        return push.watch(self.graph, person, address, secret, until)
-
-    def renew(
-        self, person: Person, channel: Channel, address: str, secret: str, until: datetime
-    ) -> Channel:
-        return push.renew(self.graph, person, channel, address, secret, until)
-
-    def unwatch(self, person: Person, channel: Channel) -> None:
-        push.delete(self.graph, channel)
+    def push_client(self) -> Graph:
+        return self.graph
 
 
 def _clock(text: str) -> time:

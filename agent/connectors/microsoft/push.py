@@ -83,7 +83,7 @@ def renew(
     )
 
 
-def delete(graph: Graph, channel: Channel) -> None:
+def unwatch(graph: Graph, person: Person, channel: Channel) -> None:
     """Delete a subscription; one Graph no longer knows is deleted."""
     path = f"/subscriptions/{urllib.parse.quote(channel.id, safe='')}"
     try:
