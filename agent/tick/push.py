@@ -20,7 +20,7 @@ from agent.connectors.base import Watches
 from agent.core.errors import CadenceError
 from agent.core.model import Channel, Person, WorkingHours
 from agent.settings.config import Settings
-from agent.store.push import PushRows
+from agent.store.push import ChannelRow, PushRows
 from agent.store.sqlite import Store
 from agent.tick.host import Host
 
@@ -95,28 +95,52 @@ def maintain(
         rows.drop(owner)
         out.stopped.append(owner)
     renew_before = settings.push.renew_before
+    #: (person, their calendar, their channel row, whether a new channel is opened)
+    jobs: list[tuple[Person, Watches, ChannelRow | None, bool]] = []
     for email, person in people.items():
         row = kept.get(email)
         try:
             calendar, _ = engine.connection(person.account)
-            if not isinstance(calendar, Watches):
-                continue
-            until = now + calendar.push_lifetime
-            to = address(settings, calendar.push_provider)
-            if row is not None and row.state == "missed" and email in read:
-                rows.mark(email, "active", now)
-            if row is None or row.state in ("failed", "removed") or row.channel.expires <= now:
-                channel = calendar.watch(person, to, secrets.token_urlsafe(32), until)
-                rows.save(channel, now)
-                out.opened.append(email)
-            elif row.channel.expires - now <= renew_before or email in renew:
-                channel = calendar.renew(person, row.channel, to, secrets.token_urlsafe(32), until)
-                rows.save(channel, now)
-                out.renewed.append(email)
         except CadenceError as exc:
             out.errors.append(f"push: channel of {email}: {exc}")
+            continue
+        if not isinstance(calendar, Watches):
+            continue
+        if row is not None and row.state == "missed" and email in read:
+            rows.mark(email, "active", now)
+        if row is None or row.state in ("failed", "removed") or row.channel.expires <= now:
+            jobs.append((person, calendar, row, True))
+        elif row.channel.expires - now <= renew_before or email in renew:
+            jobs.append((person, calendar, row, False))
+    limits = engine.sync_limits()
+
+    def upkeep(person: Person, watcher: Watches, row: ChannelRow | None, new: bool) -> Channel:
+        """Open or renew one channel, paced like the sync step."""
+        gate, bucket = limits[person.account]
+        with gate:
+            if bucket is not None:
+                bucket.take()
+            until = now + watcher.push_lifetime
+            to = address(settings, watcher.push_provider)
+            secret = secrets.token_urlsafe(32)
+            if new or row is None:
+                return watcher.watch(person, to, secret, until)
+            return watcher.renew(person, row.channel, to, secret, until)
+
+    # many at once (a first start opens one per calendar); the store is written here only
+    pool = engine.sync_pool() if len(jobs) > 1 else None
+    futures = [pool.submit(upkeep, *job) if pool else None for job in jobs]
+    for job, future in zip(jobs, futures, strict=True):
+        person, _, row, new = job
+        try:
+            channel = future.result() if future else upkeep(*job)
+        except CadenceError as exc:
+            out.errors.append(f"push: channel of {person.email}: {exc}")
             if row is not None:
-                rows.mark(email, "failed", now, str(exc)[:500])
+                rows.mark(person.email, "failed", now, str(exc)[:500])
+            continue
+        rows.save(channel, now)
+        (out.opened if new else out.renewed).append(person.email)
     for problem in out.errors:
         log.warning("%s", problem)
     if out.opened or out.renewed or out.stopped:
