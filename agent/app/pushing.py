@@ -50,6 +50,8 @@ class PushSide:
         self.reactor = Reactor(conf.debounce.total_seconds(), self.react)
         self.receiver = Receiver(self.reactor, conf.rate, self._count)
         self.lock = threading.Lock()  # one upkeep at a time
+        #: calendars a reaction could not read: the next tick reads them, healthy or not
+        self.owed: set[str] = set()
 
     def _count(self, provider: str, result: str) -> None:
         self.service.metrics.push_notifications.labels(provider, result).inc()
@@ -70,7 +72,10 @@ class PushSide:
         self.reactor.stop()
 
     def quiet(self, store: Store, now: datetime) -> frozenset[str]:
-        return push.quiet(self.service.settings, store, now)
+        """The calendars the next tick may leave unread (none a reaction failed to read)."""
+        with self.lock:
+            owed = frozenset(self.owed)
+        return push.quiet(self.service.settings, store, now) - owed
 
     def upkeep(
         self,
@@ -81,6 +86,7 @@ class PushSide:
     ) -> None:
         """Bring the channels in line after a tick; tell the receiver what stands."""
         with self.lock:
+            self.owed -= read
             push.maintain(engine, now, read, renew)
             rows = PushRows(engine.store)
             self.receiver.known(r.channel for r in rows.all().values())
@@ -96,6 +102,8 @@ class PushSide:
 
         service = self.service
         owners = frozenset(batch)
+        with self.lock:
+            self.owed |= owners  # until read: a reaction that fails leaves them to the tick
         with (
             service._running,
             TickLock(service.settings.store, wait=30),
