@@ -343,7 +343,11 @@ class _Tick:
         self.units = planning.units(self.engine.settings.relationships)
         if self.focus is not None:
             self.units = planning.touched(self.units, self.focus)
-        self.relationships = [r for u in self.units for r in u.relationships]
+        rels = self.engine.settings.relationships
+        if self.focus is not None:
+            touched = {r.id for u in self.units for r in u.relationships}
+            rels = tuple(r for r in rels if r.id in touched)
+        self.relationships = list(rels)
         self.failed_people = sync.sync(
             self.engine, self.journal, self.now, only=self.focus, skip=self.skip
         )
