@@ -209,6 +209,12 @@ def test_expired_channel_renewed_missed_change_polled_and_restart_reuses_channel
                 (renewed,) = srv.state.push.on(BEN)
                 assert renewed.id != first[BEN]
                 assert PushRows(store).all()[BEN].channel.id == renewed.id
+                # a channel past its end (the service was down): a new one is opened
+                watches = srv.state.counts["calendar.events.watch"]
+                with Engine(ws.settings) as engine:
+                    service.push.upkeep(engine, now + timedelta(days=8))
+                assert srv.state.counts["calendar.events.watch"] == watches + 3
+                assert PushRows(store).all()[BEN].channel.id != renewed.id
                 # an hour later the poll is due again: the safety net reads every calendar
                 assert quiet(ws.settings, store, now + timedelta(hours=2)) == frozenset()
             finally:
