@@ -37,14 +37,14 @@ def wait_for(check: Callable[[], bool], seconds: float = 15.0) -> None:
 
 @contextmanager
 def serving(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str = ""
 ) -> Iterator[tuple[GraphServer, Service]]:
     staff = people()
     port = free_port()
     template = (
         programs.config("m365", ACCOUNT_SETTINGS)
         + f"service:\n  host: 127.0.0.1\n  port: {port}\n"
-        + f"push:\n  public_url: http://127.0.0.1:{port}/push\n  debounce: 1s\n"
+        + f"push:\n  public_url: http://127.0.0.1:{port}/push\n  debounce: 1s\n{extra}"
     )
     with clean_environ(), GraphServer([p.email for p in staff]) as server:
         path = write_config(server, tmp_path, template, SECRET_ENV)
@@ -156,3 +156,18 @@ def test_lifecycle_notifications_and_leavers(
         service.tick()
         assert server.subscriptions.on(CHLOE) == []
         assert server.counts["subscriptions.delete"] == 1
+
+
+def test_a_subscription_near_its_end_is_extended_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # renew_before longer than Graph's longest lifetime: every upkeep extends
+    with serving(tmp_path, monkeypatch, "  renew_before: 8d\n") as (server, service):
+        service.tick()
+        ids = {e: [s.id for s in server.subscriptions.on(e)] for e in (ANA, BEN, CHLOE)}
+        assert server.counts["subscriptions.patch"] == 0
+        service.tick()
+        assert server.counts["subscriptions.patch"] == 3
+        assert {e: [s.id for s in server.subscriptions.on(e)] for e in ids} == ids
+        (sub,) = server.subscriptions.on(ANA)
+        assert sub.expires - datetime.now(UTC) > timedelta(days=6, hours=23)
