@@ -396,7 +396,7 @@ class Guard:
 class Channel:
     """One calendar's push channel (a Google ``events.watch`` channel, a Graph
     subscription): its id, the provider's id of the watched resource, the secret the
-    provider sends back with every notification, and when it ends."""
+    provider sends back with every notification, when it ends, and where it notifies."""
 
     owner: str
     provider: str
@@ -404,3 +404,4 @@ class Channel:
     resource_id: str
     secret: str
     expires: datetime
+    address: str = ""

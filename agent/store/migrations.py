@@ -155,7 +155,7 @@ def _v11(db: sqlite_utils.Database) -> None:
             owner TEXT PRIMARY KEY, provider TEXT NOT NULL, channel_id TEXT NOT NULL,
             resource_id TEXT, secret TEXT NOT NULL, expires TEXT NOT NULL,
             state TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-            notified_at TEXT)"""
+            notified_at TEXT, address TEXT NOT NULL)"""
     )
     db.execute("CREATE UNIQUE INDEX push_channels_id ON push_channels (channel_id)")
 

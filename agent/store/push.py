@@ -35,6 +35,7 @@ def _row(r: dict[str, Any]) -> ChannelRow:
         resource_id=r["resource_id"] or "",
         secret=r["secret"],
         expires=from_store(r["expires"]),
+        address=r["address"],
     )
     notified = from_store(r["notified_at"]) if r["notified_at"] else None
     return ChannelRow(channel, r["state"], r["error"], notified)
@@ -58,12 +59,13 @@ class PushRows:
         with self.db.atomic():
             self.db.execute(
                 """INSERT INTO push_channels (owner, provider, channel_id, resource_id, secret,
-                       expires, state, error, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+                       expires, state, error, created_at, updated_at, address)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
                    ON CONFLICT (owner) DO UPDATE SET provider = excluded.provider,
                        channel_id = excluded.channel_id, resource_id = excluded.resource_id,
                        secret = excluded.secret, expires = excluded.expires,
-                       state = excluded.state, error = NULL, updated_at = excluded.updated_at""",
+                       state = excluded.state, error = NULL, updated_at = excluded.updated_at,
+                       address = excluded.address""",
                 [
                     channel.owner,
                     channel.provider,
@@ -74,6 +76,7 @@ class PushRows:
                     state,
                     to_store(now),
                     to_store(now),
+                    channel.address,
                 ],
             )
 

@@ -48,6 +48,7 @@ def quiet(settings: Settings, store: Store, now: datetime) -> frozenset[str]:
         for owner, row in rows.all().items()
         if row.state == "active"
         and row.channel.expires > now + MARGIN
+        and row.channel.address == address(settings, row.channel.provider)
         and owner in polled
         and now - polled[owner] < poll
     )
@@ -108,7 +109,10 @@ def maintain(
             continue
         if row is not None and row.state == "missed" and email in read:
             rows.mark(email, "active", now)
-        if row is None or row.state in ("failed", "removed") or row.channel.expires <= now:
+        moved = row is not None and row.channel.address != address(
+            settings, calendar.push_provider
+        )  # push.public_url changed: a new channel at the new address, the old one stopped
+        if row is None or moved or row.state in ("failed", "removed") or row.channel.expires <= now:
             jobs.append((person, calendar, row, True))
         elif row.channel.expires - now <= renew_before or email in renew:
             jobs.append((person, calendar, row, False))
@@ -131,7 +135,7 @@ def maintain(
     pool = engine.sync_pool() if len(jobs) > 1 else None
     futures = [pool.submit(upkeep, *job) if pool else None for job in jobs]
     for job, future in zip(jobs, futures, strict=True):
-        person, _, row, new = job
+        person, watcher, row, new = job
         try:
             channel = future.result() if future else upkeep(*job)
         except CadenceError as exc:
@@ -141,6 +145,11 @@ def maintain(
             continue
         rows.save(channel, now)
         (out.opened if new else out.renewed).append(person.email)
+        if new and row is not None and row.state == "active" and row.channel.expires > now:
+            try:  # the channel it replaces (at an old address) would notify until its end
+                watcher.unwatch(person, row.channel)
+            except CadenceError as exc:
+                out.errors.append(f"push: stopping the old channel of {person.email}: {exc}")
     for problem in out.errors:
         log.warning("%s", problem)
     if out.opened or out.renewed or out.stopped:

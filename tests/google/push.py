@@ -54,7 +54,7 @@ class Channels:
         if body.get("type") not in ("web_hook", "webhook"):
             raise Failure(400, "Invalid channel type.", "invalid")
         address = str(body.get("address", ""))
-        if not address.startswith(("https://", "http://127.0.0.1")):
+        if not address.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             raise Failure(
                 400, "WebHook callback must be HTTPS: " + address, "push.webhookUrlNotHttps"
             )

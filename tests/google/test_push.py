@@ -259,3 +259,23 @@ def test_a_leaver_s_channel_is_stopped(tmp_path: Path) -> None:
         assert ws.server.state.push.on(CHLOE) == []
         assert ws.server.state.counts["calendar.channels.stop"] == 1
         assert channel.id not in {c.id for c in ws.server.state.push.by_id.values()}
+
+
+def test_a_new_public_url_moves_every_channel(tmp_path: Path) -> None:
+    with pushed(tmp_path) as (ws, port), serving(ws) as service:
+        service.tick()
+        old = {c.id for e in (ANA, BEN, CHLOE) for c in ws.server.state.push.on(e)}
+        moved = f"http://localhost:{port}/push"
+        ws.path.write_text(ws.path.read_text().replace(f"http://127.0.0.1:{port}/push", moved))
+        from agent.settings import config
+
+        service.settings = config.load(ws.path)
+        service.tick()
+        for email in (ANA, BEN, CHLOE):
+            (channel,) = ws.server.state.push.on(email)  # the old one was stopped
+            assert channel.id not in old and channel.address == moved + "/google"
+        assert ws.server.state.counts["calendar.channels.stop"] == 3
+        # and the new address is the one that gets notified, and heard
+        booking = anas_booking(ws)
+        ws.server.calendar.respond(BEN, booking["id"], "declined")
+        wait_for(lambda: anas_booking(ws)["start"] != booking["start"])

@@ -43,6 +43,7 @@ def watch(client: Client, person: Person, address: str, secret: str, until: date
         resource_id=str(answer["resourceId"]),
         secret=secret,
         expires=datetime.fromtimestamp(int(expires) / 1000, UTC) if expires else until,
+        address=address,
     )
 
 

@@ -9,6 +9,7 @@ minutes (under seven days) at the most, and extends one with a PATCH of its
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,7 @@ def watch(graph: Graph, person: Person, address: str, secret: str, until: dateti
         resource_id=resource,
         secret=secret,
         expires=_expires(answer, until),
+        address=address,
     )
 
 
@@ -73,14 +75,7 @@ def renew(
         if "404" not in str(exc) and "ResourceNotFound" not in str(exc):
             raise
         return watch(graph, person, address, secret, until)
-    return Channel(
-        channel.owner,
-        "microsoft",
-        channel.id,
-        channel.resource_id,
-        channel.secret,
-        _expires(answer, until),
-    )
+    return dataclasses.replace(channel, expires=_expires(answer, until))
 
 
 def unwatch(graph: Graph, person: Person, channel: Channel) -> None:
