@@ -319,16 +319,23 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Per relationship and series: last held, next scheduled, due, lapsed (from the store)."""
+    from agent.views import pushstate
     from agent.views.status import collect, print_status, print_ticks, recent_ticks
 
     settings = load_settings(config)
     with store_problems(settings.store):
         rows = collect(settings, parse_now(now))
         ticks = [] if as_json else recent_ticks(settings)
+        pushed = pushstate.read(settings, parse_now(now))
     if as_json:
+        by_email = {p["email"]: p["state"] for p in pushed}
+        for row in rows:  # each side's push state, beside the relationship's series
+            employee, partner = row["relationship"].split("/", 1)
+            row["push"] = {employee: by_email.get(employee), partner: by_email.get(partner)}
         typer.echo(json.dumps(rows, indent=2))
     else:
         print_status(rows)
+        pushstate.show(pushed)
         print_ticks(ticks)
 
 

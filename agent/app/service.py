@@ -15,16 +15,23 @@ import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
+from agent.app.pushing import PushSide
 from agent.settings.config import Settings
 from agent.store.broken import StoreError, explain
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
 
+if TYPE_CHECKING:
+    from agent.tick.engine import Engine
+    from agent.tick.reporting import TickReport
+
 log = logging.getLogger("cadence.serve")
+#: seconds a tick waits for a push reaction (or a directory read) to finish
+REACTION_WAIT = 120.0
 
 
 class Service:
@@ -39,13 +46,17 @@ class Service:
         self.adopted: dict[str, tuple[str, Any]] = {}
         self.http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
+        #: notifications from the providers (``push:``), None when it is not configured
+        self.push: PushSide | None = PushSide(self) if settings.push is not None else None
 
     # --- ticks ---------------------------------------------------------------------------
 
     def tick(self) -> None:
         from agent.tick.engine import Engine
 
-        if not self._running.acquire(blocking=False):
+        # a push reaction is short: wait for it; a tick still running is another matter
+        waits = self.push is not None
+        if not self._running.acquire(waits, REACTION_WAIT if waits else -1):
             log.warning("previous tick still running; skipping this one")
             return
         started = time.monotonic()
@@ -54,7 +65,12 @@ class Service:
                 TickLock(self.settings.store, wait=0),
                 Engine(self.settings, adopted=self.adopted) as engine,
             ):
-                report = engine.tick(datetime.now(UTC))
+                now = datetime.now(UTC)
+                # a calendar whose push channel is healthy is read every push.poll only
+                skip = self.push.quiet(engine.store, now) if self.push else frozenset()
+                report = engine.tick(now, skip=skip)
+                if self.push is not None:
+                    self.push.upkeep(engine, now, read=self._read(engine, skip, report))
                 self.health.note_uncertain([describe(m) for m in uncertain_mail(engine.store)])
             failures = self.health.record(
                 report.tick,
@@ -87,6 +103,11 @@ class Service:
             log.exception("tick failed")
         finally:
             self._running.release()
+
+    @staticmethod
+    def _read(engine: Engine, skip: frozenset[str], report: TickReport) -> frozenset[str]:
+        """The calendars a tick read (all but the skipped and the failed)."""
+        return frozenset(p.email for p in engine.people()) - skip - report.unread
 
     def read_directory(self) -> None:
         """Read the directory and apply it (or hold it for a person); the next tick acts
@@ -138,6 +159,13 @@ class Service:
                     self._send(200, metrics_mod.CONTENT_TYPE, service.metrics.exposition())
                 else:
                     self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
+
+            def do_POST(self) -> None:
+                receiver = service.push.receiver if service.push else None
+                if receiver is not None and receiver.owns(self.path):
+                    self._send(*receiver.answer(self))
+                else:
+                    self._send(404, "text/plain", b"not found\n")
 
             def _send(self, status: int, kind: str, body: bytes) -> None:
                 self.send_response(status)
@@ -202,6 +230,8 @@ class Service:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if self.push is not None:
+            self.push.start()
         self.start_http()
         try:
             scheduler.start()
@@ -210,5 +240,7 @@ class Service:
             scheduler.shutdown(wait=True)
         finally:
             self.stop_http()
+            if self.push is not None:
+                self.push.stop()
             metrics_mod.deactivate()
         log.info("stopped")

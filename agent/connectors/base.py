@@ -9,7 +9,8 @@ declared by a small protocol of its own, so that a caller asks
 - ``SendsInvitations``: a calendar whose provider mails the invitations itself;
 - ``BusyFromSync``: a calendar whose busy time the tick takes from what it synced;
 - ``ConfirmsSend``: a mailer that can tell whether a mail already went out;
-- ``ReplyReader``: a mailer that can read replies.
+- ``ReplyReader``: a mailer that can read replies;
+- ``Watches``: a calendar whose provider calls Cadence back when it changes (push).
 
 The errors they raise live in ``agent.core.errors`` and the retry policy they are handed
 in ``agent.core.retry``, both leaf modules below every layer.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
 from agent.core import model
@@ -188,6 +190,43 @@ class ConfirmsSend(Protocol):
         ...
 
 
+@runtime_checkable
+class Watches(Protocol):
+    """A calendar whose provider notifies ``address`` when a person's calendar changes."""
+
+    @property
+    def push_provider(self) -> str:
+        """The receiver path's provider name: ``google`` or ``microsoft``."""
+        ...
+
+    @property
+    def push_lifetime(self) -> timedelta:
+        """The longest a channel may be asked to last."""
+        ...
+
+    def watch(
+        self, person: model.Person, address: str, secret: str, until: datetime
+    ) -> model.Channel:
+        """Open a channel that notifies ``address`` until about ``until`` (the provider
+        may end it sooner: the returned channel says when)."""
+        ...
+
+    def renew(
+        self,
+        person: model.Person,
+        channel: model.Channel,
+        address: str,
+        secret: str,
+        until: datetime,
+    ) -> model.Channel:
+        """Extend ``channel`` to ``until``, or replace it by a new one; return what stands."""
+        ...
+
+    def unwatch(self, person: model.Person, channel: model.Channel) -> None:
+        """Stop the channel; one the provider no longer knows is already stopped."""
+        ...
+
+
 #: the optional capabilities a connector may declare beside Calendar and Mailer
 CAPABILITIES: tuple[type, ...] = (
     MailboxSettings,
@@ -196,6 +235,7 @@ CAPABILITIES: tuple[type, ...] = (
     BusyFromSync,
     ConfirmsSend,
     ReplyReader,
+    Watches,
 )
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
 
 from agent.connectors.base import ensure_own
 from agent.core.errors import PermanentError
-from agent.core.model import Event, Interval, Person
+from agent.core.model import Channel, Event, Interval, Person
 from agent.core.timestamps import to_store
 
 
@@ -146,3 +148,32 @@ def header_block(fields: Iterable[tuple[object, object]]) -> bytes:
         if str(name or "").lower() in HEADERS
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace")
+
+
+class PushBy:
+    """The ``Watches`` methods of a calendar, carried out by its provider's push module
+    (``watch``, ``renew`` and ``unwatch`` functions that take the provider's client)."""
+
+    push_module: ModuleType
+
+    def push_client(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def push_lifetime(self) -> timedelta:
+        lifetime: timedelta = self.push_module.LIFETIME
+        return lifetime
+
+    def watch(self, person: Person, address: str, secret: str, until: datetime) -> Channel:
+        made: Channel = self.push_module.watch(self.push_client(), person, address, secret, until)
+        return made
+
+    def renew(
+        self, person: Person, channel: Channel, address: str, secret: str, until: datetime
+    ) -> Channel:
+        client = self.push_client()
+        made: Channel = self.push_module.renew(client, person, channel, address, secret, until)
+        return made
+
+    def unwatch(self, person: Person, channel: Channel) -> None:
+        self.push_module.unwatch(self.push_client(), person, channel)

@@ -414,3 +414,18 @@ class Guard:
     max_actions: int | None = None
     max_share: float | None = None
     min_relationships: int = 20
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One calendar's push channel (a Google ``events.watch`` channel, a Graph
+    subscription): its id, the provider's id of the watched resource, the secret the
+    provider sends back with every notification, when it ends, and where it notifies."""
+
+    owner: str
+    provider: str
+    id: str
+    resource_id: str
+    secret: str
+    expires: datetime
+    address: str = ""

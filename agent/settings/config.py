@@ -46,6 +46,7 @@ from agent.settings.schema import (
     ImapSettings,
     LocalAccount,
     MicrosoftAccount,
+    PushConfig,
     ServiceConfig,
     SmtpSettings,
     SyncSettings,
@@ -62,6 +63,7 @@ __all__ = [
     "ImapSettings",
     "LocalAccount",
     "MicrosoftAccount",
+    "PushConfig",
     "ServiceConfig",
     "Settings",
     "SmtpSettings",
@@ -114,6 +116,8 @@ class Settings:
     warnings: tuple[str, ...] = field(default=())
     #: people and reporting lines read from the company's directory (``directory:``)
     directory: Directory | None = None
+    #: notifications from the providers (``push:``); None: every tick polls
+    push: PushConfig | None = None
 
     def reply_size_limit(self, account: str) -> int:
         """The largest reply the account's reader fetches whole: the highest
@@ -228,6 +232,8 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         err(["defaults", "account"], f"no account named {cfg.defaults.account!r}")
     if not cfg.accounts:
         err(["accounts"], "at least one account is required")
+    if cfg.push is not None and cfg.service.port == 0:
+        err(["push"], "push needs the HTTP endpoint of `cadence serve`: set service.port")
 
     people: dict[str, Person] = {}
     for i, p in enumerate(cfg.people):
@@ -405,6 +411,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         service=cfg.service,
         reply_accounts=reply_accounts(relationships),
         directory=directory,
+        push=cfg.push,
     )
 
 

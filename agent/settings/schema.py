@@ -6,6 +6,7 @@ models validate the file; ``agent.settings.config`` resolves them into ``Setting
 
 from __future__ import annotations
 
+import urllib.parse
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
@@ -303,6 +304,35 @@ class ServiceConfig(Strict):
     unhealthy_after: int = Field(default=3, ge=1)  # consecutive failed ticks
 
 
+def _public_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValueError(
+            f"{value!r} is not an https URL: Google and Microsoft deliver notifications "
+            "only over HTTPS (plain http is accepted for 127.0.0.1 alone, for tests)"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: the public URL takes no query or fragment")
+    return value.rstrip("/")
+
+
+class PushConfig(Strict):
+    """``push:``: notifications from Google and Microsoft instead of polling every tick."""
+
+    #: the HTTPS address the providers call, the reverse proxy's in front of
+    #: ``cadence serve`` (``/google`` and ``/microsoft`` are added to it)
+    public_url: Annotated[str, AfterValidator(_public_url)]
+    #: how often a calendar whose channel is healthy is read anyway (the safety net)
+    poll: Annotated[Duration, AfterValidator(_tick)] = timedelta(hours=6)
+    #: how long the notifications of one calendar are gathered before it is synced
+    debounce: Duration = Field(default=timedelta(seconds=1))
+    #: a channel is renewed once it ends within this time
+    renew_before: Duration = timedelta(hours=12)
+    #: notifications accepted per second from one source address (a burst of 5x passes)
+    rate: float = Field(default=50.0, gt=0)
+
+
 class ConfigFile(Strict):
     """The whole configuration file."""
 
@@ -321,6 +351,7 @@ class ConfigFile(Strict):
     relationships: list[RelationshipConfig] = Field(default_factory=list)
     programs: dict[str, ProgramConfig] = Field(default_factory=dict)
     directory: DirectoryConfig | None = None
+    push: PushConfig | None = None
 
 
 def json_schema() -> dict[str, Any]:

@@ -147,7 +147,20 @@ def _v10(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE tombstones (email TEXT PRIMARY KEY, forgotten_at TEXT NOT NULL)")
 
 
+def _v11(db: sqlite_utils.Database) -> None:
+    # push notifications: one Google channel or Graph subscription per calendar, with the
+    # secret the provider sends back (X-Goog-Channel-Token, clientState)
+    db.execute(
+        """CREATE TABLE push_channels (
+            owner TEXT PRIMARY KEY, provider TEXT NOT NULL, channel_id TEXT NOT NULL,
+            resource_id TEXT, secret TEXT NOT NULL, expires TEXT NOT NULL,
+            state TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            notified_at TEXT, address TEXT NOT NULL)"""
+    )
+    db.execute("CREATE UNIQUE INDEX push_channels_id ON push_channels (channel_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)

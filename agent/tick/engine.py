@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +23,7 @@ from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
 from agent.core.retry import RetryPolicy
 from agent.core.timestamps import to_store
-from agent.rules import cadence, guard, mailplan, planning
+from agent.rules import guard, mailplan, planning
 from agent.rules.actions import Action, Send
 from agent.rules.classify import Status
 from agent.settings.config import Settings
@@ -36,33 +35,11 @@ from agent.store.sqlite import Store
 from agent.tick import endings, metrics, replies, sync
 from agent.tick.executor import ActionRecord, Executor, Journal
 from agent.tick.plans import Plans, plan_warning, recorded_by_employee
+from agent.tick.reporting import TickReport, _summary
 
 log = logging.getLogger("cadence.engine")
 
 HISTORY = assessed.HISTORY
-
-
-@dataclass
-class TickReport:
-    tick: int
-    now: datetime
-    actions: list[ActionRecord] = field(default_factory=list)
-    states: list[cadence.SeriesState] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    #: what the planner decided, in the order the executor took it
-    planned: list[Action] = field(default_factory=list)
-    #: how much the plan changes, and why the guard holds it (None: within the limits)
-    scale: guard.Count = field(default_factory=lambda: guard.Count(0, 0, 0))
-    held: str | None = None
-    #: what a person should know though the tick went through (held plans, bad plans)
-    warnings: list[str] = field(default_factory=list)
-
-    def count(self, kind: str, outcome: str = "done") -> int:
-        return sum(1 for a in self.actions if a.kind == kind and a.outcome == outcome)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 def day_floor(dt: datetime) -> datetime:
@@ -173,11 +150,22 @@ class Engine:
         )
         return [self.settings.people[e] for e in emails]
 
-    def tick(self, now: datetime, *, dry_run: bool = False, confirm: bool = False) -> TickReport:
+    def tick(
+        self,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        confirm: bool = False,
+        focus: frozenset[str] | None = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> TickReport:
         """Run one reconciliation pass as of ``now``; with ``dry_run`` change nothing.
 
         A plan past the ``guard:`` limits is held (nothing booked or sent) unless
-        ``confirm`` says a person has looked at it.
+        ``confirm`` says a person has looked at it. With ``focus`` (the calendars a push
+        notification named) only those calendars are read, and only the scheduling units
+        they touch are planned; ``skip`` names calendars this tick leaves unread (their
+        push channel is healthy and they were read lately).
 
         A real tick's caller holds the store's tick lock (``agent.app.lock``): that is
         what lets it close the rows of ticks a killed process left running.
@@ -185,7 +173,7 @@ class Engine:
         now = now.astimezone(UTC)
         tick_id = 0 if dry_run else self._begin(now)
         with logs.tick_context(None if dry_run else tick_id):
-            return self._tick(tick_id, now, dry_run, confirm)
+            return self._tick(tick_id, now, dry_run, confirm, focus, skip)
 
     def _begin(self, now: datetime) -> int:
         left = self.store.interrupt_running()
@@ -284,13 +272,21 @@ class Engine:
         owners = self.store.keep_only(event)
         self.kept.wrote(event, owners, self.settings.relationships)
 
-    def _tick(self, tick_id: int, now: datetime, dry_run: bool, confirm: bool) -> TickReport:
+    def _tick(
+        self,
+        tick_id: int,
+        now: datetime,
+        dry_run: bool,
+        confirm: bool,
+        focus: frozenset[str] | None = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> TickReport:
         if self.store.notice_other_writers():
             # another process ticked on this store: what was kept may be out of date
             self.saved_meetings.clear()
             self.assessed.clear()
         self.lay_directory()
-        run = _Tick(self, tick_id, now, dry_run)
+        run = _Tick(self, tick_id, now, dry_run, focus, skip)
         self.adopt_mailbox_settings(run.journal)
         status = "failed"
         try:
@@ -315,8 +311,22 @@ class Engine:
 class _Tick:
     """One tick in progress: its journal, what it read, and what it planned."""
 
-    def __init__(self, engine: Engine, tick_id: int, now: datetime, dry_run: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tick_id: int,
+        now: datetime,
+        dry_run: bool,
+        focus: frozenset[str] | None = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
         self.engine = engine
+        self.focus, self.skip = focus, skip
+        #: the scheduling units this tick plans (a focused tick: those its calendars
+        #: touch) and their relationships; set when the tick reads, after the settings
+        #: took in the mailboxes' zones and hours
+        self.units: list[planning.Unit] = []
+        self.relationships: list[Relationship] = []
         self.store = engine.store
         self.now = now
         self.dry_run = dry_run
@@ -330,7 +340,18 @@ class _Tick:
     # --- read ---------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        self.failed_people = sync.sync(self.engine, self.journal, self.now)
+        self.units = planning.units(self.engine.settings.relationships)
+        if self.focus is not None:
+            self.units = planning.touched(self.units, self.focus)
+        rels = self.engine.settings.relationships
+        if self.focus is not None:
+            touched = {r.id for u in self.units for r in u.relationships}
+            rels = tuple(r for r in rels if r.id in touched)
+        self.relationships = list(rels)
+        self.failed_people = sync.sync(
+            self.engine, self.journal, self.now, only=self.focus, skip=self.skip
+        )
+        self.report.unread = frozenset(self.failed_people)
 
     def assess(self) -> None:
         """Settle interrupted bookings, then assess every relationship into a snapshot."""
@@ -353,14 +374,14 @@ class _Tick:
         if not self.dry_run and not self.engine.saved_meetings:
             # a new engine (run --once) writes what differs from the store, as a kept one
             self.engine.saved_meetings.update(self.store.meeting_rows())
-        self.engine.kept.prepare(self.engine.settings.relationships, since)
-        for rel in self.engine.settings.relationships:
+        self.engine.kept.prepare(self.relationships, since)
+        for rel in self.relationships:
             try:
                 self._assess(snap, rel, since)
             except Exception as exc:
                 self.journal.error(f"assess {rel.id}", exc, rel.id)
         during: dict[str, list[Event]] = {}
-        for rel in self.engine.settings.relationships:
+        for rel in self.relationships:
             for m in snap.meetings.get(rel.id, []):
                 row = bookings.get(m.key or "")
                 if row is not None and row.status == "booked" and m.status is Status.SCHEDULED:
@@ -461,11 +482,13 @@ class _Tick:
         snap = self.snapshot
         assert snap is not None
         engine, settings = self.engine, self.engine.settings
+        focused = self.focus is not None  # replies and endings wait for the full tick
         try:
-            replies.collect(engine, self.journal, self.now)
+            if not focused:
+                replies.collect(engine, self.journal, self.now)
         except Exception as exc:  # reading replies must never stop agendas and recaps
             self.journal.error("replies", exc)
-        units = planning.units(settings.relationships)
+        units = self.units
         wanted = planning.busy_wanted(units, snap)
         busy: dict[str, list[Interval]] = {}
         if wanted is not None:
@@ -498,7 +521,8 @@ class _Tick:
             watched=snap.watched,
         )
         actions = planning.plan(snap, busy, units)
-        actions = self._endings(snap) + self._updates(snap) + actions
+        if not focused:
+            actions = self._endings(snap) + self._updates(snap) + actions
         self.report.planned = actions
         self.report.scale = guard.count(actions, len(settings.relationships))
         self.report.held = guard.exceeded(self.report.scale, settings.guard)
@@ -572,13 +596,3 @@ class _Tick:
         # calendars first, then mail: a mail's meeting must exist before it is announced
         executor.run(rest)
         executor.run(mails)
-
-
-def _summary(state: cadence.SeriesState) -> str:
-    zone = state.relationship.employee.zone
-    if state.next_scheduled:
-        when = state.next_scheduled.start.astimezone(zone)
-        return f"{state.name}: next scheduled {when:%Y-%m-%d %H:%M} ({state.relationship.employee.timezone})"
-    if state.skip_reason:
-        return state.skip_reason
-    return state.due_reason if state.lapsed else f"{state.name}: {state.due_reason}"

@@ -118,6 +118,32 @@ _DECLARED: tuple[
         (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
     ),
     (
+        "push_channels",
+        Gauge,
+        "cadence_push_channels",
+        "Push channels (Google) and subscriptions (Graph) by state "
+        "(active, failed, missed, removed).",
+        ("state",),
+        (),
+    ),
+    (
+        "push_notifications",
+        Counter,
+        "cadence_push_notifications",
+        "Notifications received, by provider and result (accepted, ignored, lifecycle, "
+        "validation, rejected, limited).",
+        ("provider", "result"),
+        (),
+    ),
+    (
+        "push_delay",
+        Histogram,
+        "cadence_push_reaction_seconds",
+        "From a calendar's first notification to the end of the actions it led to.",
+        (),
+        (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+    ),
+    (
         "waits",
         Counter,
         "cadence_throttle_waits",
@@ -151,6 +177,9 @@ class Metrics:
     mails: Counter
     calls: Counter
     call_seconds: Histogram
+    push_channels: Gauge
+    push_notifications: Counter
+    push_delay: Histogram
     waits: Counter
     wait_seconds: Counter
 

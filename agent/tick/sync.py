@@ -26,13 +26,24 @@ if TYPE_CHECKING:
     from agent.tick.host import Host
 
 
-def sync(engine: Host, journal: Journal, now: datetime) -> set[str]:
-    """Read every calendar's changes; return the emails whose calendar could not be read."""
+def sync(
+    engine: Host,
+    journal: Journal,
+    now: datetime,
+    *,
+    only: frozenset[str] | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> set[str]:
+    """Read every calendar's changes (or ``only`` these, or all but ``skip``); return the
+    emails whose calendar could not be read."""
     failed: set[str] = set()
     window = engine.window(now)
     cursors = engine.store.cursors()
     jobs: list[tuple[Person, Calendar, str | None]] = []
-    for person in interleaved(engine.people()):
+    people = [
+        p for p in engine.people() if (only is None or p.email in only) and p.email not in skip
+    ]
+    for person in interleaved(people):
         try:
             calendar, _ = engine.connection(person.account)
         except Exception as exc:

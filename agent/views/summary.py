@@ -10,7 +10,7 @@ import typer
 from agent.core import locales
 from agent.rules.actions import Action, acts
 from agent.settings.config import Settings
-from agent.tick.engine import TickReport
+from agent.tick.reporting import TickReport
 
 _LABELS = {
     "book": "booked",

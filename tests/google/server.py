@@ -43,6 +43,7 @@ from dateutil import rrule
 from tests import chaos as faults
 from tests.google.admin import ADMIN, DirectoryService
 from tests.google.discovery import API, Invalid, Method, parse_datetime
+from tests.google.push import Channels
 
 CALENDAR = API("calendar.v3")
 GMAIL = API("gmail.v1")
@@ -233,6 +234,8 @@ class GoogleState:
         self.chaos_token: tuple[str, ...] = ()
         self.token_faults: Counter[str] = Counter()
         self.log: list[str] = []
+        #: push channels (events.watch) and the thread delivering their messages
+        self.push = Channels(self)
 
     # --- setup used by tests ---------------------------------------------------------
 
@@ -370,6 +373,7 @@ class GoogleState:
         ev = cal.events[event_id]
         ev["updated"] = rfc3339(now())
         ev["etag"] = f'"{self.seq}"'
+        self.push.changed(cal.owner)
 
     def _stamp(self, ev: dict[str, Any], owner: str, creator: str) -> None:
         ev.setdefault("kind", "calendar#event")
@@ -1142,6 +1146,7 @@ class GoogleServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.state.push.close()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()
@@ -1362,6 +1367,11 @@ class GoogleServer:
                 return c.patch(grant, p, q, body)
             case "calendar.events.delete":
                 c.delete(grant, p, q)
+                return None
+            case "calendar.events.watch":
+                return self.state.push.watch(grant, c.calendar(grant, p["calendarId"]), body)
+            case "calendar.channels.stop":
+                self.state.push.stop(grant, body)
                 return None
             case "calendar.freebusy.query":
                 return c.freebusy(grant, body)

@@ -73,6 +73,7 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from tests import chaos as faults
 from tests.microsoft import directory
+from tests.microsoft.push import Subscriptions
 
 SEQUENCE_PROPERTY = "Integer {00062002-0000-0000-C000-000000000046} Id 0x8201"
 MAX_BATCH = 20
@@ -352,6 +353,8 @@ class GraphServer:
         #: what a repeated transactionId gets (undocumented): the event, or a conflict
         self.duplicate_transaction = "return"
         self.counter = 0
+        #: change notifications: subscriptions and the thread delivering them
+        self.subscriptions = Subscriptions(self)
         self.lock = threading.RLock()
         self.ca = trustme.CA()
         self._cert = self.ca.issue_cert("127.0.0.1", "localhost")
@@ -385,6 +388,7 @@ class GraphServer:
         self._thread.start()
 
     def close(self) -> None:
+        self.subscriptions.close()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -651,6 +655,10 @@ class GraphServer:
             return "devicecode"
         if path == "/v1.0/$batch":
             return "batch"
+        if path == "/v1.0/subscriptions" and method == "POST":
+            return "subscriptions.create"
+        if re.fullmatch(r"/v1\.0/subscriptions/[^/]+", path) and method in ("PATCH", "DELETE"):
+            return f"subscriptions.{method.lower()}"
         named = directory.route(method, path)
         if named:
             return named
@@ -698,6 +706,8 @@ class GraphServer:
             return 200, self._batch(body, headers), {}
         if route in directory.ROUTES:
             return 200, self.directory.dispatch(route, path, query, headers), {}
+        if route.startswith("subscriptions."):
+            return self.subscriptions.dispatch(route, path, body)
         m = re.fullmatch(r"/v1\.0/users/([^/]+)/(.*)", path)
         if not m:
             raise GraphError(400, "BadRequest", f"Resource not found for the segment '{path}'.")
@@ -1045,6 +1055,7 @@ class GraphServer:
         ev.body["lastModifiedDateTime"] = _now()
         ev.body["@odata.etag"] = f'W/"{self.counter}"'
         ev.body["changeKey"] = str(self.counter)
+        self.subscriptions.changed(box.email, ev.id, "updated")
 
     def _create(self, box: Mailbox, payload: dict[str, Any], invite: bool) -> dict[str, Any]:
         tx = payload.get("transactionId")
@@ -1208,6 +1219,7 @@ class GraphServer:
         del box.events[ev.id]
         self.counter += 1
         box.removed.append((self.counter, ev.id, ids))
+        self.subscriptions.changed(box.email, ev.id, "deleted")
         if notify:
             for mail, copy_id in ev.copies.items():
                 other = self.mailboxes[mail]

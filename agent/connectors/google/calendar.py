@@ -13,8 +13,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from agent.connectors.base import Busy, ensure_own
+from agent.connectors.google import push
 from agent.connectors.google.client import Client, GoogleFailure
-from agent.connectors.tools import pieces
+from agent.connectors.tools import PushBy, pieces
 from agent.core.errors import PermanentError
 from agent.core.model import (
     Attendee,
@@ -102,11 +103,13 @@ def to_event(person: Person, item: dict[str, Any]) -> Event:
     )
 
 
-class GoogleCalendar:
+class GoogleCalendar(PushBy):
     """Calendar v3 for the people of one Google account."""
 
     sends_invitations: Literal[True] = True
     concurrent_writes: Literal[True] = True  # each thread has its own connection
+    push_provider = "google"
+    push_module = push
 
     def __init__(self, client: Client) -> None:
         self.c = client
@@ -320,3 +323,6 @@ class GoogleCalendar:
         except GoogleFailure as exc:
             if exc.status not in (404, 410):  # already gone: cancelling again is done
                 raise
+
+    def push_client(self) -> Client:
+        return self.c

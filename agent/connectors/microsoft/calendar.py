@@ -16,6 +16,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
 from agent.connectors.base import Busy
+from agent.connectors.microsoft import push
 from agent.connectors.microsoft.events import (
     KEY_PROPERTY,
     TRANSACTION_PREFIX,
@@ -29,7 +30,7 @@ from agent.connectors.microsoft.events import (
     zone_of,
 )
 from agent.connectors.microsoft.graph import PREFER_UTC, Graph
-from agent.connectors.tools import ensure_organizer, live_first, pieces
+from agent.connectors.tools import PushBy, ensure_organizer, live_first, pieces
 from agent.core.errors import CadenceError, PermanentError
 from agent.core.model import (
     Changes,
@@ -57,11 +58,13 @@ BUSY = {"busy", "tentative", "oof", "unknown"}
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-class MicrosoftCalendar:
+class MicrosoftCalendar(PushBy):
     """The Calendar protocol on Microsoft Graph."""
 
     sends_invitations: Literal[True] = True
     concurrent_writes: Literal[True] = True  # one pooled session; the token is fetched under a lock
+    push_provider = "microsoft"
+    push_module = push
 
     def __init__(self, graph: Graph, people: Sequence[Person] = ()) -> None:
         self.graph = graph
@@ -306,6 +309,9 @@ class MicrosoftCalendar:
         span = Span(_clock(hours.get("startTime", "09:00")), _clock(hours.get("endTime", "17:00")))
         days = {DAYS.index(d): (span,) for d in hours.get("daysOfWeek") or [] if d in DAYS}
         return zone, WorkingHours(days)
+
+    def push_client(self) -> Graph:
+        return self.graph
 
 
 def _clock(text: str) -> time:
