@@ -173,7 +173,12 @@ class Engine:
         now = now.astimezone(UTC)
         tick_id = 0 if dry_run else self._begin(now)
         with logs.tick_context(None if dry_run else tick_id):
-            return self._tick(tick_id, now, dry_run, confirm, focus, skip)
+            if self.store.notice_other_writers():
+                # another process ticked on this store: what was kept may be out of date
+                self.saved_meetings.clear()
+                self.assessed.clear()
+            self.lay_directory()
+            return self._run(_Tick(self, tick_id, now, dry_run, focus, skip), confirm)
 
     def _begin(self, now: datetime) -> int:
         left = self.store.interrupt_running()
@@ -272,21 +277,7 @@ class Engine:
         owners = self.store.keep_only(event)
         self.kept.wrote(event, owners, self.settings.relationships)
 
-    def _tick(
-        self,
-        tick_id: int,
-        now: datetime,
-        dry_run: bool,
-        confirm: bool,
-        focus: frozenset[str] | None = None,
-        skip: frozenset[str] = frozenset(),
-    ) -> TickReport:
-        if self.store.notice_other_writers():
-            # another process ticked on this store: what was kept may be out of date
-            self.saved_meetings.clear()
-            self.assessed.clear()
-        self.lay_directory()
-        run = _Tick(self, tick_id, now, dry_run, focus, skip)
+    def _run(self, run: _Tick, confirm: bool) -> TickReport:
         self.adopt_mailbox_settings(run.journal)
         status = "failed"
         try:
@@ -298,13 +289,13 @@ class Engine:
             if run.report.held and not confirm:
                 status = "held"
         finally:
-            if not dry_run:
+            if not run.dry_run:
                 summary = {
                     "booked": run.report.count("book"),
                     "sent": sum(run.report.count(k) for k in ("agenda", "recap", "invite")),
                     "errors": len(run.report.errors),
                 }
-                self.store.end_tick(tick_id, status, summary, datetime.now(UTC))
+                self.store.end_tick(run.report.tick, status, summary, datetime.now(UTC))
         return run.report
 
 
