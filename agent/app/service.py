@@ -1,21 +1,20 @@
-"""``cadence serve``: ticks on a schedule, /healthz and /metrics, clean stops.
+"""``cadence serve``: ticks on a schedule, /healthz and /metrics (and the web app with
+``web:``), clean stops.
 
 APScheduler only triggers ticks: one at a time (a tick still running makes the next one
 skip), and a missed tick is simply the next one. The HTTP endpoint runs in a thread of
-its own and never touches the store.
+its own; /healthz and /metrics never touch the store.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
@@ -23,6 +22,9 @@ from agent.settings.config import Settings
 from agent.store.broken import StoreError, explain
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
+
+if TYPE_CHECKING:
+    from agent.web.server import Server
 
 log = logging.getLogger("cadence.serve")
 
@@ -37,8 +39,7 @@ class Service:
         self._running = threading.Lock()
         #: what the mailboxes told of people's zones and hours, kept from tick to tick
         self.adopted: dict[str, tuple[str, Any]] = {}
-        self.http: ThreadingHTTPServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self.http: Server | None = None
 
     # --- ticks ---------------------------------------------------------------------------
 
@@ -113,60 +114,29 @@ class Service:
     # --- HTTP ----------------------------------------------------------------------------
 
     def start_http(self) -> None:
-        """Listen on the configured host and port (port 0 in the config: no endpoint).
+        """Listen on the configured host and port (port 0 in the config: no endpoint):
+        /healthz and /metrics, and the web app when ``web:`` is configured.
 
         Raises OSError when the address is taken.
         """
+        from agent.web.app import Probes, create
+        from agent.web.server import Server
+
         conf = self.settings.service
         if conf.port == 0:
             return
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "cadence"
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
-                    healthy, body = service.health.check()
-                    self._send(
-                        200 if healthy else 503,
-                        "application/json",
-                        json.dumps(body).encode() + b"\n",
-                    )
-                elif path == "/metrics":
-                    self._send(200, metrics_mod.CONTENT_TYPE, service.metrics.exposition())
-                else:
-                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
-
-            def _send(self, status: int, kind: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http %s " + format, self.client_address[0], *args)
-
-        self.http = ThreadingHTTPServer((conf.host, conf.port), Handler)
-        self.http.daemon_threads = True
-        self._http_thread = threading.Thread(
-            target=self.http.serve_forever, name="cadence-http", daemon=True
-        )
-        self._http_thread.start()
-        host, port = self.http.server_address[:2]
+        probes = Probes(self.health.check, self.metrics.exposition, metrics_mod.CONTENT_TYPE)
+        self.http = Server(create(self.settings, probes), conf.host, conf.port)
+        self.http.start()
+        host, port = self.http.address
         log.info("health and metrics on http://%s:%s/healthz and /metrics", host, port)
+        if self.settings.web is not None:
+            log.info("web app on http://%s:%s/", host, port)
 
     def stop_http(self) -> None:
         if self.http is not None:
-            self.http.shutdown()
-            self.http.server_close()
+            self.http.stop()
             self.http = None
-        if self._http_thread is not None:
-            self._http_thread.join()
-            self._http_thread = None
 
     # --- the loop ------------------------------------------------------------------------
 

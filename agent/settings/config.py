@@ -49,6 +49,7 @@ from agent.settings.schema import (
     ServiceConfig,
     SmtpSettings,
     SyncSettings,
+    WebConfig,
     json_schema,
 )
 
@@ -114,6 +115,8 @@ class Settings:
     warnings: tuple[str, ...] = field(default=())
     #: people and reporting lines read from the company's directory (``directory:``)
     directory: Directory | None = None
+    #: the web app of ``cadence serve`` (``web:``); None: only /healthz and /metrics
+    web: WebConfig | None = None
 
     def reply_size_limit(self, account: str) -> int:
         """The largest reply the account's reader fetches whole: the highest
@@ -403,6 +406,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         service=cfg.service,
         reply_accounts=reply_accounts(relationships),
         directory=directory,
+        web=cfg.web,
     )
 
 

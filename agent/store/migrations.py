@@ -147,7 +147,29 @@ def _v10(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE tombstones (email TEXT PRIMARY KEY, forgotten_at TEXT NOT NULL)")
 
 
+def _v11(db: sqlite_utils.Database) -> None:
+    """The web app: plans kept in the store with their history (who changed what, when),
+    and the single-use links (sign-in, pick-a-time) already used."""
+    db.execute(
+        """CREATE TABLE plans (
+            employee TEXT PRIMARY KEY, plan TEXT NOT NULL, shared INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL, updated_at TEXT NOT NULL, updated_by TEXT NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE plan_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, employee TEXT NOT NULL,
+            version INTEGER NOT NULL, at TEXT NOT NULL, by TEXT NOT NULL, how TEXT NOT NULL,
+            changes TEXT NOT NULL, plan TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX plan_history_employee ON plan_history (employee, id)")
+    db.execute(
+        """CREATE TABLE used_links (
+            nonce TEXT PRIMARY KEY, kind TEXT NOT NULL, who TEXT, used_at TEXT NOT NULL,
+            data TEXT)"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -468,7 +468,7 @@ class _Tick:
             busy, failed = sync.busy(engine, self.journal, *wanted, self.now)
             snap.no_busy = frozenset(failed)
         employees = {r.employee.email: r.employee for r in settings.relationships}
-        plans, problems = engine.plans.load(settings, employees.values())
+        plans, problems = engine.plans.load(settings, employees.values(), self.store)
         invites: dict[str, bool] = {}
         for account in {r.organizer.account for r in settings.relationships}:
             try:

@@ -1,0 +1,93 @@
+"""The administrators' and HR's pages (``web.admins``): health, the report, the log.
+
+``/admin`` shows the health the service reports on /healthz, ``read_only``, the
+configuration's warnings, the plans that do not load and the last ticks (a tick the
+guard held says so). ``/admin/report`` is the organization report as ``cadence report
+--format html`` draws it, from the store as it is now. ``/admin/log`` is the audit log,
+filtered by relationship, tick and kind.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agent.tick import plans
+from agent.views import report, report_html
+from agent.web.access import Viewer
+from agent.web.base import Refused, Web, endpoint
+
+#: the report page holds its own style sheet inline, and its charts inline SVG
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _admin(web: Web, request: Request) -> Viewer:
+    with web.store() as store:
+        viewer = web.signed_in(request, store)
+    if not viewer.admin:
+        raise Refused(403, "only administrators and HR see this")
+    return viewer
+
+
+def overview(web: Web, request: Request, form: dict[str, str]) -> Response:
+    viewer = _admin(web, request)
+    healthy, health = web.health() if web.health else (None, {})
+    with web.store() as store:
+        ticks = store.ticks(10)
+    for tick in ticks:
+        summary = json.loads(tick["summary"]) if tick.get("summary") else {}
+        tick["held"] = summary.get("held") if isinstance(summary, dict) else None
+    return web.page(
+        request,
+        "admin.html.j2",
+        viewer=viewer,
+        healthy=healthy,
+        health=health,
+        ticks=ticks,
+        read_only=web.settings.read_only,
+        warnings=web.settings.warnings,
+        broken_plans=plans.problems(web.settings),
+        accounts=sorted(web.settings.accounts),
+    )
+
+
+def org_report(web: Web, request: Request, form: dict[str, str]) -> Response:
+    _admin(web, request)
+    built = report.build(web.settings, web.clock())
+    response = HTMLResponse(report_html.render(built))
+    response.headers["Content-Security-Policy"] = REPORT_CSP
+    return response
+
+
+def audit_log(web: Web, request: Request, form: dict[str, str]) -> Response:
+    viewer = _admin(web, request)
+    query = request.query_params
+    relationship = query.get("relationship", "").strip() or None
+    kind = query.get("kind", "").strip() or None
+    tick_text = query.get("tick", "").strip()
+    tick = int(tick_text) if tick_text.isdigit() else None
+    with web.store() as store:
+        rows = store.audit_rows(tick=tick, relationship=relationship, kind=kind, limit=300)
+        kinds = [r["kind"] for r in store.db.query("SELECT DISTINCT kind FROM audit ORDER BY kind")]
+    return web.page(
+        request,
+        "audit.html.j2",
+        viewer=viewer,
+        rows=list(reversed(rows)),
+        kinds=kinds,
+        filters={"relationship": relationship or "", "kind": kind or "", "tick": tick_text},
+    )
+
+
+def routes(web: Web) -> list[BaseRoute]:
+    return [
+        Route("/admin", endpoint(web, overview), methods=["GET"]),
+        Route("/admin/report", endpoint(web, org_report), methods=["GET"]),
+        Route("/admin/log", endpoint(web, audit_log), methods=["GET"]),
+    ]

@@ -1,0 +1,76 @@
+"""The ASGI app of ``cadence serve``: /healthz and /metrics, and with ``web:`` the pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agent.settings.config import Settings
+from agent.web.base import HERE, Web, secure
+
+
+@dataclass
+class Probes:
+    """What /healthz and /metrics answer, from the service that runs the ticks."""
+
+    health: Callable[[], tuple[bool, dict[str, Any]]]
+    metrics: Callable[[], bytes]
+    metrics_type: str
+
+
+def probes_routes(probes: Probes) -> list[BaseRoute]:
+    async def healthz(request: Request) -> Response:
+        healthy, body = probes.health()
+        return Response(
+            json.dumps(body).encode() + b"\n",
+            200 if healthy else 503,
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(
+            probes.metrics(),
+            200,
+            headers={"Content-Type": probes.metrics_type, "Cache-Control": "no-store"},
+        )
+
+    return [Route("/healthz", healthz), Route("/metrics", metrics)]
+
+
+def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starlette:
+    """The whole app: the probes, and the pages when ``web:`` is configured."""
+    routes = probes_routes(probes)
+    if settings.web is not None:
+        from agent.web import admin, employee, leader, signin
+
+        web = web or Web(settings)
+        web.health = probes.health
+        for module in (signin, employee, leader, admin):
+            routes += module.routes(web)
+        routes.append(Route("/static/cadence.css", _css))
+    else:
+
+        async def missing(request: Request) -> Response:
+            return PlainTextResponse("not found: try /healthz or /metrics\n", 404)
+
+        routes.append(Route("/", missing))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if web is None:
+            return PlainTextResponse("not found: try /healthz or /metrics\n", 404)
+        return secure(web.page(request, "refused.html.j2", 404, message="no such page"))
+
+    return Starlette(routes=routes, exception_handlers={404: not_found})
+
+
+async def _css(request: Request) -> Response:
+    text = (HERE / "static" / "cadence.css").read_text(encoding="utf-8")
+    return Response(text, media_type="text/css", headers={"X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,122 @@
+"""The employee's pages: their cadence, meetings and actions; their plan, to edit.
+
+A plan saved here goes to the store with a history row (who, when, which keys), after
+the same check as ``cadence check``; errors are shown beside their fields.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agent.core.plan import normalize
+from agent.store.plans import Change, Conflict, PlanRows
+from agent.web import data, forms
+from agent.web.access import Viewer
+from agent.web.base import Refused, Web, endpoint
+
+
+def home(web: Web, request: Request, form: dict[str, str]) -> Response:
+    with web.store() as store:
+        viewer = web.signed_in(request, store)
+    return web.page(request, "home.html.j2", viewer=viewer)
+
+
+def cadence(web: Web, request: Request, form: dict[str, str]) -> Response:
+    now = web.clock()
+    with web.store() as store:
+        viewer = web.signed_in(request, store)
+        if not viewer.employee:
+            raise Refused(403, "you have no development relationship of your own")
+        settings = web.laid(store)
+        state = data.plan_of(settings, store, viewer.email)
+        actions = data.actions_of(state.plan, store, viewer.email)
+        cards = data.cards(settings, store, viewer.own, now)
+    return web.page(
+        request, "cadence.html.j2", viewer=viewer, cards=cards, actions=actions, now=now
+    )
+
+
+def tick(web: Web, request: Request, form: dict[str, str]) -> Response:
+    """Tick off one of the viewer's open actions (by its title)."""
+    now = web.clock()
+    with web.store() as store:
+        viewer = web.signed_in(request, store)
+        state = data.plan_of(web.laid(store), store, viewer.email)
+        actions = data.actions_of(state.plan, store, viewer.email)
+        wanted = normalize(form.get("action", ""))
+        found = next((a for a in actions.open if normalize(a.title) == wanted), None)
+        if found is None:
+            raise Refused(404, "no such open action")
+        data.tick_off(store, viewer.email, found, now)
+    return RedirectResponse("/me#actions", status_code=303)
+
+
+def show_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
+    with web.store() as store:
+        viewer = web.signed_in(request, store)
+        state = data.plan_of(web.laid(store), store, viewer.email)
+        history = PlanRows(store).history(viewer.email, 20)
+    return _plan_page(web, request, viewer, state, forms.fields(state.plan), {}, history)
+
+
+def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
+    now = web.clock()
+    with web.store() as store:
+        viewer = web.signed_in(request, store)
+        state = data.plan_of(web.laid(store), store, viewer.email)
+        actions = [a.model_dump(mode="json") for a in (state.plan.actions if state.plan else [])]
+        plan, errors = forms.check(form, actions)
+        shared = bool(form.get("shared"))
+        if plan is not None:
+            try:
+                version = int(form.get("version", "0"))
+            except ValueError:
+                version = -1
+            try:
+                PlanRows(store).save(
+                    viewer.email, plan, by=viewer.email, how="web", now=now, shared=shared,
+                    version=version,
+                )  # fmt: skip
+            except Conflict as exc:
+                errors = {"": [str(exc)]}
+            else:
+                return RedirectResponse("/me/plan?saved=1", status_code=303)
+        history = PlanRows(store).history(viewer.email, 20)
+    state = data.PlanState(state.plan, shared, state.version, state.source, state.problem)
+    return _plan_page(web, request, viewer, state, dict(form), errors, history, status=422)
+
+
+def _plan_page(
+    web: Web,
+    request: Request,
+    viewer: Viewer,
+    state: data.PlanState,
+    fields: dict[str, str],
+    errors: dict[str, list[str]],
+    history: list[Change],
+    status: int = 200,
+) -> Response:
+    return web.page(
+        request,
+        "plan_edit.html.j2",
+        status,
+        viewer=viewer,
+        state=state,
+        fields=fields,
+        errors=errors,
+        goals=range(forms.GOALS),
+        history=history,
+        saved=request.query_params.get("saved") == "1",
+    )
+
+
+def routes(web: Web) -> list[BaseRoute]:
+    return [
+        Route("/", endpoint(web, home), methods=["GET"]),
+        Route("/me", endpoint(web, cadence), methods=["GET"]),
+        Route("/me/actions", endpoint(web, tick), methods=["POST"]),
+        Route("/me/plan", endpoint(web, show_plan), methods=["GET"]),
+        Route("/me/plan", endpoint(web, save_plan), methods=["POST"]),
+    ]
