@@ -58,7 +58,11 @@ def sign_in(client: TestClient, folder: Path, who: str) -> None:
     )
     assert done.status_code == 303, done.text
     cookie = done.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+    assert (
+        "HttpOnly" in cookie
+        and "Secure" in cookie
+        and "SameSite=lax" in cookie.replace("Lax", "lax")
+    )
 
 
 def test_probes_stay_beside_the_pages(site) -> None:  # type: ignore[no-untyped-def]
@@ -76,7 +80,7 @@ def test_signed_out_visitors_go_to_sign_in(site) -> None:  # type: ignore[no-unt
 
 
 def test_sign_in_link_works_once_and_expires(site) -> None:  # type: ignore[no-untyped-def]
-    client, web, clock, folder = site
+    client, _web, clock, folder = site
     sign_in(client, folder, EMMA)
     assert client.get("/").status_code == 200
     link = urlsplit(signin_links(folder / "outbox", EMMA)[-1])
@@ -158,7 +162,11 @@ def test_plan_edit_shows_errors_by_field_then_saves_with_history(site) -> None: 
     sign_in(client, folder, EMMA)
     form = _plan_form(client)
     assert form["goals-0-title"] == "Move into engineering management"
-    bad = {**form, "goals-0-milestones": "2027-13-40 finish the course\nnodate", "skills": "Kotlin: guru"}
+    bad = {
+        **form,
+        "goals-0-milestones": "2027-13-40 finish the course\nnodate",
+        "skills": "Kotlin: guru",
+    }
     got = client.post("/me/plan", data=bad)
     assert got.status_code == 422
     assert 'id="e-goals-0-milestones-1"' in got.text and "line 1: due" in got.text
@@ -172,7 +180,9 @@ def test_plan_edit_shows_errors_by_field_then_saves_with_history(site) -> None: 
         stored = PlanRows(store).get(EMMA)
         assert stored is not None and stored.shared and stored.version == 1
         assert stored.plan.purpose == "Lead a calm, learning mobile team."
-        assert [a.title for a in stored.plan.actions][0] == "ask two peers for feedback on the retros"
+        assert (
+            next(a.title for a in stored.plan.actions) == "ask two peers for feedback on the retros"
+        )
         history = PlanRows(store).history(EMMA)
         assert history[0].by == EMMA and history[0].how == "web"
         # the store wins over the file for the ticks
@@ -211,7 +221,7 @@ def test_an_action_ticked_off(site) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_leader_sees_the_team_and_only_shared_plans(site) -> None:  # type: ignore[no-untyped-def]
-    client, web, _, folder = site
+    client, _web, _, folder = site
     store = Store(folder / "var" / "cadence.db")
     settings = config.load(folder / "cadence.yaml")
     from agent.settings import idp
