@@ -33,7 +33,7 @@ from agent.store import assessed
 from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
 from agent.store.sqlite import Store
-from agent.tick import endings, metrics, replies, sync
+from agent.tick import endings, metrics, picks, replies, sync
 from agent.tick.executor import ActionRecord, Executor, Journal
 from agent.tick.plans import Plans, plan_warning, recorded_by_employee
 
@@ -348,6 +348,7 @@ class _Tick:
             unreadable=frozenset(self.failed_people),
             people=self.engine.settings.people,
             watched=self._watched(),
+            picks=picks.recorded(self.store),
         )
         since = self.now - HISTORY
         for rel in self.engine.settings.relationships:
@@ -492,6 +493,7 @@ class _Tick:
             language=settings.language,
             reasons={k: b.reason or "" for k, b in snap.bookings.items()},
             watched=snap.watched,
+            pick_link=picks.linker(settings, self.now),
         )
         actions = planning.plan(snap, busy, units)
         actions = self._endings(snap) + self._updates(snap) + actions

@@ -49,11 +49,11 @@ def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starle
     """The whole app: the probes, and the pages when ``web:`` is configured."""
     routes = probes_routes(probes)
     if settings.web is not None:
-        from agent.web import admin, employee, leader, signin
+        from agent.web import admin, employee, leader, pick, signin
 
         web = web or Web(settings)
         web.health = probes.health
-        for module in (signin, employee, leader, admin):
+        for module in (signin, employee, leader, admin, pick):
             routes += module.routes(web)
         routes.append(Route("/static/cadence.css", _css))
     else:
