@@ -56,9 +56,11 @@ $(WHEELS)/.done: pyproject.toml $(BIN)/.installed
 	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELS) . hatchling
 	touch $@
 
-# The screenshot of the HTML report in docs/, from the demo workspace (needs Chromium).
+# The screenshots in docs/ of the HTML report and of the web app's pages, from the demo
+# workspace (needs Chromium).
 screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
+	$(BIN)/python -m tests.test_web_browser
 
 # The long soak: 200 relationships, 20 ticks, 30 % of requests faulted, against the fake
 # Google and Graph servers and against Radicale with aiosmtpd (a short one runs in

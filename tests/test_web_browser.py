@@ -6,6 +6,7 @@ no sideways scrolling)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,10 +27,16 @@ axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
 EMMA, BEN = "emma@acme.example", "ben@acme.example"
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
+#: the pages ``make screenshots`` also shows at phone width
+PHONE_SHOTS = ("plan with an error", "cadence", "team")
 
 
-@pytest.fixture
-def served(workspace: Path) -> Iterator[tuple[str, Path]]:
+#: where ``make screenshots`` puts a picture of each page (None in the tests)
+SHOTS: Path | None = None
+
+
+@contextmanager
+def serving(workspace: Path) -> Iterator[tuple[str, Path]]:
     path = web_workspace(workspace, NOW.isoformat(), "  secure_cookies: false\n")
     settings = config.load(path)
     web = Web(settings, clock=lambda: NOW)
@@ -44,16 +51,28 @@ def served(workspace: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    executable = chromium()
-    if executable is None:
-        pytest.skip("no Chromium: install it (make test-servers does, as root)")
+def served(workspace: Path) -> Iterator[tuple[str, Path]]:
+    with serving(workspace) as found:
+        yield found
+
+
+@contextmanager
+def launched(executable: str) -> Iterator[Any]:
     with playwright.sync_playwright() as p:
         found = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
             yield found
         finally:
             found.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no Chromium: install it (make test-servers does, as root)")
+    with launched(executable) as found:
+        yield found
 
 
 def accessible(page: Any, what: str) -> None:
@@ -69,6 +88,11 @@ def accessible(page: Any, what: str) -> None:
         assert not bad, (what, size, bad)
         scroll = page.evaluate("document.documentElement.scrollWidth")
         assert scroll <= size["width"], (what, size, scroll)
+        if SHOTS is not None and (size is DESKTOP or what in PHONE_SHOTS):
+            kind = "phone" if size is PHONE else "desktop"
+            page.screenshot(
+                path=str(SHOTS / f"web-{what.replace(' ', '-')}-{kind}.png"), full_page=True
+            )
     page.set_viewport_size(DESKTOP)
 
 
@@ -147,3 +171,29 @@ def test_admin_pages(served, browser) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{base}/admin/report")
     page.get_by_text("Overall").first.wait_for()
     accessible(page, "report")
+
+
+def main() -> None:  # pragma: no cover - `make screenshots`
+    """Refresh docs/screenshots/web-*.png: each page at desktop and at phone width."""
+    import tempfile
+
+    from agent.app.demo import create_workspace
+
+    global SHOTS
+    SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+    executable = chromium()
+    assert executable, "no Chromium"
+    flows = (
+        test_employee_edits_the_plan_and_ticks_off_an_action,
+        test_leader_team_view_and_a_refusal,
+        test_admin_pages,
+    )
+    for flow in flows:
+        with tempfile.TemporaryDirectory() as tmp:
+            workspace = create_workspace(Path(tmp) / "demo", NOW)
+            with serving(workspace) as found, launched(executable) as browser:
+                flow(found, browser)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
