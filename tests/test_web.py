@@ -291,3 +291,41 @@ def test_admin_sees_report_log_and_health_but_no_plan(site) -> None:  # type: ig
     plan = client.get(f"/plans/{EMMA}")
     assert plan.status_code == 403 and "engineering management" not in plan.text
     assert client.get("/me").status_code == 403  # HR has no relationship of their own here
+
+
+def test_admin_confirms_a_tick_the_guard_held(workspace: Path) -> None:
+    path = web_workspace(workspace, NOW.isoformat(), "\nguard:\n  max_actions: 1\n")
+    settings = config.load(path)
+    store = Store(settings.store)
+    assert store.last_tick()["status"] == "held"  # type: ignore[index]
+    assert store.bookings() == []
+    store.close()
+    ran: list[bool] = []
+
+    def confirm() -> None:
+        from agent.tick.engine import Engine
+
+        with Engine(settings) as engine:
+            ran.append(engine.tick(NOW, confirm=True).ok)
+
+    web = Web(settings, clock=lambda: NOW)
+    probes = Probes(lambda: (True, {}), lambda: b"", "text/plain", confirm)
+    with TestClient(create(settings, probes, web), base_url="https://testserver") as client:
+        sign_in(client, path.parent, EMMA)
+        page = client.get("/me")
+        assert (
+            client.post("/admin/guard/confirm", data={"csrf": csrf_of(page.text)}).status_code
+            == 403
+        )
+        sign_in(client, path.parent, ADMIN)
+        page = client.get("/admin")
+        assert "Held by the guard" in page.text and "Confirm" in page.text
+        assert client.post("/admin/guard/confirm", data={}).status_code == 403  # no CSRF token
+        assert not ran
+        done = client.post("/admin/guard/confirm", data={"csrf": csrf_of(page.text)})
+        assert done.status_code == 200 and "Confirmed" in done.text
+        assert ran == [True]
+        assert "Held by the guard" not in client.get("/admin").text
+    store = Store(settings.store)
+    assert store.bookings() and store.last_tick()["status"] == "ok"  # type: ignore[index]
+    store.close()

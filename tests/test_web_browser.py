@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from agent.settings import config
+from agent.tick.engine import Engine
 from agent.web.app import Probes, create
 from agent.web.base import Web
 from agent.web.server import Server
@@ -36,11 +37,18 @@ SHOTS: Path | None = None
 
 
 @contextmanager
-def serving(workspace: Path) -> Iterator[tuple[str, Path]]:
-    path = web_workspace(workspace, NOW.isoformat(), "  secure_cookies: false\n")
+def serving(workspace: Path, extra: str = "") -> Iterator[tuple[str, Path]]:
+    path = web_workspace(workspace, NOW.isoformat(), "  secure_cookies: false\n" + extra)
     settings = config.load(path)
     web = Web(settings, clock=lambda: NOW)
-    probes = Probes(lambda: (True, {"status": "ok", "reasons": []}), lambda: b"", "text/plain")
+
+    def confirm() -> None:
+        with Engine(settings) as engine:
+            engine.tick(NOW, confirm=True)
+
+    probes = Probes(
+        lambda: (True, {"status": "ok", "reasons": []}), lambda: b"", "text/plain", confirm
+    )
     server = Server(create(settings, probes, web), "127.0.0.1", 0)
     server.start()
     try:
@@ -171,6 +179,19 @@ def test_admin_pages(served, browser) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{base}/admin/report")
     page.get_by_text("Overall").first.wait_for()
     accessible(page, "report")
+
+
+def test_admin_confirms_what_the_guard_held(workspace, browser) -> None:  # type: ignore[no-untyped-def]
+    with serving(workspace, "\nguard:\n  max_actions: 1\n") as (base, folder):
+        page = browser.new_page()
+        sign_in(page, base, folder, ADMIN)
+        page.goto(f"{base}/admin")
+        page.get_by_role("heading", name="Held by the guard").wait_for()
+        accessible(page, "guard held")
+        page.get_by_role("button", name="Confirm: run the tick past the limits").click()
+        page.get_by_text("Confirmed").wait_for()
+        assert page.get_by_role("heading", name="Held by the guard").count() == 0
+        assert "ok" in page.get_by_role("table").inner_text()
 
 
 def main() -> None:  # pragma: no cover - `make screenshots`

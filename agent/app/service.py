@@ -43,7 +43,8 @@ class Service:
 
     # --- ticks ---------------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self, confirm: bool = False) -> None:
+        """One tick now (skipped while one runs); ``confirm`` lets it past the guard."""
         from agent.tick.engine import Engine
 
         if not self._running.acquire(blocking=False):
@@ -55,7 +56,7 @@ class Service:
                 TickLock(self.settings.store, wait=0),
                 Engine(self.settings, adopted=self.adopted) as engine,
             ):
-                report = engine.tick(datetime.now(UTC))
+                report = engine.tick(datetime.now(UTC), confirm=confirm)
                 self.health.note_uncertain([describe(m) for m in uncertain_mail(engine.store)])
             failures = self.health.record(
                 report.tick,
@@ -88,6 +89,11 @@ class Service:
             log.exception("tick failed")
         finally:
             self._running.release()
+
+    def confirm(self) -> None:
+        """Run a tick past the guard's limits, in a thread of its own (a person confirmed
+        the held plan on the web)."""
+        threading.Thread(target=self.tick, args=(True,), name="cadence-confirm").start()
 
     def read_directory(self) -> None:
         """Read the directory and apply it (or hold it for a person); the next tick acts
@@ -125,7 +131,9 @@ class Service:
         conf = self.settings.service
         if conf.port == 0:
             return
-        probes = Probes(self.health.check, self.metrics.exposition, metrics_mod.CONTENT_TYPE)
+        probes = Probes(
+            self.health.check, self.metrics.exposition, metrics_mod.CONTENT_TYPE, self.confirm
+        )
         self.http = Server(create(self.settings, probes), conf.host, conf.port)
         self.http.start()
         host, port = self.http.address

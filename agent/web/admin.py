@@ -1,24 +1,26 @@
 """The administrators' and HR's pages (``web.admins``): health, the report, the log.
 
 ``/admin`` shows the health the service reports on /healthz, ``read_only``, the
-configuration's warnings, the plans that do not load and the last ticks (a tick the
-guard held says so). ``/admin/report`` is the organization report as ``cadence report
+configuration's warnings, the plans that do not load and the last ticks; when the guard
+held the last tick, a button confirms it (the service runs a tick past the limits). ``/admin/report`` is the organization report as ``cadence report
 --format html`` draws it, from the store as it is now. ``/admin/log`` is the audit log,
 filtered by relationship, tick and kind.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.tick import plans
 from agent.views import report, report_html
 from agent.web.access import Viewer
 from agent.web.base import Refused, Web, endpoint
+
+log = logging.getLogger("cadence.web")
 
 #: the report page holds its own style sheet inline, and its charts inline SVG
 REPORT_CSP = (
@@ -40,9 +42,8 @@ def overview(web: Web, request: Request, form: dict[str, str]) -> Response:
     healthy, health = web.health() if web.health else (None, {})
     with web.store() as store:
         ticks = store.ticks(10)
-    for tick in ticks:
-        summary = json.loads(tick["summary"]) if tick.get("summary") else {}
-        tick["held"] = summary.get("held") if isinstance(summary, dict) else None
+        guard = store.audit_rows(kind="guard", limit=1)
+    held = bool(ticks) and ticks[0]["status"] == "held"
     return web.page(
         request,
         "admin.html.j2",
@@ -50,11 +51,24 @@ def overview(web: Web, request: Request, form: dict[str, str]) -> Response:
         healthy=healthy,
         health=health,
         ticks=ticks,
+        held=guard[-1]["message"] if held and guard else ("the last tick" if held else None),
+        can_confirm=web.confirm is not None,
+        confirmed=request.query_params.get("confirmed") == "1",
         read_only=web.settings.read_only,
         warnings=web.settings.warnings,
         broken_plans=plans.problems(web.settings),
         accounts=sorted(web.settings.accounts),
     )
+
+
+def confirm(web: Web, request: Request, form: dict[str, str]) -> Response:
+    """The guard's confirm: run a tick now that may go past the guard's limits."""
+    _admin(web, request)
+    if web.confirm is None:
+        raise Refused(409, "no service runs the ticks here: use `cadence run --once --confirm`")
+    web.confirm()
+    log.info("guard confirmed on the web; a tick runs now")
+    return RedirectResponse("/admin?confirmed=1", status_code=303)
 
 
 def org_report(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -89,5 +103,6 @@ def routes(web: Web) -> list[BaseRoute]:
     return [
         Route("/admin", endpoint(web, overview), methods=["GET"]),
         Route("/admin/report", endpoint(web, org_report), methods=["GET"]),
+        Route("/admin/guard/confirm", endpoint(web, confirm), methods=["POST"]),
         Route("/admin/log", endpoint(web, audit_log), methods=["GET"]),
     ]

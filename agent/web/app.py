@@ -23,6 +23,8 @@ class Probes:
     health: Callable[[], tuple[bool, dict[str, Any]]]
     metrics: Callable[[], bytes]
     metrics_type: str
+    #: run a tick past the guard's limits, for the administrators' confirm button
+    confirm: Callable[[], None] | None = None
 
 
 def probes_routes(probes: Probes) -> list[BaseRoute]:
@@ -53,6 +55,7 @@ def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starle
 
         web = web or Web(settings)
         web.health = probes.health
+        web.confirm = web.confirm or probes.confirm
         for module in (signin, employee, leader, admin, pick):
             routes += module.routes(web)
         routes.append(Route("/static/cadence.css", _css))

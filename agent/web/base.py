@@ -69,6 +69,8 @@ class Web:
         )
         #: what /healthz answers, for the administrators' page (set by ``create``)
         self.health: Callable[[], tuple[bool, dict[str, Any]]] | None = None
+        #: run a tick past the guard's limits (set by ``create``; None: no service)
+        self.confirm: Callable[[], None] | None = None
         self.signin_by_address = security.RateLimit(5, timedelta(minutes=15))
         self.signin_by_client = security.RateLimit(20, timedelta(minutes=15))
 
