@@ -329,3 +329,23 @@ def test_admin_confirms_a_tick_the_guard_held(workspace: Path) -> None:
     store = Store(settings.store)
     assert store.bookings() and store.last_tick()["status"] == "ok"  # type: ignore[index]
     store.close()
+
+
+def test_the_review_packet_downloads_with_the_stored_plan(site) -> None:  # type: ignore[no-untyped-def]
+    client, _, _, folder = site
+    store = Store(folder / "var" / "cadence.db")
+    settings = config.load(folder / "cadence.yaml")
+    from agent.settings import idp
+
+    plan = idp.load(settings.resolve("plans/emma.yaml"))
+    changed = plan.model_copy(update={"purpose": "Grow a calm team, from the store."})
+    PlanRows(store).save(EMMA, changed, by=EMMA, how="web", now=NOW)
+    store.close()
+    sign_in(client, folder, EMMA)
+    got = client.get("/me/packet")
+    assert got.status_code == 200
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert "Grow a calm team, from the store." in got.text
+    assert client.get("/me/packet", params={"since": "last year"}).status_code == 400
+    sign_in(client, folder, BEN)
+    assert client.get("/me/packet").status_code == 403

@@ -18,15 +18,9 @@ from starlette.routing import BaseRoute, Route
 from agent.tick import plans
 from agent.views import report, report_html
 from agent.web.access import Viewer
-from agent.web.base import Refused, Web, endpoint
+from agent.web.base import INLINE_STYLES_CSP, Refused, Web, endpoint
 
 log = logging.getLogger("cadence.web")
-
-#: the report page holds its own style sheet inline, and its charts inline SVG
-REPORT_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 
 
 def _admin(web: Web, request: Request) -> Viewer:
@@ -75,7 +69,7 @@ def org_report(web: Web, request: Request, form: dict[str, str]) -> Response:
     _admin(web, request)
     built = report.build(web.settings, web.clock())
     response = HTMLResponse(report_html.render(built))
-    response.headers["Content-Security-Policy"] = REPORT_CSP
+    response.headers["Content-Security-Policy"] = INLINE_STYLES_CSP
     return response
 
 

@@ -38,6 +38,13 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 
+#: pages Cadence draws for files too (the report, the review packet) hold their styles
+#: inline, and their charts as inline SVG
+INLINE_STYLES_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
 
 class Refused(Exception):
     """Answer with ``status`` and a short message, and none of the data asked for."""

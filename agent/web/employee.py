@@ -6,15 +6,18 @@ the same check as ``cadence check``; errors are shown beside their fields.
 
 from __future__ import annotations
 
+from datetime import date
+
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.core.plan import normalize
 from agent.store.plans import Change, Conflict, PlanRows
+from agent.views import packet as packet_view
 from agent.web import data, forms
 from agent.web.access import Viewer
-from agent.web.base import Refused, Web, endpoint
+from agent.web.base import INLINE_STYLES_CSP, Refused, Web, endpoint
 
 
 def home(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -51,6 +54,32 @@ def tick(web: Web, request: Request, form: dict[str, str]) -> Response:
             raise Refused(404, "no such open action")
         data.tick_off(store, viewer.email, found, now)
     return RedirectResponse("/me#actions", status_code=303)
+
+
+def packet(web: Web, request: Request, form: dict[str, str]) -> Response:
+    """The viewer's review packet since 1 January (or ``?since=``), as an HTML file."""
+    now = web.clock()
+    try:
+        since = date.fromisoformat(request.query_params.get("since", f"{now.year}-01-01"))
+    except ValueError:
+        raise Refused(400, "since: give a date as YYYY-MM-DD") from None
+    with web.store() as store:
+        viewer = web.signed_in(request, store)
+        if not viewer.employee:
+            raise Refused(403, "you have no development relationship of your own")
+        html = packet_view.render(
+            packet_view.collect(web.settings, store, viewer.email, since, now),
+            "html",
+            web.settings.templates,
+        )
+    name = f"review-packet-{viewer.email.split('@')[0]}-{since.isoformat()}.html"
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Security-Policy": INLINE_STYLES_CSP,
+        },
+    )
 
 
 def show_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -117,6 +146,7 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/", endpoint(web, home), methods=["GET"]),
         Route("/me", endpoint(web, cadence), methods=["GET"]),
         Route("/me/actions", endpoint(web, tick), methods=["POST"]),
+        Route("/me/packet", endpoint(web, packet), methods=["GET"]),
         Route("/me/plan", endpoint(web, show_plan), methods=["GET"]),
         Route("/me/plan", endpoint(web, save_plan), methods=["POST"]),
     ]
