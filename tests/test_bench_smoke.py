@@ -106,3 +106,11 @@ def test_free_busy_batches_at_the_provider_limit(
     method = "calendar.freebusy.query" if account == bench.GOOGLE else "getSchedule"
     assert used[side][method] == math.ceil(len(people) / limit)  # 2 or 3, not 55
     assert bench.requests(used) == 1  # carried in one HTTP batch
+
+
+def test_the_web_benchmark_in_small(tmp_path: Path) -> None:
+    from benchmarks import web
+
+    path = web.build(tmp_path / "org", 40)
+    times = web.measure(path, 3)
+    assert set(times) == {"/team", "/admin/report"} and all(times.values())

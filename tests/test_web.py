@@ -291,6 +291,7 @@ def test_admin_sees_report_log_and_health_but_no_plan(site) -> None:  # type: ig
     plan = client.get(f"/plans/{EMMA}")
     assert plan.status_code == 403 and "engineering management" not in plan.text
     assert client.get("/me").status_code == 403  # HR has no relationship of their own here
+    assert client.get("/me/plan").status_code == 403
 
 
 def test_admin_confirms_a_tick_the_guard_held(workspace: Path) -> None:

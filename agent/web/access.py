@@ -35,9 +35,6 @@ class Viewer:
     def leader(self) -> bool:
         return bool(self.partner_of)
 
-    def may_edit_plan(self, employee: str) -> bool:
-        return employee == self.email
-
     def may_read_plan(self, employee: str, shared: bool) -> bool:
         """Their own plan; an employee's of theirs who shares it."""
         if employee == self.email:

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.core.plan import normalize
 from agent.store.plans import Change, Conflict, PlanRows
+from agent.store.sqlite import Store
 from agent.views import packet as packet_view
 from agent.web import data, forms
 from agent.web.access import Viewer
@@ -29,9 +30,7 @@ def home(web: Web, request: Request, form: dict[str, str]) -> Response:
 def cadence(web: Web, request: Request, form: dict[str, str]) -> Response:
     now = web.clock()
     with web.store() as store:
-        viewer = web.signed_in(request, store)
-        if not viewer.employee:
-            raise Refused(403, "you have no development relationship of your own")
+        viewer = _employee(web, request, store)
         settings = web.laid(store)
         state = data.plan_of(settings, store, viewer.email)
         actions = data.actions_of(state.plan, store, viewer.email)
@@ -45,7 +44,7 @@ def tick(web: Web, request: Request, form: dict[str, str]) -> Response:
     """Tick off one of the viewer's open actions (by its title)."""
     now = web.clock()
     with web.store() as store:
-        viewer = web.signed_in(request, store)
+        viewer = _employee(web, request, store)
         state = data.plan_of(web.laid(store), store, viewer.email)
         actions = data.actions_of(state.plan, store, viewer.email)
         wanted = normalize(form.get("action", ""))
@@ -64,9 +63,7 @@ def packet(web: Web, request: Request, form: dict[str, str]) -> Response:
     except ValueError:
         raise Refused(400, "since: give a date as YYYY-MM-DD") from None
     with web.store() as store:
-        viewer = web.signed_in(request, store)
-        if not viewer.employee:
-            raise Refused(403, "you have no development relationship of your own")
+        viewer = _employee(web, request, store)
         html = packet_view.render(
             packet_view.collect(web.settings, store, viewer.email, since, now),
             "html",
@@ -82,9 +79,16 @@ def packet(web: Web, request: Request, form: dict[str, str]) -> Response:
     )
 
 
+def _employee(web: Web, request: Request, store: Store) -> Viewer:
+    viewer = web.signed_in(request, store)
+    if not viewer.employee:
+        raise Refused(403, "you have no development relationship of your own")
+    return viewer
+
+
 def show_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
     with web.store() as store:
-        viewer = web.signed_in(request, store)
+        viewer = _employee(web, request, store)
         state = data.plan_of(web.laid(store), store, viewer.email)
         history = PlanRows(store).history(viewer.email, 20)
     return _plan_page(web, request, viewer, state, forms.fields(state.plan), {}, history)
@@ -93,7 +97,7 @@ def show_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
 def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
     now = web.clock()
     with web.store() as store:
-        viewer = web.signed_in(request, store)
+        viewer = _employee(web, request, store)
         state = data.plan_of(web.laid(store), store, viewer.email)
         actions = [a.model_dump(mode="json") for a in (state.plan.actions if state.plan else [])]
         plan, errors = forms.check(form, actions)
