@@ -4,7 +4,9 @@ Builds an organization of N relationships (a leader per eight employees, each pa
 with a year of monthly check-ins and quarterly deep dives in both calendars) straight
 into a store, then asks the app, through its ASGI interface in this process, for a
 leader's team page and for the administrators' report page, and prints the median and
-p95 of each (the sign-in is done once; every request reads the store afresh).
+p95 of each after the first (the sign-in is done once; every request reads the store
+afresh, but the report is drawn once per tick: the first request after a tick pays for
+it, and is printed apart).
 
     python -m benchmarks.web --relationships 10000 --requests 50
 
@@ -55,7 +57,9 @@ def build(folder: Path, relationships: int) -> Path:
     lines += [f"  - {{email: {p}, timezone: Europe/Berlin}}\n" for p in people]
     lines.append("relationships:\n")
     for employee, leader in pairs:
-        lines.append(f"  - {{employee: {employee}, partner: {leader}, role: leader, program: cycle}}\n")
+        lines.append(
+            f"  - {{employee: {employee}, partner: {leader}, role: leader, program: cycle}}\n"
+        )
     path = folder / "cadence.yaml"
     path.write_text("".join(lines), encoding="utf-8")
     store = Store(folder / "cadence.db")
@@ -65,7 +69,10 @@ def build(folder: Path, relationships: int) -> Path:
                 start = NOW - timedelta(weeks=week, hours=n % 5)
                 title = "Deep dive" if week % 12 == 0 else "Check-in"
                 length = timedelta(minutes=60 if title == "Deep dive" else 15)
-                people = (Attendee(employee, PartStat.ACCEPTED), Attendee(leader, PartStat.ACCEPTED))
+                people = (
+                    Attendee(employee, PartStat.ACCEPTED),
+                    Attendee(leader, PartStat.ACCEPTED),
+                )
                 for owner in (employee, leader):
                     store.put_event(
                         Event(owner, f"{n}-{week}", title, start, start + length,
@@ -88,7 +95,7 @@ def measure(path: Path, requests: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for who, page, count in (
         (f"l0@{DOMAIN}", "/team", requests),
-        (f"hr@{DOMAIN}", "/admin/report", max(3, requests // 10)),
+        (f"hr@{DOMAIN}", "/admin/report", requests),
     ):
         with TestClient(app, base_url="http://bench") as client:
             client.cookies.set(security.SESSION_COOKIE, web.session_cookie(who, NOW))
@@ -110,11 +117,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         path = build(Path(tmp), args.relationships)
-        print(f"built {args.relationships} relationships in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"built {args.relationships} relationships in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
         for page, times in measure(path, args.requests).items():
-            ms = sorted(t * 1000 for t in times)
+            first, ms = times[0] * 1000, sorted(t * 1000 for t in times[1:])
             p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
-            print(f"{page}: {len(ms)} requests, median {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms")
+            print(
+                f"{page}: first request {first:.0f} ms; then {len(ms)} requests, "
+                f"median {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -350,3 +350,24 @@ def test_the_review_packet_downloads_with_the_stored_plan(site) -> None:  # type
     assert client.get("/me/packet", params={"since": "last year"}).status_code == 400
     sign_in(client, folder, BEN)
     assert client.get("/me/packet").status_code == 403
+
+
+def test_the_report_is_drawn_once_per_tick(site, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from agent.views import report
+    from agent.web import admin
+
+    _, web, clock, folder = site
+    built: list[object] = []
+    real = report.build
+    monkeypatch.setattr(report, "build", lambda *a, **k: built.append(a) or real(*a, **k))
+    cache = admin.ReportCache()
+    first = cache.get(web)
+    assert cache.get(web) == first and len(built) == 1
+    clock.now = NOW + web.settings.tick  # a tick's interval later: drawn again
+    cache.get(web)
+    assert len(built) == 2
+    store = Store(folder / "var" / "cadence.db")
+    store.end_tick(store.begin_tick(clock.now, clock.now), "ok", {}, clock.now)
+    store.close()
+    cache.get(web)
+    assert len(built) == 3

@@ -10,6 +10,8 @@ filtered by relationship, tick and kind.
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -65,12 +67,28 @@ def confirm(web: Web, request: Request, form: dict[str, str]) -> Response:
     return RedirectResponse("/admin?confirmed=1", status_code=303)
 
 
-def org_report(web: Web, request: Request, form: dict[str, str]) -> Response:
-    _admin(web, request)
-    built = report.build(web.settings, web.clock())
-    response = HTMLResponse(report_html.render(built))
-    response.headers["Content-Security-Policy"] = INLINE_STYLES_CSP
-    return response
+class ReportCache:
+    """The report page, drawn once per tick: the store changes only when a tick (or a
+    directory read) ends, and the report counts in days. Drawn again after the next tick,
+    or once it is ``web.settings.tick`` old; one request draws it while others wait."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._html = ""
+
+    def get(self, web: Web) -> str:
+        now = web.clock()
+        with web.store() as store:
+            last = store.last_tick()
+            reads = list(store.db.query("SELECT MAX(id) AS id FROM directory_reads"))
+        age = int(now.timestamp() // max(1, web.settings.tick.total_seconds()))
+        key = (last and last["id"], last and last["finished_at"], reads[0]["id"], age)
+        with self._lock:
+            if key != self._key:
+                self._html = report_html.render(report.build(web.settings, now))
+                self._key = key
+            return self._html
 
 
 def audit_log(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -82,7 +100,10 @@ def audit_log(web: Web, request: Request, form: dict[str, str]) -> Response:
     tick = int(tick_text) if tick_text.isdigit() else None
     with web.store() as store:
         rows = store.audit_rows(tick=tick, relationship=relationship, kind=kind, limit=300)
-        kinds = [r["kind"] for r in store.db.query("SELECT DISTINCT kind FROM audit ORDER BY kind")]
+        # the kinds of the recent rows: a scan of the whole log on every page would grow
+        recent = "SELECT kind FROM audit ORDER BY id DESC LIMIT 5000"
+        kinds = [r["kind"] for r in store.db.query(f"SELECT DISTINCT kind FROM ({recent})")]
+        kinds = sorted({*kinds, *([kind] if kind else [])})
     return web.page(
         request,
         "audit.html.j2",
@@ -94,6 +115,14 @@ def audit_log(web: Web, request: Request, form: dict[str, str]) -> Response:
 
 
 def routes(web: Web) -> list[BaseRoute]:
+    cache = ReportCache()
+
+    def org_report(web: Web, request: Request, form: dict[str, str]) -> Response:
+        _admin(web, request)
+        response = HTMLResponse(cache.get(web))
+        response.headers["Content-Security-Policy"] = INLINE_STYLES_CSP
+        return response
+
     return [
         Route("/admin", endpoint(web, overview), methods=["GET"]),
         Route("/admin/report", endpoint(web, org_report), methods=["GET"]),
