@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 WHEELS ?= .cache/wheels
 
-.PHONY: demo test bench lint format clean test-servers screenshots soak crash fuzz fuzz-config
+.PHONY: demo test bench lint format clean test-servers screenshots soak crash fuzz fuzz-config messages
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,11 +56,23 @@ $(WHEELS)/.done: pyproject.toml $(BIN)/.installed
 	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELS) . hatchling
 	touch $@
 
-# The screenshots in docs/ of the HTML report and of the web app's pages, from the demo
-# workspace (needs Chromium).
+# The screenshot of the HTML report in docs/, from the demo workspace, of a German and
+# a Japanese agenda, and of the web app's pages (needs Chromium; the Japanese one a CJK
+# font, Debian's fonts-noto-cjk).
 screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
+	$(BIN)/python -m tests.test_i18n
 	$(BIN)/python -m tests.test_web_browser
+
+# After changing a sentence in a template or in agent/: extract the messages again and
+# merge them into every language's catalogue (new ones untranslated: the catalogue check
+# in `make test` fails until they are translated). The .po files are compiled when read.
+messages: $(BIN)/.installed
+	$(BIN)/pybabel extract -F agent/locale/babel.cfg --no-location --sort-output \
+	  --project=Cadence --version=0.1.0 --copyright-holder="The Cadence authors" \
+	  --msgid-bugs-address=cadence@example.invalid -o agent/locale/messages.pot .
+	$(BIN)/pybabel update -i agent/locale/messages.pot -d agent/locale \
+	  --ignore-obsolete --width=100
 
 # The long soak: 200 relationships, 20 ticks, 30 % of requests faulted, against the fake
 # Google and Graph servers and against Radicale with aiosmtpd (a short one runs in

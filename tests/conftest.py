@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,15 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if is_host_variable(name) or name.upper().startswith("CADENCE_"):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_metrics_left() -> Iterator[None]:
+    """A test that starts a service and never stops it leaves no metered connectors behind."""
+    yield
+    from agent.tick import metrics
+
+    metrics.deactivate()
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_recap_threads_to_the_agenda(settings: config.Settings, tmp_path: Path) 
     msg = read(recap["location"])
     assert msg["In-Reply-To"] == agenda["message_id"]
     assert agenda["message_id"] in msg["References"]
-    assert msg["Subject"].startswith("Recap: Mentoring with Emma, ")
+    assert msg["Subject"].startswith("Protokoll: Mentoring mit Emma, ")  # Farid reads German
     assert "Farid" in body(msg, "plain") and "<!DOCTYPE html>" in body(msg, "html")
     assert msg["To"] == "farid@acme.example, emma@acme.example"
 

@@ -154,6 +154,17 @@ def test_demo_answers_a_recap_and_says_where_everything_is(tmp_path: Path) -> No
     ):
         assert label in out and path.exists() and str(path) in out
     assert "ask two peers" in (folder / "review-packet-emma.md").read_text()
+    # three languages at least: Ben and Farid read German, Ana Brazilian Portuguese, Hugo
+    # French (from the directory), the others English
+    assert (
+        "Farid Haddad (Europe/Berlin) with mentor Emma Clarke (Europe/London), mentoring; mail in de"
+        in out
+    )
+    for lang, word in (("de", "Themen"), ("pt-BR", "Convite"), ("fr", "entretiens")):
+        page = folder / "preview"
+        shown = [p for p in page.glob(f"*-{lang}.html") if str(p) in out]
+        assert shown and f'<html lang="{lang}">' in shown[0].read_text(), lang
+        assert word in shown[0].read_text() or word in out, (lang, word)
     again = cadence("demo", str(folder), "--now", NOW.isoformat())
     assert "Emma answered" not in again.output and "updated recap sent" not in again.output
     assert len(list((folder / "outbox").glob("*update*.eml"))) == 1

@@ -33,12 +33,20 @@ def fail(message: str, code: int) -> None:
 @contextmanager
 def exit_on_error() -> Iterator[None]:
     """Fail with a Cadence error's message: exit 2 for the configuration, 1 for the rest."""
+    with exits((ConfigError, 2, ""), (CadenceError, 1, "error: ")):
+        yield
+
+
+@contextmanager
+def exits(*ways: tuple[type[Exception], int, str]) -> Iterator[None]:
+    """Fail on the first of ``ways`` (an error, its exit code, a prefix) the error is."""
     try:
         yield
-    except ConfigError as exc:
-        fail(str(exc), 2)
-    except CadenceError as exc:
-        fail(f"error: {exc}", 1)
+    except Exception as exc:
+        for kind, code, prefix in ways:
+            if isinstance(exc, kind):
+                fail(f"{prefix}{exc}", code)
+        raise
 
 
 @contextmanager
@@ -100,9 +108,5 @@ def locked_errors() -> Iterator[None]:
     """Exit 1 when another process holds the store, 2 for the configuration."""
     from agent.app.lock import Busy
 
-    try:
+    with exits((Busy, 1, ""), (ConfigError, 2, "")):
         yield
-    except Busy as exc:
-        fail(str(exc), 1)
-    except ConfigError as exc:
-        fail(str(exc), 2)

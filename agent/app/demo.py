@@ -1,6 +1,7 @@
 """``cadence demo``: a small team on the local provider, with history relative to now.
 
-Six people in five time zones, six relationships on two programs: lapsed deep dives,
+Six people in five time zones and three languages (Ana reads Brazilian Portuguese,
+Ben and Farid German, the others English), six relationships on two programs: lapsed deep dives,
 a check-in coming due, a lapsed mentoring series, a recap owed for yesterday's deep
 dive, an agenda owed for tomorrow's mentoring session, declined and cancelled meetings,
 and ordinary busy time (a recurring standup with an exception and a moved instance,
@@ -32,6 +33,10 @@ PEOPLE = {
     "chloe": ("Chloe Park", "America/New_York", "US", "09:00-17:00"),
     "farid": ("Farid Haddad", "Europe/Berlin", "DE", "08:30-16:30"),
 }
+
+#: the mail language of those who read another than English (``language:``); Hugo's
+#: (French) and Gia's (Italian: no catalogue, so English) come from the directory
+LANGUAGES = {"ana": "pt-BR", "ben": "de", "farid": "de"}
 
 CONFIG = """\
 # Cadence demo workspace: the local provider, calendars as ICS files, mail as .eml files.
@@ -371,9 +376,10 @@ def create_workspace(folder: Path, now: datetime) -> Path:
     lines = []
     for who, (name, tz, country, hours) in PEOPLE.items():
         plan = f", plan: plans/{who}.yaml" if who in PLANS else ""
+        language = f", language: {LANGUAGES[who]}" if who in LANGUAGES else ""
         lines.append(
             f"  - {{email: {email(who)}, name: {name}, timezone: {tz}, country: {country},\n"
-            f'     working_hours: {{mon-fri: "{hours}"}}{plan}}}'
+            f'     working_hours: {{mon-fri: "{hours}"}}{plan}{language}}}'
         )
     text = CONFIG.format(people="\n".join(lines) + "\n", d=DOMAIN) + demo_directory.SECTION
     (folder / "plans").mkdir(exist_ok=True)
@@ -462,10 +468,22 @@ def _esc(text: str) -> str:
     return html.escape(text)
 
 
+#: the mails the demo previews, by outbox kind: each language shows the first kind it has
+LABELS = {
+    "agenda": "Agenda",
+    "recap": "Recap",
+    "update": "Updated recap",
+    "invite": "Invitation",
+    "ended": "Line ended",
+    "handover": "Hand-over",
+}
+
+
 def _previews(
     settings: config_mod.Settings, folder: Path, since: date, now: datetime
 ) -> list[tuple[str, Path]]:
     """Write the review packet and the HTML parts of the latest mails, for a browser."""
+    import re
     from email import message_from_bytes, policy
     from email.message import EmailMessage
 
@@ -478,20 +496,30 @@ def _previews(
         rows = store.outbox_rows()
         preview = folder / "preview"
         preview.mkdir(exist_ok=True)
-        for kind, label in (("agenda", "Agenda"), ("recap", "Recap"), ("update", "Updated recap")):
+        languages: dict[str, tuple[str, str, str]] = {}  # the latest mail in each language
+        for kind, label in LABELS.items():
             sent = [r for r in rows if r["kind"] == kind and r["status"] == "sent"]
-            if not sent:
-                continue
-            eml = Path(sent[-1]["location"])
-            msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
-            assert isinstance(msg, EmailMessage)
-            part = msg.get_body(preferencelist=("html",))
-            if part is None:
-                continue
-            html_path = preview / f"{kind}.html"
-            html_path.write_text(str(part.get_content()), encoding="utf-8")
-            found.append((label, eml))
-            found.append((f"{label} (HTML)", html_path))
+            for row in sent:
+                msg = message_from_bytes(Path(row["location"]).read_bytes(), policy=policy.default)
+                assert isinstance(msg, EmailMessage)
+                part = msg.get_body(preferencelist=("html",))
+                if part is None:
+                    continue
+                html = str(part.get_content())
+                found_lang = re.search(r'<html lang="([^"]+)"', html)
+                tag = found_lang.group(1) if found_lang else "en"
+                if tag != "en" and tag not in languages:
+                    languages[tag] = (kind, row["location"], html)
+                if row is sent[-1] and kind in ("agenda", "recap", "update"):
+                    html_path = preview / f"{kind}.html"
+                    html_path.write_text(html, encoding="utf-8")
+                    found.append((label, Path(row["location"])))
+                    found.append((f"{label} (HTML)", html_path))
+        for lang, (kind, location, html) in sorted(languages.items()):
+            html_path = preview / f"{kind}-{lang}.html"
+            html_path.write_text(html, encoding="utf-8")
+            found.append((f"{LABELS[kind]}, {lang}", Path(location)))
+            found.append((f"{LABELS[kind]}, {lang} (HTML)", html_path))
         data = packet.collect(settings, store, email("emma"), since, now)
         for fmt in ("md", "html"):
             path = folder / f"review-packet-emma.{fmt}"
@@ -541,7 +569,7 @@ def run_demo(folder: Path, now: datetime) -> None:
     typer.echo(f"Calendars: {folder}/calendars/   Mail: {folder}/outbox/   Store: {settings.store}")
     since = date(now.year, 1, 1)
     for label, where in _previews(settings, folder, since, now):
-        typer.echo(f"{label + ':':<22} {_shown(where)}")
+        typer.echo(f"{label + ':':<26} {_shown(where)}")
     typer.echo(
         f"Make your own: cadence review-packet emma@{DOMAIN} --since {since} --format html "
         f"-c {path}"

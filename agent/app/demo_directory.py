@@ -17,19 +17,19 @@ from agent.settings.config import Settings
 from agent.store.sqlite import Store
 from agent.tick import directory
 
-HEADER = "Work Email,Preferred Name,Manager Email,Time Zone,Country,Development Program\n"
+HEADER = "Work Email,Preferred Name,Manager Email,Time Zone,Country,Language,Development Program\n"
 ROWS = {
-    "ben": "Ben Ortiz,,Europe/Berlin,DE,no",
-    "chloe": "Chloe Park,,America/New_York,US,no",
-    "ana": "Ana Lima,ben@acme.example,America/Sao_Paulo,BR,yes",
-    "dev": "Dev Patel,ben@acme.example,Asia/Kolkata,IN,yes",
-    "emma": "Emma Clarke,ben@acme.example,Europe/London,GB,yes",
-    "farid": "Farid Haddad,ben@acme.example,Europe/Berlin,DE,yes",
-    "gia": "Gia Rossi,ben@acme.example,Europe/Rome,IT,yes",
-    "hugo": "Hugo Martin,chloe@acme.example,America/Toronto,CA,yes",
+    "ben": "Ben Ortiz,,Europe/Berlin,DE,de-DE,no",
+    "chloe": "Chloe Park,,America/New_York,US,en-US,no",
+    "ana": "Ana Lima,ben@acme.example,America/Sao_Paulo,BR,pt-BR,yes",
+    "dev": "Dev Patel,ben@acme.example,Asia/Kolkata,IN,en-IN,yes",
+    "emma": "Emma Clarke,ben@acme.example,Europe/London,GB,en-GB,yes",
+    "farid": "Farid Haddad,ben@acme.example,Europe/Berlin,DE,de-DE,yes",
+    "gia": "Gia Rossi,ben@acme.example,Europe/Rome,IT,it-IT,yes",
+    "hugo": "Hugo Martin,chloe@acme.example,America/Toronto,CA,fr-CA,yes",
 }
 #: HR's next export: Hugo now reports to Ben
-MOVED = {**ROWS, "hugo": "Hugo Martin,ben@acme.example,America/Toronto,CA,yes"}
+MOVED = {**ROWS, "hugo": "Hugo Martin,ben@acme.example,America/Toronto,CA,fr-CA,yes"}
 
 SECTION = """
 directory:
@@ -37,7 +37,7 @@ directory:
     kind: csv
     path: directory.csv       # an HR export; the columns are named below
     columns: {email: Work Email, name: Preferred Name, manager: Manager Email,
-              timezone: Time Zone, country: Country}
+              timezone: Time Zone, country: Country, language: Language}
     members: {column: Development Program, values: ["yes"]}
   program: leader-cycle
   first_within: 30d

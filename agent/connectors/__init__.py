@@ -40,6 +40,17 @@ class Context:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("cadence.connector"))
 
+    @property
+    def reply_mailboxes(self) -> tuple[str, ...]:
+        """The inboxes this account reads replies to recaps from (none: it reads none)."""
+        return tuple(self.settings.reply_accounts.get(self.name, ()))
+
+    @property
+    def correspondents(self) -> list[str]:
+        """Everyone Cadence mails, in any relationship: whose mail may be a reply."""
+        rels = self.settings.relationships
+        return sorted({p.email.lower() for r in rels for p in (r.employee, r.partner)})
+
 
 #: one check of an account's local files: the key it concerns and the call that raises
 #: ConfigError or PermanentError (the very call ``connect`` makes), with no network

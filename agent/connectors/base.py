@@ -21,21 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from agent.core import model
 from agent.core.errors import PermanentError
-from agent.core.model import (
-    Changes,
-    Event,
-    EventDraft,
-    Interval,
-    OutgoingMail,
-    Person,
-    SentMail,
-    SyncToken,
-    WorkingHours,
-)
 
 
-class Busy(dict[str, list[Interval]]):
+class Busy(dict[str, list[model.Interval]]):
     """Busy intervals per email, and the people whose free/busy could not be read.
 
     It is a mapping so that a caller that only wants the intervals reads it as one; a
@@ -45,7 +35,7 @@ class Busy(dict[str, list[Interval]]):
 
     def __init__(
         self,
-        times: Mapping[str, list[Interval]] | None = None,
+        times: Mapping[str, list[model.Interval]] | None = None,
         failed: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(times or {})
@@ -62,14 +52,16 @@ class Busy(dict[str, list[Interval]]):
 class Calendar(Protocol):
     """Read and write the calendars of the people on one account."""
 
-    def changes(self, person: Person, since: SyncToken | None, window: Interval) -> Changes:
+    def changes(
+        self, person: model.Person, since: model.SyncToken | None, window: model.Interval
+    ) -> model.Changes:
         """Return what changed on the person's calendar since ``since`` (None: everything).
 
         Raise CursorExpired when ``since`` is no longer accepted.
         """
         ...
 
-    def busy(self, people: Sequence[Person], window: Interval) -> Busy:
+    def busy(self, people: Sequence[model.Person], window: model.Interval) -> Busy:
         """Return busy intervals per email for everyone in ``people``, batched.
 
         A person whose free/busy alone could not be read (a deleted mailbox, no
@@ -78,19 +70,19 @@ class Calendar(Protocol):
         """
         ...
 
-    def create(self, draft: EventDraft) -> Event:
+    def create(self, draft: model.EventDraft) -> model.Event:
         """Put the meeting on the organizer's and attendees' calendars; idempotent on key."""
         ...
 
-    def find(self, person: Person, key: str) -> Event | None:
+    def find(self, person: model.Person, key: str) -> model.Event | None:
         """Return the agent's event with booking ``key`` on the person's calendar."""
         ...
 
-    def move(self, person: Person, event: Event, to: Interval) -> Event:
+    def move(self, person: model.Person, event: model.Event, to: model.Interval) -> model.Event:
         """Move one of the agent's own events to ``to`` (same event, higher SEQUENCE)."""
         ...
 
-    def cancel(self, person: Person, event: Event) -> None:
+    def cancel(self, person: model.Person, event: model.Event) -> None:
         """Cancel one of the agent's own events; raise PermanentError for any other."""
         ...
 
@@ -101,7 +93,7 @@ class Calendar(Protocol):
 class Mailer(Protocol):
     """Send mail as the people on one account."""
 
-    def send(self, mail: OutgoingMail) -> SentMail:
+    def send(self, mail: model.OutgoingMail) -> model.SentMail:
         """Send ``mail``; idempotent on ``mail.key`` where the provider allows it."""
         ...
 
@@ -151,7 +143,7 @@ class MailboxSettings(Protocol):
     """A calendar that knows each person's time zone and working hours (Microsoft 365's
     mailbox settings): the engine takes them where the config leaves them out."""
 
-    def mailbox_settings(self, person: Person) -> tuple[str, WorkingHours]:
+    def mailbox_settings(self, person: model.Person) -> tuple[str, model.WorkingHours]:
         """Return the person's IANA time zone and working hours."""
         ...
 
@@ -191,7 +183,7 @@ class ConfirmsSend(Protocol):
     """A mailer that can look at what it sent: the engine asks it after an interrupted
     send instead of sending again."""
 
-    def was_sent(self, mail: OutgoingMail) -> bool | None:
+    def was_sent(self, mail: model.OutgoingMail) -> bool | None:
         """Return whether ``mail`` already went out; None when the provider cannot tell."""
         ...
 
@@ -207,7 +199,7 @@ CAPABILITIES: tuple[type, ...] = (
 )
 
 
-def ensure_own(event: Event) -> None:
+def ensure_own(event: model.Event) -> None:
     """Raise PermanentError unless the agent created ``event`` (it carries a key)."""
     if not event.key:
         raise PermanentError(

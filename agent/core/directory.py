@@ -11,21 +11,19 @@ from agent.core.model import WorkingHours
 
 @dataclass(frozen=True)
 class Entry:
-    """One person read from a directory source.
-
-    ``manager`` is the manager's email when the source names it so (CSV); sources that
-    name a manager by their own id (an Entra object id, an LDAP DN, a Google user id) set
-    ``manager_ref`` instead, and the manager is found among the entries by ``ref``.
-    ``member`` says whether the person is in the program (a group, a filter, a column):
-    people who are not members are still read, since they may lead members.
-    """
+    """One person read from a directory source."""
 
     email: str
     name: str = ""
     manager: str | None = None
+    """The manager's email, where the source names managers so (CSV)."""
     manager_ref: str | None = None
+    """The manager's id in the source (an Entra object id, an LDAP DN, a Google user
+    id), where it names managers so; the manager is the entry of that ``ref``."""
     ref: str | None = None
     member: bool = True
+    """Whether the person is in the program (a group, a filter, a column): people who
+    are not are still read, since they may lead members."""
     country: str | None = None
     timezone: str | None = None
     language: str | None = None
@@ -51,10 +49,10 @@ class Line:
     leader: str
     since: datetime
     until: datetime | None = None
-    #: why it ended: "left", "leader left", "new leader", "left the program"
     reason: str | None = None
-    #: the employee's next leader, when the line ended with a manager change
+    """Why it ended: "left", "leader left", "new leader", "left the program"."""
     successor: str | None = None
+    """The employee's next leader, when the line ended with a manager change."""
 
     @property
     def id(self) -> str:
@@ -65,11 +63,11 @@ class Line:
 class Limits:
     """How much one read may change before a person must confirm it (``directory.guard``)."""
 
-    #: the share of people a read may lose against the last one
     max_drop: float = 0.1
-    #: changes (joiners, leavers, lines started and ended) a read may make, as a share of
-    #: the people, and at least this many
+    """The share of people a read may lose against the last one."""
     max_changes: float = 0.2
+    """Changes (joiners, leavers, lines started and ended) a read may make, as a share of the
+    people, and at least this many."""
     min_changes: int = 10
 
 
@@ -81,16 +79,16 @@ class Pair:
     partner: str
     role: str
     program: str
-    #: ``file:line``, for what is said about it
     where: str = ""
+    """``file:line``, for what is said about it."""
 
 
 @dataclass(frozen=True)
 class Directory:
     """``directory:`` resolved: where people come from and what their lines follow."""
 
-    #: the source's validated config section (its ``kind`` picks the connector)
     source: Any
+    """The source's validated config section (its ``kind`` picks the connector)."""
     program: str
     role: str = "leader"
     account: str = ""
@@ -98,15 +96,15 @@ class Directory:
     retention: timedelta = timedelta(days=365)
     interval: timedelta = timedelta(hours=1)
     limits: Limits = Limits()
-    #: the config file's folder, for a source's relative paths
     base: str = "."
-    #: the folder of the plans of the people the directory adds (``EMAIL.yaml``)
+    """The config file's folder, for a source's relative paths."""
     plans: str | None = None
-    #: mentoring and peer relationships from ``directory.relationships``
+    """The folder of the plans of the people the directory adds (``EMAIL.yaml``)."""
     pairs: tuple[Pair, ...] = ()
-    #: what a person the directory adds gets where the directory says nothing
-    #: (``timezone:`` and ``defaults:``); ``provided`` is what the mailbox may supply
+    """Mentoring and peer relationships from ``directory.relationships``."""
     timezone: str = "UTC"
+    """What a person the directory adds gets where the directory says nothing (``timezone:`` and
+    ``defaults:``); ``provided`` is what the mailbox may supply."""
     working_hours: WorkingHours | None = None
     country: str | None = None
     provided: frozenset[str] = frozenset()

@@ -97,12 +97,16 @@ class Person:
     account: str = ""
     plan: str | None = None
     closed: frozenset[date] = frozenset()
-    #: the person's calendar and sign-in name where the provider needs them (CalDAV)
     calendar: str | None = None
+    """The person's calendar, where the provider needs it named (CalDAV)."""
     username: str | None = None
-    #: settings the config left out, which the provider may supply ("timezone",
-    #: "working_hours"): Microsoft 365 reads them from the mailbox
+    """The person's sign-in name, where the provider needs it (CalDAV)."""
     provided: frozenset[str] = frozenset()
+    """Settings the config left out, which the provider may supply ("timezone", "working_hours"):
+    Microsoft 365 reads them from the mailbox."""
+    language: str | None = None
+    """The language of their mail (a shipped catalogue, ``de``, ``pt_BR`` ...), from the
+    config or the directory; None: their program's or the global one."""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -117,10 +121,12 @@ class Person:
 
 
 class Stage(enum.StrEnum):
-    ALIGN = "align"
-    ADVANCE = "advance"
-    AMPLIFY = "amplify"
-    ADVOCATE = "advocate"
+    """The quarter of the yearly deep-dive cycle; each value is its name in lower case."""
+
+    ALIGN = enum.auto()
+    ADVANCE = enum.auto()
+    AMPLIFY = enum.auto()
+    ADVOCATE = enum.auto()
 
 
 @dataclass(frozen=True)
@@ -153,10 +159,10 @@ class Booking:
 class ReplyIntake:
     """A program's rules for taking replies to recaps (``recap:`` in the config)."""
 
-    #: "authenticated", "from", or None: "from" for the local provider, else "authenticated"
     trust: str | None = None
-    #: the servers whose Authentication-Results count; none given: the topmost field
+    """"authenticated", "from", or None: "from" for the local provider, else "authenticated"."""
     authserv_ids: tuple[str, ...] = ()
+    """The servers whose Authentication-Results count; none given: the topmost field."""
     max_actions: int = 50
     max_size: int = 5 * 1024 * 1024
     max_updates_per_day: int = 3
@@ -172,15 +178,17 @@ class Program:
     agenda_before: timedelta = timedelta(hours=24)
     recap_after: timedelta = timedelta(hours=2)
     recap_within: timedelta = timedelta(days=7)
-    #: how long before Cadence started watching a relationship a meeting may have ended
-    #: and still get its recap (0: only meetings that end after the watch began)
     recap_backfill: timedelta = timedelta(0)
+    """How long before Cadence started watching a relationship a meeting may have ended and still
+    get its recap (0: only meetings that end after the watch began)."""
     min_notice: timedelta = timedelta(hours=48)
     max_moves: int = 1
-    #: whether replies to recaps are read and their actions recorded (opt-in)
     collect_replies: bool = False
-    #: whose replies count and how much of them (``recap: {trust, max_actions, ...}``)
+    """Whether replies to recaps are read and their actions recorded (opt-in)."""
     intake: ReplyIntake = ReplyIntake()
+    """Whose replies count and how much of them (``recap: {trust, max_actions, ...}``)."""
+    language: str | None = None
+    """The language of mail for people who name none (``language:``); None: the global one."""
 
     def get(self, series: str) -> Series:
         for s in self.series:
@@ -195,13 +203,22 @@ class Relationship:
     partner: Person
     role: str
     program: Program
-    #: when a new reporting line's first meetings are due (``directory.first_within``
-    #: after it started); None: a series never held is due at once
     first_due: datetime | None = None
+    """When a new reporting line's first meetings are due (``directory.first_within`` after it
+    started); None: a series never held is due at once."""
 
     @property
     def id(self) -> str:
         return f"{self.employee.email}/{self.partner.email}"
+
+    def language(self, default: str) -> str:
+        """The language of the pair's mail: the employee's, else the program's, else
+        ``default`` (the global ``language:``)."""
+        return self.employee.language or self.program.language or default
+
+    def organizer_language(self, default: str) -> str:
+        """The language of the invitation the organizer sends."""
+        return self.organizer.language or self.program.language or default
 
     @property
     def organizer(self) -> Person:
@@ -213,6 +230,8 @@ class Relationship:
 
 
 class PartStat(enum.StrEnum):
+    """An attendee's answer to an invitation, as iCalendar's PARTSTAT spells it."""
+
     ACCEPTED = "accepted"
     DECLINED = "declined"
     TENTATIVE = "tentative"
@@ -250,9 +269,9 @@ class Event:
     sequence: int = 0
     description: str = ""
     location: str = ""
-    #: what the provider could not do as the draft asked (a conference link left out),
-    #: set only on the event ``create`` returns, so that the booking's audit says so
     note: str = ""
+    """What the provider could not do as the draft asked (a conference link left out), set only on
+    the event ``create`` returns, so that the booking's audit says so."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", utc(self.start))
@@ -361,18 +380,23 @@ class Invitation:
 
 @dataclass(frozen=True)
 class OutgoingMail:
+    """A mail as the planner made it, ready for any provider to send."""
+
     key: str
+    """The outbox key: whether this mail was sent is recorded under it."""
     sender: str
     to: tuple[str, ...]
     subject: str
     text: str
     html: str
     message_id: str
+    """Made from the key, so that a retry after a crash is recognised in Sent Items."""
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     invitation: Invitation | None = None
     sender_name: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+    """Headers the planner fixes (the Date), so that ``plan`` and ``run`` agree."""
 
 
 @dataclass(frozen=True)

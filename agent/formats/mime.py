@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
@@ -48,6 +49,35 @@ def address(email: str, name: str = "") -> Address:
     return Address(display_name=plain.display_name(name), addr_spec=parsed.addr_spec)
 
 
+class _Encoded(str):
+    """A Subject folded by ``email.header``: into RFC 2047 encoded words when it is not
+    ASCII, at its spaces when it is long.
+
+    The ``email`` policies refold such a header themselves and, for some runs of
+    accented words (``d'étape développement``), drop the space between two encoded
+    words; a long ASCII value goes whole onto a continuation line, and reads back with
+    a leading space. ``email.header.Header`` decodes back to exactly the text. Reads
+    as the plain text.
+    """
+
+    name = "Subject"
+
+    def fold(self, *, policy: Policy) -> str:
+        linesep = policy.linesep
+        # text that looks like an encoded word is encoded too, so it reads back as written
+        charset = "us-ascii" if self.isascii() and "=?" not in self else "utf-8"
+        encoded = Header(str(self), charset, header_name=self.name).encode(
+            linesep=linesep, maxlinelen=78
+        )
+        return f"{self.name}: {encoded}{linesep}"
+
+
+def subject(text: str) -> str:
+    """The Subject value to set: as it is when short ASCII, else folded by ``_Encoded``."""
+    line = plain.one_line(text, 250)
+    return line if line.isascii() and len(line) <= 68 else _Encoded(line)
+
+
 def set_addresses(msg: EmailMessage, header: str, addresses: Iterable[Address]) -> None:
     """Set an address header from address objects, replacing any value it had."""
     del msg[header]
@@ -65,7 +95,7 @@ def build(mail: OutgoingMail, *, policy: Policy = SMTP) -> EmailMessage:
     msg = EmailMessage(policy=policy)
     set_addresses(msg, "From", [address(mail.sender, mail.sender_name)])
     set_addresses(msg, "To", [address(a) for a in mail.to])
-    msg["Subject"] = plain.one_line(mail.subject, 250)
+    msg["Subject"] = subject(mail.subject)
     msg["Message-ID"] = clean_header(mail.message_id)
     if mail.in_reply_to:
         msg["In-Reply-To"] = clean_header(mail.in_reply_to)

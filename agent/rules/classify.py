@@ -12,6 +12,8 @@ from agent.core.model import Event, Relationship
 
 
 class Status(enum.StrEnum):
+    """What became of a meeting, as both calendars tell it."""
+
     SCHEDULED = "scheduled"
     HELD = "held"
     CANCELLED = "cancelled"

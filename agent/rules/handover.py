@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import datetime
 
+from agent.core import locales
 from agent.core.directory import Line
-from agent.core.model import Event, OutgoingMail, Person
+from agent.core.model import Event, Person
 from agent.core.plan import Plan
 from agent.core.records import StoredBooking
 from agent.rules import messages
@@ -30,20 +30,21 @@ class Ending:
     employee: Person
     leader: Person
     successor: Person | None = None
-    #: the line's bookings that have not started, with their events (None: not found)
     ahead: Sequence[tuple[StoredBooking, Event | None]] = ()
-    #: the employee's last held development meeting, as a phrase ("Align, 3 Nov 2026")
+    """The line's bookings that have not started, with their events (None: not found)."""
     last: str | None = None
-    #: when the next leader's first meeting is due by
+    """The employee's last held development meeting, as a phrase ("Align, 3 Nov 2026")."""
     first_by: datetime | None = None
+    """When the next leader's first meeting is due by."""
 
 
+N_ = messages.N_
 WHY = {
-    "left": "they have left",
-    "leader left": "their leader has left",
-    "new leader": "they have a new leader",
-    "left the program": "they have left the development program",
-    "no leader": "the directory names no leader for them",
+    "left": N_("they have left"),
+    "leader left": N_("their leader has left"),
+    "new leader": N_("they have a new leader"),
+    "left the program": N_("they have left the development program"),
+    "no leader": N_("the directory names no leader for them"),
 }
 
 
@@ -95,17 +96,7 @@ def _mail(
     reason: str,
 ) -> Send:
     key = _key(e.line, kind)
-    mail = OutgoingMail(
-        key=key,
-        sender=e.employee.email,
-        sender_name=e.employee.name,
-        to=to,
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(key),
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
-    )
+    mail = ctx.outgoing(key, e.employee, to, content)
     return Send(
         key,
         e.line.id,
@@ -126,18 +117,27 @@ def _ended(
     if ctx.sent(key):
         return []
     to = tuple(p.email for p in (e.employee, e.leader) if p.email in present)
-    greeting = " and ".join(p.first_name for p in (e.employee, e.leader) if p.email in present)
-    subject = f"Development conversations with {e.leader.first_name} have ended"
+    language = e.employee.language or ctx.language
+    _ = messages.translator(ctx.templates, language).gettext
+    names = [p.first_name for p in (e.employee, e.leader) if p.email in present]
+    greeting = " ".join(names[:1])
+    if len(names) == 2:
+        greeting = _("%(one)s and %(other)s") % {"one": names[0], "other": names[1]}
+    subject = _("Development conversations with %(name)s have ended") % {
+        "name": e.leader.first_name
+    }
     content = messages.render_page(
         "ended",
         subject,
         ctx.templates,
-        language=ctx.language,
+        language=language,
         greeting=greeting,
         employee=e.employee,
         leader=e.leader,
         successor=e.successor,
-        why=WHY.get(e.line.reason or "", e.line.reason or "the reporting line ended"),
+        why=_(WHY[e.line.reason])
+        if e.line.reason in WHY
+        else e.line.reason or _("the reporting line ended"),
         cancelled=cancelled,
     )
     return [_mail(e, ctx, "ended", to, content, f"the line ended: {e.line.reason}")]
@@ -152,11 +152,13 @@ def _handover(e: Ending, ctx: MailContext) -> Action | None:
     shared = bool(plan and plan.share_with_new_leader)
     actions = ctx.actions(e.employee.email).open if shared else ()
     first_by = e.first_by.astimezone(e.successor.zone) if e.first_by else None
+    language = e.employee.language or ctx.language
+    _ = messages.translator(ctx.templates, language).gettext
     content = messages.render_page(
         "handover",
-        f"Development hand-over: {e.employee.name}",
+        _("Development hand-over: %(name)s") % {"name": e.employee.name},
         ctx.templates,
-        language=ctx.language,
+        language=language,
         employee=e.employee,
         leader=e.successor,
         previous=e.leader,
@@ -164,7 +166,7 @@ def _handover(e: Ending, ctx: MailContext) -> Action | None:
         plan=plan if shared else None,
         actions=actions,
         last=e.last if shared else None,
-        first_by=f"{first_by:%a} {first_by.day} {first_by:%b %Y}" if first_by else "soon",
+        first_by=locales.full_day(first_by, language) if first_by else _("soon"),
     )
     to = (e.successor.email, e.employee.email)
     return _mail(e, ctx, "handover", to, content, f"new leader {e.successor.email}")

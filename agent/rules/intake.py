@@ -11,7 +11,7 @@ the reason for a refusal (or None) out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agent.core.model import ReplyIntake as Intake
 from agent.formats import authres
@@ -97,22 +97,20 @@ def authenticity(
 
 def size_refusal(size: int, intake: Intake) -> str | None:
     """Why a reply of ``size`` bytes is not read, or None."""
-    if size <= intake.max_size:
-        return None
-    return (
-        f"the reply is {_bytes(size)}, over recap.max_reply_size "
-        f"({_bytes(intake.max_size)}); not read"
-    )
+    return _over(size, intake.max_size, "is {}", "max_reply_size", "not read", _bytes)
 
 
 def actions_refusal(count: int, intake: Intake) -> str | None:
     """Why a reply with ``count`` action lines is not recorded, or None."""
-    if count <= intake.max_actions:
+    return _over(count, intake.max_actions, "has {} action lines", "max_actions", "none recorded")
+
+
+def _over(
+    value: int, limit: int, said: str, key: str, outcome: str, show: Callable[[int], str] = str
+) -> str | None:
+    if value <= limit:
         return None
-    return (
-        f"the reply has {count} action lines, over recap.max_actions "
-        f"({intake.max_actions}); none recorded"
-    )
+    return f"the reply {said.format(show(value))}, over recap.{key} ({show(limit)}); {outcome}"
 
 
 def update_refusal(sent_today: int, intake: Intake) -> str | None:

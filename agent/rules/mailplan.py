@@ -22,7 +22,8 @@ from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
 
-from agent.core.model import Interval, Invitation, OutgoingMail, Program, Relationship
+from agent.core import locales
+from agent.core.model import Interval, Invitation, OutgoingMail, Person, Program, Relationship
 from agent.core.plan import Plan
 from agent.core.timestamps import from_store
 from agent.formats import ical
@@ -64,6 +65,7 @@ class MailContext:
     recorded: Mapping[str, Sequence[replies.Action]] = field(default_factory=dict)
     hours: Mapping[str, float] = field(default_factory=dict)
     templates: Any = None
+    #: the global ``language:``, for people and programs that name none
     language: str = "en"
     #: booking reasons by key, quoted in the invitations Cadence sends itself
     reasons: dict[str, str] = field(default_factory=dict)
@@ -85,6 +87,29 @@ class MailContext:
         if row is not None and row.message_id:
             return row.message_id
         return message_id(key, self.secret)
+
+    def outgoing(
+        self,
+        key: str,
+        sender: Person,
+        to: tuple[str, ...],
+        content: messages.Content,
+        **threading: Any,
+    ) -> OutgoingMail:
+        """The mail ``key`` from ``sender`` with ``content``, dated now; ``threading``:
+        ``in_reply_to``, ``references``, ``invitation``."""
+        return OutgoingMail(
+            key=key,
+            sender=sender.email,
+            sender_name=sender.name,
+            to=to,
+            subject=content.subject,
+            text=content.text,
+            html=content.html,
+            message_id=self.message_id(key),
+            headers={"Date": format_datetime(self.now.astimezone(UTC))},
+            **threading,
+        )
 
     def actions(self, email: str) -> replies.Actions:
         """The plan's action items with those recorded from replies laid over them."""
@@ -195,14 +220,19 @@ def ask(
     state: cadence.SeriesState,
     moves: int,
     reason: str,
-    proposals: Sequence[str],
-    slots: Sequence[Interval] = (),
+    proposals: Sequence[Interval],
 ) -> Send | None:
     """Ask the employee to pick a time after the automatic moves are used up; with the
     web app on, each proposal has a link that picks it."""
     key = f"{state.key}:ask{moves}"
     if ctx.outbox.get(key) is not None and ctx.outbox[key].status == "sent":
         return None
+    language = rel.language(ctx.language)
+    tr = messages.translator(ctx.templates, language)
+    lines = [
+        messages.when_lines(p.start, p.end, (rel.employee, rel.partner), language, tr.gettext)[0]
+        for p in proposals
+    ]
     content = messages.render(
         "pick",
         rel,
@@ -210,25 +240,15 @@ def ask(
         state.stage,
         ctx.now,
         ctx.now,
-        reason=reason,
-        proposals=tuple(proposals),
-        pick_links=tuple(ctx.pick_link(rel.id, state.key, moves, s) for s in slots)
+        reason=why(reason, language, tr.gettext, (rel.employee, rel.partner)),
+        proposals=tuple(lines),
+        pick_links=tuple(ctx.pick_link(rel.id, state.key, moves, p) for p in proposals)
         if ctx.pick_link is not None
         else (),
         templates=ctx.templates,
-        language=ctx.language,
+        language=language,
     )
-    mail = OutgoingMail(
-        key=key,
-        sender=rel.employee.email,
-        sender_name=rel.employee.name,
-        to=(rel.employee.email,),
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(key),
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
-    )
+    mail = ctx.outgoing(key, rel.employee, (rel.employee.email,), content)
     return _send(rel, state.name, state.key, "ask", mail, reason)
 
 
@@ -249,16 +269,17 @@ def update(
         for i in json.loads(row["items"] or "[]")
     )
     received = from_store(row["received_at"]).astimezone(rel.employee.zone)
+    language = rel.language(ctx.language)
     content = _render(
         ctx,
         "recap",
         rel,
         meetings,
         meeting,
-        next_meeting=_next_text(rel, meetings, states, meeting),
+        next_meeting=_next_text(ctx, rel, meetings, states, meeting),
         update=messages.Update(
             sender=sender_name,
-            received=f"{received:%a} {received.day} {received:%b %Y, %H:%M}",
+            received=f"{locales.full_day(received, language)}, {locales.clock(received, language)}",
             items=items,
             notes=row["notes"] or "",
         ),
@@ -269,18 +290,13 @@ def update(
         if found is not None and found.status == "sent" and found.message_id:
             sent.append(found.message_id)
     to = tuple(dict.fromkeys([*leaders_of(ctx.relationships, rel), rel.employee.email]))
-    mail = OutgoingMail(
-        key=row["update_key"],
-        sender=rel.employee.email,
-        sender_name=rel.employee.name,
-        to=to,
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(row["update_key"]),
+    mail = ctx.outgoing(
+        row["update_key"],
+        rel.employee,
+        to,
+        content,
         in_reply_to=row["message_id"],
         references=(*sent, row["message_id"]),
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return _send(rel, meeting.series, meeting.id, "update", mail, f"reply {row['message_id']}")
 
@@ -295,15 +311,19 @@ def _meeting_mail(
 ) -> Send:
     key = outbox_key(meeting, kind)
     reason = ctx.reasons.get(meeting.key or "", "") if kind == "invite" else ""
+    if kind == "invite" and rel.organizer_language(ctx.language) != locales.SOURCE:
+        reason = ""  # the booking's reason is the audit log's English, not a sentence to translate
     content = _render(
         ctx,
         "invitation" if kind == "invite" else kind,
         rel,
         meetings,
         meeting,
-        next_meeting=_next_text(rel, meetings, states, meeting) if kind == "recap" else "",
+        next_meeting=_next_text(ctx, rel, meetings, states, meeting) if kind == "recap" else "",
         reason=reason,
         since=_previous(meetings, meeting),
+        # the invitation is the organizer's; agendas and recaps speak the employee's language
+        language=rel.organizer_language(ctx.language) if kind == "invite" else None,
     )
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
@@ -325,21 +345,35 @@ def _meeting_mail(
         )
         sequence = meeting.event.sequence if meeting.event else 0
         invitation = Invitation("REQUEST", ical.invitation(made, stamp=ctx.now, sequence=sequence))
-    mail = OutgoingMail(
-        key=key,
-        sender=rel.employee.email,
-        sender_name=rel.employee.name,
-        to=(rel.employee.email, rel.partner.email),
-        subject=content.subject,
-        text=content.text,
-        html=content.html,
-        message_id=ctx.message_id(key),
+    mail = ctx.outgoing(
+        key,
+        rel.employee,
+        (rel.employee.email, rel.partner.email),
+        content,
         in_reply_to=in_reply_to,
         references=references,
         invitation=invitation,
-        headers={"Date": format_datetime(ctx.now.astimezone(UTC))},
     )
     return _send(rel, meeting.series, meeting.id, kind, mail, f"{kind} due for {meeting.id}")
+
+
+_DECLINED = re.compile(r"^declined by ([^\s;]+)")
+
+
+def why(reason: str, language: str, _: messages.Gettext, people: Sequence[Person] = ()) -> str:
+    """Why a meeting needs a new time, for the pick-a-time mail: the planner's reason in
+    English; in another language the cause alone (declined, cancelled), translated, with
+    the first name of whichever of ``people`` declined."""
+    if language == locales.SOURCE:
+        return reason
+    declined = _DECLINED.match(reason)
+    if declined:
+        who = declined.group(1)
+        name = next((p.first_name for p in people if p.email == who), who)
+        return _("%(who)s declined it.") % {"who": name}
+    if reason.startswith("cancelled"):
+        return _("It was cancelled.")
+    return reason
 
 
 def _render(
@@ -348,9 +382,11 @@ def _render(
     rel: Relationship,
     meetings: Sequence[Meeting],
     meeting: Meeting,
+    language: str | None = None,
     **extra: Any,
 ) -> messages.Content:
-    """Render one meeting's mail with the employee's plan, actions and hours."""
+    """Render one meeting's mail with the employee's plan, actions and hours, in
+    ``language`` (the pair's, ``Relationship.language``, when None)."""
     return messages.render(
         template,
         rel,
@@ -363,7 +399,7 @@ def _render(
         invested_hours=ctx.hours.get(rel.employee.email, 0.0),
         templates=ctx.templates,
         first=_first(meetings, meeting),
-        language=ctx.language,
+        language=language or rel.language(ctx.language),
         **extra,
     )
 
@@ -398,21 +434,25 @@ def _previous(meetings: Sequence[Meeting], meeting: Meeting) -> datetime | None:
 
 
 def _next_text(
+    ctx: MailContext,
     rel: Relationship,
     meetings: Sequence[Meeting],
     states: Sequence[cadence.SeriesState],
     after: Meeting,
 ) -> str:
+    language = rel.language(ctx.language)
+    tr = messages.translator(ctx.templates, language)
     upcoming = [m for m in meetings if m.status is Status.SCHEDULED and m.start > after.start]
     if upcoming:
         nxt = upcoming[0]
-        lines = messages.when_lines(nxt.start, nxt.end, (rel.employee, rel.partner))
-        return f"{messages.what(rel, nxt.series, nxt.stage)}: {lines[0]}"
+        people = (rel.employee, rel.partner)
+        lines = messages.when_lines(nxt.start, nxt.end, people, language, tr.gettext)
+        return f"{messages.what(rel, nxt.series, nxt.stage, tr)}: {lines[0]}"
     if states:
         soonest = min(states, key=lambda s: s.due)
         day = soonest.due.astimezone(rel.employee.zone)
-        return (
-            f"{messages.what(rel, soonest.name, soonest.stage)} due "
-            f"{day:%a} {day.day} {day:%b %Y}; Cadence will book it"
-        )
+        return tr.gettext("%(what)s due %(day)s; Cadence will book it") % {
+            "what": messages.what(rel, soonest.name, soonest.stage, tr),
+            "day": locales.full_day(day, language),
+        }
     return ""

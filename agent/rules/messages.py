@@ -1,21 +1,30 @@
-"""Agenda, recap and invitation content from Jinja2 templates.
+"""Agenda, recap and invitation content from Jinja2 templates, in the reader's language.
 
 HTML templates are autoescaped, so calendar and plan text can't inject markup; the
 text templates are not (they are plain text). Templates can be overridden from the
-folder named by ``templates:`` in the config; the settings read them once into a
+folder named by ``templates:`` in the config, for every language or for one
+(``de/agenda.html.j2``); the settings read them and the message catalogues once into a
 :class:`~agent.core.templates.Templates` value, so rendering reads no file.
+
+Every sentence a person reads goes through the catalogue (``_()`` in the templates and
+here); dates, times, zones and numbers are formatted for the language
+(:mod:`agent.core.locales`). The stage names (Align, Advance, Amplify, Advocate) are the
+practice's own terms: they are catalogue messages with the context ``stage``, and every
+shipped catalogue keeps them as they are (docs/CONTENT.md).
 """
 
 from __future__ import annotations
 
 import functools
+import gettext
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from agent.core import titles
+from agent.core import locales, titles
 from agent.core.model import Person, Relationship
 from agent.core.plan import Plan
 from agent.core.templates import Templates
@@ -35,36 +44,88 @@ class Content:
     html: str
 
 
-@functools.lru_cache(maxsize=8)
-def environments(templates: Templates) -> tuple[jinja2.Environment, jinja2.Environment]:
-    """The HTML (autoescaped) and text environments over ``templates``."""
-    loader = jinja2.DictLoader(templates.sources)
-    html = SandboxedEnvironment(
-        loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True
-    )
-    text = SandboxedEnvironment(
-        loader=loader, autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True
-    )
-    return html, text
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogue (``make messages``); it is translated where used."""
+    return message
 
 
-def when_lines(start: datetime, end: datetime, people: tuple[Person, ...]) -> list[str]:
+@functools.lru_cache(maxsize=32)
+def environments(
+    templates: Templates, language: str = locales.SOURCE
+) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """The HTML (autoescaped) and text environments over ``templates`` in ``language``:
+    its own templates laid over the common ones, its catalogue behind ``_()``, and the
+    ``number``, ``hours`` and ``day`` filters formatting for it."""
+    loader = jinja2.DictLoader(templates.for_language(language))
+    envs = []
+    for autoescape in (True, False):
+        env = SandboxedEnvironment(
+            loader=loader,
+            autoescape=autoescape,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            extensions=["jinja2.ext.i18n"],
+        )
+        env.install_gettext_translations(  # type: ignore[attr-defined]
+            templates.translations(language), newstyle=True
+        )
+        env.filters["number"] = functools.partial(_number, language=language)
+        env.filters["hours"] = functools.partial(_hours, language=language)
+        env.filters["day"] = functools.partial(locales.full_day, language=language)
+        envs.append(env)
+    return envs[0], envs[1]
+
+
+def _number(value: float, digits: int = 1, *, language: str) -> str:
+    return locales.number(value, language, digits)
+
+
+def _hours(value: float, *, language: str) -> str:
+    return locales.hours(value, language)
+
+
+def translator(templates: Templates | None, language: str) -> gettext.NullTranslations:
+    """The catalogue for the Python-side sentences (subjects, lines) of ``language``."""
+    return templates.translations(language) if templates else gettext.NullTranslations()
+
+
+Gettext = Callable[[str], str]
+
+
+def when_lines(
+    start: datetime,
+    end: datetime,
+    people: tuple[Person, ...],
+    language: str = locales.SOURCE,
+    _: Gettext = N_,
+) -> list[str]:
     """The meeting's time in each person's own zone, once per distinct zone."""
     lines: list[str] = []
     for p in people:
         a, b = start.astimezone(p.zone), end.astimezone(p.zone)
-        line = f"{a:%a} {a.day} {a:%b %Y, %H:%M}–{b:%H:%M} {a.tzname()} ({p.timezone})"
+        line = _("%(date)s, %(start)s–%(end)s %(zone)s (%(place)s)") % {
+            "date": locales.full_day(a, language),
+            "start": locales.clock(a, language),
+            "end": locales.clock(b, language),
+            "zone": locales.zone_name(a, language),
+            "place": p.timezone,
+        }
         if line not in lines:
             lines.append(line)
     return lines
 
 
-def invested_line(hours: float) -> str:
+def invested_line(hours: float, language: str = locales.SOURCE, _: Gettext = N_) -> str:
     share = 100 * hours / WORK_HOURS_PER_YEAR
-    return (
-        f"Time in development conversations this year: {hours:.1f} h ({share:.2f} % of working "
-        f"time; the practice suggests about {SUGGESTED_HOURS:.0f} h, 0.34 %)."
-    )
+    return _(
+        "Time in development conversations this year: %(hours)s h (%(share)s %% of working "
+        "time; the practice suggests about %(suggested)s h, %(practice)s %%)."
+    ) % {
+        "hours": locales.number(hours, language, 1),
+        "share": locales.number(share, language, 2),
+        "suggested": locales.number(SUGGESTED_HOURS, language, 0),
+        "practice": locales.number(0.34, language, 2),
+    }
 
 
 def _named(person: Person) -> Person:
@@ -80,35 +141,65 @@ def render_title(template: str, rel: Relationship, stage: str | None) -> str:
     return plain.plain(titles.render_title(template, named, stage))
 
 
-def what(rel: Relationship, series: str, stage: str | None) -> str:
+def stage_name(stage: str, translations: gettext.NullTranslations | None = None) -> str:
+    """A stage as the catalogue names it (the shipped ones keep the practice's terms)."""
+    name = stage.title()
+    return translations.pgettext("stage", name) if translations else name
+
+
+def what(
+    rel: Relationship,
+    series: str,
+    stage: str | None,
+    translations: gettext.NullTranslations | None = None,
+) -> str:
     """What a meeting is, in a subject: "Development Align", "Mentoring", ..."""
+    _ = translations.gettext if translations else N_
     if stage:
-        return f"Development {stage.title()}"
+        return _("Development %(stage)s") % {"stage": stage_name(stage, translations)}
     if series == "check_in":
-        return "Development check-in"
+        return _("Development check-in")
     if rel.role == "mentor":
-        return "Mentoring"
+        return _("Mentoring")
     return series.replace("_", " ").capitalize()
 
 
-def subject(kind: str, rel: Relationship, series: str, stage: str | None, start: datetime) -> str:
+def subject(
+    kind: str,
+    rel: Relationship,
+    series: str,
+    stage: str | None,
+    start: datetime,
+    language: str = locales.SOURCE,
+    translations: gettext.NullTranslations | None = None,
+) -> str:
     """``Agenda: Development Align with Ben, Tue 24 Nov 10:00`` (the employee's time), as
     one line of plain text (``plain.plain``): the name holds no markup or controls."""
-    label = LABELS[kind]
+    _ = translations.gettext if translations else N_
     partner = plain.first_name(rel.partner.name, rel.partner.email)
-    text = f"{label}: {what(rel, series, stage)} with {partner}"
+    text = _("%(label)s: %(what)s with %(name)s") % {
+        "label": _(LABELS[kind]),
+        "what": what(rel, series, stage, translations),
+        "name": partner,
+    }
     if kind != "pick":
         local = start.astimezone(rel.employee.zone)
-        text += f", {local:%a} {local.day} {local:%b %H:%M}"
+        text += _(", %(day)s %(time)s") % {
+            "day": locales.day_month(local, language),
+            "time": locales.clock(local, language),
+        }
     return plain.plain(text)
 
 
+#: how the packet names a partner's role
+ROLES = (N_("leader"), N_("mentor"), N_("peer"))
+
 LABELS = {
-    "agenda": "Agenda",
-    "recap": "Recap",
-    "invitation": "Invitation",
-    "pick": "Please pick a time",
-    "update": "Recap updated",
+    "agenda": N_("Agenda"),
+    "recap": N_("Recap"),
+    "invitation": N_("Invitation"),
+    "pick": N_("Please pick a time"),
+    "update": N_("Recap updated"),
 }
 
 
@@ -162,24 +253,25 @@ def render(
     ``update`` turns a recap into the updated recap that follows a reply; ``since`` (the
     previous meeting) bounds the actions an agenda shows as completed since then.
     """
-    html_env, text_env = environments(templates)
+    html_env, text_env = environments(templates, language)
+    tr = templates.translations(language)
     series_title = render_title(rel.program.get(series).title, rel, stage)
-    title = subject("update" if update else kind, rel, series, stage, start)
+    title = subject("update" if update else kind, rel, series, stage, start, language, tr)
     if actions is None:
         actions = replies.merge(plan, ())
     share = 100 * invested_hours / WORK_HOURS_PER_YEAR
     context = {
         "subject": title,
-        "language": language,
+        "language": locales.tag(language),
         "employee": rel.employee,
         "partner": rel.partner,
         "role": rel.role,
         "series": series,
         "series_title": series_title,
-        "what": what(rel, series, stage),
+        "what": what(rel, series, stage, tr),
         "stage": stage,
         "first": first,
-        "when": when_lines(start, end, (rel.employee, rel.partner)),
+        "when": when_lines(start, end, (rel.employee, rel.partner), language, tr.gettext),
         "meeting_day": start.astimezone(rel.employee.zone).date(),
         "plan": plan,
         "actions": actions.open,
@@ -189,11 +281,11 @@ def render(
             for a in actions.done
             if a.source == "reply" and (since is None or (a.changed or "") >= _iso(since))
         ),
-        "invested": invested_line(invested_hours),
+        "invested": invested_line(invested_hours, language, tr.gettext),
         "invested_hours": invested_hours,
         "invested_share": share,
         "invested_bar": min(100, round(100 * invested_hours / SUGGESTED_HOURS)),
-        "next_meeting": next_meeting or "to be booked by Cadence",
+        "next_meeting": next_meeting or tr.gettext("to be booked by Cadence"),
         "reason": reason,
         "proposals": proposals,
         "pick_links": pick_links,
@@ -205,10 +297,16 @@ def render(
     return Content(subject=title, text=text, html=html)
 
 
-def render_page(kind: str, subject: str, templates: Templates, **context: object) -> Content:
+def render_page(
+    kind: str,
+    subject: str,
+    templates: Templates,
+    language: str = locales.SOURCE,
+    **context: object,
+) -> Content:
     """Render a mail about people rather than a meeting (a hand-over, an ended line)."""
-    html_env, text_env = environments(templates)
-    context = {"subject": subject, "language": "en", **context}
+    html_env, text_env = environments(templates, language)
+    context = {"subject": subject, **context, "language": locales.tag(language)}
     html = html_env.get_template(f"{kind}.html.j2").render(context)
     text = text_env.get_template(f"{kind}.txt.j2").render(context)
     return Content(subject=subject, text=text, html=html)

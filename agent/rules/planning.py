@@ -309,13 +309,9 @@ class Planner:
             decision = Review("move" if meeting else "rebook", f"{decision.reason}; {picked[1]}")
         elif decision.action == "ask":
             proposals = slots.find_slots(request, busy_e, busy_p, 3)
-            lines = [
-                messages.when_lines(p.start, p.end, (rel.employee, rel.partner))[0]
-                for p in proposals
-            ]
             if self.snap.mail is not None:
                 mail = mailplan.ask(
-                    self.snap.mail, rel, state, row.moves, decision.reason, lines, proposals
+                    self.snap.mail, rel, state, row.moves, decision.reason, proposals
                 )
                 if mail is not None:
                     self._add(0, 0, mail)

@@ -40,19 +40,22 @@ class Item:
 
 @dataclass(frozen=True)
 class Reply:
+    """A reply to a recap, parsed: who sent it, what it answers, its action lines."""
+
     message_id: str
     sender: str
     sender_name: str
     date: datetime | None
     in_reply_to: str | None
     references: tuple[str, ...]
+    """The References field, oldest first; with In-Reply-To, how the recap is found."""
     items: tuple[Item, ...] = ()
     notes: str = ""
     problems: tuple[str, ...] = ()
-    #: every address in From: one alone is a sender that can be authenticated
     from_addresses: tuple[str, ...] = ()
-    #: the values of the Authentication-Results fields, topmost (the last added) first
+    """Every address in From: one alone is a sender that can be authenticated."""
     authentication: tuple[str, ...] = ()
+    """The values of the Authentication-Results fields, topmost (the last added) first."""
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -275,9 +278,51 @@ def _attribution_over_two(lines: Sequence[str], i: int) -> bool:
 
 # --- checklist lines -------------------------------------------------------------------
 
-_ITEM = re.compile(r"^\s*(?:[-*•+]\s*|\d+[.)]\s*)?\[\s*([xX✓✔ ]?)\s*\]\s*(.+?)\s*$")
-_DUE = re.compile(r"\(\s*due:?\s+([^)]*?)\s*\)", re.I)
-_GOAL = re.compile(r"\(\s*goal:?\s+([^)]*?)\s*\)", re.I)
+# Replies come in every language Cadence writes: full-width brackets and colons (Japanese
+# input methods type them), and the words the recaps use for "due", "goal", "done" and
+# "open" in each shipped catalogue. A word that is also common prose ("bis", "para",
+# "até") counts as a due date only before a number, so "(para el cliente)" stays title.
+_ITEM = re.compile(r"^\s*(?:[-*•+・]\s*|\d+[.)]\s*)?[\[［]\s*([xX✓✔ｘＸ]?)\s*[\]］]\s*(.+?)\s*$")
+_DUE = re.compile(
+    r"[(（]\s*(?:(?:due|fällig|hasta|vence|échéance|prazo|期限|締切)\s*(?:am\s+|le\s+|el\s+)?"
+    r"[:：]?\s*([^)）]*?)|(?:bis|para(?:\s+el)?|até|avant\s+le|d'ici\s+le|pour\s+le)"
+    r"\s*[:：]?\s*(\d[^)）]*?))\s*[)）]",
+    re.I,
+)
+_GOAL = re.compile(
+    r"[(（]\s*(?:(?:goal|ziel|objetivo|objectif|meta)\s*[:：]?\s+|目標\s*[:：]?\s*)([^)）]*?)\s*[)）]",
+    re.I,
+)
+#: "- erledigt: …" / "- done: …": the status words of an updated recap, read back
+_WORDED = re.compile(
+    r"^\s*[-*•+・]\s*(done|erledigt|hecha|hecho|terminée|terminé|concluída|concluído|完了|"
+    r"open|offen|pendiente|en cours|em aberto|未完了)\s*[:：]\s*(.+?)\s*$",
+    re.I,
+)
+_DONE_WORDS = frozenset(
+    {"done", "erledigt", "hecha", "hecho", "terminée", "terminé", "concluída", "concluído", "完了"}
+)
+_DATES = (
+    (re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$"), (1, 2, 3)),
+    (re.compile(r"^(\d{4})年\s*(\d{1,2})月\s*(\d{1,2})日$"), (1, 2, 3)),
+    # day first: German, Spanish, French and Portuguese write 15.12.2026, 15/12/2026
+    (re.compile(r"^(\d{1,2})[./-](\d{1,2})[./-](\d{4})$"), (3, 2, 1)),
+)
+
+
+def read_date(text: str) -> date:
+    """A due date as people write it: ``2026-12-15``, ``2026/12/15``, ``2026年12月15日``,
+    ``15.12.2026``, ``15/12/2026`` (day first). Raise ValueError for anything else."""
+    text = text.strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass  # not ISO: one of the written forms below
+    for pattern, (y, m, d) in _DATES:
+        found = pattern.match(text)
+        if found:
+            return date(int(found.group(y)), int(found.group(m)), int(found.group(d)))
+    raise ValueError(text)
 
 
 def read_lines(text: str) -> tuple[list[Item], str, list[str]]:
@@ -288,19 +333,25 @@ def read_lines(text: str) -> tuple[list[Item], str, list[str]]:
     seen: dict[str, int] = {}
     for line in text.split("\n"):
         match = _ITEM.match(line)
-        if not match:
+        worded = None if match else _WORDED.match(line)
+        if worded:
+            word, rest = worded.groups()
+            mark = "x" if word.lower() in _DONE_WORDS else ""
+        elif match:
+            mark, rest = match.groups()
+        else:
             notes.append(line.rstrip())
             continue
-        mark, rest = match.groups()
         due: date | None = None
         goal: str | None = None
         found = _DUE.search(rest)
         if found:
+            written = found.group(1) if found.group(1) is not None else found.group(2)
             try:
-                due = date.fromisoformat(found.group(1))
+                due = read_date(written)
             except ValueError:
                 problems.append(
-                    f"{line.strip()!r}: due date {found.group(1)!r} is not YYYY-MM-DD; kept without it"
+                    f"{line.strip()!r}: due date {written!r} is not YYYY-MM-DD; kept without it"
                 )
             rest = rest[: found.start()] + rest[found.end() :]
         found = _GOAL.search(rest)

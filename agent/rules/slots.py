@@ -114,17 +114,21 @@ def allowed(person: Person, window: Span | None, span: Interval) -> list[Interva
 
 @dataclass(frozen=True)
 class SlotRequest:
+    """A search for one meeting's slot, in time both people have free."""
+
     employee: Person
     partner: Person
     duration: timedelta
     earliest: datetime
     latest: datetime
     window: Span | None = None
+    """The part of each working day the series may use (``window:``), in each person's
+    own time; None: the whole working day."""
     buffer: timedelta = timedelta(minutes=10)
     granularity: timedelta = timedelta(minutes=15)
     prefer: tuple[int, int, int] | None = None
-    #: the partner's local days and ISO weeks already at their limit of meetings
     full_days: frozenset[date] = frozenset()
+    """The partner's local days and ISO weeks already at their limit of meetings."""
     full_weeks: frozenset[tuple[int, int]] = frozenset()
 
     def over_limit(self, slot: Interval) -> bool:

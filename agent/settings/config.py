@@ -265,6 +265,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             closed=frozenset(p.closed),
             calendar=p.calendar,
             username=p.username,
+            language=p.language,
             provided=frozenset(
                 name
                 for name, missing in (
@@ -329,6 +330,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             recap_within=prog.recap.within,
             recap_backfill=prog.recap.backfill,
             collect_replies=prog.recap.collect_replies,
+            language=prog.language,
             intake=ReplyIntake(
                 trust=prog.recap.trust,
                 authserv_ids=tuple(a.lower() for a in prog.recap.authserv_ids),

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
+from agent.core import locales
 from agent.core.directory import Directory, Entry, Line
 from agent.core.model import Person, Relationship, WorkingHours
 from agent.settings.config import Settings, reply_accounts
@@ -29,6 +30,7 @@ def person(d: Directory, e: Entry) -> Person:
         account=d.account,
         provided=d.provided - ({"timezone"} if e.timezone else set()),
         plan=str(plan) if plan is not None and plan.is_file() else None,
+        language=locales.normalize(e.language),
     )
 
 
@@ -50,7 +52,10 @@ def merge(
     program = settings.programs[d.program]
     people = dict(settings.people)
     for email, e in entries.items():
-        people.setdefault(email, person(d, e))
+        known = people.setdefault(email, person(d, e))
+        if known.language is None and locales.normalize(e.language):
+            # a language the YAML leaves out comes from the directory
+            people[email] = dataclasses.replace(known, language=locales.normalize(e.language))
     relationships = list(settings.relationships)
     pairs = {(r.employee.email, r.partner.email) for r in relationships}
     for line in lines:

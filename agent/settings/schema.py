@@ -29,6 +29,7 @@ from agent.settings.schema_types import (  # noqa: F401 - callers import them he
     ByteSize,
     Duration,
     Hours,
+    Language,
     Regex,
     Share,
     SpanText,
@@ -62,19 +63,25 @@ class GoogleEndpoints(Strict):
     gmail: str = "https://gmail.googleapis.com/"
 
 
-class GoogleAccount(Strict):
+class Remote(Strict):
+    """What every account reached over HTTPS has: whom to trust and how long to wait."""
+
+    ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request may go unanswered before it is abandoned (and retried)."""
+
+
+class GoogleAccount(Remote):
     """Google Workspace: a service-account key (domain-wide delegation) or a user token."""
 
     provider: Literal["google"]
     credentials: str
     endpoints: GoogleEndpoints = GoogleEndpoints()
-    ca_bundle: str | None = None
     sender: str | None = None
-    #: seconds a request may go unanswered before it is abandoned (and retried)
     timeout: float = Field(default=60.0, gt=0)
 
 
-class MicrosoftAccount(Strict):
+class MicrosoftAccount(Remote):
     """Microsoft 365 through Microsoft Graph and MSAL."""
 
     provider: Literal["microsoft"]
@@ -84,11 +91,8 @@ class MicrosoftAccount(Strict):
     client_certificate: str | None = None
     authority: str = "https://login.microsoftonline.com"
     graph: str = "https://graph.microsoft.com"
-    ca_bundle: str | None = None
     token_cache: str | None = None
     sender: str | None = None
-    #: seconds a request may go unanswered before it is abandoned (and retried)
-    timeout: float = Field(default=30.0, gt=0)
 
 
 class MailServer(Strict):
@@ -121,7 +125,7 @@ class ImapSettings(MailServer):
     sent_folder: str | None = None
 
 
-class CalDAVAccount(Strict):
+class CalDAVAccount(Remote):
     """CalDAV calendars with SMTP mail (and IMAP for replies)."""
 
     provider: Literal["caldav"]
@@ -131,8 +135,6 @@ class CalDAVAccount(Strict):
     auth: Literal["basic", "digest"] = "basic"
     smtp: SmtpSettings | None = None
     imap: ImapSettings | None = None
-    ca_bundle: str | None = None
-    timeout: float = Field(default=30.0, gt=0)
 
 
 class ExchangeAccount(Strict):
@@ -178,6 +180,7 @@ class PersonConfig(Strict):
     calendar: str | None = None
     username: str | None = None
     closed: list[date] = Field(default_factory=list)
+    language: Language | None = None
 
 
 class RelationshipConfig(Strict):
@@ -259,6 +262,7 @@ class ProgramConfig(Strict):
     reschedule: RescheduleConfig = RescheduleConfig()
     agenda: AgendaConfig = AgendaConfig()
     recap: RecapConfig = RecapConfig()
+    language: Language | None = None
 
 
 class SyncSettings(Strict):
@@ -322,7 +326,7 @@ class ConfigFile(Strict):
     store: str = "var/cadence.db"
     tick: Annotated[Duration, AfterValidator(_tick)] = timedelta(minutes=10)
     templates: str | None = None
-    language: Literal["en"] = "en"
+    language: Language = "en"
     read_only: bool = False
     sync: SyncSettings = SyncSettings()
     service: ServiceConfig = ServiceConfig()

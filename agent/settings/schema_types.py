@@ -18,6 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from agent.core import locales
 from agent.core.durations import (
     format_duration,
     parse_days,
@@ -105,6 +106,15 @@ def _zone(value: str) -> str:
     return value
 
 
+def _language(value: str) -> str:
+    found = locales.normalize(value)
+    if found is None:
+        raise ValueError(
+            f"no catalogue for language {value!r}: choose one of {', '.join(locales.SHIPPED)}"
+        )
+    return found
+
+
 def _regex(value: str) -> str:
     try:
         re.compile(value)
@@ -143,6 +153,12 @@ ByteSize = Annotated[
     ),
 ]
 TimeZoneName = Annotated[str, AfterValidator(_zone)]
+#: a shipped language, read leniently (``de-DE``, ``pt-br``) and kept as ``de``, ``pt_BR``
+Language = Annotated[
+    str,
+    AfterValidator(_language),
+    WithJsonSchema({"type": "string", "examples": list(locales.SHIPPED)}),
+]
 Regex = Annotated[str, AfterValidator(_regex)]
 SpanText = Annotated[
     str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from agent.core import locales
 from agent.core.model import Person
 from agent.core.timestamps import from_store
 from agent.rules import handover, mailplan, planning
@@ -50,19 +51,24 @@ def plan(
                 leader,
                 people.get(line.successor or ""),
                 ahead,
-                last=last_held(engine.store.meetings(line.id), employee),
+                last=last_held(
+                    engine.store.meetings(line.id), employee, employee.language or mail.language
+                ),
                 first_by=(line.until or now) + settings.directory.first_within,
             )
         )
     return handover.plan(found, mail, present)
 
 
-def last_held(rows: list[dict[str, Any]], employee: Person) -> str | None:
-    """The last held meeting among stored ``meetings`` rows, as a phrase."""
+def last_held(
+    rows: list[dict[str, Any]], employee: Person, language: str = locales.SOURCE
+) -> str | None:
+    """The last held meeting among stored ``meetings`` rows, as a phrase in ``language``
+    (the hand-over's, the employee's)."""
     held = [r for r in rows if r["status"] == "held"]
     if not held:
         return None
     last = max(held, key=lambda r: r["start"])
     local = from_store(last["start"]).astimezone(employee.zone)
     what = (last["stage"] or last["series"]).replace("_", " ").capitalize()
-    return f"{what}, {local:%a} {local.day} {local:%b %Y}"
+    return f"{what}, {locales.full_day(local, language)}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from agent.core import locales
 from agent.core.errors import CadenceError, ConfigError
 from agent.core.model import Person
 from agent.core.templates import Templates
@@ -61,6 +62,12 @@ class Packet:
     share: float
     suggested: float = messages.SUGGESTED_HOURS
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the person's language (``Relationship.language``), for the words and the numbers
+    language: str = locales.SOURCE
+
+    @property
+    def tag(self) -> str:
+        return locales.tag(self.language)
 
 
 def collect(settings: Settings, store: Store, email: str, since: date, now: datetime) -> Packet:
@@ -82,6 +89,11 @@ def collect(settings: Settings, store: Store, email: str, since: date, now: date
         except CadenceError as exc:
             problem = str(exc)
     rels = {r.id: r for r in settings.relationships if r.employee.email == person.email}
+    language = next(
+        (r.language(settings.language) for r in rels.values()),
+        person.language or settings.language,
+    )
+    tr = messages.translator(settings.templates, language)
     held: list[HeldMeeting] = []
     for row in store.meetings():
         rel = rels.get(row["relationship"])
@@ -94,7 +106,7 @@ def collect(settings: Settings, store: Store, email: str, since: date, now: date
         held.append(
             HeldMeeting(
                 day=day,
-                what=messages.what(rel, row["series"], row["stage"]),
+                what=messages.what(rel, row["series"], row["stage"], tr),
                 partner=rel.partner.name,
                 role=rel.role,
                 series=row["series"].replace("_", " "),
@@ -128,14 +140,21 @@ def collect(settings: Settings, store: Store, email: str, since: date, now: date
         plan=plan,
         plan_problem=problem,
         meetings=tuple(held),
-        by_series=dict(Counter(f"{m.what} with {m.partner}" for m in held if not m.stage)),
-        by_stage=dict(Counter(m.stage.title() for m in held if m.stage)),
+        by_series=dict(
+            Counter(
+                tr.gettext("%(what)s with %(name)s") % {"what": m.what, "name": m.partner}
+                for m in held
+                if not m.stage
+            )
+        ),
+        by_stage=dict(Counter(messages.stage_name(m.stage, tr) for m in held if m.stage)),
         completed=completed,
         open=actions.open,
         feedback=tuple(feedback),
         hours=hours,
         # the share of working time over the period, scaled to a year's working hours
         share=100 * hours / (messages.WORK_HOURS_PER_YEAR * days / 365),
+        language=language,
     )
 
 
@@ -144,6 +163,8 @@ def render(packet: Packet, fmt: str, templates: Templates | None = None) -> str:
     ``templates`` (``Settings.templates``) is None."""
     if fmt not in ("md", "html"):
         raise ConfigError(f"--format: choose md or html, not {fmt!r}")
-    html_env, text_env = messages.environments(templates or template_files.packaged())
+    html_env, text_env = messages.environments(
+        templates or template_files.packaged(), packet.language
+    )
     env = html_env if fmt == "html" else text_env
     return env.get_template(f"packet.{fmt}.j2").render(p=packet, plan=packet.plan)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import typer
 
+from agent.core import locales
 from agent.rules.actions import Action, acts
 from agent.settings.config import Settings
 from agent.tick.engine import TickReport
@@ -34,9 +35,11 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
     echo(f"Tick at {report.now:%Y-%m-%d %H:%M} UTC ({'plan only' if dry_run else 'run'})")
     for rel in settings.relationships:
         echo("")
+        language = rel.language(settings.language)
         echo(
             f"{rel.employee.name} ({rel.employee.timezone}) with {rel.role} "
             f"{rel.partner.name} ({rel.partner.timezone}), {rel.program.name}"
+            + (f"; mail in {locales.tag(language)}" if language != locales.SOURCE else "")
         )
         for state in [s for s in report.states if s.relationship.id == rel.id]:
             if state.next_scheduled:

@@ -161,9 +161,13 @@ class Item:
     modified: datetime = field(default_factory=lambda: datetime.now(UTC))
     copy_of: tuple[str, str] | None = None
     copies: dict[str, str] = field(default_factory=dict)
-    #: a message's folder ("sentitems") and its Message-ID header
+    #: a message's folder ("sentitems", "inbox") and its Message-ID header
     folder: str = ""
     message_id: str = ""
+    #: a received message: when it arrived, its whole MIME, and who sent it
+    received: datetime = field(default_factory=lambda: datetime.now(UTC))
+    mime: bytes = b""
+    sender: str = ""
 
     def touch(self) -> None:
         self.changekey = _ck()
@@ -424,6 +428,28 @@ class EwsServer:
                 if a.email == attendee.lower():
                     a.response = response
             org.touch()
+
+    def deliver(self, owner: str, raw: bytes, received: datetime | None = None) -> Item:
+        """Put a received message into ``owner``'s inbox, as a mail server would."""
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        item = Item(
+            id=_new_id(),
+            owner=owner.lower(),
+            kind="Message",
+            subject=str(msg["Subject"] or ""),
+            folder="inbox",
+            message_id=str(msg["Message-ID"] or ""),
+            received=received or datetime.now(UTC),
+            mime=raw,
+            sender=email.utils.parseaddr(str(msg["From"] or ""))[1].lower(),
+        )
+        self._box(owner).items[item.id] = item
+        return item
+
+    def delete(self, owner: str, item_id: str) -> None:
+        """Remove an item, as its owner would in Outlook."""
+        with self._lock:
+            self._box(owner).items.pop(item_id, None)
 
     def items_of(self, owner: str) -> list[Item]:
         with self._lock:
@@ -691,7 +717,7 @@ class EwsServer:
         except ItemError as exc:
             self._message(msgs, "FindItem", exc)
             return response
-        if name not in ("calendar", "sentitems"):
+        if name not in ("calendar", "sentitems", "inbox"):
             self._message(msgs, "FindItem", ItemError("ErrorFolderNotFound"))
             return response
         kind = "CalendarItem" if name == "calendar" else "Message"
@@ -765,6 +791,15 @@ class EwsServer:
     def _matches(self, item: Item, restriction: ET.Element | None) -> bool:
         if restriction is None:
             return True
+        after = restriction.find(t("IsGreaterThanOrEqualTo"))
+        if after is not None and len(restriction) == 1:
+            field_uri = after.find(t("FieldURI"))
+            constant = after.find(f"{t('FieldURIOrConstant')}/{t('Constant')}")
+            if field_uri is None or field_uri.get("FieldURI") != "item:DateTimeReceived":
+                raise EwsFault("ErrorUnsupportedQueryFilter", "only arrival times are compared")
+            if constant is None:
+                raise EwsFault("ErrorSchemaValidation", "no constant to compare with")
+            return item.received >= _parse_dt(constant.get("Value", ""))
         equal = restriction.find(t("IsEqualTo"))
         if equal is None or len(restriction) != 1:
             raise EwsFault("ErrorUnsupportedQueryFilter", "only IsEqualTo is supported here")
@@ -871,11 +906,17 @@ class EwsServer:
             "calendar:MyResponseType": item.my_response,
             "calendar:AppointmentSequenceNumber": str(item.sequence),
             "message:InternetMessageId": item.message_id,
+            "item:DateTimeReceived": _iso(item.received),
+            "item:Size": str(len(item.mime)) if item.mime else "",
         }
         order = [
+            "item:MimeContent",
             "item:ItemClass",
             "item:Subject",
             "item:Body",
+            "item:DateTimeReceived",
+            "item:Size",
+            "item:InternetMessageHeaders",
             "item:DateTimeCreated",
             "extended",
             "item:LastModifiedTime",
@@ -897,6 +938,7 @@ class EwsServer:
             "calendar:AppointmentSequenceNumber",
             "calendar:StartTimeZone",
             "calendar:EndTimeZone",
+            "message:Sender",
             "message:InternetMessageId",
         ]
         for uri in order:
@@ -910,7 +952,17 @@ class EwsServer:
                 continue
             if uri not in wanted:
                 continue
-            if uri == "item:Body":
+            if uri == "item:MimeContent" and item.mime:
+                content = ET.SubElement(el, t("MimeContent"), CharacterSet="UTF-8")
+                content.text = base64.b64encode(item.mime).decode()
+            elif uri == "item:InternetMessageHeaders" and item.mime:
+                headers = ET.SubElement(el, t("InternetMessageHeaders"))
+                parsed = email.message_from_bytes(item.mime, policy=email.policy.compat32)
+                for name, value in parsed.items():
+                    ET.SubElement(headers, t("InternetMessageHeader"), HeaderName=name).text = value
+            elif uri == "message:Sender" and item.sender:
+                mailbox(ET.SubElement(el, t("Sender")), item.sender, "")
+            elif uri == "item:Body":
                 ET.SubElement(el, t("Body"), BodyType=item.body_type).text = item.body
             elif uri == "item:TextBody":
                 ET.SubElement(el, t("TextBody"), BodyType="Text").text = _text(item)

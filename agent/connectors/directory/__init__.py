@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.core.directory import Entry
+from agent.core.errors import PermanentError
 from agent.core.retry import RetryPolicy
 
 SOURCES = {
@@ -48,6 +50,17 @@ class DirectoryContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("cadence.directory"))
     #: the entries of the last read applied, by email: what a delta read changes
     known: Mapping[str, Entry] = field(default_factory=dict)
+
+    def account(self, name: str, provider: str) -> Any:
+        """The named account, which must be of the provider the source reads through."""
+        account = self.accounts.get(name)
+        if account is None or getattr(account, "provider", "") != provider:
+            raise PermanentError(f"no {provider} account named {name!r}")
+        return account
+
+    def resolve(self, path: str) -> Path:
+        """An account file's path, relative to the config folder."""
+        return self.base / os.path.expanduser(path)
 
 
 def read(source: Any, ctx: DirectoryContext, cursor: str | None = None) -> Read:

@@ -19,11 +19,9 @@ Application permissions, no more: ``User.Read.All`` and, with a group,
 
 from __future__ import annotations
 
-import os
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from agent.connectors.directory import DirectoryContext, Read
@@ -75,13 +73,8 @@ class _Reader:
 
 def read(source: Any, ctx: DirectoryContext, cursor: str | None = None) -> Read:
     """Read the directory in full, or what changed since ``cursor`` (a delta link)."""
-    account = ctx.accounts.get(source.account)
-    if account is None or getattr(account, "provider", "") != "microsoft":
-        raise PermanentError(f"no microsoft account named {source.account!r}")
-
-    def resolve(path: str) -> Path:
-        return ctx.base / os.path.expanduser(path)
-
+    account = ctx.account(source.account, "microsoft")
+    resolve = ctx.resolve
     graph = Graph(account, resolve, ctx.retry)
     reader = _Reader(graph)
     try:

@@ -15,7 +15,6 @@ fetches a document from Google.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import ssl
@@ -50,13 +49,8 @@ _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
 def read(source: Any, ctx: DirectoryContext, cursor: str | None = None) -> Read:
     """Read every user of the customer, and the group's members when one is named."""
-    account = ctx.accounts.get(source.account)
-    if account is None or getattr(account, "provider", "") != "google":
-        raise PermanentError(f"no google account named {source.account!r}")
-
-    def resolve(path: str) -> Path:
-        return ctx.base / os.path.expanduser(path)
-
+    account = ctx.account(source.account, "google")
+    resolve = ctx.resolve
     auth = Auth(resolve(account.credentials), SCOPES)
     if not auth.delegated:
         raise ConfigError(

@@ -36,6 +36,7 @@ from agent.connectors.exchange.calendar import ExchangeCalendar
 from agent.connectors.exchange.client import Ews, ca_file, translate
 from agent.connectors.exchange.items import KEY_NAME, KEY_SET, CadenceKey
 from agent.connectors.exchange.mail import ExchangeMailer
+from agent.connectors.exchange.replies import ExchangeReplyMailer
 
 if TYPE_CHECKING:
     from agent.connectors import Context, FileCheck
@@ -48,10 +49,15 @@ def file_checks(ctx: Context) -> list[FileCheck]:
 
 
 def connect(ctx: Context) -> tuple[ExchangeCalendar, ExchangeMailer]:
-    """Open the EWS connection of one account, shared by its calendar and mailer."""
+    """Open the EWS connection of one account, shared by its calendar and mailer; the
+    mailer reads replies too where a program on the account collects them."""
     account: ExchangeAccount = ctx.account
     ews = Ews(account, ctx.settings.resolve, ctx.retry)
-    return ExchangeCalendar(ews, ctx.people), ExchangeMailer(ews)
+    calendar = ExchangeCalendar(ews, ctx.people)
+    if not ctx.reply_mailboxes:
+        return calendar, ExchangeMailer(ews)
+    limit = ctx.settings.reply_size_limit(ctx.name)
+    return calendar, ExchangeReplyMailer(ews, ctx.reply_mailboxes, ctx.correspondents, limit)
 
 
 __all__ = [
@@ -61,6 +67,7 @@ __all__ = [
     "Ews",
     "ExchangeCalendar",
     "ExchangeMailer",
+    "ExchangeReplyMailer",
     "connect",
     "translate",
 ]

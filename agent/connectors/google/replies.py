@@ -142,7 +142,7 @@ def reply_mailboxes(ctx: Context, delegated: bool, sender: str | None) -> list[s
     sends from a shared ``sender``). A user token reads its owner's mailbox only."""
     if not delegated:
         return [sender or "me"]
-    return list(ctx.settings.reply_accounts.get(ctx.name, ()))
+    return list(ctx.reply_mailboxes)
 
 
 def _header(meta: Mapping[str, Any]) -> bytes:

@@ -33,32 +33,13 @@ from typing import TYPE_CHECKING
 from agent.connectors.microsoft import signin
 from agent.connectors.microsoft.calendar import MicrosoftCalendar
 from agent.connectors.microsoft.events import KEY_PROPERTY, format_dtz, to_event
-from agent.connectors.microsoft.graph import (
-    Graph,
-    certificate,
-    delegated_scopes,
-    make_session,
-    token_cache,
-)
+from agent.connectors.microsoft.graph import Graph, delegated_scopes
 from agent.connectors.microsoft.mail import MicrosoftMailer, build_mime
-from agent.connectors.microsoft.signin import device_code_login, login
+from agent.connectors.microsoft.signin import device_code_login, file_checks, login
 
 if TYPE_CHECKING:
-    from agent.connectors import Context, FileCheck
+    from agent.connectors import Context
     from agent.settings.config import MicrosoftAccount
-
-
-def file_checks(ctx: Context) -> list[FileCheck]:
-    """The checks ``connect`` makes of the account's files, for ``cadence check``."""
-    account: MicrosoftAccount = ctx.account
-    resolve = ctx.settings.resolve
-    checks: list[FileCheck] = [
-        ("ca_bundle", lambda: make_session(account, resolve).close()),
-        ("token_cache", lambda: token_cache(account, resolve)),
-    ]
-    if account.client_certificate:
-        checks.append(("client_certificate", lambda: certificate(account, resolve)))
-    return checks
 
 
 def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
@@ -67,19 +48,16 @@ def connect(ctx: Context) -> tuple[MicrosoftCalendar, MicrosoftMailer]:
     read_mail = signin.reads_replies(ctx.settings, ctx.name)
     graph = Graph(account, ctx.settings.resolve, ctx.retry, read_mail=read_mail)
     mailboxes: list[str] = []
-    senders = sorted(
-        {p.email.lower() for r in ctx.settings.relationships for p in (r.employee, r.partner)}
-    )
     if read_mail:
         # replies come back to the From of Cadence's mail: the shared sender, or else
         # each employee of a program that collects them
-        mailboxes = (
-            [account.sender]
-            if account.sender
-            else signin.replying_employees(ctx.settings, ctx.name)
-        )
+        mailboxes = [account.sender] if account.sender else list(ctx.reply_mailboxes)
     mailer = MicrosoftMailer(
-        graph, account.sender, mailboxes, senders, ctx.settings.reply_size_limit(ctx.name)
+        graph,
+        account.sender,
+        mailboxes,
+        ctx.correspondents,
+        ctx.settings.reply_size_limit(ctx.name),
     )
     return MicrosoftCalendar(graph, ctx.people), mailer
 
@@ -93,6 +71,7 @@ __all__ = [
     "connect",
     "delegated_scopes",
     "device_code_login",
+    "file_checks",
     "format_dtz",
     "login",
     "to_event",

@@ -11,9 +11,9 @@ import contextlib
 import email.policy
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from agent.connectors.base import IncomingMail
 from agent.connectors.microsoft.events import iso, user_path
 from agent.connectors.microsoft.graph import Graph
+from agent.connectors.tools import InboxReader, header_block
 from agent.core.errors import PermanentError
 from agent.core.model import (
     OutgoingMail,
@@ -66,32 +67,12 @@ def build_mime(mail: OutgoingMail, sender: str) -> EmailMessage:
     return msg
 
 
-#: How far back replies() looks: replies to a recap come within days of it.
-REPLY_WINDOW = timedelta(days=30)
-#: After the first listing, only what arrived since the newest message seen, less this
-#: much, for mail moved into the inbox late (from Junk, or by a rule) that keeps the
-#: time it was first received.
-REPLY_SLACK = timedelta(days=1)
 REPLY_PAGE = 100
 #: PidTagMessageSize, the only size Graph gives a message (as an extended property)
 SIZE_PROPERTY = "Integer 0x0E08"
-#: the header fields read of a message too large to fetch: enough to match it to a
-#: recap and judge its sender (Graph lists them all; these are kept)
-HEADERS = frozenset(
-    {
-        "from",
-        "to",
-        "subject",
-        "date",
-        "message-id",
-        "in-reply-to",
-        "references",
-        "authentication-results",
-    }
-)
 
 
-class MicrosoftMailer:
+class MicrosoftMailer(InboxReader):
     """The Mailer protocol on Graph sendMail, from the sender's own mailbox; with
     ``mailboxes``, also the ReplyReader protocol on those mailboxes' inboxes."""
 
@@ -104,27 +85,10 @@ class MicrosoftMailer:
         max_size: int | None = None,
     ) -> None:
         self.graph = graph
-        self.max_size = max_size
         self.sender = sender
-        #: the inboxes replies() reads: those that Cadence's mail is sent from
-        self.mailboxes = sorted({m.lower() for m in mailboxes})
-        #: whose mail may be a reply (the people of the relationships); None: anyone's
-        self.senders = None if senders is None else {s.lower() for s in senders}
-        #: per mailbox, the ids of the messages replies() has already returned, and the
-        #: newest receivedDateTime seen (the high-water mark)
-        self.seen: dict[str, set[str]] = {}
-        self.newest: dict[str, datetime] = {}
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    def marks(self) -> dict[str, str]:
-        return {box: iso(when) for box, when in self.newest.items()}
-
-    def resume(self, marks: Mapping[str, str]) -> None:
-        for box, mark in marks.items():
-            if box in self.mailboxes and box not in self.newest:
-                with contextlib.suppress(ValueError):
-                    when = datetime.fromisoformat(mark)
-                    self.newest[box] = when if when.tzinfo else when.replace(tzinfo=UTC)
+        #: the inboxes replies() reads (those Cadence's mail is sent from), and how far
+        self.read_inboxes(mailboxes, senders, max_size)
+        self.mailboxes = self.inboxes.mailboxes
 
     def replies(self) -> list[IncomingMail]:
         """The messages received in the last 30 days that replies() has not returned
@@ -139,13 +103,13 @@ class MicrosoftMailer:
         """
         signed_in = self.graph.signed_in_user()
         boxes = [m for m in self.mailboxes if signed_in is None or m == signed_in]
-        floor = self.clock() - REPLY_WINDOW
+        now = self.clock()
         out: list[IncomingMail] = []
         listed: dict[str, tuple[list[str], datetime | None]] = {}
         for box in boxes:
-            seen = self.seen.get(box, set())
-            newest = self.newest.get(box)
-            since = max(floor, newest - REPLY_SLACK) if newest else floor
+            seen = self.inboxes.seen.get(box, set())
+            newest = self.inboxes.newest.get(box)
+            since = self.inboxes.since(box, now)
             url = f"{user_path(box)}/mailFolders/inbox/messages"
             params: dict[str, str] | None = {
                 "$filter": f"receivedDateTime ge {iso(since)}",
@@ -177,7 +141,7 @@ class MicrosoftMailer:
                     continue
                 path = f"{user_path(box)}/messages/{urllib.parse.quote(ident, safe='')}"
                 size = sizes.get(ident)
-                whole = self.max_size is None or size is None or size <= self.max_size
+                whole = self.whole(size)
                 try:
                     if whole:
                         raw = self.graph.send("GET", f"{path}/$value").content
@@ -185,7 +149,8 @@ class MicrosoftMailer:
                         answer = self.graph.send(
                             "GET", path, params={"$select": "internetMessageHeaders"}
                         ).json()
-                        raw = _header(answer.get("internetMessageHeaders") or [])
+                        fields = answer.get("internetMessageHeaders") or []
+                        raw = header_block((f.get("name"), f.get("value", "")) for f in fields)
                 except PermanentError as exc:
                     if "ErrorItemNotFound" not in str(exc):
                         raise
@@ -193,12 +158,7 @@ class MicrosoftMailer:
                     continue
                 out.append(IncomingMail(f"graph:{box}/{ident}", raw, size, whole=whole))
             listed[box] = (ids, newest)
-        # only now, when every inbox was read: a call that fails returns nothing, so the
-        # next call must read its messages again (ids past the window are forgotten)
-        for box, (ids, newest) in listed.items():
-            self.seen[box] = set(ids)
-            if newest is not None:
-                self.newest[box] = newest
+        self.inboxes.keep(listed)
         return out
 
     def close(self) -> None:
@@ -251,14 +211,3 @@ def _size(item: Mapping[str, Any]) -> int | None:
             with contextlib.suppress(TypeError, ValueError):
                 return int(prop.get("value"))
     return None
-
-
-def _header(fields: Sequence[Mapping[str, Any]]) -> bytes:
-    """The header fields :data:`HEADERS` of ``internetMessageHeaders`` as RFC 5322 bytes,
-    in the order Graph lists them (the receiving server's own first)."""
-    lines = [
-        f"{f.get('name')}: {f.get('value', '')}".replace("\r", " ").replace("\n", " ")
-        for f in fields
-        if str(f.get("name", "")).lower() in HEADERS
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace")

@@ -7,22 +7,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msal
 import requests
 
 from agent.connectors.microsoft.graph import (
     authority_url,
+    certificate,
     delegated_scopes,
     discovery_kwargs,
     load_cache,
     make_session,
     private_file,
+    token_cache,
     write_private,
 )
 from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.settings.config import MicrosoftAccount
+
+if TYPE_CHECKING:
+    from agent.connectors import Context, FileCheck
 
 
 def device_code_login(
@@ -105,3 +110,16 @@ def replying_employees(settings: Any, account: str) -> list[str]:
 def reads_replies(settings: Any, account: str) -> bool:
     """Whether ``account`` must read mail (hold Mail.Read) to collect replies."""
     return bool(replying_employees(settings, account))
+
+
+def file_checks(ctx: Context) -> list[FileCheck]:
+    """The checks ``connect`` makes of the account's files, for ``cadence check``."""
+    account: MicrosoftAccount = ctx.account
+    resolve = ctx.settings.resolve
+    checks: list[FileCheck] = [
+        ("ca_bundle", lambda: make_session(account, resolve).close()),
+        ("token_cache", lambda: token_cache(account, resolve)),
+    ]
+    if account.client_certificate:
+        checks.append(("client_certificate", lambda: certificate(account, resolve)))
+    return checks
