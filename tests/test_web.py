@@ -361,13 +361,21 @@ def test_the_report_is_drawn_once_per_tick(site, monkeypatch: pytest.MonkeyPatch
     real = report.build
     monkeypatch.setattr(report, "build", lambda *a, **k: built.append(a) or real(*a, **k))
     cache = admin.ReportCache()
+
+    def settled() -> None:
+        drawing = cache._drawing
+        if drawing is not None:
+            drawing.join(30)
+
     first = cache.get(web)
     assert cache.get(web) == first and len(built) == 1
-    clock.now = NOW + web.settings.tick  # a tick's interval later: drawn again
-    cache.get(web)
-    assert len(built) == 2
+    clock.now = NOW + web.settings.tick  # a tick's interval later: drawn again, in a thread
+    assert cache.get(web) == first  # the last one meanwhile
+    settled()
+    assert len(built) == 2 and cache.get(web) != first
     store = Store(folder / "var" / "cadence.db")
     store.end_tick(store.begin_tick(clock.now, clock.now), "ok", {}, clock.now)
     store.close()
     cache.get(web)
+    settled()
     assert len(built) == 3

@@ -69,26 +69,43 @@ def confirm(web: Web, request: Request, form: dict[str, str]) -> Response:
 
 class ReportCache:
     """The report page, drawn once per tick: the store changes only when a tick (or a
-    directory read) ends, and the report counts in days. Drawn again after the next tick,
-    or once it is ``web.settings.tick`` old; one request draws it while others wait."""
+    directory read) ends, and the report counts in days. When a tick has ended (or the
+    page is ``web.settings.tick`` old) the next request starts drawing it again in a
+    thread and gets the last one meanwhile; only the very first request waits for it
+    (at 10,000 relationships that takes minutes: docs/PERFORMANCE.md)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
-        self._html = ""
+        self._html: str | None = None
+        self._drawing: threading.Thread | None = None
 
-    def get(self, web: Web) -> str:
-        now = web.clock()
+    def _now_key(self, web: Web) -> tuple[Any, ...]:
         with web.store() as store:
             last = store.last_tick()
             reads = list(store.db.query("SELECT MAX(id) AS id FROM directory_reads"))
-        age = int(now.timestamp() // max(1, web.settings.tick.total_seconds()))
-        key = (last and last["id"], last and last["finished_at"], reads[0]["id"], age)
+        age = int(web.clock().timestamp() // max(1, web.settings.tick.total_seconds()))
+        return (last and last["id"], last and last["finished_at"], reads[0]["id"], age)
+
+    def _draw(self, web: Web, key: tuple[Any, ...]) -> None:
+        html = report_html.render(report.build(web.settings, web.clock()))
         with self._lock:
-            if key != self._key:
-                self._html = report_html.render(report.build(web.settings, now))
-                self._key = key
-            return self._html
+            self._html, self._key, self._drawing = html, key, None
+
+    def get(self, web: Web) -> str:
+        key = self._now_key(web)
+        with self._lock:
+            html, fresh = self._html, self._key == key
+            if html is not None and not fresh and self._drawing is None:
+                self._drawing = threading.Thread(
+                    target=self._draw, args=(web, key), name="cadence-report", daemon=True
+                )
+                self._drawing.start()
+        if html is not None:
+            return html
+        self._draw(web, key)
+        assert self._html is not None
+        return self._html
 
 
 def audit_log(web: Web, request: Request, form: dict[str, str]) -> Response:
