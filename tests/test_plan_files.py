@@ -86,3 +86,42 @@ def test_forget_erases_the_stored_plan_and_its_history(workspace: Path) -> None:
         assert PlanRows(store).get("ana@acme.example") is not None
     finally:
         store.close()
+
+
+def test_a_plan_saved_in_the_store_is_quoted_in_the_next_agenda(workspace: Path) -> None:
+    """What a new user does in the browser shows in the next agenda: the store's plan."""
+    import email
+    from datetime import timedelta
+    from email import policy
+
+    from tests.conftest import NOW
+
+    assert cadence("run", "--once", "--config", str(workspace), "--now", NOW.isoformat())[0] == 0
+    settings = config.load(workspace)
+    store = Store(settings.store)
+    try:
+        with_plans = {"ana@acme.example", EMMA, "farid@acme.example"}
+        upcoming = sorted(
+            (b for b in store.bookings() if b.status == "booked" and b.start and b.start > NOW + timedelta(days=1)
+             and b.relationship.split("/")[0] in with_plans),
+            key=lambda b: b.start,  # type: ignore[arg-type,return-value]
+        )  # fmt: skip
+        assert upcoming
+        booking = upcoming[0]
+        employee = booking.relationship.split("/")[0]
+        plan = idp.load(settings.resolve(f"plans/{employee.split('@')[0]}.yaml"))
+        purpose = "Speak at a conference, a goal written on the web"  # every agenda quotes goals
+        goals = [*plan.goals, idp.Goal(title=purpose)]
+        PlanRows(store).save(
+            employee, plan.model_copy(update={"goals": goals}), by=employee, how="web", now=NOW
+        )
+    finally:
+        store.close()
+    assert booking.start is not None
+    when = (booking.start - timedelta(hours=20)).isoformat()
+    assert cadence("run", "--once", "--config", str(workspace), "--now", when)[0] == 0
+    agendas = list((workspace.parent / "outbox").glob(f"{booking.key}*agenda*.eml"))
+    assert agendas, sorted(p.name for p in (workspace.parent / "outbox").iterdir())
+    msg = email.message_from_bytes(agendas[0].read_bytes(), policy=policy.default)
+    body = msg.get_body(("plain",))
+    assert body is not None and purpose in body.get_content()
