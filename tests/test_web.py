@@ -3,6 +3,7 @@ by a mailed link, sessions, CSRF, the plan edit with its history, and every refu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -150,8 +151,6 @@ def test_forms_without_the_csrf_token_are_refused(site) -> None:  # type: ignore
 def _plan_form(client: TestClient) -> dict[str, str]:
     page = client.get("/me/plan")
     assert page.status_code == 200
-    import re
-
     fields = dict(re.findall(r'name="([\w-]+)" type="text" value="([^"]*)"', page.text))
     for name, text in re.findall(r'name="([\w-]+)" rows="4"[^>]*>([^<]*)</textarea>', page.text):
         fields[name] = text.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
@@ -237,6 +236,7 @@ def test_leader_sees_the_team_and_only_shared_plans(site) -> None:  # type: igno
     assert team.status_code == 200
     for name in ("Ana Lima", "Dev Patel", "Emma Clarke", "Farid Haddad"):
         assert name in team.text
+    assert "My load" in team.text and re.search(r"<td>\d+ of 5", team.text)  # max_per_week
     assert client.get(f"/plans/{ANA}").status_code == 200  # shared
     emma = client.get(f"/plans/{EMMA}")  # not shared
     assert emma.status_code == 403 and "engineering management" not in emma.text

@@ -153,7 +153,7 @@ def test_leader_team_view_and_a_refusal(served, browser) -> None:  # type: ignor
     page = browser.new_page()
     sign_in(page, base, folder, BEN)
     page.get_by_role("link", name="My team").first.click()
-    page.get_by_role("table").wait_for()
+    page.get_by_role("table", name="The people I lead or mentor").wait_for()
     for name in ("Ana Lima", "Dev Patel", "Emma Clarke", "Farid Haddad"):
         assert page.get_by_role("link", name=name).count() == 1
     accessible(page, "team")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from agent.core.errors import CadenceError
@@ -92,6 +92,8 @@ class Card:
     rel: Relationship
     series: list[Series] = field(default_factory=list)
     upcoming: list[dict[str, Any]] = field(default_factory=list)
+    #: the starts of the relationship's meetings that stand (held or scheduled)
+    standing: list[datetime] = field(default_factory=list)
 
     @property
     def next_meeting(self) -> datetime | None:
@@ -134,7 +136,49 @@ def cards(
             for m in assessed[rel.id].meetings
             if m.start >= now and m.active
         ]
+        card.standing = [m.start for m in assessed[rel.id].meetings if m.active]
         out.append(card)
+    return out
+
+
+@dataclass(frozen=True)
+class Load:
+    """A partner's development meetings in one ISO week, against the program caps."""
+
+    week: str
+    meetings: int
+    per_week: int
+    busiest_day: int
+    per_day: int
+
+
+def load(cards: Sequence[Card], zone: Any, now: datetime, weeks: int = 3) -> list[Load]:
+    """This week's and the next ``weeks - 1`` weeks' meetings of the partner of
+    ``cards`` (days in ``zone``), with the strictest caps of their programs."""
+    if not cards:
+        return []
+    per_week = min(c.rel.program.booking.max_per_week for c in cards)
+    per_day = min(c.rel.program.booking.max_per_day for c in cards)
+    today = now.astimezone(zone).date()
+    out = []
+    for n in range(weeks):
+        iso = (today + timedelta(weeks=n)).isocalendar()[:2]
+        days: dict[date, int] = {}
+        for card in cards:
+            for start in card.standing:
+                day = start.astimezone(zone).date()
+                if day.isocalendar()[:2] == iso:
+                    days[day] = days.get(day, 0) + 1
+        monday = date.fromisocalendar(iso[0], iso[1], 1)
+        out.append(
+            Load(
+                f"{monday:%d %b}",
+                sum(days.values()),
+                per_week,
+                max(days.values(), default=0),
+                per_day,
+            )
+        )
     return out
 
 

@@ -1,7 +1,8 @@
 """The partner's pages (leaders, mentors): their relationships, and shared plans.
 
 ``/team`` lists each relationship the viewer is the partner of: its status, the next
-meeting, what is overdue and the employee's open actions. ``/plans/<email>`` shows an
+meeting, what is overdue and the employee's open actions; and the viewer's own load,
+their development meetings per week against the programs' caps. ``/plans/<email>`` shows an
 employee's plan to its owner and to their partners when the employee shares it;
 ``/relationships/<id>`` shows one relationship's cadence to its two people and to
 administrators. Anyone else gets 403 and none of the data.
@@ -27,6 +28,7 @@ def team(web: Web, request: Request, form: dict[str, str]) -> Response:
             raise Refused(403, "you are nobody's leader or mentor")
         settings = web.laid(store)
         cards = data.cards(settings, store, viewer.partner_of, now)
+        load = data.load(cards, viewer.partner_of[0].partner.zone, now)
         open_actions = {}
         shared = {}
         for rel in viewer.partner_of:
@@ -42,6 +44,7 @@ def team(web: Web, request: Request, form: dict[str, str]) -> Response:
         cards=cards,
         open_actions=open_actions,
         shared=shared,
+        load=load,
         now=now,
     )
 
