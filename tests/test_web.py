@@ -379,3 +379,46 @@ def test_the_report_is_drawn_once_per_tick(site, monkeypatch: pytest.MonkeyPatch
     cache.get(web)
     settled()
     assert len(built) == 3
+
+
+def test_an_employee_pauses_the_cadence_for_a_leave(site) -> None:  # type: ignore[no-untyped-def]
+    client, _, _, folder = site
+    sign_in(client, folder, EMMA)
+    page = client.get("/me")
+    csrf = csrf_of(page.text)
+    assert client.post("/me/pause", data={"csrf": csrf, "until": "someday"}).status_code == 200
+    assert "Give the last day" in client.get("/me?pause=bad").text
+    got = client.post("/me/pause", data={"csrf": csrf, "until": "2026-12-20"})
+    assert got.status_code == 200 and "Your cadence is paused" in got.text
+    store = Store(folder / "var" / "cadence.db")
+    resumes = PlanRows(store).pauses()[EMMA]
+    store.close()
+    assert resumes.isoformat() == "2026-12-21T00:00:00+00:00"  # Europe/London: the next midnight
+    assert client.post("/me/pause", data={"csrf": csrf, "resume": "1"}).status_code == 200
+    store = Store(folder / "var" / "cadence.db")
+    assert PlanRows(store).pauses() == {}
+    store.close()
+    assert client.post("/me/pause", data={"until": "2026-12-20"}).status_code == 403  # no CSRF
+
+
+def test_a_paused_cadence_books_nothing_until_the_leave_ends(workspace: Path) -> None:
+    from agent.tick.engine import Engine
+
+    settings = config.load(workspace)
+    ana = "ana@acme.example"
+    store = Store(settings.store)
+    PlanRows(store).pause(ana, NOW + timedelta(days=10), NOW)
+    store.close()
+    with Engine(settings) as engine:
+        report = engine.tick(NOW)
+    mine = [a for a in report.actions if a.relationship and a.relationship.startswith(f"{ana}/")]
+    assert not [a for a in mine if a.kind == "book" and a.outcome == "done"]
+    assert any("paused for a leave until" in a.detail for a in mine)
+    others = [a for a in report.actions if a.kind == "book" and a.outcome == "done"]
+    assert others  # everyone else is booked as before
+    with Engine(settings) as engine:
+        later = engine.tick(NOW + timedelta(days=10, hours=1))
+    assert [
+        a for a in later.actions
+        if a.kind == "book" and a.outcome == "done" and a.relationship.startswith(f"{ana}/")
+    ]  # fmt: skip

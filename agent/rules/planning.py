@@ -82,6 +82,8 @@ class Snapshot:
     #: the times employees picked on the pick-a-time page, by booking key: (the number
     #: of moves the booking had when it asked, the slot picked)
     picks: Mapping[str, tuple[int, Interval]] = field(default_factory=dict)
+    #: employees whose cadence is paused for a leave, and when it resumes
+    paused: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,13 @@ def _decide(unit: Unit, snap: Snapshot) -> _Decisions:
                 if state.skip_reason:
                     out.notes.append(_note(rel, state.name, state.skip_reason, "skip", "skipped"))
                 continue
-            if unreadable:
-                text = "calendar could not be read"
+            resumes = snap.paused.get(rel.employee.email)
+            if unreadable or (resumes is not None and resumes > snap.now):
+                text = (
+                    "calendar could not be read"
+                    if unreadable
+                    else f"paused for a leave until {resumes:%Y-%m-%d}"
+                )
                 out.notes.append(_note(rel, state.name, text, "book", "deferred"))
                 continue
             out.needs.append(need)

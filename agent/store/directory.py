@@ -168,7 +168,7 @@ class DirectoryRows:
 
     TABLES = (
         "directory_people", "lines", "sync_state", "events", "reply_marks", "watched",
-        "plans", "plan_history", "used_links", *_BY_RELATIONSHIP,
+        "plans", "plan_history", "used_links", "pauses", *_BY_RELATIONSHIP,
     )  # fmt: skip
 
     def _rowids(self, table: str, email: str) -> list[int]:
@@ -192,6 +192,7 @@ class DirectoryRows:
             "plans": ("employee = ?", [email]),
             "plan_history": ("employee = ?", [email]),
             "used_links": ("who = ?", [email]),
+            "pauses": ("employee = ?", [email]),
         }
         if table in exact:
             clause, args = exact[table]

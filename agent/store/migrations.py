@@ -149,7 +149,8 @@ def _v10(db: sqlite_utils.Database) -> None:
 
 def _v11(db: sqlite_utils.Database) -> None:
     """The web app: plans kept in the store with their history (who changed what, when),
-    and the single-use links (sign-in, pick-a-time) already used."""
+    the single-use links (sign-in, pick-a-time) already used, and cadences paused for a
+    leave."""
     db.execute(
         """CREATE TABLE plans (
             employee TEXT PRIMARY KEY, plan TEXT NOT NULL, shared INTEGER NOT NULL DEFAULT 0,
@@ -166,6 +167,10 @@ def _v11(db: sqlite_utils.Database) -> None:
         """CREATE TABLE used_links (
             nonce TEXT PRIMARY KEY, kind TEXT NOT NULL, who TEXT, used_at TEXT NOT NULL,
             data TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE pauses (
+            employee TEXT PRIMARY KEY, until TEXT NOT NULL, set_at TEXT NOT NULL)"""
     )
 
 

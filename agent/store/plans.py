@@ -158,6 +158,20 @@ class PlanRows:
             )
         return True
 
+    def pauses(self) -> dict[str, datetime]:
+        """Each paused employee's cadence, and when it resumes."""
+        rows = self.db.query("SELECT employee, until FROM pauses")
+        return {r["employee"]: from_store(r["until"]) for r in rows}
+
+    def pause(self, employee: str, until: datetime | None, now: datetime) -> None:
+        """Pause the employee's cadence until ``until`` (None: resume now)."""
+        with self.store.atomic():
+            self.db.execute("DELETE FROM pauses WHERE employee = ?", [employee])
+            if until is not None:
+                self.db.table("pauses").insert(
+                    {"employee": employee, "until": to_store(until), "set_at": to_store(now)}
+                )
+
     def link_used(self, nonce: str) -> bool:
         return bool(list(self.db.query("SELECT 1 FROM used_links WHERE nonce = ?", [nonce])))
 

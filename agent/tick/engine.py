@@ -32,6 +32,7 @@ from agent.settings.directory import merge
 from agent.store import assessed
 from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
+from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
 from agent.tick import endings, metrics, picks, replies, sync
 from agent.tick.executor import ActionRecord, Executor, Journal
@@ -349,6 +350,7 @@ class _Tick:
             people=self.engine.settings.people,
             watched=self._watched(),
             picks=picks.recorded(self.store),
+            paused=PlanRows(self.store).pauses(),
         )
         since = self.now - HISTORY
         for rel in self.engine.settings.relationships:

@@ -6,7 +6,7 @@ the same check as ``cadence check``; errors are shown beside their fields.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -35,9 +35,38 @@ def cadence(web: Web, request: Request, form: dict[str, str]) -> Response:
         state = data.plan_of(settings, store, viewer.email)
         actions = data.actions_of(state.plan, store, viewer.email)
         cards = data.cards(settings, store, viewer.own, now)
+        resumes = PlanRows(store).pauses().get(viewer.email)
     return web.page(
-        request, "cadence.html.j2", viewer=viewer, cards=cards, actions=actions, now=now
+        request,
+        "cadence.html.j2",
+        viewer=viewer,
+        cards=cards,
+        actions=actions,
+        now=now,
+        paused=resumes if resumes is not None and resumes > now else None,
+        zone=viewer.own[0].employee.zone,
+        pause_error=request.query_params.get("pause") == "bad",
     )
+
+
+def pause(web: Web, request: Request, form: dict[str, str]) -> Response:
+    """Pause the viewer's cadence for a leave, up to and including a day; or resume it."""
+    now = web.clock()
+    with web.store() as store:
+        viewer = _employee(web, request, store)
+        if form.get("resume"):
+            PlanRows(store).pause(viewer.email, None, now)
+            return RedirectResponse("/me#pause", status_code=303)
+        try:
+            last = date.fromisoformat(form.get("until", ""))
+        except ValueError:
+            return RedirectResponse("/me?pause=bad#pause", status_code=303)
+        zone = viewer.own[0].employee.zone
+        resumes = datetime.combine(last + timedelta(days=1), time(0), zone)
+        if resumes <= now or last > (now + timedelta(days=366)).date():
+            return RedirectResponse("/me?pause=bad#pause", status_code=303)
+        PlanRows(store).pause(viewer.email, resumes, now)
+    return RedirectResponse("/me#pause", status_code=303)
 
 
 def tick(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -150,6 +179,7 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/", endpoint(web, home), methods=["GET"]),
         Route("/me", endpoint(web, cadence), methods=["GET"]),
         Route("/me/actions", endpoint(web, tick), methods=["POST"]),
+        Route("/me/pause", endpoint(web, pause), methods=["POST"]),
         Route("/me/packet", endpoint(web, packet), methods=["GET"]),
         Route("/me/plan", endpoint(web, show_plan), methods=["GET"]),
         Route("/me/plan", endpoint(web, save_plan), methods=["POST"]),
