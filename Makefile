@@ -56,11 +56,13 @@ $(WHEELS)/.done: pyproject.toml $(BIN)/.installed
 	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELS) . hatchling
 	touch $@
 
-# The screenshot of the HTML report in docs/, from the demo workspace, and of a German and
-# a Japanese agenda (needs Chromium; the Japanese one a CJK font, Debian's fonts-noto-cjk).
+# The screenshot of the HTML report in docs/, from the demo workspace, of a German and
+# a Japanese agenda, and of the web app's pages (needs Chromium; the Japanese one a CJK
+# font, Debian's fonts-noto-cjk).
 screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
 	$(BIN)/python -m tests.test_i18n
+	$(BIN)/python -m tests.test_web_browser
 
 # After changing a sentence in a template or in agent/: extract the messages again and
 # merge them into every language's catalogue (new ones untranslated: the catalogue check

@@ -122,3 +122,11 @@ def test_run_once_quiet_ticks_ask_for_no_token() -> None:
     assert figures["first run: token requests"] == 22  # one per person, once
     assert figures["quiet run: token requests (each)"] == [0, 0]
     assert figures["quiet run: calendar requests (each)"] == [22, 22]
+
+
+def test_the_web_benchmark_in_small(tmp_path: Path) -> None:
+    from benchmarks import web
+
+    path = web.build(tmp_path / "org", 40)
+    times = web.measure(path, 3)
+    assert set(times) == {"/team", "/admin/report"} and all(times.values())

@@ -27,6 +27,7 @@ from agent.app.clitools import (
 )
 from agent.app.directory_cli import directory_app, export, forget
 from agent.app.lock import Busy, TickLock
+from agent.app.plan_cli import plan_export, plan_import
 from agent.core.errors import CadenceError, ConfigError
 from agent.settings import config as config_mod
 
@@ -434,6 +435,10 @@ def log_cmd(
 def demo(
     folder: Path = typer.Argument(Path("demo"), help="Workspace folder to create or reuse."),
     now: str | None = NowOption,
+    serve: bool = typer.Option(
+        False, "--serve", help="Then serve it with the web app and print sign-in links."
+    ),
+    port: int | None = typer.Option(None, "--port", help="With --serve: the port to listen on."),
 ) -> None:
     """Create a demo workspace on the local provider, run one tick, show what happened."""
     from agent.app.demo import run_demo
@@ -442,11 +447,18 @@ def demo(
         run_demo(folder, parse_now(now))
     except Busy as exc:
         fail(str(exc), 1)
+    if serve:
+        from agent.app.demo_serve import serve_demo
+
+        with exit_on_error():
+            serve_demo(folder, port)
 
 
 app.add_typer(directory_app, name="directory")
 app.command("export")(export)
 app.command("forget")(forget)
+app.command("plan-export")(plan_export)
+app.command("plan-import")(plan_import)
 
 auth_app = typer.Typer(help="Consent flows for a single person's own account.")
 app.add_typer(auth_app, name="auth")

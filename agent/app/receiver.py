@@ -23,7 +23,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from agent.core.model import Channel
@@ -161,29 +160,29 @@ class Receiver:
     def owns(path: str) -> bool:
         return path.split("?", 1)[0] in {PREFIX + p for p in PROVIDERS}
 
-    def answer(self, request: BaseHTTPRequestHandler) -> Answer:
-        """Answer one request on the receiver's paths (the caller checked ``owns``)."""
-        url = urllib.parse.urlsplit(request.path)
-        provider = url.path[len(PREFIX) :]
-        if request.command != "POST":
-            return 405, "text/plain", b"notifications are POSTed\n"
-        if not self._sources.allow(_source(request), time.monotonic()):
+    def admit(self, path: str, peer: str, headers: Mapping[str, str]) -> Answer | None:
+        """Refuse a request before its body is read (too many from its source, too
+        large), or None; ``headers`` have lower-case names."""
+        provider = path[len(PREFIX) :]
+        if not self._sources.allow(_source(peer, headers), time.monotonic()):
             self.count(provider, "limited")
             return 429, "text/plain", b"too many requests\n"
         try:
-            length = int(request.headers.get("Content-Length") or 0)
+            length = int(headers.get("content-length") or 0)
         except ValueError:
             return 400, "text/plain", b"bad Content-Length\n"
         if length > MAX_BODY or length < 0:
             self.count(provider, "rejected")
-            request.close_connection = True  # the body is not read
             return 413, "text/plain", b"too large\n"
-        body = request.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        query = urllib.parse.parse_qs(url.query)
-        if provider == "google":
+        return None
+
+    def answer(self, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        """Answer one admitted notification on the receiver's paths."""
+        if len(body) > MAX_BODY:
+            return 413, "text/plain", b"too large\n"
+        if path[len(PREFIX) :] == "google":
             return self.google(headers)
-        return self.microsoft(query, body)
+        return self.microsoft(urllib.parse.parse_qs(query), body)
 
     # --- Google ------------------------------------------------------------------------
 
@@ -256,10 +255,9 @@ class Receiver:
         return channel
 
 
-def _source(request: BaseHTTPRequestHandler) -> str:
+def _source(peer: str, headers: Mapping[str, str]) -> str:
     """The sender's address: the proxy's X-Forwarded-For when the peer is the loopback."""
-    peer = str(request.client_address[0])
-    forwarded = request.headers.get("X-Forwarded-For")
+    forwarded = headers.get("x-forwarded-for")
     if forwarded and peer in ("127.0.0.1", "::1"):
         return forwarded.split(",")[-1].strip() or peer
     return peer

@@ -1,20 +1,19 @@
-"""``cadence serve``: ticks on a schedule, /healthz and /metrics, clean stops.
+"""``cadence serve``: ticks on a schedule, /healthz and /metrics (and the web app with
+``web:``), clean stops.
 
 APScheduler only triggers ticks: one at a time (a tick still running makes the next one
 skip), and a missed tick is simply the next one. The HTTP endpoint runs in a thread of
-its own and never touches the store.
+its own; /healthz and /metrics never touch the store.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from agent.app.health import Health
@@ -28,6 +27,7 @@ from agent.views.uncertain import describe, uncertain_mail
 if TYPE_CHECKING:
     from agent.tick.engine import Engine
     from agent.tick.reporting import TickReport
+    from agent.web.server import Server
 
 log = logging.getLogger("cadence.serve")
 #: seconds a tick waits for a push reaction (or a directory read) to finish
@@ -44,14 +44,14 @@ class Service:
         self._running = threading.Lock()
         #: what the mailboxes told of people's zones and hours, kept from tick to tick
         self.adopted: dict[str, tuple[str, Any]] = {}
-        self.http: ThreadingHTTPServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self.http: Server | None = None
         #: notifications from the providers (``push:``), None when it is not configured
         self.push: PushSide | None = PushSide(self) if settings.push is not None else None
 
     # --- ticks ---------------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self, confirm: bool = False) -> None:
+        """One tick now (skipped while one runs); ``confirm`` lets it past the guard."""
         from agent.tick.engine import Engine
 
         # a push reaction is short: wait for it; a tick still running is another matter
@@ -68,7 +68,7 @@ class Service:
                 now = datetime.now(UTC)
                 # a calendar whose push channel is healthy is read every push.poll only
                 skip = self.push.quiet(engine.store, now) if self.push else frozenset()
-                report = engine.tick(now, skip=skip)
+                report = engine.tick(now, confirm=confirm, skip=skip)
                 if self.push is not None:
                     self.push.upkeep(engine, now, read=self._read(engine, skip, report))
                 self.health.note_uncertain([describe(m) for m in uncertain_mail(engine.store)])
@@ -109,6 +109,11 @@ class Service:
         """The calendars a tick read (all but the skipped and the failed)."""
         return frozenset(p.email for p in engine.people()) - skip - report.unread
 
+    def confirm(self) -> None:
+        """Run a tick past the guard's limits, in a thread of its own (a person confirmed
+        the held plan on the web)."""
+        threading.Thread(target=self.tick, args=(True,), name="cadence-confirm").start()
+
     def read_directory(self) -> None:
         """Read the directory and apply it (or hold it for a person); the next tick acts
         on it. Never at the same time as a tick."""
@@ -134,67 +139,35 @@ class Service:
     # --- HTTP ----------------------------------------------------------------------------
 
     def start_http(self) -> None:
-        """Listen on the configured host and port (port 0 in the config: no endpoint).
+        """Listen on the configured host and port (port 0 in the config: no endpoint):
+        /healthz and /metrics, and the web app when ``web:`` is configured.
 
         Raises OSError when the address is taken.
         """
+        from agent.web.app import Probes, create
+        from agent.web.server import Server
+
         conf = self.settings.service
         if conf.port == 0:
             return
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "cadence"
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
-                    healthy, body = service.health.check()
-                    self._send(
-                        200 if healthy else 503,
-                        "application/json",
-                        json.dumps(body).encode() + b"\n",
-                    )
-                elif path == "/metrics":
-                    self._send(200, metrics_mod.CONTENT_TYPE, service.metrics.exposition())
-                else:
-                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
-
-            def do_POST(self) -> None:
-                receiver = service.push.receiver if service.push else None
-                if receiver is not None and receiver.owns(self.path):
-                    self._send(*receiver.answer(self))
-                else:
-                    self._send(404, "text/plain", b"not found\n")
-
-            def _send(self, status: int, kind: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http %s " + format, self.client_address[0], *args)
-
-        self.http = ThreadingHTTPServer((conf.host, conf.port), Handler)
-        self.http.daemon_threads = True
-        self._http_thread = threading.Thread(
-            target=self.http.serve_forever, name="cadence-http", daemon=True
+        probes = Probes(
+            self.health.check,
+            self.metrics.exposition,
+            metrics_mod.CONTENT_TYPE,
+            self.confirm,
+            receiver=self.push.receiver if self.push else None,
         )
-        self._http_thread.start()
-        host, port = self.http.server_address[:2]
+        self.http = Server(create(self.settings, probes), conf.host, conf.port)
+        self.http.start()
+        host, port = self.http.address
         log.info("health and metrics on http://%s:%s/healthz and /metrics", host, port)
+        if self.settings.web is not None:
+            log.info("web app on http://%s:%s/", host, port)
 
     def stop_http(self) -> None:
         if self.http is not None:
-            self.http.shutdown()
-            self.http.server_close()
+            self.http.stop()
             self.http = None
-        if self._http_thread is not None:
-            self._http_thread.join()
-            self._http_thread = None
 
     # --- the loop ------------------------------------------------------------------------
 

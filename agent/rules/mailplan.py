@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -71,6 +71,9 @@ class MailContext:
     reasons: dict[str, str] = field(default_factory=dict)
     #: when Cadence began watching each relationship (by id); one missing is not limited
     watched: Mapping[str, datetime] = field(default_factory=dict)
+    #: the pick-a-time link for (relationship id, booking key, moves so far, slot), when
+    #: the web app is on
+    pick_link: Callable[[str, str, int, Interval], str] | None = None
 
     def sent(self, key: str) -> bool:
         row = self.outbox.get(key)
@@ -219,7 +222,8 @@ def ask(
     reason: str,
     proposals: Sequence[Interval],
 ) -> Send | None:
-    """Ask the employee to pick a time after the automatic moves are used up."""
+    """Ask the employee to pick a time after the automatic moves are used up; with the
+    web app on, each proposal has a link that picks it."""
     key = f"{state.key}:ask{moves}"
     if ctx.outbox.get(key) is not None and ctx.outbox[key].status == "sent":
         return None
@@ -238,6 +242,9 @@ def ask(
         ctx.now,
         reason=why(reason, language, tr.gettext, (rel.employee, rel.partner)),
         proposals=tuple(lines),
+        pick_links=tuple(ctx.pick_link(rel.id, state.key, moves, p) for p in proposals)
+        if ctx.pick_link is not None
+        else (),
         templates=ctx.templates,
         language=language,
     )

@@ -238,6 +238,7 @@ def render(
     next_meeting: str = "",
     reason: str = "",
     proposals: tuple[str, ...] = (),
+    pick_links: tuple[str, ...] = (),
     templates: Templates,
     first: bool = False,
     language: str = "en",
@@ -287,6 +288,7 @@ def render(
         "next_meeting": next_meeting or tr.gettext("to be booked by Cadence"),
         "reason": reason,
         "proposals": proposals,
+        "pick_links": pick_links,
         "update": update,
         "content_template": content_template(rel, series, stage, first),
     }

@@ -79,6 +79,11 @@ class Snapshot:
     #: when Cadence began watching each relationship (recaps only for what ended after)
     watched: Mapping[str, datetime] = field(default_factory=dict)
     mail: mailplan.MailContext | None = None
+    #: the times employees picked on the pick-a-time page, by booking key: (the number
+    #: of moves the booking had when it asked, the slot picked)
+    picks: Mapping[str, tuple[int, Interval]] = field(default_factory=dict)
+    #: employees whose cadence is paused for a leave, and when it resumes
+    paused: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,13 @@ def _decide(unit: Unit, snap: Snapshot) -> _Decisions:
                 if state.skip_reason:
                     out.notes.append(_note(rel, state.name, state.skip_reason, "skip", "skipped"))
                 continue
-            if unreadable:
-                text = "calendar could not be read"
+            resumes = snap.paused.get(rel.employee.email)
+            if unreadable or (resumes is not None and resumes > snap.now):
+                text = (
+                    "calendar could not be read"
+                    if unreadable
+                    else f"paused for a leave until {resumes:%Y-%m-%d}"
+                )
                 out.notes.append(_note(rel, state.name, text, "book", "deferred"))
                 continue
             out.needs.append(need)
@@ -248,6 +258,20 @@ class Planner:
         """Every unit's actions, phase by phase: reviews, booking waves, then mail."""
         return [a for _, a in sorted(self.order, key=lambda item: item[0])]
 
+    def _picked(
+        self, key: str, moves: int, *busy: Sequence[Interval]
+    ) -> tuple[Interval, str] | None:
+        """The time the employee picked for this ask, while it is still ahead and free."""
+        found = self.snap.picks.get(key)
+        if found is None or found[0] != moves:
+            return None
+        slot = found[1]
+        if slot.start <= self.now or any(
+            b.start < slot.end and slot.start < b.end for spans in busy for b in spans
+        ):
+            return None
+        return slot, "the time the employee picked"
+
     def _add(self, phase: int, wave: int, action: Action) -> None:
         self.order.append(((phase, wave, len(self.order)), action))
 
@@ -285,7 +309,12 @@ class Planner:
         if meeting is not None and meeting.active:
             self._count(rel, meeting.start, -1)
         request = self._request(state, earliest, latest, prefer)
-        if decision.action == "ask":
+        picked = (
+            self._picked(state.key, row.moves, busy_e, busy_p) if decision.action == "ask" else None
+        )
+        if picked is not None:
+            decision = Review("move" if meeting else "rebook", f"{decision.reason}; {picked[1]}")
+        elif decision.action == "ask":
             proposals = slots.find_slots(request, busy_e, busy_p, 3)
             if self.snap.mail is not None:
                 mail = mailplan.ask(
@@ -294,7 +323,9 @@ class Planner:
                 if mail is not None:
                     self._add(0, 0, mail)
             return
-        if row.status == "moving" and row.start and row.end:
+        if picked is not None:
+            slot, why = picked
+        elif row.status == "moving" and row.start and row.end:
             slot = Interval(row.start, row.end)
             why = "the slot chosen before the interruption"
         else:

@@ -50,6 +50,7 @@ from agent.settings.schema import (
     ServiceConfig,
     SmtpSettings,
     SyncSettings,
+    WebConfig,
     json_schema,
 )
 
@@ -118,6 +119,8 @@ class Settings:
     directory: Directory | None = None
     #: notifications from the providers (``push:``); None: every tick polls
     push: PushConfig | None = None
+    #: the web app of ``cadence serve`` (``web:``); None: only /healthz and /metrics
+    web: WebConfig | None = None
 
     def reply_size_limit(self, account: str) -> int:
         """The largest reply the account's reader fetches whole: the highest
@@ -412,6 +415,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         reply_accounts=reply_accounts(relationships),
         directory=directory,
         push=cfg.push,
+        web=cfg.web,
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "Plan",
     "Preferences",
     "Skill",
+    "check",
     "default_path",
     "load",
     "normalize",
@@ -44,33 +45,40 @@ __all__ = [
 _MESSAGES = {"too_long": "at most 3 goals: a plan with more has no focus"}
 
 
+Loc = tuple[str | int, ...]
+
+
+def check(data: object) -> tuple[Plan | None, list[tuple[Loc, str]]]:
+    """Validate a plan's data as ``cadence check`` does: the plan, or every error with
+    the key it is about (``("goals", 0, "title")``); the web form shows them by field."""
+    if not isinstance(data, dict):
+        return None, [((), "a plan must be a mapping of keys")]
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        return None, [
+            (tuple(err["loc"]), yamlsource.error_message(err, _MESSAGES)) for err in exc.errors()
+        ]
+    errors: list[tuple[Loc, str]] = []
+    if not plan.goals:
+        errors.append((("goals",), "at least one goal: a plan holds one to three career goals"))
+    for i, action in enumerate(plan.actions):
+        if action.goal and plan.goal(action.goal) is None:
+            names = "; ".join(g.title for g in plan.goals) or "none yet"
+            errors.append((("actions", i, "goal"), f"no goal {action.goal!r} (goals: {names})"))
+    return (None if errors else plan), errors
+
+
 def load(path: str | Path) -> Plan:
     """Load a plan file; raise ConfigError with file:line: key messages."""
     source = yamlsource.load(Path(path))
     data = source.data if source.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source.path}:1: (top): a plan must be a mapping of keys")
-    try:
-        plan = Plan.model_validate(data)
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            message = yamlsource.error_message(err, _MESSAGES)
-            errors.append(source.where(list(err["loc"]), message))
-        raise ConfigError(errors) from None
-    errors = []
-    if not plan.goals:
-        errors.append(
-            source.where(["goals"], "at least one goal: a plan holds one to three career goals")
-        )
-    for i, action in enumerate(plan.actions):
-        if action.goal and plan.goal(action.goal) is None:
-            names = "; ".join(g.title for g in plan.goals) or "none yet"
-            errors.append(
-                source.where(["actions", i, "goal"], f"no goal {action.goal!r} (goals: {names})")
-            )
+    plan, errors = check(data)
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError([source.where(list(loc), message) for loc, message in errors])
+    assert plan is not None
     return plan
 
 

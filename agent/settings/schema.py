@@ -333,6 +333,25 @@ class PushConfig(Strict):
     rate: float = Field(default=50.0, gt=0)
 
 
+class WebConfig(Strict):
+    """The web app ``cadence serve`` adds beside /healthz and /metrics (``web:``)."""
+
+    #: administrators and HR: the organization report, the audit log, the health
+    admins: list[Annotated[str, AfterValidator(_address)]] = Field(default_factory=list)
+    #: how long a signed-in session lasts
+    session: Duration = timedelta(hours=8)
+    #: how long a sign-in link mailed to the outbox stays good (it is single-use)
+    link: Duration = timedelta(minutes=15)
+    #: how long a pick-a-time link stays good (it is single-use)
+    pick: Duration = timedelta(days=7)
+    #: the address people open, for links in mail (default: http://<host>:<port>)
+    url: str | None = None
+    #: the file of the key that signs cookies and links (0600; created when missing)
+    secret: str = "var/web.secret"
+    #: cookies only over HTTPS (true behind a TLS proxy; false for the local demo)
+    secure_cookies: bool = True
+
+
 class ConfigFile(Strict):
     """The whole configuration file."""
 
@@ -344,6 +363,7 @@ class ConfigFile(Strict):
     read_only: bool = False
     sync: SyncSettings = SyncSettings()
     service: ServiceConfig = ServiceConfig()
+    web: WebConfig | None = None
     guard: GuardConfig = GuardConfig()
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()

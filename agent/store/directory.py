@@ -168,7 +168,7 @@ class DirectoryRows:
 
     TABLES = (
         "directory_people", "lines", "sync_state", "events", "reply_marks", "watched",
-        *_BY_RELATIONSHIP,
+        "plans", "plan_history", "used_links", "pauses", *_BY_RELATIONSHIP,
     )  # fmt: skip
 
     def _rowids(self, table: str, email: str) -> list[int]:
@@ -189,6 +189,10 @@ class DirectoryRows:
             "meetings": (by_rel, rel_args),
             "replies": (f"{by_rel} OR employee = ? OR sender = ?", [*rel_args, email, email]),
             "actions": (f"{by_rel} OR employee = ?", [*rel_args, email]),
+            "plans": ("employee = ?", [email]),
+            "plan_history": ("employee = ?", [email]),
+            "used_links": ("who = ?", [email]),
+            "pauses": ("employee = ?", [email]),
         }
         if table in exact:
             clause, args = exact[table]

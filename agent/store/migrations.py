@@ -160,7 +160,34 @@ def _v11(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX push_channels_id ON push_channels (channel_id)")
 
 
+def _v12(db: sqlite_utils.Database) -> None:
+    """The web app: plans kept in the store with their history (who changed what, when),
+    the single-use links (sign-in, pick-a-time) already used, and cadences paused for a
+    leave."""
+    db.execute(
+        """CREATE TABLE plans (
+            employee TEXT PRIMARY KEY, plan TEXT NOT NULL, shared INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL, updated_at TEXT NOT NULL, updated_by TEXT NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE plan_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, employee TEXT NOT NULL,
+            version INTEGER NOT NULL, at TEXT NOT NULL, by TEXT NOT NULL, how TEXT NOT NULL,
+            changes TEXT NOT NULL, plan TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX plan_history_employee ON plan_history (employee, id)")
+    db.execute(
+        """CREATE TABLE used_links (
+            nonce TEXT PRIMARY KEY, kind TEXT NOT NULL, who TEXT, used_at TEXT NOT NULL,
+            data TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE pauses (
+            employee TEXT PRIMARY KEY, until TEXT NOT NULL, set_at TEXT NOT NULL)"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)

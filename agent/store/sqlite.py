@@ -392,6 +392,12 @@ class Store:
         """Record one reply and upsert its actions (by employee and title) atomically."""
         with self.atomic():
             self.db.table("replies").upsert({**row, "recorded_at": to_store(now)}, pk="message_id")
+            self.record_actions(actions, now)
+
+    def record_actions(self, actions: Sequence[dict[str, Any]], now: datetime) -> None:
+        """Upsert action items by employee and title (a reply's, or one ticked off on the
+        web), atomically."""
+        with self.atomic():
             for action in actions:
                 key = [action["employee"], action["norm"]]
                 old = self._query("SELECT * FROM actions WHERE employee = ? AND norm = ?", key)

@@ -31,8 +31,9 @@ from agent.settings.directory import merge
 from agent.store import assessed
 from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
+from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
-from agent.tick import endings, metrics, replies, sync
+from agent.tick import endings, metrics, picks, replies, sync
 from agent.tick.executor import ActionRecord, Executor, Journal
 from agent.tick.plans import Plans, plan_warning, recorded_by_employee
 from agent.tick.reporting import TickReport, _summary
@@ -360,6 +361,8 @@ class _Tick:
             unreadable=frozenset(self.failed_people),
             people=self.engine.settings.people,
             watched=self._watched(),
+            picks=picks.recorded(self.store),
+            paused=PlanRows(self.store).pauses(),
         )
         since = self.now - HISTORY
         if not self.dry_run and not self.engine.saved_meetings:
@@ -486,7 +489,7 @@ class _Tick:
             busy, failed = sync.busy(engine, self.journal, *wanted, self.now)
             snap.no_busy = frozenset(failed)
         employees = {r.employee.email: r.employee for r in settings.relationships}
-        plans, problems = engine.plans.load(settings, employees.values())
+        plans, problems = engine.plans.load(settings, employees.values(), self.store)
         invites: dict[str, bool] = {}
         for account in {r.organizer.account for r in settings.relationships}:
             try:
@@ -510,6 +513,7 @@ class _Tick:
             language=settings.language,
             reasons={k: b.reason or "" for k, b in snap.bookings.items()},
             watched=snap.watched,
+            pick_link=picks.linker(settings, self.now),
         )
         actions = planning.plan(snap, busy, units)
         if not focused:

@@ -1,7 +1,9 @@
 """Each employee's development plan and the actions recorded from replies, for a tick.
 
 Plans are YAML files read when they change (by modification time), so a quiet tick
-costs a ``stat`` per employee. A plan that does not load is a warning of every tick
+costs a ``stat`` per employee. A plan kept in the store (the web app's, or one that
+``cadence plan-import`` moved there) wins over the file; it is parsed again only when
+its version changes. A plan that does not load is a warning of every tick
 (printed, on /healthz, in ``cadence status``) and the mails go out without it.
 """
 
@@ -17,6 +19,7 @@ from agent.core.model import Person
 from agent.rules import replies
 from agent.settings import idp
 from agent.settings.config import Settings
+from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
 
 
@@ -70,20 +73,40 @@ class Plans:
 
     def __init__(self) -> None:
         self._cache: dict[Path, tuple[int, idp.Plan | None, str | None]] = {}
+        self._stored: dict[str, tuple[int, idp.Plan]] = {}
 
     def load(
-        self, settings: Settings, people: Iterable[Person]
+        self, settings: Settings, people: Iterable[Person], store: Store | None = None
     ) -> tuple[dict[str, idp.Plan | None], dict[str, str]]:
-        """Return each person's plan (None without one) and why any could not be used."""
+        """Return each person's plan (None without one) and why any could not be used;
+        with ``store``, a plan kept there wins over the person's file."""
         plans: dict[str, idp.Plan | None] = {}
         problems: dict[str, str] = {}
+        stored = self._from_store(store) if store is not None else {}
         for person in people:
+            if person.email in stored:
+                plans[person.email] = stored[person.email]
+                continue
             path = plan_path(settings, person)
             plan, problem = self._read(path) if path else (None, None)
             plans[person.email] = plan
             if problem:
                 problems[person.email] = problem
         return plans, problems
+
+    def _from_store(self, store: Store) -> dict[str, idp.Plan]:
+        versions = {
+            r["employee"]: r["version"]
+            for r in store.db.query("SELECT employee, version FROM plans")
+        }
+        rows = PlanRows(store)
+        for email, version in versions.items():
+            cached = self._stored.get(email)
+            if cached is None or cached[0] != version:
+                found = rows.get(email)
+                if found is not None:
+                    self._stored[email] = (found.version, found.plan)
+        return {e: self._stored[e][1] for e in versions if e in self._stored}
 
     def _read(self, path: Path) -> tuple[idp.Plan | None, str | None]:
         try:

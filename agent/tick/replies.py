@@ -27,7 +27,7 @@ from agent.core.timestamps import to_store
 from agent.rules import intake, replies
 from agent.settings import idp
 from agent.tick.executor import ActionRecord
-from agent.tick.plans import plan_path, recorded_actions
+from agent.tick.plans import recorded_actions
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -126,10 +126,7 @@ def _take(
             )
         journal.audit("reply", f"reply {mid} refused: {refusal}", rel.id, None, about)
         return
-    path = plan_path(engine.settings, rel.employee)
-    plan = (
-        engine.plans.load(engine.settings, [rel.employee])[0][rel.employee.email] if path else None
-    )
+    plan = engine.plans.load(engine.settings, [rel.employee], store)[0][rel.employee.email]
     actions_now = replies.merge(plan, recorded_actions(store, rel.employee.email))
     known = {idp.normalize(a.title): a for a in actions_now.all}
     actions = [

@@ -21,6 +21,7 @@ from agent.rules import messages, replies
 from agent.settings import idp as idp
 from agent.settings import templates as template_files
 from agent.settings.config import Settings
+from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
 from agent.tick.plans import plan_path, recorded_actions
 from agent.views.people import laid
@@ -79,7 +80,10 @@ def collect(settings: Settings, store: Store, email: str, since: date, now: date
     plan: idp.Plan | None = None
     problem: str | None = None
     path = plan_path(settings, person)
-    if path:
+    stored = PlanRows(store).get(person.email)
+    if stored is not None:  # the plan kept in the store wins over the file
+        plan = stored.plan
+    elif path:
         try:
             plan = idp.load(path)
         except CadenceError as exc:

@@ -45,6 +45,8 @@ tr.total td{font-weight:600;background:#f9fafb}
 .muted{color:#6b7280}svg{display:block;max-width:100%;height:auto}
 .legend{display:flex;flex-wrap:wrap;gap:14px;font-size:12.5px;color:#4b5563;align-items:center}
 ul.defs{color:#4b5563;font-size:12.5px;padding-left:18px}
+@media (max-width:640px){main{padding:16px 12px 32px}.cards{grid-template-columns:repeat(2,1fr)}
+.scroll{overflow-x:auto}.rel header{flex-wrap:wrap}}
 @media print{body{background:#fff}.rel,.card{break-inside:avoid}}
 """
 
@@ -115,7 +117,11 @@ def _table(report: Report) -> str:
         cls = ' class="total"' if s.role is None else ""
         cells = "".join(f"<td>{escape(cell(k, getattr(s, k)))}</td>" for k, _ in COLUMNS)
         rows.append(f"<tr{cls}><td>{escape(name)}</td>{cells}</tr>")
-    return f"<table><thead><tr><th>leader</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (
+        '<div class="scroll" tabindex="0" role="region" aria-label="Measures per leader">'
+        f"<table><thead><tr><th>leader</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        "</table></div>"
+    )
 
 
 def adherence_svg(summaries: list[Summary]) -> str:

@@ -1,0 +1,77 @@
+"""The pick-a-time page: a signed, single-use, expiring link from the pick-a-time mail.
+
+It works without signing in: the link itself is the proof (it went to the employee's
+mailbox). ``GET`` shows the time with a button, so a mail scanner that fetches the link
+does not use it; the button's ``POST`` records the pick, once for all the links of that
+mail, and the next tick moves or books the meeting to it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from agent.core.timestamps import from_store
+from agent.core.tokens import Token
+from agent.store.plans import PlanRows
+from agent.tick.picks import nonce
+from agent.web.base import Refused, Web, endpoint
+
+INVALID = "this link is not valid or has expired: move the meeting in your calendar instead"
+USED = "a time was picked with this mail's links already"
+
+
+def _token(web: Web, text: str) -> Token:
+    token = web.keys.pick.check(text, web.clock())
+    if token is None:
+        raise Refused(403, INVALID)
+    try:
+        ours = token.nonce == nonce(str(token.data["k"]), int(token.data["m"]))
+    except (KeyError, TypeError, ValueError):
+        ours = False
+    if not ours:
+        raise Refused(403, INVALID)
+    return token
+
+
+def _when(web: Web, token: Token) -> tuple[datetime, datetime]:
+    """The picked time, in the employee's zone."""
+    employee = web.settings.people.get(str(token.data.get("r", "")).split("/", 1)[0])
+    zone = employee.zone if employee is not None else None
+    start, end = from_store(str(token.data["s"])), from_store(str(token.data["e"]))
+    return start.astimezone(zone), end.astimezone(zone)
+
+
+def show(web: Web, request: Request, form: dict[str, str]) -> Response:
+    text = request.query_params.get("t", "")
+    token = _token(web, text)
+    with web.store() as store:
+        if PlanRows(store).link_used(token.nonce):
+            raise Refused(403, USED)
+    start, end = _when(web, token)
+    return web.page(request, "pick.html.j2", token=text, done=False, start=start, end=end)
+
+
+def pick(web: Web, request: Request, form: dict[str, str]) -> Response:
+    token = _token(web, form.get("t", ""))
+    data = {
+        "key": token.data["k"],
+        "moves": token.data["m"],
+        "start": token.data["s"],
+        "end": token.data["e"],
+    }
+    with web.store() as store:
+        if not PlanRows(store).use_link(token.nonce, "pick", None, web.clock(), data):
+            raise Refused(403, USED)
+    start, end = _when(web, token)
+    return web.page(request, "pick.html.j2", done=True, start=start, end=end)
+
+
+def routes(web: Web) -> list[BaseRoute]:
+    return [
+        Route("/pick", endpoint(web, show), methods=["GET"]),
+        Route("/pick", endpoint(web, pick), methods=["POST"]),
+    ]
