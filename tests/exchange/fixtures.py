@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -66,6 +66,19 @@ def ews(server: EwsServer, ca: Path, retry: RetryPolicy | None = None, **over: A
         retry or RetryPolicy.none(),
         environ={PASSWORD_ENV: secret or ""},
     )
+
+
+def workspace(
+    server: EwsServer, folder: Path, template: str, env: str, setenv: Callable[[str, str], None]
+) -> Path:
+    """A whole-tick config for ``server`` in ``folder``: its CA file, the config from
+    ``template`` and the password in the environment variable ``env``."""
+    server.write_ca(folder / "ews-ca.pem")
+    path = programs.write_config(
+        folder, template, url=server.url, username=server.username, password_env=env
+    )
+    setenv(env, server.password)
+    return path
 
 
 # the account's keys in a whole-tick config, filled in for a server by str.format

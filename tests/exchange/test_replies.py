@@ -21,6 +21,7 @@ from agent.store.sqlite import Store
 from agent.tick.engine import Engine
 from tests import programs
 from tests.exchange.fixtures import ACCOUNT_SETTINGS, PASSWORD_ENV, people, server_for
+from tests.exchange.fixtures import workspace as write_workspace
 from tests.exchange.server import EwsServer, t
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -177,11 +178,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
     staff = people()
     ana, ben, chloe = staff
     with server_for(staff) as server:
-        server.write_ca(tmp_path / "ews-ca.pem")
-        path = programs.write_config(
-            tmp_path, CONFIG, url=server.url, username=server.username, password_env=PASSWORD_ENV
-        )
-        monkeypatch.setenv(PASSWORD_ENV, server.password)
+        path = write_workspace(server, tmp_path, CONFIG, PASSWORD_ENV, monkeypatch.setenv)
         # Ana and Ben held a deep dive yesterday: its recap is due. Chloe met Ben lately.
         held = NOW - timedelta(days=1)
         server.add_event(

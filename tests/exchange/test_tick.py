@@ -13,7 +13,7 @@ from agent.core.retry import RetryPolicy
 from agent.settings import config
 from agent.tick.engine import Engine
 from tests import programs
-from tests.exchange.fixtures import people, server_for
+from tests.exchange.fixtures import people, server_for, workspace
 from tests.exchange.server import EwsServer
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
@@ -40,11 +40,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Ews
     staff = people()
     ana, ben, chloe = staff
     with server_for(staff) as server:
-        server.write_ca(tmp_path / "ews-ca.pem")
-        path = programs.write_config(
-            tmp_path, CONFIG, url=server.url, username=server.username, password_env=PASSWORD_ENV
-        )
-        monkeypatch.setenv(PASSWORD_ENV, server.password)
+        path = workspace(server, tmp_path, CONFIG, PASSWORD_ENV, monkeypatch.setenv)
         PASSWORD_SEEN[:] = [server.password]
         # Ana and Ben held a deep dive 120 days ago: lapsed. Chloe and Ben met 20 days ago.
         held = NOW - timedelta(days=120)
