@@ -45,8 +45,9 @@ PLACEHOLDER = re.compile(r"%\([a-z_]+\)s|%%")
 
 def extracted() -> dict[tuple[str | None, str], str]:
     """Every message the code and templates hold now, as ``pybabel extract`` sees them."""
-    mapping = [("agent/**.py", "python"), ("agent/templates/**.j2", "jinja2")]
-    options = {"agent/templates/**.j2": {"extensions": "jinja2.ext.i18n"}}
+    templates = ("agent/templates/**.j2", "agent/web/templates/**.j2")
+    mapping = [("agent/**.py", "python"), *((t, "jinja2") for t in templates)]
+    options = {t: {"extensions": "jinja2.ext.i18n"} for t in templates}
     found: dict[tuple[str | None, str], str] = {}
     for filename, _, message, _, context in extract_from_dir(
         str(ROOT), method_map=mapping, options_map=options

@@ -26,6 +26,9 @@ class Viewer:
     own: tuple[Relationship, ...]
     #: the relationships the viewer is the partner (leader, mentor) of
     partner_of: tuple[Relationship, ...]
+    #: the language of the viewer's mail, which the pages use too; None: not a person
+    #: of the config or the directory (the browser's language is used)
+    language: str | None = None
 
     @property
     def employee(self) -> bool:
@@ -59,4 +62,20 @@ def viewer(settings: Settings, email: str) -> Viewer:
     partner_of = tuple(r for r in settings.relationships if r.partner.email.lower() == email)
     person = settings.people.get(email)
     name = person.name if person is not None else email
-    return Viewer(email, name, email in admins, own, partner_of)
+    return Viewer(email, name, email in admins, own, partner_of, language_of(settings, email))
+
+
+def language_of(settings: Settings, email: str) -> str | None:
+    """The language ``email``'s mail is written in: their own, else the program's of a
+    relationship of theirs (as an employee first), else the global one; None for an
+    address that is no person of the config or the directory."""
+    person = settings.people.get(email)
+    if person is None:
+        return None
+    if person.language:
+        return person.language
+    rels = sorted(
+        (r for r in settings.relationships if email in (r.employee.email, r.partner.email)),
+        key=lambda r: r.employee.email != email,
+    )
+    return next((r.program.language for r in rels if r.program.language), settings.language)

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.rules.messages import N_
 from agent.settings.config import Settings
-from agent.web.base import HERE, Web, secure
+from agent.web.base import HERE, Refused, Web, secure
 
 Answer = tuple[int, str, bytes]
 #: where the providers' notifications arrive (``push:``), and the most of a body read
@@ -106,7 +107,7 @@ def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starle
     async def not_found(request: Request, exc: Exception) -> Response:
         if web is None:
             return PlainTextResponse("not found: try /healthz or /metrics\n", 404)
-        return secure(web.page(request, "refused.html.j2", 404, message="no such page"))
+        return secure(web.refusal(request, Refused(404, N_("no such page"))))
 
     return Starlette(routes=routes, exception_handlers={404: not_found})
 

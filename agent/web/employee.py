@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.core.plan import normalize
+from agent.rules.messages import N_
 from agent.store.plans import Change, Conflict, PlanRows
 from agent.store.sqlite import Store
 from agent.views import packet as packet_view
@@ -79,7 +80,7 @@ def tick(web: Web, request: Request, form: dict[str, str]) -> Response:
         wanted = normalize(form.get("action", ""))
         found = next((a for a in actions.open if normalize(a.title) == wanted), None)
         if found is None:
-            raise Refused(404, "no such open action")
+            raise Refused(404, N_("no such open action"))
         data.tick_off(store, viewer.email, found, now)
     return RedirectResponse("/me#actions", status_code=303)
 
@@ -90,7 +91,7 @@ def packet(web: Web, request: Request, form: dict[str, str]) -> Response:
     try:
         since = date.fromisoformat(request.query_params.get("since", f"{now.year}-01-01"))
     except ValueError:
-        raise Refused(400, "since: give a date as YYYY-MM-DD") from None
+        raise Refused(400, N_("since: give a date as YYYY-MM-DD")) from None
     with web.store() as store:
         viewer = _employee(web, request, store)
         html = packet_view.render(
@@ -111,7 +112,7 @@ def packet(web: Web, request: Request, form: dict[str, str]) -> Response:
 def _employee(web: Web, request: Request, store: Store) -> Viewer:
     viewer = web.signed_in(request, store)
     if not viewer.employee:
-        raise Refused(403, "you have no development relationship of your own")
+        raise Refused(403, N_("you have no development relationship of your own"))
     return viewer
 
 
@@ -129,7 +130,7 @@ def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
         viewer = _employee(web, request, store)
         state = data.plan_of(web.laid(store), store, viewer.email)
         actions = [a.model_dump(mode="json") for a in (state.plan.actions if state.plan else [])]
-        plan, errors = forms.check(form, actions)
+        plan, errors = forms.check(form, actions, web.gettext(web.language(request, viewer)))
         shared = bool(form.get("shared"))
         if plan is not None:
             try:
@@ -141,8 +142,17 @@ def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
                     viewer.email, plan, by=viewer.email, how="web", now=now, shared=shared,
                     version=version,
                 )  # fmt: skip
-            except Conflict as exc:
-                errors = {"": [str(exc)]}
+            except Conflict:
+                current = PlanRows(store).get(viewer.email)
+                _ = web.gettext(web.language(request, viewer))
+                errors = {
+                    "": [
+                        _(
+                            "The plan was changed since you opened it (by %(who)s): reload and edit again."
+                        )
+                        % {"who": current.updated_by if current else "?"}
+                    ]
+                }
             else:
                 return RedirectResponse("/me/plan?saved=1", status_code=303)
         history = PlanRows(store).history(viewer.email, 20)

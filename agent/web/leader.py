@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.rules.messages import N_
 from agent.web import data
 from agent.web.base import Refused, Web, endpoint
 
-NOT_YOURS = "you may not see this"
+NOT_YOURS = N_("you may not see this")
 
 
 def team(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -25,7 +26,7 @@ def team(web: Web, request: Request, form: dict[str, str]) -> Response:
     with web.store() as store:
         viewer = web.signed_in(request, store)
         if not viewer.leader:
-            raise Refused(403, "you are nobody's leader or mentor")
+            raise Refused(403, N_("you are nobody's leader or mentor"))
         settings = web.laid(store)
         cards = data.cards(settings, store, viewer.partner_of, now)
         load = data.load(cards, viewer.partner_of[0].partner.zone, now)
@@ -59,7 +60,7 @@ def plan(web: Web, request: Request, form: dict[str, str]) -> Response:
             raise Refused(403, NOT_YOURS)
         state = data.plan_of(web.laid(store), store, email)
         if not viewer.may_read_plan(email, state.shared):
-            raise Refused(403, "this plan is not shared with you")
+            raise Refused(403, N_("this plan is not shared with you"))
         actions = data.actions_of(state.plan, store, email)
     return web.page(
         request, "plan_view.html.j2", viewer=viewer, email=email, state=state, actions=actions
@@ -76,7 +77,7 @@ def relationship(web: Web, request: Request, form: dict[str, str]) -> Response:
         settings = web.laid(store)
         rels = [r for r in settings.relationships if r.id == rel_id]
         if not rels:
-            raise Refused(404, "no such relationship")
+            raise Refused(404, N_("no such relationship"))
         cards = data.cards(settings, store, rels, now)
         meetings = store.meetings(rel_id)
     return web.page(

@@ -16,12 +16,13 @@ from starlette.routing import BaseRoute, Route
 
 from agent.core.timestamps import from_store
 from agent.core.tokens import Token
+from agent.rules.messages import N_
 from agent.store.plans import PlanRows
 from agent.tick.picks import nonce
 from agent.web.base import Refused, Web, endpoint
 
-INVALID = "this link is not valid or has expired: move the meeting in your calendar instead"
-USED = "a time was picked with this mail's links already"
+INVALID = N_("this link is not valid or has expired: move the meeting in your calendar instead")
+USED = N_("a time was picked with this mail's links already")
 
 
 def _token(web: Web, text: str) -> Token:
