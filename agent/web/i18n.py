@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from agent.core import locales
 from agent.core.templates import Templates
 from agent.core.timestamps import from_store
+from agent.rules.messages import N_, Gettext
 
 #: Babel's aliases, with the one Portuguese catalogue Cadence ships
 ALIASES = {**LOCALE_ALIASES, "pt": "pt_BR"}
@@ -72,17 +73,20 @@ def _local(value: datetime | date, zone: tzinfo | None) -> datetime | date:
     return value
 
 
-def moment(value: datetime | str | None, zone: tzinfo | None, *, language: str) -> str:
+def moment(
+    value: datetime | str | None, zone: tzinfo | None, *, language: str, _: Gettext = N_
+) -> str:
     """``Mon 7 Dec 2026, 14:00 CET``; ``Mo., 7. Dez. 2026, 14:00 MEZ`` (a store
     timestamp is read first)."""
     if not value:
         return "—"
     dt = from_store(value) if isinstance(value, str) else value
     local = dt.astimezone(zone) if zone is not None else dt
-    return (
-        f"{locales.full_day(local, language)}, {locales.clock(local, language)} "
-        f"{locales.zone_name(local, language)}"
-    )
+    return _("%(date)s, %(time)s %(zone)s") % {
+        "date": locales.full_day(local, language),
+        "time": locales.clock(local, language),
+        "zone": locales.zone_name(local, language),
+    }
 
 
 def day(value: datetime | date | None, zone: tzinfo | None = None, *, language: str) -> str:
@@ -92,12 +96,14 @@ def day(value: datetime | date | None, zone: tzinfo | None = None, *, language: 
     return locales.full_day(_local(value, zone), language)
 
 
-def span(start: datetime, end: datetime, *, language: str) -> str:
+def span(start: datetime, end: datetime, *, language: str, _: Gettext = N_) -> str:
     """``Mon 7 Dec 2026, 14:00–15:00 CET`` (both already in the reader's zone)."""
-    return (
-        f"{locales.full_day(start, language)}, {locales.clock(start, language)}–"
-        f"{locales.clock(end, language)} {locales.zone_name(start, language)}"
-    )
+    return _("%(date)s, %(start)s–%(end)s %(zone)s") % {
+        "date": locales.full_day(start, language),
+        "start": locales.clock(start, language),
+        "end": locales.clock(end, language),
+        "zone": locales.zone_name(start, language),
+    }
 
 
 class Environments:
@@ -130,13 +136,15 @@ class Environments:
             lstrip_blocks=True,
             extensions=["jinja2.ext.i18n"],
         )
+        translations = self.translations(language)
         env.install_gettext_translations(  # type: ignore[attr-defined]
-            self.translations(language), newstyle=True
+            translations, newstyle=True
         )
+        _ = translations.gettext
         filters: dict[str, Any] = {
-            "moment": functools.partial(moment, language=language),
+            "moment": functools.partial(moment, language=language, _=_),
             "day": functools.partial(day, language=language),
-            "span": functools.partial(span, language=language),
+            "span": functools.partial(span, language=language, _=_),
             "number": functools.partial(_number, language=language),
         }
         env.filters.update(filters)

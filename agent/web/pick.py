@@ -19,6 +19,7 @@ from agent.core.tokens import Token
 from agent.rules.messages import N_
 from agent.store.plans import PlanRows
 from agent.tick.picks import nonce
+from agent.web.access import language_of
 from agent.web.base import Refused, Web, endpoint
 
 INVALID = N_("this link is not valid or has expired: move the meeting in your calendar instead")
@@ -38,9 +39,20 @@ def _token(web: Web, text: str) -> Token:
     return token
 
 
+def _employee(token: Token) -> str:
+    return str(token.data.get("r", "")).split("/", 1)[0]
+
+
+def _language(web: Web, request: Request, token: Token) -> str:
+    """The language of the pick-a-time mail the link came in: the employee's."""
+    with web.store() as store:
+        found = language_of(web.laid(store), _employee(token))
+    return found or web.language(request)
+
+
 def _when(web: Web, token: Token) -> tuple[datetime, datetime]:
     """The picked time, in the employee's zone."""
-    employee = web.settings.people.get(str(token.data.get("r", "")).split("/", 1)[0])
+    employee = web.settings.people.get(_employee(token))
     zone = employee.zone if employee is not None else None
     start, end = from_store(str(token.data["s"])), from_store(str(token.data["e"]))
     return start.astimezone(zone), end.astimezone(zone)
@@ -53,7 +65,15 @@ def show(web: Web, request: Request, form: dict[str, str]) -> Response:
         if PlanRows(store).link_used(token.nonce):
             raise Refused(403, USED)
     start, end = _when(web, token)
-    return web.page(request, "pick.html.j2", token=text, done=False, start=start, end=end)
+    return web.page(
+        request,
+        "pick.html.j2",
+        language=_language(web, request, token),
+        token=text,
+        done=False,
+        start=start,
+        end=end,
+    )
 
 
 def pick(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -68,7 +88,8 @@ def pick(web: Web, request: Request, form: dict[str, str]) -> Response:
         if not PlanRows(store).use_link(token.nonce, "pick", None, web.clock(), data):
             raise Refused(403, USED)
     start, end = _when(web, token)
-    return web.page(request, "pick.html.j2", done=True, start=start, end=end)
+    language = _language(web, request, token)
+    return web.page(request, "pick.html.j2", language=language, done=True, start=start, end=end)
 
 
 def routes(web: Web) -> list[BaseRoute]:
