@@ -190,7 +190,7 @@ def test_crash_while_moving_a_declined_meeting(day_two: Path, tmp_path: Path) ->
     """Ben declines a booked deep dive; the agent moves it and mails an updated
     invitation."""
     folder = _scenario(day_two, tmp_path)
-    _decline(folder, "ben@acme.example", "Development Amplify: Ana & Ben")
+    _decline(folder, "ben@acme.example", "Conversa de desenvolvimento Amplify: Ana & Ben")
     later = NOW + timedelta(hours=1)
     killed = crash_everywhere(folder, tmp_path, later)
     assert any("invite1" in m for m in outcome(tmp_path / "reference")[1])
