@@ -710,3 +710,23 @@ def test_every_provider_sends_the_subject_as_written(language: str, tmp_path: Pa
         assert raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0].isascii()
         parsed = email.message_from_bytes(raw, policy=policy.default)
         assert str(parsed["Subject"]) == out.subject
+
+
+def test_the_tick_summary_speaks_the_global_language(workspace: Path) -> None:
+    """``cadence run`` prints its lines about people in the config's ``language:``."""
+    from typer.testing import CliRunner
+
+    from agent.app.cli import app
+    from tests.conftest import NOW
+
+    workspace.write_text(workspace.read_text() + "language: de\n")
+    run = ["run", "--once", "--config", str(workspace), "--now", NOW.isoformat()]
+    out = CliRunner().invoke(app, run).output
+    assert f"Lauf um {NOW:%Y-%m-%d %H:%M} UTC (ausgeführt)" in out
+    assert "Emma Clarke (Europe/London) mit Führungskraft Ben Ortiz (Europe/Berlin)" in out
+    assert "Ana Lima (America/Sao_Paulo) mit Führungskraft Ben Ortiz" in out
+    assert "; Mail auf pt-BR" in out  # Ana's own language, named in the operator's
+    assert "Termin gebucht" not in out and "  → gebucht: " in out
+    assert "zuletzt 20" in out or "noch nie" in out
+    assert re.search(r"^Erledigt: \d+ gebucht, \d+ Mails\.$", out, re.M), out
+    assert "booked" not in out.replace("Booked by", "")
