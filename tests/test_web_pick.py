@@ -49,12 +49,12 @@ def test_a_pick_link_works_once_and_the_next_tick_moves_the_meeting(workspace: P
         tampered = client.get(f"{first.path}?{first.query[:-2]}xx")
         assert tampered.status_code == 403
         page = client.get(f"{first.path}?{first.query}")  # no session: none is needed
-        assert page.status_code == 200 and "Pick this time" in page.text
+        assert page.status_code == 200 and "Escolher este horário" in page.text  # Ana's language
         token = first.query.removeprefix("t=")
         done = client.post("/pick", data={"t": token, "csrf": csrf_of(page.text)})
-        assert done.status_code == 200 and "Picked" in done.text
+        assert done.status_code == 200 and "Escolhido" in done.text
         again = client.post("/pick", data={"t": token, "csrf": csrf_of(page.text)})
-        assert again.status_code == 403 and "already" in again.text
+        assert again.status_code == 403 and "já foi escolhido" in again.text
         other = client.get(f"{second.path}?{second.query}")  # the same mail's other link
         assert other.status_code == 403
         no_csrf = client.post("/pick", data={"t": second.query.removeprefix("t=")})

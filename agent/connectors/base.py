@@ -142,11 +142,16 @@ class ReplyReader(Protocol):
 
 @runtime_checkable
 class MailboxSettings(Protocol):
-    """A calendar that knows each person's time zone and working hours (Microsoft 365's
-    mailbox settings): the engine takes them where the config leaves them out."""
+    """A calendar that knows each person's time zone, working hours and language
+    (Microsoft 365's mailbox settings): the engine takes them where the config (and, for
+    the language, the directory) leaves them out."""
 
     def mailbox_settings(self, person: model.Person) -> tuple[str, model.WorkingHours]:
         """Return the person's IANA time zone and working hours."""
+        ...
+
+    def mailbox_language(self, person: model.Person) -> str | None:
+        """Return the locale the person set for their mailbox (``de-DE``), or None."""
         ...
 
 

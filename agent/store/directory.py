@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.core.directory import Entry, Line
 from agent.core.timestamps import from_store, to_store
+from agent.store import mailbox
 from agent.store.sqlite import Store
 
 #: tables holding rows about relationships ("employee/partner"), and the column naming it
@@ -168,7 +169,7 @@ class DirectoryRows:
 
     TABLES = (
         "directory_people", "lines", "sync_state", "events", "reply_marks", "watched",
-        "plans", "plan_history", "used_links", "pauses", *_BY_RELATIONSHIP,
+        "plans", "plan_history", "used_links", "pauses", "meta", *_BY_RELATIONSHIP,
     )  # fmt: skip
 
     def _rowids(self, table: str, email: str) -> list[int]:
@@ -193,6 +194,7 @@ class DirectoryRows:
             "plan_history": ("employee = ?", [email]),
             "used_links": ("who = ?", [email]),
             "pauses": ("employee = ?", [email]),
+            "meta": ("name = ?", [f"{mailbox.PREFIX}{email}"]),  # the mailbox's language
         }
         if table in exact:
             clause, args = exact[table]

@@ -52,9 +52,11 @@ class Refused(Exception):
     """Answer with ``status`` and a short message, and none of the data asked for. The
     message is a catalogue message (``N_``), translated for the reader on the page."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, language: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        #: the reader's language when the page knows it without a session (a link's)
+        self.language = language
 
 
 class Web:
@@ -182,8 +184,8 @@ class Web:
 
     def refusal(self, request: Request, exc: Refused) -> Response:
         """The page of a refusal, in the language of whoever is signed in (if anyone)."""
-        language = None
-        if request.cookies.get(security.SESSION_COOKIE):
+        language = exc.language
+        if language is None and request.cookies.get(security.SESSION_COOKIE):
             try:
                 with self.store() as store:
                     found = self.who(request, store)

@@ -63,7 +63,7 @@ def show(web: Web, request: Request, form: dict[str, str]) -> Response:
     token = _token(web, text)
     with web.store() as store:
         if PlanRows(store).link_used(token.nonce):
-            raise Refused(403, USED)
+            raise Refused(403, USED, _language(web, request, token))
     start, end = _when(web, token)
     return web.page(
         request,
@@ -86,7 +86,7 @@ def pick(web: Web, request: Request, form: dict[str, str]) -> Response:
     }
     with web.store() as store:
         if not PlanRows(store).use_link(token.nonce, "pick", None, web.clock(), data):
-            raise Refused(403, USED)
+            raise Refused(403, USED, _language(web, request, token))
     start, end = _when(web, token)
     language = _language(web, request, token)
     return web.page(request, "pick.html.j2", language=language, done=True, start=start, end=end)
