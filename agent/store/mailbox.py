@@ -63,10 +63,22 @@ class MailboxLanguages:
 
 def with_languages(settings: Settings, reads: Mapping[str, Read]) -> Settings:
     """``settings`` with the mailboxes' languages given to the people who have none."""
+    return relanguaged(
+        settings,
+        {
+            email: reads[email].language
+            for email, p in settings.people.items()
+            if p.language is None and email in reads and reads[email].language
+        },
+    )
+
+
+def relanguaged(settings: Settings, languages: Mapping[str, str | None]) -> Settings:
+    """``settings`` with these people's languages set as given."""
     people = {
-        email: dataclasses.replace(p, language=reads[email].language)
+        email: dataclasses.replace(p, language=languages[email])
         for email, p in settings.people.items()
-        if p.language is None and email in reads and reads[email].language
+        if email in languages and p.language != languages[email]
     }
     if not people:
         return settings

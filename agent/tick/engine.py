@@ -31,7 +31,6 @@ from agent.settings.directory import merge
 from agent.store import assessed
 from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
-from agent.store.mailbox import with_languages
 from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
 from agent.tick import endings, mailbox, metrics, picks, replies, sync
@@ -231,10 +230,7 @@ class Engine:
         """Take the time zone and working hours the config leaves out from providers that
         know them (Microsoft 365's mailbox settings), once per person and engine; and the
         language neither the config nor the directory names, kept in the store."""
-        reads = mailbox.refresh(
-            self.store, self.people(), lambda a: self.connection(a)[0], run.audit, run.now
-        )
-        self.settings = with_languages(self.settings, reads)
+        mailbox.adopt(self, run)
         changed: dict[str, Person] = {}
         for person in self.people():
             if not person.provided:
