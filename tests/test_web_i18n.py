@@ -105,6 +105,7 @@ def test_every_page_in_every_shipped_language(emma_site) -> None:  # type: ignor
 
     signin = client.get("/signin", headers=tag)
     assert signin.headers["content-language"] == locales.tag(language)
+    assert "Accept-Language" in signin.headers["vary"]
     assert_in(signin.text, language, "Sign in", "Mail me a sign-in link", gettext=_)
 
     subject = sign_in(client, web, EMMA)

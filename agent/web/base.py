@@ -178,6 +178,7 @@ class Web:
         )
         response = HTMLResponse(body, status_code=status)
         response.headers["Content-Language"] = locales.tag(language)
+        response.headers["Vary"] = "Accept-Language, Cookie"  # the reader decides the language
         if security.CSRF_COOKIE not in request.cookies:
             self.set_cookie(response, security.CSRF_COOKIE, csrf_cookie, None)
         return response
