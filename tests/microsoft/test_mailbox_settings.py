@@ -10,6 +10,8 @@ import pytest
 
 from agent.core.retry import RetryPolicy
 from agent.settings import config
+from agent.store.directory import DirectoryRows
+from agent.store.mailbox import MailboxLanguages
 from agent.tick.engine import Engine
 from agent.views.people import laid
 from tests.microsoft.fixtures import add_deep_dives, graph_event, people, write_config
@@ -147,3 +149,7 @@ def test_a_language_from_the_mailbox_when_config_and_directory_name_none(
         engine.tick(later + timedelta(days=1, minutes=1))
         assert engine.settings.people[CHLOE].language == "es"
         assert server.counts["mailboxSettings"] == 4
+        # forgetting a person erases what their mailbox said, and nobody else's
+        lost = DirectoryRows(engine.store).forget(ANA, later)
+        assert lost["meta"] == 1
+        assert set(MailboxLanguages(engine.store).all()) == {CHLOE}
