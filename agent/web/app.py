@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -87,14 +88,16 @@ def probes_routes(probes: Probes) -> list[BaseRoute]:
 def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starlette:
     """The whole app: the probes, and the pages when ``web:`` is configured."""
     routes = probes_routes(probes)
+    middleware: list[Middleware] = []
     if settings.web is not None:
-        from agent.web import admin, employee, leader, pick, signin
+        from agent.web import admin, employee, leader, oidc, pick, signin
 
         web = web or Web(settings)
         web.health = probes.health
         web.confirm = web.confirm or probes.confirm
-        for module in (signin, employee, leader, admin, pick):
+        for module in (signin, oidc, employee, leader, admin, pick):
             routes += module.routes(web)
+        middleware = oidc.middleware(web)
         routes.append(Route("/static/cadence.css", _css))
     else:
 
@@ -108,7 +111,7 @@ def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starle
             return PlainTextResponse("not found: try /healthz or /metrics\n", 404)
         return secure(web.page(request, "refused.html.j2", 404, message="no such page"))
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
 
 
 async def _css(request: Request) -> Response:
