@@ -44,7 +44,6 @@ from agent.core.errors import ConfigError
 from agent.settings.config import Settings
 from agent.settings.schema import MicrosoftAccount, WebConfig
 from agent.web import security
-from agent.web.access import viewer
 from agent.web.base import Web, secure
 
 log = logging.getLogger("cadence.web")
@@ -272,7 +271,7 @@ def routes(web: Web) -> list[BaseRoute]:
 
         def known() -> bool:
             with web.store() as store:
-                return viewer(web.laid(store), email).known
+                return web.viewer_of(store, email).known
 
         if not await run_in_threadpool(known):
             log.info("sign-in with %s refused: an address Cadence has no pages for", label)

@@ -25,7 +25,6 @@ from agent.core.model import OutgoingMail
 from agent.settings.schema import LocalAccount
 from agent.store.plans import PlanRows
 from agent.web import oidc, security
-from agent.web.access import viewer
 from agent.web.base import Refused, Web, endpoint
 
 log = logging.getLogger("cadence.web")
@@ -111,7 +110,7 @@ def ask(web: Web, request: Request, form: dict[str, str]) -> Response:
         return response
     if "@" in email:
         with web.store() as store:
-            known = viewer(web.laid(store), email).known
+            known = web.viewer_of(store, email).known
         if known and mail_link(web, email, now):
             log.info("sign-in link mailed")
     return web.page(request, "signin.html.j2", sent=True, **choices(web))
