@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -14,6 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.settings.config import Settings
+from agent.tick.reporting import TickReport
 from agent.web.base import HERE, Web, secure
 
 Answer = tuple[int, str, bytes]
@@ -42,6 +44,9 @@ class Probes:
     confirm: Callable[[], None] | None = None
     #: the receiver of notifications from Google and Microsoft (``push:``), or None
     receiver: PushReceiver | None = None
+    #: a focused tick on some calendars now (a pick made on the web is booked at once);
+    #: None: no service, the next tick books it
+    book: Callable[[frozenset[str], datetime], TickReport | None] | None = None
 
 
 def probes_routes(probes: Probes) -> list[BaseRoute]:
@@ -95,6 +100,7 @@ def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starle
         web = web or Web(settings)
         web.health = probes.health
         web.confirm = web.confirm or probes.confirm
+        web.book = web.book or probes.book
         for module in (signin, oidc, employee, leader, admin, pick):
             routes += module.routes(web)
         middleware = oidc.middleware(web)

@@ -26,6 +26,7 @@ from agent.settings.config import Settings
 from agent.store.plans import PlanRows
 from agent.store.readers import ReaderRows
 from agent.store.sqlite import Store
+from agent.tick.reporting import TickReport
 from agent.views.people import laid
 from agent.web import security
 from agent.web.access import Viewer, viewer
@@ -79,6 +80,8 @@ class Web:
         self.health: Callable[[], tuple[bool, dict[str, Any]]] | None = None
         #: run a tick past the guard's limits (set by ``create``; None: no service)
         self.confirm: Callable[[], None] | None = None
+        #: a focused tick on some calendars now, for a pick (set by ``create``)
+        self.book: Callable[[frozenset[str], datetime], TickReport | None] | None = None
         self.signin_by_address = security.RateLimit(5, timedelta(minutes=15))
         self.signin_by_client = security.RateLimit(20, timedelta(minutes=15))
 
