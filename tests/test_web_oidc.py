@@ -5,6 +5,7 @@ token, an unverified or unknown address, and a Microsoft account of another tena
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 import urllib.parse
@@ -248,3 +249,30 @@ def test_the_microsoft_account_must_exist(workspace: Path) -> None:
     workspace.write_text(text)
     with pytest.raises(ConfigError, match=r"web\.signin\.microsoft\.account.*nowhere"):
         config.load(workspace)
+
+
+def test_the_google_client_comes_from_its_json_file(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = site.folder / "cadence.yaml"
+    text = path.read_text()
+    client = site.folder / "google-web-client.json"
+    web = {"client_id": GOOGLE_ID, "client_secret": GOOGLE_SECRET, "redirect_uris": []}
+    client.write_text(json.dumps({"web": web}))
+    client.chmod(0o600)
+    path.write_text(
+        text.replace(
+            f"client_id: {GOOGLE_ID}\n      client_secret_env: CADENCE_TEST_GOOGLE_SECRET",
+            "client_file: google-web-client.json",
+        )
+    )
+    monkeypatch.delenv("CADENCE_TEST_GOOGLE_SECRET")
+    settings = config.load(path)
+    probes = Probes(lambda: (True, {}), lambda: b"", "text/plain")
+    with TestClient(create(settings, probes, Web(settings)), base_url=BASE) as other:
+        site.client = other
+        site.google.who = google_account(EMMA)
+        assert_signed_in_as(site, site.sign_in("google"), "Emma Clarke")
+    client.chmod(0o644)  # a secret others can read stops the app
+    with pytest.raises(ConfigError, match="chmod 600"):
+        create(settings, probes, Web(settings))
