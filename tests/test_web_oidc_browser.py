@@ -4,8 +4,10 @@ over real HTTP; the sign-in page and the refusal pass axe-core."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,11 @@ from agent.settings import config
 from agent.web.app import Probes, create
 from agent.web.base import Web
 from agent.web.server import Server
+from tests import test_web_browser
 from tests.conftest import NOW
 from tests.oidc.server import OIDCServer
-from tests.test_web_browser import accessible, browser  # noqa: F401
+from tests.test_report import chromium
+from tests.test_web_browser import accessible, browser, launched  # noqa: F401
 from tests.test_web_oidc import (
     BEN,
     EMMA,
@@ -41,12 +45,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def app(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, OIDCServer, OIDCServer]]:
-    monkeypatch.setenv("CADENCE_TEST_GOOGLE_SECRET", GOOGLE_SECRET)
-    monkeypatch.setenv("CADENCE_TEST_MS_SECRET", MS_SECRET)
+@contextmanager
+def serving(workspace: Path) -> Iterator[tuple[str, OIDCServer, OIDCServer]]:
+    """The app over HTTP with both providers configured (their secrets in the env)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     ca = trustme.CA()
@@ -79,6 +80,16 @@ def app(
             server.stop()
 
 
+@pytest.fixture
+def app(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, OIDCServer, OIDCServer]]:
+    monkeypatch.setenv("CADENCE_TEST_GOOGLE_SECRET", GOOGLE_SECRET)
+    monkeypatch.setenv("CADENCE_TEST_MS_SECRET", MS_SECRET)
+    with serving(workspace) as found:
+        yield found
+
+
 def test_google_and_microsoft_sign_in_in_chromium(app, browser) -> None:  # noqa: F811  # type: ignore[no-untyped-def]
     base, google, microsoft = app
     # the providers' certificates come from the tests' own CA; the app checks them
@@ -109,3 +120,24 @@ def test_google_and_microsoft_sign_in_in_chromium(app, browser) -> None:  # noqa
     page.goto(f"{base}/me")
     assert page.url == f"{base}/signin"
     context.close()
+
+
+def main() -> None:  # pragma: no cover - `make screenshots`
+    """Refresh docs/screenshots/web-sign-in-with-providers-*.png and the refusal."""
+    import tempfile
+
+    from agent.app.demo import create_workspace
+
+    test_web_browser.SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+    os.environ["CADENCE_TEST_GOOGLE_SECRET"] = GOOGLE_SECRET
+    os.environ["CADENCE_TEST_MS_SECRET"] = MS_SECRET
+    executable = chromium()
+    assert executable, "no Chromium"
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = create_workspace(Path(tmp) / "demo", NOW)
+        with serving(workspace) as found, launched(executable) as browser:
+            test_google_and_microsoft_sign_in_in_chromium(found, browser)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
