@@ -17,7 +17,9 @@ import httpx2
 import pytest
 import trustme
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
+from agent.app.cli import app
 from agent.core.errors import ConfigError
 from agent.settings import config
 from agent.web.app import Probes, create
@@ -276,3 +278,43 @@ def test_the_google_client_comes_from_its_json_file(
     client.chmod(0o644)  # a secret others can read stops the app
     with pytest.raises(ConfigError, match="chmod 600"):
         create(settings, probes, Web(settings))
+
+
+def test_cadence_check_names_the_missing_secret(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CADENCE_TEST_GOOGLE_SECRET")
+    path = site.folder / "cadence.yaml"
+    result = CliRunner().invoke(app, ["check", "--config", str(path)])
+    assert result.exit_code == 2
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "google:" in text)
+    assert f"{path}:{line}" in result.output
+    assert "web.signin.google.client_secret_env" in result.output
+    assert "CADENCE_TEST_GOOGLE_SECRET" in result.output
+    monkeypatch.setenv("CADENCE_TEST_GOOGLE_SECRET", GOOGLE_SECRET)
+    assert CliRunner().invoke(app, ["check", "--config", str(path)]).exit_code == 0
+
+
+def test_a_tenant_of_any_organization_is_refused(workspace: Path) -> None:
+    add_entra(workspace, tenant="organizations")
+    workspace.write_text(
+        workspace.read_text() + "web:\n  signin:\n    microsoft: {account: entra}\n"
+    )
+    with pytest.raises(ConfigError, match="organization's own tenant"):
+        config.load(workspace)
+
+
+def test_a_provider_that_cannot_be_reached_gets_a_page_saying_so(site: Site) -> None:
+    site.google.__exit__()  # down before its discovery document was read (closing twice is fine)
+    got = site.client.get("/signin/google", follow_redirects=False)
+    assert got.status_code == 502 and "Google cannot be reached" in got.text
+
+
+def test_sign_ins_per_address_are_rate_limited(site: Site) -> None:
+    site.microsoft.who = ms_account(BEN)
+    for _ in range(5):
+        assert_signed_in_as(site, site.sign_in("microsoft"), "Ben Ortiz")
+    site.client.cookies.clear()
+    refused = site.sign_in("microsoft")
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "900"
+    assert "cadence_session=" not in refused.headers.get("set-cookie", "")

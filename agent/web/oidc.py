@@ -75,31 +75,87 @@ def configured(conf: WebConfig) -> list[tuple[str, str]]:
     return [(n, LABELS[n]) for n in ("google", "microsoft") if getattr(conf.signin, n)]
 
 
-def _verify(settings: Settings, bundle: str | None) -> ssl.SSLContext | bool:
+@dataclass(frozen=True)
+class Client:
+    """What Authlib needs of one provider: the client, its secret and where to ask."""
+
+    client_id: str
+    secret: str
+    discovery: str
+    verify: ssl.SSLContext | bool
+    timeout: float
+
+
+def _verify(settings: Settings, bundle: str | None, key: str) -> ssl.SSLContext | bool:
     if not bundle:
         return True
     path = settings.resolve(bundle)
     if not path.is_file():
-        raise ConfigError(f"{settings.path}: web.signin: ca_bundle {path} does not exist")
+        raise ConfigError(f"{key}: {path} does not exist")
     return ssl.create_default_context(cafile=str(path))
 
 
-def _google_client(settings: Settings) -> tuple[str, str]:
+def _google(settings: Settings) -> Client:
     """The Web application client's id and secret, from its JSON file or id + env."""
     conf = settings.web.signin.google if settings.web else None
     assert conf is not None
-    where = f"{settings.path}: web.signin.google"
+    where = "web.signin.google"
+    verify = _verify(settings, conf.ca_bundle, f"{where}.ca_bundle")
     if conf.client_file:
-        data = read_secret_json(settings.resolve(conf.client_file))
+        try:
+            data = read_secret_json(settings.resolve(conf.client_file))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.client_file: {exc}") from None
         web = data.get("web")
         if not isinstance(web, dict) or not web.get("client_id") or not web.get("client_secret"):
             raise ConfigError(
                 f"{where}.client_file: not the JSON of an OAuth client of type Web application"
             )
-        return str(web["client_id"]), str(web["client_secret"])
-    secret = secret_from_env(conf.client_secret_env, f"{where}.client_secret_env")
-    assert conf.client_id and secret
-    return conf.client_id, secret
+        client_id, secret = str(web["client_id"]), str(web["client_secret"])
+    else:
+        found = secret_from_env(conf.client_secret_env, f"{where}.client_secret_env")
+        assert conf.client_id and found
+        client_id, secret = conf.client_id, found
+    return Client(client_id, secret, conf.discovery, verify, conf.timeout)
+
+
+def _microsoft(settings: Settings) -> Client:
+    """The app registration of the ``microsoft`` account named, and its secret."""
+    conf = settings.web.signin.microsoft if settings.web else None
+    assert conf is not None
+    where = "web.signin.microsoft"
+    account = settings.accounts[conf.account]
+    assert isinstance(account, MicrosoftAccount)
+    env = conf.client_secret_env or account.client_secret_env
+    if not env:
+        raise ConfigError(
+            f"{where}: the account {conf.account!r} has no client_secret_env; "
+            f"set {where}.client_secret_env"
+        )
+    secret = secret_from_env(env, f"{where}.client_secret_env")
+    assert secret
+    discovery = conf.discovery or (
+        f"{account.authority.rstrip('/')}/{account.tenant}/v2.0/.well-known/openid-configuration"
+    )
+    verify = _verify(settings, account.ca_bundle, f"accounts.{conf.account}.ca_bundle")
+    return Client(account.client_id, secret, discovery, verify, conf.timeout)
+
+
+CLIENTS: dict[str, Callable[[Settings], Client]] = {"google": _google, "microsoft": _microsoft}
+
+
+def preflight(settings: Settings) -> list[tuple[list[str | int], str]]:
+    """What ``cadence check`` reports of ``web.signin`` (a secret missing, a client file
+    others can read), by key, without a network call."""
+    problems: list[tuple[list[str | int], str]] = []
+    if settings.web is None:
+        return problems
+    for name, _label in configured(settings.web):
+        try:
+            CLIENTS[name](settings)
+        except ConfigError as exc:
+            problems.append((["web", "signin", name], str(exc)))
+    return problems
 
 
 def _google_address(hosted_domain: str | None) -> Callable[..., str]:
@@ -143,44 +199,28 @@ def register(web: Web) -> tuple[OAuth, dict[str, Provider]]:
     settings, signin = web.settings, web.conf.signin
     oauth = OAuth()
     providers: dict[str, Provider] = {}
-    base = {"scope": "openid email profile", "code_challenge_method": "S256"}
-    if signin.google is not None:
-        g = signin.google
-        client_id, secret = _google_client(settings)
+    for name, _label in configured(web.conf):
+        try:
+            client = CLIENTS[name](settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{settings.path}: {exc}") from None
         oauth.register(
-            "google",
-            client_id=client_id,
-            client_secret=secret,
-            server_metadata_url=g.discovery,
-            client_kwargs={**base, "verify": _verify(settings, g.ca_bundle), "timeout": g.timeout},
-        )
-        providers["google"] = Provider("google", _google_address(g.hosted_domain))
-    if signin.microsoft is not None:
-        m = signin.microsoft
-        account = settings.accounts[m.account]
-        assert isinstance(account, MicrosoftAccount)
-        env = m.client_secret_env or account.client_secret_env
-        if not env:
-            raise ConfigError(
-                f"{settings.path}: web.signin.microsoft: the account {m.account!r} has no "
-                "client_secret_env; set web.signin.microsoft.client_secret_env"
-            )
-        ms_secret = secret_from_env(env, f"{settings.path}: web.signin.microsoft.client_secret_env")
-        discovery = m.discovery or (
-            f"{account.authority.rstrip('/')}/{account.tenant}/v2.0/"
-            ".well-known/openid-configuration"
-        )
-        oauth.register(
-            "microsoft",
-            client_id=account.client_id,
-            client_secret=ms_secret,
-            server_metadata_url=discovery,
+            name,
+            client_id=client.client_id,
+            client_secret=client.secret,
+            server_metadata_url=client.discovery,
             client_kwargs={
-                **base,
-                "verify": _verify(settings, account.ca_bundle),
-                "timeout": m.timeout,
+                "scope": "openid email profile",
+                "code_challenge_method": "S256",
+                "verify": client.verify,
+                "timeout": client.timeout,
             },
         )
+    if signin.google is not None:
+        providers["google"] = Provider("google", _google_address(signin.google.hosted_domain))
+    if signin.microsoft is not None:
+        account = settings.accounts[signin.microsoft.account]
+        assert isinstance(account, MicrosoftAccount)
         providers["microsoft"] = Provider("microsoft", _microsoft_address(account.tenant))
     return oauth, providers
 
