@@ -318,3 +318,11 @@ def test_sign_ins_per_address_are_rate_limited(site: Site) -> None:
     refused = site.sign_in("microsoft")
     assert refused.status_code == 429 and refused.headers["retry-after"] == "900"
     assert "cadence_session=" not in refused.headers.get("set-cookie", "")
+
+
+def test_microsoft_trusts_the_sign_in_name_before_the_profile_address(site: Site) -> None:
+    # an account of the tenant whose profile claims a colleague's address
+    site.microsoft.who = {**ms_account("stranger@acme.example"), "email": BEN}
+    assert_refused(site, site.sign_in("microsoft"), "stranger@acme.example", "no pages")
+    site.microsoft.who = {"email": BEN, "tid": TID}  # no sign-in name: the address given
+    assert_signed_in_as(site, site.sign_in("microsoft"), "Ben Ortiz")

@@ -185,7 +185,9 @@ def _microsoft_address(tenant: str) -> Callable[..., str]:
         tid = str(claims.get("tid") or "").lower()
         if not expected or not hmac.compare_digest(tid, expected):
             raise Denied("the Microsoft account belongs to another organization (tenant)")
-        email = str(claims.get("email") or claims.get("preferred_username") or "")
+        # the sign-in name (the UPN for the tenant's members, which only its
+        # administrators set) before ``email``, which a user's profile may carry freely
+        email = str(claims.get("preferred_username") or claims.get("email") or "")
         if "@" not in email:
             raise Denied("Microsoft did not give the account's address")
         return email
