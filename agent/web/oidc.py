@@ -50,6 +50,7 @@ log = logging.getLogger("cadence.web")
 
 LABELS = {"google": "Google", "microsoft": "Microsoft"}
 STATE_COOKIE = "cadence_oidc"
+GOOGLE_ISSUER = "https://accounts.google.com"
 #: how long a browser has between leaving for the provider and coming back
 STATE_AGE = 600
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -277,8 +278,11 @@ def routes(web: Web) -> list[BaseRoute]:
             metadata = await app.load_server_metadata()
             # Authlib checks the issuer, and the audience only through ``azp``: an ID
             # token for another client that names this one in ``azp`` would pass
+            issuers = [metadata.get("issuer")]
+            if metadata.get("issuer") == GOOGLE_ISSUER:  # Google documents both forms
+                issuers.append(GOOGLE_ISSUER.removeprefix("https://"))
             options = {
-                "iss": {"essential": True, "values": [metadata.get("issuer")]},
+                "iss": {"essential": True, "values": issuers},
                 "aud": {"essential": True, "values": [app.client_id]},
             }
             token = await app.authorize_access_token(request, claims_options=options)
