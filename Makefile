@@ -63,6 +63,7 @@ screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
 	$(BIN)/python -m tests.test_i18n
 	$(BIN)/python -m tests.test_web_browser
+	$(BIN)/python -m tests.test_web_oidc_browser
 
 # After changing a sentence in a template or in agent/: extract the messages again and
 # merge them into every language's catalogue (new ones untranslated: the catalogue check

@@ -55,6 +55,7 @@ def check(config: str | None = ConfigOption) -> None:
             except ConfigError as exc:
                 errors.extend(exc.errors)
     errors += _account_errors(settings)
+    errors += _signin_errors(settings)
     if errors:
         for line in errors:
             typer.echo(line, err=True)
@@ -89,6 +90,19 @@ def _account_errors(settings: config_mod.Settings) -> list[str]:
             source = source or yamlsource.load(settings.path)
             errors.append(source.where(["accounts", name, key], message))
     return errors
+
+
+def _signin_errors(settings: config_mod.Settings) -> list[str]:
+    """What ``cadence serve`` would refuse in ``web.signin``: a client secret missing
+    from the environment, a client file others can read."""
+    from agent.settings import yamlsource
+    from agent.web import oidc
+
+    problems = oidc.preflight(settings)
+    if not problems:
+        return []
+    source = yamlsource.load(settings.path)
+    return [source.where(loc, message) for loc, message in problems]
 
 
 @app.command("init-plan")

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cadence.serve")
 #: seconds a tick waits for a push reaction (or a directory read) to finish
 REACTION_WAIT = 120.0
+#: seconds a pick made on the web waits for a running tick before it is left to the next
+BOOK_WAIT = 15.0
 
 
 class Service:
@@ -114,6 +116,26 @@ class Service:
         the held plan on the web)."""
         threading.Thread(target=self.tick, args=(True,), name="cadence-confirm").start()
 
+    def book(self, owners: frozenset[str], now: datetime) -> TickReport | None:
+        """A focused tick on ``owners``' calendars now, for a pick made on the web: the
+        same reads, plan and idempotent booking as any tick, for the units those calendars
+        touch. None when a tick or another process holds the store past ``BOOK_WAIT``
+        (the pick stays recorded: the next tick books it)."""
+        from agent.tick.engine import Engine
+
+        if not self._running.acquire(True, BOOK_WAIT):
+            return None
+        try:
+            with (
+                TickLock(self.settings.store, wait=BOOK_WAIT),
+                Engine(self.settings, adopted=self.adopted) as engine,
+            ):
+                return engine.tick(now, focus=owners)
+        except Busy:
+            return None
+        finally:
+            self._running.release()
+
     def read_directory(self) -> None:
         """Read the directory and apply it (or hold it for a person); the next tick acts
         on it. Never at the same time as a tick."""
@@ -156,6 +178,7 @@ class Service:
             metrics_mod.CONTENT_TYPE,
             self.confirm,
             receiver=self.push.receiver if self.push else None,
+            book=self.book,
         )
         self.http = Server(create(self.settings, probes), conf.host, conf.port)
         self.http.start()

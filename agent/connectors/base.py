@@ -18,7 +18,7 @@ in ``agent.core.retry``, both leaf modules below every layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -134,9 +134,10 @@ class ReplyReader(Protocol):
         keeps them in the store so that a restart does not read every inbox again."""
         ...
 
-    def resume(self, marks: Mapping[str, str]) -> None:
+    def resume(self, marks: Mapping[str, str], read: Iterable[str] = ()) -> None:
         """Go on from ``marks`` kept from an earlier run (ignored for a mailbox this
-        reader has read already)."""
+        reader has read already), not fetching again the messages whose refs are in
+        ``read``."""
         ...
 
 

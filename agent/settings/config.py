@@ -237,6 +237,14 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         err(["accounts"], "at least one account is required")
     if cfg.push is not None and cfg.service.port == 0:
         err(["push"], "push needs the HTTP endpoint of `cadence serve`: set service.port")
+    ms_signin = cfg.web.signin.microsoft if cfg.web else None
+    if ms_signin is not None:
+        found = cfg.accounts.get(ms_signin.account)
+        where: list[str | int] = ["web", "signin", "microsoft", "account"]
+        if found is None or found.provider != "microsoft":
+            err(where, f"no microsoft account named {ms_signin.account!r}")
+        elif found.tenant.lower() in ("common", "organizations", "consumers"):
+            err(where, f"sign-in needs the organization's own tenant, not {found.tenant!r}")
 
     people: dict[str, Person] = {}
     for i, p in enumerate(cfg.people):

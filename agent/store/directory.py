@@ -169,7 +169,8 @@ class DirectoryRows:
 
     TABLES = (
         "directory_people", "lines", "sync_state", "events", "reply_marks", "watched",
-        "plans", "plan_history", "used_links", "pauses", "meta", *_BY_RELATIONSHIP,
+        "plans", "plan_history", "plan_readers", "used_links", "pauses", "meta",
+        *_BY_RELATIONSHIP,
     )  # fmt: skip
 
     def _rowids(self, table: str, email: str) -> list[int]:
@@ -192,6 +193,7 @@ class DirectoryRows:
             "actions": (f"{by_rel} OR employee = ?", [*rel_args, email]),
             "plans": ("employee = ?", [email]),
             "plan_history": ("employee = ?", [email]),
+            "plan_readers": ("employee = ? OR reader = ?", [email, email]),
             "used_links": ("who = ?", [email]),
             "pauses": ("employee = ?", [email]),
             "meta": ("name = ?", [f"{mailbox.PREFIX}{email}"]),  # the mailbox's language

@@ -187,7 +187,18 @@ def _v12(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v13(db: sqlite_utils.Database) -> None:
+    """The people an employee chose, one by one, to read their plan (beyond their
+    leaders and mentors, whom ``plans.shared`` covers); who chose each and when."""
+    db.execute(
+        """CREATE TABLE plan_readers (
+            employee TEXT NOT NULL, reader TEXT NOT NULL, added_at TEXT NOT NULL,
+            added_by TEXT NOT NULL, PRIMARY KEY (employee, reader))"""
+    )
+    db.execute("CREATE INDEX plan_readers_reader ON plan_readers (reader)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12, _v13,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -41,7 +41,8 @@ def overview(web: Web, request: Request, form: dict[str, str]) -> Response:
         ticks = store.ticks(10)
         guard = store.audit_rows(kind="guard", limit=1)
     held = bool(ticks) and ticks[0]["status"] == "held"
-    last_tick = web.gettext(web.language(request, viewer))("the last tick")
+    _ = web.gettext(web.language(request, viewer))
+    last_tick = _("the last tick")
     return web.page(
         request,
         "admin.html.j2",

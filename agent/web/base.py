@@ -26,7 +26,9 @@ from agent.core import locales
 from agent.rules.messages import N_
 from agent.settings.config import Settings
 from agent.store.plans import PlanRows
+from agent.store.readers import ReaderRows
 from agent.store.sqlite import Store
+from agent.tick.reporting import TickReport
 from agent.views.people import laid
 from agent.web import i18n, security
 from agent.web.access import Viewer, viewer
@@ -78,6 +80,8 @@ class Web:
         self.health: Callable[[], tuple[bool, dict[str, Any]]] | None = None
         #: run a tick past the guard's limits (set by ``create``; None: no service)
         self.confirm: Callable[[], None] | None = None
+        #: a focused tick on some calendars now, for a pick (set by ``create``)
+        self.book: Callable[[frozenset[str], datetime], TickReport | None] | None = None
         self.signin_by_address = security.RateLimit(5, timedelta(minutes=15))
         self.signin_by_client = security.RateLimit(20, timedelta(minutes=15))
 
@@ -114,7 +118,13 @@ class Web:
         token = self.keys.session.check(cookie, self.clock())
         if token is None or PlanRows(store).link_used(f"signout:{token.data.get('s')}"):
             return None
-        return viewer(self.laid(store), str(token.data.get("e", "")))
+        return self.viewer_of(store, str(token.data.get("e", "")))
+
+    def viewer_of(self, store: Store, email: str) -> Viewer:
+        """Who ``email`` is to the pages: their relationships, roles and the plans they
+        were chosen to read."""
+        email = email.strip().lower()
+        return viewer(self.laid(store), email, tuple(ReaderRows(store).plans_for(email)))
 
     def signed_in(self, request: Request, store: Store) -> Viewer:
         found = self.who(request, store)

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from agent.core.plan import normalize
 from agent.rules.messages import N_
 from agent.store.plans import Change, Conflict, PlanRows
+from agent.store.readers import Reader, ReaderRows
 from agent.store.sqlite import Store
 from agent.views import packet as packet_view
 from agent.web import data, forms
@@ -25,7 +26,9 @@ from agent.web.base import INLINE_STYLES_CSP, Refused, Web, endpoint
 def home(web: Web, request: Request, form: dict[str, str]) -> Response:
     with web.store() as store:
         viewer = web.signed_in(request, store)
-    return web.page(request, "home.html.j2", viewer=viewer)
+        people = web.laid(store).people
+    readable = [(e, people[e].name if e in people else e) for e in viewer.reads]
+    return web.page(request, "home.html.j2", viewer=viewer, readable=readable)
 
 
 def cadence(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -121,7 +124,49 @@ def show_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
         viewer = _employee(web, request, store)
         state = data.plan_of(web.laid(store), store, viewer.email)
         history = PlanRows(store).history(viewer.email, 20)
-    return _plan_page(web, request, viewer, state, forms.fields(state.plan), {}, history)
+        readers = ReaderRows(store).of(viewer.email)
+    return _plan_page(
+        web, request, viewer, state, forms.fields(state.plan), {}, history, readers=readers
+    )
+
+
+#: the most readers one plan may have, so that "shared with a few" stays a few
+MAX_READERS = 20
+
+
+def choose_readers(web: Web, request: Request, form: dict[str, str]) -> Response:
+    """Name, one by one, who else may read the viewer's plan: people Cadence knows."""
+    now = web.clock()
+    with web.store() as store:
+        viewer = _employee(web, request, store)
+        _ = web.gettext(web.language(request, viewer))
+        people = web.laid(store).people
+        wanted: set[str] = set()
+        errors: list[str] = []
+        lines = form.get("readers", "").splitlines()
+        for number, line in enumerate(lines, 1):
+            email = line.strip().lower()
+            if not email:
+                continue
+            said = {"n": number, "email": email}
+            if email == viewer.email:
+                errors.append(_("line %(n)s: %(email)s is you; you always read your plan") % said)
+            elif email not in people:
+                errors.append(_("line %(n)s: %(email)s is not someone Cadence knows") % said)
+            else:
+                wanted.add(email)
+        if len(wanted) > MAX_READERS:
+            errors.append(_("at most %(n)s readers: name fewer") % {"n": MAX_READERS})
+        if not errors:
+            ReaderRows(store).choose(viewer.email, wanted, viewer.email, now)
+            return RedirectResponse("/me/plan?readers=1#readers", status_code=303)
+        state = data.plan_of(web.laid(store), store, viewer.email)
+        history = PlanRows(store).history(viewer.email, 20)
+        readers = ReaderRows(store).of(viewer.email)
+    return _plan_page(
+        web, request, viewer, state, forms.fields(state.plan), {}, history, status=422,
+        readers=readers, readers_text=form.get("readers", ""), readers_errors=errors,
+    )  # fmt: skip
 
 
 def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -156,8 +201,11 @@ def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
             else:
                 return RedirectResponse("/me/plan?saved=1", status_code=303)
         history = PlanRows(store).history(viewer.email, 20)
+        readers = ReaderRows(store).of(viewer.email)
     state = data.PlanState(state.plan, shared, state.version, state.source, state.problem)
-    return _plan_page(web, request, viewer, state, dict(form), errors, history, status=422)
+    return _plan_page(
+        web, request, viewer, state, dict(form), errors, history, status=422, readers=readers
+    )
 
 
 def _plan_page(
@@ -169,7 +217,13 @@ def _plan_page(
     errors: dict[str, list[str]],
     history: list[Change],
     status: int = 200,
+    readers: list[Reader] | None = None,
+    readers_text: str | None = None,
+    readers_errors: list[str] | None = None,
 ) -> Response:
+    readers = readers or []
+    if readers_text is None:
+        readers_text = "\n".join(r.email for r in readers)
     return web.page(
         request,
         "plan_edit.html.j2",
@@ -181,6 +235,10 @@ def _plan_page(
         goals=range(forms.GOALS),
         history=history,
         saved=request.query_params.get("saved") == "1",
+        readers=readers,
+        readers_text=readers_text,
+        readers_errors=readers_errors or [],
+        readers_saved=request.query_params.get("readers") == "1",
     )
 
 
@@ -193,4 +251,5 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/me/packet", endpoint(web, packet), methods=["GET"]),
         Route("/me/plan", endpoint(web, show_plan), methods=["GET"]),
         Route("/me/plan", endpoint(web, save_plan), methods=["POST"]),
+        Route("/me/readers", endpoint(web, choose_readers), methods=["POST"]),
     ]

@@ -3,7 +3,8 @@
 ``/team`` lists each relationship the viewer is the partner of: its status, the next
 meeting, what is overdue and the employee's open actions; and the viewer's own load,
 their development meetings per week against the programs' caps. ``/plans/<email>`` shows an
-employee's plan to its owner and to their partners when the employee shares it;
+employee's plan to its owner, to their partners when the employee shares it, and to
+anyone the employee chose as a reader;
 ``/relationships/<id>`` shows one relationship's cadence to its two people and to
 administrators. Anyone else gets 403 and none of the data.
 """
@@ -37,7 +38,7 @@ def team(web: Web, request: Request, form: dict[str, str]) -> Response:
             if email not in open_actions:
                 state = data.plan_of(settings, store, email)
                 open_actions[email] = data.actions_of(state.plan, store, email).open
-                shared[email] = state.shared
+                shared[email] = viewer.may_read_plan(email, state.shared)
     return web.page(
         request,
         "team.html.j2",
@@ -56,7 +57,8 @@ def plan(web: Web, request: Request, form: dict[str, str]) -> Response:
         viewer = web.signed_in(request, store)
         if email == viewer.email:
             return RedirectResponse("/me/plan", status_code=303)
-        if not any(r.employee.email == email for r in viewer.partner_of):
+        partner = any(r.employee.email == email for r in viewer.partner_of)
+        if not partner and email not in viewer.reads:
             raise Refused(403, NOT_YOURS)
         state = data.plan_of(web.laid(store), store, email)
         if not viewer.may_read_plan(email, state.shared):

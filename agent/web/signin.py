@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 from html import escape
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -24,8 +25,7 @@ from agent.core.model import OutgoingMail
 from agent.rules.messages import N_
 from agent.settings.schema import LocalAccount
 from agent.store.plans import PlanRows
-from agent.web import security
-from agent.web.access import language_of, viewer
+from agent.web import oidc, security
 from agent.web.base import Refused, Web, endpoint
 
 log = logging.getLogger("cadence.web")
@@ -89,8 +89,15 @@ def mail_link(web: Web, email: str, now: datetime, language: str | None = None) 
     return True
 
 
+def choices(web: Web) -> dict[str, Any]:
+    """What the sign-in page offers: a button per OpenID Connect provider configured,
+    and the mailed link when some account is a local one."""
+    local = any(isinstance(a, LocalAccount) for a in web.settings.accounts.values())
+    return {"providers": oidc.configured(web.conf), "mailed": local}
+
+
 def show_form(web: Web, request: Request, form: dict[str, str]) -> Response:
-    return web.page(request, "signin.html.j2", sent=False)
+    return web.page(request, "signin.html.j2", sent=False, **choices(web))
 
 
 def ask(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -105,20 +112,18 @@ def ask(web: Web, request: Request, form: dict[str, str]) -> Response:
             429,
             language=language,
             sent=False,
-            error=web.gettext(language)(
-                "Too many sign-in requests: wait a few minutes and try again."
-            ),
+            **choices(web),
+            error=web.gettext(language)(oidc.TOO_MANY),
         )
         response.headers["Retry-After"] = "900"
         return response
     if "@" in email:
         with web.store() as store:
-            settings = web.laid(store)
-            known = viewer(settings, email).known
-            language = language_of(settings, email) or web.language(request)
-        if known and mail_link(web, email, now, language):
+            found = web.viewer_of(store, email)
+            language = found.language or web.language(request)
+        if found.known and mail_link(web, email, now, language):
             log.info("sign-in link mailed")
-    return web.page(request, "signin.html.j2", sent=True)
+    return web.page(request, "signin.html.j2", sent=True, **choices(web))
 
 
 def confirm(web: Web, request: Request, form: dict[str, str]) -> Response:
