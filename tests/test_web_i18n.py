@@ -19,7 +19,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from agent.core import locales
-from agent.settings import config
+from agent.core.timestamps import to_store
+from agent.settings import config, idp
+from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
 from agent.tick.picks import nonce
 from agent.web import i18n
@@ -127,7 +129,7 @@ def test_every_page_in_every_shipped_language(emma_site) -> None:  # type: ignor
         ), (stamp, text)
 
     plan = client.get("/me/plan")
-    assert_in(plan.text, language, "My development plan", "Save my plan", gettext=_)
+    assert_in(plan.text, language, "My development plan", "Others who may read my plan", gettext=_)
 
     team = client.get("/team")  # Emma mentors Farid
     assert_in(team.text, language, "My load", "Week of", gettext=_)
@@ -135,6 +137,27 @@ def test_every_page_in_every_shipped_language(emma_site) -> None:  # type: ignor
 
     rel = client.get(f"/relationships/{EMMA}/{BEN}")
     assert_in(rel.text, language, "Upcoming meetings", gettext=_)
+
+    # Farid shares his plan: Emma, his mentor, reads it
+    store = Store(web.settings.store)
+    try:
+        farid = idp.load(web.settings.resolve("plans/farid.yaml"))
+        PlanRows(store).save(FARID, farid, by=FARID, how="web", now=NOW, shared=True)
+    finally:
+        store.close()
+    shared = client.get(f"/plans/{FARID}")
+    assert shared.status_code == 200
+    assert_in(shared.text, language, "Strengths", "Open actions", gettext=_)
+
+    # the pick-a-time page of a mail to Emma, in her language
+    start = NOW + timedelta(days=3)
+    data = {"r": f"{EMMA}/{BEN}", "k": "k9", "m": 1, "s": to_store(start),
+            "e": to_store(start + timedelta(hours=1))}  # fmt: skip
+    token = web.keys.pick.make(data, NOW, web.conf.pick, nonce("k9", 1))
+    pick = client.get(f"/pick?t={token}")
+    assert_in(pick.text, language, "Pick a time", "Pick this time", gettext=_)
+    assert i18n.span(start.astimezone(LONDON), (start + timedelta(hours=1)).astimezone(LONDON),
+                     language=language, _=_) in unescape(pick.text)  # fmt: skip
 
     refused = client.get("/admin")
     assert refused.status_code == 403
