@@ -8,7 +8,7 @@ is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,14 @@ _PLANNED = {
 }
 
 
+def _delivered(data: dict[str, Any], _: Callable[[str], str]) -> str:
+    """``to ana@…, ben@… → outbox/….eml``: where a mail went."""
+    return _("to %(people)s → %(where)s") % {
+        "people": ", ".join(data["to"]),
+        "where": data["where"],
+    }
+
+
 def _when(dt: datetime, language: str) -> str:
     """``Mon 2026-12-07 14:00`` in English, as it always read; the language's date else."""
     if language == locales.SOURCE:
@@ -87,11 +95,13 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
             "partner_zone": rel.partner.timezone,
             "program": rel.program.name,
         }
-        echo(
-            _("%(employee)s (%(employee_zone)s) with %(role)s %(partner)s (%(partner_zone)s), %(program)s")
-            % pair
-            + (_("; mail in %(language)s") % {"language": locales.tag(language)} if language != locales.SOURCE else "")
-        )  # fmt: skip
+        head = _(
+            "%(employee)s (%(employee_zone)s) with %(role)s %(partner)s (%(partner_zone)s), "
+            "%(program)s"
+        )
+        if language != locales.SOURCE:
+            head += _("; mail in %(language)s")
+        echo(head % {**pair, "language": locales.tag(language)})
         for state in states.get(rel.id, []):
             if state.next_scheduled:
                 when = state.next_scheduled.start.astimezone(rel.employee.zone)
@@ -102,11 +112,8 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                 found = state.due_reason
             held = state.last_held.start.astimezone(rel.employee.zone) if state.last_held else None
             flag = (_("LAPSED") if state.lapsed else _("ok")).ljust(flags)
-            echo(
-                f"  {state.name:<11} {flag} " + _("last held %(day)s") % {"day": f"{held:%Y-%m-%d}"}
-                if held
-                else f"  {state.name:<11} {flag} " + _("never held")
-            )  # fmt: skip
+            last = _("last held %(day)s") % {"day": f"{held:%Y-%m-%d}"} if held else _("never held")
+            echo(f"  {state.name:<11} {flag} {last}")
             echo(f"              {found}")
         for action in actions.get(rel.id, []):
             if action.kind in _LABELS and action.outcome in ("done", "planned"):
@@ -122,7 +129,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                     echo("      " + _("why: %(why)s") % {"why": data["why"]})
                     echo(f"      {data['slot_reason']}")
                 elif data.get("where"):
-                    echo("      " + _("to %(people)s → %(where)s") % {"people": ", ".join(data["to"]), "where": data["where"]})  # fmt: skip
+                    echo("      " + _delivered(data, _))
             elif action.outcome in ("no-slot", "held-back", "deferred", "failed", "uncertain"):
                 echo(f"  ! {action.detail}")
     known = {rel.id for rel in settings.relationships}
@@ -135,7 +142,7 @@ def print_report(settings: Settings, report: TickReport, *, dry_run: bool = Fals
                 new += 1
                 echo(f"  → {_(_LABELS[action.kind])}: {action.detail}")
                 if action.data.get("where"):
-                    echo("      " + _("to %(people)s → %(where)s") % {"people": ", ".join(action.data["to"]), "where": action.data["where"]})  # fmt: skip
+                    echo("      " + _delivered(action.data, _))
             elif action.outcome in ("held-back", "failed", "uncertain"):
                 echo(f"  ! {action.detail}")
     for error in report.errors:
