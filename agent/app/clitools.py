@@ -5,7 +5,6 @@ Exit codes: 0 success, 1 runtime failure, 2 configuration or usage error.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -57,7 +56,7 @@ def store_problems(path: Path) -> Iterator[None]:
         yield
     except broken.StoreError as exc:
         fail(f"error: {exc}", 1)
-    except sqlite3.Error as exc:
+    except broken.DATABASE_ERRORS as exc:
         fail(f"error: {broken.explain(path, exc)}", 1)
 
 

@@ -11,7 +11,6 @@ next booking), and the next tick plans them again.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from agent.core.errors import TransientError
 from agent.core.model import Event, Interval, OutgoingMail
 from agent.core.timestamps import to_store
 from agent.rules.actions import Accept, Action, Book, Cancel, Move, Note, Send
+from agent.store.broken import DATABASE_ERRORS
 
 if TYPE_CHECKING:
     from agent.store.sqlite import Store
@@ -94,7 +94,7 @@ class Journal:
             self.audit_once(why, f"{why}, not done: {kind} {detail}", rel, series)
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None:
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, DATABASE_ERRORS):
             # a store that cannot be written or read is nobody's failure in particular:
             # it ends the tick, and the command says what to do in one line
             raise exc
