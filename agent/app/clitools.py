@@ -49,7 +49,7 @@ def exits(*ways: tuple[type[Exception], int, str]) -> Iterator[None]:
 
 
 @contextmanager
-def store_problems(path: Path) -> Iterator[None]:
+def store_problems(path: Path | str) -> Iterator[None]:
     """Turn a store that cannot be used (a folder, read-only, corrupted, not a database,
     a full disk), wherever in the command it shows, into its one-line error and exit 1."""
     try:

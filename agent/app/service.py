@@ -61,7 +61,7 @@ class Service:
         started = time.monotonic()
         try:
             with (
-                TickLock(self.settings.store, wait=0),
+                TickLock(self.settings.store_at, wait=0),
                 Engine(self.settings, adopted=self.adopted) as engine,
             ):
                 now = datetime.now(UTC)
@@ -92,7 +92,7 @@ class Service:
             log.warning("%s", exc)
         except (StoreError, *DATABASE_ERRORS) as exc:  # type: ignore[misc]
             # a full disk or a broken store: one line, the same the CLI prints, no traceback
-            problem = str(explain(self.settings.store, exc))
+            problem = str(explain(self.settings.store_at, exc))
             failures = self.health.record(None, False, problem)
             self.metrics.observe_failure("failed", time.monotonic() - started, failures)
             log.error("tick failed: %s", problem)
@@ -121,8 +121,8 @@ class Service:
 
         with self._running:
             try:
-                with TickLock(self.settings.store, wait=5):
-                    store = Store(self.settings.store)
+                with TickLock(self.settings.store_at, wait=5):
+                    store = Store(self.settings.store_at)
                     try:
                         out = directory.sync(self.settings, store, datetime.now(UTC))
                     finally:

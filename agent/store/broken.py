@@ -37,7 +37,7 @@ def explain(path: Path | str, exc: BaseException) -> StoreError:
         return exc
     text = str(exc).strip() or type(exc).__name__
     if isinstance(path, str):
-        return _server(path, text.splitlines()[0])
+        return _server(masked(path), text.splitlines()[0])
     lowered = text.lower()
     code = exc.errno if isinstance(exc, OSError) else None
     folder = path.parent
@@ -78,6 +78,17 @@ def explain(path: Path | str, exc: BaseException) -> StoreError:
     if isinstance(exc, sqlite3.Error):
         return StoreError(f"store {path}: {text}; check the file with: sqlite3 {path} .dbinfo")
     return StoreError(f"store {path}: {text}")
+
+
+def masked(url: str) -> str:
+    """A server's URL as messages show it: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the store: server URL not understood"
 
 
 def _server(shown: str, text: str) -> StoreError:
