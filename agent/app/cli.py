@@ -28,6 +28,7 @@ from agent.app.clitools import (
 from agent.app.directory_cli import directory_app, export, forget
 from agent.app.lock import Busy, TickLock
 from agent.app.plan_cli import plan_export, plan_import
+from agent.app.store_cli import store_app
 from agent.core.errors import CadenceError, ConfigError
 from agent.settings import config as config_mod
 
@@ -455,6 +456,7 @@ def demo(
 
 
 app.add_typer(directory_app, name="directory")
+app.add_typer(store_app, name="store")
 app.command("export")(export)
 app.command("forget")(forget)
 app.command("plan-export")(plan_export)

@@ -71,6 +71,8 @@ bookings = Table(
     _text("end"), _text("organizer"), _text("status", nullable=False), _text("event_id"),
     _text("reason"), _text("created_at"), _text("updated_at"),
     _int("moves", nullable=False, server_default=text("0")),
+    # 0013: the process making the event, and until when (agent.store.claims)
+    _text("claimed_by"), _text("claimed_until"),
 )  # fmt: skip
 
 outbox = Table(
@@ -80,6 +82,8 @@ outbox = Table(
     _text("status", nullable=False), _text("message_id"), _text("sender"),
     _text("recipients"), _text("subject"), _text("location"), _text("error"),
     _text("created_at"), _text("sent_at"),
+    # 0013: the process sending the mail, and until when (agent.store.claims)
+    _text("claimed_by"), _text("claimed_until"),
 )  # fmt: skip
 
 meetings = Table(

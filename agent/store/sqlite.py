@@ -25,6 +25,7 @@ from agent.core.model import Changes, Event, Interval
 from agent.core.records import StoredBooking
 from agent.core.timestamps import from_store, to_store
 from agent.store import broken, versions
+from agent.store.claims import ClaimRows
 from agent.store.database import Database, server_engine, sqlite_engine
 from agent.store.migrations import MIGRATIONS  # noqa: F401  (the legacy steps, for tests)
 from agent.store.replies import ReplyRows
@@ -50,14 +51,18 @@ def _patiently(step: Callable[[], object], seconds: float = 30.0) -> None:
             time.sleep(0.05)
 
 
-class Store(ReplyRows):
+class Store(ReplyRows, ClaimRows):
     """A thin, typed layer over the database; every unit of work is atomic."""
 
-    def __init__(self, path: Path | str | StoreTarget | None = None) -> None:
+    def __init__(
+        self, path: Path | str | StoreTarget | None = None, *, migrate: bool = True
+    ) -> None:
+        """Open the store; with ``migrate`` (every command but ``store migrate``) bring
+        it to the newest schema first."""
         self.target = StoreTarget.of(path)
         self.path = self.target.path
         try:
-            self._open()
+            self._open(migrate)
         except versions.NewerStore as exc:
             raise broken.StoreError(
                 f"store {self.target.shown} has {exc}: upgrade Cadence, or point `store:` "
@@ -77,7 +82,7 @@ class Store(ReplyRows):
         self._epoch = 0
         self._data_version: int | None = None
 
-    def _open(self) -> None:
+    def _open(self, migrate: bool) -> None:
         if self.target.url is not None:
             self.db = Database(server_engine(self.target.url))
         elif self.path is None:
@@ -92,7 +97,10 @@ class Store(ReplyRows):
             self.db.pragma("PRAGMA synchronous=NORMAL")
         if self.db.name == "sqlite":
             self.db.pragma("PRAGMA busy_timeout=30000")
-        _patiently(self.migrate)
+        if migrate:
+            _patiently(self.migrate)
+        elif versions.current(self.db) > versions.newest():
+            raise versions.NewerStore(versions.current(self.db), versions.newest())
 
     @property
     def backend(self) -> str:
@@ -358,7 +366,7 @@ class Store(ReplyRows):
             existing = found[0] if found else None
             row = {
                 **(existing or {"created_at": to_store(now)}),
-                **row,
+                **self._settled("bookings", row),
                 "updated_at": to_store(now),
             }
             self.db.table("bookings").upsert(row)
@@ -386,7 +394,7 @@ class Store(ReplyRows):
     def save_outbox(self, row: dict[str, Any], now: datetime) -> None:
         with self.atomic():
             existing = self.outbox(row["key"])
-            row = {**(existing or {"created_at": to_store(now)}), **row}
+            row = {**(existing or {"created_at": to_store(now)}), **self._settled("outbox", row)}
             self.db.table("outbox").upsert(row)
 
     def outbox_by_message_id(self, message_id: str) -> dict[str, Any] | None:
@@ -440,7 +448,8 @@ class Store(ReplyRows):
         """Mark the ticks left ``running`` as ``interrupted`` and return them as they were.
 
         Only a tick that holds the tick lock may call this: then no other tick runs, so
-        a ``running`` row is one whose process died (killed, a power cut) mid-way.
+        a ``running`` row is one whose process died (killed, a power cut) mid-way, and
+        every claim on a booking or mail is one it left (``release_claims``).
         """
         with self.atomic():
             rows = self._query(
@@ -448,6 +457,7 @@ class Store(ReplyRows):
             )
             if rows:
                 self.db.execute("UPDATE ticks SET status = 'interrupted' WHERE status = 'running'")
+            self.release_claims()
         return rows
 
     def ticks(self, limit: int = 10) -> list[dict[str, Any]]:

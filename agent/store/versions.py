@@ -75,7 +75,10 @@ def upgrade(db: Database) -> tuple[int, int]:
             raise NewerStore(found, newest())
         cfg = _config()
         cfg.attributes["connection"] = db.conn
-        if db.name == "sqlite" and 0 < found < ALEMBIC:
+        if found == newest():
+            return before, found  # another process did it meanwhile
+        legacy = db.name == "sqlite" and db.execute("PRAGMA user_version").rows[0][0] != ALEMBIC
+        if legacy and found > 0:
             _legacy(db, found)
             command.stamp(cfg, f"{BASELINE:04d}")
             db.execute(f"PRAGMA user_version = {ALEMBIC}")
