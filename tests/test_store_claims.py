@@ -142,3 +142,34 @@ def test_two_processes_racing_on_postgresql_make_one_event_and_one_mail(
         assert w.exitcode == 0
     lines = log.read_text(encoding="utf-8").splitlines()
     assert sorted(lines) == sorted([f"event {k}" for k in keys] + [f"mail {k}" for k in keys])
+
+
+def test_the_tick_lock_on_postgresql_is_one_holder_and_dies_with_it(postgres: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agent.app.lock import Busy, TickLock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom agent.app.lock import TickLock\n"
+         f"lock = TickLock({postgres!r})\nlock.acquire()\nprint('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(Busy, match="server pid"):
+            TickLock(postgres).acquire()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        time.sleep(0.2)
+        with TickLock(postgres, wait=10), pytest.raises(Busy):
+            TickLock(postgres).acquire()
+        with TickLock(postgres):
+            pass
+    finally:
+        holder.kill()
+        holder.wait(10)
+        if holder.stdout is not None:
+            holder.stdout.close()
