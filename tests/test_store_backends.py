@@ -184,3 +184,20 @@ def test_a_second_connection_sees_writes_and_notices_them(store_at: Path | str) 
     finally:
         one.close()
         two.close()
+
+
+def test_any_write_by_another_connection_is_noticed(store_at: Path | str) -> None:
+    """Not only events: a booking or a plan written elsewhere changes what a kept
+    engine assessed (SQLite's ``data_version`` counts every commit too)."""
+    one, two = Store(store_at), Store(store_at)
+    try:
+        assert not two.notice_other_writers()
+        one.save_booking({"key": "k", "relationship": REL, "series": "s", "status": "x"}, NOW)
+        assert two.notice_other_writers() and not two.notice_other_writers()
+        one.bookings()  # reads are no writes
+        assert not two.notice_other_writers()
+        two.audit(None, NOW, "note", "mine")  # its own write
+        assert not two.notice_other_writers()
+    finally:
+        one.close()
+        two.close()

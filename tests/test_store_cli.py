@@ -118,7 +118,8 @@ def test_an_sqlite_store_copied_to_postgresql_ticks_on_there(
     try:
         counts = _counts(source)
         assert counts["bookings"] >= 4 and counts["outbox"] >= 4 and counts["events"] > 10
-        assert _counts(target) == counts
+        # meta: the same secret; PostgreSQL adds its count of writes
+        assert {**_counts(target), "meta": 0} == {**counts, "meta": 0}
         assert target.mail_secret == source.mail_secret
         for table in ("bookings", "outbox", "audit", "ticks", "events", "watched"):
             pk = [c.name for c in schema.metadata.tables[table].primary_key.columns]

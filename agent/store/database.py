@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, TextClause, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.dml import UpdateBase
 
 from agent.store import schema
 
@@ -82,6 +83,9 @@ class Database:
         self.name = engine.dialect.name
         self.conn = self._connect()
         self._depth = 0
+        #: called in every transaction that wrote, before it commits (see ``Store``)
+        self.on_write: Callable[[], None] | None = None
+        self._dirty = False
 
     def _connect(self) -> Connection:
         try:
@@ -113,8 +117,12 @@ class Database:
         self._depth += 1
         try:
             yield self
+            if self._depth == 1:
+                self._wrote()
         except BaseException:
             self._depth -= 1
+            if not self._depth:
+                self._dirty = False
             if tx.is_active:
                 with contextlib.suppress(exc.DBAPIError):
                     tx.rollback()
@@ -130,13 +138,24 @@ class Database:
 
     def run(self, statement: Any, params: Any = None) -> Done:
         """Execute a Core statement, in a transaction of its own unless one is open."""
+        if not self._depth:
+            with self.atomic():
+                return self.run(statement, params)
+        self._dirty = self._dirty or _writes(statement)
         try:
-            if self._depth:
-                return _done(self.conn.execute(statement, params))
-            with self.conn.begin():
-                return _done(self.conn.execute(statement, params))
+            return _done(self.conn.execute(statement, params))
         except exc.DBAPIError as error:
             raise error.orig from error  # type: ignore[misc]
+
+    def _wrote(self) -> None:
+        """Tell ``on_write`` of the transaction about to commit, if it wrote."""
+        if self._dirty and self.on_write is not None:
+            hook, self.on_write = self.on_write, None  # its own write does not count
+            try:
+                hook()
+            finally:
+                self.on_write = hook
+        self._dirty = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Done:
         """Run SQL with ``?`` marks; its rows come back as tuples."""
@@ -168,6 +187,13 @@ class Database:
     def insert(self, table: Table) -> Any:
         """The dialect's INSERT, which knows ``on_conflict_do_*``."""
         return (postgresql.insert if self.name == "postgresql" else sqlite.insert)(table)
+
+
+def _writes(statement: Any) -> bool:
+    if isinstance(statement, UpdateBase):
+        return True
+    first = str(statement).lstrip()[:7].upper()
+    return first.startswith(("INSERT", "UPDATE", "DELETE"))
 
 
 def _done(result: Any) -> Done:

@@ -61,6 +61,15 @@ class Store(ReplyRows, ClaimRows):
         it to the newest schema first."""
         self.target = StoreTarget.of(path)
         self.path = self.target.path
+        #: the events of the calendars read last, by (owner, since): a partner's calendar
+        #: is read for each of their relationships, parsed once and shared; forgotten when
+        #: the calendar changes and at the end of every tick, so it never holds much
+        self._recent: OrderedDict[tuple[str, str | None], list[Event]] = OrderedDict()
+        #: a count per calendar of the writes to its events by this connection, and one
+        #: for writes to many calendars or by another process (see ``calendar_version``)
+        self._writes: dict[str, int] = {}
+        self._epoch = 0
+        self._data_version: int | None = None
         try:
             self._open(migrate)
         except versions.NewerStore as exc:
@@ -72,15 +81,6 @@ class Store(ReplyRows, ClaimRows):
             if not broken.is_store_failure(exc):
                 raise
             raise broken.explain(self.target.where, exc) from exc
-        #: the events of the calendars read last, by (owner, since): a partner's calendar
-        #: is read for each of their relationships, parsed once and shared; forgotten when
-        #: the calendar changes and at the end of every tick, so it never holds much
-        self._recent: OrderedDict[tuple[str, str | None], list[Event]] = OrderedDict()
-        #: a count per calendar of the writes to its events by this connection, and one
-        #: for writes to many calendars or by another process (see ``calendar_version``)
-        self._writes: dict[str, int] = {}
-        self._epoch = 0
-        self._data_version: int | None = None
 
     def _open(self, migrate: bool) -> None:
         if self.target.url is not None:
@@ -101,6 +101,8 @@ class Store(ReplyRows, ClaimRows):
             _patiently(self.migrate)
         elif versions.current(self.db) > versions.newest():
             raise versions.NewerStore(versions.current(self.db), versions.newest())
+        if self.db.name != "sqlite":
+            self.db.on_write = self._count_write
 
     @property
     def backend(self) -> str:
@@ -173,11 +175,9 @@ class Store(ReplyRows, ClaimRows):
         return self._epoch, self._writes.get(owner, 0)
 
     def _count_write(self) -> None:
-        """On PostgreSQL, which has no ``data_version``: count a write of events in the
-        ``meta`` row ``writes``, in the writing transaction, for other processes'
+        """On PostgreSQL, which has no ``data_version``: count each transaction that
+        writes in the ``meta`` row ``writes``, before it commits, for other processes'
         ``notice_other_writers``; this one knows its own writes."""
-        if self.backend == "sqlite":
-            return
         rows = self.db.execute(
             "INSERT INTO meta (name, value) VALUES ('writes', '1') ON CONFLICT (name) DO "
             "UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value"
@@ -188,7 +188,7 @@ class Store(ReplyRows, ClaimRows):
     def notice_other_writers(self) -> bool:
         """Whether another connection committed a write since the last call (then every
         ``calendar_version`` changes): SQLite's ``data_version``, or on PostgreSQL the
-        count of writes kept in ``meta``."""
+        count of write transactions kept in ``meta``."""
         if self.backend == "sqlite":
             version = int(self.db.execute("PRAGMA data_version").rows[0][0])
         else:
@@ -213,8 +213,6 @@ class Store(ReplyRows, ClaimRows):
             rows = [event_row(e) for e in changes.events]
             if rows:
                 self.db.table("events").upsert_all(rows)
-            if changes.full or changes.events or changes.removed:
-                self._count_write()
             # plain SQL: this runs for every calendar on every tick
             self.db.execute(
                 "INSERT INTO sync_state (owner, cursor, synced_at, error) VALUES (?, ?, ?, NULL)"
@@ -238,7 +236,6 @@ class Store(ReplyRows, ClaimRows):
         self._wrote(event.owner)
         with self.atomic():
             self.db.table("events").upsert(event_row(event))
-            self._count_write()
 
     def events(self, owners: Iterable[str], since: datetime | None = None) -> list[Event]:
         """The events of ``owners`` ending at or after ``since``, by start."""
@@ -338,7 +335,6 @@ class Store(ReplyRows, ClaimRows):
                     "DELETE FROM events WHERE key = ? AND owner != ?", [event.key, event.owner]
                 )
             self.db.table("events").upsert(event_row(event))
-            self._count_write()
         return owners
 
     def event_by_key(self, key: str) -> Event | None:
