@@ -173,3 +173,57 @@ def test_the_tick_lock_on_postgresql_is_one_holder_and_dies_with_it(postgres: st
         holder.wait(10)
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def _keys_on_calendars(folder: Path) -> list[str]:
+    import icalendar
+
+    found = []
+    for path in sorted((folder / "calendars").glob("*.ics")):
+        for comp in icalendar.Calendar.from_ical(path.read_bytes()).walk("VEVENT"):
+            if comp.get("X-CADENCE-KEY"):
+                found.append(str(comp["X-CADENCE-KEY"]))
+    return found
+
+
+def test_a_tick_leaves_a_booking_another_process_holds_to_it(
+    workspace: Path, store_at: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor's first record is the claim: a tick that finds the key held books
+    nothing for it and sends none of its mail; once the holder is gone, a tick with the
+    tick lock takes it up."""
+    from agent.settings import config
+    from agent.tick.engine import Engine
+    from tests.conftest import NOW as TICK
+    from tests.stores import use_store
+
+    use_store(workspace, store_at)
+    settings = config.load(workspace)
+    with Engine(settings) as engine:
+        planned = [a for a in engine.tick(TICK, dry_run=True).actions if a.kind == "book"]
+    assert len(planned) >= 2
+    held = planned[0]
+    other = Store(settings.store_at)
+    try:
+        row = {"key": held.data["key"], "relationship": held.relationship,
+               "series": held.series, "status": "pending"}  # fmt: skip
+        other.claim_booking(row, TICK)
+        # a process that does not hold the tick lock (a worker) ends no claims
+        monkeypatch.setattr(Store, "release_claims", lambda self: None)
+        with Engine(settings) as engine:
+            report = engine.tick(TICK)
+        assert report.ok, report.errors
+        assert report.count("book") == len(planned) - 1
+        deferred = [a for a in report.actions if a.outcome == "deferred"]
+        assert [a.kind for a in deferred] == ["book"] and "another process" in deferred[0].detail
+        assert held.data["key"] not in _keys_on_calendars(workspace.parent)
+        assert other.outbox_rows(held.data["key"]) == []
+        monkeypatch.undo()
+    finally:
+        other.close()
+    # the holder died; the next tick holds the tick lock and takes the booking up
+    with Engine(settings) as engine:
+        report = engine.tick(TICK)
+    assert report.count("book") == 1
+    keys = _keys_on_calendars(workspace.parent)
+    assert keys.count(held.data["key"]) >= 1 and len(set(keys)) == len(planned)
