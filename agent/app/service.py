@@ -19,7 +19,7 @@ from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
 from agent.app.pushing import PushSide
 from agent.settings.config import Settings
-from agent.store.broken import DATABASE_ERRORS, StoreError, explain
+from agent.store.broken import STORE_ERRORS, explain
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
 
@@ -90,7 +90,7 @@ class Service:
             failures = self.health.record(None, False, str(exc))
             self.metrics.observe_failure("busy", time.monotonic() - started, failures)
             log.warning("%s", exc)
-        except (StoreError, *DATABASE_ERRORS) as exc:  # type: ignore[misc]
+        except STORE_ERRORS as exc:
             # a full disk or a broken store: one line, the same the CLI prints, no traceback
             problem = str(explain(self.settings.store_at, exc))
             failures = self.health.record(None, False, problem)

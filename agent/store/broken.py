@@ -23,6 +23,8 @@ class StoreError(CadenceError):
 
 #: what the database drivers raise: a store that cannot be used, not a caller's bug
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+#: and what ``explain`` already said in one line
+STORE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, StoreError)
 
 
 def is_store_failure(exc: BaseException) -> bool:
