@@ -12,6 +12,8 @@ the CLI tell a full disk or a read-only file from SQLite's message as before.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -26,14 +28,20 @@ from agent.store import schema
 _MARK = re.compile(r"'[^']*'|\?")
 
 
-def _bind(sql: str, params: Sequence[Any]) -> tuple[TextClause, dict[str, Any]]:
-    """``sql`` with its ``?`` marks (outside quoted text) as named binds."""
-    names = iter(range(len(params)))
+@functools.lru_cache(maxsize=1024)
+def _clause(sql: str) -> TextClause:
+    """``sql`` with its ``?`` marks (outside quoted text) as named binds ``:p0``...;
+    made once per statement text (SQLAlchemy then caches its compiled form too)."""
+    names = itertools.count()
 
     def mark(m: re.Match[str]) -> str:
         return m.group(0) if m.group(0) != "?" else f":p{next(names)}"
 
-    return text(_MARK.sub(mark, sql)), {f"p{i}": v for i, v in enumerate(params)}
+    return text(_MARK.sub(mark, sql))
+
+
+def _bind(sql: str, params: Sequence[Any]) -> tuple[TextClause, dict[str, Any]]:
+    return _clause(sql), {f"p{i}": v for i, v in enumerate(params)}
 
 
 class Done:
@@ -192,8 +200,14 @@ class Database:
 def _writes(statement: Any) -> bool:
     if isinstance(statement, UpdateBase):
         return True
-    first = str(statement).lstrip()[:7].upper()
-    return first.startswith(("INSERT", "UPDATE", "DELETE"))
+    if isinstance(statement, TextClause):
+        return _writing(statement.text)
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _writing(sql: str) -> bool:
+    return sql.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE"))
 
 
 def _done(result: Any) -> Done:
