@@ -135,6 +135,17 @@ def test_an_sqlite_store_copied_to_postgresql_ticks_on_there(
     quiet = cadence("run", "--once", "--config", str(workspace), "--now", NOW)
     assert quiet.exit_code == 0, quiet.output
     assert "Nothing new to book or send" in quiet.output
+    # and back, from PostgreSQL into a new SQLite file
+    back = workspace.parent / "var" / "back.db"
+    copied = cadence("store", "copy", "--to", f"sqlite:///{back}", "--config", str(workspace))
+    assert copied.exit_code == 0, copied.output
+    source, again = Store(postgres), Store(back)
+    try:
+        assert {**_counts(again), "meta": 0} == {**_counts(source), "meta": 0}
+        assert again.mail_secret == source.mail_secret
+    finally:
+        source.close()
+        again.close()
     # a second copy into the same store is refused: it is no longer empty
     use_store(workspace, "var/cadence.db")
     refused = runner.invoke(app, ["store", "copy", "--to", postgres, "--config", str(workspace)])
