@@ -491,7 +491,7 @@ def _previews(
     from agent.views import packet
 
     found: list[tuple[str, Path]] = []
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         rows = store.outbox_rows()
         preview = folder / "preview"
@@ -546,7 +546,7 @@ def run_demo(folder: Path, now: datetime) -> None:
     if created:
         typer.echo("")
         demo_directory.replay(folder, settings, now)
-    with TickLock(settings.store, wait=5), Engine(settings) as engine:
+    with TickLock(settings.store_at, wait=5), Engine(settings) as engine:
         report = engine.tick(now)
         typer.echo("")
         new = print_report(engine.settings, report)

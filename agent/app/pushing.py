@@ -59,7 +59,7 @@ class PushSide:
     def start(self) -> None:
         """Know the channels a previous run opened (they are picked up, not opened again),
         then start reacting."""
-        store = Store(self.service.settings.store)
+        store = Store(self.service.settings.store_at)
         try:
             rows = PushRows(store)
             self.receiver.known(r.channel for r in rows.all().values())
@@ -106,7 +106,7 @@ class PushSide:
             self.owed |= owners  # until read: a reaction that fails leaves them to the tick
         with (
             service._running,
-            TickLock(service.settings.store, wait=30),
+            TickLock(service.settings.store_at, wait=30),
             Engine(service.settings, adopted=service.adopted) as engine,
         ):
             now = datetime.now(UTC)

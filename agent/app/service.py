@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
 from agent.app.pushing import PushSide
 from agent.settings.config import Settings
-from agent.store.broken import StoreError, explain
+from agent.store.broken import STORE_ERRORS, explain
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
 
@@ -64,7 +63,7 @@ class Service:
         started = time.monotonic()
         try:
             with (
-                TickLock(self.settings.store, wait=0),
+                TickLock(self.settings.store_at, wait=0),
                 Engine(self.settings, adopted=self.adopted) as engine,
             ):
                 now = datetime.now(UTC)
@@ -93,9 +92,9 @@ class Service:
             failures = self.health.record(None, False, str(exc))
             self.metrics.observe_failure("busy", time.monotonic() - started, failures)
             log.warning("%s", exc)
-        except (StoreError, sqlite3.Error) as exc:
+        except STORE_ERRORS as exc:
             # a full disk or a broken store: one line, the same the CLI prints, no traceback
-            problem = str(explain(self.settings.store, exc))
+            problem = str(explain(self.settings.store_at, exc))
             failures = self.health.record(None, False, problem)
             self.metrics.observe_failure("failed", time.monotonic() - started, failures)
             log.error("tick failed: %s", problem)
@@ -144,8 +143,8 @@ class Service:
 
         with self._running:
             try:
-                with TickLock(self.settings.store, wait=5):
-                    store = Store(self.settings.store)
+                with TickLock(self.settings.store_at, wait=5):
+                    store = Store(self.settings.store_at)
                     try:
                         out = directory.sync(self.settings, store, datetime.now(UTC))
                     finally:

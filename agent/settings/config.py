@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -91,6 +91,7 @@ class Settings:
     """
 
     path: Path
+    #: the SQLite file; for a server store, the name its neighbours (token caches) take
     store: Path
     tick: timedelta
     people: dict[str, Person]
@@ -121,6 +122,13 @@ class Settings:
     push: PushConfig | None = None
     #: the web app of ``cadence serve`` (``web:``); None: only /healthz and /metrics
     web: WebConfig | None = None
+    #: a server store's URL as written (``store: postgresql+psycopg://...``); None: SQLite
+    store_url: str | None = None
+
+    @property
+    def store_at(self) -> Path | str:
+        """What ``Store`` and ``TickLock`` open: the server's URL, or the SQLite file."""
+        return self.store_url or self.store
 
     def reply_size_limit(self, account: str) -> int:
         """The largest reply the account's reader fetches whole: the highest
@@ -402,11 +410,13 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         except ValueError as exc:
             err(["templates"], str(exc))
 
+    store_file, store_url = _store(cfg.store, base, lambda m: err(["store"], m))
     if errors:
         raise ConfigError(errors)
     return Settings(
         path=source.path,
-        store=(base / cfg.store) if not Path(cfg.store).is_absolute() else Path(cfg.store),
+        store=store_file,
+        store_url=store_url,
         tick=cfg.tick,
         people=people,
         programs=programs,
@@ -425,6 +435,23 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         push=cfg.push,
         web=cfg.web,
     )
+
+
+def _store(value: str, base: Path, err: Callable[[str], None]) -> tuple[Path, str | None]:
+    """The SQLite file ``store:`` names, or a server's URL (its password is not needed
+    yet) with the local name beside which token caches go."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return (base / value) if not Path(value).is_absolute() else Path(value), None
+    if scheme == "sqlite":
+        path = Path(rest.removeprefix("/")) if rest not in ("", "/") else Path("var/cadence.db")
+        return (base / path) if not path.is_absolute() else path, None
+    if scheme not in ("postgresql", "postgresql+psycopg"):
+        err(
+            f"{scheme} is not a store Cadence knows: give a file path, sqlite:///path "
+            "or postgresql+psycopg://user@host/database"
+        )
+    return base / "var" / "store", value
 
 
 def _title_problem(series: Series, relationships: list[Relationship]) -> str | None:

@@ -56,9 +56,7 @@ class MailboxLanguages:
     def put(self, email: str, read: Read) -> None:
         value = json.dumps({"language": read.language, "at": to_store(read.at), "ok": read.ok})
         with self.store.atomic():
-            self.db.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", [PREFIX + email, value]
-            )
+            self.db.table("meta").upsert({"name": PREFIX + email, "value": value})
 
 
 def with_languages(settings: Settings, reads: Mapping[str, Read]) -> Settings:

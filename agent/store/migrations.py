@@ -1,7 +1,9 @@
-"""The store's schema, as forward migrations: the file's version is ``PRAGMA user_version``.
+"""The legacy SQLite steps that made the store's schema up to version 12, before Alembic:
+such a file's version is its ``PRAGMA user_version``.
 
-Each step runs once, in order, inside the transaction ``Store.migrate`` opens; a step is
-never edited once released (a new step changes what an old one made).
+They still bring an old SQLite store to version 12 (``agent.store.versions``), which is
+then stamped with the Alembic baseline ``0012``; every later change is an Alembic
+revision in ``agent.store.revisions``. These steps are never edited.
 """
 
 from __future__ import annotations
@@ -187,18 +189,7 @@ def _v12(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v13(db: sqlite_utils.Database) -> None:
-    """The people an employee chose, one by one, to read their plan (beyond their
-    leaders and mentors, whom ``plans.shared`` covers); who chose each and when."""
-    db.execute(
-        """CREATE TABLE plan_readers (
-            employee TEXT NOT NULL, reader TEXT NOT NULL, added_at TEXT NOT NULL,
-            added_by TEXT NOT NULL, PRIMARY KEY (employee, reader))"""
-    )
-    db.execute("CREATE INDEX plan_readers_reader ON plan_readers (reader)")
-
-
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12, _v13,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)

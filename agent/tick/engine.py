@@ -60,7 +60,7 @@ class Engine:
         #: the settings as configured; ``settings`` adds the directory's people each tick
         self.configured = settings
         self.settings = settings
-        self.store = store or Store(settings.store)
+        self.store = store or Store(settings.store_at)
         self._own_store = store is None
         self.retry = retry or RetryPolicy()
         self._connections: dict[str, tuple[Calendar, Mailer]] = {}

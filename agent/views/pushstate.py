@@ -54,7 +54,7 @@ def collect(settings: Settings, store: Store, now: datetime) -> list[dict[str, A
 
 
 def read(settings: Settings, now: datetime) -> list[dict[str, Any]]:
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         return collect(settings, store, now)
     finally:

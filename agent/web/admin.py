@@ -122,7 +122,9 @@ def audit_log(web: Web, request: Request, form: dict[str, str]) -> Response:
         rows = store.audit_rows(tick=tick, relationship=relationship, kind=kind, limit=300)
         # the kinds of the recent rows: a scan of the whole log on every page would grow
         recent = "SELECT kind FROM audit ORDER BY id DESC LIMIT 5000"
-        kinds = [r["kind"] for r in store.db.query(f"SELECT DISTINCT kind FROM ({recent})")]
+        kinds = [
+            r["kind"] for r in store.db.query(f"SELECT DISTINCT kind FROM ({recent}) AS recent")
+        ]
         kinds = sorted({*kinds, *([kind] if kind else [])})
     return web.page(
         request,

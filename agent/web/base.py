@@ -94,7 +94,7 @@ class Web:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        store = Store(self.settings.store)
+        store = Store(self.settings.store_at)
         try:
             yield store
         finally:
