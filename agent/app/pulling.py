@@ -1,0 +1,135 @@
+"""The puller of ``cadence serve``: every ``push.pull`` it asks each Exchange pull
+subscription for the events after its watermark (``GetEvents``), and hands a calendar
+that changed to the reactor, as a Google or Graph notification would: the same debounce,
+the same focused tick.
+
+It runs in a thread of its own with connections of its own, and makes no booking: it
+only reads event queues and writes watermarks. A subscription the server no longer knows
+is made again at once, before its calendar is read, so that no change falls between the
+read and the new subscription; the calendar is then read as after a missed notification.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from agent import connectors
+from agent.connectors.base import Pulls
+from agent.core.errors import CadenceError, CursorExpired
+from agent.core.retry import RetryPolicy
+from agent.store.push import ChannelRow, PushRows
+from agent.store.sqlite import Store
+from agent.tick import metrics, pulls
+from agent.tick.push import PULLED
+
+if TYPE_CHECKING:
+    from agent.app.pushing import PushSide
+
+log = logging.getLogger("cadence.push")
+
+
+class Puller:
+    """Asks the pull subscriptions for their events, every ``push.pull``."""
+
+    def __init__(self, side: PushSide) -> None:
+        self.side = side
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cadence-pull", daemon=True)
+        #: per account: its calendar, kept from poll to poll (one session, one login)
+        self._calendars: dict[str, Any] = {}
+
+    @property
+    def interval(self) -> float:
+        conf = self.side.service.settings.push
+        assert conf is not None
+        return conf.pull.total_seconds()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for calendar in self._calendars.values():
+            calendar.close()
+        self._calendars.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # the next poll, or the tick's safety net, covers it
+                log.exception("push: asking the Exchange subscriptions failed")
+
+    def _calendar(self, account: str) -> Any:
+        if account not in self._calendars:
+            settings = self.side.service.settings
+            ctx = connectors.Context(
+                name=account,
+                account=settings.accounts[account],
+                settings=settings,
+                people=[p for p in settings.people.values() if p.account == account],
+                retry=RetryPolicy.none(),  # a failed poll is simply the next one
+                log=logging.getLogger(f"cadence.connector.{account}"),
+            )
+            calendar, mailer = metrics.instrument(connectors.connect(ctx), "exchange")
+            mailer.close()
+            self._calendars[account] = calendar
+        return self._calendars[account]
+
+    def poll(self) -> dict[str, str]:
+        """Ask every active subscription once; return what each said (``quiet``,
+        ``changed``, ``lost`` or ``failed``)."""
+        settings = self.side.service.settings
+        store = Store(settings.store)
+        results: dict[str, str] = {}
+        try:
+            rows = PushRows(store)
+            live = {
+                owner: row
+                for owner, row in rows.all().items()
+                if row.channel.provider in PULLED and row.state in ("active", "missed")
+            }
+            for owner, row in sorted(live.items()):
+                if self._stop.is_set():
+                    break
+                person = settings.people.get(owner)
+                if person is None:
+                    continue  # a leaver: the next upkeep ends the subscription
+                results[owner] = self._ask(rows, person, row)
+                self.side.service.metrics.push_pulls.labels(results[owner]).inc()
+            if any(r in ("lost", "failed") for r in results.values()):
+                self.side.gauge(rows)
+        finally:
+            store.close()
+        return results
+
+    def _ask(self, rows: PushRows, person: Any, row: ChannelRow) -> str:
+        owner = person.email
+        try:
+            calendar = self._calendar(person.account)
+            if not isinstance(calendar, Pulls):
+                return "failed"
+            changes, watermark = calendar.pull(person, row.channel.id, row.channel.resource_id)
+        except CursorExpired as exc:
+            log.info("push: %s", exc)
+            now = datetime.now(UTC)
+            with self.side.lock:
+                problem = pulls.subscribe(rows, person, calendar, row, now)
+            # read it now, whatever the subscription: it may have changed unseen
+            self.side.reactor.put(owner, "missed" if problem is None else "changed")
+            return "lost"
+        except CadenceError as exc:
+            log.info("push: asking the subscription of %s: %s", owner, exc)
+            return "failed"
+        now = datetime.now(UTC)
+        with self.side.lock:
+            kept = rows.pulled(owner, row.channel.id, watermark, now + pulls.LIFETIME, now)
+        if changes and kept:
+            self.side.reactor.put(owner)
+            return "changed"
+        return "quiet"
