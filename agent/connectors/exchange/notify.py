@@ -19,6 +19,7 @@ from datetime import timedelta
 from exchangelib import errors as ews_errors
 from exchangelib.folders import FolderCollection
 from exchangelib.properties import StatusEvent
+from exchangelib.services import GetEvents
 
 from agent.connectors.exchange.client import Ews
 from agent.core.errors import CursorExpired
@@ -35,6 +36,8 @@ LOST = (
     ews_errors.ErrorInvalidWatermark,
     ews_errors.ErrorSubscriptionUnsubsribed,
 )
+#: GetEvents asked at most this often in one pull (each answer holds tens of events)
+MAX_ROUNDS = 100
 #: the longest and shortest idle time Exchange accepts for a pull subscription, minutes
 MAX_TIMEOUT, MIN_TIMEOUT = 1440, 1
 
@@ -64,14 +67,19 @@ class PullSubscriptions:
 
         def ask() -> tuple[int, str]:
             changes, last = 0, watermark
+            service = GetEvents(account=folder.account)
             try:
-                # exchangelib asks again while the server says MoreEvents
-                for notification in folder.get_events(subscription, watermark):
+                # asked again from the last event's watermark while the server says
+                # MoreEvents (Folder.get_events asks from the first one each time)
+                for _ in range(MAX_ROUNDS):
+                    notification = service.get(subscription_id=subscription, watermark=last)
                     for event in notification.events or ():
                         if event.watermark:
                             last = str(event.watermark)
                         if not isinstance(event, StatusEvent):
                             changes += 1
+                    if not notification.more_events:
+                        break
             except LOST as exc:
                 raise CursorExpired(
                     f"the subscription to the calendar of {person.email} is gone: "
