@@ -14,27 +14,38 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agent import connectors
+from agent.app.receiver import Reactor
 from agent.connectors.base import Pulls
 from agent.core.errors import CadenceError, CursorExpired
 from agent.core.retry import RetryPolicy
+from agent.settings.config import Settings
 from agent.store.push import ChannelRow, PushRows
 from agent.store.sqlite import Store
 from agent.tick import metrics, pulls
 from agent.tick.push import PULLED
 
-if TYPE_CHECKING:
-    from agent.app.pushing import PushSide
-
 log = logging.getLogger("cadence.push")
+
+
+class Side(Protocol):
+    """The push side of the service, as the puller sees it."""
+
+    #: the service: its settings (read again at each poll) and metrics
+    service: Any
+    #: held while channels are written: the puller's writes wait for an upkeep
+    lock: threading.Lock
+    reactor: Reactor
+
+    def gauge(self, rows: PushRows) -> None: ...
 
 
 class Puller:
     """Asks the pull subscriptions for their events, every ``push.pull``."""
 
-    def __init__(self, side: PushSide) -> None:
+    def __init__(self, side: Side) -> None:
         self.side = side
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cadence-pull", daemon=True)
@@ -43,9 +54,9 @@ class Puller:
 
     @property
     def interval(self) -> float:
-        conf = self.side.service.settings.push
-        assert conf is not None
-        return conf.pull.total_seconds()
+        settings: Settings = self.side.service.settings
+        assert settings.push is not None
+        return settings.push.pull.total_seconds()
 
     def start(self) -> None:
         self._thread.start()
