@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from agent import connectors
 from agent.app.receiver import Reactor
 from agent.connectors.base import Pulls
 from agent.core.errors import CadenceError, CursorExpired
+from agent.core.model import Person
 from agent.core.retry import RetryPolicy
 from agent.settings.config import Settings
 from agent.store.push import ChannelRow, PushRows
@@ -51,6 +53,7 @@ class Puller:
         self._thread = threading.Thread(target=self._run, name="cadence-pull", daemon=True)
         #: per account: its calendar, kept from poll to poll (one session, one login)
         self._calendars: dict[str, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def interval(self) -> float:
@@ -65,6 +68,9 @@ class Puller:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         for calendar in self._calendars.values():
             calendar.close()
         self._calendars.clear()
@@ -94,53 +100,79 @@ class Puller:
 
     def poll(self) -> dict[str, str]:
         """Ask every active subscription once; return what each said (``quiet``,
-        ``changed``, ``lost`` or ``failed``)."""
+        ``changed``, ``lost`` or ``failed``). The asking runs in ``sync.concurrency``
+        threads; the store is written in this one."""
         settings = self.side.service.settings
         store = Store(settings.store)
         results: dict[str, str] = {}
         try:
             rows = PushRows(store)
-            live = {
-                owner: row
-                for owner, row in rows.all().items()
-                if row.channel.provider in PULLED and row.state in ("active", "missed")
-            }
-            for owner, row in sorted(live.items()):
-                if self._stop.is_set():
-                    break
+            jobs: list[tuple[Person, ChannelRow, Pulls]] = []
+            for owner, row in sorted(rows.all().items()):
                 person = settings.people.get(owner)
+                if row.channel.provider not in PULLED or row.state not in ("active", "missed"):
+                    continue
                 if person is None:
                     continue  # a leaver: the next upkeep ends the subscription
-                results[owner] = self._ask(rows, person, row)
-                self.side.service.metrics.push_pulls.labels(results[owner]).inc()
+                try:
+                    calendar = self._calendar(person.account)
+                except CadenceError as exc:
+                    log.info("push: the connection of %s: %s", owner, exc)
+                    results[owner] = "failed"
+                    continue
+                if isinstance(calendar, Pulls):
+                    jobs.append((person, row, calendar))
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    settings.sync.concurrency, thread_name_prefix="cadence-pull"
+                )
+            asked = [
+                self._pool.submit(_ask, calendar, person, row) for person, row, calendar in jobs
+            ]
+            for (person, row, calendar), future in zip(jobs, asked, strict=True):
+                results[person.email] = self._settle(rows, person, row, calendar, future.result())
+            for result in results.values():
+                self.side.service.metrics.push_pulls.labels(result).inc()
             if any(r in ("lost", "failed") for r in results.values()):
                 self.side.gauge(rows)
         finally:
             store.close()
         return results
 
-    def _ask(self, rows: PushRows, person: Any, row: ChannelRow) -> str:
+    def _settle(
+        self,
+        rows: PushRows,
+        person: Person,
+        row: ChannelRow,
+        calendar: Pulls,
+        answer: tuple[int, str] | CadenceError,
+    ) -> str:
+        """Write what one subscription said; queue its calendar when it changed."""
         owner = person.email
-        try:
-            calendar = self._calendar(person.account)
-            if not isinstance(calendar, Pulls):
-                return "failed"
-            changes, watermark = calendar.pull(person, row.channel.id, row.channel.resource_id)
-        except CursorExpired as exc:
-            log.info("push: %s", exc)
-            now = datetime.now(UTC)
+        now = datetime.now(UTC)
+        if isinstance(answer, CursorExpired):
+            log.info("push: %s", answer)
             with self.side.lock:
                 problem = pulls.subscribe(rows, person, calendar, row, now)
             # read it now, whatever the subscription: it may have changed unseen
             self.side.reactor.put(owner, "missed" if problem is None else "changed")
             return "lost"
-        except CadenceError as exc:
-            log.info("push: asking the subscription of %s: %s", owner, exc)
+        if isinstance(answer, CadenceError):
+            # the subscription lives on; asked in vain until it ends, the tick reads it
+            log.info("push: asking the subscription of %s: %s", owner, answer)
             return "failed"
-        now = datetime.now(UTC)
+        changes, watermark = answer
         with self.side.lock:
             kept = rows.pulled(owner, row.channel.id, watermark, now + pulls.LIFETIME, now)
         if changes and kept:
             self.side.reactor.put(owner)
             return "changed"
         return "quiet"
+
+
+def _ask(calendar: Pulls, person: Person, row: ChannelRow) -> tuple[int, str] | CadenceError:
+    """One GetEvents round, in a pool thread: the answer, or the error it gave."""
+    try:
+        return calendar.pull(person, row.channel.id, row.channel.resource_id)
+    except CadenceError as exc:
+        return exc
