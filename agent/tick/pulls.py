@@ -27,6 +27,8 @@ log = logging.getLogger("cadence.push")
 #: how long a subscription lives without a GetEvents: a restart within it goes on from
 #: the kept watermark; after it the subscription is made again and the calendar read
 LIFETIME = timedelta(hours=1)
+#: what the error of a calendar whose server refused a subscription starts with
+REFUSED = "the server offers no notifications"
 #: how long a calendar whose server refused a subscription waits before asking again
 RETRY_REFUSED = timedelta(days=1)
 
@@ -45,14 +47,12 @@ def subscribe(
 ) -> str | None:
     """Make a subscription for ``person`` and keep it; return the error, or None.
 
-    A refusal is written as ``refused`` and logged the first time only; another failure
-    marks an existing row ``failed`` (the next upkeep tries again)."""
+    A refusal is written as ``refused``; another failure marks an existing row
+    ``failed`` (the next upkeep tries again)."""
     try:
         subscription, watermark = calendar.subscribe(person, LIFETIME)
     except PermanentError as exc:
-        reason = f"the server offers no notifications: {exc}"[:500]
-        if row is None or row.state != "refused":  # once: the row remembers
-            log.warning("push: %s stays polled at every tick: %s", person.email, reason)
+        reason = f"{REFUSED}: {exc}"[:500]
         refused = Channel(
             owner=person.email,
             provider=calendar.pull_provider,
@@ -86,12 +86,23 @@ def keep(
     is not an error: polling is what that server offers)."""
     opened: list[str] = []
     errors: list[str] = []
+    refused: dict[str, str] = {}  # newly refused calendars, and why
     for person, calendar, row in jobs:
         problem = subscribe(rows, person, calendar, row, now)
         if problem is None:
             opened.append(person.email)
-        elif not problem.startswith("the server offers no notifications"):
+        elif not problem.startswith(REFUSED):
             errors.append(f"push: subscription of {person.email}: {problem}")
+        elif row is None or row.state != "refused":  # said once: the row remembers
+            refused[person.email] = problem
+    if refused:
+        first = next(iter(refused.values()))
+        log.warning(
+            "push: %d Exchange calendar(s) stay polled at every tick (%s): %s",
+            len(refused),
+            ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else ""),
+            first,
+        )
     return opened, errors
 
 

@@ -214,10 +214,35 @@ def test_a_server_without_subscriptions_is_polled_at_every_tick(
         service.tick()
         assert all(reads(server, e) > before[e] for e in (ANA, BEN, CHLOE))
         assert server.counts["Subscribe"] == 3  # asked once, again a day later
-        said = [r for r in caplog.records if "stays polled" in r.getMessage()]
-        assert len(said) == 3  # once per calendar, not once per tick
+        (said,) = [r for r in caplog.records if "stay polled" in r.getMessage()]
+        assert "3 Exchange calendar(s)" in said.getMessage()  # once, not once per tick
         text = service.metrics.exposition().decode()
         assert 'cadence_push_channels{state="refused"} 3.0' in text
         status = pushstate.read(service.settings, datetime.now(UTC))
         assert {r["state"] for r in status} == {"polled"}
         assert all("ErrorInvalidSubscriptionRequest" in (r["error"] or "") for r in status)
+
+
+def test_a_busy_server_is_asked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
+        # Subscribe throttled beyond the retries of the first calendar (Ana's): she is
+        # not subscribed, the others are, and the next tick tries again
+        server.throttle("Subscribe", times=5, back_off_ms=10)
+        service.tick()
+        assert server.counts["Subscribe"] == 7  # five tries for Ana, one for each other
+        status = pushstate.read(service.settings, datetime.now(UTC))
+        assert {r["email"]: r["state"] for r in status} == {
+            ANA: "none",
+            BEN: "active",
+            CHLOE: "active",
+        }
+        service.tick()
+        assert rows(service) == dict.fromkeys((ANA, BEN, CHLOE), "active")
+        # GetEvents throttled: that round fails, the subscriptions stay and go on
+        polled(service)
+        ids = {s.id for s in server.subscriptions.values()}
+        server.throttle("GetEvents", times=3, back_off_ms=10)
+        wait_for(lambda: pulls(service, "failed") >= 3)
+        polled(service)
+        assert {s.id for s in server.subscriptions.values()} == ids
+        assert rows(service) == dict.fromkeys((ANA, BEN, CHLOE), "active")
