@@ -21,7 +21,7 @@ from agent import connectors
 from agent.app.receiver import Reactor
 from agent.connectors.base import Pulls
 from agent.core.errors import CadenceError, CursorExpired
-from agent.core.model import Person
+from agent.core.model import Person, WorkingHours
 from agent.core.retry import RetryPolicy
 from agent.settings.config import Settings
 from agent.store.push import ChannelRow, PushRows
@@ -109,13 +109,16 @@ class Puller:
             rows = PushRows(store)
             jobs: list[tuple[Person, ChannelRow, Pulls]] = []
             for owner, row in sorted(rows.all().items()):
-                person = settings.people.get(owner)
                 if row.channel.provider not in PULLED or row.state not in ("active", "missed"):
                     continue
-                if person is None:
-                    continue  # a leaver: the next upkeep ends the subscription
+                # the row names the account: a person from the directory is not in the
+                # configured settings, and the subscription is all that is asked
+                account = row.channel.address
+                if account not in settings.accounts:
+                    continue  # the account is gone: the next upkeep drops the row
+                person = Person(owner, owner, "UTC", WorkingHours({}), account=account)
                 try:
-                    calendar = self._calendar(person.account)
+                    calendar = self._calendar(account)
                 except CadenceError as exc:
                     log.info("push: the connection of %s: %s", owner, exc)
                     results[owner] = "failed"

@@ -9,7 +9,8 @@ tick poll the calendar at the longer ``push.poll``.
 An Exchange pull subscription is a row like the others: ``channel_id`` is the
 subscription id, ``resource_id`` the watermark its events were last read up to (so that a
 restarted service asks from there), ``expires`` when it ends unless it is asked again,
-and it has no secret (nothing calls Cadence back).
+``address`` the account it is asked through, and it has no secret (nothing calls
+Cadence back).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ said once in the log and shown by ``cadence status``, and asked again a day late
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from agent.connectors.base import Pulls
@@ -42,17 +43,29 @@ def due(row: ChannelRow | None, now: datetime) -> bool:
     return row.state in ("failed", "removed") or row.channel.expires <= now
 
 
-def subscribe(
-    rows: PushRows, person: Person, calendar: Pulls, row: ChannelRow | None, now: datetime
+def ask(calendar: Pulls, person: Person) -> tuple[str, str] | CadenceError:
+    """One Subscribe (in a pool thread, it writes nothing): (id, watermark) or the error."""
+    try:
+        return calendar.subscribe(person, LIFETIME)
+    except CadenceError as exc:
+        return exc
+
+
+def record(
+    rows: PushRows,
+    person: Person,
+    calendar: Pulls,
+    row: ChannelRow | None,
+    now: datetime,
+    answer: tuple[str, str] | CadenceError,
 ) -> str | None:
-    """Make a subscription for ``person`` and keep it; return the error, or None.
+    """Keep what Subscribe answered for ``person``; return the error, or None.
 
     A refusal is written as ``refused``; another failure marks an existing row
-    ``failed`` (the next upkeep tries again)."""
-    try:
-        subscription, watermark = calendar.subscribe(person, LIFETIME)
-    except PermanentError as exc:
-        reason = f"{REFUSED}: {exc}"[:500]
+    ``failed`` (the next upkeep tries again). The row's ``address`` names the account
+    the subscription is asked through (the puller needs no more of the person)."""
+    if isinstance(answer, PermanentError):
+        reason = f"{REFUSED}: {answer}"[:500]
         refused = Channel(
             owner=person.email,
             provider=calendar.pull_provider,
@@ -60,13 +73,15 @@ def subscribe(
             resource_id="",
             secret="",
             expires=now + RETRY_REFUSED,
+            address=person.account,
         )
         rows.save(refused, now, state="refused", error=reason)
         return reason
-    except CadenceError as exc:
+    if isinstance(answer, CadenceError):
         if row is not None:
-            rows.mark(person.email, "failed", now, str(exc)[:500])
-        return str(exc)
+            rows.mark(person.email, "failed", now, str(answer)[:500])
+        return str(answer)
+    subscription, watermark = answer
     channel = Channel(
         owner=person.email,
         provider=calendar.pull_provider,
@@ -74,21 +89,35 @@ def subscribe(
         resource_id=watermark,
         secret="",
         expires=now + LIFETIME,
+        address=person.account,
     )
     rows.save(channel, now)
     return None
 
 
+def subscribe(
+    rows: PushRows, person: Person, calendar: Pulls, row: ChannelRow | None, now: datetime
+) -> str | None:
+    """Make a subscription for ``person`` and keep it; return the error, or None."""
+    return record(rows, person, calendar, row, now, ask(calendar, person))
+
+
 def keep(
-    rows: PushRows, jobs: list[tuple[Person, Pulls, ChannelRow | None]], now: datetime
+    rows: PushRows,
+    jobs: list[tuple[Person, Pulls, ChannelRow | None]],
+    now: datetime,
+    pool: Executor | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Subscribe where ``due``; return the people subscribed and the errors (a refusal
-    is not an error: polling is what that server offers)."""
+    """Subscribe where ``due``, in ``pool`` when given (the store is written here only);
+    return the people subscribed and the errors (a refusal is not an error: polling is
+    what that server offers)."""
     opened: list[str] = []
     errors: list[str] = []
     refused: dict[str, str] = {}  # newly refused calendars, and why
-    for person, calendar, row in jobs:
-        problem = subscribe(rows, person, calendar, row, now)
+    futures = [pool.submit(ask, calendar, person) if pool else None for person, calendar, _ in jobs]
+    for (person, calendar, row), future in zip(jobs, futures, strict=True):
+        answer = future.result() if future else ask(calendar, person)
+        problem = record(rows, person, calendar, row, now, answer)
         if problem is None:
             opened.append(person.email)
         elif not problem.startswith(REFUSED):

@@ -167,7 +167,10 @@ def maintain(
                 watcher.unwatch(person, row.channel)
             except CadenceError as exc:
                 out.errors.append(f"push: stopping the old channel of {person.email}: {exc}")
-    opened, problems = pulls.keep(rows, pulled, now)
+    # many at once on a first start: in the sync step's threads
+    opened, problems = pulls.keep(
+        rows, pulled, now, engine.sync_pool() if len(pulled) > 1 else None
+    )
     out.opened += opened
     out.errors += problems
     for problem in out.errors:
