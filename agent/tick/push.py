@@ -186,7 +186,10 @@ def maintain(
 
 
 def row_account(engine: Host, channel: Channel) -> str:
-    """The account a leaver's channel was opened on: the only one of its provider."""
+    """The account a leaver's channel was opened on: the one a pull subscription names,
+    else the only one of its provider."""
+    if channel.provider in PULLED and channel.address in engine.settings.accounts:
+        return channel.address
     for name, account in engine.settings.accounts.items():
         if getattr(account, "provider", None) == channel.provider:
             return name
