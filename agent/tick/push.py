@@ -29,6 +29,8 @@ log = logging.getLogger("cadence.push")
 
 #: a channel this close to its end is not trusted to carry the next change
 MARGIN = timedelta(minutes=5)
+#: providers whose subscriptions Cadence asks for changes, instead of being called
+PULLED = ("exchange",)
 
 
 def address(settings: Settings, provider: str) -> str:
@@ -40,10 +42,6 @@ def address(settings: Settings, provider: str) -> str:
 def current(settings: Settings, channel: Channel) -> bool:
     """Whether a channel notifies where it should (a pull subscription has no address)."""
     return channel.provider in PULLED or channel.address == address(settings, channel.provider)
-
-
-#: providers whose subscriptions Cadence asks for changes, instead of being called
-PULLED = ("exchange",)
 
 
 def quiet(settings: Settings, store: Store, now: datetime) -> frozenset[str]:
