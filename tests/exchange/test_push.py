@@ -131,8 +131,11 @@ def test_a_decline_is_moved_within_one_poll(
         polled(service)  # the booking came before the subscriptions: nothing to tell
         chloe = reads(server, CHLOE)
 
+        declined = time.monotonic()
         server.respond(BEN, meeting.id, "Decline")
         wait_for(lambda: booked(server).start != start)
+        # within a poll (1 s), the debounce (1 s) and the focused tick
+        assert time.monotonic() - declined < 8
         assert booked(server).id == meeting.id
         assert reads(server, CHLOE) == chloe  # only the changed calendars were read
         text = service.metrics.exposition().decode()
@@ -167,16 +170,25 @@ def test_a_restart_goes_on_from_the_kept_watermarks(
     with exchange(tmp_path, monkeypatch) as (server, path):
         with serving(path) as service:
             service.tick()
-            polled(service)
+            # Chloe blocks an afternoon: her calendar is read, her watermark kept
+            before = reads(server, CHLOE)
+            later = datetime.now(UTC) + timedelta(days=3)
+            server.add_event(CHLOE, "Focus", later, later + timedelta(hours=3))
+            wait_for(lambda: reads(server, CHLOE) > before)
+            settle(service)
         meeting = booked(server)
         start = meeting.start  # the server's own item: it moves
         ids = {s.id for s in server.subscriptions.values()}
+        chloe = reads(server, CHLOE)
         # while no service runs, Ben declines
         server.respond(BEN, meeting.id, "Decline")
         with serving(path) as service:
             wait_for(lambda: booked(server).start != start)
             assert {s.id for s in server.subscriptions.values()} == ids
             assert server.counts["Subscribe"] == 3  # picked up, not made again
+            settle(service)
+            # Chloe's change is behind her kept watermark: not told, not read again
+            assert reads(server, CHLOE) == chloe
 
 
 def test_a_lost_subscription_is_made_again_and_its_calendar_read(
