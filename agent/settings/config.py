@@ -243,7 +243,19 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         err(["defaults", "account"], f"no account named {cfg.defaults.account!r}")
     if not cfg.accounts:
         err(["accounts"], "at least one account is required")
-    if cfg.push is not None and cfg.service.port == 0:
+    if cfg.push is not None and cfg.push.public_url is None:
+        called = sorted(
+            name
+            for name, a in cfg.accounts.items()
+            if getattr(a, "provider", None) in ("google", "microsoft")
+        )
+        if called:
+            err(
+                ["push"],
+                f"public_url is required: Google and Microsoft 365 call it "
+                f"(account {', '.join(called)})",
+            )
+    if cfg.push is not None and cfg.push.public_url is not None and cfg.service.port == 0:
         err(["push"], "push needs the HTTP endpoint of `cadence serve`: set service.port")
     ms_signin = cfg.web.signin.microsoft if cfg.web else None
     if ms_signin is not None:

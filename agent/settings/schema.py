@@ -319,11 +319,13 @@ def _public_url(value: str) -> str:
 
 
 class PushConfig(Strict):
-    """``push:``: notifications from Google and Microsoft instead of polling every tick."""
+    """``push:``: notifications from Google, Microsoft and Exchange instead of polling
+    every tick."""
 
     #: the HTTPS address the providers call, the reverse proxy's in front of
-    #: ``cadence serve`` (``/google`` and ``/microsoft`` are added to it)
-    public_url: Annotated[str, AfterValidator(_public_url)]
+    #: ``cadence serve`` (``/google`` and ``/microsoft`` are added to it); Exchange
+    #: alone needs none: Cadence asks its subscriptions
+    public_url: Annotated[str, AfterValidator(_public_url)] | None = None
     #: how often a calendar whose channel is healthy is read anyway (the safety net)
     poll: Annotated[Duration, AfterValidator(_tick)] = timedelta(hours=6)
     #: how long the notifications of one calendar are gathered before it is synced
@@ -332,6 +334,15 @@ class PushConfig(Strict):
     renew_before: Duration = timedelta(hours=12)
     #: notifications accepted per second from one source address (a burst of 5x passes)
     rate: float = Field(default=50.0, gt=0)
+    #: how often the Exchange pull subscriptions are asked for their events
+    pull: Duration = timedelta(seconds=30)
+
+    @field_validator("pull")
+    @classmethod
+    def _pull(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=30):
+            raise ValueError("must be between 1s and 30m (a subscription asked less often ends)")
+        return value
 
 
 def _https_url(value: str) -> str:
