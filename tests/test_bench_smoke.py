@@ -54,7 +54,11 @@ def test_quiet_tick_one_request_per_calendar_and_sweep_batched(
 
     _, first, report, _ = bench.tick(engine, made, bench.NOW)
     assert report.count("book") == 0
-    assert bench.requests(first) == calendars  # one page per calendar: the largest pages
+    graph = len([p for p in org.people.values() if p.account == bench.GRAPH])
+    # one page per calendar (the largest pages), and each Graph mailbox's settings once
+    # (its language: the config gives none; asked again after 30 days)
+    assert bench.requests(first) == calendars + graph
+    assert first["graph"]["mailboxSettings"] == graph
 
     for n in (1, 2):
         _, quiet, report, _ = bench.tick(engine, made, bench.NOW + timedelta(minutes=10 * n))
