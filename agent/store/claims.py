@@ -19,7 +19,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 
 from agent.core.errors import CadenceError
 from agent.core.timestamps import to_store
@@ -82,13 +82,17 @@ class ClaimRows:
             ).rows
             if made:
                 return
-            query = select(table.c.claimed_by, table.c.claimed_until, table.c.status).where(
+            moves = table.c.moves if name == "bookings" else literal(0)
+            query = select(table.c.claimed_by, table.c.claimed_until, table.c.status, moves).where(
                 table.c.key == row["key"]
             )
             if self.db.name == "postgresql":
                 query = query.with_for_update()
-            holder, until, status = self.db.run(query).rows[0]
-            if status in DONE[name]:
+            holder, until, status, made_moves = self.db.run(query).rows[0]
+            # a booking made again (its event deleted, or moved) counts one move more:
+            # done with fewer moves is the one this process planned to replace
+            again = name == "bookings" and (made_moves or 0) < (row.get("moves") or 0)
+            if status in DONE[name] and not again:
                 raise Claimed(f"{row['key']} is {status} already, by another process")
             if holder not in (None, self.holder) and until and until > to_store(wall):
                 raise Claimed(
