@@ -34,8 +34,9 @@ from agent.core.model import (
     WorkingHours,
 )
 from agent.core.templates import Templates
+from agent.settings import queue_schema, yamlsource
 from agent.settings import templates as template_files
-from agent.settings import yamlsource
+from agent.settings.queue_schema import Queue
 
 # the schema's models that callers import from here
 from agent.settings.schema import (
@@ -121,6 +122,8 @@ class Settings:
     push: PushConfig | None = None
     #: the web app of ``cadence serve`` (``web:``); None: only /healthz and /metrics
     web: WebConfig | None = None
+    #: the task queue (``queue:``); None: one process ticks, as ``cadence serve`` does
+    queue: Queue | None = None
 
     def reply_size_limit(self, account: str) -> int:
         """The largest reply the account's reader fetches whole: the highest
@@ -394,6 +397,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         except ValueError as exc:
             err(["templates"], str(exc))
 
+    queue = None if cfg.queue is None else queue_schema.resolve(cfg.queue, err)
     if errors:
         raise ConfigError(errors)
     return Settings(
@@ -416,6 +420,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         directory=directory,
         push=cfg.push,
         web=cfg.web,
+        queue=queue,
     )
 
 
