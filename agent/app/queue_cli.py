@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from agent.app.clitools import (
@@ -82,6 +84,8 @@ def worker(
         [
             "worker",
             "--pool=threads",
+            # a name of its own: several workers on one host must not share one
+            f"--hostname=cadence-{os.getpid()}@%h",
             f"--concurrency={concurrency}",
             f"--queues={settings.queue.name}",
             f"--loglevel={(log_level or 'info').upper()}",

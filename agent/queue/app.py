@@ -58,6 +58,7 @@ def conf(queue: Queue) -> dict[str, Any]:
         "accept_content": ["json"],
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,  # Cadence logs to stderr itself
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # a message not acknowledged within the time limit is given to another worker
         "broker_transport_options": {"visibility_timeout": limit + 60},
@@ -125,7 +126,7 @@ class Cadence:
 
     def worker_setup(self) -> None:
         """Before the first task: the shared Retry-After pauses."""
-        pauses.install(limits.Pauses(self.redis))
+        pauses.install(limits.Pauses(self.redis, self.queue.name))
 
     def engine(self) -> Any:
         """This thread's engine, kept from task to task (its connections stay open)."""
@@ -165,6 +166,7 @@ class Cadence:
                 with app.leases().holding(f"person:{p}" for p in people):
                     report = engine.tick(_now(now), units=frozenset([partner]), chores=False)
             except leases.Taken as exc:
+                log.info("unit %s: %s is leased by another worker; trying later", partner, exc)
                 if app.metrics is not None:
                     app.metrics.retries.labels(UNIT, "leased").inc()
                 if self.request.retries >= LEASE_RETRIES:
@@ -203,6 +205,7 @@ class Cadence:
             try:
                 with app.leases().holding(["chores"]):
                     report = engine.tick(_now(now), units=frozenset(), chores=True)
+                    _close_stale(engine, app.queue, report.tick)
                     if app.settings.push is not None:
                         from agent.tick import push
 
@@ -217,3 +220,16 @@ class Cadence:
 
 def _now(text: str | None) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC) if text else datetime.now(UTC)
+
+
+def _close_stale(engine: Any, queue: Queue, tick: int) -> None:
+    """Mark the ticks of killed workers interrupted (running past twice the time limit),
+    and say so in the audit."""
+    before = datetime.now(UTC) - 2 * queue.time_limit
+    for row in engine.store.interrupt_stale(before):
+        message = (
+            f"tick {row['id']} (started {row['started_at']}) was interrupted: its worker "
+            "died; the task was given to another worker"
+        )
+        log.warning("%s", message)
+        engine.store.audit(tick, datetime.now(UTC), "interrupted", message, data={"tick": row["id"]})

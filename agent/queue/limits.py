@@ -81,7 +81,7 @@ class SharedBucket:
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("a token bucket needs rate > 0 and burst >= 1")
-        self.key = f"{PREFIX}:bucket:{account}"
+        self.key = f"{PREFIX}:{account}:bucket"
         self.rate, self.burst = rate, burst
         self._take = client.register_script(_TAKE)
         self._sleep = sleep
@@ -106,7 +106,7 @@ class SharedSemaphore:
         ttl: float = 300.0,
         poll: float = 0.05,
     ) -> None:
-        self.key = f"{PREFIX}:slots:{account}"
+        self.key = f"{PREFIX}:{account}:slots"
         self.limit, self.ttl, self.poll = limit, ttl, poll
         self._client = client
         self._acquire = client.register_script(_ACQUIRE)
@@ -147,11 +147,15 @@ class Gate:
 class Pauses:
     """Retry-After per mailbox, seen by every worker (``agent.core.pauses.Keeper``)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, namespace: str = PREFIX) -> None:
         self._client = client
+        self.namespace = namespace
+
+    def _key(self, mailbox: str) -> str:
+        return f"{PREFIX}:{self.namespace}:pause:{mailbox.lower()}"
 
     def pause(self, mailbox: str, seconds: float) -> None:
-        key = f"{PREFIX}:pause:{mailbox.lower()}"
+        key = self._key(mailbox)
         ms = max(1, int(seconds * 1000))
         # a longer pause already set stays: SET with GT needs a number, so compare here
         left = int(self._client.pttl(key))
@@ -159,7 +163,7 @@ class Pauses:
             self._client.set(key, "1", px=ms)
 
     def remaining(self, mailbox: str) -> float:
-        left = int(self._client.pttl(f"{PREFIX}:pause:{mailbox.lower()}"))
+        left = int(self._client.pttl(self._key(mailbox)))
         return left / 1000 if left > 0 else 0.0
 
 

@@ -500,6 +500,23 @@ class Store:
                 self.db.execute("UPDATE ticks SET status = 'interrupted' WHERE status = 'running'")
         return rows
 
+    def interrupt_stale(self, started_before: datetime) -> list[dict[str, Any]]:
+        """Mark ``interrupted`` the ticks still ``running`` that started before then.
+
+        With the task queue many ticks run at once, so a running row is not proof of a
+        death; one running far past the task time limit is (its worker was killed).
+        """
+        with self.atomic():
+            rows = self._query(
+                "SELECT id, now, started_at FROM ticks WHERE status = 'running' "
+                "AND started_at < ? ORDER BY id",
+                [to_store(started_before)],
+            )
+            self.db.conn.executemany(
+                "UPDATE ticks SET status = 'interrupted' WHERE id = ?", [[r["id"]] for r in rows]
+            )
+        return rows
+
     def ticks(self, limit: int = 10) -> list[dict[str, Any]]:
         """The last ``limit`` ticks, newest first."""
         return self._query("SELECT * FROM ticks ORDER BY id DESC LIMIT ?", [limit])
