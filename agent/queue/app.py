@@ -204,6 +204,7 @@ class Cadence:
             engine = app.engine()
             try:
                 with app.leases().holding(["chores"]):
+                    _read_directory(app.settings, engine.store)
                     report = engine.tick(_now(now), units=frozenset(), chores=True)
                     _close_stale(engine, app.queue, report.tick)
                     if app.settings.push is not None:
@@ -233,3 +234,22 @@ def _close_stale(engine: Any, queue: Queue, tick: int) -> None:
         )
         log.warning("%s", message)
         engine.store.audit(tick, datetime.now(UTC), "interrupted", message, data={"tick": row["id"]})
+
+
+def _read_directory(settings: Settings, store: Any) -> None:
+    """Read the company's directory when ``directory.interval`` has passed since the
+    last read (the chores' lease keeps it to one worker)."""
+    if settings.directory is None:
+        return
+    from agent.core.timestamps import from_store
+    from agent.store.directory import DirectoryRows
+    from agent.tick import directory
+
+    last = DirectoryRows(store).last_read()
+    now = datetime.now(UTC)
+    if last is not None and now - from_store(last["at"]) < settings.directory.interval:
+        return
+    try:
+        directory.sync(settings, store, now)
+    except Exception as exc:  # the tick's warnings say so; the next round tries again
+        log.error("directory read failed: %s", exc)
