@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import signal
+import socket
 import sqlite3
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -85,17 +87,29 @@ class services_env:
             os.environ["CADENCE_TEST_BROKER"] = self.before
 
 
-def worker(path: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    return services.cadence("worker", "--config", str(path), log=log, env=services.environ(**env))
+def worker(path: Path, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    return services.cadence(
+        "worker", "--config", str(path), *args, log=log, env=services.environ(**env)
+    )
 
 
-def run_round(folder: Path, name: str, tmp: Path, **env: str) -> None:
-    """One round of the demo on one worker, to the end."""
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_round(folder: Path, name: str, tmp: Path, **env: str) -> str:
+    """One round of the demo on one worker, to the end; return the worker's /metrics."""
     path = folder / "cadence.yaml"
-    enqueue_round(path)
-    w = worker(path, tmp / f"{folder.name}.log", **env)
+    app = enqueue_round(path)
+    assert app.depth() == ROUND_TASKS  # on the broker, waiting for a worker
+    port = free_port()
+    w = worker(path, tmp / f"{folder.name}.log", f"--metrics-port={port}", **env)
     try:
         services.wait_for(lambda: done_ticks(folder) >= ROUND_TASKS, 90, "the round's ticks")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            return str(answer.read().decode())
     finally:
         services.stop(w)
 
@@ -105,7 +119,10 @@ def test_a_round_on_a_worker_books_and_mails_like_one_process(
 ) -> None:
     queued = tmp_path / "queued"
     workspace(queued, name)
-    run_round(queued, name, tmp_path)
+    metrics = run_round(queued, name, tmp_path)
+    assert 'cadence_queue_tasks_total{outcome="ok",task="cadence.unit"} 3.0' in metrics
+    assert 'cadence_queue_task_latency_seconds_count{task="cadence.chores"} 1.0' in metrics
+    assert "cadence_queue_retries_total" in metrics
     keys, mails, states = outcome(queued)
     assert len(keys) >= 4 and all(n == 1 for n in keys.values())
     # the same workspace ticked by one process books the same meetings and mails the same
