@@ -32,13 +32,9 @@ class QueueEngine(Engine):
         assert queue is not None
         missing = [a for a in self.settings.accounts if a not in self._shared]
         if missing:
-            # a slot is held at most a task's time: then its holder is surely gone
             self._shared.update(
                 limits.limits_for(
-                    self.client,
-                    [f"{queue.name}:{a}" for a in missing],
-                    self.settings.sync,
-                    queue.time_limit.total_seconds(),
+                    self.client, [f"{queue.name}:{a}" for a in missing], self.settings.sync
                 )
             )
             for account in missing:

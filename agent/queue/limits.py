@@ -95,36 +95,68 @@ class SharedBucket:
 
 
 class SharedSemaphore:
-    """At most ``limit`` holders at once across every worker; a slot left by a killed
-    holder expires after ``ttl`` seconds."""
+    """At most ``limit`` holders at once across every worker.
+
+    Each slot expires ``ttl`` seconds after it was last renewed, and a thread of the
+    holding process renews its slots every ``ttl / 3``: a slot outlives its holder by at
+    most ``ttl``, however long the holder legitimately keeps it (a slow calendar).
+    """
 
     def __init__(
         self,
         client: redis.Redis,
         account: str,
         limit: int,
-        ttl: float = 300.0,
+        ttl: float = 60.0,
         poll: float = 0.05,
     ) -> None:
         self.key = f"{PREFIX}:{account}:slots"
         self.limit, self.ttl, self.poll = limit, ttl, poll
         self._client = client
         self._acquire = client.register_script(_ACQUIRE)
-        self._held: list[str] = []
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
 
     def acquire(self) -> str:
         token = uuid.uuid4().hex
         args: list[int | str] = [self.limit, int(self.ttl * 1000), token]
         while not int(self._acquire(keys=[self.key], args=args)):
             time.sleep(self.poll)
+        with self._lock:
+            self._held.add(token)
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew, name="cadence-slots", daemon=True
+                )
+                self._renewer.start()
         return token
 
     def release(self, token: str) -> None:
+        with self._lock:
+            self._held.discard(token)
         self._client.zrem(self.key, token)
+
+    def _renew(self) -> None:
+        while True:
+            time.sleep(self.ttl / 3)
+            with self._lock:
+                held = list(self._held)
+            if not held:
+                continue
+            try:
+                seconds, micros = self._client.time()
+                until = seconds * 1000 + micros // 1000 + int(self.ttl * 1000)
+                # XX: only slots still there (a slot that expired meanwhile is not revived)
+                self._client.zadd(self.key, dict.fromkeys(held, until), xx=True)
+                self._client.pexpire(self.key, int(self.ttl * 1000))
+            except redis.RedisError:
+                continue  # Redis away: the slots expire, the limit errs on the safe side
 
     def held(self) -> int:
         """How many unexpired slots are taken (for tests and metrics)."""
-        now_ms = time.time() * 1000
+        seconds, micros = self._client.time()
+        now_ms = seconds * 1000 + micros // 1000
         return int(self._client.zcount(self.key, now_ms, "+inf"))
 
 
@@ -168,7 +200,7 @@ class Pauses:
 
 
 def limits_for(
-    client: redis.Redis, accounts: Any, sync: Any, ttl: float
+    client: redis.Redis, accounts: Any, sync: Any, ttl: float = 60.0
 ) -> dict[str, tuple[Gate, SharedBucket | None]]:
     """Per account, the shared ``(gate, bucket)`` the sync step takes."""
     return {

@@ -73,8 +73,6 @@ class QueueConfig(Strict):
     limits: RedisUrl
     #: a task running longer is killed and handed to another worker
     time_limit: Duration = Field(default=timedelta(minutes=15))
-    #: how many people's calendars one sync task reads
-    batch: int = Field(default=50, ge=1, le=10_000)
     #: where /metrics of ``cadence worker`` and ``cadence scheduler`` listen (0: nowhere)
     metrics_port: int = Field(default=9465, ge=0, le=65535)
     #: the queue's name on the broker
@@ -91,7 +89,6 @@ class Queue:
         self.lock = urls["lock"] or ""
         self.limits = urls["limits"] or ""
         self.time_limit = conf.time_limit
-        self.batch = conf.batch
         self.metrics_port = conf.metrics_port
         self.name = conf.name
 

@@ -116,3 +116,17 @@ def test_a_pause_is_seen_by_another_process(key: str) -> None:
     assert 0.5 < float(seen.stdout) <= 2.0
     pauses.pause("ana@acme.example", 0.5)  # a shorter pause never cuts a longer one
     assert pauses.remaining("ana@acme.example") > 0.5
+
+
+def test_a_live_holder_keeps_its_slot_past_the_ttl(key: str, tmp_path: Path) -> None:
+    """The slot of a slow calendar is renewed while its holder lives."""
+    holder = spawn(tmp_path, "slots", key, tmp_path / "held.json", 1, services.REDIS, 0.6, 60)
+    try:
+        semaphore = limits.SharedSemaphore(limits.connect(services.REDIS), key, limit=1)
+        services.wait_for(lambda: semaphore.held() == 1, 15, "the holder's slot")
+        time.sleep(1.5)  # more than twice the TTL
+        assert semaphore.held() == 1
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(5)
+    services.wait_for(lambda: semaphore.held() == 0, 5, "the dead holder's slot to expire")
