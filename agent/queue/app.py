@@ -226,8 +226,10 @@ def _now(text: str | None) -> datetime:
 def _close_stale(engine: Any, queue: Queue, tick: int) -> None:
     """Mark the ticks of killed workers interrupted (running past twice the time limit),
     and say so in the audit."""
+    from agent.store.stale import interrupt_stale
+
     before = datetime.now(UTC) - 2 * queue.time_limit
-    for row in engine.store.interrupt_stale(before):
+    for row in interrupt_stale(engine.store, before):
         message = (
             f"tick {row['id']} (started {row['started_at']}) was interrupted: its worker "
             "died; the task was given to another worker"

@@ -7,13 +7,14 @@ and outbox rows are written before their side effect ("pending") and after it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import json
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,23 @@ class Store:
                     self.db.execute("ROLLBACK")
                 raise
 
-    def atomic(self) -> Any:
-        return self.db.atomic()
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[Any]:
+        """A write transaction holding the write lock from the start: a deferred one
+        that read first fails at once (no waiting) when another process wrote meanwhile,
+        as workers of the task queue do. Nested: a savepoint."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if self.db.conn.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, params))
@@ -498,23 +514,6 @@ class Store:
             )
             if rows:
                 self.db.execute("UPDATE ticks SET status = 'interrupted' WHERE status = 'running'")
-        return rows
-
-    def interrupt_stale(self, started_before: datetime) -> list[dict[str, Any]]:
-        """Mark ``interrupted`` the ticks still ``running`` that started before then.
-
-        With the task queue many ticks run at once, so a running row is not proof of a
-        death; one running far past the task time limit is (its worker was killed).
-        """
-        with self.atomic():
-            rows = self._query(
-                "SELECT id, now, started_at FROM ticks WHERE status = 'running' "
-                "AND started_at < ? ORDER BY id",
-                [to_store(started_before)],
-            )
-            self.db.conn.executemany(
-                "UPDATE ticks SET status = 'interrupted' WHERE id = ?", [[r["id"]] for r in rows]
-            )
         return rows
 
     def ticks(self, limit: int = 10) -> list[dict[str, Any]]:
