@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,13 +107,20 @@ class Cadence:
         if self.metrics is not None:
             self.metrics.enqueued.labels(task).inc()
 
-    def enqueue_units(self, partners: Iterable[str], ttl: float, now: str | None = None) -> int:
+    def enqueue_units(
+        self,
+        partners: Iterable[str],
+        ttl: float,
+        now: str | None = None,
+        skip: Mapping[str, Iterable[str]] | None = None,
+    ) -> int:
         """Enqueue each unit not already waiting; ``now`` (ISO) fixes the tasks' clock
-        (for replays and tests; None: the time each task starts)."""
+        (for replays and tests; None: the time each task starts); ``skip`` names, per
+        partner, the calendars the unit's task may leave unread (push keeps them)."""
         n = 0
         for partner in partners:
             if self.claim(unit_key(partner), ttl):
-                self.send(UNIT, partner, now)
+                self.send(UNIT, partner, now, sorted((skip or {}).get(partner, ())))
                 n += 1
         return n
 
@@ -156,7 +163,9 @@ class Cadence:
         app = self
 
         @self.celery.task(name=UNIT, bind=True, max_retries=LEASE_RETRIES)  # type: ignore[untyped-decorator]
-        def unit(self: Task, partner: str, now: str | None, enqueued: float) -> str:
+        def unit(
+            self: Task, partner: str, now: str | None, skip: list[str], enqueued: float
+        ) -> str:
             started = time.time()
             app.started(unit_key(partner))
             engine = app.engine()
@@ -164,7 +173,9 @@ class Cadence:
             people = unit_people(engine.settings, partner)
             try:
                 with app.leases().holding(f"person:{p}" for p in people):
-                    report = engine.tick(_now(now), units=frozenset([partner]), chores=False)
+                    report = engine.tick(
+                        _now(now), units=frozenset([partner]), chores=False, skip=frozenset(skip)
+                    )
             except leases.Taken as exc:
                 log.info("unit %s: %s is leased by another worker; trying later", partner, exc)
                 if app.metrics is not None:
@@ -192,7 +203,12 @@ class Cadence:
             now = datetime.now(UTC)
             failed = sync_people(engine, emails, kinds, now)
             touched = planning.touched(planning.units(engine.settings.relationships), emails)
-            app.enqueue_units((u.partner for u in touched), app.settings.tick.total_seconds())
+            fresh = set(emails) - failed  # just read: the units' tasks need not again
+            app.enqueue_units(
+                (u.partner for u in touched),
+                app.settings.tick.total_seconds(),
+                skip={u.partner: u.people & fresh for u in touched},
+            )
             outcome = "partial" if failed else "ok"
             app._observe(SYNC, enqueued, started, outcome)
             return outcome

@@ -63,6 +63,9 @@ def sync_people(
     try:
         failed = sync.sync(engine, journal, now, only=frozenset(emails))
         status = "partial" if journal.errors else "ok"
+        for owner, said in kinds.items():
+            if "missed" in said and owner not in failed:
+                rows.mark(owner, "active", now)  # read after the miss: nothing is lost
     finally:
         summary = {"synced": len(emails) - len(failed), "errors": len(journal.errors)}
         store.end_tick(tick, status, summary, datetime.now(UTC))

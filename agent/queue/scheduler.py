@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.queue.app import CHORES, Cadence
@@ -37,25 +38,32 @@ class Scheduler:
         from agent.settings.directory import merge
         from agent.store.directory import DirectoryRows
         from agent.store.sqlite import Store
+        from agent.tick import push
 
         interval = self.settings.tick.total_seconds()
         settings = self.settings
-        if settings.directory is not None:
+        quiet: frozenset[str] = frozenset()
+        if settings.directory is not None or settings.push is not None:
             store = Store(settings.store)
             try:
-                rows = DirectoryRows(store)
-                settings = merge(
-                    settings, rows.entries(left=True), rows.lines(), left=rows.left()
-                )
+                if settings.directory is not None:
+                    rows = DirectoryRows(store)
+                    settings = merge(
+                        settings, rows.entries(left=True), rows.lines(), left=rows.left()
+                    )
+                # calendars whose push channel is healthy, read lately: left unread
+                when = datetime.fromisoformat(now) if now else datetime.now(UTC)
+                quiet = push.quiet(settings, store, when)
             finally:
                 store.close()
-        partners = [u.partner for u in planning.units(settings.relationships)]
-        n = self.app.enqueue_units(partners, interval, now)
+        units = planning.units(settings.relationships)
+        skip = {u.partner: u.people & quiet for u in units}
+        n = self.app.enqueue_units([u.partner for u in units], interval, now, skip)
         if self.app.claim("chores", interval):
             self.app.send(CHORES, now)
             n += 1
         self.rounds += 1
-        log.info("round %d: %d task(s) enqueued for %d unit(s)", self.rounds, n, len(partners))
+        log.info("round %d: %d task(s) enqueued for %d unit(s)", self.rounds, n, len(units))
         return n
 
     def run(self) -> None:

@@ -192,7 +192,7 @@ def test_two_workers_never_run_one_unit_at_once(name: str, tmp_path: Path) -> No
     app = Cadence(settings)
     partner = settings.relationships[0].partner.email
     for _ in range(3):
-        app.send(UNIT, partner, NOW.isoformat())
+        app.send(UNIT, partner, NOW.isoformat(), [])
     pause = tmp_path / "paused"
     # each worker sleeps 3 s at its first crash point, inside the unit's tick
     slow = {"CADENCE_PAUSE_AT": "1", "CADENCE_PAUSE_FILE": str(pause)}
