@@ -12,6 +12,7 @@ import pytest
 
 from agent.app.receiver import Pending
 from agent.app.service import Service
+from agent.queue.app import UNIT, Cadence
 from agent.rules import planning
 from agent.settings import config
 from tests.queue import services
@@ -53,3 +54,61 @@ def test_a_notification_is_enqueued_and_a_worker_reacts(name: str, tmp_path: Pat
         assert done_ticks(folder) == 1 + len(touched)  # and no other unit
     finally:
         services.stop(w)
+
+
+def test_the_scheduler_leaves_calendars_push_keeps_unread(name: str, tmp_path: Path) -> None:
+    """A calendar with a healthy channel, read within ``push.poll``, is skipped by the
+    units' tasks (as ``cadence serve`` skips it); the others are read."""
+    from datetime import timedelta
+
+    import kombu
+
+    from agent.core.model import Channel
+    from agent.core.timestamps import to_store
+    from agent.queue.scheduler import Scheduler
+    from agent.store.push import PushRows
+    from agent.store.sqlite import Store
+    from agent.tick import push
+    from tests.conftest import NOW
+
+    folder = tmp_path / "demo"
+    path = workspace(folder, name)
+    with path.open("a") as handle:
+        handle.write("push:\n  public_url: http://127.0.0.1:9464/push\n")
+    with services_env():
+        settings = config.load(path)
+    ana = "ana@acme.example"
+    store = Store(settings.store)
+    try:
+        channel = Channel(
+            ana, "google", "ch-1", "res-1", "s3cret", NOW + timedelta(days=3),
+            push.address(settings, "google"),
+        )  # fmt: skip
+        PushRows(store).save(channel, NOW)
+        store.db.execute(
+            "INSERT INTO sync_state (owner, cursor, synced_at) VALUES (?, 'c1', ?)",
+            [ana, to_store(NOW - timedelta(minutes=5))],
+        )
+    finally:
+        store.close()
+    app = Cadence(settings)
+    Scheduler(settings, app).round(NOW.isoformat())
+    skips: dict[str, list[str]] = {}
+    with kombu.Connection(services.BROKER) as conn:
+        queue = conn.SimpleQueue(name)
+        try:
+            while True:
+                try:
+                    message = queue.get(timeout=1)
+                except queue.Empty:
+                    break
+                args = message.payload[0]  # Celery: [args, kwargs, embed]
+                if message.headers["task"] == UNIT:
+                    skips[args[0]] = args[2]
+                message.ack()
+        finally:
+            queue.close()
+    units = planning.units(settings.relationships)
+    assert set(skips) == {u.partner for u in units}
+    for unit in units:
+        assert skips[unit.partner] == ([ana] if ana in unit.people else [])
