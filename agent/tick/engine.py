@@ -369,7 +369,10 @@ class _Tick:
     def assess(self) -> None:
         """Settle interrupted bookings, then assess every relationship into a snapshot."""
         self._settle_pending()
-        rows = self.store.bookings()
+        # a worker's unit reads its own relationships' rows: not every unit's, each time
+        mine = self.units_only is not None
+        ids: list[str | None] = [r.id for r in self.relationships] if mine else [None]
+        rows = [b for i in ids for b in self.store.bookings(i)]
         bookings = {b.key: b for b in rows}
         own = assessed.own_map(rows)
         snap = planning.Snapshot(
@@ -386,7 +389,13 @@ class _Tick:
             paused=PlanRows(self.store).pauses(),
         )
         since = self.now - HISTORY
-        if not self.dry_run and not self.engine.saved_meetings:
+        if not self.dry_run and mine:
+            for rel in [r for r in self.relationships if r.id not in self.engine.saved_meetings]:
+                found = self.store.meetings(rel.id)
+                self.engine.saved_meetings[rel.id] = [
+                    {k: m[k] for k in assessed.MEETING_COLUMNS} for m in found
+                ]
+        elif not self.dry_run and not self.engine.saved_meetings:
             # a new engine (run --once) writes what differs from the store, as a kept one
             self.engine.saved_meetings.update(self.store.meeting_rows())
         self.engine.kept.prepare(self.relationships, since)
