@@ -64,6 +64,11 @@ class Service:
         """One tick now (skipped while one runs); ``confirm`` lets it past the guard."""
         from agent.tick.engine import Engine
 
+        if self.queue is not None:
+            # the workers tick, each unit under its leases; a tick here would hold none
+            log.warning("with queue: the workers tick; `cadence run --once --confirm` "
+                        "is not run from the web app")
+            return
         # a push reaction is short: wait for it; a tick still running is another matter
         waits = self.push is not None
         if not self._running.acquire(waits, REACTION_WAIT if waits else -1):

@@ -112,3 +112,13 @@ def test_the_scheduler_leaves_calendars_push_keeps_unread(name: str, tmp_path: P
     assert set(skips) == {u.partner for u in units}
     for unit in units:
         assert skips[unit.partner] == ([ana] if ana in unit.people else [])
+
+
+def test_the_web_process_does_not_tick_with_a_queue(name: str, tmp_path: Path) -> None:
+    """A confirmation from the web app would tick here without the units' leases."""
+    folder = tmp_path / "demo"
+    path = workspace(folder, name)
+    with services_env():
+        service = Service(config.load(path))
+    service.tick(confirm=True)
+    assert done_ticks(folder) == 0
