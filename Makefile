@@ -26,9 +26,11 @@ bench: $(BIN)/.installed
 
 # Real programs some tests start that pip cannot install: Debian's Dovecot for the IMAP
 # tests of the caldav provider, OpenLDAP's slapd for the LDAP directory source, Chromium
-# for the HTML report. Installed when missing and possible (root with apt-get);
-# otherwise those tests are skipped with the reason.
+# for the HTML report, PostgreSQL for the store tests (tests/servers/postgres.sh).
+# Installed when missing and possible (root with apt-get); otherwise those tests are
+# skipped with the reason.
 test-servers:
+	@sh tests/servers/postgres.sh
 	@command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1 || \
@@ -75,6 +77,7 @@ screenshots: $(BIN)/.installed
 	$(BIN)/python -m tests.test_report
 	$(BIN)/python -m tests.test_i18n
 	$(BIN)/python -m tests.test_web_browser
+	$(BIN)/python -m tests.test_web_oidc_browser
 
 # After changing a sentence in a template or in agent/: extract the messages again and
 # merge them into every language's catalogue (new ones untranslated: the catalogue check

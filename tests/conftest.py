@@ -45,3 +45,6 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(workspace: Path) -> config.Settings:
     return config.load(workspace)
+
+
+from tests.stores import postgres, store_at  # noqa: E402, F401  (fixtures on both backends)

@@ -169,7 +169,7 @@ def test_read_only_books_and_sends_nothing_but_logs_what_it_would_do(workspace: 
     assert not list((workspace.parent / "outbox").glob("*.eml"))
     assert {p: p.read_bytes() for p in calendars} == calendars
     log = cadence("log", "--config", str(workspace), "--kind", "read-only", "-n", "100")
-    assert "read-only, not done: book Development Amplify: Ana & Ben" in log.output
+    assert "read-only, not done: book Conversa de desenvolvimento Amplify: Ana & Ben" in log.output
     assert "read-only, not done: agenda" in log.output
     assert "lapsed" in cadence("log", "--config", str(workspace), "--kind", "assess").output
 

@@ -26,9 +26,8 @@ runner = CliRunner()
 LINE = re.compile(r"^.+:\d+: \S+: .+$")
 WHEN = NOW.isoformat()
 
-DEEP_DIVE = (
-    'title: "Development {{ stage | title }}: {{ employee.first_name }} & {{ partner.first_name }}"'
-)
+#: the deep dive's title, the first of the demo's (each names ``what`` the meeting is)
+DEEP_DIVE = 'title: "{{ what }}: {{ employee.first_name }} & {{ partner.first_name }}"'
 STAGES = "stages: [align, advance, amplify, advocate]"
 
 
@@ -116,7 +115,8 @@ def test_the_error_names_the_line_of_the_key(workspace: Path) -> None:
 def test_a_title_of_a_program_nobody_follows_is_rendered_too(workspace: Path) -> None:
     _edit(workspace, "program: mentoring}", "program: leader-cycle}")
     _edit(workspace, "program: mentoring}", "program: leader-cycle}")
-    _edit(workspace, 'title: "Mentoring: {{ employee.first_name }}', 'title: "{{ mentee }}')
+    mentoring = "\\bmentoring\\b'\n        title: \""
+    _edit(workspace, mentoring + "{{ what }}", mentoring + "{{ mentee }}")
     result = runner.invoke(app, ["check", "--config", str(workspace)])
     assert result.exit_code == 2, result.output
     assert "programs.mentoring.series.one_on_one.title" in result.output

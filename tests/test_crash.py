@@ -5,11 +5,13 @@ event or mail."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +19,10 @@ import icalendar
 import pytest
 
 from agent.app.demo import create_workspace, write_reply
+from agent.settings import config as config_mod
 from agent.store.sqlite import Store
 from tests.conftest import NOW
+from tests.stores import fresh_database, use_store
 
 ENV_KILL = "CADENCE_KILL_AT"
 
@@ -61,7 +65,7 @@ def outcome(folder: Path) -> tuple[dict[str, int], list[str], dict[str, str]]:
             if comp.get("X-CADENCE-KEY"):
                 keys[f"{path.name}:{comp['X-CADENCE-KEY']}"] += 1
     mails = sorted(p.name for p in (folder / "outbox").glob("*.eml"))
-    store = Store(folder / "var" / "cadence.db")
+    store = Store(config_mod.load(folder / "cadence.yaml").store_at)
     try:
         assert store.integrity() == "ok"
         states = {r.key: r.status for r in store.bookings()}
@@ -108,11 +112,16 @@ def traced(config: Path, trace: Path, now: datetime = NOW) -> list[str]:
     return trace.read_text().splitlines() if trace.exists() else []
 
 
-def crash_everywhere(pristine: Path, work: Path, now: datetime) -> list[str]:
+def crash_everywhere(
+    pristine: Path, work: Path, now: datetime, fresh: Callable[[Path], None] | None = None
+) -> list[str]:
     """Kill a tick at its crash points in turn (see ``chosen``), restart each, and
-    compare with the uninterrupted tick; return the names of the points killed at."""
+    compare with the uninterrupted tick; return the names of the points killed at.
+    ``fresh`` gives each copy of the workspace a store of its own (a database)."""
     reference = work / "reference"
     shutil.copytree(pristine, reference)
+    if fresh is not None:
+        fresh(reference / "cadence.yaml")
     points = traced(reference / "cadence.yaml", work / "trace.txt", now)
     keys, mails, states = outcome(reference)
     assert all(v == 1 for v in keys.values())
@@ -120,6 +129,8 @@ def crash_everywhere(pristine: Path, work: Path, now: datetime) -> list[str]:
     for n in chosen(len(points)):
         target = work / f"kill{n}"
         shutil.copytree(pristine, target)
+        if fresh is not None:
+            fresh(target / "cadence.yaml")
         first = run_once(target / "cadence.yaml", kill_at=n, now=now)
         assert first.returncode == -signal.SIGKILL, f"point {n} ({points[n - 1]}) not reached"
         killed.append(points[n - 1])
@@ -162,6 +173,18 @@ def test_crash_at_every_point_then_restart(pristine: Path, tmp_path: Path) -> No
     assert len(killed) >= (35 if os.environ.get("CRASH_ALL") == "1" else 12)
 
 
+def test_crash_at_every_point_then_restart_on_postgresql(pristine: Path, tmp_path: Path) -> None:
+    """The same first tick, killed at the same points, on a PostgreSQL store: a new
+    database for each run."""
+    with contextlib.ExitStack() as stack:
+
+        def fresh(config_file: Path) -> None:
+            use_store(config_file, stack.enter_context(fresh_database()))
+
+        killed = crash_everywhere(pristine, tmp_path, NOW, fresh)
+    assert {area(p) for p in killed} == {"sync", "booking", "sending"}
+
+
 def _decline(folder: Path, who: str, title: str) -> None:
     for path in (folder / "calendars").glob("*.ics"):
         cal = icalendar.Calendar.from_ical(path.read_bytes())
@@ -190,7 +213,7 @@ def test_crash_while_moving_a_declined_meeting(day_two: Path, tmp_path: Path) ->
     """Ben declines a booked deep dive; the agent moves it and mails an updated
     invitation."""
     folder = _scenario(day_two, tmp_path)
-    _decline(folder, "ben@acme.example", "Development Amplify: Ana & Ben")
+    _decline(folder, "ben@acme.example", "Conversa de desenvolvimento Amplify: Ana & Ben")
     later = NOW + timedelta(hours=1)
     killed = crash_everywhere(folder, tmp_path, later)
     assert any("invite1" in m for m in outcome(tmp_path / "reference")[1])

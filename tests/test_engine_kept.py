@@ -5,6 +5,7 @@ after another process ticked on the same store."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,6 +18,7 @@ from agent.settings import config
 from agent.store.sqlite import Store
 from agent.tick.engine import Engine
 from tests.conftest import NOW
+from tests.stores import fresh_database, use_store
 from tests.test_scheduling import ANA_BEN, booking, decline, edit
 
 Step = Callable[[config.Settings], None]
@@ -62,7 +64,7 @@ SCENARIO: list[tuple[int, Step]] = [
 
 
 def _trace(settings: config.Settings) -> dict[str, Any]:
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         return {
             "bookings": sorted((b.key, b.status, b.start, b.moves) for b in store.bookings()),
@@ -100,9 +102,24 @@ def _run(workspace: Path, kept: bool, other_process_at: int | None = None) -> di
 
 
 def test_a_kept_engine_acts_as_a_fresh_one(workspace: Path, tmp_path: Path) -> None:
+    _kept_as_fresh(workspace, tmp_path)
+
+
+def test_a_kept_engine_acts_as_a_fresh_one_on_postgresql(workspace: Path, tmp_path: Path) -> None:
+    """The same, each run on a PostgreSQL database of its own: there the kept engine
+    notices the other process's writes by the store's count of writes."""
+    with contextlib.ExitStack() as stack:
+        _kept_as_fresh(workspace, tmp_path, lambda: stack.enter_context(fresh_database()))
+
+
+def _kept_as_fresh(
+    workspace: Path, tmp_path: Path, database: Callable[[], str] | None = None
+) -> None:
     copies = [tmp_path / f"run{i}" for i in range(3)]
     for folder in copies:
         shutil.copytree(workspace.parent, folder)
+        if database is not None:
+            use_store(folder / workspace.name, database())
     fresh = _run(copies[0] / workspace.name, kept=False)
     kept = _run(copies[1] / workspace.name, kept=True)
     # another process ticks between two of the kept engine's ticks, right after a move

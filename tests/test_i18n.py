@@ -22,7 +22,7 @@ from agent.app.demo import PLANS
 from agent.core import locales
 from agent.core.directory import Line
 from agent.core.errors import ConfigError
-from agent.core.model import OutgoingMail, Program
+from agent.core.model import OutgoingMail, Program, Relationship
 from agent.core.plan import ActionItem, Goal, Plan
 from agent.formats import mime
 from agent.rules import handover, mailplan, messages, replies
@@ -45,8 +45,9 @@ PLACEHOLDER = re.compile(r"%\([a-z_]+\)s|%%")
 
 def extracted() -> dict[tuple[str | None, str], str]:
     """Every message the code and templates hold now, as ``pybabel extract`` sees them."""
-    mapping = [("agent/**.py", "python"), ("agent/templates/**.j2", "jinja2")]
-    options = {"agent/templates/**.j2": {"extensions": "jinja2.ext.i18n"}}
+    templates = ("agent/templates/**.j2", "agent/web/templates/**.j2")
+    mapping = [("agent/**.py", "python"), *((t, "jinja2") for t in templates)]
+    options = {t: {"extensions": "jinja2.ext.i18n"} for t in templates}
     found: dict[tuple[str | None, str], str] = {}
     for filename, _, message, _, context in extract_from_dir(
         str(ROOT), method_map=mapping, options_map=options
@@ -626,6 +627,54 @@ def test_the_invitation_is_the_organizers_and_the_agenda_the_employees() -> None
     assert subjects["agenda"].startswith("アジェンダ：Benさんとのキャリア面談（Align）")
 
 
+WHAT_TITLE = "{{ what }}: {{ employee.first_name }} & {{ partner.first_name }}"
+
+
+def _titled(rel: Relationship, title: str, organizer: str = "employee") -> Relationship:
+    series = tuple(replace(s, title=title) for s in rel.program.series)
+    return replace(rel, program=replace(rel.program, series=series, organizer=organizer))
+
+
+def test_the_event_title_follows_the_organizers_language() -> None:
+    from agent.rules.classify import Meeting, Own, Status
+
+    ana, ben = person("ana", language="ja"), person("ben", language="de")
+    rel = _titled(relationship(ana, ben), WHAT_TITLE)
+    title = messages.event_title
+    assert title(rel, "deep_dive", "align", TEMPLATES) == "キャリア面談（Align）: Ana & Ben"
+    assert title(rel, "check_in", None, TEMPLATES) == "成長チェックイン: Ana & Ben"
+    by_ben = _titled(relationship(ana, ben), WHAT_TITLE, organizer="partner")
+    assert title(by_ben, "deep_dive", "align", TEMPLATES) == "Entwicklungsgespräch Align: Ana & Ben"
+    assert title(by_ben, "check_in", None, TEMPLATES) == "Entwicklungs-Check-in: Ana & Ben"
+    # nobody names a language: the global one; English reads as the stock titles always did
+    nobody = _titled(relationship(), WHAT_TITLE)
+    assert title(nobody, "deep_dive", "advance", TEMPLATES, "fr").startswith(
+        "Entretien de développement Advance: "
+    )
+    assert title(nobody, "deep_dive", "align", TEMPLATES) == "Development Align: Ana & Ben"
+    assert title(nobody, "check_in", None, TEMPLATES) == "Development check-in: Ana & Ben"
+    # a title written out in words stays as written; ``language`` lets a template choose
+    assert title(relationship(ana, ben), "deep_dive", "align", TEMPLATES) == (
+        "Development Align: Ana & Ben"
+    )
+    own = _titled(relationship(ana, ben), "{{ 'Gespräch' if language == 'de' else 'Talk' }}")
+    assert title(own, "deep_dive", "align", TEMPLATES) == "Talk"
+    assert title(_titled(relationship(ana, ben), own.program.series[0].title, "partner"),
+                 "deep_dive", "align", TEMPLATES) == "Gespräch"  # fmt: skip
+
+    # the invitation Ben sends carries his title, in the ICS and in the subject
+    start = START + timedelta(hours=20)
+    meeting = Meeting("m1", by_ben.id, "deep_dive", "t", start, start + timedelta(hours=1),
+                      Status.SCHEDULED, stage="align", key="k1")  # fmt: skip
+    ctx = mailplan.MailContext(
+        START, (by_ben,), b"s" * 32, invites={ben.account: True}, templates=TEMPLATES
+    )
+    sends = mailplan.due(ctx, by_ben, [meeting], [], {"k1": Own(by_ben.id, "deep_dive", "align")})
+    invite = next(s.mail for s in sends if s.kind == "invite")
+    assert invite.invitation is not None
+    assert "SUMMARY:Entwicklungsgespräch Align: Ana & Ben" in invite.invitation.ics
+
+
 def test_the_pick_a_time_mail_says_why_in_the_readers_language() -> None:
     ana, ben = person("ana"), person("ben")
     reason = "declined by ben@acme.example; already moved 1 time(s): asking ana@acme.example to pick a time"
@@ -661,3 +710,23 @@ def test_every_provider_sends_the_subject_as_written(language: str, tmp_path: Pa
         assert raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0].isascii()
         parsed = email.message_from_bytes(raw, policy=policy.default)
         assert str(parsed["Subject"]) == out.subject
+
+
+def test_the_tick_summary_speaks_the_global_language(workspace: Path) -> None:
+    """``cadence run`` prints its lines about people in the config's ``language:``."""
+    from typer.testing import CliRunner
+
+    from agent.app.cli import app
+    from tests.conftest import NOW
+
+    workspace.write_text(workspace.read_text() + "language: de\n")
+    run = ["run", "--once", "--config", str(workspace), "--now", NOW.isoformat()]
+    out = CliRunner().invoke(app, run).output
+    assert f"Lauf um {NOW:%Y-%m-%d %H:%M} UTC (ausgeführt)" in out
+    assert "Emma Clarke (Europe/London) mit Führungskraft Ben Ortiz (Europe/Berlin)" in out
+    assert "Ana Lima (America/Sao_Paulo) mit Führungskraft Ben Ortiz" in out
+    assert "; Mail auf pt-BR" in out  # Ana's own language, named in the operator's
+    assert "Termin gebucht" not in out and "  → gebucht: " in out
+    assert "zuletzt 20" in out or "noch nie" in out
+    assert re.search(r"^Erledigt: \d+ gebucht, \d+ Mails\.$", out, re.M), out
+    assert "booked" not in out.replace("Booked by", "")

@@ -62,3 +62,33 @@ def test_status_shows_local_people_as_polled(workspace: Path) -> None:
     assert re.search(r"ana@acme\.example\s+polled", text), text
     rows = json.loads(cadence("status", "--config", str(workspace), "--now", NOW, "--json").output)
     assert set(rows[0]["push"].values()) == {"polled"}
+
+
+def test_the_public_url_is_needed_for_google_and_microsoft_only(
+    workspace: Path, tmp_path: Path
+) -> None:
+    # the local workspace: nobody calls Cadence, so push needs no public URL
+    workspace.write_text(workspace.read_text() + "push:\n  pull: 10s\n")
+    settings = config.load(workspace)
+    assert settings.push is not None and settings.push.public_url is None
+    assert settings.push.pull.total_seconds() == 10
+    text = re.sub(
+        r"accounts:\n",
+        "accounts:\n  g:\n    provider: google\n    credentials: sa.json\n",
+        workspace.read_text(),
+        count=1,
+    )
+    for name, changed, pattern in (
+        ("slow.yaml", "pull: 2h", r"slow\.yaml:\d+: push\.pull: .*between 1s and 30m"),
+        (
+            "google.yaml",
+            "pull: 10s",
+            r"google\.yaml:\d+: push: public_url is required.*account g\)",
+        ),
+    ):
+        bad = workspace.with_name(name)
+        bad.write_text(text.replace("pull: 10s", changed))
+        result = cadence("check", "--config", str(bad))
+        assert result.exit_code == 2
+        out = result.stderr if result.stderr else result.output
+        assert re.search(pattern, out), out

@@ -30,7 +30,7 @@ def tick(settings: config.Settings, now: datetime) -> TickReport:
 
 
 def booking(settings: config.Settings, rel: str, series: str = "deep_dive") -> StoredBooking:
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         return next(b for b in store.bookings(rel) if b.series == series)
     finally:
@@ -254,7 +254,7 @@ def test_a_leaders_meetings_spread_under_the_limits(tmp_path: Path) -> None:
     assert len(per_week) == 3 and len(booked) == 15
     assert len(booked) + len(refused) == 20
     assert all("limits reached" in a.detail for a in refused)
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     assert any("limits reached" in r["message"] for r in store.audit_rows(kind="not-booked"))
     store.close()
 

@@ -4,8 +4,9 @@ candidates found in it are exactly those found in the two whole calendars."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.core.model import Attendee, Event, PartStat
@@ -62,30 +63,50 @@ def test_the_same_candidates_as_from_the_whole_calendars(
 ) -> None:
     store = Store()
     try:
-        for owner in (ANA.email, BEN.email):
-            for n in range(data.draw(st.integers(0, 12))):
-                store.put_event(data.draw(events(owner, n)))
-        store.put_event(
-            Event(
-                ANA.email,
-                "kelvin",
-                "Deep dive",
-                BASE,
-                BASE + timedelta(hours=1),
-                attendees=(Attendee(KELVIN, PartStat.ACCEPTED),),
-            )
-        )
-        since = BASE + timedelta(hours=since_hours)
-        whole = classify.candidates(REL, store.events([ANA.email, BEN.email], since))
-        some = store.maybe_candidates(ANA.email, BEN.email, since)
-        assert classify.candidates(REL, some) == whole
-        assert len(some) <= len(store.events([ANA.email, BEN.email], since))
+        _same_candidates(store, data, since_hours)
     finally:
         store.close()
 
 
-def test_strangers_meetings_are_not_read() -> None:
-    store = Store()
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data(), since_hours=st.integers(-2500, 2500))
+def test_the_same_candidates_on_postgresql(
+    postgres: str, data: st.DataObject, since_hours: int
+) -> None:
+    """PostgreSQL finds them with its own SQL (ILIKE, strpos, octet_length)."""
+    store = Store(postgres)
+    try:
+        store.db.execute("DELETE FROM events")
+        _same_candidates(store, data, since_hours)
+    finally:
+        store.close()
+
+
+def _same_candidates(store: Store, data: st.DataObject, since_hours: int) -> None:
+    for owner in (ANA.email, BEN.email):
+        for n in range(data.draw(st.integers(0, 12))):
+            store.put_event(data.draw(events(owner, n)))
+    store.put_event(
+        Event(
+            ANA.email,
+            "kelvin",
+            "Deep dive",
+            BASE,
+            BASE + timedelta(hours=1),
+            attendees=(Attendee(KELVIN, PartStat.ACCEPTED),),
+        )
+    )
+    since = BASE + timedelta(hours=since_hours)
+    whole = classify.candidates(REL, store.events([ANA.email, BEN.email], since))
+    some = store.maybe_candidates(ANA.email, BEN.email, since)
+    assert classify.candidates(REL, some) == whole
+    assert len(some) <= len(store.events([ANA.email, BEN.email], since))
+
+
+def test_strangers_meetings_are_not_read(store_at: Path | str) -> None:
+    store = Store(store_at)
     try:
         for n in range(50):
             start = BASE + timedelta(hours=n)

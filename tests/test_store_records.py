@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from agent.core.records import StoredBooking
 from agent.store.sqlite import Store
@@ -11,8 +12,10 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KEY = "ana/ben/deep_dive/2026-03-20"
 
 
-def test_a_booking_reads_back_with_aware_datetimes_and_keeps_its_creation() -> None:
-    store = Store()
+def test_a_booking_reads_back_with_aware_datetimes_and_keeps_its_creation(
+    store_at: Path | str,
+) -> None:
+    store = Store(store_at)
     try:
         store.save_booking(
             {
@@ -59,8 +62,8 @@ def test_a_booking_reads_back_with_aware_datetimes_and_keeps_its_creation() -> N
         store.close()
 
 
-def test_a_booking_without_a_slot_reads_as_none() -> None:
-    store = Store()
+def test_a_booking_without_a_slot_reads_as_none(store_at: Path | str) -> None:
+    store = Store(store_at)
     try:
         store.save_booking(
             {"key": KEY, "relationship": "a/b", "series": "check_in", "status": "pending"}, NOW

@@ -236,7 +236,8 @@ def test_leader_sees_the_team_and_only_shared_plans(site) -> None:  # type: igno
     assert team.status_code == 200
     for name in ("Ana Lima", "Dev Patel", "Emma Clarke", "Farid Haddad"):
         assert name in team.text
-    assert "My load" in team.text and re.search(r"<td>\d+ of 5", team.text)  # max_per_week
+    # Ben reads German (language: de in the demo), his pages too
+    assert "Meine Auslastung" in team.text and re.search(r"<td>\d+ von 5", team.text)
     assert client.get(f"/plans/{ANA}").status_code == 200  # shared
     emma = client.get(f"/plans/{EMMA}")  # not shared
     assert emma.status_code == 403 and "engineering management" not in emma.text

@@ -5,6 +5,7 @@ no sideways scrolling)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,7 +115,7 @@ def sign_in(page: Any, base: str, folder: Path, who: str) -> None:
     page.goto(f"{base}{link.path}?{link.query}")  # the server listens on a port of its own
     accessible(page, "sign-in confirm")
     page.get_by_role("button", name="Sign in to Cadence").click()
-    page.get_by_role("heading", name="Hello").wait_for()
+    page.get_by_role("heading", name=re.compile(r"^(Hello|Hallo)\b")).wait_for()
 
 
 def test_employee_edits_the_plan_and_ticks_off_an_action(served, browser) -> None:  # type: ignore[no-untyped-def]
@@ -151,9 +152,9 @@ def test_employee_edits_the_plan_and_ticks_off_an_action(served, browser) -> Non
 def test_leader_team_view_and_a_refusal(served, browser) -> None:  # type: ignore[no-untyped-def]
     base, folder = served
     page = browser.new_page()
-    sign_in(page, base, folder, BEN)
-    page.get_by_role("link", name="My team").first.click()
-    page.get_by_role("table", name="The people I lead or mentor").wait_for()
+    sign_in(page, base, folder, BEN)  # Ben reads German: so do his pages
+    page.get_by_role("link", name="Mein Team").first.click()
+    page.get_by_role("table", name="Die Menschen, die ich führe oder begleite").wait_for()
     for name in ("Ana Lima", "Dev Patel", "Emma Clarke", "Farid Haddad"):
         assert page.get_by_role("link", name=name).count() == 1
     accessible(page, "team")

@@ -53,7 +53,7 @@ def test_demo_serve_prints_links_that_sign_in(tmp_path: Path) -> None:
         form = urllib.parse.urlencode({"t": token, "csrf": csrf_of(html)}).encode()
         with opener.open(f"http://127.0.0.1:{port}/signin/link", form, timeout=10) as page:
             home = page.read().decode()
-        assert "Hello, Ben Ortiz" in home and "My team" in home
+        assert "Hallo Ben Ortiz" in home and "Mein Team" in home  # Ben reads German
         with opener.open(f"http://127.0.0.1:{port}/team", timeout=10) as page:
             assert "Emma Clarke" in page.read().decode()
     finally:

@@ -29,6 +29,7 @@ from agent.app.clitools import (
 from agent.app.directory_cli import directory_app, export, forget
 from agent.app.lock import Busy, TickLock
 from agent.app.plan_cli import plan_export, plan_import
+from agent.app.store_cli import store_app
 from agent.core.errors import CadenceError, ConfigError
 from agent.settings import config as config_mod
 
@@ -56,6 +57,7 @@ def check(config: str | None = ConfigOption) -> None:
             except ConfigError as exc:
                 errors.extend(exc.errors)
     errors += _account_errors(settings)
+    errors += _signin_errors(settings)
     if errors:
         for line in errors:
             typer.echo(line, err=True)
@@ -90,6 +92,19 @@ def _account_errors(settings: config_mod.Settings) -> list[str]:
             source = source or yamlsource.load(settings.path)
             errors.append(source.where(["accounts", name, key], message))
     return errors
+
+
+def _signin_errors(settings: config_mod.Settings) -> list[str]:
+    """What ``cadence serve`` would refuse in ``web.signin``: a client secret missing
+    from the environment, a client file others can read."""
+    from agent.settings import yamlsource
+    from agent.web import oidc
+
+    problems = oidc.preflight(settings)
+    if not problems:
+        return []
+    source = yamlsource.load(settings.path)
+    return [source.where(loc, message) for loc, message in problems]
 
 
 @app.command("init-plan")
@@ -155,8 +170,8 @@ def review_packet(
         fail(f"--since: not a date (YYYY-MM-DD): {since!r}", 2)
         return
     settings = load_settings(config)
-    with store_problems(settings.store):
-        store = Store(settings.store)
+    with store_problems(settings.store_at):
+        store = Store(settings.store_at)
         try:
             data = packet.collect(settings, store, email, first, parse_now(now))
         except ConfigError as exc:
@@ -196,8 +211,8 @@ def _tick(
     when = parse_now(now)
     with (
         locked_errors(),
-        store_problems(settings.store),
-        TickLock(settings.store, wait=0 if dry_run else 5),
+        store_problems(settings.store_at),
+        TickLock(settings.store_at, wait=0 if dry_run else 5),
         Engine(settings) as engine,
     ):
         report = engine.tick(when, dry_run=dry_run, confirm=confirm)
@@ -273,8 +288,8 @@ def serve(
         return
     from agent.store.sqlite import Store
 
-    with store_problems(settings.store):
-        store = Store(settings.store)  # a store that cannot serve ticks stops here
+    with store_problems(settings.store_at):
+        store = Store(settings.store_at)  # a store that cannot serve ticks stops here
         try:
             store.check_usable()
         finally:
@@ -325,7 +340,7 @@ def status(
     from agent.views.status import collect, print_status, print_ticks, recent_ticks
 
     settings = load_settings(config)
-    with store_problems(settings.store):
+    with store_problems(settings.store_at):
         rows = collect(settings, parse_now(now))
         ticks = [] if as_json else recent_ticks(settings)
         pushed = pushstate.read(settings, parse_now(now))
@@ -352,7 +367,7 @@ def explain(
 
     settings = load_settings(config)
     try:
-        with store_problems(settings.store):
+        with store_problems(settings.store_at):
             run_explain(settings, relationship, parse_now(now), typer.echo)
     except ConfigError as exc:
         fail(str(exc), 2)
@@ -388,7 +403,7 @@ def report(
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         if start >= when:
             fail(f"--since {since} is not before now ({when:%Y-%m-%d})", 2)
-    with store_problems(settings.store):
+    with store_problems(settings.store_at):
         built = report_mod.build(settings, when, start, details)
     if fmt == "html":
         from agent.views.report_html import render
@@ -418,8 +433,8 @@ def log_cmd(
     from agent.store.sqlite import Store
 
     settings = load_settings(config)
-    with store_problems(settings.store):
-        store = Store(settings.store)
+    with store_problems(settings.store_at):
+        store = Store(settings.store_at)
         try:
             rows = store.audit_rows(tick=tick, relationship=relationship, kind=kind, limit=limit)
         finally:
@@ -458,6 +473,7 @@ def demo(
 app.add_typer(directory_app, name="directory")
 app.command("scheduler")(queue_cli.scheduler)
 app.command("worker")(queue_cli.worker)
+app.add_typer(store_app, name="store")
 app.command("export")(export)
 app.command("forget")(forget)
 app.command("plan-export")(plan_export)

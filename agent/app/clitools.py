@@ -5,7 +5,6 @@ Exit codes: 0 success, 1 runtime failure, 2 configuration or usage error.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,14 +49,14 @@ def exits(*ways: tuple[type[Exception], int, str]) -> Iterator[None]:
 
 
 @contextmanager
-def store_problems(path: Path) -> Iterator[None]:
+def store_problems(path: Path | str) -> Iterator[None]:
     """Turn a store that cannot be used (a folder, read-only, corrupted, not a database,
     a full disk), wherever in the command it shows, into its one-line error and exit 1."""
     try:
         yield
     except broken.StoreError as exc:
         fail(f"error: {exc}", 1)
-    except sqlite3.Error as exc:
+    except broken.DATABASE_ERRORS as exc:
         fail(f"error: {broken.explain(path, exc)}", 1)
 
 

@@ -73,13 +73,13 @@ programs:
         every: 90d
         duration: 60m
         stages: [align, advance, amplify, advocate]
-        title: "Development {{{{ stage | title }}}}: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
+        title: "{{{{ what }}}}: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
         match: '(?i)\\b(align|advance|amplify|advocate|deep dive)\\b'
       check_in:
         every: 30d
         duration: 15m
         skip_near: deep_dive
-        title: "Development check-in: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
+        title: "{{{{ what }}}}: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
         match: '(?i)\\bcheck-?in\\b'
     lapse_grace: 7d
     booking: {{horizon: 14d, lead_time: 2d, window: "10:00-16:00", buffer: 10m, conference: auto}}
@@ -93,7 +93,7 @@ programs:
         every: 30d
         duration: 30m
         match: '(?i)\\bmentoring\\b'
-        title: "Mentoring: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
+        title: "{{{{ what }}}}: {{{{ employee.first_name }}}} & {{{{ partner.first_name }}}}"
     booking: {{horizon: 14d, lead_time: 2d, buffer: 10m}}
 """
 
@@ -491,7 +491,7 @@ def _previews(
     from agent.views import packet
 
     found: list[tuple[str, Path]] = []
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         rows = store.outbox_rows()
         preview = folder / "preview"
@@ -546,7 +546,7 @@ def run_demo(folder: Path, now: datetime) -> None:
     if created:
         typer.echo("")
         demo_directory.replay(folder, settings, now)
-    with TickLock(settings.store, wait=5), Engine(settings) as engine:
+    with TickLock(settings.store_at, wait=5), Engine(settings) as engine:
         report = engine.tick(now)
         typer.echo("")
         new = print_report(engine.settings, report)

@@ -71,7 +71,7 @@ def create(folder: Path) -> None:
 
 def replay(folder: Path, settings: Settings, now: datetime) -> None:
     """Apply the two exports as HR sent them, and print what each changed."""
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         for when, rows, label in (
             (now - timedelta(days=20), ROWS, "HR's export, 20 days ago"),

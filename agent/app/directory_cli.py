@@ -39,9 +39,9 @@ def _sync(config: str | None, now: str | None, apply: bool, confirm: bool) -> No
     try:
         with (
             locked_errors(),
-            store_problems(settings.store),
-            TickLock(settings.store, wait=5 if apply else 0),
-            closing(Store(settings.store)) as store,
+            store_problems(settings.store_at),
+            TickLock(settings.store_at, wait=5 if apply else 0),
+            closing(Store(settings.store_at)) as store,
         ):
             out = directory.sync(settings, store, when, apply=apply, confirm=confirm)
     except CadenceError as exc:  # not the store's lock, nor the configuration
@@ -90,7 +90,7 @@ def _store(config: str | None):  # type: ignore[no-untyped-def]
     from agent.store.sqlite import Store
 
     settings = load_settings(config)
-    return settings, Store(settings.store)
+    return settings, Store(settings.store_at)
 
 
 def export(
@@ -103,7 +103,7 @@ def export(
 
     settings, store = _store(config)
     email = email.strip().lower()
-    with store_problems(settings.store), closing(store):
+    with store_problems(settings.store_at), closing(store):
         rows = DirectoryRows(store)
         held = rows.export(email)
         data = {
@@ -148,7 +148,7 @@ def forget(
         typer.confirm(f"Erase everything Cadence holds about {email}?", abort=True)
     settings, store = _store(config)
     try:
-        with store_problems(settings.store), TickLock(settings.store, wait=5), closing(store):
+        with store_problems(settings.store_at), TickLock(settings.store_at, wait=5), closing(store):
             counts = DirectoryRows(store).forget(email, parse_now(now))
     except Busy as exc:
         fail(str(exc), 1)

@@ -49,7 +49,7 @@ def plan_export(
     settings = load_settings(config)
     wanted = {p.strip().lower() for p in people or []}
     now = datetime.now(UTC)
-    with store_problems(settings.store), closing(Store(settings.store)) as store:
+    with store_problems(settings.store_at), closing(Store(settings.store_at)) as store:
         stored = PlanRows(store).all()
     count = 0
     for email, row in sorted(stored.items()):
@@ -86,7 +86,7 @@ def plan_import(
             typer.echo(line, err=True)
         fail("nothing imported: fix the plan files first", 2)
     now = datetime.now(UTC)
-    with store_problems(settings.store), closing(Store(settings.store)) as store:
+    with store_problems(settings.store_at), closing(Store(settings.store_at)) as store:
         rows = PlanRows(store)
         for email, plan in sorted(plans.items()):
             before = rows.get(email)

@@ -1,5 +1,5 @@
-"""Push in ``cadence serve``: the receiver, the reaction to notifications, and the upkeep
-of channels after each tick.
+"""Push in ``cadence serve``: the receiver, the puller of Exchange subscriptions, the
+reaction to notifications, and the upkeep of channels after each tick.
 
 The reaction runs in the reactor's thread, never at the same time as a tick: it takes
 the service's tick lock, marks what the lifecycle notifications said, runs a focused tick
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.app.lock import TickLock
+from agent.app.pulling import Puller
 from agent.app.receiver import Pending, Reactor, Receiver
 from agent.store.push import PushRows
 from agent.store.sqlite import Store
@@ -55,6 +56,12 @@ class PushSide:
         self.lock = threading.Lock()  # one upkeep at a time
         #: calendars a reaction could not read: the next tick reads them, healthy or not
         self.owed: set[str] = set()
+        #: asks the Exchange pull subscriptions, when an account is on Exchange
+        self.puller: Puller | None = None
+        if any(
+            getattr(a, "provider", None) in push.PULLED for a in service.settings.accounts.values()
+        ):
+            self.puller = Puller(self)
 
     def _count(self, provider: str, result: str) -> None:
         self.service.metrics.push_notifications.labels(provider, result).inc()
@@ -62,16 +69,20 @@ class PushSide:
     def start(self) -> None:
         """Know the channels a previous run opened (they are picked up, not opened again),
         then start reacting."""
-        store = Store(self.service.settings.store)
+        store = Store(self.service.settings.store_at)
         try:
             rows = PushRows(store)
             self.receiver.known(r.channel for r in rows.all().values())
-            self._gauge(rows)
+            self.gauge(rows)
         finally:
             store.close()
         self.reactor.start()
+        if self.puller is not None:
+            self.puller.start()
 
     def stop(self) -> None:
+        if self.puller is not None:
+            self.puller.stop()
         self.reactor.stop()
 
     def quiet(self, store: Store, now: datetime) -> frozenset[str]:
@@ -93,20 +104,20 @@ class PushSide:
             push.maintain(engine, now, read, renew)
             rows = PushRows(engine.store)
             self.receiver.known(r.channel for r in rows.all().values())
-            self._gauge(rows)
+            self.gauge(rows)
 
-    def _gauge(self, rows: PushRows) -> None:
+    def gauge(self, rows: PushRows) -> None:
         for state, n in rows.counts().items():
             self.service.metrics.push_channels.labels(state).set(n)
 
     def refresh(self) -> None:
         """Tell the receiver the channels the store has (with ``queue:`` the workers
         open and renew them)."""
-        store = Store(self.service.settings.store)
+        store = Store(self.service.settings.store_at)
         try:
             rows = PushRows(store)
             self.receiver.known(r.channel for r in rows.all().values())
-            self._gauge(rows)
+            self.gauge(rows)
         finally:
             store.close()
 
@@ -127,7 +138,7 @@ class PushSide:
             self.owed |= owners  # until read: a reaction that fails leaves them to the tick
         with (
             service._running,
-            TickLock(service.settings.store, wait=30),
+            TickLock(service.settings.store_at, wait=30),
             Engine(service.settings, adopted=service.adopted) as engine,
         ):
             now = datetime.now(UTC)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
 from agent.app.pushing import PushSide
 from agent.settings.config import Settings
-from agent.store.broken import StoreError, explain
+from agent.store.broken import STORE_ERRORS, explain
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
 
@@ -33,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cadence.serve")
 #: seconds a tick waits for a push reaction (or a directory read) to finish
 REACTION_WAIT = 120.0
+#: seconds a pick made on the web waits for a running tick before it is left to the next
+BOOK_WAIT = 15.0
 
 
 class Service:
@@ -77,7 +78,7 @@ class Service:
         started = time.monotonic()
         try:
             with (
-                TickLock(self.settings.store, wait=0),
+                TickLock(self.settings.store_at, wait=0),
                 Engine(self.settings, adopted=self.adopted) as engine,
             ):
                 now = datetime.now(UTC)
@@ -106,9 +107,9 @@ class Service:
             failures = self.health.record(None, False, str(exc))
             self.metrics.observe_failure("busy", time.monotonic() - started, failures)
             log.warning("%s", exc)
-        except (StoreError, sqlite3.Error) as exc:
+        except STORE_ERRORS as exc:
             # a full disk or a broken store: one line, the same the CLI prints, no traceback
-            problem = str(explain(self.settings.store, exc))
+            problem = str(explain(self.settings.store_at, exc))
             failures = self.health.record(None, False, problem)
             self.metrics.observe_failure("failed", time.monotonic() - started, failures)
             log.error("tick failed: %s", problem)
@@ -129,6 +130,26 @@ class Service:
         the held plan on the web)."""
         threading.Thread(target=self.tick, args=(True,), name="cadence-confirm").start()
 
+    def book(self, owners: frozenset[str], now: datetime) -> TickReport | None:
+        """A focused tick on ``owners``' calendars now, for a pick made on the web: the
+        same reads, plan and idempotent booking as any tick, for the units those calendars
+        touch. None when a tick or another process holds the store past ``BOOK_WAIT``
+        (the pick stays recorded: the next tick books it)."""
+        from agent.tick.engine import Engine
+
+        if not self._running.acquire(True, BOOK_WAIT):
+            return None
+        try:
+            with (
+                TickLock(self.settings.store, wait=BOOK_WAIT),
+                Engine(self.settings, adopted=self.adopted) as engine,
+            ):
+                return engine.tick(now, focus=owners)
+        except Busy:
+            return None
+        finally:
+            self._running.release()
+
     def read_directory(self) -> None:
         """Read the directory and apply it (or hold it for a person); the next tick acts
         on it. Never at the same time as a tick."""
@@ -137,8 +158,8 @@ class Service:
 
         with self._running:
             try:
-                with TickLock(self.settings.store, wait=5):
-                    store = Store(self.settings.store)
+                with TickLock(self.settings.store_at, wait=5):
+                    store = Store(self.settings.store_at)
                     try:
                         out = directory.sync(self.settings, store, datetime.now(UTC))
                     finally:
@@ -171,6 +192,7 @@ class Service:
             metrics_mod.CONTENT_TYPE,
             self.confirm,
             receiver=self.push.receiver if self.push else None,
+            book=self.book,
         )
         self.http = Server(create(self.settings, probes), conf.host, conf.port)
         self.http.start()

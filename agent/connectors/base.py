@@ -10,7 +10,9 @@ declared by a small protocol of its own, so that a caller asks
 - ``BusyFromSync``: a calendar whose busy time the tick takes from what it synced;
 - ``ConfirmsSend``: a mailer that can tell whether a mail already went out;
 - ``ReplyReader``: a mailer that can read replies;
-- ``Watches``: a calendar whose provider calls Cadence back when it changes (push).
+- ``Watches``: a calendar whose provider calls Cadence back when it changes (push);
+- ``Pulls``: a calendar whose server queues its changes for a subscription that Cadence
+  asks for them (Exchange's pull notifications: nothing calls Cadence back).
 
 The errors they raise live in ``agent.core.errors`` and the retry policy they are handed
 in ``agent.core.retry``, both leaf modules below every layer.
@@ -18,7 +20,7 @@ in ``agent.core.retry``, both leaf modules below every layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -134,19 +136,25 @@ class ReplyReader(Protocol):
         keeps them in the store so that a restart does not read every inbox again."""
         ...
 
-    def resume(self, marks: Mapping[str, str]) -> None:
+    def resume(self, marks: Mapping[str, str], read: Iterable[str] = ()) -> None:
         """Go on from ``marks`` kept from an earlier run (ignored for a mailbox this
-        reader has read already)."""
+        reader has read already), not fetching again the messages whose refs are in
+        ``read``."""
         ...
 
 
 @runtime_checkable
 class MailboxSettings(Protocol):
-    """A calendar that knows each person's time zone and working hours (Microsoft 365's
-    mailbox settings): the engine takes them where the config leaves them out."""
+    """A calendar that knows each person's time zone, working hours and language
+    (Microsoft 365's mailbox settings): the engine takes them where the config (and, for
+    the language, the directory) leaves them out."""
 
     def mailbox_settings(self, person: model.Person) -> tuple[str, model.WorkingHours]:
         """Return the person's IANA time zone and working hours."""
+        ...
+
+    def mailbox_language(self, person: model.Person) -> str | None:
+        """Return the locale the person set for their mailbox (``de-DE``), or None."""
         ...
 
 
@@ -227,6 +235,35 @@ class Watches(Protocol):
         ...
 
 
+@runtime_checkable
+class Pulls(Protocol):
+    """A calendar whose server keeps the changes of a person's calendar for a
+    subscription until Cadence asks for them (EWS pull notifications). The server cannot
+    call Cadence (Exchange on premises rarely reaches out of its network), so the asking
+    is cheap instead: one request per calendar that answers "nothing" most of the time."""
+
+    @property
+    def pull_provider(self) -> str:
+        """The provider name the subscriptions are kept under: ``exchange``."""
+        ...
+
+    def subscribe(self, person: model.Person, lifetime: timedelta) -> tuple[str, str]:
+        """Subscribe to the changes of the person's calendar; return the subscription id
+        and the watermark its events start after. The subscription ends when it has not
+        been asked for ``lifetime``. Raise PermanentError when the server refuses."""
+        ...
+
+    def pull(self, person: model.Person, subscription: str, watermark: str) -> tuple[int, str]:
+        """Return how many changes happened after ``watermark`` and the watermark to
+        ask from next time. Raise CursorExpired when the server no longer knows the
+        subscription or the watermark (the calendar may have changed unseen)."""
+        ...
+
+    def unsubscribe(self, person: model.Person, subscription: str) -> None:
+        """End the subscription; one the server no longer knows is already ended."""
+        ...
+
+
 #: the optional capabilities a connector may declare beside Calendar and Mailer
 CAPABILITIES: tuple[type, ...] = (
     MailboxSettings,
@@ -236,6 +273,7 @@ CAPABILITIES: tuple[type, ...] = (
     ConfirmsSend,
     ReplyReader,
     Watches,
+    Pulls,
 )
 
 

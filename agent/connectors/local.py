@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -433,7 +433,7 @@ class OutboxMailer:
     def marks(self) -> dict[str, str]:
         return {}  # the folder is listed whole: the store knows which files were read
 
-    def resume(self, marks: Mapping[str, str]) -> None:
+    def resume(self, marks: Mapping[str, str], read: Iterable[str] = ()) -> None:
         pass
 
     def path(self, mail: OutgoingMail) -> Path:

@@ -70,12 +70,13 @@ class InboxMarks:
     def marks(self) -> dict[str, str]:
         return {box: to_store(when) for box, when in self.newest.items()}
 
-    def resume(self, marks: Mapping[str, str]) -> None:
+    def resume(self, marks: Mapping[str, str], read: Mapping[str, set[str]]) -> None:
         for box, mark in marks.items():
             if box in self.mailboxes and box not in self.newest:
                 with contextlib.suppress(ValueError):
                     when = datetime.fromisoformat(mark)
                     self.newest[box] = when if when.tzinfo else when.replace(tzinfo=UTC)
+                    self.seen.setdefault(box, set()).update(read.get(box, ()))
 
     def since(self, box: str, now: datetime) -> datetime:
         """Where the next listing of ``box`` starts."""
@@ -94,10 +95,25 @@ class InboxMarks:
                 self.newest[box] = newest if old is None or newest > old else old
 
 
+def read_before(refs: Iterable[str], scheme: str) -> dict[str, set[str]]:
+    """Per mailbox (lower case), the ids in the refs ``scheme:mailbox/id`` the store keeps
+    of replies read before: a restarted reader lists a day back from its mark, and what
+    it read then need not be fetched again."""
+    out: dict[str, set[str]] = {}
+    for ref in refs:
+        if ref.startswith(scheme + ":"):
+            box, _, ident = ref[len(scheme) + 1 :].partition("/")
+            if ident:
+                out.setdefault(box.lower(), set()).add(ident)
+    return out
+
+
 class InboxReader:
     """The part of a reply reader that lists inboxes by arrival time (Graph, EWS): which
     inboxes, how far each was read, whose mail may be a reply, what is fetched whole."""
 
+    #: the first part of the refs of the messages it returns (``scheme:mailbox/id``)
+    scheme: str
     inboxes: InboxMarks
     #: whose mail may be a reply (the people of the relationships); None: anyone's
     senders: set[str] | None
@@ -115,8 +131,11 @@ class InboxReader:
     def marks(self) -> dict[str, str]:
         return self.inboxes.marks()
 
-    def resume(self, marks: Mapping[str, str]) -> None:
-        self.inboxes.resume(marks)
+    def resume(self, marks: Mapping[str, str], read: Iterable[str] = ()) -> None:
+        self.inboxes.resume(marks, read_before(read, self.scheme))
+
+    def ref(self, box: str, ident: str) -> str:
+        return f"{self.scheme}:{box}/{ident}"
 
     def whole(self, size: int | None) -> bool:
         """Whether a message of ``size`` bytes is fetched whole, not by its header."""

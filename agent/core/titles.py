@@ -49,14 +49,24 @@ def compile_title(template: str) -> jinja2.Template:
     return _ENV.from_string(template)
 
 
-def render_title(template: str, rel: Relationship, stage: str | None) -> str:
-    """Render a series' title template; the result is a single line.
+def render_title(
+    template: str, rel: Relationship, stage: str | None, what: str = "", language: str = "en"
+) -> str:
+    """Render a series' title template; the result is a single line. Besides the people,
+    the stage and the role, a template sees ``what`` (the meeting as the organizer's
+    language names it: "Development Align", "Entwicklungsgespräch Align") and
+    ``language`` (the organizer's, as a BCP 47 tag), so a title can follow the organizer.
 
     Raises what Jinja2 raises: TemplateSyntaxError, UndefinedError, SecurityError, or
     any error of an expression in the template (a division by zero ...).
     """
     title = compile_title(template).render(
-        employee=rel.employee, partner=rel.partner, stage=stage or "", role=rel.role
+        employee=rel.employee,
+        partner=rel.partner,
+        stage=stage or "",
+        role=rel.role,
+        what=what,
+        language=language,
     )
     return " ".join(title.split())
 
@@ -64,13 +74,13 @@ def render_title(template: str, rel: Relationship, stage: str | None) -> str:
 def problem(template: str, rel: Relationship, stage: str | None) -> str | None:
     """Why ``template`` does not render for ``rel`` at ``stage``, in a line; None if it does."""
     try:
-        render_title(template, rel, stage)
+        render_title(template, rel, stage, what="Development")
     except jinja2.TemplateSyntaxError as exc:
         return f"the title template does not parse: {exc.message} (line {exc.lineno})"
     except jinja2.UndefinedError as exc:
         return (
             f"the title template names something undefined: {exc.message} "
-            "(it may use employee, partner, stage and role)"
+            "(it may use employee, partner, stage, role, what and language)"
         )
     except SecurityError as exc:
         return f"the title template does something unsafe: {exc}"

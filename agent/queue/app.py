@@ -173,6 +173,7 @@ class Cadence:
             people = unit_people(engine.settings, partner)
             try:
                 with app.leases().holding(f"person:{p}" for p in people):
+                    _take_over(engine, partner)
                     report = engine.tick(
                         _now(now), units=frozenset([partner]), chores=False, skip=frozenset(skip)
                     )
@@ -271,3 +272,13 @@ def _read_directory(settings: Settings, store: Any) -> None:
         directory.sync(settings, store, now)
     except Exception as exc:  # the tick's warnings say so; the next round tries again
         log.error("directory read failed: %s", exc)
+
+
+def _take_over(engine: Any, partner: str) -> None:
+    """Under the unit's leases: end the claims a killed worker left on its bookings and
+    mails, so that this run finishes them now rather than after the claims' lease."""
+    from agent.store.stale import release_claims_of
+
+    rels = [r.id for r in engine.settings.relationships if r.partner.email == partner]
+    if release_claims_of(engine.store, rels):
+        log.info("unit %s: took over the claims a stopped worker left", partner)

@@ -44,7 +44,7 @@ class Scheduler:
         settings = self.settings
         quiet: frozenset[str] = frozenset()
         if settings.directory is not None or settings.push is not None:
-            store = Store(settings.store)
+            store = Store(settings.store_at)
             try:
                 if settings.directory is not None:
                     rows = DirectoryRows(store)

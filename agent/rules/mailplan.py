@@ -334,7 +334,9 @@ def _meeting_mail(
             references = (agenda.message_id,)
     invitation = None
     if kind == "invite":
-        title = messages.render_title(rel.program.get(meeting.series).title, rel, meeting.stage)
+        title = messages.event_title(
+            rel, meeting.series, meeting.stage, ctx.templates, ctx.language
+        )
         made = draft(
             rel,
             meeting.series,

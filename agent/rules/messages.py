@@ -133,12 +133,35 @@ def _named(person: Person) -> Person:
     return replace(person, name=plain.display_name(person.name))
 
 
-def render_title(template: str, rel: Relationship, stage: str | None) -> str:
+def render_title(
+    template: str,
+    rel: Relationship,
+    stage: str | None,
+    series: str = "",
+    templates: Templates | None = None,
+    language: str = locales.SOURCE,
+) -> str:
     """Render a series' title template (``core.titles``, the environment ``cadence
     check`` renders with) into one line of plain text (``plain.plain``): names and the
-    template itself may hold markup or control characters."""
+    template itself may hold markup or control characters. ``what`` in the template is
+    the meeting as ``language``'s catalogue names it."""
     named = replace(rel, employee=_named(rel.employee), partner=_named(rel.partner))
-    return plain.plain(titles.render_title(template, named, stage))
+    meeting = what(rel, series, stage, translator(templates, language)) if series else ""
+    text = titles.render_title(template, named, stage, meeting, locales.tag(language))
+    return plain.plain(text)
+
+
+def event_title(
+    rel: Relationship,
+    series: str,
+    stage: str | None,
+    templates: Templates | None,
+    default: str = locales.SOURCE,
+) -> str:
+    """The title of a meeting's calendar event: the series' template in the organizer's
+    language (the invitation is theirs), ``default`` being the global ``language:``."""
+    language = rel.organizer_language(default)
+    return render_title(rel.program.get(series).title, rel, stage, series, templates, language)
 
 
 def stage_name(stage: str, translations: gettext.NullTranslations | None = None) -> str:
@@ -255,7 +278,7 @@ def render(
     """
     html_env, text_env = environments(templates, language)
     tr = templates.translations(language)
-    series_title = render_title(rel.program.get(series).title, rel, stage)
+    series_title = event_title(rel, series, stage, templates, language)
     title = subject("update" if update else kind, rel, series, stage, start, language, tr)
     if actions is None:
         actions = replies.merge(plan, ())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from agent.core import locales
 from agent.core.model import Attendee, Event, Interval, PartStat, Person, Relationship
 from agent.core.records import StoredBooking
 from agent.core.timestamps import to_store
@@ -428,7 +429,14 @@ class Planner:
             chosen, slot_reason = result.slot, result.reason
         else:
             chosen, slot_reason = slot
-        title = messages.render_title(series.title, rel, state.stage)
+        mail = self.snap.mail  # the catalogues and the global language
+        title = messages.event_title(
+            rel,
+            series.name,
+            state.stage,
+            mail.templates if mail else None,
+            mail.language if mail else locales.SOURCE,
+        )
         draft = actions.draft(
             rel,
             series.name,

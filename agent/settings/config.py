@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -92,6 +92,7 @@ class Settings:
     """
 
     path: Path
+    #: the SQLite file; for a server store, the name its neighbours (token caches) take
     store: Path
     tick: timedelta
     people: dict[str, Person]
@@ -124,6 +125,13 @@ class Settings:
     web: WebConfig | None = None
     #: the task queue (``queue:``); None: one process ticks, as ``cadence serve`` does
     queue: Queue | None = None
+    #: a server store's URL as written (``store: postgresql+psycopg://...``); None: SQLite
+    store_url: str | None = None
+
+    @property
+    def store_at(self) -> Path | str:
+        """What ``Store`` and ``TickLock`` open: the server's URL, or the SQLite file."""
+        return self.store_url or self.store
 
     def reply_size_limit(self, account: str) -> int:
         """The largest reply the account's reader fetches whole: the highest
@@ -238,8 +246,28 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         err(["defaults", "account"], f"no account named {cfg.defaults.account!r}")
     if not cfg.accounts:
         err(["accounts"], "at least one account is required")
-    if cfg.push is not None and cfg.service.port == 0:
+    if cfg.push is not None and cfg.push.public_url is None:
+        called = sorted(
+            name
+            for name, a in cfg.accounts.items()
+            if getattr(a, "provider", None) in ("google", "microsoft")
+        )
+        if called:
+            err(
+                ["push"],
+                f"public_url is required: Google and Microsoft 365 call it "
+                f"(account {', '.join(called)})",
+            )
+    if cfg.push is not None and cfg.push.public_url is not None and cfg.service.port == 0:
         err(["push"], "push needs the HTTP endpoint of `cadence serve`: set service.port")
+    ms_signin = cfg.web.signin.microsoft if cfg.web else None
+    if ms_signin is not None:
+        found = cfg.accounts.get(ms_signin.account)
+        where: list[str | int] = ["web", "signin", "microsoft", "account"]
+        if found is None or found.provider != "microsoft":
+            err(where, f"no microsoft account named {ms_signin.account!r}")
+        elif found.tenant.lower() in ("common", "organizations", "consumers"):
+            err(where, f"sign-in needs the organization's own tenant, not {found.tenant!r}")
 
     people: dict[str, Person] = {}
     for i, p in enumerate(cfg.people):
@@ -398,11 +426,13 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
             err(["templates"], str(exc))
 
     queue = None if cfg.queue is None else queue_schema.resolve(cfg.queue, err)
+    store_file, store_url = _store(cfg.store, base, lambda m: err(["store"], m))
     if errors:
         raise ConfigError(errors)
     return Settings(
         path=source.path,
-        store=(base / cfg.store) if not Path(cfg.store).is_absolute() else Path(cfg.store),
+        store=store_file,
+        store_url=store_url,
         tick=cfg.tick,
         people=people,
         programs=programs,
@@ -422,6 +452,23 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         web=cfg.web,
         queue=queue,
     )
+
+
+def _store(value: str, base: Path, err: Callable[[str], None]) -> tuple[Path, str | None]:
+    """The SQLite file ``store:`` names, or a server's URL (its password is not needed
+    yet) with the local name beside which token caches go."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return (base / value) if not Path(value).is_absolute() else Path(value), None
+    if scheme == "sqlite":
+        path = Path(rest.removeprefix("/")) if rest not in ("", "/") else Path("var/cadence.db")
+        return (base / path) if not path.is_absolute() else path, None
+    if scheme not in ("postgresql", "postgresql+psycopg"):
+        err(
+            f"{scheme} is not a store Cadence knows: give a file path, sqlite:///path "
+            "or postgresql+psycopg://user@host/database"
+        )
+    return base / "var" / "store", value
 
 
 def _title_problem(series: Series, relationships: list[Relationship]) -> str | None:

@@ -14,6 +14,7 @@ from pydantic import (
     AfterValidator,
     Field,
     field_validator,
+    model_validator,
 )
 
 from agent.core.model import Stage
@@ -319,11 +320,13 @@ def _public_url(value: str) -> str:
 
 
 class PushConfig(Strict):
-    """``push:``: notifications from Google and Microsoft instead of polling every tick."""
+    """``push:``: notifications from Google, Microsoft and Exchange instead of polling
+    every tick."""
 
     #: the HTTPS address the providers call, the reverse proxy's in front of
-    #: ``cadence serve`` (``/google`` and ``/microsoft`` are added to it)
-    public_url: Annotated[str, AfterValidator(_public_url)]
+    #: ``cadence serve`` (``/google`` and ``/microsoft`` are added to it); Exchange
+    #: alone needs none: Cadence asks its subscriptions
+    public_url: Annotated[str, AfterValidator(_public_url)] | None = None
     #: how often a calendar whose channel is healthy is read anyway (the safety net)
     poll: Annotated[Duration, AfterValidator(_tick)] = timedelta(hours=6)
     #: how long the notifications of one calendar are gathered before it is synced
@@ -332,10 +335,73 @@ class PushConfig(Strict):
     renew_before: Duration = timedelta(hours=12)
     #: notifications accepted per second from one source address (a burst of 5x passes)
     rate: float = Field(default=50.0, gt=0)
+    #: how often the Exchange pull subscriptions are asked for their events
+    pull: Duration = timedelta(seconds=30)
+
+    @field_validator("pull")
+    @classmethod
+    def _pull(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=30):
+            raise ValueError("must be between 1s and 30m (a subscription asked less often ends)")
+        return value
+
+
+def _https_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"{value!r} is not an https URL")
+    return value
+
+
+class GoogleSignin(Strict):
+    """Sign-in with Google (OpenID Connect) through an OAuth client of type *Web
+    application*: a service account, or the Desktop client of ``cadence auth google``,
+    cannot receive a browser's redirect, so the web app has a client of its own."""
+
+    #: the client's JSON as the Google Cloud console downloads it (0600)
+    client_file: str | None = None
+    #: or the client's id, with its secret in an environment variable
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    #: accept only accounts of this Google Workspace domain (the ``hd`` claim)
+    hosted_domain: str | None = None
+    discovery: Annotated[str, AfterValidator(_https_url)] = (
+        "https://accounts.google.com/.well-known/openid-configuration"
+    )
+    ca_bundle: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_client(self) -> GoogleSignin:
+        if bool(self.client_file) == bool(self.client_id and self.client_secret_env):
+            raise ValueError("give client_file, or client_id with client_secret_env (not both)")
+        return self
+
+
+class MicrosoftSignin(Strict):
+    """Sign-in with Microsoft Entra ID (OpenID Connect) through the app registration of a
+    ``microsoft`` account: its client id, tenant and secret."""
+
+    account: str
+    #: default: the account's ``{authority}/{tenant}/v2.0/.well-known/openid-configuration``
+    discovery: Annotated[str | None, AfterValidator(lambda v: v and _https_url(v))] = None
+    #: default: the account's ``client_secret_env``
+    client_secret_env: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class SigninConfig(Strict):
+    """``web.signin``: the OpenID Connect providers people may sign in with, beside the
+    mailed link of local accounts."""
+
+    google: GoogleSignin | None = None
+    microsoft: MicrosoftSignin | None = None
 
 
 class WebConfig(Strict):
     """The web app ``cadence serve`` adds beside /healthz and /metrics (``web:``)."""
+
+    signin: SigninConfig = SigninConfig()
 
     #: administrators and HR: the organization report, the audit log, the health
     admins: list[Annotated[str, AfterValidator(_address)]] = Field(default_factory=list)

@@ -12,6 +12,8 @@ import errno
 import sqlite3
 from pathlib import Path
 
+import psycopg
+
 from agent.core.errors import CadenceError
 
 
@@ -19,11 +21,25 @@ class StoreError(CadenceError):
     """The store cannot be used as it is; the message names the file and the remedy."""
 
 
-def explain(path: Path, exc: BaseException) -> StoreError:
-    """Return the one-line ``StoreError`` for ``exc``, raised while using ``path``."""
+#: what the database drivers raise: a store that cannot be used, not a caller's bug
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+#: and what ``explain`` already said in one line
+STORE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, StoreError)
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database's or the file system's (then ``explain`` it)."""
+    return isinstance(exc, (*DATABASE_ERRORS, OSError, StoreError))
+
+
+def explain(path: Path | str, exc: BaseException) -> StoreError:
+    """Return the one-line ``StoreError`` for ``exc``, raised while using ``path`` (an
+    SQLite file, or a server's URL with its password masked)."""
     if isinstance(exc, StoreError):
         return exc
     text = str(exc).strip() or type(exc).__name__
+    if isinstance(path, str):
+        return _server(masked(path), text.splitlines()[0])
     lowered = text.lower()
     code = exc.errno if isinstance(exc, OSError) else None
     folder = path.parent
@@ -64,3 +80,31 @@ def explain(path: Path, exc: BaseException) -> StoreError:
     if isinstance(exc, sqlite3.Error):
         return StoreError(f"store {path}: {text}; check the file with: sqlite3 {path} .dbinfo")
     return StoreError(f"store {path}: {text}")
+
+
+def masked(url: str) -> str:
+    """A server's URL as messages show it: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the store: server URL not understood"
+
+
+def _server(shown: str, text: str) -> StoreError:
+    lowered = text.lower()
+    if "connection refused" in lowered or "could not translate" in lowered:
+        return StoreError(
+            f"cannot reach store {shown} ({text}): check that the server runs and that "
+            "this machine may connect to it"
+        )
+    if "password" in lowered or "authentication" in lowered:
+        return StoreError(
+            f"store {shown} refused the sign-in ({text}): set CADENCE_STORE_PASSWORD or "
+            "CADENCE_STORE_PASSWORD_FILE (a file of mode 0600)"
+        )
+    if "does not exist" in lowered:
+        return StoreError(f"store {shown}: {text}; create the database, then run again")
+    return StoreError(f"store {shown}: {text}")

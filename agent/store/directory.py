@@ -12,8 +12,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table, tuple_
+
 from agent.core.directory import Entry, Line
 from agent.core.timestamps import from_store, to_store
+from agent.store import mailbox, schema
 from agent.store.sqlite import Store
 
 #: tables holding rows about relationships ("employee/partner"), and the column naming it
@@ -138,10 +141,11 @@ class DirectoryRows:
                     [stamp, line.reason, line.successor, line.employee, line.leader],
                 )
             for line in starting:
-                self.db.execute(
-                    "INSERT OR IGNORE INTO lines (employee, leader, since) VALUES (?, ?, ?)",
-                    [line.employee, line.leader, to_store(line.since)],
-                )
+                self.db.table("lines").insert_all(
+                    [{"employee": line.employee, "leader": line.leader,
+                      "since": to_store(line.since)}],
+                    ignore=True,
+                )  # fmt: skip
             self.db.table("directory_reads").insert(
                 {
                     "at": stamp,
@@ -168,15 +172,19 @@ class DirectoryRows:
 
     TABLES = (
         "directory_people", "lines", "sync_state", "events", "reply_marks", "watched",
-        "plans", "plan_history", "used_links", "pauses", *_BY_RELATIONSHIP,
+        "plans", "plan_history", "plan_readers", "used_links", "pauses", "meta",
+        *_BY_RELATIONSHIP,
     )  # fmt: skip
 
-    def _rowids(self, table: str, email: str) -> list[int]:
+    def _rowids(self, table: str, email: str) -> list[tuple[Any, ...]]:
         """The rows of ``table`` about ``email``: by relationship ("employee/partner"),
         owner, address column, or (audit messages, recipient lists) by the address as a
-        whole word, never as part of another (ana@ in diana@)."""
+        whole word, never as part of another (ana@ in diana@); each row by its key."""
         like = email.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        by_rel = "relationship LIKE ? ESCAPE '\\' OR relationship LIKE ? ESCAPE '\\'"
+        op = self.store._like
+        by_rel = f"relationship {op} ? ESCAPE '\\' OR relationship {op} ? ESCAPE '\\'"
+        keys = [c.name for c in schema.metadata.tables[table].primary_key.columns]
+        names = ", ".join(f'"{k}"' for k in keys)
         rel_args = [f"{like}/%", f"%/{like}"]
         exact: dict[str, tuple[str, list[str]]] = {
             "events": ("owner = ?", [email]),
@@ -191,22 +199,23 @@ class DirectoryRows:
             "actions": (f"{by_rel} OR employee = ?", [*rel_args, email]),
             "plans": ("employee = ?", [email]),
             "plan_history": ("employee = ?", [email]),
+            "plan_readers": ("employee = ? OR reader = ?", [email, email]),
             "used_links": ("who = ?", [email]),
             "pauses": ("employee = ?", [email]),
+            "meta": ("name = ?", [f"{mailbox.PREFIX}{email}"]),  # the mailbox's language
         }
         if table in exact:
             clause, args = exact[table]
-            rows = self.db.query(f"SELECT rowid AS rid FROM {table} WHERE {clause}", args)
-            return [r["rid"] for r in rows]
+            return self.db.execute(f"SELECT {names} FROM {table} WHERE {clause}", args).rows
         word = re.compile(rf"(?<![\w.+-]){re.escape(email)}(?![\w.-])", re.IGNORECASE)
         column = "message" if table == "audit" else "recipients"
         rows = self.db.query(
-            f"SELECT rowid AS rid, * FROM {table} WHERE {by_rel} OR {column} LIKE ? ESCAPE '\\'"
+            f"SELECT * FROM {table} WHERE {by_rel} OR {column} {op} ? ESCAPE '\\'"
             + (" OR sender = ?" if table == "outbox" else ""),
             [*rel_args, f"%{like}%", *([email] if table == "outbox" else [])],
         )
         return [
-            r["rid"]
+            tuple(r[k] for k in keys)
             for r in rows
             if r.get("sender") == email
             or (r["relationship"] or "").split("/").count(email)
@@ -218,13 +227,11 @@ class DirectoryRows:
         out: dict[str, list[dict[str, Any]]] = {}
         for table in self.TABLES:
             ids = self._rowids(table, email)
+            rows = schema.metadata.tables[table]
             out[table] = [
                 row
                 for chunk in _chunks(ids)
-                for row in self.db.query(
-                    f"SELECT * FROM {table} WHERE rowid IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
+                for row in self.db.query(rows.select().where(_among(rows, chunk)))
             ]
         return out
 
@@ -235,18 +242,21 @@ class DirectoryRows:
         with self.store.atomic():
             for table in self.TABLES:
                 ids = self._rowids(table, email)
+                rows = schema.metadata.tables[table]
                 for chunk in _chunks(ids):
-                    self.db.execute(
-                        f"DELETE FROM {table} WHERE rowid IN ({','.join('?' * len(chunk))})",
-                        chunk,
-                    )
+                    self.db.run(rows.delete().where(_among(rows, chunk)))
                 counts[table] = len(ids)
-            self.db.execute(
-                "INSERT OR REPLACE INTO tombstones (email, forgotten_at) VALUES (?, ?)",
-                [email, to_store(now)],
-            )
+            self.db.table("tombstones").upsert({"email": email, "forgotten_at": to_store(now)})
         return counts
 
 
-def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+def _among(table: Table, keys: list[tuple[Any, ...]]) -> Any:
+    """The rows of ``table`` whose primary key is one of ``keys``."""
+    columns = list(table.primary_key.columns)
+    if len(columns) == 1:
+        return columns[0].in_([k[0] for k in keys])
+    return tuple_(*columns).in_(keys)
+
+
+def _chunks(ids: list[tuple[Any, ...]], size: int = 500) -> list[list[tuple[Any, ...]]]:
     return [ids[i : i + size] for i in range(0, len(ids), size)]

@@ -1,7 +1,9 @@
-"""The store's schema, as forward migrations: the file's version is ``PRAGMA user_version``.
+"""The legacy SQLite steps that made the store's schema up to version 12, before Alembic:
+such a file's version is its ``PRAGMA user_version``.
 
-Each step runs once, in order, inside the transaction ``Store.migrate`` opens; a step is
-never edited once released (a new step changes what an old one made).
+They still bring an old SQLite store to version 12 (``agent.store.versions``), which is
+then stamped with the Alembic baseline ``0012``; every later change is an Alembic
+revision in ``agent.store.revisions``. These steps are never edited.
 """
 
 from __future__ import annotations

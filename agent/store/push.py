@@ -2,7 +2,15 @@
 
 States: ``active`` (notifications arrive), ``failed`` (could not be opened or renewed),
 ``missed`` (the provider said notifications were lost), ``removed`` (the provider ended
-it). Only ``active`` lets the tick poll the calendar at the longer ``push.poll``.
+it), ``refused`` (the server does not offer subscriptions to this calendar: it is polled
+at every tick, and asked again once ``expires`` has passed). Only ``active`` lets the
+tick poll the calendar at the longer ``push.poll``.
+
+An Exchange pull subscription is a row like the others: ``channel_id`` is the
+subscription id, ``resource_id`` the watermark its events were last read up to (so that a
+restarted service asks from there), ``expires`` when it ends unless it is asked again,
+``address`` the account it is asked through, and it has no secret (nothing calls
+Cadence back).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from agent.core.model import Channel
 from agent.core.timestamps import from_store, to_store
 from agent.store.sqlite import Store
 
-STATES = ("active", "failed", "missed", "removed")
+STATES = ("active", "failed", "missed", "removed", "refused")
 
 
 @dataclass(frozen=True)
@@ -54,17 +62,20 @@ class PushRows:
         rows = list(self.db.query("SELECT * FROM push_channels WHERE channel_id = ?", [channel_id]))
         return _row(rows[0]) if rows else None
 
-    def save(self, channel: Channel, now: datetime, state: str = "active") -> None:
+    def save(
+        self, channel: Channel, now: datetime, state: str = "active", error: str | None = None
+    ) -> None:
         """Record a channel opened or renewed (the calendar's previous one is replaced)."""
         with self.db.atomic():
             self.db.execute(
                 """INSERT INTO push_channels (owner, provider, channel_id, resource_id, secret,
                        expires, state, error, created_at, updated_at, address)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (owner) DO UPDATE SET provider = excluded.provider,
                        channel_id = excluded.channel_id, resource_id = excluded.resource_id,
                        secret = excluded.secret, expires = excluded.expires,
-                       state = excluded.state, error = NULL, updated_at = excluded.updated_at,
+                       state = excluded.state, error = excluded.error,
+                       updated_at = excluded.updated_at,
                        address = excluded.address""",
                 [
                     channel.owner,
@@ -74,6 +85,7 @@ class PushRows:
                     channel.secret,
                     to_store(channel.expires),
                     state,
+                    error,
                     to_store(now),
                     to_store(now),
                     channel.address,
@@ -95,6 +107,19 @@ class PushRows:
                     "UPDATE push_channels SET notified_at = ? WHERE owner = ?",
                     [to_store(now), owner],
                 )
+
+    def pulled(
+        self, owner: str, subscription: str, watermark: str, expires: datetime, now: datetime
+    ) -> bool:
+        """Record that a pull subscription was read up to ``watermark`` (which keeps it
+        alive until ``expires``); False when the row now holds another subscription."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                """UPDATE push_channels SET resource_id = ?, expires = ?, updated_at = ?
+                   WHERE owner = ? AND channel_id = ?""",
+                [watermark, to_store(expires), to_store(now), owner, subscription],
+            )
+            return bool(cursor.rowcount)
 
     def drop(self, owner: str) -> None:
         with self.db.atomic():

@@ -1,36 +1,40 @@
-"""The SQLite store: event cache, sync cursors, bookings, outbox, meetings and audit.
+"""The store: event cache, sync cursors, bookings, outbox, meetings and audit, kept in
+SQLite (one file, the default) or PostgreSQL (shared by several machines).
 
-WAL mode, the schema version in ``PRAGMA user_version``, forward migrations. Bookings
-and outbox rows are written before their side effect ("pending") and after it
-("done"), so a restart after a crash finishes the work without repeating it.
+The schema is Alembic's (``agent.store.versions``). Bookings and outbox rows are written
+before their side effect ("pending") and after it ("done"), so a restart after a crash
+finishes the work without repeating it; their keys are primary keys, so two processes
+that race on one booking or mail find out (``claim_booking``, ``claim_outbox``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import heapq
 import json
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from agent.core import files
 from agent.core.model import Changes, Event, Interval
 from agent.core.records import StoredBooking
 from agent.core.timestamps import from_store, to_store
-from agent.store import broken
-from agent.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from agent.store import broken, versions
+from agent.store.claims import ClaimRows
+from agent.store.database import Database, server_engine, sqlite_engine
+from agent.store.migrations import MIGRATIONS  # noqa: F401  (the legacy steps, for tests)
+from agent.store.replies import ReplyRows
 from agent.store.rows import EVENT_COLUMNS, event_row, row_booking, row_event, tuple_event
+from agent.store.target import StoreTarget
 
 #: how many calendars' events the store keeps parsed between two reads (see Store._recent)
 RECENT_CALENDARS = 32
+SCHEMA_VERSION = versions.newest()
 
 
 def _patiently(step: Callable[[], object], seconds: float = 30.0) -> None:
@@ -47,15 +51,16 @@ def _patiently(step: Callable[[], object], seconds: float = 30.0) -> None:
             time.sleep(0.05)
 
 
-class Store:
-    """A thin, typed layer over the SQLite file; every unit of work is atomic."""
+class Store(ReplyRows, ClaimRows):
+    """A thin, typed layer over the database; every unit of work is atomic."""
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = None if path is None or str(path) == ":memory:" else Path(path)
-        try:
-            self._open()
-        except (sqlite3.Error, OSError) as exc:
-            raise broken.explain(self.path or Path(":memory:"), exc) from exc
+    def __init__(
+        self, path: Path | str | StoreTarget | None = None, *, migrate: bool = True
+    ) -> None:
+        """Open the store; with ``migrate`` (every command but ``store migrate``) bring
+        it to the newest schema first."""
+        self.target = StoreTarget.of(path)
+        self.path = self.target.path
         #: the events of the calendars read last, by (owner, since): a partner's calendar
         #: is read for each of their relationships, parsed once and shared; forgotten when
         #: the calendar changes and at the end of every tick, so it never holds much
@@ -65,22 +70,44 @@ class Store:
         self._writes: dict[str, int] = {}
         self._epoch = 0
         self._data_version: int | None = None
+        try:
+            self._open(migrate)
+        except versions.NewerStore as exc:
+            raise broken.StoreError(
+                f"store {self.target.shown} has {exc}: upgrade Cadence, or point `store:` "
+                "at another store"
+            ) from None
+        except Exception as exc:
+            if not broken.is_store_failure(exc):
+                raise
+            raise broken.explain(self.target.where, exc) from exc
 
-    def _open(self) -> None:
-        if self.path is None:
-            self.db = sqlite_utils.Database(memory=True)
-            self.db.conn.isolation_level = None
+    def _open(self, migrate: bool) -> None:
+        if self.target.url is not None:
+            self.db = Database(server_engine(self.target.url))
+        elif self.path is None:
+            self.db = Database(sqlite_engine(None))
         else:
             if self.path.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder", str(self.path))
             # SQLite gives the -wal and -shm files the mode of the store itself
             files.create_private(self.path)
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.db = sqlite_utils.Database(conn)
-            _patiently(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        _patiently(self.migrate)
+            self.db = Database(sqlite_engine(str(self.path)))
+            _patiently(lambda: self.db.pragma("PRAGMA journal_mode=WAL"))
+            self.db.pragma("PRAGMA synchronous=NORMAL")
+        if self.db.name == "sqlite":
+            self.db.pragma("PRAGMA busy_timeout=30000")
+        if migrate:
+            _patiently(self.migrate)
+        elif versions.current(self.db) > versions.newest():
+            raise versions.NewerStore(versions.current(self.db), versions.newest())
+        if self.db.name != "sqlite":
+            self.db.on_write = self._count_write
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.db.name
 
     def close(self) -> None:
         self.db.close()
@@ -88,66 +115,42 @@ class Store:
     def check_usable(self) -> None:
         """Raise ``StoreError`` now if the store is damaged or cannot be written (a
         read-only file opens and reads fine), before a tick finds out halfway; reads
-        every page once (``quick_check``) and writes nothing."""
+        every page once (SQLite's ``quick_check``) and writes nothing."""
         try:
-            found = self.db.execute("PRAGMA quick_check").fetchone()[0]
-            if found != "ok":
-                raise sqlite3.DatabaseError(f"database disk image is malformed: {found}")
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute(f"PRAGMA user_version = {self.version}")
-            finally:
-                if self.db.conn.in_transaction:
-                    self.db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise broken.explain(self.path or Path(":memory:"), exc) from exc
+            if self.backend == "sqlite":
+                found = self.db.execute("PRAGMA quick_check").rows[0][0]
+                if found != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed: {found}")
+            with self.db.atomic(immediate=True):
+                if self.backend == "sqlite":
+                    raw = self.db.execute("PRAGMA user_version").rows[0][0]
+                    self.db.execute(f"PRAGMA user_version = {int(raw)}")
+                else:
+                    self.db.execute("UPDATE meta SET value = value WHERE name = 'mail_secret'")
+                raise _Undo
+        except _Undo:
+            pass
+        except Exception as exc:
+            if not broken.is_store_failure(exc):
+                raise
+            raise broken.explain(self.target.where, exc) from exc
 
     @property
     def version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return versions.current(self.db)
 
-    def migrate(self) -> None:
-        """Apply every migration newer than the file's schema version."""
-        current = self.version
-        if current > SCHEMA_VERSION:
-            raise broken.StoreError(
-                f"store {self.path} has schema version {current}, newer than this Cadence "
-                f"({SCHEMA_VERSION}): upgrade Cadence, or point `store:` at another file"
-            )
-        for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
-            # Take the write lock first, then look again: another process opening the
-            # same new file may have applied this step in the meantime.
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                if self.version < number:
-                    step(self.db)
-                    self.db.execute(f"PRAGMA user_version = {number}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.conn.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+    def migrate(self) -> tuple[int, int]:
+        """Bring the store to the newest schema; return its version before and after."""
+        return versions.upgrade(self.db)
 
-    @contextlib.contextmanager
-    def atomic(self) -> Iterator[Any]:
-        """A write transaction holding the write lock from the start: a deferred one
-        that read first fails at once (no waiting) when another process wrote meanwhile,
-        as workers of the task queue do. Nested: a savepoint."""
-        if self.db.conn.in_transaction:
-            with self.db.atomic():
-                yield self.db
-            return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            if self.db.conn.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def atomic(self) -> Any:
+        """A write transaction holding SQLite's write lock from the start: a deferred
+        one that read first fails at once (no waiting) when another process wrote
+        meanwhile, as workers of the task queue do."""
+        return self.db.atomic(immediate=True)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, params))
+        return self.db.query(sql, params)
 
     # --- sync ------------------------------------------------------------------------
 
@@ -174,10 +177,26 @@ class Store:
         are seen through SQLite's ``data_version`` at ``notice_other_writers``."""
         return self._epoch, self._writes.get(owner, 0)
 
+    def _count_write(self) -> None:
+        """On PostgreSQL, which has no ``data_version``: count each transaction that
+        writes in the ``meta`` row ``writes``, before it commits, for other processes'
+        ``notice_other_writers``; this one knows its own writes."""
+        rows = self.db.execute(
+            "INSERT INTO meta (name, value) VALUES ('writes', '1') ON CONFLICT (name) DO "
+            "UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value"
+        ).rows
+        if self._data_version is not None and int(rows[0][0]) == self._data_version + 1:
+            self._data_version += 1
+
     def notice_other_writers(self) -> bool:
-        """Whether another connection committed since the last call (then every
-        ``calendar_version`` changes)."""
-        version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        """Whether another connection committed a write since the last call (then every
+        ``calendar_version`` changes): SQLite's ``data_version``, or on PostgreSQL the
+        count of write transactions kept in ``meta``."""
+        if self.backend == "sqlite":
+            version = int(self.db.execute("PRAGMA data_version").rows[0][0])
+        else:
+            rows = self.db.execute("SELECT value FROM meta WHERE name = 'writes'").rows
+            version = int(rows[0][0]) if rows else 0
         changed = self._data_version is not None and version != self._data_version
         self._data_version = version
         if changed:
@@ -196,7 +215,7 @@ class Store:
                 self.db.execute("DELETE FROM events WHERE owner = ? AND id = ?", [owner, event_id])
             rows = [event_row(e) for e in changes.events]
             if rows:
-                self.db.table("events").upsert_all(rows, pk=("owner", "id"))
+                self.db.table("events").upsert_all(rows)
             # plain SQL: this runs for every calendar on every tick
             self.db.execute(
                 "INSERT INTO sync_state (owner, cursor, synced_at, error) VALUES (?, ?, ?, NULL)"
@@ -219,7 +238,7 @@ class Store:
         self._forget(event.owner)
         self._wrote(event.owner)
         with self.atomic():
-            self.db.table("events").upsert(event_row(event), pk=("owner", "id"))
+            self.db.table("events").upsert(event_row(event))
 
     def events(self, owners: Iterable[str], since: datetime | None = None) -> list[Event]:
         """The events of ``owners`` ending at or after ``since``, by start."""
@@ -253,31 +272,34 @@ class Store:
         after = to_store(since)
         sql = f'SELECT {EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" >= ? AND ('
         sql += "key IS NOT NULL OR uid IN (SELECT uid FROM events WHERE key IS NOT NULL "
-        sql += 'AND "end" >= ?) OR (NOT coalesce(all_day, 0)'
+        sql += 'AND "end" >= ?) OR (coalesce(all_day, 0) = 0'
         params: list[Any] = [owner, after, after]
         wanted = sorted({o.lower() for o in others})
         plain = [w for w in wanted if w.isascii() and w.isprintable() and not set(w) & set('"\\')]
         if plain == wanted and owner.isascii() and owner.lower() not in wanted:
             # LIKE ignores ASCII case as lower() does, and its _ and % only widen the match
-            named = " OR ".join("attendees LIKE ? OR organizer LIKE ?" for _ in wanted)
-            sql += (
-                f" AND ({named or '0'} OR instr(attendees, '\\u')"
-                " OR length(organizer) != length(CAST(organizer AS BLOB)))"
+            like = self._like
+            named = " OR ".join(f"attendees {like} ? OR organizer {like} ?" for _ in wanted)
+            escaped, wide = (
+                ("instr(attendees, '\\u') > 0", "length(CAST(organizer AS BLOB))")
+                if self.backend == "sqlite"
+                else ("strpos(attendees, '\\u') > 0", "octet_length(organizer)")
             )
+            sql += f" AND ({named or '1 = 0'} OR {escaped} OR length(organizer) != {wide})"
             for w in wanted:
                 params += [f'%"{w}"%', w]
-        cursor = self.db.conn.execute(sql + ")) ORDER BY start", params)
-        return [tuple_event(r) for r in cursor]
+        rows = self.db.execute(sql + ")) ORDER BY start", params).rows
+        return [tuple_event(r) for r in rows]
 
     def events_during(self, owners: Iterable[str], during: Interval) -> list[Event]:
         """The events of ``owners`` that overlap ``during`` (by the index on their end)."""
         found: list[Event] = []
         for owner in dict.fromkeys(owners):
-            cursor = self.db.conn.execute(
+            rows = self.db.execute(
                 f'SELECT {EVENT_COLUMNS} FROM events WHERE owner = ? AND "end" > ? AND start < ?',
                 [owner, to_store(during.start), to_store(during.end)],
-            )
-            found.extend(tuple_event(r) for r in cursor)
+            ).rows
+            found.extend(tuple_event(r) for r in rows)
         return found
 
     def _owner_events(self, owner: str, since: datetime | None) -> list[Event]:
@@ -291,9 +313,8 @@ class Store:
         if entry[1] is not None:
             sql += ' AND "end" >= ?'
             params.append(entry[1])
-        # plain tuples from sqlite3: building a dict per row costs more than the query
-        cursor = self.db.conn.execute(sql + " ORDER BY start", params)
-        found = [tuple_event(r) for r in cursor]
+        # plain tuples: building a dict per row costs more than the query
+        found = [tuple_event(r) for r in self.db.execute(sql + " ORDER BY start", params).rows]
         self._recent[entry] = found
         while len(self._recent) > RECENT_CALENDARS:
             self._recent.popitem(last=False)
@@ -304,9 +325,9 @@ class Store:
         the next sync brings them back as they now are."""
         owners = {event.owner}
         if event.key:
-            rows = self.db.conn.execute(
+            rows = self.db.execute(
                 "SELECT DISTINCT owner FROM events WHERE key = ?", [event.key]
-            ).fetchall()
+            ).rows
             owners.update(r[0] for r in rows)
         for owner in owners:
             self._forget(owner)
@@ -316,7 +337,7 @@ class Store:
                 self.db.execute(
                     "DELETE FROM events WHERE key = ? AND owner != ?", [event.key, event.owner]
                 )
-            self.db.table("events").upsert(event_row(event), pk=("owner", "id"))
+            self.db.table("events").upsert(event_row(event))
         return owners
 
     def event_by_key(self, key: str) -> Event | None:
@@ -344,10 +365,10 @@ class Store:
             existing = found[0] if found else None
             row = {
                 **(existing or {"created_at": to_store(now)}),
-                **row,
+                **self._settled("bookings", row),
                 "updated_at": to_store(now),
             }
-            self.db.table("bookings").upsert(row, pk="key")
+            self.db.table("bookings").upsert(row)
 
     @property
     def mail_secret(self) -> bytes:
@@ -372,90 +393,12 @@ class Store:
     def save_outbox(self, row: dict[str, Any], now: datetime) -> None:
         with self.atomic():
             existing = self.outbox(row["key"])
-            row = {**(existing or {"created_at": to_store(now)}), **row}
-            self.db.table("outbox").upsert(row, pk="key")
+            row = {**(existing or {"created_at": to_store(now)}), **self._settled("outbox", row)}
+            self.db.table("outbox").upsert(row)
 
     def outbox_by_message_id(self, message_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM outbox WHERE message_id = ?", [message_id])
         return rows[0] if rows else None
-
-    # --- replies and the actions they carry --------------------------------------------
-
-    def reply(self, message_id: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM replies WHERE message_id = ?", [message_id])
-        return rows[0] if rows else None
-
-    def read_refs(self) -> set[str]:
-        """Where the replies already read came from (a file, a mailbox UID...)."""
-        return {r["ref"] for r in self._query("SELECT ref FROM replies WHERE ref IS NOT NULL")}
-
-    def replies(
-        self, employee: str | None = None, status: str | None = None
-    ) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM replies WHERE 1 = 1"
-        params: list[Any] = []
-        if employee:
-            sql += " AND employee = ?"
-            params.append(employee)
-        if status:
-            sql += " AND status = ?"
-            params.append(status)
-        return self._query(sql + " ORDER BY received_at, message_id", params)
-
-    def save_reply(
-        self, row: dict[str, Any], actions: Sequence[dict[str, Any]], now: datetime
-    ) -> None:
-        """Record one reply and upsert its actions (by employee and title) atomically."""
-        with self.atomic():
-            self.db.table("replies").upsert({**row, "recorded_at": to_store(now)}, pk="message_id")
-            self.record_actions(actions, now)
-
-    def record_actions(self, actions: Sequence[dict[str, Any]], now: datetime) -> None:
-        """Upsert action items by employee and title (a reply's, or one ticked off on the
-        web), atomically."""
-        with self.atomic():
-            for action in actions:
-                key = [action["employee"], action["norm"]]
-                old = self._query("SELECT * FROM actions WHERE employee = ? AND norm = ?", key)
-                merged = {**(old[0] if old else {"created_at": to_store(now)}), **action}
-                merged["updated_at"] = to_store(now)
-                if action["status"] == "done" and not (old and old[0]["done_at"]):
-                    merged["done_at"] = to_store(now)
-                if old:
-                    self.db.table("actions").update(old[0]["id"], merged)
-                else:
-                    self.db.table("actions").insert(merged)
-
-    def updates_since(self, relationship: str, since: datetime) -> int:
-        """How many recorded replies of ``relationship`` since ``since`` have an updated
-        recap planned (the count ``recap.max_updates_per_day`` caps)."""
-        rows = self._query(
-            "SELECT COUNT(*) AS n FROM replies WHERE relationship = ? AND status = 'recorded'"
-            " AND update_key IS NOT NULL AND recorded_at >= ?",
-            [relationship, to_store(since)],
-        )
-        return int(rows[0]["n"])
-
-    def reply_marks(self, account: str) -> dict[str, str]:
-        """How far replies were read in each mailbox of ``account`` (see ReplyReader)."""
-        rows = self._query("SELECT mailbox, mark FROM reply_marks WHERE account = ?", [account])
-        return {r["mailbox"]: r["mark"] for r in rows}
-
-    def save_reply_marks(self, account: str, marks: dict[str, str], now: datetime) -> None:
-        with self.atomic():
-            for mailbox, mark in marks.items():
-                self.db.table("reply_marks").upsert(
-                    {"account": account, "mailbox": mailbox, "mark": mark,
-                     "updated_at": to_store(now)},
-                    pk=("account", "mailbox"),
-                )  # fmt: skip
-
-    def actions(self, employee: str) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM actions WHERE employee = ? ORDER BY id", [employee])
-
-    def all_actions(self) -> list[dict[str, Any]]:
-        """Every employee's recorded actions, in the order they were recorded."""
-        return self._query("SELECT * FROM actions ORDER BY id")
 
     # --- meetings ----------------------------------------------------------------------
 
@@ -463,9 +406,7 @@ class Store:
         with self.atomic():
             self.db.execute("DELETE FROM meetings WHERE relationship = ?", [relationship])
             if rows:
-                self.db.table("meetings").insert_all(
-                    [{**r, "tick": tick} for r in rows], pk=("relationship", "id"), replace=True
-                )
+                self.db.table("meetings").upsert_all([{**r, "tick": tick} for r in rows])
 
     def meeting_rows(self) -> dict[str, list[dict[str, Any]]]:
         """The stored meetings per relationship, as ``save_meetings`` was given them."""
@@ -494,9 +435,9 @@ class Store:
         """Record ``now`` as the watch start of each relationship not seen before (one
         added to the config later starts its own watch then); return every watch start."""
         with self.atomic():
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO watched (relationship, since) VALUES (?, ?)",
-                [(r, to_store(now)) for r in relationships],
+            self.db.table("watched").insert_all(
+                [{"relationship": r, "since": to_store(now)} for r in dict.fromkeys(relationships)],
+                ignore=True,
             )
         return self.watched()
 
@@ -506,7 +447,8 @@ class Store:
         """Mark the ticks left ``running`` as ``interrupted`` and return them as they were.
 
         Only a tick that holds the tick lock may call this: then no other tick runs, so
-        a ``running`` row is one whose process died (killed, a power cut) mid-way.
+        a ``running`` row is one whose process died (killed, a power cut) mid-way, and
+        every claim on a booking or mail is one it left (``release_claims``).
         """
         with self.atomic():
             rows = self._query(
@@ -514,6 +456,7 @@ class Store:
             )
             if rows:
                 self.db.execute("UPDATE ticks SET status = 'interrupted' WHERE status = 'running'")
+            self.release_claims()
         return rows
 
     def ticks(self, limit: int = 10) -> list[dict[str, Any]]:
@@ -522,11 +465,10 @@ class Store:
 
     def begin_tick(self, now: datetime, started: datetime) -> int:
         with self.atomic():
-            cur = self.db.execute(
-                "INSERT INTO ticks (now, started_at, status) VALUES (?, ?, 'running')",
-                [to_store(now), to_store(started)],
+            made = self.db.table("ticks").insert(
+                {"now": to_store(now), "started_at": to_store(started), "status": "running"}
             )
-            return int(cur.lastrowid or 0)
+            return int(made or 0)
 
     def end_tick(self, tick: int, status: str, summary: dict[str, Any], finished: datetime) -> None:
         self._forget()
@@ -576,7 +518,7 @@ class Store:
             sql += " AND relationship = ?"
             params.append(relationship)
         elif relationship:
-            sql += " AND relationship LIKE ?"
+            sql += f" AND relationship {self._like} ?"
             params.append(f"%{relationship}%")
         if kind:
             sql += " AND kind = ?"
@@ -590,4 +532,15 @@ class Store:
         return rows[0] if rows else None
 
     def integrity(self) -> str:
-        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+        if self.backend != "sqlite":
+            return "ok"  # PostgreSQL checks its pages itself (and its checksums, if on)
+        return str(self.db.execute("PRAGMA integrity_check").rows[0][0])
+
+    @property
+    def _like(self) -> str:
+        """The LIKE that ignores ASCII case, as SQLite's does."""
+        return "LIKE" if self.backend == "sqlite" else "ILIKE"
+
+
+class _Undo(Exception):
+    """Roll back a transaction that only tried whether it could write."""

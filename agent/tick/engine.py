@@ -33,7 +33,7 @@ from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
 from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
-from agent.tick import endings, metrics, picks, replies, sync, updates
+from agent.tick import endings, mailbox, metrics, picks, replies, sync, updates
 from agent.tick.executor import ActionRecord, Executor, Journal
 from agent.tick.plans import Plans, plan_warning, recorded_by_employee
 from agent.tick.reporting import TickReport, _summary
@@ -60,7 +60,7 @@ class Engine:
         #: the settings as configured; ``settings`` adds the directory's people each tick
         self.configured = settings
         self.settings = settings
-        self.store = store or Store(settings.store)
+        self.store = store or Store(settings.store_at)
         self._own_store = store is None
         self.retry = retry or RetryPolicy()
         self._connections: dict[str, tuple[Calendar, Mailer]] = {}
@@ -239,7 +239,9 @@ class Engine:
 
     def adopt_mailbox_settings(self, run: Journal) -> None:
         """Take the time zone and working hours the config leaves out from providers that
-        know them (Microsoft 365's mailbox settings), once per person and engine."""
+        know them (Microsoft 365's mailbox settings), once per person and engine; and the
+        language neither the config nor the directory names, kept in the store."""
+        mailbox.adopt(self, run)
         changed: dict[str, Person] = {}
         for person in self.people():
             if not person.provided:

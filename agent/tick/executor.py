@@ -11,7 +11,6 @@ next booking), and the next tick plans them again.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,8 @@ from agent.core.errors import TransientError
 from agent.core.model import Event, Interval, OutgoingMail
 from agent.core.timestamps import to_store
 from agent.rules.actions import Accept, Action, Book, Cancel, Move, Note, Send
+from agent.store.broken import DATABASE_ERRORS
+from agent.store.claims import Claimed
 
 if TYPE_CHECKING:
     from agent.store.sqlite import Store
@@ -94,7 +95,7 @@ class Journal:
             self.audit_once(why, f"{why}, not done: {kind} {detail}", rel, series)
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None:
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, DATABASE_ERRORS):
             # a store that cannot be written or read is nobody's failure in particular:
             # it ends the tick, and the command says what to do in one line
             raise exc
@@ -259,6 +260,8 @@ class Executor:
                 continue
             try:
                 ready.append((book, self._pending(book)))
+            except Claimed as exc:
+                self._deferred(book.key, "book", book.relationship, book.series, str(exc))
             except Exception as exc:
                 self._failed(book, exc)
         results: list[Callable[[], tuple[Event, bool]]]
@@ -285,9 +288,16 @@ class Executor:
             except Exception as exc:
                 self._failed(book, exc)
 
+    def _deferred(self, key: str, kind: str, rel: str, series: str | None, why: str) -> None:
+        """Another process holds the key (``Store.claim_booking``): leave it to them."""
+        self.unsettled.add(key)
+        self.journal.record(ActionRecord(kind, rel, series, why, "deferred"))
+
     def _pending(self, book: Book) -> Calendar:
+        """Record the booking as pending, claiming its key (``Claimed``: another
+        process is making this very event)."""
         draft = book.draft
-        self.store.save_booking(
+        self.store.claim_booking(
             {
                 "key": draft.key,
                 "relationship": book.relationship,
@@ -362,6 +372,23 @@ class Executor:
             self.journal.held(kind, rel, series, mail.subject, data)
             return
         _, mailer = self.engine.connection(action.account)
+        row = {
+            "key": mail.key,
+            "meeting": action.meeting,
+            "kind": kind,
+            "relationship": rel,
+            "series": series,
+            "status": "pending",
+            "message_id": mail.message_id,
+            "sender": mail.sender,
+            "recipients": ", ".join(mail.to),
+            "subject": mail.subject,
+        }
+        try:
+            self.store.claim_outbox(row, self.now)
+        except Claimed as exc:
+            self._deferred(mail.key, kind, rel, series, str(exc))
+            return
         earlier = self.store.outbox(mail.key)
         if earlier and earlier["status"] == "sending":
             # a send was interrupted: ask the provider whether it went out
@@ -379,21 +406,7 @@ class Executor:
                 outcome = "already" if went else "uncertain"
                 self.journal.record(ActionRecord(kind, rel, series, mail.subject, outcome, data))
                 return
-        self.store.save_outbox(
-            {
-                "key": mail.key,
-                "meeting": action.meeting,
-                "kind": kind,
-                "relationship": rel,
-                "series": series,
-                "status": "pending",
-                "message_id": mail.message_id,
-                "sender": mail.sender,
-                "recipients": ", ".join(mail.to),
-                "subject": mail.subject,
-            },
-            self.now,
-        )
+        self.store.save_outbox(row, self.now)
         faults.point(f"mail:{kind}:before-send")
         self.store.save_outbox({"key": mail.key, "status": "sending"}, self.now)
         faults.point(f"mail:{kind}:sending")

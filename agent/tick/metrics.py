@@ -121,8 +121,8 @@ _DECLARED: tuple[
         "push_channels",
         Gauge,
         "cadence_push_channels",
-        "Push channels (Google) and subscriptions (Graph) by state "
-        "(active, failed, missed, removed).",
+        "Push channels (Google) and subscriptions (Graph, Exchange) by state "
+        "(active, failed, missed, removed, refused).",
         ("state",),
         (),
     ),
@@ -133,6 +133,14 @@ _DECLARED: tuple[
         "Notifications received, by provider and result (accepted, ignored, lifecycle, "
         "validation, rejected, limited).",
         ("provider", "result"),
+        (),
+    ),
+    (
+        "push_pulls",
+        Counter,
+        "cadence_push_pulls",
+        "Exchange pull subscriptions asked for events, by result (quiet, changed, lost, failed).",
+        ("result",),
         (),
     ),
     (
@@ -179,6 +187,7 @@ class Metrics:
     call_seconds: Histogram
     push_channels: Gauge
     push_notifications: Counter
+    push_pulls: Counter
     push_delay: Histogram
     waits: Counter
     wait_seconds: Counter

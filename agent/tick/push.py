@@ -6,7 +6,7 @@ renewed once it ends within ``push.renew_before``, stopped for a person no longe
 configuration. Before each tick, ``quiet`` names the calendars the tick may leave
 unread: an active channel, and a read within ``push.poll``. Every other calendar (no
 channel, a failed renewal, notifications reported missed) is read at every tick: polling
-stays the safety net.
+stays the safety net. Exchange pull subscriptions are kept here too (``pulls``).
 """
 
 from __future__ import annotations
@@ -16,24 +16,32 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from agent.connectors.base import Watches
+from agent.connectors.base import Pulls, Watches
 from agent.core.errors import CadenceError
 from agent.core.model import Channel, Person, WorkingHours
 from agent.settings.config import Settings
 from agent.store.push import ChannelRow, PushRows
 from agent.store.sqlite import Store
+from agent.tick import pulls
 from agent.tick.host import Host
 
 log = logging.getLogger("cadence.push")
 
 #: a channel this close to its end is not trusted to carry the next change
 MARGIN = timedelta(minutes=5)
+#: providers whose subscriptions Cadence asks for changes, instead of being called
+PULLED = ("exchange",)
 
 
 def address(settings: Settings, provider: str) -> str:
     """The URL the provider posts to: the public URL and the provider's path."""
     assert settings.push is not None
     return f"{settings.push.public_url}/{provider}"
+
+
+def current(settings: Settings, channel: Channel) -> bool:
+    """Whether a channel notifies where it should (a pull subscription has no address)."""
+    return channel.provider in PULLED or channel.address == address(settings, channel.provider)
 
 
 def quiet(settings: Settings, store: Store, now: datetime) -> frozenset[str]:
@@ -48,7 +56,7 @@ def quiet(settings: Settings, store: Store, now: datetime) -> frozenset[str]:
         for owner, row in rows.all().items()
         if row.state == "active"
         and row.channel.expires > now + MARGIN
-        and row.channel.address == address(settings, row.channel.provider)
+        and current(settings, row.channel)
         and owner in polled
         and now - polled[owner] < poll
     )
@@ -91,6 +99,8 @@ def maintain(
             calendar, _ = engine.connection(leaver.account or row_account(engine, gone.channel))
             if isinstance(calendar, Watches):
                 calendar.unwatch(leaver, gone.channel)
+            elif isinstance(calendar, Pulls):
+                pulls.stop(leaver, calendar, gone.channel.id)
         except (CadenceError, KeyError) as exc:
             out.errors.append(f"push: stopping the channel of {owner}: {exc}")
         rows.drop(owner)
@@ -98,6 +108,7 @@ def maintain(
     renew_before = settings.push.renew_before
     #: (person, their calendar, their channel row, whether a new channel is opened)
     jobs: list[tuple[Person, Watches, ChannelRow | None, bool]] = []
+    pulled: list[tuple[Person, Pulls, ChannelRow | None]] = []
     for email, person in people.items():
         row = kept.get(email)
         try:
@@ -105,10 +116,14 @@ def maintain(
         except CadenceError as exc:
             out.errors.append(f"push: channel of {email}: {exc}")
             continue
-        if not isinstance(calendar, Watches):
-            continue
         if row is not None and row.state == "missed" and email in read:
             rows.mark(email, "active", now)
+        if isinstance(calendar, Pulls) and not isinstance(calendar, Watches):
+            if pulls.due(row, now):
+                pulled.append((person, calendar, row))
+            continue
+        if not isinstance(calendar, Watches):
+            continue
         moved = row is not None and row.channel.address != address(
             settings, calendar.push_provider
         )  # push.public_url changed: a new channel at the new address, the old one stopped
@@ -150,6 +165,12 @@ def maintain(
                 watcher.unwatch(person, row.channel)
             except CadenceError as exc:
                 out.errors.append(f"push: stopping the old channel of {person.email}: {exc}")
+    # many at once on a first start: in the sync step's threads
+    opened, problems = pulls.keep(
+        rows, pulled, now, engine.sync_pool() if len(pulled) > 1 else None
+    )
+    out.opened += opened
+    out.errors += problems
     for problem in out.errors:
         log.warning("%s", problem)
     if out.opened or out.renewed or out.stopped:
@@ -163,7 +184,10 @@ def maintain(
 
 
 def row_account(engine: Host, channel: Channel) -> str:
-    """The account a leaver's channel was opened on: the only one of its provider."""
+    """The account a leaver's channel was opened on: the one a pull subscription names,
+    else the only one of its provider."""
+    if channel.provider in PULLED and channel.address in engine.settings.accounts:
+        return channel.address
     for name, account in engine.settings.accounts.items():
         if getattr(account, "provider", None) == channel.provider:
             return name

@@ -46,9 +46,9 @@ def collect(engine: Host, journal: Journal, now: datetime) -> None:
             )
             continue
         provider = str(getattr(engine.settings.accounts[account], "provider", ""))
-        if not mailer.marks():  # a new reader: go on from where the last run stopped
-            mailer.resume(engine.store.reply_marks(account))
         seen = engine.store.read_refs()
+        if not mailer.marks():  # a new reader: go on from where the last run stopped
+            mailer.resume(engine.store.reply_marks(account), seen)
         failed = False
         for incoming in mailer.replies():
             if incoming.ref in seen:

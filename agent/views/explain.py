@@ -20,7 +20,7 @@ from agent.views.people import laid
 
 
 def explain(settings: Settings, ref: str, now: datetime, echo: Callable[[str], None]) -> None:
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         settings = laid(settings, store)
         rel = settings.relationship(ref)

@@ -12,8 +12,9 @@ from agent.settings.config import Settings
 from agent.store.push import PushRows
 from agent.store.sqlite import Store
 
-#: providers that can notify; the others are polled at every tick
-PUSHING = ("google", "microsoft")
+#: providers that can notify (Exchange: through subscriptions Cadence asks); the others
+#: are polled at every tick
+PUSHING = ("google", "microsoft", "exchange")
 
 
 def collect(settings: Settings, store: Store, now: datetime) -> list[dict[str, Any]]:
@@ -32,11 +33,13 @@ def collect(settings: Settings, store: Store, now: datetime) -> list[dict[str, A
         if settings.push is None:
             state = "off"
         elif provider not in PUSHING:
-            state = "polled"  # Exchange, CalDAV, local files: no push
+            state = "polled"  # CalDAV, local files: no push
         elif row is None:
             state = "none"
         elif row.state == "active" and row.channel.expires <= now:
             state = "expired"
+        elif row.state == "refused":
+            state = "polled"  # the server offers no subscription: the error says why
         else:
             state = row.state
         out.append(
@@ -44,7 +47,9 @@ def collect(settings: Settings, store: Store, now: datetime) -> list[dict[str, A
                 "email": email,
                 "provider": provider,
                 "state": state,
-                "expires": to_store(row.channel.expires) if row else None,
+                "expires": (
+                    to_store(row.channel.expires) if row and row.state != "refused" else None
+                ),
                 "notified_at": to_store(row.notified_at) if row and row.notified_at else None,
                 "read_at": to_store(polled[email]) if email in polled else None,
                 "error": row.error if row else None,
@@ -54,7 +59,7 @@ def collect(settings: Settings, store: Store, now: datetime) -> list[dict[str, A
 
 
 def read(settings: Settings, now: datetime) -> list[dict[str, Any]]:
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         return collect(settings, store, now)
     finally:

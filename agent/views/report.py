@@ -186,7 +186,7 @@ def build(
     """Read the store and compute the report as of ``now`` for meetings since ``since``."""
     now = now.astimezone(UTC)
     since = (since or now - timedelta(days=365)).astimezone(UTC)
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         settings = laid(settings, store)
         bookings = store.bookings()

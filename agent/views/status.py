@@ -17,7 +17,7 @@ from agent.views.uncertain import describe, uncertain_mail
 
 def collect(settings: Settings, now: datetime) -> list[dict[str, Any]]:
     broken_plans = plans.problems(settings)
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         settings = laid(settings, store)
         rows = []
@@ -85,7 +85,7 @@ def print_status(rows: list[dict[str, Any]]) -> None:
 
 def recent_ticks(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
     """The last ``limit`` ticks, newest first (read only: a running one is left as is)."""
-    store = Store(settings.store)
+    store = Store(settings.store_at)
     try:
         return store.ticks(limit)
     finally:

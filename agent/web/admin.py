@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.rules.messages import N_
 from agent.tick import plans
 from agent.views import report, report_html
 from agent.web.access import Viewer
@@ -29,7 +30,7 @@ def _admin(web: Web, request: Request) -> Viewer:
     with web.store() as store:
         viewer = web.signed_in(request, store)
     if not viewer.admin:
-        raise Refused(403, "only administrators and HR see this")
+        raise Refused(403, N_("only administrators and HR see this"))
     return viewer
 
 
@@ -40,6 +41,8 @@ def overview(web: Web, request: Request, form: dict[str, str]) -> Response:
         ticks = store.ticks(10)
         guard = store.audit_rows(kind="guard", limit=1)
     held = bool(ticks) and ticks[0]["status"] == "held"
+    _ = web.gettext(web.language(request, viewer))
+    last_tick = _("the last tick")
     return web.page(
         request,
         "admin.html.j2",
@@ -47,7 +50,7 @@ def overview(web: Web, request: Request, form: dict[str, str]) -> Response:
         healthy=healthy,
         health=health,
         ticks=ticks,
-        held=guard[-1]["message"] if held and guard else ("the last tick" if held else None),
+        held=guard[-1]["message"] if held and guard else (last_tick if held else None),
         can_confirm=web.confirm is not None,
         confirmed=request.query_params.get("confirmed") == "1",
         read_only=web.settings.read_only,
@@ -61,7 +64,7 @@ def confirm(web: Web, request: Request, form: dict[str, str]) -> Response:
     """The guard's confirm: run a tick now that may go past the guard's limits."""
     _admin(web, request)
     if web.confirm is None:
-        raise Refused(409, "no service runs the ticks here: use `cadence run --once --confirm`")
+        raise Refused(409, N_("no service runs the ticks here: use `cadence run --once --confirm`"))
     web.confirm()
     log.info("guard confirmed on the web; a tick runs now")
     return RedirectResponse("/admin?confirmed=1", status_code=303)
@@ -119,7 +122,9 @@ def audit_log(web: Web, request: Request, form: dict[str, str]) -> Response:
         rows = store.audit_rows(tick=tick, relationship=relationship, kind=kind, limit=300)
         # the kinds of the recent rows: a scan of the whole log on every page would grow
         recent = "SELECT kind FROM audit ORDER BY id DESC LIMIT 5000"
-        kinds = [r["kind"] for r in store.db.query(f"SELECT DISTINCT kind FROM ({recent})")]
+        kinds = [
+            r["kind"] for r in store.db.query(f"SELECT DISTINCT kind FROM ({recent}) AS recent")
+        ]
         kinds = sorted({*kinds, *([kind] if kind else [])})
     return web.page(
         request,

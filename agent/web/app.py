@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.rules.messages import N_
 from agent.settings.config import Settings
-from agent.web.base import HERE, Web, secure
+from agent.tick.reporting import TickReport
+from agent.web.base import HERE, Refused, Web, secure
 
 Answer = tuple[int, str, bytes]
 #: where the providers' notifications arrive (``push:``), and the most of a body read
@@ -41,6 +45,9 @@ class Probes:
     confirm: Callable[[], None] | None = None
     #: the receiver of notifications from Google and Microsoft (``push:``), or None
     receiver: PushReceiver | None = None
+    #: a focused tick on some calendars now (a pick made on the web is booked at once);
+    #: None: no service, the next tick books it
+    book: Callable[[frozenset[str], datetime], TickReport | None] | None = None
 
 
 def probes_routes(probes: Probes) -> list[BaseRoute]:
@@ -87,14 +94,17 @@ def probes_routes(probes: Probes) -> list[BaseRoute]:
 def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starlette:
     """The whole app: the probes, and the pages when ``web:`` is configured."""
     routes = probes_routes(probes)
+    middleware: list[Middleware] = []
     if settings.web is not None:
-        from agent.web import admin, employee, leader, pick, signin
+        from agent.web import admin, employee, leader, oidc, pick, signin
 
         web = web or Web(settings)
         web.health = probes.health
         web.confirm = web.confirm or probes.confirm
-        for module in (signin, employee, leader, admin, pick):
+        web.book = web.book or probes.book
+        for module in (signin, oidc, employee, leader, admin, pick):
             routes += module.routes(web)
+        middleware = oidc.middleware(web)
         routes.append(Route("/static/cadence.css", _css))
     else:
 
@@ -106,9 +116,9 @@ def create(settings: Settings, probes: Probes, web: Web | None = None) -> Starle
     async def not_found(request: Request, exc: Exception) -> Response:
         if web is None:
             return PlainTextResponse("not found: try /healthz or /metrics\n", 404)
-        return secure(web.page(request, "refused.html.j2", 404, message="no such page"))
+        return secure(web.refusal(request, Refused(404, N_("no such page"))))
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
 
 
 async def _css(request: Request) -> Response:

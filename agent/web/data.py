@@ -145,7 +145,8 @@ def cards(
 class Load:
     """A partner's development meetings in one ISO week, against the program caps."""
 
-    week: str
+    #: the Monday the week starts on
+    week: date
     meetings: int
     per_week: int
     busiest_day: int
@@ -172,7 +173,7 @@ def load(cards: Sequence[Card], zone: Any, now: datetime, weeks: int = 3) -> lis
         monday = date.fromisocalendar(iso[0], iso[1], 1)
         out.append(
             Load(
-                f"{monday:%d %b}",
+                monday,
                 sum(days.values()),
                 per_week,
                 max(days.values(), default=0),

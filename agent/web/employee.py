@@ -13,7 +13,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.core.plan import normalize
+from agent.rules.messages import N_
 from agent.store.plans import Change, Conflict, PlanRows
+from agent.store.readers import Reader, ReaderRows
 from agent.store.sqlite import Store
 from agent.views import packet as packet_view
 from agent.web import data, forms
@@ -24,7 +26,9 @@ from agent.web.base import INLINE_STYLES_CSP, Refused, Web, endpoint
 def home(web: Web, request: Request, form: dict[str, str]) -> Response:
     with web.store() as store:
         viewer = web.signed_in(request, store)
-    return web.page(request, "home.html.j2", viewer=viewer)
+        people = web.laid(store).people
+    readable = [(e, people[e].name if e in people else e) for e in viewer.reads]
+    return web.page(request, "home.html.j2", viewer=viewer, readable=readable)
 
 
 def cadence(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -79,7 +83,7 @@ def tick(web: Web, request: Request, form: dict[str, str]) -> Response:
         wanted = normalize(form.get("action", ""))
         found = next((a for a in actions.open if normalize(a.title) == wanted), None)
         if found is None:
-            raise Refused(404, "no such open action")
+            raise Refused(404, N_("no such open action"))
         data.tick_off(store, viewer.email, found, now)
     return RedirectResponse("/me#actions", status_code=303)
 
@@ -90,7 +94,7 @@ def packet(web: Web, request: Request, form: dict[str, str]) -> Response:
     try:
         since = date.fromisoformat(request.query_params.get("since", f"{now.year}-01-01"))
     except ValueError:
-        raise Refused(400, "since: give a date as YYYY-MM-DD") from None
+        raise Refused(400, N_("since: give a date as YYYY-MM-DD")) from None
     with web.store() as store:
         viewer = _employee(web, request, store)
         html = packet_view.render(
@@ -111,7 +115,7 @@ def packet(web: Web, request: Request, form: dict[str, str]) -> Response:
 def _employee(web: Web, request: Request, store: Store) -> Viewer:
     viewer = web.signed_in(request, store)
     if not viewer.employee:
-        raise Refused(403, "you have no development relationship of your own")
+        raise Refused(403, N_("you have no development relationship of your own"))
     return viewer
 
 
@@ -120,7 +124,49 @@ def show_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
         viewer = _employee(web, request, store)
         state = data.plan_of(web.laid(store), store, viewer.email)
         history = PlanRows(store).history(viewer.email, 20)
-    return _plan_page(web, request, viewer, state, forms.fields(state.plan), {}, history)
+        readers = ReaderRows(store).of(viewer.email)
+    return _plan_page(
+        web, request, viewer, state, forms.fields(state.plan), {}, history, readers=readers
+    )
+
+
+#: the most readers one plan may have, so that "shared with a few" stays a few
+MAX_READERS = 20
+
+
+def choose_readers(web: Web, request: Request, form: dict[str, str]) -> Response:
+    """Name, one by one, who else may read the viewer's plan: people Cadence knows."""
+    now = web.clock()
+    with web.store() as store:
+        viewer = _employee(web, request, store)
+        _ = web.gettext(web.language(request, viewer))
+        people = web.laid(store).people
+        wanted: set[str] = set()
+        errors: list[str] = []
+        lines = form.get("readers", "").splitlines()
+        for number, line in enumerate(lines, 1):
+            email = line.strip().lower()
+            if not email:
+                continue
+            said = {"n": number, "email": email}
+            if email == viewer.email:
+                errors.append(_("line %(n)s: %(email)s is you; you always read your plan") % said)
+            elif email not in people:
+                errors.append(_("line %(n)s: %(email)s is not someone Cadence knows") % said)
+            else:
+                wanted.add(email)
+        if len(wanted) > MAX_READERS:
+            errors.append(_("at most %(n)s readers: name fewer") % {"n": MAX_READERS})
+        if not errors:
+            ReaderRows(store).choose(viewer.email, wanted, viewer.email, now)
+            return RedirectResponse("/me/plan?readers=1#readers", status_code=303)
+        state = data.plan_of(web.laid(store), store, viewer.email)
+        history = PlanRows(store).history(viewer.email, 20)
+        readers = ReaderRows(store).of(viewer.email)
+    return _plan_page(
+        web, request, viewer, state, forms.fields(state.plan), {}, history, status=422,
+        readers=readers, readers_text=form.get("readers", ""), readers_errors=errors,
+    )  # fmt: skip
 
 
 def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -129,7 +175,7 @@ def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
         viewer = _employee(web, request, store)
         state = data.plan_of(web.laid(store), store, viewer.email)
         actions = [a.model_dump(mode="json") for a in (state.plan.actions if state.plan else [])]
-        plan, errors = forms.check(form, actions)
+        plan, errors = forms.check(form, actions, web.gettext(web.language(request, viewer)))
         shared = bool(form.get("shared"))
         if plan is not None:
             try:
@@ -141,13 +187,25 @@ def save_plan(web: Web, request: Request, form: dict[str, str]) -> Response:
                     viewer.email, plan, by=viewer.email, how="web", now=now, shared=shared,
                     version=version,
                 )  # fmt: skip
-            except Conflict as exc:
-                errors = {"": [str(exc)]}
+            except Conflict:
+                current = PlanRows(store).get(viewer.email)
+                _ = web.gettext(web.language(request, viewer))
+                errors = {
+                    "": [
+                        _(
+                            "The plan was changed since you opened it (by %(who)s): reload and edit again."
+                        )
+                        % {"who": current.updated_by if current else "?"}
+                    ]
+                }
             else:
                 return RedirectResponse("/me/plan?saved=1", status_code=303)
         history = PlanRows(store).history(viewer.email, 20)
+        readers = ReaderRows(store).of(viewer.email)
     state = data.PlanState(state.plan, shared, state.version, state.source, state.problem)
-    return _plan_page(web, request, viewer, state, dict(form), errors, history, status=422)
+    return _plan_page(
+        web, request, viewer, state, dict(form), errors, history, status=422, readers=readers
+    )
 
 
 def _plan_page(
@@ -159,7 +217,13 @@ def _plan_page(
     errors: dict[str, list[str]],
     history: list[Change],
     status: int = 200,
+    readers: list[Reader] | None = None,
+    readers_text: str | None = None,
+    readers_errors: list[str] | None = None,
 ) -> Response:
+    readers = readers or []
+    if readers_text is None:
+        readers_text = "\n".join(r.email for r in readers)
     return web.page(
         request,
         "plan_edit.html.j2",
@@ -171,6 +235,10 @@ def _plan_page(
         goals=range(forms.GOALS),
         history=history,
         saved=request.query_params.get("saved") == "1",
+        readers=readers,
+        readers_text=readers_text,
+        readers_errors=readers_errors or [],
+        readers_saved=request.query_params.get("readers") == "1",
     )
 
 
@@ -183,4 +251,5 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/me/packet", endpoint(web, packet), methods=["GET"]),
         Route("/me/plan", endpoint(web, show_plan), methods=["GET"]),
         Route("/me/plan", endpoint(web, save_plan), methods=["POST"]),
+        Route("/me/readers", endpoint(web, choose_readers), methods=["POST"]),
     ]

@@ -9,10 +9,11 @@ check``, and each error is put beside the field it is about.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.core.plan import Plan
+from agent.rules.messages import N_
 from agent.settings import idp
 
 GOALS = 3
@@ -52,11 +53,14 @@ def field_names() -> list[str]:
     return [*names, "share_with_new_leader"]
 
 
+Gettext = Callable[[str], str]
+
+
 def parse(
-    form: Mapping[str, str], actions: Sequence[Mapping[str, Any]]
+    form: Mapping[str, str], actions: Sequence[Mapping[str, Any]], _: Gettext = N_
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The plan's data from the form (the actions kept as they are), and the errors
-    found in lines the form cannot read, by field."""
+    found in lines the form cannot read, by field, in the reader's language (``_``)."""
     errors: dict[str, list[str]] = {}
     data: dict[str, Any] = {}
     purpose = form.get("purpose", "").strip()
@@ -66,7 +70,7 @@ def parse(
         data[name] = _lines(form.get(name, ""))
     skills = []
     for line in _lines(form.get("skills", "")):
-        name, _, level = line.rpartition(":") if ":" in line else (line, "", "")
+        name, __, level = line.rpartition(":") if ":" in line else (line, "", "")
         skill = {"name": name.strip()}
         if level.strip():
             skill["level"] = level.strip()
@@ -90,10 +94,10 @@ def parse(
         for n, line in enumerate(lines, start=1):
             mark = _DONE.match(line)
             rest = line[mark.end() :] if mark else line
-            due, _, what = rest.partition(" ")
+            due, __, what = rest.partition(" ")
             if not what.strip():
                 errors.setdefault(f"goals-{i}-milestones", []).append(
-                    f"line {n}: write a date (YYYY-MM-DD), then the milestone"
+                    _("line %(n)s: write a date (YYYY-MM-DD), then the milestone") % {"n": n}
                 )
                 continue
             goal["milestones"].append(
@@ -104,7 +108,7 @@ def parse(
                 }
             )
         if not title:
-            errors.setdefault(f"goals-{i}-title", []).append("a goal needs a title")
+            errors.setdefault(f"goals-{i}-title", []).append(_("a goal needs a title"))
         goals.append((i, goal))
     data["goals"] = [g for _, g in goals]
     data["actions"] = [dict(a) for a in actions]
@@ -114,19 +118,23 @@ def parse(
 
 
 def check(
-    form: Mapping[str, str], actions: Sequence[Mapping[str, Any]]
+    form: Mapping[str, str], actions: Sequence[Mapping[str, Any]], _: Gettext = N_
 ) -> tuple[Plan | None, dict[str, list[str]]]:
-    """The plan the form describes, or every error by field name (``""``: the whole plan)."""
-    data, errors = parse(form, actions)
+    """The plan the form describes, or every error by field name (``""``: the whole plan).
+    The form's own sentences are in the reader's language (``_``); what the plan check
+    says of a value is its own English (the same as ``cadence check``)."""
+    data, errors = parse(form, actions, _)
     goal_fields: list[int] = data.pop("_goal_fields")
     plan, problems = idp.check(data)
     for loc, message in problems:
-        name, message = _field(loc, message, goal_fields)
+        name, message = _field(loc, message, goal_fields, _)
         errors.setdefault(name, []).append(message)
     return (plan if not errors else None), errors
 
 
-def _field(loc: tuple[str | int, ...], message: str, goal_fields: list[int]) -> tuple[str, str]:
+def _field(
+    loc: tuple[str | int, ...], message: str, goal_fields: list[int], _: Gettext = N_
+) -> tuple[str, str]:
     """The form field an error of ``idp.check`` is about, and its message for that field."""
     if not loc:
         return "", message
@@ -136,8 +144,12 @@ def _field(loc: tuple[str | int, ...], message: str, goal_fields: list[int]) -> 
     if head == "goals" and len(loc) > 1 and isinstance(loc[1], int):
         i = goal_fields[loc[1]] if loc[1] < len(goal_fields) else loc[1]
         if len(loc) > 3 and loc[2] == "milestones" and isinstance(loc[3], int):
-            return f"goals-{i}-milestones", f"line {loc[3] + 1}: {loc[-1]}: {message}"
+            said = f"{loc[-1]}: {message}"
+            return f"goals-{i}-milestones", _("line %(n)s: %(message)s") % {
+                "n": loc[3] + 1,
+                "message": said,
+            }
         return f"goals-{i}-{loc[2] if len(loc) > 2 else 'title'}", message
     if head in (*_LISTS, "skills") and len(loc) > 1 and isinstance(loc[1], int):
-        return head, f"line {loc[1] + 1}: {message}"
+        return head, _("line %(n)s: %(message)s") % {"n": loc[1] + 1, "message": message}
     return head, message

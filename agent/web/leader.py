@@ -3,7 +3,8 @@
 ``/team`` lists each relationship the viewer is the partner of: its status, the next
 meeting, what is overdue and the employee's open actions; and the viewer's own load,
 their development meetings per week against the programs' caps. ``/plans/<email>`` shows an
-employee's plan to its owner and to their partners when the employee shares it;
+employee's plan to its owner, to their partners when the employee shares it, and to
+anyone the employee chose as a reader;
 ``/relationships/<id>`` shows one relationship's cadence to its two people and to
 administrators. Anyone else gets 403 and none of the data.
 """
@@ -14,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.rules.messages import N_
 from agent.web import data
 from agent.web.base import Refused, Web, endpoint
 
-NOT_YOURS = "you may not see this"
+NOT_YOURS = N_("you may not see this")
 
 
 def team(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -25,7 +27,7 @@ def team(web: Web, request: Request, form: dict[str, str]) -> Response:
     with web.store() as store:
         viewer = web.signed_in(request, store)
         if not viewer.leader:
-            raise Refused(403, "you are nobody's leader or mentor")
+            raise Refused(403, N_("you are nobody's leader or mentor"))
         settings = web.laid(store)
         cards = data.cards(settings, store, viewer.partner_of, now)
         load = data.load(cards, viewer.partner_of[0].partner.zone, now)
@@ -36,7 +38,7 @@ def team(web: Web, request: Request, form: dict[str, str]) -> Response:
             if email not in open_actions:
                 state = data.plan_of(settings, store, email)
                 open_actions[email] = data.actions_of(state.plan, store, email).open
-                shared[email] = state.shared
+                shared[email] = viewer.may_read_plan(email, state.shared)
     return web.page(
         request,
         "team.html.j2",
@@ -55,11 +57,12 @@ def plan(web: Web, request: Request, form: dict[str, str]) -> Response:
         viewer = web.signed_in(request, store)
         if email == viewer.email:
             return RedirectResponse("/me/plan", status_code=303)
-        if not any(r.employee.email == email for r in viewer.partner_of):
+        partner = any(r.employee.email == email for r in viewer.partner_of)
+        if not partner and email not in viewer.reads:
             raise Refused(403, NOT_YOURS)
         state = data.plan_of(web.laid(store), store, email)
         if not viewer.may_read_plan(email, state.shared):
-            raise Refused(403, "this plan is not shared with you")
+            raise Refused(403, N_("this plan is not shared with you"))
         actions = data.actions_of(state.plan, store, email)
     return web.page(
         request, "plan_view.html.j2", viewer=viewer, email=email, state=state, actions=actions
@@ -76,7 +79,7 @@ def relationship(web: Web, request: Request, form: dict[str, str]) -> Response:
         settings = web.laid(store)
         rels = [r for r in settings.relationships if r.id == rel_id]
         if not rels:
-            raise Refused(404, "no such relationship")
+            raise Refused(404, N_("no such relationship"))
         cards = data.cards(settings, store, rels, now)
         meetings = store.meetings(rel_id)
     return web.page(

@@ -33,6 +33,11 @@ class Keys:
         self.signin = Signer(key, "cadence.signin")
         self.pick = pick_signer(key)
 
+    def derived(self, purpose: str) -> str:
+        """A key of its own for ``purpose`` (another library's signed cookie), from the
+        one key, so that replacing ``web.secret`` voids it too."""
+        return hmac.new(self._key, f"derived:{purpose}".encode(), hashlib.sha256).hexdigest()
+
     def csrf(self, cookie: str) -> str:
         """The CSRF token that goes with a browser's CSRF cookie (a signed double submit:
         a forged form on another site cannot read the cookie, so cannot make the token)."""

@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 from html import escape
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -21,13 +22,15 @@ from starlette.routing import BaseRoute, Route
 
 from agent.connectors.local import OutboxMailer
 from agent.core.model import OutgoingMail
+from agent.rules.messages import N_
 from agent.settings.schema import LocalAccount
 from agent.store.plans import PlanRows
-from agent.web import security
-from agent.web.access import viewer
+from agent.web import oidc, security
 from agent.web.base import Refused, Web, endpoint
 
 log = logging.getLogger("cadence.web")
+
+EXPIRED = N_("this sign-in link is not valid or has expired: ask for a new one")
 
 
 def link(web: Web, email: str, now: datetime) -> str:
@@ -49,17 +52,25 @@ def _outbox(web: Web, email: str) -> OutboxMailer | None:
     return None
 
 
-def mail_link(web: Web, email: str, now: datetime) -> bool:
-    """Put a sign-in link for ``email`` in the outbox; False when there is none to use."""
+def mail_link(web: Web, email: str, now: datetime, language: str | None = None) -> bool:
+    """Put a sign-in link for ``email`` in the outbox, in ``language`` (the global one
+    when None); False when there is no outbox to use."""
     outbox = _outbox(web, email)
     if outbox is None:
         return False
     url = link(web, email, now)
-    minutes = int(web.conf.link.total_seconds() // 60)
+    _ = web.gettext(language or web.settings.language)
+    minutes = {"minutes": int(web.conf.link.total_seconds() // 60)}
+    ignore = _("If you did not ask for it, ignore this mail.")
     text = (
-        f"Open this link to sign in to Cadence (it works once, for {minutes} minutes):\n\n"
-        f"{url}\n\nIf you did not ask for it, ignore this mail.\n"
+        _("Open this link to sign in to Cadence (it works once, for %(minutes)s minutes):")
+        % minutes
+        + f"\n\n{url}\n\n{ignore}\n"
     )
+    html = _(
+        'Open <a href="%(url)s">this link</a> to sign in to Cadence (it works once, for '
+        "%(minutes)s minutes)."
+    ) % {**minutes, "url": escape(url)}
     key = f"signin-{make_msgid(domain='cadence').strip('<>').split('@')[0]}"
     outbox.folder.mkdir(parents=True, exist_ok=True)
     outbox.send(
@@ -68,13 +79,9 @@ def mail_link(web: Web, email: str, now: datetime) -> bool:
             sender=email,
             sender_name="Cadence",
             to=(email,),
-            subject="Your Cadence sign-in link",
+            subject=_("Your Cadence sign-in link"),
             text=text,
-            html=(
-                f'<p>Open <a href="{escape(url)}">this link</a> to sign in to Cadence (it '
-                f"works once, for {minutes} minutes).</p><p>If you did not ask for it, "
-                "ignore this mail.</p>"
-            ),
+            html=f"<p>{html}</p><p>{escape(ignore)}</p>",
             message_id=make_msgid(domain=email.rpartition("@")[2] or "cadence"),
             headers={"Date": format_datetime(now.astimezone(UTC))},
         )
@@ -82,8 +89,15 @@ def mail_link(web: Web, email: str, now: datetime) -> bool:
     return True
 
 
+def choices(web: Web) -> dict[str, Any]:
+    """What the sign-in page offers: a button per OpenID Connect provider configured,
+    and the mailed link when some account is a local one."""
+    local = any(isinstance(a, LocalAccount) for a in web.settings.accounts.values())
+    return {"providers": oidc.configured(web.conf), "mailed": local}
+
+
 def show_form(web: Web, request: Request, form: dict[str, str]) -> Response:
-    return web.page(request, "signin.html.j2", sent=False)
+    return web.page(request, "signin.html.j2", sent=False, **choices(web))
 
 
 def ask(web: Web, request: Request, form: dict[str, str]) -> Response:
@@ -91,27 +105,31 @@ def ask(web: Web, request: Request, form: dict[str, str]) -> Response:
     now = web.clock()
     client = request.client.host if request.client else "?"
     if not web.signin_by_client.allow(client, now) or not web.signin_by_address.allow(email, now):
+        language = web.language(request)
         response = web.page(
             request,
             "signin.html.j2",
             429,
+            language=language,
             sent=False,
-            error="Too many sign-in requests: wait a few minutes and try again.",
+            **choices(web),
+            error=web.gettext(language)(oidc.TOO_MANY),
         )
         response.headers["Retry-After"] = "900"
         return response
     if "@" in email:
         with web.store() as store:
-            known = viewer(web.laid(store), email).known
-        if known and mail_link(web, email, now):
+            found = web.viewer_of(store, email)
+            language = found.language or web.language(request)
+        if found.known and mail_link(web, email, now, language):
             log.info("sign-in link mailed")
-    return web.page(request, "signin.html.j2", sent=True)
+    return web.page(request, "signin.html.j2", sent=True, **choices(web))
 
 
 def confirm(web: Web, request: Request, form: dict[str, str]) -> Response:
     token = request.query_params.get("t", "")
     if web.keys.signin.check(token, web.clock()) is None:
-        raise Refused(403, "this sign-in link is not valid or has expired: ask for a new one")
+        raise Refused(403, EXPIRED)
     return web.page(request, "signin_confirm.html.j2", token=token)
 
 
@@ -119,11 +137,11 @@ def use(web: Web, request: Request, form: dict[str, str]) -> Response:
     now = web.clock()
     token = web.keys.signin.check(form.get("t", ""), now)
     if token is None:
-        raise Refused(403, "this sign-in link is not valid or has expired: ask for a new one")
+        raise Refused(403, EXPIRED)
     email = str(token.data["e"])
     with web.store() as store:
         if not PlanRows(store).use_link(token.nonce, "signin", email, now):
-            raise Refused(403, "this sign-in link was used already: ask for a new one")
+            raise Refused(403, N_("this sign-in link was used already: ask for a new one"))
     response = RedirectResponse("/", status_code=303)
     web.set_cookie(
         response, security.SESSION_COOKIE, web.session_cookie(email, now), web.conf.session

@@ -7,34 +7,21 @@ over the same servers, so what a tick promises is written once for every provide
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-import tests.connectors.backends as backends_pkg
 from agent.core.errors import CursorExpired, PermanentError
 from agent.core.model import EventDraft, Interval, OutgoingMail
 from agent.core.retry import RetryPolicy
 from agent.tick.engine import Engine, TickReport
 from tests.connectors.backends import spoil_cursors
 
-NAMES = sorted(m.name for m in pkgutil.iter_modules(backends_pkg.__path__))
 WINDOW = Interval(datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 31, tzinfo=UTC))
 START = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=NAMES)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    module = importlib.import_module(f"tests.connectors.backends.{request.param}")
-    with module.backend(tmp_path) as b:
-        yield b
 
 
 def draft(b: Any, key: str = "0123456789abcdef0123456789abcdef") -> EventDraft:

@@ -25,6 +25,8 @@ Operations:
   the appointment sequence and updates the attendees' copies)
 - ``DeleteItem`` (``SendMeetingCancellations`` required; cancellations mark the copies)
 - ``GetServerTimeZones`` and ``GetUserAvailability`` (at most 100 mailboxes and 42 days)
+- ``Subscribe`` (pull subscriptions to a calendar), ``GetEvents`` and ``Unsubscribe``,
+  from each mailbox's event queue (see ``tests/exchange/notify.py``)
 
 :attr:`EwsServer.counts` counts requests per operation; :meth:`EwsServer.throttle` queues
 ``ErrorServerBusy`` faults with a ``BackOffMilliseconds`` hint; :meth:`EwsServer.chaos`
@@ -59,6 +61,8 @@ from zoneinfo import ZoneInfo
 import trustme
 from dateutil import rrule
 from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP  # the CLDR table, as data
+
+from tests.exchange.notify import Journaled, Subscription, Subscriptions
 
 S = "http://schemas.xmlsoap.org/soap/envelope/"
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -168,10 +172,14 @@ class Item:
     received: datetime = field(default_factory=lambda: datetime.now(UTC))
     mime: bytes = b""
     sender: str = ""
+    #: the event queue of the mailbox it is in (a calendar item): a change is an event
+    journal: Journaled | None = field(default=None, repr=False, compare=False)
 
     def touch(self) -> None:
         self.changekey = _ck()
         self.modified = datetime.now(UTC)
+        if self.journal is not None:
+            self.journal.note("ModifiedEvent", self)
 
     @property
     def is_meeting(self) -> bool:
@@ -197,7 +205,7 @@ class Item:
 class Mailbox:
     email: str
     name: str
-    items: dict[str, Item] = field(default_factory=dict)
+    items: dict[str, Item] = field(default_factory=Journaled)
     delegates: set[str] = field(default_factory=set)
 
 
@@ -213,7 +221,7 @@ class Request:
     api_version: str
 
 
-class EwsServer:
+class EwsServer(Subscriptions):
     """The fake Exchange server; use as a context manager."""
 
     def __init__(
@@ -244,6 +252,8 @@ class EwsServer:
         #: the EWSFindCountLimit of the throttling policy (1000 by default)
         self.find_count_limit = 1000
         self.counts: collections.Counter[str] = collections.Counter()
+        #: pull subscriptions by id (see tests/exchange/notify.py)
+        self.subscriptions: dict[str, Subscription] = {}
         self.sent: list[EmailMessage] = []
         self.invitations: list[tuple[str, str, str]] = []  # (kind, to, subject)
         self.requests: list[Request] = []

@@ -191,40 +191,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
         yield server, path
 
 
-def test_a_reply_in_the_senders_inbox_is_recorded_and_the_updated_recap_goes_out(
-    workspace: tuple[EwsServer, Path], tmp_path: Path
-) -> None:
-    server, path = workspace
-    ana, ben = "ana@contoso.example", "ben@contoso.example"
-    store = Store(tmp_path / "replies.db")
-    with Engine(config.load(path), store=store, retry=RetryPolicy.none()) as engine:
-        first = engine.tick(NOW)
-        assert first.ok, first.errors
-        assert [a.kind for a in first.actions if a.outcome == "done"] == ["recap"]
-        [recap] = server.sent
-        assert ben in recap["To"]
-
-        text = "Thanks, Ana!\n\n- [ ] draft the proposal (due 2026-12-15)\n\nBen\n"
-        raw = reply(f"Ben Test <{ben}>", ana, recap["Message-ID"], text, "<re1@contoso.example>")
-        item = server.deliver(ana, raw)
-        second = engine.tick(NOW + timedelta(minutes=10))
-        assert second.ok, second.errors
-        third = engine.tick(NOW + timedelta(minutes=20))
-        assert third.ok, third.errors
-
-    [row] = store.replies(status="recorded")
-    assert row["ref"] == f"ews:{ana}/{item.id}" and row["sender"] == ben
-    [action] = store.actions(ana)
-    assert action["title"] == "draft the proposal" and action["due"] == "2026-12-15"
-    assert [a.kind for a in second.actions if a.outcome == "done"] == ["reply", "update"]
-    assert len(server.sent) == 2
-    update = server.sent[-1]
-    assert update["In-Reply-To"] == "<re1@contoso.example>"
-    assert update["References"].split() == [recap["Message-ID"], "<re1@contoso.example>"]
-    assert not [a for a in third.actions if a.kind in ("reply", "update", "recap", "agenda")]
-    assert store.reply_marks("onprem")[ana]
-
-
 def test_without_collect_replies_no_inbox_is_listed(
     workspace: tuple[EwsServer, Path], tmp_path: Path
 ) -> None:

@@ -19,7 +19,8 @@ Graph v1.0, per mailbox ``/users/{id}``:
   extended-property ``$filter`` and ``$expand``, GET/PATCH/DELETE by id, ``cancel``
 - ``calendar/getSchedule`` (at most 20 schedules, a period under 62 days), computed from
   the stored events
-- ``mailboxSettings``, ``sendMail`` (JSON or base64 MIME; 202; messages are kept)
+- ``mailboxSettings`` (``timeZone``, ``workingHours`` and ``language``, a localeInfo),
+  ``sendMail`` (JSON or base64 MIME; 202; messages are kept)
 - ``mailFolders/inbox/messages`` (``$filter`` on ``receivedDateTime``, ``$select``,
   ``$top`` of 1 to 1000, default 10, newest first, ``@odata.nextLink`` with ``$skip``)
   and ``messages/{id}/$value`` (the MIME as ``text/plain``), both needing ``Mail.Read``
@@ -510,6 +511,8 @@ class GraphServer:
     def default_settings() -> dict[str, Any]:
         return {
             "timeZone": "W. Europe Standard Time",
+            # every mailbox has a locale (localeInfo); a new one has the tenant's default
+            "language": {"locale": "en-US", "displayName": "English (United States)"},
             "workingHours": {
                 "daysOfWeek": list(DAY_NAMES[:5]),
                 "startTime": "09:00:00.0000000",

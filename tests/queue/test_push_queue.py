@@ -20,8 +20,10 @@ from tests.queue.test_worker import done_ticks, services_env, worker, workspace
 
 
 @pytest.fixture
-def name() -> Iterator[str]:
+def name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     services.require("rabbitmq", "redis", "postgres")
+    # the config names the broker's URL by this variable, as a deployment would
+    monkeypatch.setenv("CADENCE_TEST_BROKER", services.BROKER)
     queue = services.queue_name()
     yield queue
     services.purge(queue)

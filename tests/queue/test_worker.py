@@ -32,8 +32,10 @@ ROUND_TASKS = 4
 
 
 @pytest.fixture
-def name() -> Iterator[str]:
+def name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     services.require("rabbitmq", "redis", "postgres")
+    # the config names the broker's URL by this variable, as a deployment would
+    monkeypatch.setenv("CADENCE_TEST_BROKER", services.BROKER)
     queue = services.queue_name()
     yield queue
     services.purge(queue)
@@ -53,6 +55,8 @@ def finished(folder: Path) -> list[dict[str, object]]:
     db.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in db.execute("SELECT * FROM ticks ORDER BY id")]
+    except sqlite3.OperationalError:
+        return []  # created, not yet migrated
     finally:
         db.close()
 

@@ -23,9 +23,12 @@ What it calls:
 - mail: ``CreateItem`` of a ``Message`` from MIME (``send_and_save``), so Message-ID,
   In-Reply-To and References are ours and a recap threads to its agenda.
 
+- notifications: a pull subscription per calendar (``Subscribe``), asked with
+  ``GetEvents`` from the last watermark, ended with ``Unsubscribe`` (see :mod:`notify`).
+
 exchangelib's errors are translated in one place, :meth:`client.Ews.call`. The modules, by
 capability: ``client`` (connection, error translation), ``items`` (the tag, times, events,
-the cursor), ``calendar`` and ``mail``.
+the cursor), ``calendar``, ``notify`` and ``mail``.
 """
 
 from __future__ import annotations

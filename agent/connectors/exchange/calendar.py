@@ -31,6 +31,7 @@ from agent.connectors.exchange.items import (
     ews_zone,
     to_event,
 )
+from agent.connectors.exchange.notify import PullSubscriptions
 from agent.connectors.tools import ensure_organizer, live_first, pieces
 from agent.core.errors import PermanentError
 from agent.core.model import Changes, Event, EventDraft, Interval, Person, Skipped, SyncToken, merge
@@ -47,8 +48,8 @@ TOO_MANY = re.compile(r"ErrorExceededFindCountLimit|ErrorCalendarViewRangeTooBig
 BUSY = {"Busy", "Tentative", "OOF"}
 
 
-class ExchangeCalendar:
-    """The Calendar protocol on EWS."""
+class ExchangeCalendar(PullSubscriptions):
+    """The Calendar protocol on EWS, and pull notifications of its calendars."""
 
     sends_invitations: Literal[True] = True
 

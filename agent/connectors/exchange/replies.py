@@ -32,6 +32,8 @@ log = logging.getLogger("cadence.exchange")
 class ExchangeReplyMailer(ExchangeMailer, InboxReader):
     """An EWS mailer that also reads replies to recaps from ``mailboxes``' inboxes."""
 
+    scheme = "ews"
+
     def __init__(
         self,
         ews: Ews,
@@ -119,4 +121,4 @@ class ExchangeReplyMailer(ExchangeMailer, InboxReader):
             raw = raw if isinstance(raw, bytes) else raw.encode()
         else:
             raw = header_block((h.name, h.value) for h in message.headers or [])
-        return IncomingMail(f"ews:{box}/{item.id}", raw, size, whole)
+        return IncomingMail(self.ref(box, item.id), raw, size, whole)

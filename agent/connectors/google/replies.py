@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agent.connectors.base import IncomingMail
 from agent.connectors.google.client import Client, GoogleFailure
 from agent.connectors.google.mail import GoogleMailer
+from agent.connectors.tools import read_before
 
 if TYPE_CHECKING:
     from agent.connectors import Context
@@ -55,10 +56,12 @@ class GoogleReplyMailer(GoogleMailer):
     def marks(self) -> dict[str, str]:
         return {box: str(ms) for box, ms in self.newest.items()}
 
-    def resume(self, marks: Mapping[str, str]) -> None:
+    def resume(self, marks: Mapping[str, str], read: Iterable[str] = ()) -> None:
+        before = read_before(read, "gmail")
         for box, mark in marks.items():
             if box in self.mailboxes and box not in self.newest and mark.isdigit():
                 self.newest[box] = int(mark)
+                self.seen.setdefault(box, set()).update(before.get(box.lower(), ()))
 
     def replies(self) -> list[IncomingMail]:
         """Inbox messages of the last 30 days not returned before, from each mailbox.

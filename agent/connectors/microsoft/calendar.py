@@ -72,6 +72,8 @@ class MicrosoftCalendar(PushBy):
         self._providers: dict[str, list[str]] = {}
         self._provider_locks: dict[str, threading.Lock] = {}
         self._providers_lock = threading.Lock()
+        #: each person's mailbox settings as read by this connection
+        self._settings_read: dict[str, dict[str, Any]] = {}
 
     def close(self) -> None:
         self.graph.close()
@@ -297,9 +299,24 @@ class MicrosoftCalendar(PushBy):
 
     # -- mailbox settings
 
+    def _mailbox_settings(self, person: Person) -> dict[str, Any]:
+        """``GET /users/{id}/mailboxSettings``, once per person and connection: the time
+        zone, the working hours and the language come from one answer."""
+        found = self._settings_read.get(person.email)
+        if found is None:
+            found = self.graph.send("GET", f"{user_path(person)}/mailboxSettings").json()
+            self._settings_read[person.email] = found
+        return found
+
+    def mailbox_language(self, person: Person) -> str | None:
+        """The locale of the person's mailbox (``language.locale``, ``de-DE``), or None."""
+        language = self._mailbox_settings(person).get("language") or {}
+        locale = language.get("locale") if isinstance(language, dict) else None
+        return str(locale) if locale else None
+
     def mailbox_settings(self, person: Person) -> tuple[str, WorkingHours]:
         """The person's time zone (IANA) and working hours as set in Outlook."""
-        data = self.graph.send("GET", f"{user_path(person)}/mailboxSettings").json()
+        data = self._mailbox_settings(person)
         hours = data.get("workingHours") or {}
         zone_name = (hours.get("timeZone") or {}).get("name") or data.get("timeZone") or "UTC"
         try:

@@ -76,6 +76,8 @@ class MicrosoftMailer(InboxReader):
     """The Mailer protocol on Graph sendMail, from the sender's own mailbox; with
     ``mailboxes``, also the ReplyReader protocol on those mailboxes' inboxes."""
 
+    scheme = "graph"
+
     def __init__(
         self,
         graph: Graph,
@@ -156,7 +158,7 @@ class MicrosoftMailer(InboxReader):
                         raise
                     log.info("message %s in %s was gone before it was read", ident, box)
                     continue
-                out.append(IncomingMail(f"graph:{box}/{ident}", raw, size, whole=whole))
+                out.append(IncomingMail(self.ref(box, ident), raw, size, whole=whole))
             listed[box] = (ids, newest)
         self.inboxes.keep(listed)
         return out

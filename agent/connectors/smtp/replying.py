@@ -9,7 +9,7 @@ is marked read, moved or deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from agent.connectors.base import IncomingMail
@@ -60,6 +60,6 @@ class ImapReplyMailer:
     def marks(self) -> dict[str, str]:
         return {self.mailbox: self.mark} if self.mark else {}
 
-    def resume(self, marks: Mapping[str, str]) -> None:
+    def resume(self, marks: Mapping[str, str], read: Iterable[str] = ()) -> None:
         if self.mark is None and marks.get(self.mailbox):
             self.mark = marks[self.mailbox]

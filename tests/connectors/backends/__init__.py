@@ -20,7 +20,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +52,10 @@ class Wire:
     #: what the tick after ``n`` cursors went stale costs in reading calendars (after
     #: :meth:`Backend.forget_cursors`, or spoiled in the store where it returns False)
     resync: Callable[[int], dict[str, int]]
+    #: the request that lists one mailbox for new replies (None: the server counts none)
+    inbox: str | None = None
+    #: what reading one new reply and mailing its updated recap costs on top of that
+    read_reply: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,16 @@ class Backend(Protocol):
         """Requests the provider must never make, e.g. a mailbox not impersonated."""
         ...
 
+    def read_replies(self) -> None:
+        """Have :meth:`settings` read replies to recaps from now on, starting the mail
+        server that holds them where the provider needs one."""
+        ...
+
+    def deliver(self, owner: Person, raw: bytes) -> str:
+        """File ``raw`` in ``owner``'s inbox the way their mail server would; return a
+        part of the reference the store keeps for it."""
+        ...
+
 
 def people_yaml(people: Sequence[Person], calendar: Callable[[Person], str] | None = None) -> str:
     """The ``people:`` block for ``people``, with weekday hours 9 to 5 as the default."""
@@ -178,6 +192,19 @@ def mailed_invitations(
 def spoil_cursors(store: Store) -> None:
     """Replace every stored sync cursor with one no provider ever issued."""
     store.db.execute("UPDATE sync_state SET cursor = 'garbage'")
+
+
+def received(raw: bytes, by: str = "") -> bytes:
+    """``raw`` as a receiving server files it: its Authentication-Results on top (from
+    the server ``by``, or without an authserv-id), SPF, DKIM and DMARC passing for the
+    From domain."""
+    sender = str(email.message_from_bytes(raw)["From"])
+    domain = sender.rstrip(">").rsplit("@", 1)[-1]
+    results = (
+        f"spf=pass smtp.mailfrom={domain}; dkim=pass header.d={domain}; "
+        f"dmarc=pass header.from={domain}"
+    )
+    return f"Authentication-Results: {by + '; ' if by else ''}{results}\r\n".encode() + raw
 
 
 def load(path: Path, text: str) -> config.Settings:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import icalendar
+import pytest
 
 from agent.connectors import Context, connect
 from agent.connectors.base import Calendar, Mailer
@@ -23,11 +24,12 @@ from agent.core.model import Person
 from agent.core.retry import RetryPolicy
 from agent.formats.ical import KEY_PROPERTY
 from agent.settings import config
-from tests.caldav.servers import Radicale, SmtpSink, client_ics
-from tests.connectors.backends import Booked, Wire, environ, mailed_invitations
+from tests.caldav.servers import DOVECOT, Dovecot, Radicale, SmtpSink, client_ics
+from tests.connectors.backends import Booked, Wire, environ, mailed_invitations, received
 from tests.factories import hours
 
 PASSWORD_ENV = "CADENCE_TEST_CALDAV_PASSWORD"
+IMAP_PASSWORD_ENV = "CADENCE_TEST_IMAP_PASSWORD"
 USERS = ("ana", "ben", "chloe")
 ZONES = ("America/Sao_Paulo", "Europe/Berlin", "Asia/Tokyo")
 
@@ -87,7 +89,11 @@ class CalDAVBackend:
     mailer: Mailer
     people: Sequence[Person]
     folder: Path
+    stack: ExitStack = field(default_factory=ExitStack)
     ids: list[str] = field(default_factory=list)
+    #: the account's ``imap:`` line, once replies are read from a Dovecot
+    imap: str = ""
+    dovecot: Dovecot = field(init=False)
     wire = WIRE
     #: Radicale does no scheduling: the agent mails each invitation over SMTP
     invites_by_mail = True
@@ -141,6 +147,7 @@ class CalDAVBackend:
             self.smtp,
             store=self.folder / "tick.db",
             extra=rest,
+            account_extra=self.imap,
         )
         return config.load(path)
 
@@ -171,6 +178,22 @@ class CalDAVBackend:
     def wrong_requests(self) -> list[str]:
         return []
 
+    def read_replies(self) -> None:
+        """Start a Dovecot: the account reads one IMAP mailbox for everyone's replies."""
+        if DOVECOT is None:
+            pytest.skip("Dovecot is not installed (Debian: apt-get install dovecot-imapd)")
+        self.dovecot = self.stack.enter_context(Dovecot())
+        user, password = self.dovecot.credentials
+        self.stack.enter_context(environ(IMAP_PASSWORD_ENV, password))
+        self.imap = (
+            f"    imap: {{host: 127.0.0.1, port: {self.dovecot.port}, ssl: false, "
+            f"starttls: false, username: {user}, password_env: {IMAP_PASSWORD_ENV}}}\n"
+        )
+
+    def deliver(self, owner: Person, raw: bytes) -> str:
+        self.dovecot.deliver(received(raw, "mx.example.org"))
+        return f"imap:{self.dovecot.credentials[0]}@127.0.0.1/INBOX/"
+
 
 @contextmanager
 def backend(tmp_path: Path) -> Iterator[CalDAVBackend]:
@@ -192,4 +215,4 @@ def backend(tmp_path: Path) -> Iterator[CalDAVBackend]:
         calendar, mailer = connect(ctx)
         stack.callback(mailer.close)
         stack.callback(calendar.close)
-        yield CalDAVBackend(radicale, smtp, calendar, mailer, people, tmp_path)
+        yield CalDAVBackend(radicale, smtp, calendar, mailer, people, tmp_path, stack)

@@ -43,6 +43,7 @@ class LocalBackend:
         self.calendar = LocalCalendar(folder / "cal", self.people)
         self.mailer = OutboxMailer(folder / "out")
         self.counter = 0
+        self.inbox = ""  # the account's inbox folder, once replies are read
 
     def add_event(
         self,
@@ -97,7 +98,7 @@ class LocalBackend:
     def settings(self, rest: str) -> config.Settings:
         account = (
             "timezone: Europe/Berlin\nstore: tick.db\n"
-            "accounts:\n  files: {provider: local, calendars: cal, outbox: out}\n"
+            f"accounts:\n  files: {{provider: local, calendars: cal, outbox: out{self.inbox}}}\n"
         )
         return load(self.folder / "tick.yaml", account + people_yaml(self.people) + rest)
 
@@ -130,6 +131,17 @@ class LocalBackend:
 
     def wrong_requests(self) -> list[str]:
         return []
+
+    def read_replies(self) -> None:
+        (self.folder / "in").mkdir(exist_ok=True)
+        self.inbox = ", inbox: in"
+
+    def deliver(self, owner: Person, raw: bytes) -> str:
+        """One folder holds every reply: the local provider reads no mailbox per person."""
+        self.counter += 1
+        path = self.folder / "in" / f"reply-{self.counter}.eml"
+        path.write_bytes(raw)
+        return path.name
 
 
 @contextlib.contextmanager

@@ -1,0 +1,229 @@
+"""The store's tables, declared once for every backend (SQLAlchemy Core).
+
+Text is stored as text on both backends, timestamps included (ISO 8601, UTC, as
+``agent.core.timestamps.to_store`` writes them), and JSON as text: the same rows read the
+same everywhere, and stores made before this module keep working. On PostgreSQL text
+columns compare byte by byte (``COLLATE "C"``), as SQLite's do, so that ordering,
+``LIKE`` and the timestamps' comparisons agree on both.
+
+The Alembic revisions in ``agent.store.revisions`` create these tables; a change here
+comes with a new revision (``tests/test_store_schema.py`` compares the two).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeEngine
+
+#: text compared as bytes on PostgreSQL too (its default collation sorts by language)
+STR: TypeEngine[str] = Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+
+metadata = MetaData()
+
+
+def _text(name: str, **kw: object) -> Column[str]:
+    return Column(name, STR, **kw)  # type: ignore[arg-type]
+
+
+def _int(name: str, **kw: object) -> Column[int]:
+    return Column(name, Integer, **kw)  # type: ignore[arg-type]
+
+
+def _where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, on both backends."""
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
+
+
+sync_state = Table(
+    "sync_state", metadata,
+    _text("owner", primary_key=True), _text("cursor"), _text("synced_at"), _text("error"),
+)  # fmt: skip
+
+events = Table(
+    "events", metadata,
+    _text("owner", nullable=False), _text("id", nullable=False), _text("uid"), _text("key"),
+    _text("title"), _text("start", nullable=False), _text("end", nullable=False),
+    _int("all_day"), _int("cancelled"), _int("transparent"), _text("kind"),
+    _text("organizer"), _text("attendees"), _int("sequence"),
+    PrimaryKeyConstraint("owner", "id"),
+)  # fmt: skip
+Index("events_owner_start", events.c.owner, events.c.start)
+Index("events_key", events.c.key, **_where("key IS NOT NULL"))
+Index("events_owner_end", events.c.owner, events.c.end)
+
+bookings = Table(
+    "bookings", metadata,
+    _text("key", primary_key=True), _text("relationship", nullable=False),
+    _text("series", nullable=False), _text("stage"), _text("due"), _text("start"),
+    _text("end"), _text("organizer"), _text("status", nullable=False), _text("event_id"),
+    _text("reason"), _text("created_at"), _text("updated_at"),
+    _int("moves", nullable=False, server_default=text("0")),
+    # 0013: the process making the event, and until when (agent.store.claims)
+    _text("claimed_by"), _text("claimed_until"),
+)  # fmt: skip
+
+outbox = Table(
+    "outbox", metadata,
+    _text("key", primary_key=True), _text("meeting", nullable=False),
+    _text("kind", nullable=False), _text("relationship"), _text("series"),
+    _text("status", nullable=False), _text("message_id"), _text("sender"),
+    _text("recipients"), _text("subject"), _text("location"), _text("error"),
+    _text("created_at"), _text("sent_at"),
+    # 0013: the process sending the mail, and until when (agent.store.claims)
+    _text("claimed_by"), _text("claimed_until"),
+)  # fmt: skip
+
+meetings = Table(
+    "meetings", metadata,
+    _text("id", nullable=False), _text("relationship", nullable=False),
+    _text("series", nullable=False), _text("stage"), _text("start", nullable=False),
+    _text("end", nullable=False), _text("status", nullable=False), _text("key"),
+    _text("declined_by"), _int("tick"),
+    PrimaryKeyConstraint("relationship", "id"),
+)  # fmt: skip
+
+ticks = Table(
+    "ticks", metadata,
+    _int("id", primary_key=True), _text("now", nullable=False), _text("started_at"),
+    _text("finished_at"), _text("status"), _text("summary"),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+Index("ticks_running", ticks.c.id, **_where("status = 'running'"))
+
+audit = Table(
+    "audit", metadata,
+    _int("id", primary_key=True), _int("tick"), _text("at", nullable=False),
+    _text("relationship"), _text("series"), _text("kind", nullable=False),
+    _text("message", nullable=False), _text("data"),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+Index("audit_tick", audit.c.tick)
+Index("audit_relationship", audit.c.relationship, audit.c.at)
+Index("audit_relationship_kind", audit.c.relationship, audit.c.kind, audit.c.id)
+
+replies = Table(
+    "replies", metadata,
+    _text("message_id", primary_key=True), _text("ref"), _text("meeting"),
+    _text("relationship"), _text("employee"), _text("sender"), _text("received_at"),
+    _text("status", nullable=False), _text("reason"), _text("items"), _text("notes"),
+    _text("update_key"), _text("recorded_at"),
+)  # fmt: skip
+Index("replies_employee", replies.c.employee, replies.c.received_at)
+Index("replies_relationship", replies.c.relationship, replies.c.recorded_at)
+
+actions = Table(
+    "actions", metadata,
+    _int("id", primary_key=True), _text("employee", nullable=False),
+    _text("norm", nullable=False), _text("title", nullable=False), _text("goal"),
+    _text("due"), _text("status", nullable=False), _text("relationship"), _text("meeting"),
+    _text("source"), _text("created_at"), _text("updated_at"), _text("done_at"),
+    UniqueConstraint("employee", "norm"),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+
+reply_marks = Table(
+    "reply_marks", metadata,
+    _text("account", nullable=False), _text("mailbox", nullable=False),
+    _text("mark", nullable=False), _text("updated_at"),
+    PrimaryKeyConstraint("account", "mailbox"),
+)  # fmt: skip
+
+meta = Table(
+    "meta", metadata, _text("name", primary_key=True), _text("value", nullable=False)
+)  # fmt: skip
+
+watched = Table(
+    "watched", metadata,
+    _text("relationship", primary_key=True), _text("since", nullable=False),
+)  # fmt: skip
+
+directory_people = Table(
+    "directory_people", metadata,
+    _text("email", primary_key=True), _text("entry", nullable=False),
+    _text("seen_at", nullable=False), _text("left_at"),
+)  # fmt: skip
+
+lines = Table(
+    "lines", metadata,
+    _text("employee", nullable=False), _text("leader", nullable=False),
+    _text("since", nullable=False), _text("until"), _text("reason"), _text("successor"),
+    PrimaryKeyConstraint("employee", "leader", "since"),
+)  # fmt: skip
+Index("lines_open", lines.c.employee, **_where("until IS NULL"))
+
+directory_reads = Table(
+    "directory_reads", metadata,
+    _int("id", primary_key=True), _text("at", nullable=False),
+    _int("people", nullable=False), _int("changes", nullable=False),
+    _text("status", nullable=False), _text("reason"), _text("cursor"),
+)  # fmt: skip
+
+tombstones = Table(
+    "tombstones", metadata,
+    _text("email", primary_key=True), _text("forgotten_at", nullable=False),
+)  # fmt: skip
+
+push_channels = Table(
+    "push_channels", metadata,
+    _text("owner", primary_key=True), _text("provider", nullable=False),
+    _text("channel_id", nullable=False), _text("resource_id"),
+    _text("secret", nullable=False), _text("expires", nullable=False),
+    _text("state", nullable=False), _text("error"), _text("created_at", nullable=False),
+    _text("updated_at", nullable=False), _text("notified_at"),
+    _text("address", nullable=False),
+)  # fmt: skip
+Index("push_channels_id", push_channels.c.channel_id, unique=True)
+
+plans = Table(
+    "plans", metadata,
+    _text("employee", primary_key=True), _text("plan", nullable=False),
+    _int("shared", nullable=False, server_default=text("0")),
+    _int("version", nullable=False), _text("updated_at", nullable=False),
+    _text("updated_by", nullable=False),
+)  # fmt: skip
+
+plan_history = Table(
+    "plan_history", metadata,
+    _int("id", primary_key=True), _text("employee", nullable=False),
+    _int("version", nullable=False), _text("at", nullable=False),
+    _text("by", nullable=False), _text("how", nullable=False),
+    _text("changes", nullable=False), _text("plan", nullable=False),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+Index("plan_history_employee", plan_history.c.employee, plan_history.c.id)
+
+used_links = Table(
+    "used_links", metadata,
+    _text("nonce", primary_key=True), _text("kind", nullable=False), _text("who"),
+    _text("used_at", nullable=False), _text("data"),
+)  # fmt: skip
+
+#: the people an employee chose, one by one, to read their plan (revision 0014)
+plan_readers = Table(
+    "plan_readers", metadata,
+    _text("employee", primary_key=True), _text("reader", primary_key=True),
+    _text("added_at", nullable=False), _text("added_by", nullable=False),
+)  # fmt: skip
+Index("plan_readers_reader", plan_readers.c.reader)
+
+pauses = Table(
+    "pauses", metadata,
+    _text("employee", primary_key=True), _text("until", nullable=False),
+    _text("set_at", nullable=False),
+)  # fmt: skip
+
+#: the tables in an order that copies them parents first (there are no foreign keys)
+TABLES = tuple(metadata.tables)

@@ -1,0 +1,240 @@
+"""Pull notifications for the local EWS server: ``Subscribe`` (``PullSubscriptionRequest``
+on a calendar folder), ``GetEvents`` and ``Unsubscribe``, as Exchange 2016 answers them.
+
+Each mailbox keeps an event queue (:class:`Journaled`): every calendar item created,
+changed (``Item.touch``) or deleted is an event with a watermark, one server-wide
+sequence. A subscription hands out the events after the watermark it is asked from, at
+most ``events_per_call`` at a time (``MoreEvents`` says there are more), or a
+``StatusEvent`` when there are none. It ends when it is not asked for its ``Timeout``
+minutes (on the server's clock, ``expire`` for tests) or is unsubscribed; asking it then
+gives ``ErrorSubscriptionNotFound``. A watermark the server did not hand out gives
+``ErrorInvalidWatermark``. With ``offers_subscriptions`` off, Subscribe is refused with
+``ErrorInvalidSubscriptionRequest``. Subscribing to another person's calendar as a delegate gives
+``ErrorSubscriptionDelegateAccessNotSupported``, as Exchange does: only the mailbox
+itself, or an impersonating account, may subscribe.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.exchange.server import Item, Mailbox, Request
+
+T = "http://schemas.microsoft.com/exchange/services/2006/types"
+M = "http://schemas.microsoft.com/exchange/services/2006/messages"
+#: the one server-wide event sequence watermarks point into
+_SEQ = itertools.count(1)
+
+
+def t(name: str) -> str:
+    return f"{{{T}}}{name}"
+
+
+def m(name: str) -> str:
+    return f"{{{M}}}{name}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event in a mailbox's queue."""
+
+    seq: int
+    kind: str  # CreatedEvent, ModifiedEvent, DeletedEvent
+    item_id: str
+    changekey: str
+    at: datetime
+
+
+def watermark(owner: str, seq: int) -> str:
+    return base64.b64encode(f"{owner}|{seq}".encode()).decode()
+
+
+class Journaled(dict[str, "Item"]):
+    """A mailbox's items that queue an event for every calendar item added, replaced or
+    removed; ``Item.touch`` queues the changes made in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[Change] = []
+
+    def note(self, kind: str, item: Item) -> None:
+        self.log.append(Change(next(_SEQ), kind, item.id, item.changekey, datetime.now(UTC)))
+
+    def __setitem__(self, key: str, item: Item) -> None:
+        new = key not in self
+        super().__setitem__(key, item)
+        if item.kind == "CalendarItem":
+            item.journal = self
+            self.note("CreatedEvent" if new else "ModifiedEvent", item)
+
+    def __delitem__(self, key: str) -> None:
+        item = self[key]
+        super().__delitem__(key)
+        if item.kind == "CalendarItem":
+            item.journal = None
+            self.note("DeletedEvent", item)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            return default
+        item = self[key]
+        del self[key]
+        return item
+
+
+@dataclass
+class Subscription:
+    id: str
+    owner: str
+    acting: str
+    types: set[str]
+    timeout: int  # minutes
+    handed: set[int] = field(default_factory=set)  # the watermarks handed out
+    asked: float = field(default_factory=time.monotonic)
+
+
+class Subscriptions:
+    """The notification operations of the EWS server (mixed into ``EwsServer``)."""
+
+    mailboxes: dict[str, Mailbox]
+    subscriptions: dict[str, Subscription]
+    #: whether Subscribe is answered at all (False: as a server whose policy forbids it)
+    offers_subscriptions: bool = True
+    events_per_call = 50
+
+    # --- test controls -----------------------------------------------------------------
+
+    def subscriptions_of(self, owner: str) -> list[Subscription]:
+        return [
+            s for s in self.subscriptions.values() if s.owner == owner.lower() and self._alive(s)
+        ]
+
+    def expire(self, owner: str | None = None) -> None:
+        """End subscriptions now, as the server does when they are not asked in time."""
+        for sid, sub in list(self.subscriptions.items()):
+            if owner is None or sub.owner == owner.lower():
+                del self.subscriptions[sid]
+
+    def _alive(self, sub: Subscription) -> bool:
+        return time.monotonic() - sub.asked <= sub.timeout * 60
+
+    # --- operations --------------------------------------------------------------------
+
+    def _op_Subscribe(self, req: Request) -> ET.Element:
+        from tests.exchange.server import EwsFault, ItemError
+
+        response, msgs = self._messages("Subscribe")  # type: ignore[attr-defined]
+        pull = req.body.find(m("PullSubscriptionRequest"))
+        if pull is None:
+            raise EwsFault("ErrorInvalidSubscriptionRequest", "only pull subscriptions here")
+        try:
+            if not self.offers_subscriptions:
+                raise ItemError(
+                    "ErrorInvalidSubscriptionRequest", "Subscriptions are disabled on this server."
+                )
+            folders = pull.find(t("FolderIds"))
+            if folders is None or len(folders) != 1:
+                raise EwsFault("ErrorSchemaValidation", "one folder is subscribed to here")
+            owner, name = self._folder_target(req, folders)  # type: ignore[attr-defined]
+            self._box(owner)  # type: ignore[attr-defined]
+            acting = self._acting(req)  # type: ignore[attr-defined]
+            if owner != acting:
+                self._may_access(req, owner)  # type: ignore[attr-defined]
+                raise ItemError(
+                    "ErrorSubscriptionDelegateAccessNotSupported",
+                    "Subscriptions are not supported for delegate user access.",
+                )
+            if name != "calendar":
+                raise ItemError("ErrorInvalidSubscriptionRequest", f"no events for {name}")
+            types = {e.text or "" for e in pull.iter(t("EventType"))}
+            timeout = int(pull.findtext(t("Timeout")) or "0")
+            if not 1 <= timeout <= 1440:
+                raise ItemError("ErrorInvalidSubscriptionRequest", "Timeout is 1 to 1440")
+        except ItemError as exc:
+            self._message(msgs, "Subscribe", exc)  # type: ignore[attr-defined]
+            return response
+        journal = self.mailboxes[owner].items
+        assert isinstance(journal, Journaled)
+        sub = Subscription(str(uuid.uuid4()), owner, acting, types, timeout)
+        start = journal.log[-1].seq if journal.log else 0
+        sub.handed.add(start)
+        self.subscriptions[sub.id] = sub
+        msg = self._message(msgs, "Subscribe")  # type: ignore[attr-defined]
+        ET.SubElement(msg, m("SubscriptionId")).text = sub.id
+        ET.SubElement(msg, m("Watermark")).text = watermark(owner, start)
+        return response
+
+    def _subscription(self, req: Request) -> Subscription:
+        from tests.exchange.server import ItemError
+
+        sid = req.body.findtext(m("SubscriptionId")) or ""
+        sub = self.subscriptions.get(sid)
+        if sub is None or not self._alive(sub):
+            self.subscriptions.pop(sid, None)
+            raise ItemError(
+                "ErrorSubscriptionNotFound", "The specified subscription was not found."
+            )
+        if sub.acting != self._acting(req):  # type: ignore[attr-defined]
+            raise ItemError("ErrorSubscriptionAccessDenied", "Not the subscription's owner.")
+        return sub
+
+    def _op_GetEvents(self, req: Request) -> ET.Element:
+        from tests.exchange.server import ItemError
+
+        response, msgs = self._messages("GetEvents")  # type: ignore[attr-defined]
+        try:
+            sub = self._subscription(req)
+            given = req.body.findtext(m("Watermark")) or ""
+            try:
+                owner, _, seq_text = base64.b64decode(given).decode().partition("|")
+                seq = int(seq_text)
+            except ValueError:
+                owner, seq = "", -1
+            if owner != sub.owner or seq not in sub.handed:
+                raise ItemError("ErrorInvalidWatermark", "The watermark is invalid.")
+        except ItemError as exc:
+            self._message(msgs, "GetEvents", exc)  # type: ignore[attr-defined]
+            return response
+        sub.asked = time.monotonic()
+        journal = self.mailboxes[sub.owner].items
+        assert isinstance(journal, Journaled)
+        after = [c for c in journal.log if c.seq > seq and c.kind in sub.types]
+        batch, more = after[: self.events_per_call], len(after) > self.events_per_call
+        msg = self._message(msgs, "GetEvents")  # type: ignore[attr-defined]
+        note = ET.SubElement(msg, m("Notification"))
+        ET.SubElement(note, t("SubscriptionId")).text = sub.id
+        ET.SubElement(note, t("PreviousWatermark")).text = watermark(sub.owner, seq)
+        ET.SubElement(note, t("MoreEvents")).text = "true" if more else "false"
+        folder = base64.b64encode(f"{sub.owner}|calendar".encode()).decode()
+        if not batch:
+            status = ET.SubElement(note, t("StatusEvent"))
+            ET.SubElement(status, t("Watermark")).text = watermark(sub.owner, seq)
+        for change in batch:
+            sub.handed.add(change.seq)
+            event = ET.SubElement(note, t(change.kind))
+            ET.SubElement(event, t("Watermark")).text = watermark(sub.owner, change.seq)
+            ET.SubElement(event, t("TimeStamp")).text = change.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            ET.SubElement(event, t("ItemId"), Id=change.item_id, ChangeKey=change.changekey)
+            ET.SubElement(event, t("ParentFolderId"), Id=folder, ChangeKey="AQAAAA==")
+        return response
+
+    def _op_Unsubscribe(self, req: Request) -> ET.Element:
+        from tests.exchange.server import ItemError
+
+        response, msgs = self._messages("Unsubscribe")  # type: ignore[attr-defined]
+        try:
+            sub = self._subscription(req)
+        except ItemError as exc:
+            self._message(msgs, "Unsubscribe", exc)  # type: ignore[attr-defined]
+            return response
+        del self.subscriptions[sub.id]
+        self._message(msgs, "Unsubscribe")  # type: ignore[attr-defined]
+        return response
