@@ -36,7 +36,6 @@ from agent.core.model import (
 from agent.core.templates import Templates
 from agent.settings import queue_schema, yamlsource
 from agent.settings import templates as template_files
-from agent.settings.queue_schema import Queue
 
 # the schema's models that callers import from here
 from agent.settings.schema import (
@@ -123,8 +122,7 @@ class Settings:
     push: PushConfig | None = None
     #: the web app of ``cadence serve`` (``web:``); None: only /healthz and /metrics
     web: WebConfig | None = None
-    #: the task queue (``queue:``); None: one process ticks, as ``cadence serve`` does
-    queue: Queue | None = None
+    queue: queue_schema.Queue | None = None  # ``queue:``; None: one process ticks
     #: a server store's URL as written (``store: postgresql+psycopg://...``); None: SQLite
     store_url: str | None = None
 
