@@ -49,6 +49,18 @@ test-servers:
 	      { apt-get update -qq >/dev/null 2>&1 && \
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
 	  echo "note: chromium not installed; the HTML report test will be skipped"
+	@# the task queue's tests: Redis and RabbitMQ on 127.0.0.1, started when installed
+	@for pkg in redis-server:6379 rabbitmq-server:5672; do \
+	  name=$${pkg%%:*}; port=$${pkg##*:}; \
+	  $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', $$port), 1)" 2>/dev/null && continue; \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { command -v $$name >/dev/null 2>&1 || [ -x /usr/sbin/$$name ] || \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$name >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$name >/dev/null 2>&1; }; } && \
+	    service $$name start >/dev/null 2>&1; } || \
+	  echo "note: $$name not running on port $$port; the task queue's tests will be skipped"; \
+	done
 
 # Wheels of Cadence and everything it needs (hatchling to build it, too), fetched once:
 # tests/test_docker.py installs from here with --no-index, as the image's build stage

@@ -150,3 +150,19 @@ def test_image_install_step_and_serve_check(tmp_path: Path) -> None:
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert list((tmp_path / "demo" / "outbox").glob("*.eml"))
+
+
+def test_the_scaled_profile_runs_a_scheduler_workers_and_their_services() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    scaled = {n for n, s in services.items() if "scaled" in s.get("profiles", [])}
+    assert scaled == {"scheduler", "worker", "postgres", "rabbitmq", "redis"}
+    assert "profiles" not in services["cadence"]  # the web app and receiver, always
+    assert services["scheduler"]["command"] == ["scheduler"]
+    assert services["worker"]["command"][0] == "worker"
+    assert services["worker"]["deploy"]["replicas"] == "${CADENCE_WORKERS:-2}"
+    for name in ("scheduler", "worker", "cadence"):
+        env = services[name]["environment"]
+        assert {"CADENCE_BROKER", "CADENCE_LOCK", "CADENCE_LIMITS"} <= set(env)
+    for name in ("scheduler", "worker"):
+        assert "cadence-data:/data" in services[name]["volumes"]  # the shared store

@@ -1,7 +1,7 @@
 """The import graph of ``agent/`` has no cycle and never climbs a layer.
 
 Layers, from the bottom: core; settings and formats; rules; store; connectors; tick;
-views; web; app. A module imports modules of its own layer or lower. Every import counts:
+views and queue; web; app. A module imports modules of its own layer or lower. Every import counts:
 at the top, inside functions, under ``if TYPE_CHECKING:``; and a string naming an
 ``agent`` module (the provider registry's, loaded with importlib) counts as an import
 for the layers too. The rules layer is pure: besides itself it imports only
@@ -30,6 +30,7 @@ LAYERS = {
     "connectors": 4,
     "tick": 5,
     "views": 6,
+    "queue": 6,
     "web": 7,
     "app": 8,
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from agent.app import queue_cli
 from agent.app.clitools import (
     ConfigOption,
     LogFormatOption,
@@ -470,6 +471,8 @@ def demo(
 
 
 app.add_typer(directory_app, name="directory")
+app.command("scheduler")(queue_cli.scheduler)
+app.command("worker")(queue_cli.worker)
 app.add_typer(store_app, name="store")
 app.command("export")(export)
 app.command("forget")(forget)

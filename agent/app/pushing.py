@@ -23,6 +23,7 @@ from agent.store.sqlite import Store
 from agent.tick import push
 
 if TYPE_CHECKING:
+    from agent.queue.app import Cadence
     from agent.settings.config import Settings
     from agent.tick.engine import Engine
     from agent.tick.metrics import Metrics
@@ -33,6 +34,8 @@ class Host(Protocol):
 
     settings: Settings
     metrics: Metrics
+    #: the task queue, when the workers tick (``queue:``)
+    queue: Cadence | None
     #: held while a tick runs: a reaction waits for it
     _running: threading.Lock
     adopted: dict[str, tuple[str, Any]]
@@ -107,12 +110,30 @@ class PushSide:
         for state, n in rows.counts().items():
             self.service.metrics.push_channels.labels(state).set(n)
 
+    def refresh(self) -> None:
+        """Tell the receiver the channels the store has (with ``queue:`` the workers
+        open and renew them)."""
+        store = Store(self.service.settings.store_at)
+        try:
+            rows = PushRows(store)
+            self.receiver.known(r.channel for r in rows.all().values())
+            self.gauge(rows)
+        finally:
+            store.close()
+
     def react(self, batch: dict[str, Pending]) -> None:
-        """Sync the notified calendars, plan and act on the units they touch."""
+        """Sync the notified calendars, plan and act on the units they touch (with
+        ``queue:``, a worker does: the batch is enqueued)."""
         from agent.tick.engine import Engine
 
         service = self.service
         owners = frozenset(batch)
+        if service.queue is not None:
+            from agent.queue.app import SYNC
+
+            service.queue.send(SYNC, sorted(owners), {o: sorted(p.kinds) for o, p in batch.items()})
+            log.info("push: %s enqueued", ", ".join(sorted(owners)))
+            return
         with self.lock:
             self.owed |= owners  # until read: a reaction that fails leaves them to the tick
         with (

@@ -24,6 +24,7 @@ from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
 
 if TYPE_CHECKING:
+    from agent.queue.app import Cadence
     from agent.tick.engine import Engine
     from agent.tick.reporting import TickReport
     from agent.web.server import Server
@@ -46,6 +47,15 @@ class Service:
         #: what the mailboxes told of people's zones and hours, kept from tick to tick
         self.adopted: dict[str, tuple[str, Any]] = {}
         self.http: Server | None = None
+        #: the task queue (``queue:``): ticks are the workers' then, and this process
+        #: serves the web app and hands push notifications to the queue
+        self.queue: Cadence | None = None
+        if settings.queue is not None:
+            from agent.queue.app import Cadence
+            from agent.queue.metrics import QueueMetrics
+
+            self.queue = Cadence(settings)
+            self.queue.metrics = QueueMetrics(self.metrics.registry, depth=self.queue.depth)
         #: notifications from the providers (``push:``), None when it is not configured
         self.push: PushSide | None = PushSide(self) if settings.push is not None else None
 
@@ -55,6 +65,11 @@ class Service:
         """One tick now (skipped while one runs); ``confirm`` lets it past the guard."""
         from agent.tick.engine import Engine
 
+        if self.queue is not None:
+            # the workers tick, each unit under its leases; a tick here would hold none
+            log.warning("with queue: the workers tick; `cadence run --once --confirm` "
+                        "is not run from the web app")
+            return
         # a push reaction is short: wait for it; a tick still running is another matter
         waits = self.push is not None
         if not self._running.acquire(waits, REACTION_WAIT if waits else -1):
@@ -198,17 +213,23 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler = BackgroundScheduler(timezone=UTC)
-        scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.settings.tick.total_seconds(),
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
+        if self.queue is not None:
+            # `cadence scheduler` enqueues the ticks' work; this process only learns
+            # the push channels the workers open, to check notifications against
+            if self.push is not None:
+                scheduler.add_job(self.push.refresh, "interval", seconds=60)
+        else:
+            scheduler.add_job(
+                self.tick,
+                "interval",
+                seconds=self.settings.tick.total_seconds(),
+                next_run_time=datetime.now(UTC),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
 
-        if self.settings.directory is not None:
+        if self.settings.directory is not None and self.queue is None:
             self.read_directory()  # before the first tick, so that it plans the lines
             scheduler.add_job(
                 self.read_directory,
@@ -230,7 +251,10 @@ class Service:
         self.start_http()
         try:
             scheduler.start()
-            log.info("serving: a tick every %s", self.settings.tick)
+            if self.queue is None:
+                log.info("serving: a tick every %s", self.settings.tick)
+            else:
+                log.info("serving; the workers of queue %s tick", self.queue.queue.name)
             self.stop.wait()
             scheduler.shutdown(wait=True)
         finally:

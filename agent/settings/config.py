@@ -34,8 +34,8 @@ from agent.core.model import (
     WorkingHours,
 )
 from agent.core.templates import Templates
+from agent.settings import queue_schema, yamlsource
 from agent.settings import templates as template_files
-from agent.settings import yamlsource
 
 # the schema's models that callers import from here
 from agent.settings.schema import (
@@ -122,6 +122,7 @@ class Settings:
     push: PushConfig | None = None
     #: the web app of ``cadence serve`` (``web:``); None: only /healthz and /metrics
     web: WebConfig | None = None
+    queue: queue_schema.Queue | None = None  # ``queue:``; None: one process ticks
     #: a server store's URL as written (``store: postgresql+psycopg://...``); None: SQLite
     store_url: str | None = None
 
@@ -422,6 +423,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         except ValueError as exc:
             err(["templates"], str(exc))
 
+    queue = None if cfg.queue is None else queue_schema.resolve(cfg.queue, err)
     store_file, store_url = _store(cfg.store, base, lambda m: err(["store"], m))
     if errors:
         raise ConfigError(errors)
@@ -446,6 +448,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         directory=directory,
         push=cfg.push,
         web=cfg.web,
+        queue=queue,
     )
 
 

@@ -26,6 +26,7 @@ from agent.settings.directory_schema import (  # noqa: F401
     GoogleDirectorySource,
     LdapSource,
 )
+from agent.settings.queue_schema import QueueConfig
 from agent.settings.schema_types import (  # noqa: F401 - callers import them here
     MAX_DURATION,
     ByteSize,
@@ -438,6 +439,7 @@ class ConfigFile(Strict):
     programs: dict[str, ProgramConfig] = Field(default_factory=dict)
     directory: DirectoryConfig | None = None
     push: PushConfig | None = None
+    queue: QueueConfig | None = None
 
 
 def json_schema() -> dict[str, Any]:

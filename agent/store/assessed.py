@@ -34,6 +34,12 @@ class Assessment:
     states: list[cadence.SeriesState]
 
 
+#: the columns of a stored meeting as ``Store.save_meetings`` is given them
+MEETING_COLUMNS = (
+    "id", "relationship", "series", "stage", "start", "end", "status", "key", "declined_by",
+)  # fmt: skip
+
+
 def own_map(bookings: Iterable[StoredBooking]) -> dict[str, Own]:
     """Key the agent's bookings for ``classify.meetings``, which tells its own events
     (and their untagged copies) from meetings people made themselves."""

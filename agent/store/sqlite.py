@@ -144,7 +144,10 @@ class Store(ReplyRows, ClaimRows):
         return versions.upgrade(self.db)
 
     def atomic(self) -> Any:
-        return self.db.atomic()
+        """A write transaction holding SQLite's write lock from the start: a deferred
+        one that read first fails at once (no waiting) when another process wrote
+        meanwhile, as workers of the task queue do."""
+        return self.db.atomic(immediate=True)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return self.db.query(sql, params)

@@ -33,7 +33,7 @@ from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
 from agent.store.plans import PlanRows
 from agent.store.sqlite import Store
-from agent.tick import endings, mailbox, metrics, picks, replies, sync
+from agent.tick import endings, mailbox, metrics, picks, replies, sync, updates
 from agent.tick.executor import ActionRecord, Executor, Journal
 from agent.tick.plans import Plans, plan_warning, recorded_by_employee
 from agent.tick.reporting import TickReport, _summary
@@ -159,6 +159,8 @@ class Engine:
         confirm: bool = False,
         focus: frozenset[str] | None = None,
         skip: frozenset[str] = frozenset(),
+        units: frozenset[str] | None = None,
+        chores: bool | None = None,
     ) -> TickReport:
         """Run one reconciliation pass as of ``now``; with ``dry_run`` change nothing.
 
@@ -170,19 +172,28 @@ class Engine:
 
         A real tick's caller holds the store's tick lock (``agent.app.lock``): that is
         what lets it close the rows of ticks a killed process left running.
+
+        ``units`` (partners' emails) is the task queue's plan-and-act: only those
+        scheduling units, their people's calendars read. Other workers run other units
+        at the same time, so such a tick takes no store-wide lock and leaves the rows of
+        other ticks alone; the worker holds the units' leases (``agent.queue.leases``).
+        ``chores`` (replies, ended reporting lines) defaults to a full tick's.
         """
         now = now.astimezone(UTC)
-        tick_id = 0 if dry_run else self._begin(now)
+        tick_id = 0 if dry_run else self._begin(now, alone=units is None)
         with logs.tick_context(None if dry_run else tick_id):
             if self.store.notice_other_writers():
                 # another process ticked on this store: what was kept may be out of date
                 self.saved_meetings.clear()
                 self.assessed.clear()
             self.lay_directory()
-            return self._run(_Tick(self, tick_id, now, dry_run, focus, skip), confirm)
+            run = _Tick(self, tick_id, now, dry_run, focus, skip)
+            run.units_only = units
+            run.chores = (focus is None and units is None) if chores is None else chores
+            return self._run(run, confirm)
 
-    def _begin(self, now: datetime) -> int:
-        left = self.store.interrupt_running()
+    def _begin(self, now: datetime, alone: bool = True) -> int:
+        left = self.store.interrupt_running() if alone else []
         tick_id = self.store.begin_tick(now, datetime.now(UTC))
         for row in left:
             message = (
@@ -316,6 +327,10 @@ class _Tick:
     ) -> None:
         self.engine = engine
         self.focus, self.skip = focus, skip
+        #: the task queue's scheduling units (partners), or None: per ``focus``
+        self.units_only: frozenset[str] | None = None
+        #: whether replies are read and ended lines planned (a full tick's chores)
+        self.chores = focus is None
         #: the scheduling units this tick plans (a focused tick: those its calendars
         #: touch) and their relationships; set when the tick reads, after the settings
         #: took in the mailboxes' zones and hours
@@ -335,22 +350,31 @@ class _Tick:
 
     def sync(self) -> None:
         self.units = planning.units(self.engine.settings.relationships)
-        if self.focus is not None:
+        only = self.focus
+        if self.units_only is not None:
+            self.units = [u for u in self.units if u.partner in self.units_only]
+            only = frozenset(p for u in self.units for p in u.people)
+        elif self.focus is not None:
             self.units = planning.touched(self.units, self.focus)
         rels = self.engine.settings.relationships
-        if self.focus is not None:
+        if only is not None:
             touched = {r.id for u in self.units for r in u.relationships}
             rels = tuple(r for r in rels if r.id in touched)
         self.relationships = list(rels)
-        self.failed_people = sync.sync(
-            self.engine, self.journal, self.now, only=self.focus, skip=self.skip
+        self.failed_people = (
+            sync.sync(self.engine, self.journal, self.now, only=only, skip=self.skip)
+            if only is None or only
+            else set()
         )
         self.report.unread = frozenset(self.failed_people)
 
     def assess(self) -> None:
         """Settle interrupted bookings, then assess every relationship into a snapshot."""
         self._settle_pending()
-        rows = self.store.bookings()
+        # a worker's unit reads its own relationships' rows: not every unit's, each time
+        mine = self.units_only is not None
+        ids: list[str | None] = [r.id for r in self.relationships] if mine else [None]
+        rows = [b for i in ids for b in self.store.bookings(i)]
         bookings = {b.key: b for b in rows}
         own = assessed.own_map(rows)
         snap = planning.Snapshot(
@@ -367,7 +391,13 @@ class _Tick:
             paused=PlanRows(self.store).pauses(),
         )
         since = self.now - HISTORY
-        if not self.dry_run and not self.engine.saved_meetings:
+        if not self.dry_run and mine:
+            for rel in [r for r in self.relationships if r.id not in self.engine.saved_meetings]:
+                found = self.store.meetings(rel.id)
+                self.engine.saved_meetings[rel.id] = [
+                    {k: m[k] for k in assessed.MEETING_COLUMNS} for m in found
+                ]
+        elif not self.dry_run and not self.engine.saved_meetings:
             # a new engine (run --once) writes what differs from the store, as a kept one
             self.engine.saved_meetings.update(self.store.meeting_rows())
         self.engine.kept.prepare(self.relationships, since)
@@ -390,16 +420,21 @@ class _Tick:
     def _watched(self) -> dict[str, datetime]:
         """When Cadence began watching each relationship; one seen for the first time
         starts its watch now (recorded, unless this is a dry run that records nothing)."""
-        ids = [r.id for r in self.engine.settings.relationships]
+        # a worker's unit watches its own: the other units are other workers'
+        mine = self.units_only is None
+        ids = [r.id for r in (self.engine.settings.relationships if mine else self.relationships)]
         if self.dry_run:
             return {**dict.fromkeys(ids, self.now), **self.store.watched()}
         return self.store.watch(ids, self.now)
 
     def _settle_pending(self) -> None:
         """Mark bookings left pending by a crash as booked when their event exists."""
+        mine = {r.id for r in self.relationships} if self.units_only is not None else None
         for row in self.store.bookings():
             if row.status not in ("pending", "moving"):
                 continue
+            if mine is not None and row.relationship not in mine:
+                continue  # another unit's, maybe booking right now in another worker
             event = self.store.event_by_key(row.key)
             if event is None:
                 continue  # never created: the planner books it again under the same key
@@ -478,9 +513,8 @@ class _Tick:
         snap = self.snapshot
         assert snap is not None
         engine, settings = self.engine, self.engine.settings
-        focused = self.focus is not None  # replies and endings wait for the full tick
         try:
-            if not focused:
+            if self.chores:  # replies and endings wait for the full tick
                 replies.collect(engine, self.journal, self.now)
         except Exception as exc:  # reading replies must never stop agendas and recaps
             self.journal.error("replies", exc)
@@ -518,8 +552,10 @@ class _Tick:
             pick_link=picks.linker(settings, self.now),
         )
         actions = planning.plan(snap, busy, units)
-        if not focused:
-            actions = self._endings(snap) + self._updates(snap) + actions
+        if self.chores:
+            actions = self._endings(snap) + actions
+        if self.chores or self.units_only is not None:
+            actions = updates.plan(engine, self.journal, snap, self.relationships) + actions
         self.report.planned = actions
         self.report.scale = guard.count(actions, len(settings.relationships))
         self.report.held = guard.exceeded(self.report.scale, settings.guard)
@@ -538,37 +574,6 @@ class _Tick:
         """What the reporting lines that ended lately still need (``rules.handover``)."""
         assert snap.mail is not None
         return endings.plan(self.engine, snap, snap.mail, self.now)
-
-    def _updates(self, snap: planning.Snapshot) -> list[Action]:
-        """The updated recaps that answer recorded replies, first among the mails."""
-        assert snap.mail is not None
-        out: list[Action] = []
-        by_id = {r.id: r for r in self.engine.settings.relationships}
-        for row in self.store.replies(status="recorded"):
-            if not row["update_key"]:
-                continue  # past recap.max_updates_per_day: recorded without one
-            if snap.mail.sent(row["update_key"]):
-                continue  # "uncertain": it may have gone out; never send it twice
-            rel = by_id.get(row["relationship"])
-            if rel is None:
-                continue
-            sender = self.engine.settings.people.get(row["sender"])
-            send = mailplan.update(
-                snap.mail,
-                row,
-                rel,
-                snap.meetings.get(rel.id, []),
-                snap.states.get(rel.id, []),
-                sender.name if sender else row["sender"],
-            )
-            if send is None:
-                self.journal.audit_quietly(
-                    "reply",
-                    f"meeting {row['meeting']} is no longer on the calendars: no update sent",
-                )
-                continue
-            out.append(send)
-        return out
 
     # --- act ----------------------------------------------------------------------------------
 

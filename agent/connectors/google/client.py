@@ -31,6 +31,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
 from agent.connectors.google.signin import SCOPE_READ, Auth, needed_scopes
+from agent.core import pauses
 from agent.core.errors import (
     CadenceError,
     ConfigError,
@@ -199,6 +200,8 @@ class Client:
         self.http = self._thread_http()
         self.paused_until = 0.0
         self.paused_why = ""
+        #: per user, when the Retry-After this client was given ends (time.monotonic)
+        self._told: dict[str, float] = {}
         calendar = _document("calendar", account.endpoints.calendar)
         self.calendar = build_from_document(calendar, http=self.http)
         gmail = _document("gmail", account.endpoints.gmail)
@@ -258,6 +261,7 @@ class Client:
 
         def once() -> Any:
             self._guard()
+            self._hold(user)
             fresh = None if idempotent else _SendOnceHttp(ca_certs=self._ca, timeout=self.timeout)
             try:
                 if fresh is None:
@@ -275,6 +279,13 @@ class Client:
                 self._save_refreshed()
 
         return self.retry.call(once, idempotent=idempotent)
+
+    def _hold(self, user: str) -> None:
+        """Wait out a Retry-After another worker of the task queue was given for this
+        user (``agent.core.pauses``); one this client was given, the retry policy waits."""
+        shared = pauses.remaining(user)
+        if shared and shared > self._told.get(user, 0.0) - time.monotonic() + 1.0:
+            self.retry.sleep(shared)
 
     def _sign_in(self, creds: Any, user: str) -> None:
         """Get a token before a call that is never repeated blind (a send), through this
@@ -452,6 +463,9 @@ class Client:
         retry_after = _retry_after(exc.resp.get("retry-after"))
         what = f"Google {status} {reason or 'error'} for {user}: {message}"
         if status == 429 or (status == 403 and reason in RATE_REASONS):
+            if retry_after:
+                self._told[user] = time.monotonic() + retry_after
+                pauses.pause(user, retry_after)  # and every worker of the queue
             return TransientError(what, retry_after=retry_after, maybe_done=False)
         if status == 503 and retry_after is not None:
             # a 503 that names a wait refuses the request (Gmail does so when it sheds

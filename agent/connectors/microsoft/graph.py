@@ -26,7 +26,7 @@ import msal
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
-from agent.core import files
+from agent.core import files, pauses
 from agent.core.errors import ConfigError, CursorExpired, PermanentError, TransientError
 from agent.core.retry import RetryPolicy
 from agent.settings.config import MicrosoftAccount
@@ -362,6 +362,7 @@ class Graph:
         when the answer arrived); a later not-before already set stays."""
         with self._hold_lock:
             self._not_before[mailbox] = max(until, self._not_before.get(mailbox, 0.0))
+        pauses.pause(mailbox, until - time.monotonic())  # and every worker of the queue
 
     def hold(self, mailbox: str, waited: float | None = None) -> None:
         """Sleep until ``mailbox`` may be called again; ``waited`` is a not-before the
@@ -369,6 +370,13 @@ class Graph:
         over for all (time has passed; with a test's recorded sleep it has not)."""
         if not mailbox:
             return
+        shared = pauses.remaining(mailbox)  # told to another worker of the queue
+        with self._hold_lock:
+            local = self._not_before.get(mailbox, 0.0)
+        if shared and time.monotonic() + shared > local + 1.0:
+            # (a second's slack: this process's own pause comes back from Redis rounded)
+            with self._hold_lock:
+                self._not_before[mailbox] = time.monotonic() + shared
         while True:
             with self._hold_lock:
                 until = self._not_before.get(mailbox)
