@@ -67,8 +67,10 @@ class Service:
 
         if self.queue is not None:
             # the workers tick, each unit under its leases; a tick here would hold none
-            log.warning("with queue: the workers tick; `cadence run --once --confirm` "
-                        "is not run from the web app")
+            log.warning(
+                "with queue: the workers tick; `cadence run --once --confirm` "
+                "is not run from the web app"
+            )
             return
         # a push reaction is short: wait for it; a tick still running is another matter
         waits = self.push is not None

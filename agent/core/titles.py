@@ -16,7 +16,7 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from agent.core.model import Relationship
+from agent.core.model import Person, Program, Relationship, Series, WorkingHours
 
 #: a title is one line: sequences repeated or numbers raised past this are refused, so
 #: that rendering a title (at load time too) can never exhaust the memory or the CPU
@@ -87,3 +87,29 @@ def problem(template: str, rel: Relationship, stage: str | None) -> str | None:
     except Exception as exc:  # any expression may fail: an error here, not at every tick
         return f"the title template fails to render: {type(exc).__name__}: {exc}"
     return None
+
+
+def series_problem(series: Series, relationships: list[Relationship]) -> str | None:
+    """Render the series' title for each relationship at each of its stages, as every
+    booking will: why it fails (with whose relationship), or None."""
+    for rel in relationships:
+        for stage in series.stages or (None,):
+            found = problem(series.title, rel, stage)
+            if found:
+                at = f" at stage {stage}" if stage else ""
+                return f"{found} (for {rel.id}{at})"
+    return None
+
+
+def sample(program: Program) -> Relationship:
+    """A relationship to render the titles of a program nobody follows yet."""
+
+    def person(email: str, name: str) -> Person:
+        return Person(email=email, name=name, timezone="UTC", working_hours=WorkingHours({}))
+
+    return Relationship(
+        person("employee@example.com", "Sample Employee"),
+        person("partner@example.com", "Sample Partner"),
+        "leader",
+        program,
+    )

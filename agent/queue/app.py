@@ -252,7 +252,9 @@ def _close_stale(engine: Any, queue: Queue, tick: int) -> None:
             "died; the task was given to another worker"
         )
         log.warning("%s", message)
-        engine.store.audit(tick, datetime.now(UTC), "interrupted", message, data={"tick": row["id"]})
+        engine.store.audit(
+            tick, datetime.now(UTC), "interrupted", message, data={"tick": row["id"]}
+        )
 
 
 def _read_directory(settings: Settings, store: Any) -> None:

@@ -403,7 +403,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
     for name, program in programs.items():
         following = [r for r in relationships if r.program is program]
         for spec in program.series:
-            problem = _title_problem(spec, following or [_sample(program)])
+            problem = titles.series_problem(spec, following or [titles.sample(program)])
             if problem:
                 err(["programs", name, "series", spec.name, "title"], problem)
     directory = _directory(cfg, programs, default_account, base, err)
@@ -467,32 +467,6 @@ def _store(value: str, base: Path, err: Callable[[str], None]) -> tuple[Path, st
             "or postgresql+psycopg://user@host/database"
         )
     return base / "var" / "store", value
-
-
-def _title_problem(series: Series, relationships: list[Relationship]) -> str | None:
-    """Render the series' title for each relationship at each of its stages, as every
-    booking will: why it fails (with whose relationship), or None."""
-    for rel in relationships:
-        for stage in series.stages or (None,):
-            problem = titles.problem(series.title, rel, stage)
-            if problem:
-                at = f" at stage {stage}" if stage else ""
-                return f"{problem} (for {rel.id}{at})"
-    return None
-
-
-def _sample(program: Program) -> Relationship:
-    """A relationship to render the titles of a program nobody follows yet."""
-
-    def person(email: str, name: str) -> Person:
-        return Person(email=email, name=name, timezone="UTC", working_hours=WorkingHours({}))
-
-    return Relationship(
-        person("employee@example.com", "Sample Employee"),
-        person("partner@example.com", "Sample Partner"),
-        "leader",
-        program,
-    )
 
 
 def _directory(
