@@ -69,13 +69,7 @@ class PushSide:
     def start(self) -> None:
         """Know the channels a previous run opened (they are picked up, not opened again),
         then start reacting."""
-        store = Store(self.service.settings.store_at)
-        try:
-            rows = PushRows(store)
-            self.receiver.known(r.channel for r in rows.all().values())
-            self.gauge(rows)
-        finally:
-            store.close()
+        self.refresh()
         self.reactor.start()
         if self.puller is not None:
             self.puller.start()
@@ -102,9 +96,12 @@ class PushSide:
         with self.lock:
             self.owed -= read
             push.maintain(engine, now, read, renew)
-            rows = PushRows(engine.store)
-            self.receiver.known(r.channel for r in rows.all().values())
-            self.gauge(rows)
+            self.known(PushRows(engine.store))
+
+    def known(self, rows: PushRows) -> None:
+        """Tell the receiver the channels in ``rows``, and the gauge how they stand."""
+        self.receiver.known(r.channel for r in rows.all().values())
+        self.gauge(rows)
 
     def gauge(self, rows: PushRows) -> None:
         for state, n in rows.counts().items():
@@ -115,9 +112,7 @@ class PushSide:
         open and renew them)."""
         store = Store(self.service.settings.store_at)
         try:
-            rows = PushRows(store)
-            self.receiver.known(r.channel for r in rows.all().values())
-            self.gauge(rows)
+            self.known(PushRows(store))
         finally:
             store.close()
 
