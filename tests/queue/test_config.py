@@ -52,9 +52,7 @@ def test_a_wrong_scheme_and_a_missing_key_are_named(tmp_path: Path) -> None:
     assert any("queue.lock" in e and "required" in e.lower() for e in found)
 
 
-def test_urls_come_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_urls_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(
         tmp_path,
         "queue:\n"

@@ -71,9 +71,7 @@ def test_two_processes_share_one_token_bucket(key: str, tmp_path: Path) -> None:
 
 def test_two_processes_never_hold_more_than_the_concurrency(key: str, tmp_path: Path) -> None:
     outs = [tmp_path / "a.json", tmp_path / "b.json"]
-    procs = [
-        spawn(tmp_path, "slots", key, out, 4, services.REDIS, 30, 0.1) for out in outs
-    ]
+    procs = [spawn(tmp_path, "slots", key, out, 4, services.REDIS, 30, 0.1) for out in outs]
     for p in procs:
         assert p.wait(30) == 0
     spans = sorted(itertools.chain.from_iterable(json.loads(o.read_text()) for o in outs))

@@ -5,10 +5,7 @@ plans and acts on. The web process ticks no more."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from agent.app.receiver import Pending
 from agent.app.service import Service
@@ -17,16 +14,6 @@ from agent.rules import planning
 from agent.settings import config
 from tests.queue import services
 from tests.queue.test_worker import done_ticks, services_env, worker, workspace
-
-
-@pytest.fixture
-def name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    services.require("rabbitmq", "redis", "postgres")
-    # the config names the broker's URL by this variable, as a deployment would
-    monkeypatch.setenv("CADENCE_TEST_BROKER", services.BROKER)
-    queue = services.queue_name()
-    yield queue
-    services.purge(queue)
 
 
 def test_a_notification_is_enqueued_and_a_worker_reacts(name: str, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import socket
 import sqlite3
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -29,16 +28,6 @@ from tests.test_crash import ENV_KILL, outcome
 
 #: the demo's units (three partners) and its chores: the tasks of one round
 ROUND_TASKS = 4
-
-
-@pytest.fixture
-def name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    services.require("rabbitmq", "redis", "postgres")
-    # the config names the broker's URL by this variable, as a deployment would
-    monkeypatch.setenv("CADENCE_TEST_BROKER", services.BROKER)
-    queue = services.queue_name()
-    yield queue
-    services.purge(queue)
 
 
 def workspace(folder: Path, name: str) -> Path:
@@ -118,9 +107,7 @@ def run_round(folder: Path, name: str, tmp: Path, **env: str) -> str:
         services.stop(w)
 
 
-def test_a_round_on_a_worker_books_and_mails_like_one_process(
-    name: str, tmp_path: Path
-) -> None:
+def test_a_round_on_a_worker_books_and_mails_like_one_process(name: str, tmp_path: Path) -> None:
     queued = tmp_path / "queued"
     workspace(queued, name)
     metrics = run_round(queued, name, tmp_path)
@@ -136,9 +123,7 @@ def test_a_round_on_a_worker_books_and_mails_like_one_process(
 
     assert run_once(reference / "cadence.yaml").returncode == 0
     ref_keys, ref_mails, _ = outcome(reference)
-    assert sorted(k.split(":", 1)[1] for k in keys) == sorted(
-        k.split(":", 1)[1] for k in ref_keys
-    )
+    assert sorted(k.split(":", 1)[1] for k in keys) == sorted(k.split(":", 1)[1] for k in ref_keys)
     assert len(mails) == len(ref_mails)
     assert all(s in ("booked", "sent") for s in states.values()), states
 
