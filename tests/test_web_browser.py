@@ -142,6 +142,7 @@ def test_employee_edits_the_plan_and_ticks_off_an_action(served, browser) -> Non
     assert "lead a planning session" in page.locator("#f-goals-0-milestones").input_value()
     assert EMMA in page.locator("#history ~ ul").inner_text()
     page.get_by_role("link", name="My cadence").first.click()
+    page.get_by_role("heading", name="My cadence").wait_for()
     accessible(page, "cadence")
     action = "sign up for the new-manager course"
     page.get_by_role("button", name=f"Mark done: {action}").click()
@@ -158,7 +159,8 @@ def test_leader_team_view_and_a_refusal(served, browser) -> None:  # type: ignor
     for name in ("Ana Lima", "Dev Patel", "Emma Clarke", "Farid Haddad"):
         assert page.get_by_role("link", name=name).count() == 1
     accessible(page, "team")
-    page.get_by_role("link", name="Emma Clarke").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Emma Clarke").click()
     accessible(page, "relationship")
     refused = page.goto(f"{base}/plans/{EMMA}")
     assert refused is not None and refused.status == 403
@@ -172,9 +174,11 @@ def test_admin_pages(served, browser) -> None:  # type: ignore[no-untyped-def]
     sign_in(page, base, folder, ADMIN)
     page.goto(f"{base}/admin")
     accessible(page, "admin")
-    page.get_by_role("link", name="The audit log").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="The audit log").click()
     page.get_by_label("Kind").select_option("book")
-    page.get_by_role("button", name="Filter").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
     assert "kind=book" in page.url
     accessible(page, "audit log")
     page.goto(f"{base}/admin/report")
