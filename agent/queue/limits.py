@@ -94,6 +94,12 @@ class SharedBucket:
         return wait
 
 
+#: how long a slot outlives a holder that stopped renewing it (a killed worker), seconds:
+#: short, for its calls wait that long; renewed every third of it, so a holder
+#: starved of CPU for a few seconds still keeps what it holds
+SLOT_TTL = 20.0
+
+
 class SharedSemaphore:
     """At most ``limit`` holders at once across every worker.
 
@@ -107,7 +113,7 @@ class SharedSemaphore:
         client: redis.Redis,
         account: str,
         limit: int,
-        ttl: float = 60.0,
+        ttl: float = SLOT_TTL,
         poll: float = 0.05,
     ) -> None:
         self.key = f"{PREFIX}:{account}:slots"
@@ -200,7 +206,7 @@ class Pauses:
 
 
 def limits_for(
-    client: redis.Redis, accounts: Any, sync: Any, ttl: float = 60.0
+    client: redis.Redis, accounts: Any, sync: Any, ttl: float = SLOT_TTL
 ) -> dict[str, tuple[Gate, SharedBucket | None]]:
     """Per account, the shared ``(gate, bucket)`` the sync step takes."""
     return {
