@@ -261,7 +261,7 @@ CHECK_IN = NOW + timedelta(hours=23)  # tomorrow: its agenda is due now
 
 
 @pytest.fixture
-def team(backend: Any) -> Any:
+def team(backend: Any, on_store: Any) -> Any:
     """Ana's deep dive with her leader Ben lapsed 120 days ago and they meet for a check-in
     tomorrow; Chloe, also led by Ben, held hers 20 days ago and a check-in 10 days ago."""
     ana, ben, chloe = backend.people[:3]
@@ -285,7 +285,7 @@ def team(backend: Any) -> Any:
     text = PROGRAMS.replace("@TITLE@", TITLE)
     for name, who in (("ANA", ana), ("BEN", ben), ("CHLOE", chloe)):
         text = text.replace(f"@{name}@", who.email)
-    return backend.settings(text)
+    return on_store(backend.settings(text))
 
 
 def done(report: TickReport) -> list[str]:

@@ -47,7 +47,9 @@ def answer(sender: str, to: str, parent: str) -> bytes:
     return msg.as_bytes()
 
 
-def test_a_reply_becomes_actions_and_one_updated_recap_read_once(backend: Any) -> None:
+def test_a_reply_becomes_actions_and_one_updated_recap_read_once(
+    backend: Any, on_store: Any
+) -> None:
     ana, ben, chloe = backend.people[:3]
     backend.read_replies()
     backend.add_event(
@@ -60,7 +62,7 @@ def test_a_reply_becomes_actions_and_one_updated_recap_read_once(backend: Any) -
     text = PROGRAMS
     for name, who in (("ANA", ana), ("BEN", ben), ("CHLOE", chloe)):
         text = text.replace(f"@{name}@", who.email)
-    settings = backend.settings(text)
+    settings = on_store(backend.settings(text))
     wire = backend.wire
     # a tick with nothing new reads three calendars and lists two inboxes, Ana's and Chloe's
     quiet = Counter({wire.sync: 3}) if wire else Counter()
