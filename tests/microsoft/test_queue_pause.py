@@ -19,11 +19,8 @@ from tests.queue import services
 
 @pytest.fixture
 def keeper() -> Iterator[limits.Pauses]:
-    services.require("redis")
-    name = services.queue_name()
-    yield limits.Pauses(limits.connect(services.REDIS), name)
-    pauses.install(None)
-    services.purge(name)
+    with services.shared_pauses() as shared:
+        yield shared
 
 
 def _two_workers(server: GraphServer, ca: Path, ana: str) -> list[BaseException]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +111,19 @@ def purge(name: str) -> None:
     keys = list(client.scan_iter(f"cadence:{name}:*"))
     if keys:
         client.delete(*keys)
+
+
+@contextlib.contextmanager
+def shared_pauses() -> Iterator[Any]:
+    """Retry-After pauses shared through Redis, as the workers share them; none are
+    installed on leaving, and the keys are gone."""
+    from agent.core import pauses
+    from agent.queue import limits
+
+    require("redis")
+    name = queue_name()
+    try:
+        yield limits.Pauses(limits.connect(REDIS), name)
+    finally:
+        pauses.install(None)
+        purge(name)
