@@ -56,7 +56,7 @@ def test_status_shows_local_people_as_polled(workspace: Path) -> None:
     settings = config.load(workspace)
     assert settings.push is not None
     assert settings.push.public_url == "https://cadence.example.com/push"
-    assert settings.push.poll.total_seconds() == 6 * 3600
+    assert settings.push.poll.total_seconds() == 12 * 3600
     assert cadence("run", "--once", "--config", str(workspace), "--now", NOW).exit_code == 0
     text = cadence("status", "--config", str(workspace), "--now", NOW).output
     assert re.search(r"ana@acme\.example\s+polled", text), text
