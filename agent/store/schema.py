@@ -74,6 +74,8 @@ bookings = Table(
     # 0013: the process making the event, and until when (agent.store.claims)
     _text("claimed_by"), _text("claimed_until"),
 )  # fmt: skip
+#: 0015: a worker's unit reads its own relationships' bookings and mails
+Index("bookings_relationship", bookings.c.relationship)
 
 outbox = Table(
     "outbox", metadata,
@@ -85,6 +87,7 @@ outbox = Table(
     # 0013: the process sending the mail, and until when (agent.store.claims)
     _text("claimed_by"), _text("claimed_until"),
 )  # fmt: skip
+Index("outbox_relationship", outbox.c.relationship)
 
 meetings = Table(
     "meetings", metadata,
