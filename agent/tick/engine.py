@@ -504,7 +504,7 @@ class _Tick:
             secret=self.store.mail_secret,
             outbox={
                 r["key"]: mailplan.Outboxed(r["status"], r["message_id"])
-                for r in self.store.outbox_rows(relationships=self.mine)
+                for r in self.store.outbox_rows(relationships=self._mail_of())
             },
             invites=invites,
             plans=plans,
@@ -535,6 +535,13 @@ class _Tick:
             self.journal.audit("plan-error", f"plan of {email} not used: {problems[email]}")
         # every tick says so, mail or not: the plan stays unused until someone fixes it
         self.report.warnings.extend(plan_warning(e, problems[e]) for e in sorted(problems))
+
+    def _mail_of(self) -> list[str] | None:
+        """The relationships whose mails the plan looks at: a unit's own, and in the
+        task queue's chores the lines that ended lately (their notes and hand-overs)."""
+        if self.mine is None or not self.chores:
+            return self.mine
+        return self.mine + endings.ended(self.engine, self.now)
 
     def _endings(self, snap: planning.Snapshot) -> list[Action]:
         """What the reporting lines that ended lately still need (``rules.handover``)."""
