@@ -224,6 +224,10 @@ class Cadence:
                     _read_directory(app.settings, engine.store)
                     report = engine.tick(_now(now), units=frozenset(), chores=True)
                     _close_stale(engine, app.queue, report.tick)
+                    from agent.store import retention
+
+                    keep = app.settings.retention.ticks
+                    retention.prune(engine.store, keep, datetime.now(UTC))
                     if app.settings.push is not None:
                         from agent.tick import push
 
