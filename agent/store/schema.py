@@ -228,5 +228,12 @@ pauses = Table(
     _text("set_at", nullable=False),
 )  # fmt: skip
 
+#: the guard's tally of each round of the task queue (revision 0016, agent.store.rounds)
+guard_rounds = Table(
+    "guard_rounds", metadata,
+    _text("round", primary_key=True), _int("actions", nullable=False),
+    _int("relationships", nullable=False), _text("created_at", nullable=False),
+)  # fmt: skip
+
 #: the tables in an order that copies them parents first (there are no foreign keys)
 TABLES = tuple(metadata.tables)

@@ -27,7 +27,7 @@ from agent.rules.actions import Action, Send
 from agent.rules.classify import Status
 from agent.settings.config import Settings
 from agent.settings.directory import merge
-from agent.store import assessed
+from agent.store import assessed, rounds
 from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
 from agent.store.plans import PlanRows
@@ -160,6 +160,7 @@ class Engine:
         skip: frozenset[str] = frozenset(),
         units: frozenset[str] | None = None,
         chores: bool | None = None,
+        round_id: str | None = None,
     ) -> TickReport:
         """Run one reconciliation pass as of ``now``; with ``dry_run`` change nothing.
 
@@ -176,7 +177,9 @@ class Engine:
         scheduling units, their people's calendars read. Other workers run other units
         at the same time, so such a tick takes no store-wide lock and leaves the rows of
         other ticks alone; the worker holds the units' leases (``agent.queue.leases``).
-        ``chores`` (replies, ended reporting lines) defaults to a full tick's.
+        ``chores`` (replies, ended reporting lines) defaults to a full tick's. Such a
+        tick counts against the guard across its round (``round_id``, the scheduler's;
+        None: the tick interval it falls in), in the store (``agent.store.rounds``).
         """
         now = now.astimezone(UTC)
         tick_id = 0 if dry_run else self._begin(now, alone=units is None)
@@ -187,7 +190,7 @@ class Engine:
                 self.assessed.clear()
             self.lay_directory()
             run = _Tick(self, tick_id, now, dry_run, focus, skip)
-            run.units_only = units
+            run.units_only, run.round_id = units, round_id
             run.chores = (focus is None and units is None) if chores is None else chores
             return self._run(run, confirm)
 
@@ -261,6 +264,8 @@ class Engine:
             run.assess()
             run.plan()
             run.act(confirm)
+            if run.units_only is None and not run.dry_run and (confirm or not run.report.held):
+                run.release_round_hold()
             status = "ok" if not run.report.errors else "partial"
             if run.report.held and not confirm:
                 status = "held"
@@ -308,6 +313,7 @@ class _Tick:
         self.failed_people: set[str] = set()
         self.snapshot: planning.Snapshot | None = None
         self.mine: list[str] | None = None
+        self.round_id: str | None = None
         self.employees: list[str] | None = None
 
     # --- read ---------------------------------------------------------------------------------
@@ -525,6 +531,11 @@ class _Tick:
         self.report.planned = actions
         self.report.scale = guard.count(actions, len(settings.relationships))
         self.report.held = guard.exceeded(self.report.scale, settings.guard)
+        if self.units_only is not None and not self.dry_run and guard.guarded(settings.guard):
+            # a worker's unit: the limits count across its round, in the store
+            round_id = self.round_id or rounds.window(self.now, settings.tick)
+            scale = self.report.scale
+            self.report.held = rounds.unit(self.store, round_id, scale, settings.guard)
         mailed = {
             r.employee.email
             for r in settings.relationships
@@ -535,6 +546,12 @@ class _Tick:
             self.journal.audit("plan-error", f"plan of {email} not used: {problems[email]}")
         # every tick says so, mail or not: the plan stays unused until someone fixes it
         self.report.warnings.extend(plan_warning(e, problems[e]) for e in sorted(problems))
+
+    def release_round_hold(self) -> None:
+        """A full tick within the limits, or confirmed: the queue's guard holds no more."""
+        if rounds.hold(self.store) is not None:
+            rounds.release(self.store)
+            self.journal.audit("guard", "the task queue's guard hold released by a full tick")
 
     def _mail_of(self) -> list[str] | None:
         """The relationships whose mails the plan looks at: a unit's own, and in the
