@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.core import locales
+from agent.core.directory import Line
 from agent.core.model import Person
 from agent.core.timestamps import from_store
 from agent.rules import handover, mailplan, planning
@@ -17,12 +18,12 @@ from agent.tick.host import Host
 ENDED_WITHIN = timedelta(days=14)
 
 
-def ended(engine: Host, now: datetime) -> list[str]:
-    """The ids of the lines that ended in the last ``ENDED_WITHIN`` (their mails are
-    among those the chores plan)."""
+def ended(engine: Host, now: datetime) -> list[Line]:
+    """The lines that ended in the last ``ENDED_WITHIN`` (their mails are among those
+    the chores plan)."""
     if engine.settings.directory is None:
         return []
-    return [line.id for line in DirectoryRows(engine.store).lines(ended_after=now - ENDED_WITHIN)]
+    return DirectoryRows(engine.store).lines(ended_after=now - ENDED_WITHIN)
 
 
 def plan(

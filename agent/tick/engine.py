@@ -333,7 +333,7 @@ class _Tick:
         self.relationships = list(rels)
         # a worker's unit reads the rows of its own relationships, not every unit's
         self.mine = [r.id for r in rels] if self.units_only is not None else None
-        self.employees = sorted({r.employee.email for r in rels}) if self.mine else None
+        self.employees = sorted({r.employee.email for r in rels}) if self.mine is not None else None
         self.failed_people = (
             sync.sync(self.engine, self.journal, self.now, only=only, skip=self.skip)
             if only is None or only
@@ -492,11 +492,10 @@ class _Tick:
         if wanted is not None:
             busy, failed = sync.busy(engine, self.journal, *wanted, self.now)
             snap.no_busy = frozenset(failed)
-        rels = self.relationships if self.mine is not None else settings.relationships
-        employees = {r.employee.email: r.employee for r in rels}
-        plans, problems = engine.plans.load(
-            settings, employees.values(), self.store, few=self.mine is not None
-        )
+        mail_of, people = self._mail_of()
+        employees = {p.email: p for p in people}
+        few = mail_of is not None
+        plans, problems = engine.plans.load(settings, employees.values(), self.store, few=few)
         invites: dict[str, bool] = {}
         for account in {r.organizer.account for r in settings.relationships}:
             try:
@@ -510,11 +509,11 @@ class _Tick:
             secret=self.store.mail_secret,
             outbox={
                 r["key"]: mailplan.Outboxed(r["status"], r["message_id"])
-                for r in self.store.outbox_rows(relationships=self._mail_of())
+                for r in self.store.outbox_rows(relationships=mail_of)
             },
             invites=invites,
             plans=plans,
-            recorded=recorded_by_employee(self.store, self.employees),
+            recorded=recorded_by_employee(self.store, sorted(employees) if few else None),
             hours=mailplan.hours(settings.relationships, snap.meetings, self.now),
             templates=settings.templates,
             language=settings.language,
@@ -553,12 +552,18 @@ class _Tick:
             rounds.release(self.store)
             self.journal.audit("guard", "the task queue's guard hold released by a full tick")
 
-    def _mail_of(self) -> list[str] | None:
-        """The relationships whose mails the plan looks at: a unit's own, and in the
-        task queue's chores the lines that ended lately (their notes and hand-overs)."""
-        if self.mine is None or not self.chores:
-            return self.mine
-        return self.mine + endings.ended(self.engine, self.now)
+    def _mail_of(self) -> tuple[list[str] | None, list[Person]]:
+        """The relationships whose mails (None: all), and the employees whose plans and
+        actions, the plan reads: a unit's own, and in the task queue's chores those of
+        the lines that ended lately (their notes and hand-overs)."""
+        settings = self.engine.settings
+        if self.mine is None:
+            return None, [r.employee for r in settings.relationships]
+        ids, people = list(self.mine), [r.employee for r in self.relationships]
+        for line in endings.ended(self.engine, self.now) if self.chores else []:
+            ids.append(line.id)
+            people += [settings.people[line.employee]] if line.employee in settings.people else []
+        return ids, people
 
     def _endings(self, snap: planning.Snapshot) -> list[Action]:
         """What the reporting lines that ended lately still need (``rules.handover``)."""

@@ -79,6 +79,9 @@ def test_a_round_cancels_the_bookings_of_a_line_that_ended(
     ended = [m for m in sent.values() if "have ended" in str(m["Subject"])]
     handover = [m for m in sent.values() if str(m["Subject"]).startswith("Development hand-over")]
     assert len(ended) == 1 and len(handover) == 1
+    # the chores read the ended line's plan and actions: the hand-over carries them
+    body = handover[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Lead the payments migration" in body and "- [ ] Pair with the SRE team" in body
 
     # the next round plans none of it again
     queue_round(org, at(19))
