@@ -15,6 +15,10 @@ worker count. For each count:
    without a booking.
 
     python -m benchmarks.queue --relationships 1000 --workers 1,2,4 --weeks 2
+    python -m benchmarks.queue --relationships 1000 --workers 1,4 --weeks 2 --store postgres
+
+The store is an SQLite file (the default), or with ``--store postgres`` a fresh
+PostgreSQL database at 127.0.0.1 per worker count, dropped afterwards.
 
 Reported per phase: wall time, units a second, the workers' and the fake servers' CPU
 seconds (on a machine with few cores the servers and the store share them with the
@@ -24,6 +28,7 @@ workers: that, not the queue, is then the limit).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -33,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,9 +61,34 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new PostgreSQL database for one worker count; its name, dropped after."""
+    import psycopg
+
+    name = f"cadence_qbench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 class Bench:
-    def __init__(self, work: Path, org: Any, fake: Any, workers: int, concurrency: int) -> None:
+    def __init__(
+        self,
+        work: Path,
+        org: Any,
+        fake: Any,
+        workers: int,
+        concurrency: int,
+        database: str | None = None,
+    ) -> None:
         self.work, self.org, self.fake, self.count = work, org, fake, workers
+        #: the PostgreSQL database of the store, or None: an SQLite file
+        self.database = database
         self.name = f"bench{uuid.uuid4().hex[:8]}"
         ends = fake.endpoints()
         key = work / "google-key.json"
@@ -67,8 +97,11 @@ class Bench:
         os.environ[SECRET_ENV] = ends["graph"]["secret"]
         os.environ["CADENCE_BENCH_BROKER"] = BROKER
         self.path = work / "cadence.yaml"
+        store = "store: cadence.db"
+        if database is not None:
+            store = f"store: postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
         self.path.write_text(
-            config_yaml(org, ends, concurrency)
+            config_yaml(org, ends, concurrency).replace("store: cadence.db", store)
             + "queue:\n  broker: ${CADENCE_BENCH_BROKER}\n"
             + f"  lock: {POSTGRES}\n  limits: {REDIS}\n  name: {self.name}\n  metrics_port: 0\n"
         )
@@ -99,17 +132,27 @@ class Bench:
     def cpu(self) -> float:
         return self.spent + sum(cpu_seconds(w.pid) for w in self.workers if w.poll() is None)
 
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.work / "cadence.db", timeout=30)
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of the store, SQLite or PostgreSQL (``?`` marks)."""
+        if self.database is None:
+            with contextlib.closing(sqlite3.connect(self.work / "cadence.db", timeout=30)) as db:
+                return db.execute(sql, params).fetchall()
+        import psycopg
+
+        url = POSTGRES.rsplit("/", 1)[0] + f"/{self.database}"
+        with psycopg.connect(url) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
     def finished_ticks(self) -> int:
-        if not (self.work / "cadence.db").exists():
+        if self.database is None and not (self.work / "cadence.db").exists():
             return 0
-        with self.db() as db:
-            row = db.execute(
+        try:
+            rows = self.query(
                 "SELECT count(*) FROM ticks WHERE status NOT IN ('running', 'interrupted')"
-            ).fetchone()
-        return int(row[0])
+            )
+        except Exception:  # the first worker has not made the tables yet
+            return 0
+        return int(rows[0][0])
 
     def round(self, minutes: int, kill_after: float | None = None) -> dict[str, Any]:
         """Enqueue a round at NOW + minutes and wait for its ticks; with ``kill_after``
@@ -149,21 +192,19 @@ class Bench:
         }
 
     def duplicates(self) -> int:
-        with self.db() as db:
-            rows = db.execute(
-                "SELECT count(*) FROM (SELECT owner, key FROM events WHERE key IS NOT NULL "
-                "AND cancelled = 0 GROUP BY owner, key HAVING count(*) > 1)"
-            ).fetchone()
-        return int(rows[0])
+        rows = self.query(
+            "SELECT count(*) FROM (SELECT owner, key FROM events WHERE key IS NOT NULL "
+            "AND cancelled = 0 GROUP BY owner, key HAVING count(*) > 1) AS twice"
+        )
+        return int(rows[0][0])
 
     def booked(self, relationships: Sequence[int]) -> int:
         ids = {f"{self.org.pairs[n][0]}/{self.org.pairs[n][1]}" for n in relationships}
-        with self.db() as db:
-            rows = db.execute(
-                "SELECT DISTINCT relationship FROM bookings WHERE status = 'booked' "
-                "AND created_at >= ?",
-                [NOW.strftime("%Y-%m-%dT%H:%M:%SZ")],
-            ).fetchall()
+        rows = self.query(
+            "SELECT DISTINCT relationship FROM bookings WHERE status = 'booked' "
+            "AND created_at >= ?",
+            [NOW.strftime("%Y-%m-%dT%H:%M:%SZ")],
+        )
         return len(ids & {r[0] for r in rows})
 
     def close(self) -> None:
@@ -180,14 +221,18 @@ class Bench:
             conn.default_channel.queue_delete(self.name)
 
 
-def run(size: int, workers: int, latency: float, weeks: int, concurrency: int) -> dict[str, Any]:
+def run(
+    size: int, workers: int, latency: float, weeks: int, concurrency: int, store: str = "sqlite"
+) -> dict[str, Any]:
     spec = Spec(size, weeks=weeks)
     org = build_org(spec)
-    out: dict[str, Any] = {"relationships": size, "workers": workers}
-    with tempfile.TemporaryDirectory(prefix="cadence-qbench-") as tmp:
+    out: dict[str, Any] = {"relationships": size, "workers": workers, "store": store}
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cadence-qbench-"))
+        database = stack.enter_context(fresh_database()) if store == "postgres" else None
         work = Path(tmp)
         fake = RemoteOrg(spec, latency, work)
-        bench = Bench(work, org, fake, workers, concurrency)
+        bench = Bench(work, org, fake, workers, concurrency, database)
         try:
             for _ in range(workers):
                 bench.start_worker()
@@ -222,10 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request")
     parser.add_argument("--weeks", type=int, default=2, help="weeks of history")
     parser.add_argument("--concurrency", type=int, default=8, help="sync.concurrency")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     results = [
-        run(args.relationships, int(n), args.latency, args.weeks, args.concurrency)
+        run(args.relationships, int(n), args.latency, args.weeks, args.concurrency, args.store)
         for n in args.workers.split(",")
     ]
     if args.json:

@@ -19,6 +19,7 @@ from agent.app.health import Health
 from agent.app.lock import Busy, TickLock
 from agent.app.pushing import PushSide
 from agent.settings.config import Settings
+from agent.store import retention
 from agent.store.broken import STORE_ERRORS, explain
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
@@ -89,6 +90,7 @@ class Service:
                 report = engine.tick(now, confirm=confirm, skip=skip)
                 if self.push is not None:
                     self.push.upkeep(engine, now, read=self._read(engine, skip, report))
+                retention.prune(engine.store, self.settings.retention.ticks, now)
                 self.health.note_uncertain([describe(m) for m in uncertain_mail(engine.store)])
             failures = self.health.record(
                 report.tick,

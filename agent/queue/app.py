@@ -102,8 +102,10 @@ class Cadence:
     def started(self, name: str) -> None:
         self.redis.delete(f"{limits.PREFIX}:{self.queue.name}:queued:{name}")
 
-    def send(self, task: str, *args: Any) -> None:
-        self.celery.send_task(task, args=[*args, time.time()], queue=self.queue.name)
+    def send(self, task: str, *args: Any, **kwargs: Any) -> None:
+        self.celery.send_task(
+            task, args=[*args, time.time()], kwargs=kwargs or None, queue=self.queue.name
+        )
         if self.metrics is not None:
             self.metrics.enqueued.labels(task).inc()
 
@@ -113,14 +115,17 @@ class Cadence:
         ttl: float,
         now: str | None = None,
         skip: Mapping[str, Iterable[str]] | None = None,
+        round_id: str | None = None,
     ) -> int:
         """Enqueue each unit not already waiting; ``now`` (ISO) fixes the tasks' clock
         (for replays and tests; None: the time each task starts); ``skip`` names, per
-        partner, the calendars the unit's task may leave unread (push keeps them)."""
+        partner, the calendars the unit's task may leave unread (push keeps them);
+        ``round_id`` the scheduler's round, whose units the guard counts together."""
         n = 0
+        extra = {"round_id": round_id} if round_id else {}
         for partner in partners:
             if self.claim(unit_key(partner), ttl):
-                self.send(UNIT, partner, now, sorted((skip or {}).get(partner, ())))
+                self.send(UNIT, partner, now, sorted((skip or {}).get(partner, ())), **extra)
                 n += 1
         return n
 
@@ -164,7 +169,12 @@ class Cadence:
 
         @self.celery.task(name=UNIT, bind=True, max_retries=LEASE_RETRIES)  # type: ignore[untyped-decorator]
         def unit(
-            self: Task, partner: str, now: str | None, skip: list[str], enqueued: float
+            self: Task,
+            partner: str,
+            now: str | None,
+            skip: list[str],
+            enqueued: float,
+            round_id: str | None = None,
         ) -> str:
             started = time.time()
             app.started(unit_key(partner))
@@ -175,7 +185,11 @@ class Cadence:
                 with app.leases().holding(f"person:{p}" for p in people):
                     _take_over(engine, partner)
                     report = engine.tick(
-                        _now(now), units=frozenset([partner]), chores=False, skip=frozenset(skip)
+                        _now(now),
+                        units=frozenset([partner]),
+                        chores=False,
+                        skip=frozenset(skip),
+                        round_id=round_id,
                     )
             except leases.Taken as exc:
                 log.info("unit %s: %s is leased by another worker; trying later", partner, exc)
@@ -224,6 +238,11 @@ class Cadence:
                     _read_directory(app.settings, engine.store)
                     report = engine.tick(_now(now), units=frozenset(), chores=True)
                     _close_stale(engine, app.queue, report.tick)
+                    from agent.store import retention, rounds
+
+                    keep = app.settings.retention.ticks
+                    retention.prune(engine.store, keep, datetime.now(UTC))
+                    rounds.forget_old(engine.store, datetime.now(UTC))
                     if app.settings.push is not None:
                         from agent.tick import push
 

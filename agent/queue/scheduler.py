@@ -58,7 +58,9 @@ class Scheduler:
                 store.close()
         units = planning.units(settings.relationships)
         skip = {u.partner: u.people & quiet for u in units}
-        n = self.app.enqueue_units([u.partner for u in units], interval, now, skip)
+        # the guard counts a round's units together: their tally is the round's
+        round_id = now or datetime.now(UTC).isoformat(timespec="seconds")
+        n = self.app.enqueue_units([u.partner for u in units], interval, now, skip, round_id)
         if self.app.claim("chores", interval):
             self.app.send(CHORES, now)
             n += 1

@@ -34,6 +34,11 @@ class Count:
         )
 
 
+def guarded(guard: Guard) -> bool:
+    """Whether ``guard:`` sets any limit."""
+    return guard.max_actions is not None or guard.max_share is not None
+
+
 def count(actions: Sequence[Action], relationships: int) -> Count:
     doing = [a for a in actions if acts(a)]
     return Count(len(doing), len({a.relationship for a in doing}), relationships)

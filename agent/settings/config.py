@@ -47,6 +47,7 @@ from agent.settings.schema import (
     LocalAccount,
     MicrosoftAccount,
     PushConfig,
+    RetentionConfig,
     ServiceConfig,
     SmtpSettings,
     SyncSettings,
@@ -123,6 +124,7 @@ class Settings:
     #: the web app of ``cadence serve`` (``web:``); None: only /healthz and /metrics
     web: WebConfig | None = None
     queue: queue_schema.Queue | None = None  # ``queue:``; None: one process ticks
+    retention: RetentionConfig = field(default_factory=RetentionConfig)  # ``retention:``
     #: a server store's URL as written (``store: postgresql+psycopg://...``); None: SQLite
     store_url: str | None = None
 
@@ -449,6 +451,7 @@ def _resolve(source: yamlsource.Source, cfg: ConfigFile) -> Settings:
         push=cfg.push,
         web=cfg.web,
         queue=queue,
+        retention=cfg.retention,
     )
 
 

@@ -298,6 +298,20 @@ class GuardConfig(Strict):
     min_relationships: int = Field(default=20, ge=1)
 
 
+def _a_day_at_least(value: timedelta) -> timedelta:
+    if value < timedelta(days=1):
+        raise ValueError("must be at least 1d: a younger tick may still be running")
+    return value
+
+
+class RetentionConfig(Strict):
+    """``retention:``: how long the store keeps what only history needs."""
+
+    #: finished tick rows older than this are deleted, with their audit rows (none:
+    #: kept forever); bookings, mails and meetings are never deleted
+    ticks: Annotated[Duration, AfterValidator(_a_day_at_least)] | None = None
+
+
 class ServiceConfig(Strict):
     """``cadence serve``: where /healthz and /metrics listen, and when it is unhealthy."""
 
@@ -434,6 +448,7 @@ class ConfigFile(Strict):
     service: ServiceConfig = ServiceConfig()
     web: WebConfig | None = None
     guard: GuardConfig = GuardConfig()
+    retention: RetentionConfig = RetentionConfig()
     accounts: dict[str, Account]
     defaults: Defaults = Defaults()
     people: list[PersonConfig] = Field(default_factory=list)

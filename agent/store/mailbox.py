@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from agent.core.timestamps import from_store, to_store
 from agent.settings.config import Settings
+from agent.store.rows import among
 from agent.store.sqlite import Store
 
 PREFIX = "mailbox_language:"
@@ -37,12 +38,16 @@ class MailboxLanguages:
         self.store = store
         self.db = store.db
 
-    def all(self) -> dict[str, Read]:
-        """Every mailbox's language read so far, by address."""
-        rows = self.db.query(
-            "SELECT name, value FROM meta WHERE name LIKE ? ESCAPE '\\'",
-            [PREFIX.replace("_", "\\_") + "%"],
-        )
+    def all(self, emails: Sequence[str] | None = None) -> dict[str, Read]:
+        """Every mailbox's language read so far (or these mailboxes'), by address."""
+        if emails is not None:
+            names = [PREFIX + e for e in emails]
+            rows = self.db.query(*among("SELECT name, value FROM meta WHERE 1 = 1", "name", names))
+        else:
+            rows = self.db.query(
+                "SELECT name, value FROM meta WHERE name LIKE ? ESCAPE '\\'",
+                [PREFIX.replace("_", "\\_") + "%"],
+            )
         out = {}
         for row in rows:
             try:

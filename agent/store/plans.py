@@ -9,12 +9,14 @@ row naming who changed which keys, and when, with the whole plan as it became.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from agent.core.plan import Plan
 from agent.core.timestamps import from_store, to_store
+from agent.store.rows import among
 from agent.store.sqlite import Store
 
 
@@ -158,9 +160,11 @@ class PlanRows:
             )
         return True
 
-    def pauses(self) -> dict[str, datetime]:
-        """Each paused employee's cadence, and when it resumes."""
-        rows = self.db.query("SELECT employee, until FROM pauses")
+    def pauses(self, employees: Sequence[str] | None = None) -> dict[str, datetime]:
+        """Each paused employee's cadence (of these employees; None: every one), and
+        when it resumes."""
+        sql = "SELECT employee, until FROM pauses WHERE 1 = 1"
+        rows = self.db.query(*among(sql, "employee", employees))
         return {r["employee"]: from_store(r["until"]) for r in rows}
 
     def pause(self, employee: str, until: datetime | None, now: datetime) -> None:
@@ -175,9 +179,17 @@ class PlanRows:
     def link_used(self, nonce: str) -> bool:
         return bool(list(self.db.query("SELECT 1 FROM used_links WHERE nonce = ?", [nonce])))
 
-    def used(self, kind: str) -> list[dict[str, Any]]:
-        """The links of a kind used so far, oldest first, with what each recorded."""
-        rows = self.db.query("SELECT * FROM used_links WHERE kind = ? ORDER BY used_at", [kind])
+    def used(self, kind: str, prefixes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The links of a kind used so far (those whose nonce starts with one of
+        ``prefixes``, looked up by the nonce's index; None: all), oldest first, with
+        what each recorded."""
+        sql, params = "SELECT * FROM used_links WHERE kind = ?", [kind]
+        if prefixes is not None:
+            # a range per prefix, as both backends' indexes read it (not LIKE)
+            ranges = " OR ".join("(nonce >= ? AND nonce < ?)" for _ in prefixes) or "1 = 0"
+            sql += f" AND ({ranges})"
+            params += [b for p in prefixes for b in (p, p[:-1] + chr(ord(p[-1]) + 1))]
+        rows = self.db.query(sql + " ORDER BY used_at", params)
         return [{**r, "data": json.loads(r["data"]) if r["data"] else None} for r in rows]
 
 

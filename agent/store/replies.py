@@ -9,6 +9,7 @@ from typing import Any
 
 from agent.core.timestamps import to_store
 from agent.store.database import Database
+from agent.store.rows import among
 
 
 class ReplyRows:
@@ -31,10 +32,13 @@ class ReplyRows:
         return {r["ref"] for r in self._query("SELECT ref FROM replies WHERE ref IS NOT NULL")}
 
     def replies(
-        self, employee: str | None = None, status: str | None = None
+        self,
+        employee: str | None = None,
+        status: str | None = None,
+        relationships: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM replies WHERE 1 = 1"
-        params: list[Any] = []
+        """The replies (of an employee, in a status, of these relationships)."""
+        sql, params = among("SELECT * FROM replies WHERE 1 = 1", "relationship", relationships)
         if employee:
             sql += " AND employee = ?"
             params.append(employee)
@@ -93,6 +97,8 @@ class ReplyRows:
     def actions(self, employee: str) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM actions WHERE employee = ? ORDER BY id", [employee])
 
-    def all_actions(self) -> list[dict[str, Any]]:
-        """Every employee's recorded actions, in the order they were recorded."""
-        return self._query("SELECT * FROM actions ORDER BY id")
+    def all_actions(self, employees: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every employee's recorded actions (or these employees'), in the order they
+        were recorded."""
+        sql, params = among("SELECT * FROM actions WHERE 1 = 1", "employee", employees)
+        return self._query(sql + " ORDER BY id", params)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -106,3 +107,13 @@ def row_booking(r: dict[str, Any]) -> StoredBooking:
         created_at=when(r["created_at"]),
         updated_at=when(r["updated_at"]),
     )
+
+
+def among(sql: str, column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """``sql`` (ending in a condition) narrowed to rows whose ``column`` is one of
+    ``values``; None leaves it as it is. A worker's unit names its own few rows."""
+    if values is None:
+        return sql, []
+    if not values:
+        return sql + " AND 1 = 0", []
+    return sql + f" AND {column} IN ({', '.join('?' for _ in values)})", list(values)

@@ -74,6 +74,8 @@ bookings = Table(
     # 0013: the process making the event, and until when (agent.store.claims)
     _text("claimed_by"), _text("claimed_until"),
 )  # fmt: skip
+#: 0015: a worker's unit reads its own relationships' bookings and mails
+Index("bookings_relationship", bookings.c.relationship)
 
 outbox = Table(
     "outbox", metadata,
@@ -85,6 +87,7 @@ outbox = Table(
     # 0013: the process sending the mail, and until when (agent.store.claims)
     _text("claimed_by"), _text("claimed_until"),
 )  # fmt: skip
+Index("outbox_relationship", outbox.c.relationship)
 
 meetings = Table(
     "meetings", metadata,
@@ -223,6 +226,13 @@ pauses = Table(
     "pauses", metadata,
     _text("employee", primary_key=True), _text("until", nullable=False),
     _text("set_at", nullable=False),
+)  # fmt: skip
+
+#: the guard's tally of each round of the task queue (revision 0016, agent.store.rounds)
+guard_rounds = Table(
+    "guard_rounds", metadata,
+    _text("round", primary_key=True), _int("actions", nullable=False),
+    _int("relationships", nullable=False), _text("created_at", nullable=False),
 )  # fmt: skip
 
 #: the tables in an order that copies them parents first (there are no foreign keys)

@@ -29,7 +29,14 @@ from agent.store.claims import ClaimRows
 from agent.store.database import Database, server_engine, sqlite_engine
 from agent.store.migrations import MIGRATIONS  # noqa: F401  (the legacy steps, for tests)
 from agent.store.replies import ReplyRows
-from agent.store.rows import EVENT_COLUMNS, event_row, row_booking, row_event, tuple_event
+from agent.store.rows import (
+    EVENT_COLUMNS,
+    among,
+    event_row,
+    row_booking,
+    row_event,
+    tuple_event,
+)
 from agent.store.target import StoreTarget
 
 #: how many calendars' events the store keeps parsed between two reads (see Store._recent)
@@ -224,11 +231,10 @@ class Store(ReplyRows, ClaimRows):
                 [owner, changes.cursor, to_store(now)],
             )
 
-    def cursors(self) -> dict[str, str | None]:
-        """Every calendar's sync cursor, in one query."""
-        return {
-            r["owner"]: r["cursor"] for r in self._query("SELECT owner, cursor FROM sync_state")
-        }
+    def cursors(self, owners: Sequence[str] | None = None) -> dict[str, str | None]:
+        """The sync cursor of each of ``owners`` (None: of every calendar), in one query."""
+        sql, params = among("SELECT owner, cursor FROM sync_state WHERE 1 = 1", "owner", owners)
+        return {r["owner"]: r["cursor"] for r in self._query(sql, params)}
 
     def forget_cursor(self, owner: str) -> None:
         with self.atomic():
@@ -357,6 +363,13 @@ class Store(ReplyRows, ClaimRows):
             rows = self._query("SELECT * FROM bookings")
         return [row_booking(r) for r in rows]
 
+    def unsettled(self, relationships: Sequence[str] | None = None) -> list[StoredBooking]:
+        """The bookings a crash may have left ``pending`` or ``moving`` (of these
+        relationships; None: of every one)."""
+        sql = "SELECT * FROM bookings WHERE status IN ('pending', 'moving')"
+        sql, params = among(sql, "relationship", relationships)
+        return [row_booking(r) for r in self._query(sql, params)]
+
     def save_booking(self, row: dict[str, Any], now: datetime) -> None:
         """Record what ``row`` says of a booking (its columns by name, timestamps as
         the store's text), keeping the columns it leaves out as they were."""
@@ -385,9 +398,17 @@ class Store(ReplyRows, ClaimRows):
         rows = self._query("SELECT * FROM outbox WHERE key = ?", [key])
         return rows[0] if rows else None
 
-    def outbox_rows(self, meeting: str | None = None) -> list[dict[str, Any]]:
+    def outbox_rows(
+        self, meeting: str | None = None, relationships: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The mails of a meeting, or of these relationships (with those of none), or
+        every mail."""
         if meeting:
             return self._query("SELECT * FROM outbox WHERE meeting = ?", [meeting])
+        if relationships is not None:
+            sql, params = among("SELECT * FROM outbox WHERE (1 = 1", "relationship", relationships)
+            sql += " OR relationship IS NULL)"
+            return self._query(sql + " ORDER BY created_at", params)
         return self._query("SELECT * FROM outbox ORDER BY created_at")
 
     def save_outbox(self, row: dict[str, Any], now: datetime) -> None:
@@ -426,20 +447,25 @@ class Store(ReplyRows, ClaimRows):
 
     # --- relationships watched -------------------------------------------------------
 
-    def watched(self) -> dict[str, datetime]:
-        """When Cadence began watching each relationship it has seen."""
-        rows = self._query("SELECT relationship, since FROM watched")
+    def watched(self, relationships: Sequence[str] | None = None) -> dict[str, datetime]:
+        """When Cadence began watching each relationship it has seen (of these; None:
+        every one)."""
+        sql = "SELECT relationship, since FROM watched WHERE 1 = 1"
+        rows = self._query(*among(sql, "relationship", relationships))
         return {r["relationship"]: from_store(r["since"]) for r in rows}
 
-    def watch(self, relationships: Iterable[str], now: datetime) -> dict[str, datetime]:
+    def watch(
+        self, relationships: Sequence[str], now: datetime, only: bool = False
+    ) -> dict[str, datetime]:
         """Record ``now`` as the watch start of each relationship not seen before (one
-        added to the config later starts its own watch then); return every watch start."""
+        added to the config later starts its own watch then); return every watch start
+        (``only``: those of ``relationships``)."""
         with self.atomic():
             self.db.table("watched").insert_all(
                 [{"relationship": r, "since": to_store(now)} for r in dict.fromkeys(relationships)],
                 ignore=True,
             )
-        return self.watched()
+        return self.watched(relationships if only else None)
 
     # --- ticks and audit ---------------------------------------------------------------
 

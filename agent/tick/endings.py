@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.core import locales
+from agent.core.directory import Line
 from agent.core.model import Person
 from agent.core.timestamps import from_store
 from agent.rules import handover, mailplan, planning
@@ -17,11 +18,22 @@ from agent.tick.host import Host
 ENDED_WITHIN = timedelta(days=14)
 
 
+def ended(engine: Host, now: datetime) -> list[Line]:
+    """The lines that ended in the last ``ENDED_WITHIN`` (their mails are among those
+    the chores plan)."""
+    if engine.settings.directory is None:
+        return []
+    return DirectoryRows(engine.store).lines(ended_after=now - ENDED_WITHIN)
+
+
 def plan(
     engine: Host, snap: planning.Snapshot, mail: mailplan.MailContext, now: datetime
 ) -> list[Action]:
     """Cancellations, notes and hand-overs for the lines that ended in the last
-    ``ENDED_WITHIN``; nothing without a ``directory:``."""
+    ``ENDED_WITHIN``; nothing without a ``directory:``.
+
+    An ended line belongs to no scheduling unit any more: its bookings are read here,
+    not taken from the snapshot, which in the task queue's chores holds no unit's."""
     settings = engine.settings
     if settings.directory is None:
         return []
@@ -38,11 +50,8 @@ def plan(
             continue  # erased
         ahead = [
             (b, engine.store.event_by_key(b.key))
-            for b in snap.bookings.values()
-            if b.relationship == line.id
-            and b.status != "cancelled"
-            and b.start is not None
-            and b.start > now
+            for b in engine.store.bookings(line.id)
+            if b.status != "cancelled" and b.start is not None and b.start > now
         ]
         found.append(
             handover.Ending(

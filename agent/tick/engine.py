@@ -9,7 +9,6 @@ actions. One relationship's failure is logged and never stops the others.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent import connectors
-from agent.connectors.base import Calendar, MailboxSettings, Mailer, SendsInvitations
+from agent.connectors.base import Calendar, Mailer, SendsInvitations
 from agent.core import logs
 from agent.core.model import Event, Interval, Person, Relationship
 from agent.core.ratelimit import TokenBucket
@@ -28,7 +27,7 @@ from agent.rules.actions import Action, Send
 from agent.rules.classify import Status
 from agent.settings.config import Settings
 from agent.settings.directory import merge
-from agent.store import assessed
+from agent.store import assessed, rounds
 from agent.store.directory import DirectoryRows
 from agent.store.kept import KeptCandidates
 from agent.store.plans import PlanRows
@@ -161,6 +160,7 @@ class Engine:
         skip: frozenset[str] = frozenset(),
         units: frozenset[str] | None = None,
         chores: bool | None = None,
+        round_id: str | None = None,
     ) -> TickReport:
         """Run one reconciliation pass as of ``now``; with ``dry_run`` change nothing.
 
@@ -177,7 +177,9 @@ class Engine:
         scheduling units, their people's calendars read. Other workers run other units
         at the same time, so such a tick takes no store-wide lock and leaves the rows of
         other ticks alone; the worker holds the units' leases (``agent.queue.leases``).
-        ``chores`` (replies, ended reporting lines) defaults to a full tick's.
+        ``chores`` (replies, ended reporting lines) defaults to a full tick's. Such a
+        tick counts against the guard across its round (``round_id``, the scheduler's;
+        None: the tick interval it falls in), in the store (``agent.store.rounds``).
         """
         now = now.astimezone(UTC)
         tick_id = 0 if dry_run else self._begin(now, alone=units is None)
@@ -188,7 +190,7 @@ class Engine:
                 self.assessed.clear()
             self.lay_directory()
             run = _Tick(self, tick_id, now, dry_run, focus, skip)
-            run.units_only = units
+            run.units_only, run.round_id = units, round_id
             run.chores = (focus is None and units is None) if chores is None else chores
             return self._run(run, confirm)
 
@@ -237,54 +239,13 @@ class Engine:
             out.setdefault(person.account, set()).add(person.email)
         return out
 
-    def adopt_mailbox_settings(self, run: Journal) -> None:
+    def adopt_mailbox_settings(self, run: Journal, only: frozenset[str] | None = None) -> None:
         """Take the time zone and working hours the config leaves out from providers that
         know them (Microsoft 365's mailbox settings), once per person and engine; and the
-        language neither the config nor the directory names, kept in the store."""
-        mailbox.adopt(self, run)
-        changed: dict[str, Person] = {}
-        for person in self.people():
-            if not person.provided:
-                continue
-            if person.email not in self._adopted:
-                if person.email in self._asked:
-                    continue  # asked and not told: config defaults, until the next engine
-                self._asked.add(person.email)
-                try:
-                    calendar, _ = self.connection(person.account)
-                    if not isinstance(calendar, MailboxSettings):
-                        continue
-                    self._adopted[person.email] = calendar.mailbox_settings(person)
-                except Exception as exc:  # the sync step reports an unusable account
-                    run.audit(
-                        "settings",
-                        f"{person.email}: mailbox settings not read ({type(exc).__name__}); "
-                        "config defaults kept",
-                    )
-                    continue
-                run.audit(
-                    "settings",
-                    f"{person.email}: {', '.join(sorted(person.provided))} from the mailbox "
-                    f"({self._adopted[person.email][0]})",
-                )
-            zone, hours = self._adopted[person.email]
-            changed[person.email] = dataclasses.replace(
-                person,
-                timezone=zone if "timezone" in person.provided else person.timezone,
-                working_hours=hours if "working_hours" in person.provided else person.working_hours,
-                provided=frozenset(),  # known now: a later engine on these settings asks no more
-            )
-        if changed:
-            people = {**self.settings.people, **changed}
-            relationships = tuple(
-                dataclasses.replace(
-                    r, employee=people[r.employee.email], partner=people[r.partner.email]
-                )
-                for r in self.settings.relationships
-            )
-            self.settings = dataclasses.replace(
-                self.settings, people=people, relationships=relationships
-            )
+        language neither the config nor the directory names, kept in the store. ``only``:
+        these people alone (a worker's unit)."""
+        mailbox.adopt(self, run, only)
+        mailbox.adopt_zones(self, run, only)
 
     def keep_only(self, event: Event) -> None:
         """Store an event the agent wrote; what is kept of its calendars follows."""
@@ -292,13 +253,19 @@ class Engine:
         self.kept.wrote(event, owners, self.settings.relationships)
 
     def _run(self, run: _Tick, confirm: bool) -> TickReport:
-        self.adopt_mailbox_settings(run.journal)
+        only = None
+        if run.units_only is not None:
+            units = planning.units(self.settings.relationships)
+            only = frozenset(p for u in units if u.partner in run.units_only for p in u.people)
+        self.adopt_mailbox_settings(run.journal, only)
         status = "failed"
         try:
             run.sync()
             run.assess()
             run.plan()
             run.act(confirm)
+            if run.units_only is None and not run.dry_run and (confirm or not run.report.held):
+                run.release_round_hold()
             status = "ok" if not run.report.errors else "partial"
             if run.report.held and not confirm:
                 status = "held"
@@ -345,6 +312,9 @@ class _Tick:
             self.report.warnings.append(engine.directory_warning)
         self.failed_people: set[str] = set()
         self.snapshot: planning.Snapshot | None = None
+        self.mine: list[str] | None = None
+        self.round_id: str | None = None
+        self.employees: list[str] | None = None
 
     # --- read ---------------------------------------------------------------------------------
 
@@ -361,6 +331,9 @@ class _Tick:
             touched = {r.id for u in self.units for r in u.relationships}
             rels = tuple(r for r in rels if r.id in touched)
         self.relationships = list(rels)
+        # a worker's unit reads the rows of its own relationships, not every unit's
+        self.mine = [r.id for r in rels] if self.units_only is not None else None
+        self.employees = sorted({r.employee.email for r in rels}) if self.mine is not None else None
         self.failed_people = (
             sync.sync(self.engine, self.journal, self.now, only=only, skip=self.skip)
             if only is None or only
@@ -371,9 +344,8 @@ class _Tick:
     def assess(self) -> None:
         """Settle interrupted bookings, then assess every relationship into a snapshot."""
         self._settle_pending()
-        # a worker's unit reads its own relationships' rows: not every unit's, each time
-        mine = self.units_only is not None
-        ids: list[str | None] = [r.id for r in self.relationships] if mine else [None]
+        mine = self.mine is not None
+        ids: list[str | None] = [*self.mine] if self.mine is not None else [None]
         rows = [b for i in ids for b in self.store.bookings(i)]
         bookings = {b.key: b for b in rows}
         own = assessed.own_map(rows)
@@ -387,8 +359,8 @@ class _Tick:
             unreadable=frozenset(self.failed_people),
             people=self.engine.settings.people,
             watched=self._watched(),
-            picks=picks.recorded(self.store),
-            paused=PlanRows(self.store).pauses(),
+            picks=picks.recorded(self.store, [b.key for b in rows] if mine else None),
+            paused=PlanRows(self.store).pauses(self.employees),
         )
         since = self.now - HISTORY
         if not self.dry_run and mine:
@@ -424,17 +396,13 @@ class _Tick:
         mine = self.units_only is None
         ids = [r.id for r in (self.engine.settings.relationships if mine else self.relationships)]
         if self.dry_run:
-            return {**dict.fromkeys(ids, self.now), **self.store.watched()}
-        return self.store.watch(ids, self.now)
+            return {**dict.fromkeys(ids, self.now), **self.store.watched(self.mine)}
+        return self.store.watch(ids, self.now, only=not mine)
 
     def _settle_pending(self) -> None:
         """Mark bookings left pending by a crash as booked when their event exists."""
-        mine = {r.id for r in self.relationships} if self.units_only is not None else None
-        for row in self.store.bookings():
-            if row.status not in ("pending", "moving"):
-                continue
-            if mine is not None and row.relationship not in mine:
-                continue  # another unit's, maybe booking right now in another worker
+        # a worker's unit's alone: another unit's may be booking right now in another worker
+        for row in self.store.unsettled(self.mine):
             event = self.store.event_by_key(row.key)
             if event is None:
                 continue  # never created: the planner books it again under the same key
@@ -524,8 +492,10 @@ class _Tick:
         if wanted is not None:
             busy, failed = sync.busy(engine, self.journal, *wanted, self.now)
             snap.no_busy = frozenset(failed)
-        employees = {r.employee.email: r.employee for r in settings.relationships}
-        plans, problems = engine.plans.load(settings, employees.values(), self.store)
+        mail_of, people = self._mail_of()
+        employees = {p.email: p for p in people}
+        few = mail_of is not None
+        plans, problems = engine.plans.load(settings, employees.values(), self.store, few=few)
         invites: dict[str, bool] = {}
         for account in {r.organizer.account for r in settings.relationships}:
             try:
@@ -539,11 +509,11 @@ class _Tick:
             secret=self.store.mail_secret,
             outbox={
                 r["key"]: mailplan.Outboxed(r["status"], r["message_id"])
-                for r in self.store.outbox_rows()
+                for r in self.store.outbox_rows(relationships=mail_of)
             },
             invites=invites,
             plans=plans,
-            recorded=recorded_by_employee(self.store),
+            recorded=recorded_by_employee(self.store, sorted(employees) if few else None),
             hours=mailplan.hours(settings.relationships, snap.meetings, self.now),
             templates=settings.templates,
             language=settings.language,
@@ -555,10 +525,16 @@ class _Tick:
         if self.chores:
             actions = self._endings(snap) + actions
         if self.chores or self.units_only is not None:
-            actions = updates.plan(engine, self.journal, snap, self.relationships) + actions
+            found = updates.plan(engine, self.journal, snap, self.relationships, self.mine)
+            actions = found + actions
         self.report.planned = actions
         self.report.scale = guard.count(actions, len(settings.relationships))
         self.report.held = guard.exceeded(self.report.scale, settings.guard)
+        if self.units_only is not None and not self.dry_run and guard.guarded(settings.guard):
+            # a worker's unit: the limits count across its round, in the store
+            round_id = self.round_id or rounds.window(self.now, settings.tick)
+            scale = self.report.scale
+            self.report.held = rounds.unit(self.store, round_id, scale, settings.guard)
         mailed = {
             r.employee.email
             for r in settings.relationships
@@ -569,6 +545,25 @@ class _Tick:
             self.journal.audit("plan-error", f"plan of {email} not used: {problems[email]}")
         # every tick says so, mail or not: the plan stays unused until someone fixes it
         self.report.warnings.extend(plan_warning(e, problems[e]) for e in sorted(problems))
+
+    def release_round_hold(self) -> None:
+        """A full tick within the limits, or confirmed: the queue's guard holds no more."""
+        if rounds.hold(self.store) is not None:
+            rounds.release(self.store)
+            self.journal.audit("guard", "the task queue's guard hold released by a full tick")
+
+    def _mail_of(self) -> tuple[list[str] | None, list[Person]]:
+        """The relationships whose mails (None: all), and the employees whose plans and
+        actions, the plan reads: a unit's own, and in the task queue's chores those of
+        the lines that ended lately (their notes and hand-overs)."""
+        settings = self.engine.settings
+        if self.mine is None:
+            return None, [r.employee for r in settings.relationships]
+        ids, people = list(self.mine), [r.employee for r in self.relationships]
+        for line in endings.ended(self.engine, self.now) if self.chores else []:
+            ids.append(line.id)
+            people += [settings.people[line.employee]] if line.employee in settings.people else []
+        return ids, people
 
     def _endings(self, snap: planning.Snapshot) -> list[Action]:
         """What the reporting lines that ended lately still need (``rules.handover``)."""

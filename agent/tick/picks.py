@@ -8,7 +8,7 @@ next tick moves (or books) the meeting to it while the time is still ahead and f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from agent.core.model import Interval
@@ -46,10 +46,21 @@ def linker(settings: Settings, now: datetime) -> Callable[[str, str, int, Interv
     return link
 
 
-def recorded(store: Store) -> dict[str, tuple[int, Interval]]:
-    """The picks made on the web, by booking key (the last one per key)."""
+def recorded(store: Store, keys: Sequence[str] | None = None) -> dict[str, tuple[int, Interval]]:
+    """The picks made on the web, by booking key (the last one per key); of these
+    bookings' keys (a worker's unit), or None: of every booking."""
     out: dict[str, tuple[int, Interval]] = {}
-    for row in PlanRows(store).used("pick"):
+    if keys is None:
+        rows = PlanRows(store).used("pick")
+    else:
+        wanted = sorted({nonce(k, 0).rsplit(":", 1)[0] + ":" for k in keys})
+        rows = [
+            r
+            for i in range(0, len(wanted), 100)
+            for r in PlanRows(store).used("pick", wanted[i : i + 100])
+        ]
+        rows.sort(key=lambda r: str(r["used_at"]))
+    for row in rows:
         data = row["data"] or {}
         try:
             slot = Interval(from_store(data["start"]), from_store(data["end"]))

@@ -9,7 +9,7 @@ its version changes. A plan that does not load is a warning of every tick
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from agent.rules import replies
 from agent.settings import idp
 from agent.settings.config import Settings
 from agent.store.plans import PlanRows
+from agent.store.rows import among
 from agent.store.sqlite import Store
 
 
@@ -35,10 +36,12 @@ def recorded_actions(store: Store, employee: str) -> list[replies.Action]:
     return [_action(r) for r in store.actions(employee)]
 
 
-def recorded_by_employee(store: Store) -> dict[str, list[replies.Action]]:
-    """Every employee's recorded actions, read in one query."""
+def recorded_by_employee(
+    store: Store, employees: Sequence[str] | None = None
+) -> dict[str, list[replies.Action]]:
+    """Every employee's recorded actions (or these employees'), read in one query."""
     out: dict[str, list[replies.Action]] = {}
-    for row in store.all_actions():
+    for row in store.all_actions(employees):
         out.setdefault(row["employee"], []).append(_action(row))
     return out
 
@@ -76,13 +79,20 @@ class Plans:
         self._stored: dict[str, tuple[int, idp.Plan]] = {}
 
     def load(
-        self, settings: Settings, people: Iterable[Person], store: Store | None = None
+        self,
+        settings: Settings,
+        people: Iterable[Person],
+        store: Store | None = None,
+        few: bool = False,
     ) -> tuple[dict[str, idp.Plan | None], dict[str, str]]:
         """Return each person's plan (None without one) and why any could not be used;
-        with ``store``, a plan kept there wins over the person's file."""
+        with ``store``, a plan kept there wins over the person's file (``few``: only
+        ``people``'s stored plans are looked at, a worker's unit's)."""
         plans: dict[str, idp.Plan | None] = {}
         problems: dict[str, str] = {}
-        stored = self._from_store(store) if store is not None else {}
+        people = list(people)
+        only = [p.email for p in people] if few else None
+        stored = self._from_store(store, only) if store is not None else {}
         for person in people:
             if person.email in stored:
                 plans[person.email] = stored[person.email]
@@ -94,10 +104,10 @@ class Plans:
                 problems[person.email] = problem
         return plans, problems
 
-    def _from_store(self, store: Store) -> dict[str, idp.Plan]:
+    def _from_store(self, store: Store, only: Sequence[str] | None) -> dict[str, idp.Plan]:
+        sql = "SELECT employee, version FROM plans WHERE 1 = 1"
         versions = {
-            r["employee"]: r["version"]
-            for r in store.db.query("SELECT employee, version FROM plans")
+            r["employee"]: r["version"] for r in store.db.query(*among(sql, "employee", only))
         }
         rows = PlanRows(store)
         for email, version in versions.items():

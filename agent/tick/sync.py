@@ -38,11 +38,11 @@ def sync(
     emails whose calendar could not be read."""
     failed: set[str] = set()
     window = engine.window(now)
-    cursors = engine.store.cursors()
     jobs: list[tuple[Person, Calendar, str | None]] = []
     people = [
         p for p in engine.people() if (only is None or p.email in only) and p.email not in skip
     ]
+    cursors = engine.store.cursors(None if only is None else [p.email for p in people])
     for person in interleaved(people):
         try:
             calendar, _ = engine.connection(person.account)

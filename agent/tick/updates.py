@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from agent.core.model import Relationship
 from agent.rules import mailplan, planning
@@ -16,14 +16,16 @@ def plan(
     journal: Journal,
     snap: planning.Snapshot,
     relationships: Iterable[Relationship],
+    mine: Sequence[str] | None = None,
 ) -> list[Action]:
     """One update per recorded reply of these relationships that still needs one.
 
-    A worker of the task queue plans its scheduling unit's alone; one process, all."""
+    A worker of the task queue plans its scheduling unit's alone (``mine``, their ids,
+    the replies it reads); one process, all."""
     assert snap.mail is not None
     out: list[Action] = []
     by_id = {r.id: r for r in relationships}
-    for row in engine.store.replies(status="recorded"):
+    for row in engine.store.replies(status="recorded", relationships=mine):
         if not row["update_key"]:
             continue  # past recap.max_updates_per_day: recorded without one
         if snap.mail.sent(row["update_key"]):
