@@ -16,6 +16,8 @@ that ``GetStreamingEvents`` answers ``ErrorSubscriptionNotFound`` and names the 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -84,8 +86,14 @@ class EwsStream:
 
     def close(self) -> None:
         self._closed.set()
-        if self._service is not None:
-            self._service.stop_streaming()
+        # a socket closed in another thread does not wake a blocked read; shut down, it
+        # does (the reading thread then releases the session itself)
+        response = getattr(self._service, "_streaming_response", None)
+        connection = getattr(getattr(response, "raw", None), "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class StreamingSubscriptions:
