@@ -349,14 +349,18 @@ class PushConfig(Strict):
     @classmethod
     def _stream_group(cls, value: int) -> int:
         if not 1 <= value <= 200:
-            raise ValueError("must be between 1 and 200 (Exchange carries at most 200 a connection)")
+            raise ValueError(
+                "must be between 1 and 200 (Exchange carries at most 200 a connection)"
+            )
         return value
 
     @field_validator("stream_timeout")
     @classmethod
     def _stream_timeout(cls, value: timedelta) -> timedelta:
         if not timedelta(minutes=1) <= value <= timedelta(minutes=30) or value.total_seconds() % 60:
-            raise ValueError("must be whole minutes between 1m and 30m (Exchange's ConnectionTimeout)")
+            raise ValueError(
+                "must be whole minutes between 1m and 30m (Exchange's ConnectionTimeout)"
+            )
         return value
 
     @field_validator("pull")

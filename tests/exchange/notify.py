@@ -33,9 +33,9 @@ import itertools
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -275,9 +275,7 @@ class Subscriptions:
                     del self.subscriptions[sid]
                 unknown.append(sid)
         if unknown:
-            msg = ET.SubElement(
-                msgs, m("GetStreamingEventsResponseMessage"), ResponseClass="Error"
-            )
+            msg = ET.SubElement(msgs, m("GetStreamingEventsResponseMessage"), ResponseClass="Error")
             ET.SubElement(msg, m("MessageText")).text = "The specified subscription was not found."
             ET.SubElement(msg, m("ResponseCode")).text = "ErrorSubscriptionNotFound"
             ET.SubElement(msg, m("DescriptiveLinkKey")).text = "0"
@@ -345,9 +343,7 @@ class Subscriptions:
             for change in told:
                 event = ET.SubElement(note, t(change.kind))
                 ET.SubElement(event, t("Watermark")).text = watermark(sub.owner, change.seq)
-                ET.SubElement(event, t("TimeStamp")).text = change.at.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                )
+                ET.SubElement(event, t("TimeStamp")).text = change.at.strftime("%Y-%m-%dT%H:%M:%SZ")
                 ET.SubElement(event, t("ItemId"), Id=change.item_id, ChangeKey=change.changekey)
                 ET.SubElement(event, t("ParentFolderId"), Id=folder, ChangeKey="AQAAAA==")
         if len(notes) == 0:

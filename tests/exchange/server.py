@@ -1427,9 +1427,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(status, body, headers)
 
-    def _hold(
-        self, server: EwsServer, held: Held, first: bytes, headers: dict[str, str]
-    ) -> None:
+    def _hold(self, server: EwsServer, held: Held, first: bytes, headers: dict[str, str]) -> None:
         """Answer GetStreamingEvents in chunks, one envelope each, as Exchange does."""
         self.send_response(200)
         for k, v in headers.items():
