@@ -45,6 +45,8 @@ T = "http://schemas.microsoft.com/exchange/services/2006/types"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"
 #: the one server-wide event sequence watermarks point into
 _SEQ = itertools.count(1)
+#: the last event of that sequence (a held connection with nothing newer looks no further)
+LAST = [0]
 
 
 def t(name: str) -> str:
@@ -80,6 +82,7 @@ class Journaled(dict[str, "Item"]):
 
     def note(self, kind: str, item: Item) -> None:
         self.log.append(Change(next(_SEQ), kind, item.id, item.changekey, datetime.now(UTC)))
+        LAST[0] = self.log[-1].seq
 
     def __setitem__(self, key: str, item: Item) -> None:
         new = key not in self
@@ -297,11 +300,14 @@ class Subscriptions:
 
     def hold_open(self, held: Held, send: Callable[[bytes], None]) -> None:
         """Write a held GetStreamingEvents answer until its timeout (or the client leaves)."""
-        beat = time.monotonic()
+        beat, seen = time.monotonic(), -1
         try:
             while not self.closing and time.monotonic() < held.until:
-                with self._lock:  # type: ignore[attr-defined]
-                    envelope = self._notifications(held)
+                envelope = None
+                if LAST[0] != seen:
+                    with self._lock:  # type: ignore[attr-defined]
+                        seen = LAST[0]
+                        envelope = self._notifications(held)
                 if envelope is None and time.monotonic() - beat >= self.heartbeat:
                     response, msgs = self._messages("GetStreamingEvents")  # type: ignore[attr-defined]
                     envelope = self._envelope(self._status(msgs, response, "OK"))  # type: ignore[attr-defined]
@@ -330,9 +336,9 @@ class Subscriptions:
                 continue
             journal = self.mailboxes[sub.owner].items
             assert isinstance(journal, Journaled)
-            after = [c for c in journal.log if c.seq > sub.told]
-            if not after:
+            if not journal.log or journal.log[-1].seq <= sub.told:
                 continue
+            after = [c for c in journal.log if c.seq > sub.told]
             sub.told = after[-1].seq
             told = [c for c in after if c.kind in sub.types]
             if not told:

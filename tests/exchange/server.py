@@ -278,6 +278,8 @@ class EwsServer(Subscriptions):
         #: seconds of added latency (``slow``) and of a held answer (``timeout``: set it
         #: beyond the client's timeout)
         self.latency, self.hold = 0.05, 1.0
+        #: seconds every answer waits, outside the lock (a network's round trip, benchmarks)
+        self.delay = 0.0
         self.back_off_ms = 2000
         self.chaos_kinds = CHAOS_KINDS
         self.ca = trustme.CA()
@@ -1414,6 +1416,8 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, headers = server.handle(
             {k.lower(): v for k, v in self.headers.items()}, raw, self.conn
         )
+        if server.delay:
+            time.sleep(server.delay)
         held = self.conn.pop("held", None)
         if held is not None and status == 200:
             self._hold(server, held, body, headers)
