@@ -182,7 +182,9 @@ def run(
                 if (10 * k) % int(timeout.total_seconds() // 60) == 0 or k == 1:
                     for owner, row in rows.all().items():
                         if pulls.streamed(row):
-                            rows.pulled(owner, row.channel.id, pulls.STREAM, at + pulls.LIFETIME, at)
+                            rows.pulled(
+                                owner, row.channel.id, pulls.STREAM, at + pulls.LIFETIME, at
+                            )
                 report = engine.tick(at, skip=push.quiet(settings, engine.store, at))
                 assert report.ok, report.errors
                 push.maintain(engine, at)

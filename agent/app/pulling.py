@@ -169,7 +169,9 @@ class Puller:
             return "failed"
         changes, watermark = answer
         with self.side.lock:
-            kept = rows.pulled(owner, row.channel.id, watermark, now + pulls.LIFETIME, now)
+            kept = rows.pulled(
+                owner, row.channel.id, pulls.kept(row, watermark), now + pulls.LIFETIME, now
+            )
         if changes and kept:
             self.side.reactor.put(owner)
             return "changed"
@@ -179,6 +181,6 @@ class Puller:
 def _ask(calendar: Pulls, person: Person, row: ChannelRow) -> tuple[int, str] | CadenceError:
     """One GetEvents round, in a pool thread: the answer, or the error it gave."""
     try:
-        return calendar.pull(person, row.channel.id, row.channel.resource_id)
+        return calendar.pull(person, row.channel.id, pulls.watermark(row))
     except CadenceError as exc:
         return exc

@@ -11,7 +11,8 @@ connection of its own, until the server closes it after ``push.stream_timeout``;
 subscriptions are then free, and the next look opens them again (new ones join then).
 
 A lost subscription is made again before its calendar is read, so that no change falls
-between the read and the new subscription. A connection refused for good (a server that
+between the read and the new subscription; one lost again within ``AGAIN`` is made a
+pull subscription instead. A connection refused for good (a server that
 no longer streams) marks its calendars ``failed``: the tick reads them at every tick and
 the next upkeep subscribes them again, to pull where streaming is refused. A connection
 that fails for a while is opened again after ``RETRY``.
@@ -45,6 +46,10 @@ log = logging.getLogger("cadence.push")
 LOOK = 5.0
 #: how long an account whose connection failed waits before the next one, seconds
 RETRY = 30.0
+#: a calendar whose new streaming subscription is lost again within this time, seconds,
+#: gets a pull one (a server that cannot hold its subscriptions together would have
+#: them made again and again)
+AGAIN = 600.0
 
 
 @dataclass(eq=False)
@@ -82,6 +87,8 @@ class Streamer:
         self._pause: dict[str, float] = {}
         #: per account: the calendar that subscribes again (one session, one login)
         self._calendars: dict[str, Any] = {}
+        #: owner → when its streaming subscription was last made again (monotonic)
+        self._remade: dict[str, float] = {}
 
     @property
     def settings(self) -> Settings:
@@ -171,9 +178,12 @@ class Streamer:
                 log.info("push: the connection of %s: %s", owner, exc)
                 continue
             now = datetime.now(UTC)
+            again = time.monotonic() - self._remade.get(owner, -AGAIN) < AGAIN
+            self._remade[owner] = time.monotonic()
+            note = f"{pulls.NO_STREAMING}: lost again within {AGAIN:.0f} s" if again else None
             with self.side.lock:
                 problem = pulls.subscribe(
-                    rows, _person(owner, conn.account), calendar, row, now, stream=True
+                    rows, _person(owner, conn.account), calendar, row, now, not again, note
                 )
             self.side.reactor.put(owner, "missed" if problem is None else "changed")
         self.side.gauge(rows)

@@ -11,8 +11,8 @@ With ``push.exchange: stream`` (the default) the subscription is a streaming one
 the server offers it (``connectors.base.Streams``): its row's ``resource_id`` is
 ``STREAM`` instead of a watermark, and the service's streamer (``agent.app.streaming``)
 holds the connections that keep it alive. A server that refuses streaming gets a pull
-subscription instead, its row noting why (``NO_STREAMING``), so that it is not asked
-again at each upkeep; a row of the other kind than ``push.exchange`` asks is replaced.
+subscription instead, its row noting why (``NO_STREAMING``) and its ``resource_id``
+marked ``NOT_STREAMED``, so that it is not asked to stream again at each upkeep; a row of the other kind than ``push.exchange`` asks is replaced.
 
 A server that refuses subscriptions (Exchange refuses them to a delegate, a policy may
 forbid them) leaves the calendar ``refused``: it is read at every tick, as without push,
@@ -43,11 +43,24 @@ RETRY_REFUSED = timedelta(days=1)
 STREAM = "stream"
 #: what the note of a pull subscription made because streaming was refused starts with
 NO_STREAMING = "streaming refused"
+#: what the ``resource_id`` of such a row starts with, before its watermark (the note
+#: in ``error`` is cleared when the row is marked; this stays)
+NOT_STREAMED = "pull:"
 
 
 def streamed(row: ChannelRow) -> bool:
     """Whether the row holds a streaming subscription."""
     return row.channel.resource_id == STREAM
+
+
+def watermark(row: ChannelRow) -> str:
+    """The watermark a pull subscription's events are asked from."""
+    return row.channel.resource_id.removeprefix(NOT_STREAMED)
+
+
+def kept(row: ChannelRow, mark: str) -> str:
+    """The ``resource_id`` that keeps ``mark`` as the row's watermark."""
+    return NOT_STREAMED + mark if row.channel.resource_id.startswith(NOT_STREAMED) else mark
 
 
 def due(row: ChannelRow | None, now: datetime, stream: bool = False) -> bool:
@@ -60,16 +73,15 @@ def due(row: ChannelRow | None, now: datetime, stream: bool = False) -> bool:
         return True
     if streamed(row):
         return not stream
-    return stream and not (row.error or "").startswith(NO_STREAMING)
+    return stream and not row.channel.resource_id.startswith(NOT_STREAMED)
 
 
 def ask(
-    calendar: Pulls, person: Person, stream: bool = False
+    calendar: Pulls, person: Person, stream: bool = False, note: str | None = None
 ) -> tuple[str, str, str | None] | CadenceError:
     """One Subscribe (in a pool thread, it writes nothing): (id, watermark or ``STREAM``,
-    why streaming was not had) or the error. A refused streaming subscription falls back
-    to a pull one."""
-    note = None
+    why streaming was not had: ``note``, or the refusal) or the error. A refused
+    streaming subscription falls back to a pull one."""
     if stream and isinstance(calendar, Streams):
         try:
             return calendar.subscribe_stream(person), STREAM, None
@@ -118,7 +130,7 @@ def record(
         owner=person.email,
         provider=calendar.pull_provider,
         id=subscription,
-        resource_id=watermark,
+        resource_id=watermark if note is None or watermark == STREAM else NOT_STREAMED + watermark,
         secret="",
         expires=now + LIFETIME,
         address=person.account,
@@ -134,9 +146,11 @@ def subscribe(
     row: ChannelRow | None,
     now: datetime,
     stream: bool = False,
+    note: str | None = None,
 ) -> str | None:
-    """Make a subscription for ``person`` and keep it; return the error, or None."""
-    return record(rows, person, calendar, row, now, ask(calendar, person, stream))
+    """Make a subscription for ``person`` and keep it; return the error, or None. A
+    pull subscription made with ``note`` (why not streaming) keeps it."""
+    return record(rows, person, calendar, row, now, ask(calendar, person, stream, note))
 
 
 def keep(

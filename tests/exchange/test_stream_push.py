@@ -196,6 +196,15 @@ def test_a_lost_subscription_is_made_again_and_its_calendar_read(
             assert streams(service, "closed") >= 1  # the timeout: opened again
             assert len(server.subscriptions) == 3
 
+            # lost again at once: a server that cannot keep it gets a pull one instead
+            server.expire(ANA)
+            wait_for(lambda: rows(service)[ANA][2] == "pull")
+            assert streams(service, "lost") == 2
+            wait_for(lambda: server.counts["GetEvents"] >= 2)  # the puller asks it
+            quiet(service)
+            service.tick()
+            assert rows(service)[ANA][2] == "pull"  # not asked to stream at each tick
+
 
 def test_a_server_without_streaming_is_left_to_pull(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -207,10 +216,11 @@ def test_a_server_without_streaming_is_left_to_pull(
         assert {v[0::2] for v in rows(service).values()} == {("active", "pull")}
         store = Store(service.settings.store)
         try:
-            notes = {r.error for r in PushRows(store).all().values()}
+            kept = PushRows(store).all().values()
         finally:
             store.close()
-        assert all(n and n.startswith(pulls.NO_STREAMING) for n in notes)
+        assert all((r.error or "").startswith(pulls.NO_STREAMING) for r in kept)
+        assert all(r.channel.resource_id.startswith(pulls.NOT_STREAMED) for r in kept)
         meeting = booked(server)
         start = meeting.start
         wait_for(lambda: server.counts["GetEvents"] >= 3)
