@@ -192,7 +192,8 @@ class Streamer:
         settings = self.settings
         assert settings.push is not None
         free: dict[str, list[tuple[str, str]]] = {}
-        with self._mutex:
+        # not in the middle of an upkeep: the subscriptions it makes are grouped whole
+        with self.side.lock, self._mutex:
             for owner, row in sorted(rows.all().items()):
                 channel = row.channel
                 if channel.provider not in PULLED or not pulls.streamed(row):
