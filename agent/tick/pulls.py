@@ -12,7 +12,8 @@ the server offers it (``connectors.base.Streams``): its row's ``resource_id`` is
 ``STREAM`` instead of a watermark, and the service's streamer (``agent.app.streaming``)
 holds the connections that keep it alive. A server that refuses streaming gets a pull
 subscription instead, its row noting why (``NO_STREAMING``) and its ``resource_id``
-marked ``NOT_STREAMED``, so that it is not asked to stream again at each upkeep; a row of the other kind than ``push.exchange`` asks is replaced.
+marked ``NOT_STREAMED``, so that it is not asked to stream again at each upkeep. A row
+of the other kind than ``push.exchange`` asks is replaced at the next upkeep.
 
 A server that refuses subscriptions (Exchange refuses them to a delegate, a policy may
 forbid them) leaves the calendar ``refused``: it is read at every tick, as without push,
