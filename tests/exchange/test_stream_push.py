@@ -266,3 +266,21 @@ def _reactions(service: Service) -> float:
         if line.startswith("cadence_push_reaction_seconds_count"):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_a_connection_refused_for_good_leaves_its_calendars_to_the_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
+        server.fail("GetStreamingEvents", "ErrorAccessDenied")
+        service.tick()
+        wait_for(lambda: {v[0] for v in rows(service).values()} == {"failed"})
+        assert streams(service, "failed") == 1
+        old = {v[1] for v in rows(service).values()}
+        quiet(service)
+        before = {e: reads(server, e) for e in (ANA, BEN, CHLOE)}
+        service.tick()  # read, since their subscriptions failed, and subscribed again
+        assert all(reads(server, e) > before[e] for e in (ANA, BEN, CHLOE))
+        assert {v[0::2] for v in rows(service).values()} == {("active", "stream")}
+        assert old.isdisjoint(v[1] for v in rows(service).values())
+        wait_for(lambda: server.held == 1)
