@@ -3,7 +3,7 @@ decline answered by a move as soon as it is streamed, one connection for every c
 a restarted service picking up its subscriptions, or making them again once the server
 forgot them, without duplicates; a lost subscription made again and its calendar read;
 a server without streaming left to pull; a burst of changes debounced into one
-reaction."""
+reaction; a connection refused for good leaving its calendars to the tick."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.app import streaming
 from agent.app.service import Service
 from agent.settings import config
 from agent.store.push import PushRows
@@ -271,6 +272,7 @@ def _reactions(service: Service) -> float:
 def test_a_connection_refused_for_good_leaves_its_calendars_to_the_tick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(streaming, "RETRY", 0.5)  # the pause before the next connection
     with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
         server.fail("GetStreamingEvents", "ErrorAccessDenied")
         service.tick()
