@@ -92,3 +92,25 @@ def test_the_public_url_is_needed_for_google_and_microsoft_only(
         assert result.exit_code == 2
         out = result.stderr if result.stderr else result.output
         assert re.search(pattern, out), out
+
+
+def test_exchange_streaming_settings_are_checked(workspace: Path) -> None:
+    bad = workspace.with_name("bad.yaml")
+    bad.write_text(
+        workspace.read_text()
+        + "push:\n  exchange: push\n  stream_group: 500\n  stream_timeout: 90s\n"
+    )
+    result = cadence("check", "--config", str(bad))
+    assert result.exit_code == 2
+    text = result.stderr if result.stderr else result.output
+    for pattern in (
+        r"bad\.yaml:\d+: push\.exchange: .*'stream' or 'pull'",
+        r"bad\.yaml:\d+: push\.stream_group: .*between 1 and 200",
+        r"bad\.yaml:\d+: push\.stream_timeout: .*whole minutes between 1m and 30m",
+    ):
+        assert re.search(pattern, text), (pattern, text)
+    workspace.write_text(workspace.read_text() + "push:\n  stream_group: 50\n")
+    push = config.load(workspace).push
+    assert push is not None
+    assert (push.exchange, push.stream_group) == ("stream", 50)
+    assert push.stream_timeout.total_seconds() == 1800

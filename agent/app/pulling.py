@@ -111,6 +111,8 @@ class Puller:
             for owner, row in sorted(rows.all().items()):
                 if row.channel.provider not in PULLED or row.state not in ("active", "missed"):
                     continue
+                if pulls.streamed(row):
+                    continue  # the streamer's
                 # the row names the account: a person from the directory is not in the
                 # configured settings, and the subscription is all that is asked
                 account = row.channel.address
@@ -156,7 +158,8 @@ class Puller:
         if isinstance(answer, CursorExpired):
             log.info("push: %s", answer)
             with self.side.lock:
-                problem = pulls.subscribe(rows, person, calendar, row, now)
+                stream = self.side.service.settings.push.exchange == "stream"
+                problem = pulls.subscribe(rows, person, calendar, row, now, stream)
             # read it now, whatever the subscription: it may have changed unseen
             self.side.reactor.put(owner, "missed" if problem is None else "changed")
             return "lost"
@@ -166,7 +169,9 @@ class Puller:
             return "failed"
         changes, watermark = answer
         with self.side.lock:
-            kept = rows.pulled(owner, row.channel.id, watermark, now + pulls.LIFETIME, now)
+            kept = rows.pulled(
+                owner, row.channel.id, pulls.kept(row, watermark), now + pulls.LIFETIME, now
+            )
         if changes and kept:
             self.side.reactor.put(owner)
             return "changed"
@@ -176,6 +181,6 @@ class Puller:
 def _ask(calendar: Pulls, person: Person, row: ChannelRow) -> tuple[int, str] | CadenceError:
     """One GetEvents round, in a pool thread: the answer, or the error it gave."""
     try:
-        return calendar.pull(person, row.channel.id, row.channel.resource_id)
+        return calendar.pull(person, row.channel.id, pulls.watermark(row))
     except CadenceError as exc:
         return exc

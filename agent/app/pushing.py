@@ -1,5 +1,5 @@
-"""Push in ``cadence serve``: the receiver, the puller of Exchange subscriptions, the
-reaction to notifications, and the upkeep of channels after each tick.
+"""Push in ``cadence serve``: the receiver, the puller and the streamer of Exchange
+subscriptions, the reaction to notifications, and the upkeep of channels after each tick.
 
 The reaction runs in the reactor's thread, never at the same time as a tick: it takes
 the service's tick lock, marks what the lifecycle notifications said, runs a focused tick
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agent.app.lock import TickLock
 from agent.app.pulling import Puller
 from agent.app.receiver import Pending, Reactor, Receiver
+from agent.app.streaming import Streamer
 from agent.store.push import PushRows
 from agent.store.sqlite import Store
 from agent.tick import push
@@ -58,10 +59,14 @@ class PushSide:
         self.owed: set[str] = set()
         #: asks the Exchange pull subscriptions, when an account is on Exchange
         self.puller: Puller | None = None
+        #: holds the Exchange streaming connections (``push.exchange: stream``)
+        self.streamer: Streamer | None = None
         if any(
             getattr(a, "provider", None) in push.PULLED for a in service.settings.accounts.values()
         ):
-            self.puller = Puller(self)
+            self.puller = Puller(self)  # also where streaming is refused
+            if conf.exchange == "stream":
+                self.streamer = Streamer(self)
 
     def _count(self, provider: str, result: str) -> None:
         self.service.metrics.push_notifications.labels(provider, result).inc()
@@ -73,8 +78,12 @@ class PushSide:
         self.reactor.start()
         if self.puller is not None:
             self.puller.start()
+        if self.streamer is not None:
+            self.streamer.start()
 
     def stop(self) -> None:
+        if self.streamer is not None:
+            self.streamer.stop()
         if self.puller is not None:
             self.puller.stop()
         self.reactor.stop()
@@ -97,6 +106,8 @@ class PushSide:
             self.owed -= read
             push.maintain(engine, now, read, renew)
             self.known(PushRows(engine.store))
+        if self.streamer is not None:
+            self.streamer.wake()  # subscriptions made: held at once
 
     def known(self, rows: PushRows) -> None:
         """Tell the receiver the channels in ``rows``, and the gauge how they stand."""

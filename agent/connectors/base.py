@@ -12,7 +12,9 @@ declared by a small protocol of its own, so that a caller asks
 - ``ReplyReader``: a mailer that can read replies;
 - ``Watches``: a calendar whose provider calls Cadence back when it changes (push);
 - ``Pulls``: a calendar whose server queues its changes for a subscription that Cadence
-  asks for them (Exchange's pull notifications: nothing calls Cadence back).
+  asks for them (Exchange's pull notifications: nothing calls Cadence back);
+- ``Streams``: a calendar whose server tells of changes over a connection Cadence holds
+  open (Exchange's streaming notifications).
 
 The errors they raise live in ``agent.core.errors`` and the retry policy they are handed
 in ``agent.core.retry``, both leaf modules below every layer.
@@ -20,7 +22,7 @@ in ``agent.core.retry``, both leaf modules below every layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -264,6 +266,46 @@ class Pulls(Protocol):
         ...
 
 
+class Stream(Protocol):
+    """One connection held open for a group of streaming subscriptions."""
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(subscription, "changed")`` as a change arrives, and
+        ``(subscription, "lost")`` for each subscription the server no longer knows (the
+        connection ends then); end when the server closes the connection at its timeout.
+        Raise TransientError or PermanentError when the connection fails."""
+        ...
+
+    def close(self) -> None:
+        """End the connection now, from any thread."""
+        ...
+
+
+@runtime_checkable
+class Streams(Protocol):
+    """A calendar whose server tells of changes over a connection Cadence holds open
+    (EWS streaming notifications): a change is told at once, and the only requests are
+    one connection per group of calendars, opened again at its timeout."""
+
+    @property
+    def stream_provider(self) -> str:
+        """The provider name the subscriptions are kept under: ``exchange``."""
+        ...
+
+    def subscribe_stream(self, person: model.Person) -> str:
+        """Subscribe to the changes of the person's calendar; return the subscription id.
+        Raise PermanentError when the server refuses streaming subscriptions."""
+        ...
+
+    def stream(
+        self, anchor: model.Person, subscriptions: Sequence[str], timeout: timedelta
+    ) -> Stream:
+        """A connection for ``subscriptions`` (of one server), made on behalf of
+        ``anchor``, that the server closes after ``timeout``; nothing is sent until it
+        is iterated."""
+        ...
+
+
 #: the optional capabilities a connector may declare beside Calendar and Mailer
 CAPABILITIES: tuple[type, ...] = (
     MailboxSettings,
@@ -274,6 +316,7 @@ CAPABILITIES: tuple[type, ...] = (
     ReplyReader,
     Watches,
     Pulls,
+    Streams,
 )
 
 

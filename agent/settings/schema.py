@@ -353,6 +353,31 @@ class PushConfig(Strict):
     rate: float = Field(default=50.0, gt=0)
     #: how often the Exchange pull subscriptions are asked for their events
     pull: Duration = timedelta(seconds=30)
+    #: how Exchange tells of changes: ``stream`` (connections held open, a change told
+    #: at once) or ``pull`` (each subscription asked every ``pull``)
+    exchange: Literal["stream", "pull"] = "stream"
+    #: streaming subscriptions carried by one ``GetStreamingEvents`` connection
+    stream_group: int = 200
+    #: how long a streaming connection is held before it is opened again
+    stream_timeout: Duration = timedelta(minutes=30)
+
+    @field_validator("stream_group")
+    @classmethod
+    def _stream_group(cls, value: int) -> int:
+        if not 1 <= value <= 200:
+            raise ValueError(
+                "must be between 1 and 200 (Exchange carries at most 200 a connection)"
+            )
+        return value
+
+    @field_validator("stream_timeout")
+    @classmethod
+    def _stream_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(minutes=30) or value.total_seconds() % 60:
+            raise ValueError(
+                "must be whole minutes between 1m and 30m (Exchange's ConnectionTimeout)"
+            )
+        return value
 
     @field_validator("pull")
     @classmethod

@@ -10,7 +10,9 @@ An Exchange pull subscription is a row like the others: ``channel_id`` is the
 subscription id, ``resource_id`` the watermark its events were last read up to (so that a
 restarted service asks from there), ``expires`` when it ends unless it is asked again,
 ``address`` the account it is asked through, and it has no secret (nothing calls
-Cadence back).
+Cadence back). A streaming subscription's ``resource_id`` is ``stream`` (it has no
+watermark); a pull subscription made where streaming was refused has ``pull:`` before
+its watermark (see ``agent.tick.pulls``).
 """
 
 from __future__ import annotations

@@ -144,6 +144,23 @@ _DECLARED: tuple[
         (),
     ),
     (
+        "push_streams",
+        Counter,
+        "cadence_push_streams",
+        "Exchange streaming connections ended, by result (closed: at its timeout, opened "
+        "again; lost: a subscription was gone; failed; stopped).",
+        ("result",),
+        (),
+    ),
+    (
+        "push_stream_connections",
+        Gauge,
+        "cadence_push_stream_connections",
+        "Exchange streaming connections held open now.",
+        (),
+        (),
+    ),
+    (
         "push_delay",
         Histogram,
         "cadence_push_reaction_seconds",
@@ -188,6 +205,8 @@ class Metrics:
     push_channels: Gauge
     push_notifications: Counter
     push_pulls: Counter
+    push_streams: Counter
+    push_stream_connections: Gauge
     push_delay: Histogram
     waits: Counter
     wait_seconds: Counter

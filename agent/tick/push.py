@@ -119,7 +119,7 @@ def maintain(
         if row is not None and row.state == "missed" and email in read:
             rows.mark(email, "active", now)
         if isinstance(calendar, Pulls) and not isinstance(calendar, Watches):
-            if pulls.due(row, now):
+            if pulls.due(row, now, settings.push.exchange == "stream"):
                 pulled.append((person, calendar, row))
             continue
         if not isinstance(calendar, Watches):
@@ -167,7 +167,11 @@ def maintain(
                 out.errors.append(f"push: stopping the old channel of {person.email}: {exc}")
     # many at once on a first start: in the sync step's threads
     opened, problems = pulls.keep(
-        rows, pulled, now, engine.sync_pool() if len(pulled) > 1 else None
+        rows,
+        pulled,
+        now,
+        engine.sync_pool() if len(pulled) > 1 else None,
+        settings.push.exchange == "stream",
     )
     out.opened += opened
     out.errors += problems

@@ -25,8 +25,9 @@ Operations:
   the appointment sequence and updates the attendees' copies)
 - ``DeleteItem`` (``SendMeetingCancellations`` required; cancellations mark the copies)
 - ``GetServerTimeZones`` and ``GetUserAvailability`` (at most 100 mailboxes and 42 days)
-- ``Subscribe`` (pull subscriptions to a calendar), ``GetEvents`` and ``Unsubscribe``,
-  from each mailbox's event queue (see ``tests/exchange/notify.py``)
+- ``Subscribe`` (pull and streaming subscriptions to a calendar), ``GetEvents``,
+  ``GetStreamingEvents`` (an answer held open) and ``Unsubscribe``, from each mailbox's
+  event queue (see ``tests/exchange/notify.py``)
 
 :attr:`EwsServer.counts` counts requests per operation; :meth:`EwsServer.throttle` queues
 ``ErrorServerBusy`` faults with a ``BackOffMilliseconds`` hint; :meth:`EwsServer.chaos`
@@ -62,7 +63,7 @@ import trustme
 from dateutil import rrule
 from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP  # the CLDR table, as data
 
-from tests.exchange.notify import Journaled, Subscription, Subscriptions
+from tests.exchange.notify import Held, Journaled, Subscription, Subscriptions
 
 S = "http://schemas.xmlsoap.org/soap/envelope/"
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -219,6 +220,8 @@ class Request:
     user: str
     impersonating: str | None
     api_version: str
+    #: a GetStreamingEvents answer to hold open after its first message
+    held: Held | None = None
 
 
 class EwsServer(Subscriptions):
@@ -275,6 +278,8 @@ class EwsServer(Subscriptions):
         #: seconds of added latency (``slow``) and of a held answer (``timeout``: set it
         #: beyond the client's timeout)
         self.latency, self.hold = 0.05, 1.0
+        #: seconds every answer waits, outside the lock (a network's round trip, benchmarks)
+        self.delay = 0.0
         self.back_off_ms = 2000
         self.chaos_kinds = CHAOS_KINDS
         self.ca = trustme.CA()
@@ -300,6 +305,7 @@ class EwsServer(Subscriptions):
         self.close()
 
     def close(self) -> None:
+        self.closing = True
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
@@ -516,6 +522,8 @@ class EwsServer(Subscriptions):
                 if handler is None:
                     raise EwsFault("ErrorInvalidRequest", f"operation {operation} not supported")
                 response = handler(request)
+                if request.held is not None:
+                    conn["held"] = request.held
                 if fault == "lost-dropped":
                     conn["chaos"] = ("drop", 0.0)
                     return 0, b"", {}
@@ -1408,6 +1416,12 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, headers = server.handle(
             {k.lower(): v for k, v in self.headers.items()}, raw, self.conn
         )
+        if server.delay:
+            time.sleep(server.delay)
+        held = self.conn.pop("held", None)
+        if held is not None and status == 200:
+            self._hold(server, held, body, headers)
+            return
         action, seconds = self.conn.pop("chaos", ("", 0.0))
         time.sleep(seconds)  # outside the server's lock: other requests go on
         if action == "drop":  # closed without an answer
@@ -1416,6 +1430,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._reply(status, body, headers)
+
+    def _hold(self, server: EwsServer, held: Held, first: bytes, headers: dict[str, str]) -> None:
+        """Answer GetStreamingEvents in chunks, one envelope each, as Exchange does."""
+        self.send_response(200)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def send(envelope: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(envelope), envelope))
+            self.wfile.flush()
+
+        try:
+            send(first)
+            server.hold_open(held, send)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client closed the connection
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._reply(405, b"", {})

@@ -46,7 +46,7 @@ def exchange(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     template = (
         programs.config("onprem", ACCOUNT_SETTINGS)
         + f"service:\n  host: 127.0.0.1\n  port: {free_port()}\n"
-        + "push:\n  pull: 1s\n  debounce: 1s\n"
+        + "push:\n  exchange: pull\n  pull: 1s\n  debounce: 1s\n"
     )
     with clean_environ(), server_for(staff) as server:
         path = workspace(server, tmp_path, template, PASSWORD_ENV, monkeypatch.setenv)

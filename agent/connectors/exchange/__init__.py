@@ -24,11 +24,13 @@ What it calls:
   In-Reply-To and References are ours and a recap threads to its agenda.
 
 - notifications: a pull subscription per calendar (``Subscribe``), asked with
-  ``GetEvents`` from the last watermark, ended with ``Unsubscribe`` (see :mod:`notify`).
+  ``GetEvents`` from the last watermark, ended with ``Unsubscribe`` (see :mod:`notify`);
+  or a streaming subscription per calendar, its changes read from one
+  ``GetStreamingEvents`` connection per group of calendars (see :mod:`stream`).
 
 exchangelib's errors are translated in one place, :meth:`client.Ews.call`. The modules, by
 capability: ``client`` (connection, error translation), ``items`` (the tag, times, events,
-the cursor), ``calendar``, ``notify`` and ``mail``.
+the cursor), ``calendar``, ``notify``, ``stream`` and ``mail``.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from agent.connectors.exchange.items import (
     to_event,
 )
 from agent.connectors.exchange.notify import PullSubscriptions
+from agent.connectors.exchange.stream import StreamingSubscriptions
 from agent.connectors.tools import ensure_organizer, live_first, pieces
 from agent.core.errors import PermanentError
 from agent.core.model import Changes, Event, EventDraft, Interval, Person, Skipped, SyncToken, merge
@@ -48,8 +49,8 @@ TOO_MANY = re.compile(r"ErrorExceededFindCountLimit|ErrorCalendarViewRangeTooBig
 BUSY = {"Busy", "Tentative", "OOF"}
 
 
-class ExchangeCalendar(PullSubscriptions):
-    """The Calendar protocol on EWS, and pull notifications of its calendars."""
+class ExchangeCalendar(PullSubscriptions, StreamingSubscriptions):
+    """The Calendar protocol on EWS, and pull and streaming notifications of its calendars."""
 
     sends_invitations: Literal[True] = True
 

@@ -1,0 +1,288 @@
+"""Exchange streaming subscriptions in a running service, against the local EWS server: a
+decline answered by a move as soon as it is streamed, one connection for every calendar;
+a restarted service picking up its subscriptions, or making them again once the server
+forgot them, without duplicates; a lost subscription made again and its calendar read;
+a server without streaming left to pull; a burst of changes debounced into one
+reaction; a connection refused for good leaving its calendars to the tick."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.app import streaming
+from agent.app.service import Service
+from agent.settings import config
+from agent.store.push import PushRows
+from agent.store.sqlite import Store
+from agent.tick import metrics as metrics_mod
+from agent.tick import pulls
+from tests import programs
+from tests.environ import clean_environ
+from tests.exchange.fixtures import ACCOUNT_SETTINGS, people, server_for, workspace
+from tests.exchange.server import EwsServer
+from tests.exchange.test_push import ANA, BEN, CHLOE, PASSWORD_ENV, booked, reads, wait_for
+from tests.google.test_push import free_port
+
+
+@contextmanager
+def exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, push: str = ""
+) -> Iterator[tuple[EwsServer, Path]]:
+    """The local EWS server with Ana's lapsed and Chloe's recent deep dive with Ben, and
+    a config with ``push:`` streaming (the default)."""
+    template = (
+        programs.config("onprem", ACCOUNT_SETTINGS)
+        + f"service:\n  host: 127.0.0.1\n  port: {free_port()}\n"
+        + "push:\n  pull: 1s\n  debounce: 1s\n"
+        + push
+    )
+    with clean_environ(), server_for(people()) as server:
+        server.heartbeat = 0.2  # a connection the client left is noticed at the next
+        path = workspace(server, tmp_path, template, PASSWORD_ENV, monkeypatch.setenv)
+        now = datetime.now(UTC)
+        for who, title, start in (
+            (ANA, "Development Align: Ana & Ben", now - timedelta(days=120)),
+            (CHLOE, "Deep dive: Chloe & Ben", now - timedelta(days=20)),
+        ):
+            server.add_event(who, title, start, start + timedelta(hours=1), [BEN])
+        yield server, path
+
+
+@contextmanager
+def serving(path: Path) -> Iterator[Service]:
+    service = Service(config.load(path))
+    assert service.push is not None and service.push.streamer is not None
+    service.push.start()
+    try:
+        yield service
+    finally:
+        service.push.stop()
+        metrics_mod.deactivate()
+
+
+def rows(service: Service) -> dict[str, tuple[str, str, str]]:
+    """Each calendar's subscription: (state, id, stream or a watermark)."""
+    store = Store(service.settings.store)
+    try:
+        return {
+            o: (r.state, r.channel.id, "stream" if pulls.streamed(r) else "pull")
+            for o, r in PushRows(store).all().items()
+        }
+    finally:
+        store.close()
+
+
+def streams(service: Service, result: str) -> float:
+    value: float = service.metrics.push_streams.labels(result)._value.get()
+    return value
+
+
+def quiet(service: Service) -> None:
+    """Wait until every reaction has run."""
+    assert service.push is not None
+    wait_for(lambda: not service.push.reactor.pending)  # type: ignore[union-attr]
+    time.sleep(1.5)  # a change the service made itself is told and debounced
+    wait_for(lambda: not service.push.reactor.pending)  # type: ignore[union-attr]
+    with service._running:  # a reaction under way ends
+        pass
+
+
+def test_a_decline_is_moved_as_soon_as_it_is_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
+        service.tick()
+        assert server.counts["Subscribe"] == 3
+        assert {s.owner for s in server.subscriptions.values() if s.streaming} == {
+            ANA,
+            BEN,
+            CHLOE,
+        }
+        assert {v[0::2] for v in rows(service).values()} == {("active", "stream")}
+        wait_for(lambda: server.held == 1)  # one connection carries all three
+        assert server.counts["GetStreamingEvents"] == 1
+        quiet(service)
+        meeting = booked(server)
+        start = meeting.start
+        chloe = reads(server, CHLOE)
+
+        declined = time.monotonic()
+        server.respond(BEN, meeting.id, "Decline")
+        wait_for(lambda: booked(server).start != start)
+        # streamed at once, then the debounce (1 s) and the focused tick
+        assert time.monotonic() - declined < 6
+        assert booked(server).id == meeting.id
+        assert reads(server, CHLOE) == chloe  # only the changed calendars were read
+        assert server.counts["GetEvents"] == 0  # nothing was pulled
+        text = service.metrics.exposition().decode()
+        assert "cadence_push_stream_connections 1.0" in text
+        assert "cadence_push_reaction_seconds_count" in text
+
+        # the next tick reads no calendar and subscribes nothing again
+        quiet(service)
+        before = sum(reads(server, e) for e in (ANA, BEN, CHLOE))
+        service.tick()
+        assert sum(reads(server, e) for e in (ANA, BEN, CHLOE)) == before
+        assert server.counts["Subscribe"] == 3
+
+
+def test_a_restart_picks_up_its_subscriptions_or_makes_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with exchange(tmp_path, monkeypatch) as (server, path):
+        with serving(path) as service:
+            service.tick()
+            wait_for(lambda: server.held == 1)
+            quiet(service)
+        wait_for(lambda: server.held == 0)  # the connection ended with the service
+        ids = {s.id for s in server.subscriptions.values()}
+        meeting = booked(server)
+        start = meeting.start
+        # while no service runs, Ben declines: the server keeps the events
+        server.respond(BEN, meeting.id, "Decline")
+        with serving(path) as service:  # no tick: the kept rows are enough
+            wait_for(lambda: booked(server).start != start)
+            assert {s.id for s in server.subscriptions.values()} == ids
+            assert server.counts["Subscribe"] == 3  # picked up, not made again
+            quiet(service)
+            service.tick()
+            assert server.counts["Subscribe"] == 3
+
+        # stopped for longer than the server keeps them: made again, once each
+        server.expire()
+        with serving(path) as service:
+            wait_for(lambda: len(server.subscriptions) == 3)
+            wait_for(lambda: server.held == 1)
+            assert server.counts["Subscribe"] == 6
+            assert {s.owner for s in server.subscriptions.values()} == {ANA, BEN, CHLOE}
+            assert {s.id for s in server.subscriptions.values()}.isdisjoint(ids)
+            kept = rows(service)
+            assert {v[1] for v in kept.values()} == {s.id for s in server.subscriptions.values()}
+            assert streams(service, "lost") == 1  # one connection named all three
+            quiet(service)
+            service.tick()
+            assert server.counts["Subscribe"] == 6
+
+
+def test_a_lost_subscription_is_made_again_and_its_calendar_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with exchange(tmp_path, monkeypatch, "  stream_timeout: 1m\n") as (server, path):
+        server.minute = 1.0  # the connection is opened again every second
+        with serving(path) as service:
+            service.tick()
+            wait_for(lambda: server.held == 1)
+            quiet(service)
+            (old,) = server.streams_of(ANA)
+            before = reads(server, ANA)
+            # the server forgets Ana's subscription, and a change happens that no event
+            # will tell
+            server.expire(ANA)
+            meeting = booked(server)
+            start = meeting.start
+            server.respond(BEN, meeting.id, "Decline")
+            wait_for(lambda: len(server.streams_of(ANA)) == 1)
+            (new,) = server.streams_of(ANA)
+            assert new.id != old.id
+            wait_for(lambda: reads(server, ANA) > before)
+            wait_for(lambda: booked(server).start != start)
+            wait_for(lambda: rows(service)[ANA] == ("active", new.id, "stream"))
+            assert streams(service, "lost") == 1
+            assert streams(service, "closed") >= 1  # the timeout: opened again
+            assert len(server.subscriptions) == 3
+
+            # lost again at once: a server that cannot keep it gets a pull one instead
+            server.expire(ANA)
+            wait_for(lambda: rows(service)[ANA][2] == "pull")
+            assert streams(service, "lost") == 2
+            wait_for(lambda: server.counts["GetEvents"] >= 2)  # the puller asks it
+            quiet(service)
+            service.tick()
+            assert rows(service)[ANA][2] == "pull"  # not asked to stream at each tick
+
+
+def test_a_server_without_streaming_is_left_to_pull(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
+        server.offers_streaming = False
+        service.tick()
+        assert server.counts["Subscribe"] == 6  # refused streaming, then pull
+        assert {v[0::2] for v in rows(service).values()} == {("active", "pull")}
+        store = Store(service.settings.store)
+        try:
+            kept = PushRows(store).all().values()
+        finally:
+            store.close()
+        assert all((r.error or "").startswith(pulls.NO_STREAMING) for r in kept)
+        assert all(r.channel.resource_id.startswith(pulls.NOT_STREAMED) for r in kept)
+        meeting = booked(server)
+        start = meeting.start
+        wait_for(lambda: server.counts["GetEvents"] >= 3)
+        server.respond(BEN, meeting.id, "Decline")
+        wait_for(lambda: booked(server).start != start)
+        assert server.counts["GetStreamingEvents"] == 0
+        quiet(service)
+        service.tick()
+        assert server.counts["Subscribe"] == 6  # not asked to stream at each upkeep
+
+        # a server that offers no subscriptions at all: polled at every tick
+        server.offers_subscriptions = False
+        server.expire()  # the puller finds them gone; neither kind is had again
+        wait_for(lambda: {v[0] for v in rows(service).values()} == {"refused"})
+        quiet(service)
+        before = {e: reads(server, e) for e in (ANA, BEN, CHLOE)}
+        service.tick()
+        assert all(reads(server, e) > before[e] for e in (ANA, BEN, CHLOE))
+
+
+def test_a_burst_of_changes_is_one_reaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
+        service.tick()
+        wait_for(lambda: server.held == 1)
+        quiet(service)
+        before = reads(server, CHLOE)
+        counted = _reactions(service)
+        later = datetime.now(UTC) + timedelta(days=3)
+        for hour in range(5):  # Chloe blocks five hours, one by one
+            at = later + timedelta(hours=hour)
+            server.add_event(CHLOE, f"Focus {hour}", at, at + timedelta(hours=1))
+        wait_for(lambda: reads(server, CHLOE) > before)
+        quiet(service)
+        assert reads(server, CHLOE) == before + 1  # read once for all five
+        assert _reactions(service) == counted + 1
+
+
+def _reactions(service: Service) -> float:
+    text = service.metrics.exposition().decode()
+    for line in text.splitlines():
+        if line.startswith("cadence_push_reaction_seconds_count"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_connection_refused_for_good_leaves_its_calendars_to_the_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streaming, "RETRY", 0.5)  # the pause before the next connection
+    with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
+        server.fail("GetStreamingEvents", "ErrorAccessDenied")
+        service.tick()
+        wait_for(lambda: {v[0] for v in rows(service).values()} == {"failed"})
+        assert streams(service, "failed") == 1
+        old = {v[1] for v in rows(service).values()}
+        quiet(service)
+        before = {e: reads(server, e) for e in (ANA, BEN, CHLOE)}
+        service.tick()  # read, since their subscriptions failed, and subscribed again
+        assert all(reads(server, e) > before[e] for e in (ANA, BEN, CHLOE))
+        assert {v[0::2] for v in rows(service).values()} == {("active", "stream")}
+        assert old.isdisjoint(v[1] for v in rows(service).values())
+        wait_for(lambda: server.held == 1)
