@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--relationships", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--changes", type=int, default=10)
-    parser.add_argument("--poll", default="6h")
+    parser.add_argument("--poll", default="12h")
     parser.add_argument("--minute", type=float, default=0.5, help="seconds per server minute")
     parser.add_argument("--window", type=float, default=60.0, help="quiet seconds streamed")
     args = parser.parse_args(argv)
