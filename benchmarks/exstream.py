@@ -25,7 +25,6 @@ each calendar, held by one ``GetStreamingEvents`` connection per ``push.stream_g
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -44,7 +43,7 @@ from agent.store.push import PushRows
 from agent.tick import metrics as metrics_mod
 from agent.tick import pulls, push
 from agent.tick.engine import Engine
-from benchmarks.push import _port, organization
+from benchmarks.push import _port, arguments, organization, printed
 from tests.environ import clean_environ
 from tests.exchange.fixtures import ACCOUNT_SETTINGS
 from tests.exchange.server import EwsServer, Item
@@ -201,11 +200,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--relationships", type=int, default=1000)
-    parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--changes", type=int, default=10)
-    parser.add_argument("--poll", default="12h")
+    parser = arguments(__doc__, 10)
     parser.add_argument("--minute", type=float, default=0.5, help="seconds per server minute")
     parser.add_argument("--window", type=float, default=60.0, help="quiet seconds streamed")
     args = parser.parse_args(argv)
@@ -219,9 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.window,
             Path(work),
         )
-    for key, value in result.items():
-        print(f"{key}: {value}")
-    return 0
+    return printed(result)
 
 
 if __name__ == "__main__":

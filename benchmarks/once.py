@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.org import GOOGLE, NOW, SECRET_ENV, RemoteOrg, Spec, build_org, config_yaml, delta
+from benchmarks.org import GOOGLE, NOW, RemoteOrg, Spec, build_org, delta, write_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,12 +88,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         fake = RemoteOrg(spec, args.latency, work)
         try:
             ends = fake.endpoints()
-            key = work / "google-key.json"
-            key.write_text(json.dumps(ends["key"]))
-            key.chmod(0o600)
-            os.environ[SECRET_ENV] = ends["graph"]["secret"]
-            config = work / "cadence.yaml"
-            config.write_text(config_yaml(org, ends, args.concurrency))
+            config = write_workspace(work, org, ends, args.concurrency)
             before = fake.counts()
             wall, cpu = run_once(config, NOW.isoformat())
             d = delta(before, fake.counts())["google"]

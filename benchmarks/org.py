@@ -184,6 +184,23 @@ class Planned:
     deep_dive: int | None = None  # the relationship of a deep dive
 
 
+def write_workspace(
+    work: Path, org: Org, ends: dict[str, Any], concurrency: int, store: str | None = None
+) -> Path:
+    """The fake servers' Google key (0600), the Graph secret's variable and
+    ``cadence.yaml`` in ``work``; ``store`` a store URL other than the SQLite file."""
+    key = work / "google-key.json"
+    key.write_text(json.dumps(ends["key"]))
+    key.chmod(0o600)
+    os.environ[SECRET_ENV] = ends["graph"]["secret"]
+    path = work / "cadence.yaml"
+    text = config_yaml(org, ends, concurrency)
+    if store is not None:
+        text = text.replace("store: cadence.db", f"store: {store}")
+    path.write_text(text)
+    return path
+
+
 def calendar_of(org: Org, email: str, colleagues: Sequence[str]) -> Iterator[Planned]:
     """One person's year: three recurring series (7 a week) and single events."""
     spec, person = org.spec, org.people[email]
@@ -594,12 +611,7 @@ def run_size(
             run.put("calendars", calendars)
             run.put("events generated (series counted once)", ends["events"])
             run.put("generation s", time.perf_counter() - t)
-            key = work / "google-key.json"
-            key.write_text(json.dumps(ends["key"]))
-            key.chmod(0o600)
-            os.environ[SECRET_ENV] = ends["graph"]["secret"]
-            path = work / "cadence.yaml"
-            path.write_text(config_yaml(org, ends, concurrency))
+            path = write_workspace(work, org, ends, concurrency)
             measure(run, org, fake, path, quiet_ticks, naive)
         finally:
             fake.close()

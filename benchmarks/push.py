@@ -320,12 +320,25 @@ def _reactions(service: Service, fake: Fake, changes: int, booked: int) -> list[
     return delays
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str, changes: int) -> argparse.ArgumentParser:
+    """The options every push benchmark takes: the organization, latency, the changes
+    timed, ``push.poll``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--relationships", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--changes", type=int, default=changes)
     parser.add_argument("--poll", default="12h")
+    return parser
+
+
+def printed(result: dict[str, Any]) -> int:
+    for key, value in result.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = arguments(__doc__, 20)
     parser.add_argument("--provider", choices=sorted(PROVIDERS), default="google")
     parser.add_argument("--days", type=int, default=1, help="simulated quiet days")
     args = parser.parse_args(argv)
@@ -339,9 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.provider,
             args.days,
         )
-    for key, value in result.items():
-        print(f"{key}: {value}")
-    return 0
+    return printed(result)
 
 
 if __name__ == "__main__":

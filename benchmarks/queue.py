@@ -43,7 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.org import NOW, SECRET_ENV, RemoteOrg, Spec, build_org, config_yaml
+from benchmarks.org import NOW, RemoteOrg, Spec, build_org, write_workspace
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS = "redis://127.0.0.1:6379/14"
@@ -91,17 +91,13 @@ class Bench:
         self.database = database
         self.name = f"bench{uuid.uuid4().hex[:8]}"
         ends = fake.endpoints()
-        key = work / "google-key.json"
-        key.write_text(json.dumps(ends["key"]))
-        key.chmod(0o600)
-        os.environ[SECRET_ENV] = ends["graph"]["secret"]
         os.environ["CADENCE_BENCH_BROKER"] = BROKER
-        self.path = work / "cadence.yaml"
-        store = "store: cadence.db"
+        store = None
         if database is not None:
-            store = f"store: postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+            store = f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+        self.path = write_workspace(work, org, ends, concurrency, store)
         self.path.write_text(
-            config_yaml(org, ends, concurrency).replace("store: cadence.db", store)
+            self.path.read_text()
             + "queue:\n  broker: ${CADENCE_BENCH_BROKER}\n"
             + f"  lock: {POSTGRES}\n  limits: {REDIS}\n  name: {self.name}\n  metrics_port: 0\n"
         )

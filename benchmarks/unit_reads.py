@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import os
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.org import NOW, SECRET_ENV, RemoteOrg, Spec, build_org, config_yaml
+from benchmarks.org import NOW, RemoteOrg, Spec, build_org, write_workspace
 from benchmarks.queue import POSTGRES
 
 
@@ -51,15 +49,8 @@ def profile(size: int, weeks: int) -> list[tuple[int, int, float, str]]:
             fake = RemoteOrg(spec, 0.0, work)
             try:
                 ends = fake.endpoints()
-                key = work / "google-key.json"
-                key.write_text(json.dumps(ends["key"]))
-                key.chmod(0o600)
-                os.environ[SECRET_ENV] = ends["graph"]["secret"]
-                path = work / "cadence.yaml"
                 url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-                path.write_text(
-                    config_yaml(org, ends, 8).replace("store: cadence.db", f"store: {url}")
-                )
+                path = write_workspace(work, org, ends, 8, url)
                 with Engine(config.load(path), retry=RetryPolicy.none()) as engine:
                     engine.tick(NOW)
                     fake.lapse(org.lapsing)

@@ -190,20 +190,7 @@ class Subscriptions:
                 raise ItemError(
                     "ErrorInvalidSubscriptionRequest", "Subscriptions are disabled on this server."
                 )
-            folders = pull.find(t("FolderIds"))
-            if folders is None or len(folders) != 1:
-                raise EwsFault("ErrorSchemaValidation", "one folder is subscribed to here")
-            owner, name = self._folder_target(req, folders)  # type: ignore[attr-defined]
-            self._box(owner)  # type: ignore[attr-defined]
-            acting = self._acting(req)  # type: ignore[attr-defined]
-            if owner != acting:
-                self._may_access(req, owner)  # type: ignore[attr-defined]
-                raise ItemError(
-                    "ErrorSubscriptionDelegateAccessNotSupported",
-                    "Subscriptions are not supported for delegate user access.",
-                )
-            if name != "calendar":
-                raise ItemError("ErrorInvalidSubscriptionRequest", f"no events for {name}")
+            owner, acting = self._subscribed_calendar(req, pull)
             types = {e.text or "" for e in pull.iter(t("EventType"))}
             timeout = int(pull.findtext(t("Timeout")) or "0")
             if not 1 <= timeout <= 1440:
@@ -222,10 +209,31 @@ class Subscriptions:
         ET.SubElement(msg, m("Watermark")).text = watermark(owner, start)
         return response
 
+    def _subscribed_calendar(self, req: Request, request: ET.Element) -> tuple[str, str]:
+        """The mailbox whose calendar a Subscribe names, and who asks: its own owner only
+        (Exchange refuses subscriptions through delegate access)."""
+        from tests.exchange.server import EwsFault, ItemError
+
+        folders = request.find(t("FolderIds"))
+        if folders is None or len(folders) != 1:
+            raise EwsFault("ErrorSchemaValidation", "one folder is subscribed to here")
+        owner, name = self._folder_target(req, folders)  # type: ignore[attr-defined]
+        self._box(owner)  # type: ignore[attr-defined]
+        acting: str = self._acting(req)  # type: ignore[attr-defined]
+        if owner != acting:
+            self._may_access(req, owner)  # type: ignore[attr-defined]
+            raise ItemError(
+                "ErrorSubscriptionDelegateAccessNotSupported",
+                "Subscriptions are not supported for delegate user access.",
+            )
+        if name != "calendar":
+            raise ItemError("ErrorInvalidSubscriptionRequest", f"no events for {name}")
+        return owner, acting
+
     def _subscribe_streaming(
         self, req: Request, response: ET.Element, msgs: ET.Element, request: ET.Element
     ) -> ET.Element:
-        from tests.exchange.server import EwsFault, ItemError
+        from tests.exchange.server import ItemError
 
         try:
             if not (self.offers_subscriptions and self.offers_streaming):
@@ -233,20 +241,7 @@ class Subscriptions:
                     "ErrorInvalidSubscriptionRequest",
                     "Streaming subscriptions are not supported on this server.",
                 )
-            folders = request.find(t("FolderIds"))
-            if folders is None or len(folders) != 1:
-                raise EwsFault("ErrorSchemaValidation", "one folder is subscribed to here")
-            owner, name = self._folder_target(req, folders)  # type: ignore[attr-defined]
-            self._box(owner)  # type: ignore[attr-defined]
-            acting = self._acting(req)  # type: ignore[attr-defined]
-            if owner != acting:
-                self._may_access(req, owner)  # type: ignore[attr-defined]
-                raise ItemError(
-                    "ErrorSubscriptionDelegateAccessNotSupported",
-                    "Subscriptions are not supported for delegate user access.",
-                )
-            if name != "calendar":
-                raise ItemError("ErrorInvalidSubscriptionRequest", f"no events for {name}")
+            owner, acting = self._subscribed_calendar(req, request)
         except ItemError as exc:
             self._message(msgs, "Subscribe", exc)  # type: ignore[attr-defined]
             return response

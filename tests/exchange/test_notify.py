@@ -15,6 +15,8 @@ from tests.exchange import fixtures
 from tests.exchange.server import EwsServer
 
 HOUR = timedelta(hours=1)
+#: what a calendar subscription asks to be told, spelled out as EWS names them
+CALENDAR_CHANGES = {"CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "CopiedEvent"}
 START = datetime(2026, 12, 7, 9, tzinfo=UTC)
 
 
@@ -25,13 +27,7 @@ def test_a_change_arrives_after_the_watermark_and_only_once(
     sub, mark = cal.subscribe(ana, HOUR)
     (kept,) = server.subscriptions_of(ana.email)
     assert kept.id == sub and kept.timeout == 60
-    assert kept.types == {
-        "CreatedEvent",
-        "DeletedEvent",
-        "ModifiedEvent",
-        "MovedEvent",
-        "CopiedEvent",
-    }
+    assert kept.types == CALENDAR_CHANGES
     assert cal.pull(ana, sub, mark) == (0, mark)  # a StatusEvent: nothing happened
 
     item = server.add_event(ana.email, "1:1", START, START + HOUR, [ben.email])

@@ -39,16 +39,20 @@ def wait_for(check: Callable[[], bool], seconds: float = 20.0) -> None:
 
 
 @contextmanager
-def exchange(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EwsServer, Path]]:
+def exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, push: str = "  exchange: pull\n"
+) -> Iterator[tuple[EwsServer, Path]]:
     """The local EWS server with Ana's lapsed and Chloe's recent deep dive with Ben, and
-    a config with ``push:`` (no public URL: Exchange needs none) asking every second."""
-    staff = people()
+    a config with ``push:`` (no public URL: Exchange needs none) asking every second,
+    ``push`` its further keys (pull subscriptions unless they say otherwise)."""
     template = (
         programs.config("onprem", ACCOUNT_SETTINGS)
         + f"service:\n  host: 127.0.0.1\n  port: {free_port()}\n"
-        + "push:\n  exchange: pull\n  pull: 1s\n  debounce: 1s\n"
+        + "push:\n  pull: 1s\n  debounce: 1s\n"
+        + push
     )
-    with clean_environ(), server_for(staff) as server:
+    with clean_environ(), server_for(people()) as server:
+        server.heartbeat = 0.2  # a streaming connection the client left is noticed soon
         path = workspace(server, tmp_path, template, PASSWORD_ENV, monkeypatch.setenv)
         now = datetime.now(UTC)
         for who, title, start in (
@@ -60,9 +64,10 @@ def exchange(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
 
 
 @contextmanager
-def serving(path: Path) -> Iterator[Service]:
+def serving(path: Path, part: str = "puller") -> Iterator[Service]:
+    """The service's push side started; ``part`` (puller, streamer) must be in it."""
     service = Service(config.load(path))
-    assert service.push is not None and service.push.puller is not None
+    assert service.push is not None and getattr(service.push, part) is not None
     service.push.start()
     try:
         yield service

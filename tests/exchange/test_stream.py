@@ -17,6 +17,7 @@ from agent.connectors.exchange import ExchangeCalendar
 from agent.core.errors import PermanentError
 from agent.core.model import Person
 from tests.exchange.server import EwsServer
+from tests.exchange.test_notify import CALENDAR_CHANGES
 
 HOUR = timedelta(hours=1)
 START = datetime(2026, 12, 7, 9, tzinfo=UTC)
@@ -70,13 +71,7 @@ def test_a_change_is_streamed_as_it_happens(
     sub = cal.subscribe_stream(ana)
     (kept,) = server.streams_of(ana.email)
     assert kept.id == sub
-    assert kept.types == {
-        "CreatedEvent",
-        "DeletedEvent",
-        "ModifiedEvent",
-        "MovedEvent",
-        "CopiedEvent",
-    }
+    assert kept.types == CALENDAR_CHANGES
     server.reset_counts()
     readers.append(reader := Reader(cal.stream(ana, [sub], timedelta(minutes=30))))
     held(server, 1)

@@ -8,8 +8,7 @@ reaction; a connection refused for good leaving its calendars to the tick."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,53 +16,23 @@ import pytest
 
 from agent.app import streaming
 from agent.app.service import Service
-from agent.settings import config
 from agent.store.push import PushRows
 from agent.store.sqlite import Store
-from agent.tick import metrics as metrics_mod
 from agent.tick import pulls
-from tests import programs
-from tests.environ import clean_environ
-from tests.exchange.fixtures import ACCOUNT_SETTINGS, people, server_for, workspace
+from tests.exchange import test_push as pulled
 from tests.exchange.server import EwsServer
-from tests.exchange.test_push import ANA, BEN, CHLOE, PASSWORD_ENV, booked, reads, wait_for
-from tests.google.test_push import free_port
+from tests.exchange.test_push import ANA, BEN, CHLOE, booked, reads, wait_for
 
 
-@contextmanager
 def exchange(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, push: str = ""
-) -> Iterator[tuple[EwsServer, Path]]:
-    """The local EWS server with Ana's lapsed and Chloe's recent deep dive with Ben, and
-    a config with ``push:`` streaming (the default)."""
-    template = (
-        programs.config("onprem", ACCOUNT_SETTINGS)
-        + f"service:\n  host: 127.0.0.1\n  port: {free_port()}\n"
-        + "push:\n  pull: 1s\n  debounce: 1s\n"
-        + push
-    )
-    with clean_environ(), server_for(people()) as server:
-        server.heartbeat = 0.2  # a connection the client left is noticed at the next
-        path = workspace(server, tmp_path, template, PASSWORD_ENV, monkeypatch.setenv)
-        now = datetime.now(UTC)
-        for who, title, start in (
-            (ANA, "Development Align: Ana & Ben", now - timedelta(days=120)),
-            (CHLOE, "Deep dive: Chloe & Ben", now - timedelta(days=20)),
-        ):
-            server.add_event(who, title, start, start + timedelta(hours=1), [BEN])
-        yield server, path
+) -> AbstractContextManager[tuple[EwsServer, Path]]:
+    """The pull tests' server and config, streaming (the default) and ``push`` more."""
+    return pulled.exchange(tmp_path, monkeypatch, "  exchange: stream\n" + push)
 
 
-@contextmanager
-def serving(path: Path) -> Iterator[Service]:
-    service = Service(config.load(path))
-    assert service.push is not None and service.push.streamer is not None
-    service.push.start()
-    try:
-        yield service
-    finally:
-        service.push.stop()
-        metrics_mod.deactivate()
+def serving(path: Path) -> AbstractContextManager[Service]:
+    return pulled.serving(path, "streamer")
 
 
 def rows(service: Service) -> dict[str, tuple[str, str, str]]:
