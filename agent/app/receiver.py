@@ -160,11 +160,18 @@ class Receiver:
     def owns(path: str) -> bool:
         return path.split("?", 1)[0] in {PREFIX + p for p in PROVIDERS}
 
-    def admit(self, path: str, peer: str, headers: Mapping[str, str]) -> Answer | None:
+    def admit(
+        self, path: str, peer: str, headers: Mapping[str, str], query: str = ""
+    ) -> Answer | None:
         """Refuse a request before its body is read (too many from its source, too
-        large), or None; ``headers`` have lower-case names."""
+        large), or None; ``headers`` have lower-case names.
+
+        Graph's validation handshakes are not counted against their source: Cadence's
+        own subscriptions cause them, as fast as it makes them (thousands in a first
+        tick), and echoing the token costs no more than refusing it."""
         provider = path[len(PREFIX) :]
-        if not self._sources.allow(_source(peer, headers), time.monotonic()):
+        handshake = provider == "microsoft" and "validationToken" in urllib.parse.parse_qs(query)
+        if not handshake and not self._sources.allow(_source(peer, headers), time.monotonic()):
             self.count(provider, "limited")
             return 429, "text/plain", b"too many requests\n"
         try:

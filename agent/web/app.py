@@ -77,7 +77,7 @@ def probes_routes(probes: Probes) -> list[BaseRoute]:
         path = request.url.path
         headers = {k.lower(): v for k, v in request.headers.items()}
         peer = request.client.host if request.client else ""
-        answer = receiver.admit(path, peer, headers)
+        answer = receiver.admit(path, peer, headers, request.url.query)
         if answer is None:
             body = b""
             async for chunk in request.stream():
