@@ -29,7 +29,9 @@ class PushReceiver(Protocol):
     """The push receiver of ``cadence serve``, which checks notifications and queues
     calendars; the app only carries requests to it."""
 
-    def admit(self, path: str, peer: str, headers: Mapping[str, str]) -> Answer | None: ...
+    def admit(
+        self, path: str, peer: str, headers: Mapping[str, str], query: str = ""
+    ) -> Answer | None: ...
 
     def answer(self, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Answer: ...
 
