@@ -10,13 +10,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-#: text compared as bytes on PostgreSQL too, as in ``agent.store.schema`` when written
-STR = sa.Text().with_variant(sa.TEXT(collation="C"), "postgresql")
+from agent.store.revisions.kit import STR
 
 revision = "0013"
 down_revision = "0012"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -7,28 +7,17 @@ Revises: 0013
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
-#: text compared as bytes on PostgreSQL too, as in ``agent.store.schema`` when written
-STR = sa.Text().with_variant(sa.TEXT(collation="C"), "postgresql")
+from agent.store.revisions.kit import index, table
 
 revision = "0014"
 down_revision = "0013"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "plan_readers",
-        sa.Column("employee", STR, nullable=False),
-        sa.Column("reader", STR, nullable=False),
-        sa.Column("added_at", STR, nullable=False),
-        sa.Column("added_by", STR, nullable=False),
-        sa.PrimaryKeyConstraint("employee", "reader"),
-    )
-    op.create_index("plan_readers_reader", "plan_readers", ["reader"])
+    table("plan_readers", "employee! reader! added_at! added_by!", key=["employee", "reader"])
+    index("plan_readers_reader", "plan_readers", "reader")
 
 
 def downgrade() -> None:

@@ -7,27 +7,16 @@ Revises: 0015
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
-#: text compared as bytes on PostgreSQL too, as in ``agent.store.schema`` when written
-STR = sa.Text().with_variant(sa.TEXT(collation="C"), "postgresql")
+from agent.store.revisions.kit import table
 
 revision = "0016"
 down_revision = "0015"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "guard_rounds",
-        sa.Column("round", STR, nullable=False),
-        sa.Column("actions", sa.Integer, nullable=False),
-        sa.Column("relationships", sa.Integer, nullable=False),
-        sa.Column("created_at", STR, nullable=False),
-        sa.PrimaryKeyConstraint("round"),
-    )
+    table("guard_rounds", "round! actions#! relationships#! created_at!", key=["round"])
 
 
 def downgrade() -> None:
