@@ -38,6 +38,15 @@ def _text(name: str, **kw: object) -> Column[str]:
     return Column(name, STR, **kw)  # type: ignore[arg-type]
 
 
+def _key(name: str) -> Column[str]:
+    """A text primary key (NOT NULL by being one)."""
+    return _text(name, primary_key=True)
+
+
+def _required(name: str) -> Column[str]:
+    return _text(name, nullable=False)
+
+
 def _int(name: str, **kw: object) -> Column[int]:
     return Column(name, Integer, **kw)  # type: ignore[arg-type]
 
@@ -48,16 +57,13 @@ def _where(condition: str) -> dict[str, Any]:
 
 
 sync_state = Table(
-    "sync_state", metadata,
-    _text("owner", primary_key=True), _text("cursor"), _text("synced_at"), _text("error"),
+    "sync_state", metadata, _key("owner"), _text("cursor"), _text("synced_at"), _text("error"),
 )  # fmt: skip
 
 events = Table(
-    "events", metadata,
-    _text("owner", nullable=False), _text("id", nullable=False), _text("uid"), _text("key"),
-    _text("title"), _text("start", nullable=False), _text("end", nullable=False),
-    _int("all_day"), _int("cancelled"), _int("transparent"), _text("kind"),
-    _text("organizer"), _text("attendees"), _int("sequence"),
+    "events", metadata, _required("owner"), _required("id"), _text("uid"), _text("key"),
+    _text("title"), _required("start"), _required("end"), _int("all_day"), _int("cancelled"),
+    _int("transparent"), _text("kind"), _text("organizer"), _text("attendees"), _int("sequence"),
     PrimaryKeyConstraint("owner", "id"),
 )  # fmt: skip
 Index("events_owner_start", events.c.owner, events.c.start)
@@ -65,12 +71,10 @@ Index("events_key", events.c.key, **_where("key IS NOT NULL"))
 Index("events_owner_end", events.c.owner, events.c.end)
 
 bookings = Table(
-    "bookings", metadata,
-    _text("key", primary_key=True), _text("relationship", nullable=False),
-    _text("series", nullable=False), _text("stage"), _text("due"), _text("start"),
-    _text("end"), _text("organizer"), _text("status", nullable=False), _text("event_id"),
-    _text("reason"), _text("created_at"), _text("updated_at"),
-    _int("moves", nullable=False, server_default=text("0")),
+    "bookings", metadata, _key("key"), _required("relationship"), _required("series"),
+    _text("stage"), _text("due"), _text("start"), _text("end"), _text("organizer"),
+    _required("status"), _text("event_id"), _text("reason"), _text("created_at"),
+    _text("updated_at"), _int("moves", nullable=False, server_default=text("0")),
     # 0013: the process making the event, and until when (agent.store.claims)
     _text("claimed_by"), _text("claimed_until"),
 )  # fmt: skip
@@ -78,11 +82,9 @@ bookings = Table(
 Index("bookings_relationship", bookings.c.relationship)
 
 outbox = Table(
-    "outbox", metadata,
-    _text("key", primary_key=True), _text("meeting", nullable=False),
-    _text("kind", nullable=False), _text("relationship"), _text("series"),
-    _text("status", nullable=False), _text("message_id"), _text("sender"),
-    _text("recipients"), _text("subject"), _text("location"), _text("error"),
+    "outbox", metadata, _key("key"), _required("meeting"), _required("kind"),
+    _text("relationship"), _text("series"), _required("status"), _text("message_id"),
+    _text("sender"), _text("recipients"), _text("subject"), _text("location"), _text("error"),
     _text("created_at"), _text("sent_at"),
     # 0013: the process sending the mail, and until when (agent.store.claims)
     _text("claimed_by"), _text("claimed_until"),
@@ -90,27 +92,20 @@ outbox = Table(
 Index("outbox_relationship", outbox.c.relationship)
 
 meetings = Table(
-    "meetings", metadata,
-    _text("id", nullable=False), _text("relationship", nullable=False),
-    _text("series", nullable=False), _text("stage"), _text("start", nullable=False),
-    _text("end", nullable=False), _text("status", nullable=False), _text("key"),
-    _text("declined_by"), _int("tick"),
-    PrimaryKeyConstraint("relationship", "id"),
+    "meetings", metadata, _required("id"), _required("relationship"), _required("series"),
+    _text("stage"), _required("start"), _required("end"), _required("status"), _text("key"),
+    _text("declined_by"), _int("tick"), PrimaryKeyConstraint("relationship", "id"),
 )  # fmt: skip
 
 ticks = Table(
-    "ticks", metadata,
-    _int("id", primary_key=True), _text("now", nullable=False), _text("started_at"),
-    _text("finished_at"), _text("status"), _text("summary"),
-    sqlite_autoincrement=True,
+    "ticks", metadata, _int("id", primary_key=True), _required("now"), _text("started_at"),
+    _text("finished_at"), _text("status"), _text("summary"), sqlite_autoincrement=True,
 )  # fmt: skip
 Index("ticks_running", ticks.c.id, **_where("status = 'running'"))
 
 audit = Table(
-    "audit", metadata,
-    _int("id", primary_key=True), _int("tick"), _text("at", nullable=False),
-    _text("relationship"), _text("series"), _text("kind", nullable=False),
-    _text("message", nullable=False), _text("data"),
+    "audit", metadata, _int("id", primary_key=True), _int("tick"), _required("at"),
+    _text("relationship"), _text("series"), _required("kind"), _required("message"), _text("data"),
     sqlite_autoincrement=True,
 )  # fmt: skip
 Index("audit_tick", audit.c.tick)
@@ -118,121 +113,88 @@ Index("audit_relationship", audit.c.relationship, audit.c.at)
 Index("audit_relationship_kind", audit.c.relationship, audit.c.kind, audit.c.id)
 
 replies = Table(
-    "replies", metadata,
-    _text("message_id", primary_key=True), _text("ref"), _text("meeting"),
-    _text("relationship"), _text("employee"), _text("sender"), _text("received_at"),
-    _text("status", nullable=False), _text("reason"), _text("items"), _text("notes"),
-    _text("update_key"), _text("recorded_at"),
+    "replies", metadata, _key("message_id"), _text("ref"), _text("meeting"), _text("relationship"),
+    _text("employee"), _text("sender"), _text("received_at"), _required("status"), _text("reason"),
+    _text("items"), _text("notes"), _text("update_key"), _text("recorded_at"),
 )  # fmt: skip
 Index("replies_employee", replies.c.employee, replies.c.received_at)
 Index("replies_relationship", replies.c.relationship, replies.c.recorded_at)
 
 actions = Table(
-    "actions", metadata,
-    _int("id", primary_key=True), _text("employee", nullable=False),
-    _text("norm", nullable=False), _text("title", nullable=False), _text("goal"),
-    _text("due"), _text("status", nullable=False), _text("relationship"), _text("meeting"),
-    _text("source"), _text("created_at"), _text("updated_at"), _text("done_at"),
-    UniqueConstraint("employee", "norm"),
-    sqlite_autoincrement=True,
+    "actions", metadata, _int("id", primary_key=True), _required("employee"), _required("norm"),
+    _required("title"), _text("goal"), _text("due"), _required("status"), _text("relationship"),
+    _text("meeting"), _text("source"), _text("created_at"), _text("updated_at"), _text("done_at"),
+    UniqueConstraint("employee", "norm"), sqlite_autoincrement=True,
 )  # fmt: skip
 
 reply_marks = Table(
-    "reply_marks", metadata,
-    _text("account", nullable=False), _text("mailbox", nullable=False),
-    _text("mark", nullable=False), _text("updated_at"),
-    PrimaryKeyConstraint("account", "mailbox"),
+    "reply_marks", metadata, _required("account"), _required("mailbox"), _required("mark"),
+    _text("updated_at"), PrimaryKeyConstraint("account", "mailbox"),
 )  # fmt: skip
 
-meta = Table(
-    "meta", metadata, _text("name", primary_key=True), _text("value", nullable=False)
-)  # fmt: skip
+meta = Table("meta", metadata, _key("name"), _required("value"))
 
-watched = Table(
-    "watched", metadata,
-    _text("relationship", primary_key=True), _text("since", nullable=False),
-)  # fmt: skip
+watched = Table("watched", metadata, _key("relationship"), _required("since"))
 
 directory_people = Table(
-    "directory_people", metadata,
-    _text("email", primary_key=True), _text("entry", nullable=False),
-    _text("seen_at", nullable=False), _text("left_at"),
+    "directory_people", metadata, _key("email"), _required("entry"), _required("seen_at"),
+    _text("left_at"),
 )  # fmt: skip
 
 lines = Table(
-    "lines", metadata,
-    _text("employee", nullable=False), _text("leader", nullable=False),
-    _text("since", nullable=False), _text("until"), _text("reason"), _text("successor"),
+    "lines", metadata, _required("employee"), _required("leader"), _required("since"),
+    _text("until"), _text("reason"), _text("successor"),
     PrimaryKeyConstraint("employee", "leader", "since"),
 )  # fmt: skip
 Index("lines_open", lines.c.employee, **_where("until IS NULL"))
 
 directory_reads = Table(
-    "directory_reads", metadata,
-    _int("id", primary_key=True), _text("at", nullable=False),
-    _int("people", nullable=False), _int("changes", nullable=False),
-    _text("status", nullable=False), _text("reason"), _text("cursor"),
+    "directory_reads", metadata, _int("id", primary_key=True), _required("at"),
+    _int("people", nullable=False), _int("changes", nullable=False), _required("status"),
+    _text("reason"), _text("cursor"),
 )  # fmt: skip
 
-tombstones = Table(
-    "tombstones", metadata,
-    _text("email", primary_key=True), _text("forgotten_at", nullable=False),
-)  # fmt: skip
+tombstones = Table("tombstones", metadata, _key("email"), _required("forgotten_at"))
 
 push_channels = Table(
-    "push_channels", metadata,
-    _text("owner", primary_key=True), _text("provider", nullable=False),
-    _text("channel_id", nullable=False), _text("resource_id"),
-    _text("secret", nullable=False), _text("expires", nullable=False),
-    _text("state", nullable=False), _text("error"), _text("created_at", nullable=False),
-    _text("updated_at", nullable=False), _text("notified_at"),
-    _text("address", nullable=False),
+    "push_channels", metadata, _key("owner"), _required("provider"), _required("channel_id"),
+    _text("resource_id"), _required("secret"), _required("expires"), _required("state"),
+    _text("error"), _required("created_at"), _required("updated_at"), _text("notified_at"),
+    _required("address"),
 )  # fmt: skip
 Index("push_channels_id", push_channels.c.channel_id, unique=True)
 
 plans = Table(
-    "plans", metadata,
-    _text("employee", primary_key=True), _text("plan", nullable=False),
-    _int("shared", nullable=False, server_default=text("0")),
-    _int("version", nullable=False), _text("updated_at", nullable=False),
-    _text("updated_by", nullable=False),
+    "plans", metadata, _key("employee"), _required("plan"),
+    _int("shared", nullable=False, server_default=text("0")), _int("version", nullable=False),
+    _required("updated_at"), _required("updated_by"),
 )  # fmt: skip
 
 plan_history = Table(
-    "plan_history", metadata,
-    _int("id", primary_key=True), _text("employee", nullable=False),
-    _int("version", nullable=False), _text("at", nullable=False),
-    _text("by", nullable=False), _text("how", nullable=False),
-    _text("changes", nullable=False), _text("plan", nullable=False),
-    sqlite_autoincrement=True,
+    "plan_history", metadata, _int("id", primary_key=True), _required("employee"),
+    _int("version", nullable=False), _required("at"), _required("by"), _required("how"),
+    _required("changes"), _required("plan"), sqlite_autoincrement=True,
 )  # fmt: skip
 Index("plan_history_employee", plan_history.c.employee, plan_history.c.id)
 
 used_links = Table(
-    "used_links", metadata,
-    _text("nonce", primary_key=True), _text("kind", nullable=False), _text("who"),
-    _text("used_at", nullable=False), _text("data"),
+    "used_links", metadata, _key("nonce"), _required("kind"), _text("who"), _required("used_at"),
+    _text("data"),
 )  # fmt: skip
 
 #: the people an employee chose, one by one, to read their plan (revision 0014)
 plan_readers = Table(
-    "plan_readers", metadata,
-    _text("employee", primary_key=True), _text("reader", primary_key=True),
-    _text("added_at", nullable=False), _text("added_by", nullable=False),
+    "plan_readers", metadata, _key("employee"), _key("reader"), _required("added_at"),
+    _required("added_by"),
 )  # fmt: skip
 Index("plan_readers_reader", plan_readers.c.reader)
 
-pauses = Table(
-    "pauses", metadata,
-    _text("employee", primary_key=True), _text("until", nullable=False),
-    _text("set_at", nullable=False),
-)  # fmt: skip
+pauses = Table("pauses", metadata, _key("employee"), _required("until"), _required("set_at"))
 
 #: the guard's tally of each round of the task queue (revision 0016, agent.store.rounds)
 guard_rounds = Table(
-    "guard_rounds", metadata,
-    _text("round", primary_key=True), _int("actions", nullable=False),
-    _int("relationships", nullable=False), _text("created_at", nullable=False),
+    "guard_rounds", metadata, _key("round"), _int("actions", nullable=False),
+    _int("relationships", nullable=False), _required("created_at"),
 )  # fmt: skip
 
 #: the tables in an order that copies them parents first (there are no foreign keys)
