@@ -47,6 +47,7 @@ from agent.settings.schema_types import (  # noqa: F401 - callers import them he
     _span,
     _tick,
     _zone,
+    within,
 )
 
 # --- accounts: one model per provider -------------------------------------------------
@@ -352,39 +353,25 @@ class PushConfig(Strict):
     #: notifications accepted per second from one source address (a burst of 5x passes)
     rate: float = Field(default=50.0, gt=0)
     #: how often the Exchange pull subscriptions are asked for their events
-    pull: Duration = timedelta(seconds=30)
+    pull: Annotated[
+        Duration,
+        within(timedelta(seconds=1), timedelta(minutes=30), "a subscription asked less often ends"),
+    ] = timedelta(seconds=30)
     #: how Exchange tells of changes: ``stream`` (connections held open, a change told
     #: at once) or ``pull`` (each subscription asked every ``pull``)
     exchange: Literal["stream", "pull"] = "stream"
     #: streaming subscriptions carried by one ``GetStreamingEvents`` connection
-    stream_group: int = 200
+    stream_group: Annotated[int, within(1, 200, "Exchange carries at most 200 a connection")] = 200
     #: how long a streaming connection is held before it is opened again
-    stream_timeout: Duration = timedelta(minutes=30)
-
-    @field_validator("stream_group")
-    @classmethod
-    def _stream_group(cls, value: int) -> int:
-        if not 1 <= value <= 200:
-            raise ValueError(
-                "must be between 1 and 200 (Exchange carries at most 200 a connection)"
-            )
-        return value
-
-    @field_validator("stream_timeout")
-    @classmethod
-    def _stream_timeout(cls, value: timedelta) -> timedelta:
-        if not timedelta(minutes=1) <= value <= timedelta(minutes=30) or value.total_seconds() % 60:
-            raise ValueError(
-                "must be whole minutes between 1m and 30m (Exchange's ConnectionTimeout)"
-            )
-        return value
-
-    @field_validator("pull")
-    @classmethod
-    def _pull(cls, value: timedelta) -> timedelta:
-        if not timedelta(seconds=1) <= value <= timedelta(minutes=30):
-            raise ValueError("must be between 1s and 30m (a subscription asked less often ends)")
-        return value
+    stream_timeout: Annotated[
+        Duration,
+        within(
+            timedelta(minutes=1),
+            timedelta(minutes=30),
+            "Exchange's ConnectionTimeout",
+            minutes=True,
+        ),
+    ] = timedelta(minutes=30)
 
 
 def _https_url(value: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -57,6 +57,26 @@ def _tick(value: timedelta) -> timedelta:
     if value < MIN_TICK:
         raise ValueError(f"{format_duration(value)} is too short: a tick is at least 1m")
     return value
+
+
+_Bound = TypeVar("_Bound", int, timedelta)
+
+
+def within(low: _Bound, high: _Bound, why: str, *, minutes: bool = False) -> AfterValidator:
+    """A check that a value lies from ``low`` to ``high`` (in whole ``minutes`` if asked),
+    whose error says ``why`` the bounds are what they are."""
+
+    def show(value: _Bound) -> str:
+        return format_duration(value) if isinstance(value, timedelta) else str(value)
+
+    def check(value: _Bound) -> _Bound:
+        whole = not (minutes and isinstance(value, timedelta) and value.total_seconds() % 60)
+        if not (low <= value <= high and whole):
+            kind = "whole minutes " if minutes else ""
+            raise ValueError(f"must be {kind}between {show(low)} and {show(high)} ({why})")
+        return value
+
+    return AfterValidator(check)
 
 
 #: characters an address never needs and a file or URL path must not get from one
