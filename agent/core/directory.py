@@ -46,6 +46,8 @@ class Line:
     """A reporting line Cadence follows, from the day it started to the day it ended."""
 
     employee: str
+    """The employee's address: a line is what the store keeps of a reporting line, and
+    a ``Relationship`` carries the people themselves."""
     leader: str
     since: datetime
     until: datetime | None = None
@@ -56,6 +58,8 @@ class Line:
 
     @property
     def id(self) -> str:
+        """The id of the relationship the line makes (``Relationship.id``), under which
+        its bookings, mails and audit rows are kept."""
         return f"{self.employee}/{self.leader}"
 
 

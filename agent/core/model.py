@@ -199,6 +199,9 @@ class Program:
 
 @dataclass(frozen=True)
 class Relationship:
+    """An employee and one partner (a leader or a mentor) under a program: what the
+    cadence rules follow, and what a booking, a mail and an audit row belong to."""
+
     employee: Person
     partner: Person
     role: str
@@ -230,7 +233,8 @@ class Relationship:
 
 
 class PartStat(enum.StrEnum):
-    """An attendee's answer to an invitation, as iCalendar's PARTSTAT spells it."""
+    """An attendee's answer to an invitation, as iCalendar's PARTSTAT spells it; each
+    provider's other answers (delegated, none, not responded ...) count as no answer yet."""
 
     ACCEPTED = "accepted"
     DECLINED = "declined"

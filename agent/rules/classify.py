@@ -34,6 +34,8 @@ class Meeting:
     """One occurrence of a series for a relationship, merged from both calendars."""
 
     id: str
+    """The booking key of a meeting the agent made; else the event's UID and start (one
+    occurrence of a recurring event), or its id."""
     relationship: str
     series: str
     title: str

@@ -105,6 +105,18 @@ class Card:
         return [s for s in self.series if s.lapsed]
 
 
+@dataclass(frozen=True)
+class Load:
+    """A partner's development meetings in one ISO week, against the program caps."""
+
+    week: date
+    """The Monday the week starts on."""
+    meetings: int
+    per_week: int
+    busiest_day: int
+    per_day: int
+
+
 def cards(
     settings: Settings, store: Store, rels: Sequence[Relationship], now: datetime
 ) -> list[Card]:
@@ -139,18 +151,6 @@ def cards(
         card.standing = [m.start for m in assessed[rel.id].meetings if m.active]
         out.append(card)
     return out
-
-
-@dataclass(frozen=True)
-class Load:
-    """A partner's development meetings in one ISO week, against the program caps."""
-
-    #: the Monday the week starts on
-    week: date
-    meetings: int
-    per_week: int
-    busiest_day: int
-    per_day: int
 
 
 def load(cards: Sequence[Card], zone: Any, now: datetime, weeks: int = 3) -> list[Load]:
