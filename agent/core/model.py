@@ -88,9 +88,14 @@ class WorkingHours:
 
 @dataclass(frozen=True)
 class Person:
+    """Someone Cadence books for: an employee, a leader or a mentor, with the zone,
+    working hours and holidays (``country``, ``subdivision``) their free time is read in."""
+
     email: str
     name: str
     timezone: str
+    """An IANA zone name: the person's working hours, holidays and mail are read and
+    written in it."""
     working_hours: WorkingHours
     country: str | None = None
     subdivision: str | None = None
@@ -138,6 +143,8 @@ class Series:
     duration: timedelta
     title: str
     match: str | None = None
+    """A regular expression: an event both people attend whose title it finds is a
+    meeting of this series, even one Cadence did not book."""
     stages: tuple[str, ...] = ()
     skip_near: str | None = None
     skip_within: timedelta = timedelta(days=14)
@@ -357,6 +364,8 @@ class EventDraft:
     """A meeting the agent wants on both people's calendars."""
 
     key: str
+    """The booking key (``booking_key``): the event's id where the provider lets it be
+    chosen, and its UID, so that a retry finds the event instead of making another."""
     organizer: Person
     attendees: tuple[Person, ...]
     title: str
@@ -387,10 +396,13 @@ class OutgoingMail:
     """A mail as the planner made it, ready for any provider to send."""
 
     key: str
-    """The outbox key: whether this mail was sent is recorded under it."""
+    """The outbox key: whether this mail was sent is recorded under it, before and after
+    sending, so that a restart never sends it twice."""
     sender: str
     to: tuple[str, ...]
     subject: str
+    """Any text: a sender puts it on one line and encodes it (``agent.formats.mime``), so
+    that it cannot add a header of its own."""
     text: str
     html: str
     message_id: str

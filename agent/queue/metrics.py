@@ -40,37 +40,30 @@ class Depth(Collector):
 class QueueMetrics:
     def __init__(self, registry: CollectorRegistry, depth: Callable[[], int] | None = None) -> None:
         self.registry = registry
-        self.tasks = Counter(
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        def seconds(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, ("task",), registry=registry, buckets=_SECONDS)
+
+        self.tasks = counter(
             "cadence_queue_tasks",
             "Tasks finished, by task and outcome (ok, partial, failed, retried, skipped).",
             ("task", "outcome"),
-            registry=registry,
         )
-        self.latency = Histogram(
+        self.latency = seconds(
             "cadence_queue_task_latency_seconds",
             "From enqueued to started: how long tasks wait for a worker.",
-            ("task",),
-            registry=registry,
-            buckets=_SECONDS,
         )
-        self.duration = Histogram(
-            "cadence_queue_task_duration_seconds",
-            "Wall time of a task.",
-            ("task",),
-            registry=registry,
-            buckets=_SECONDS,
-        )
-        self.retries = Counter(
+        self.duration = seconds("cadence_queue_task_duration_seconds", "Wall time of a task.")
+        self.retries = counter(
             "cadence_queue_retries",
             "Tasks put back for later (their unit's lease was taken, or they failed).",
             ("task", "reason"),
-            registry=registry,
         )
-        self.enqueued = Counter(
-            "cadence_queue_enqueued",
-            "Tasks this process put on the queue.",
-            ("task",),
-            registry=registry,
+        self.enqueued = counter(
+            "cadence_queue_enqueued", "Tasks this process put on the queue.", ("task",)
         )
         if depth is not None:
             registry.register(Depth(depth))
