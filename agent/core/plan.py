@@ -51,6 +51,9 @@ class Preferences(_Strict):
 
 
 class ActionItem(_Strict):
+    """One thing the employee means to do, as their plan lists it: ``goal`` names the
+    goal it serves, and ``status`` says whether it is still open."""
+
     title: str
     goal: str | None = None
     due: date | None = None

@@ -146,15 +146,7 @@ class DirectoryRows:
                       "since": to_store(line.since)}],
                     ignore=True,
                 )  # fmt: skip
-            self.db.table("directory_reads").insert(
-                {
-                    "at": stamp,
-                    "people": len(entries),
-                    "changes": changes,
-                    "status": "applied",
-                    "cursor": cursor,
-                }
-            )
+            self.record_read(now, len(entries), changes, "applied", cursor=cursor)
 
     def gone_before(self, cutoff: datetime) -> list[str]:
         """People who left before ``cutoff``: their retention is over."""
