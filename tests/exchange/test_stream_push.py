@@ -307,7 +307,7 @@ def test_the_streamer_keeps_one_store_for_its_life(
             seen = len(looks)
             wait_for(lambda: len(looks) >= seen + 20)
             if isinstance(store_at, str):
-                time.sleep(1.5)  # a session that ended is counted within a second
+                time.sleep(1.5)  # a connection that ended is counted within a second
                 assert sessions(store_at) == before  # no connection made per look
             assert opened == [store_at]  # the store the service ticks on, opened once
 
