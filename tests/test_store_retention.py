@@ -3,14 +3,19 @@ ticks and their audit rows go, in bounded batches; nothing else does."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.core.errors import ConfigError
+from agent.core.timestamps import to_store
 from agent.settings import config
 from agent.store import retention
+from agent.store.database import Done
 from agent.store.sqlite import Store
 from tests.stores import use_store
 
@@ -71,6 +76,57 @@ def test_prune_runs_when_configured_and_at_most_hourly(store_at: Path | str) -> 
         assert retention.prune(store, timedelta(days=90), NOW + timedelta(hours=1)) == 1
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("marked", [False, True], ids=["first-look", "next-look"])
+def test_of_two_processes_that_read_the_same_mark_one_prunes(
+    store_at: Path | str, monkeypatch: pytest.MonkeyPatch, marked: bool
+) -> None:
+    first, second = Store(store_at), Store(store_at)
+    try:
+        if marked:  # a look two hours ago: due again
+            assert retention.prune(first, timedelta(days=90), NOW - timedelta(hours=2)) == 0
+        tick(first, 100)
+        results: list[int | None] = []
+        read = first.db.execute
+
+        def racing(sql: str, params: Sequence[Any] = ()) -> Done:
+            done = read(sql, params)
+            if sql.startswith("SELECT value FROM meta"):
+                # the other process looks just after this one read the mark
+                results.append(retention.prune(second, timedelta(days=90), NOW))
+            return done
+
+        monkeypatch.setattr(first.db, "execute", racing)
+        results.append(retention.prune(first, timedelta(days=90), NOW))
+        assert results == [1, None]  # the second prunes; the first finds the mark moved
+        mark = first.db.query("SELECT value FROM meta WHERE name = 'retention_at'")
+        assert [r["value"] for r in mark] == [to_store(NOW)]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_concurrent_prunes_prune_once(store_at: Path | str) -> None:
+    stores = [Store(store_at) for _ in range(4)]
+    try:
+        tick(stores[0], 100)
+        start = threading.Barrier(len(stores))
+        results: list[int | None] = []
+
+        def look(store: Store) -> None:
+            start.wait()
+            results.append(retention.prune(store, timedelta(days=90), NOW))
+
+        threads = [threading.Thread(target=look, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results, key=lambda r: r is None) == [1] + [None] * (len(stores) - 1)
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_serve_prunes_after_its_tick(

@@ -103,7 +103,7 @@ class Puller:
         ``changed``, ``lost`` or ``failed``). The asking runs in ``sync.concurrency``
         threads; the store is written in this one."""
         settings = self.side.service.settings
-        store = Store(settings.store)
+        store = Store(settings.store_at)
         results: dict[str, str] = {}
         try:
             rows = PushRows(store)

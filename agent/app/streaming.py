@@ -3,12 +3,15 @@
 account, and hands a calendar that changed to the reactor, as a pull or a Google or
 Graph notification would: the same debounce, the same focused tick.
 
-One thread (``cadence-stream``) looks at the store every few seconds, or when woken: it
-makes again the subscriptions a connection reported lost, then opens a connection for
-the streaming subscriptions no connection holds, keeping each alive in the store for
-another ``pulls.LIFETIME``. Each connection runs in a thread of its own with an EWS
-connection of its own, until the server closes it after ``push.stream_timeout``; its
-subscriptions are then free, and the next look opens them again (new ones join then).
+One thread (``cadence-stream``) looks at the store every few seconds, or when woken,
+through one store it keeps open for the streamer's life (a look that failed opens it
+afresh: its connection may be what broke): it marks the calendars of a connection
+refused for good, makes again the subscriptions a connection reported lost, then opens
+a connection for the streaming subscriptions no connection holds, keeping each alive in
+the store for another ``pulls.LIFETIME``. Each connection runs in a thread of its own
+with an EWS connection of its own, until the server closes it after
+``push.stream_timeout``; its subscriptions are then free, and the next look opens them
+again (new ones join then).
 
 A lost subscription is made again before its calendar is read, so that no change falls
 between the read and the new subscription; one lost again within ``AGAIN`` is made a
@@ -89,6 +92,11 @@ class Streamer:
         self._calendars: dict[str, Any] = {}
         #: owner → when its streaming subscription was last made again (monotonic)
         self._remade: dict[str, float] = {}
+        #: connections refused for good, with why, for the looking thread
+        self._refusals: list[tuple[Connection, str]] = []
+        #: the looking thread's store, open from its first look until it ends (an SQLite
+        #: connection serves the thread that opened it only)
+        self._store: Store | None = None
 
     @property
     def settings(self) -> Settings:
@@ -124,13 +132,27 @@ class Streamer:
             return len(self._connections)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.look()
-            except Exception:  # the next look, or the tick's safety net, covers it
-                log.exception("push: holding the Exchange streaming connections failed")
-            self._wake.wait(LOOK)
-            self._wake.clear()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.look()
+                except Exception:  # the next look, or the tick's safety net, covers it
+                    log.exception("push: holding the Exchange streaming connections failed")
+                    self._close_store()  # opened afresh: its connection may be what broke
+                self._wake.wait(LOOK)
+                self._wake.clear()
+        finally:
+            self._close_store()
+
+    def _rows(self) -> PushRows:
+        if self._store is None:
+            self._store = Store(self.settings.store_at)
+        return PushRows(self._store)
+
+    def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     def _connect(self, account: str) -> Any:
         """A calendar of ``account`` with an EWS connection of its own."""
@@ -148,25 +170,27 @@ class Streamer:
         return calendar
 
     def look(self) -> list[Connection]:
-        """Make again what connections lost; open connections for the streaming
-        subscriptions none holds; return the connections opened."""
-        store = Store(self.settings.store)
-        try:
-            rows = PushRows(store)
-            with self._mutex:
-                ended, self._ended = self._ended, []
-            for conn in ended:
-                self._remake(rows, conn)
-            return self._open(rows)
-        finally:
-            store.close()
+        """Leave refused connections' calendars to the tick; make again what connections
+        lost; open connections for the streaming subscriptions none holds; return the
+        connections opened. Runs in the looking thread, whose store it uses."""
+        rows = self._rows()
+        with self._mutex:
+            ended, self._ended = self._ended, []
+            refusals, self._refusals = self._refusals, []
+        for conn, reason in refusals:
+            self._refused(rows, conn, reason)
+        for conn in ended:
+            self._remake(rows, conn)
+        return self._open(rows)
 
     def _remake(self, rows: PushRows, conn: Connection) -> None:
         """Subscribe again the calendars whose subscriptions ``conn`` lost, then have
         them read (they may have changed unseen)."""
-        for subscription in conn.lost:
+        # read once: subscribing one calendar again rewrites its own row only
+        kept = rows.all()
+        for subscription in dict.fromkeys(conn.lost):  # a loss told twice is made once
             owner = conn.subscriptions[subscription]
-            row = rows.all().get(owner)
+            row = kept.get(owner)
             if row is None or row.channel.id != subscription:
                 continue  # replaced or dropped meanwhile
             log.info("push: the streaming subscription of %s is gone: made again", owner)
@@ -261,7 +285,8 @@ class Streamer:
             with self._mutex:
                 self._pause[conn.account] = time.monotonic() + RETRY
             if isinstance(exc, PermanentError):
-                self._refused(conn, str(exc))
+                with self._mutex:  # marked by the looking thread, woken below
+                    self._refusals.append((conn, str(exc)))
         except Exception:
             result = "failed"
             log.exception("push: a streaming connection of %s failed", conn.account)
@@ -279,17 +304,13 @@ class Streamer:
             self.side.service.metrics.push_streams.labels(result).inc()
             self._wake.set()  # opened again at once
 
-    def _refused(self, conn: Connection, reason: str) -> None:
+    def _refused(self, rows: PushRows, conn: Connection, reason: str) -> None:
         """Leave the calendars of a refused connection to the tick and the next upkeep."""
-        store = Store(self.settings.store)
-        try:
-            rows = PushRows(store)
-            now = datetime.now(UTC)
-            with self.side.lock:
-                for subscription, owner in conn.subscriptions.items():
-                    row = rows.all().get(owner)
-                    if row is not None and row.channel.id == subscription:
-                        rows.mark(owner, "failed", now, reason[:500])
-            self.side.gauge(rows)
-        finally:
-            store.close()
+        now = datetime.now(UTC)
+        with self.side.lock:
+            kept = rows.all()
+            for subscription, owner in conn.subscriptions.items():
+                row = kept.get(owner)
+                if row is not None and row.channel.id == subscription:
+                    rows.mark(owner, "failed", now, reason[:500])
+        self.side.gauge(rows)

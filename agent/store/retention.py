@@ -16,6 +16,7 @@ import logging
 from datetime import datetime, timedelta
 
 from agent.core.timestamps import from_store, to_store
+from agent.store import schema
 from agent.store.sqlite import Store
 
 #: rows deleted per transaction
@@ -63,15 +64,38 @@ def delete_ticks(store: Store, before: datetime, batch: int = BATCH, most: int =
 
 def prune(store: Store, keep: timedelta | None, now: datetime) -> int | None:
     """Delete the ticks older than ``keep`` when ``EVERY`` has passed since the last
-    look (kept in the store, for every process); None when not due or not configured."""
+    look (kept in the store, for every process); None when not due, not configured, or
+    when another process took this look between the read and the write of the mark."""
     if keep is None:
         return None
     rows = store.db.execute("SELECT value FROM meta WHERE name = ?", [_LAST]).rows
-    if rows and now - from_store(str(rows[0][0])) < EVERY:
+    last = str(rows[0][0]) if rows else None
+    if last is not None and now - from_store(last) < EVERY:
         return None
-    with store.atomic():
-        store.db.table("meta").upsert({"name": _LAST, "value": to_store(now)})
+    if not _take(store, last, to_store(now)):
+        return None  # another process looked between the read and here: it prunes
     gone = delete_ticks(store, now - keep)
     if gone:
         log.info("retention: %d finished tick rows deleted with their audit rows", gone)
     return gone
+
+
+def _take(store: Store, last: str | None, mark: str) -> bool:
+    """Move the mark from ``last`` (None: no mark yet) to ``mark``; False when another
+    process moved it first. The write itself checks the value read, so of two processes
+    that read the same mark only one moves it, on either backend."""
+    meta = schema.meta
+    if last is None:
+        statement = (
+            store.db.insert(meta)
+            .values(name=_LAST, value=mark)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+    else:
+        statement = (
+            meta.update().where(meta.c.name == _LAST, meta.c.value == last).values(value=mark)
+        )
+    with store.atomic():
+        # the rows it returns, not its rowcount: PostgreSQL's INSERT ... ON CONFLICT
+        # comes back with a rowcount of -1
+        return len(store.db.run(statement.returning(meta.c.name)).rows) == 1

@@ -1,6 +1,6 @@
 """Exchange pull subscriptions in a running service, against the local EWS server: a
-decline answered by a move within one poll, only the changed calendars read; a
-restarted service going on from the kept watermarks; a subscription the server lost
+decline answered by a move within one poll, only the changed calendars read, on a
+PostgreSQL store too; a restarted service going on from the kept watermarks; a subscription the server lost
 made again and its calendar read; a server that refuses subscriptions polled at every
 tick, said once, and shown by ``cadence status`` and ``/metrics``."""
 
@@ -26,6 +26,7 @@ from tests.environ import clean_environ
 from tests.exchange.fixtures import ACCOUNT_SETTINGS, people, server_for, workspace
 from tests.exchange.server import EwsServer, Item
 from tests.google.test_push import free_port
+from tests.stores import use_store
 
 ANA, BEN, CHLOE = "ana@contoso.example", "ben@contoso.example", "chloe@contoso.example"
 PASSWORD_ENV = "CADENCE_EWS_PASSWORD"
@@ -167,6 +168,21 @@ def test_a_decline_is_moved_within_one_poll(
         service.tick()
         assert server.subscriptions_of(CHLOE) == []
         assert server.counts["Unsubscribe"] == 1
+
+
+def test_the_puller_asks_through_a_server_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres: str
+) -> None:
+    with exchange(tmp_path, monkeypatch) as (server, path):
+        use_store(path, postgres)
+        with serving(path) as service:
+            service.tick()
+            meeting = booked(server)
+            start = meeting.start
+            polled(service)  # the subscriptions the tick kept in PostgreSQL were asked
+            server.respond(BEN, meeting.id, "Decline")
+            wait_for(lambda: booked(server).start != start)
+            assert server.counts["GetEvents"] >= 3
 
 
 def test_a_restart_goes_on_from_the_kept_watermarks(

@@ -3,7 +3,8 @@ decline answered by a move as soon as it is streamed, one connection for every c
 a restarted service picking up its subscriptions, or making them again once the server
 forgot them, without duplicates; a lost subscription made again and its calendar read;
 a server without streaming left to pull; a burst of changes debounced into one
-reaction; a connection refused for good leaving its calendars to the tick."""
+reaction; a connection refused for good leaving its calendars to the tick; one store
+for the streamer's life, on either backend, and one read of it for lost subscriptions."""
 
 from __future__ import annotations
 
@@ -11,17 +12,23 @@ import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy import event
 
-from agent.app import streaming
+from agent.app import pulling, streaming
 from agent.app.service import Service
+from agent.core.model import Channel
 from agent.store.push import PushRows
 from agent.store.sqlite import Store
 from agent.tick import pulls
 from tests.exchange import test_push as pulled
 from tests.exchange.server import EwsServer
 from tests.exchange.test_push import ANA, BEN, CHLOE, booked, reads, wait_for
+from tests.stores import ADMIN, use_store
 
 
 def exchange(
@@ -255,3 +262,75 @@ def test_a_connection_refused_for_good_leaves_its_calendars_to_the_tick(
         assert {v[0::2] for v in rows(service).values()} == {("active", "stream")}
         assert old.isdisjoint(v[1] for v in rows(service).values())
         wait_for(lambda: server.held == 1)
+
+
+def sessions(url: str) -> int:
+    """How many sessions PostgreSQL has let into the database of ``url`` so far."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = %s", [name]
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_streamer_keeps_one_store_for_its_life(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_at: Path | str
+) -> None:
+    monkeypatch.setattr(streaming, "LOOK", 0.05)  # many looks in a short while
+    # no poll in the while: the streamer's looks are all that reads the store
+    monkeypatch.setattr(pulling.Puller, "interval", property(lambda self: 3600.0))
+    opened: list[Path | str] = []
+
+    class Counted(Store):
+        def __init__(self, path: Any = None, **kwargs: Any) -> None:
+            opened.append(path)
+            super().__init__(path, **kwargs)
+
+    monkeypatch.setattr(streaming, "Store", Counted)
+    looks: list[float] = []
+    look = streaming.Streamer.look
+
+    def counted(self: streaming.Streamer) -> list[streaming.Connection]:
+        looks.append(time.monotonic())
+        return look(self)
+
+    monkeypatch.setattr(streaming.Streamer, "look", counted)
+    with exchange(tmp_path, monkeypatch) as (server, path):
+        use_store(path, store_at)
+        with serving(path) as service:
+            service.tick()
+            wait_for(lambda: server.held == 1)  # the store the tick wrote was read
+            quiet(service)
+            before = sessions(store_at) if isinstance(store_at, str) else 0
+            seen = len(looks)
+            wait_for(lambda: len(looks) >= seen + 20)
+            if isinstance(store_at, str):
+                time.sleep(1.5)  # a connection that ended is counted within a second
+                assert sessions(store_at) == before  # no connection made per look
+            assert opened == [store_at]  # the store the service ticks on, opened once
+
+
+def test_lost_subscriptions_read_the_store_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cadence.db")
+    try:
+        now = datetime.now(UTC)
+        rows = PushRows(store)
+        for owner in (ANA, BEN, CHLOE):  # each made again meanwhile: nothing to do
+            rows.save(Channel(owner, "exchange", f"new-{owner}", "", "", now, ""), now)
+        reads: list[str] = []
+
+        @event.listens_for(store.db.engine, "before_cursor_execute")
+        def _read(*args: Any) -> None:
+            if "FROM push_channels" in args[2]:
+                reads.append(args[2])
+
+        side = SimpleNamespace(gauge=lambda rows: None)
+        streamer = streaming.Streamer(side)  # type: ignore[arg-type]
+        lost = {f"old-{o}": o for o in (ANA, BEN, CHLOE)}
+        conn = streaming.Connection("contoso", lost, lost=[*lost, f"old-{ANA}"])
+        streamer._remake(rows, conn)
+        assert len(reads) == 1
+    finally:
+        store.close()
