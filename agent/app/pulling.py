@@ -54,6 +54,9 @@ class Puller:
         #: per account: its calendar, kept from poll to poll (one session, one login)
         self._calendars: dict[str, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
+        #: the polling thread's store, open from its first poll until it ends (an SQLite
+        #: connection serves the thread that opened it only)
+        self._store: Store | None = None
 
     @property
     def interval(self) -> float:
@@ -76,11 +79,20 @@ class Puller:
         self._calendars.clear()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:  # the next poll, or the tick's safety net, covers it
-                log.exception("push: asking the Exchange subscriptions failed")
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.poll()
+                except Exception:  # the next poll, or the tick's safety net, covers it
+                    log.exception("push: asking the Exchange subscriptions failed")
+                    self._close_store()  # opened afresh: its connection may be what broke
+        finally:
+            self._close_store()
+
+    def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     def _calendar(self, account: str) -> Any:
         if account not in self._calendars:
@@ -101,47 +113,44 @@ class Puller:
     def poll(self) -> dict[str, str]:
         """Ask every active subscription once; return what each said (``quiet``,
         ``changed``, ``lost`` or ``failed``). The asking runs in ``sync.concurrency``
-        threads; the store is written in this one."""
+        threads; the store is written in this one, the polling thread, through the one
+        store it keeps."""
         settings = self.side.service.settings
-        store = Store(settings.store_at)
+        if self._store is None:
+            self._store = Store(settings.store_at)
+        rows = PushRows(self._store)
         results: dict[str, str] = {}
-        try:
-            rows = PushRows(store)
-            jobs: list[tuple[Person, ChannelRow, Pulls]] = []
-            for owner, row in sorted(rows.all().items()):
-                if row.channel.provider not in PULLED or row.state not in ("active", "missed"):
-                    continue
-                if pulls.streamed(row):
-                    continue  # the streamer's
-                # the row names the account: a person from the directory is not in the
-                # configured settings, and the subscription is all that is asked
-                account = row.channel.address
-                if account not in settings.accounts:
-                    continue  # the account is gone: the next upkeep drops the row
-                person = Person(owner, owner, "UTC", WorkingHours({}), account=account)
-                try:
-                    calendar = self._calendar(account)
-                except CadenceError as exc:
-                    log.info("push: the connection of %s: %s", owner, exc)
-                    results[owner] = "failed"
-                    continue
-                if isinstance(calendar, Pulls):
-                    jobs.append((person, row, calendar))
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    settings.sync.concurrency, thread_name_prefix="cadence-pull"
-                )
-            asked = [
-                self._pool.submit(_ask, calendar, person, row) for person, row, calendar in jobs
-            ]
-            for (person, row, calendar), future in zip(jobs, asked, strict=True):
-                results[person.email] = self._settle(rows, person, row, calendar, future.result())
-            for result in results.values():
-                self.side.service.metrics.push_pulls.labels(result).inc()
-            if any(r in ("lost", "failed") for r in results.values()):
-                self.side.gauge(rows)
-        finally:
-            store.close()
+        jobs: list[tuple[Person, ChannelRow, Pulls]] = []
+        for owner, row in sorted(rows.all().items()):
+            if row.channel.provider not in PULLED or row.state not in ("active", "missed"):
+                continue
+            if pulls.streamed(row):
+                continue  # the streamer's
+            # the row names the account: a person from the directory is not in the
+            # configured settings, and the subscription is all that is asked
+            account = row.channel.address
+            if account not in settings.accounts:
+                continue  # the account is gone: the next upkeep drops the row
+            person = Person(owner, owner, "UTC", WorkingHours({}), account=account)
+            try:
+                calendar = self._calendar(account)
+            except CadenceError as exc:
+                log.info("push: the connection of %s: %s", owner, exc)
+                results[owner] = "failed"
+                continue
+            if isinstance(calendar, Pulls):
+                jobs.append((person, row, calendar))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                settings.sync.concurrency, thread_name_prefix="cadence-pull"
+            )
+        asked = [self._pool.submit(_ask, calendar, person, row) for person, row, calendar in jobs]
+        for (person, row, calendar), future in zip(jobs, asked, strict=True):
+            results[person.email] = self._settle(rows, person, row, calendar, future.result())
+        for result in results.values():
+            self.side.service.metrics.push_pulls.labels(result).inc()
+        if any(r in ("lost", "failed") for r in results.values()):
+            self.side.gauge(rows)
         return results
 
     def _settle(
