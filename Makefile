@@ -16,10 +16,11 @@ demo: $(BIN)/.installed
 	$(BIN)/cadence demo
 
 # Three workers on two cores pay: much of the suite waits on local servers and subprocesses.
-# The long tests (marked slow) are dealt out first; `make test PYTEST_WORKERS=0` runs in one.
+# The long tests (marked slow) come first and are handed out one at a time, so that no
+# worker is left running them alone at the end; `make test PYTEST_WORKERS=0` runs in one.
 PYTEST_WORKERS ?= 3
 test: $(BIN)/.installed test-servers $(WHEELS)/.done
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --maxschedchunk 1
 
 # The organization benchmark (docs/PERFORMANCE.md): minutes at 1,000 relationships.
 # `make bench BENCH_ARGS="--relationships 100 --quiet-ticks 20"` for other sizes.
