@@ -15,8 +15,12 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/cadence demo
 
+# Three workers on two cores pay: much of the suite waits on local servers and subprocesses.
+# The long tests (marked slow) come first and are handed out one at a time, so that no
+# worker is left running them alone at the end; `make test PYTEST_WORKERS=0` runs in one.
+PYTEST_WORKERS ?= 3
 test: $(BIN)/.installed test-servers $(WHEELS)/.done
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --maxschedchunk 1
 
 # The organization benchmark (docs/PERFORMANCE.md): minutes at 1,000 relationships.
 # `make bench BENCH_ARGS="--relationships 100 --quiet-ticks 20"` for other sizes.
@@ -93,25 +97,25 @@ messages: $(BIN)/.installed
 # Google and Graph servers and against Radicale with aiosmtpd (a short one runs in
 # `make test`).
 soak: $(BIN)/.installed
-	SOAK=200x20 $(BIN)/pytest -q -s tests/test_soak.py tests/test_soak_caldav.py tests/test_soak_exchange.py
+	SOAK=200x20 $(BIN)/pytest -q -s -n 0 tests/test_soak.py tests/test_soak_caldav.py tests/test_soak_exchange.py
 
 # The crash tests at every kill point, over 100 (`make test` kills at a fixed third of
 # them): docs/RELIABILITY.md has the figures.
 crash: $(BIN)/.installed
-	CRASH_ALL=1 $(BIN)/pytest -q -s tests/test_crash.py tests/test_crash_google.py tests/test_crash_microsoft.py
+	CRASH_ALL=1 $(BIN)/pytest -q -s -n 0 tests/test_crash.py tests/test_crash_google.py tests/test_crash_microsoft.py
 
 # The long property test of the ICS reader: 10,000 mutated corpus calendars (`make test`
 # runs 300); docs/RELIABILITY.md has the figures.
 ICS_FUZZ_EXAMPLES ?= 10000
 fuzz: $(BIN)/.installed
-	ICS_FUZZ_EXAMPLES=$(ICS_FUZZ_EXAMPLES) $(BIN)/pytest -q -s --timeout 3600 --hypothesis-show-statistics tests/test_ics_fuzz.py
+	ICS_FUZZ_EXAMPLES=$(ICS_FUZZ_EXAMPLES) $(BIN)/pytest -q -s -n 0 --timeout 3600 --hypothesis-show-statistics tests/test_ics_fuzz.py
 
 # The long property test of the configuration checks: 10,000 mutated configurations and
 # plans per property, a tenth of them ticked (`make test` runs 100 each);
 # docs/RELIABILITY.md has the figures.
 CONFIG_FUZZ_EXAMPLES ?= 10000
 fuzz-config: $(BIN)/.installed
-	CONFIG_FUZZ_EXAMPLES=$(CONFIG_FUZZ_EXAMPLES) $(BIN)/pytest -q -s --timeout 7200 --hypothesis-show-statistics tests/test_fuzz_config.py
+	CONFIG_FUZZ_EXAMPLES=$(CONFIG_FUZZ_EXAMPLES) $(BIN)/pytest -q -s -n 0 --timeout 7200 --hypothesis-show-statistics tests/test_fuzz_config.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check agent tests benchmarks

@@ -14,6 +14,13 @@ from tests.environ import is_host_variable
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, each in its place otherwise: parallel workers (``make test``
+    runs ``pytest -n``) are dealt the first tests in turn, so the long ones start at once
+    on different workers instead of one of them ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see proxies, CA overrides, credentials or a config from the host."""

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks import exstream as bench
 
 
+@pytest.mark.slow
 def test_streaming_costs_one_request_per_connection_and_reopening(tmp_path: Path) -> None:
     # a ConnectionTimeout minute of 0.2 s: the 30-minute connection lasts 6 s; 12 s of
     # quiet window are 1 simulated hour, two reopenings

@@ -1,6 +1,10 @@
 """Kill a real ``cadence run --once`` at every crash point of a tick (``CRASH_ALL=1``; by
 default at a fixed third of them); a restart must finish the job without a duplicate
-event or mail."""
+event or mail.
+
+Each scenario is one test in :data:`PARTS` parts, each killing every PARTS-th of the
+chosen points against its own uninterrupted reference tick, so that parallel workers
+share a scenario; every part checks the whole scenario's spread of points."""
 
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ from tests.conftest import NOW
 from tests.stores import fresh_database, use_store
 
 ENV_KILL = "CADENCE_KILL_AT"
+#: how many tests each crash scenario is split into (the chosen points dealt out in turn)
+PARTS = 3
+
+pytestmark = pytest.mark.slow
 
 
 def run_once(
@@ -113,10 +121,15 @@ def traced(config: Path, trace: Path, now: datetime = NOW) -> list[str]:
 
 
 def crash_everywhere(
-    pristine: Path, work: Path, now: datetime, fresh: Callable[[Path], None] | None = None
+    pristine: Path,
+    work: Path,
+    now: datetime,
+    part: int,
+    fresh: Callable[[Path], None] | None = None,
 ) -> list[str]:
-    """Kill a tick at its crash points in turn (see ``chosen``), restart each, and
-    compare with the uninterrupted tick; return the names of the points killed at.
+    """Kill a tick at its crash points in turn (see ``chosen``; of those, the ``part``-th
+    of every :data:`PARTS`), restart each, and compare with the uninterrupted tick.
+    Return the names of all the chosen points: the parts together kill at each of them.
     ``fresh`` gives each copy of the workspace a store of its own (a database)."""
     reference = work / "reference"
     shutil.copytree(pristine, reference)
@@ -125,15 +138,14 @@ def crash_everywhere(
     points = traced(reference / "cadence.yaml", work / "trace.txt", now)
     keys, mails, states = outcome(reference)
     assert all(v == 1 for v in keys.values())
-    killed = []
-    for n in chosen(len(points)):
+    planned = chosen(len(points))
+    for n in planned[part::PARTS]:
         target = work / f"kill{n}"
         shutil.copytree(pristine, target)
         if fresh is not None:
             fresh(target / "cadence.yaml")
         first = run_once(target / "cadence.yaml", kill_at=n, now=now)
         assert first.returncode == -signal.SIGKILL, f"point {n} ({points[n - 1]}) not reached"
-        killed.append(points[n - 1])
         where = f"kill point {n} ({points[n - 1]})"
         restart = run_once(target / "cadence.yaml", now=now)
         assert restart.returncode == 0, restart.stderr
@@ -144,7 +156,7 @@ def crash_everywhere(
         quiet = run_once(target / "cadence.yaml", now=now)
         assert "Nothing new to book or send" in quiet.stdout, f"{where}: {quiet.stdout}"
         shutil.rmtree(target)
-    return killed
+    return [points[n - 1] for n in planned]
 
 
 @pytest.fixture(scope="module")
@@ -164,16 +176,21 @@ def day_two(pristine: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_crash_at_every_point_then_restart(pristine: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+def test_crash_at_every_point_then_restart(pristine: Path, tmp_path: Path, part: int) -> None:
     """The demo's first tick: six calendars read, four bookings with their invitations,
     an agenda and a recap."""
-    killed = crash_everywhere(pristine, tmp_path, NOW)
-    print(f"kill points (first tick): {tally(killed)}")
+    killed = crash_everywhere(pristine, tmp_path, NOW, part)
+    if part == 0:  # the figures of the whole scenario, once
+        print(f"kill points (first tick): {tally(killed)}")
     assert {area(p) for p in killed} == {"sync", "booking", "sending"}
     assert len(killed) >= (35 if os.environ.get("CRASH_ALL") == "1" else 12)
 
 
-def test_crash_at_every_point_then_restart_on_postgresql(pristine: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+def test_crash_at_every_point_then_restart_on_postgresql(
+    pristine: Path, tmp_path: Path, part: int
+) -> None:
     """The same first tick, killed at the same points, on a PostgreSQL store: a new
     database for each run."""
     with contextlib.ExitStack() as stack:
@@ -181,7 +198,7 @@ def test_crash_at_every_point_then_restart_on_postgresql(pristine: Path, tmp_pat
         def fresh(config_file: Path) -> None:
             use_store(config_file, stack.enter_context(fresh_database()))
 
-        killed = crash_everywhere(pristine, tmp_path, NOW, fresh)
+        killed = crash_everywhere(pristine, tmp_path, NOW, part, fresh)
     assert {area(p) for p in killed} == {"sync", "booking", "sending"}
 
 
@@ -209,20 +226,25 @@ def _scenario(day_two: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def test_crash_while_moving_a_declined_meeting(day_two: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+def test_crash_while_moving_a_declined_meeting(day_two: Path, tmp_path: Path, part: int) -> None:
     """Ben declines a booked deep dive; the agent moves it and mails an updated
     invitation."""
     folder = _scenario(day_two, tmp_path)
     _decline(folder, "ben@acme.example", "Conversa de desenvolvimento Amplify: Ana & Ben")
     later = NOW + timedelta(hours=1)
-    killed = crash_everywhere(folder, tmp_path, later)
+    killed = crash_everywhere(folder, tmp_path, later, part)
     assert any("invite1" in m for m in outcome(tmp_path / "reference")[1])
-    print(f"kill points (moving a declined meeting): {tally(killed)}")
+    if part == 0:  # the figures of the whole scenario, once
+        print(f"kill points (moving a declined meeting): {tally(killed)}")
     assert "move:before" in killed or os.environ.get("CRASH_ALL") != "1"
     assert len(killed) >= (12 if os.environ.get("CRASH_ALL") == "1" else 4)
 
 
-def test_crash_while_moving_a_meeting_out_of_a_new_absence(day_two: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+def test_crash_while_moving_a_meeting_out_of_a_new_absence(
+    day_two: Path, tmp_path: Path, part: int
+) -> None:
     """Ben puts an all-day out-of-office on the day of Dev's booked check-in; the review
     finds the conflict, moves the meeting and mails the updated invitation."""
     folder = _scenario(day_two, tmp_path)
@@ -234,7 +256,7 @@ def test_crash_while_moving_a_meeting_out_of_a_new_absence(day_two: Path, tmp_pa
         "SUMMARY:Away\r\nX-MICROSOFT-CDO-BUSYSTATUS:OOF\r\nEND:VEVENT\r\n",
     )
     later = NOW + timedelta(hours=2)
-    killed = crash_everywhere(folder, tmp_path, later)
+    killed = crash_everywhere(folder, tmp_path, later, part)
     reference = tmp_path / "reference"
     store = Store(reference / "var" / "cadence.db")
     try:
@@ -243,11 +265,15 @@ def test_crash_while_moving_a_meeting_out_of_a_new_absence(day_two: Path, tmp_pa
         store.close()
     assert [r["relationship"] for r in moves] == ["dev@acme.example/ben@acme.example"]
     assert any("invite1" in m for m in outcome(reference)[1])
-    print(f"kill points (moving a meeting out of a new absence): {tally(killed)}")
+    if part == 0:  # the figures of the whole scenario, once
+        print(f"kill points (moving a meeting out of a new absence): {tally(killed)}")
     assert len(killed) >= (12 if os.environ.get("CRASH_ALL") == "1" else 4)
 
 
-def test_crash_while_sending_recaps_and_recording_a_reply(day_two: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+def test_crash_while_sending_recaps_and_recording_a_reply(
+    day_two: Path, tmp_path: Path, part: int
+) -> None:
     """Four days on: the meetings booked on the first day were held and are owed recaps,
     and Emma's reply to her recap waits in the inbox: it is recorded once, her actions
     change once, and the updated recap goes to Ben once."""
@@ -255,17 +281,21 @@ def test_crash_while_sending_recaps_and_recording_a_reply(day_two: Path, tmp_pat
     recap = next((folder / "outbox").glob("*-recap.eml"))
     later = NOW + timedelta(days=4, hours=5)
     write_reply(folder / "inbox", recap, later - timedelta(hours=1))
-    killed = crash_everywhere(folder, tmp_path, later)
+    killed = crash_everywhere(folder, tmp_path, later, part)
     _, mails, states = outcome(tmp_path / "reference")
     assert sum(m.endswith("-recap.eml") for m in mails) >= 2
     assert any("-update-" in m for m in mails)
     assert "recorded" in states.values()
-    print(f"kill points (recaps and a reply): {tally(killed)}")
+    if part == 0:  # the figures of the whole scenario, once
+        print(f"kill points (recaps and a reply): {tally(killed)}")
     assert "reply:recorded" in killed or os.environ.get("CRASH_ALL") != "1"
     assert len(killed) >= (15 if os.environ.get("CRASH_ALL") == "1" else 5)
 
 
-def test_crash_while_handing_over_after_a_manager_change(day_two: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+def test_crash_while_handing_over_after_a_manager_change(
+    day_two: Path, tmp_path: Path, part: int
+) -> None:
     """Hugo joined Chloe's team (an Align booked), then HR moves him to Ben: the agent
     cancels the Align, tells Hugo and Chloe, and sends Ben the hand-over."""
     from agent.app import demo_directory
@@ -287,11 +317,12 @@ def test_crash_while_handing_over_after_a_manager_change(day_two: Path, tmp_path
         assert directory.sync(settings, store, later).diff.manager_changes
     finally:
         store.close()
-    killed = crash_everywhere(folder, tmp_path, later)
+    killed = crash_everywhere(folder, tmp_path, later, part)
     _, mails, states = outcome(tmp_path / "reference")
     assert any(m.endswith("-ended.eml") for m in mails)
     assert any(m.endswith("-handover.eml") for m in mails)
     assert "cancelled" in states.values()
-    print(f"kill points (a manager change): {tally(killed)}")
+    if part == 0:  # the figures of the whole scenario, once
+        print(f"kill points (a manager change): {tally(killed)}")
     assert "cancel:before" in killed or os.environ.get("CRASH_ALL") != "1"
     assert len(killed) >= (8 if os.environ.get("CRASH_ALL") == "1" else 3)

@@ -8,9 +8,13 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from agent.store.sqlite import Store
 from tests.google.harness import PROGRAMS, workspace
 from tests.test_crash import run_once, tally
+
+pytestmark = pytest.mark.slow
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 ANA, BEN = "ana@acme.example", "ben@acme.example"

@@ -23,6 +23,8 @@ from tests.microsoft.test_tick import CONFIG as TICK_CONFIG
 from tests.microsoft.test_tick import TITLE
 from tests.test_crash import area, chosen, run_once, tally
 
+pytestmark = pytest.mark.slow
+
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 SECRET_ENV = "GRAPH_CRASH_TEST_SECRET"  # run_once drops CADENCE_* from the environment
 ANA, BEN, CHLOE = (p.email for p in people())

@@ -61,6 +61,7 @@ def test_compose_mounts() -> None:
     assert service["build"]["dockerfile"] == "docker/Dockerfile"
 
 
+@pytest.mark.slow
 def test_image_install_step_and_serve_check(tmp_path: Path) -> None:
     if not (WHEELS / ".done").exists():
         pytest.skip("no wheelhouse: `make test` (or `make .cache/wheels/.done`) fetches it once")

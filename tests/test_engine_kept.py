@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import icalendar
+import pytest
 
 from agent.settings import config
 from agent.store.sqlite import Store
@@ -105,6 +106,7 @@ def test_a_kept_engine_acts_as_a_fresh_one(workspace: Path, tmp_path: Path) -> N
     _kept_as_fresh(workspace, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_kept_engine_acts_as_a_fresh_one_on_postgresql(workspace: Path, tmp_path: Path) -> None:
     """The same, each run on a PostgreSQL database of its own: there the kept engine
     notices the other process's writes by the store's count of writes."""

@@ -80,6 +80,7 @@ def test_unknown_level_or_format() -> None:
         logs.setup("info", "xml")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_auto_format_is_text_on_a_terminal_and_json_on_a_pipe(workspace: Path) -> None:
     import os
     import pty

@@ -115,6 +115,7 @@ def check(raw: bytes, expected: dict[str, list[str]]) -> EmailMessage:
     return back
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=names, sender=addresses, to=st.lists(addresses, min_size=1, max_size=3))
 def test_every_builder_keeps_exactly_the_configured_addresses(

@@ -55,6 +55,7 @@ def test_serve_ticks_at_start_and_stops_cleanly(workspace: Path, sig: signal.Sig
     assert list((workspace.parent / "outbox").glob("*.eml"))
 
 
+@pytest.mark.slow
 def test_sigterm_mid_tick_finishes_the_tick_and_a_restart_is_quiet(
     workspace: Path, tmp_path: Path
 ) -> None:

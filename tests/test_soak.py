@@ -40,6 +40,8 @@ from agent.tick.engine import Engine
 from tests import chaos
 from tests.google.harness import workspace
 
+pytestmark = pytest.mark.slow
+
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 ZONES = ["Europe/Berlin", "Europe/London", "America/New_York", "Asia/Kolkata", "America/Sao_Paulo"]
 PROGRAM = """\

@@ -29,12 +29,15 @@ from pathlib import Path
 
 import icalendar
 import niquests
+import pytest
 
 from agent.formats.ical import KEY_PROPERTY
 from agent.settings import config
 from agent.store.sqlite import Store
 from tests.caldav.servers import Radicale, SmtpSink, client_ics
 from tests.test_soak import Clock, Outcome, _history, _org, _ticks, size
+
+pytestmark = pytest.mark.slow
 
 PASSWORD_ENV = "SOAK_CALDAV_PASSWORD"
 #: the size ``make test`` runs (each relationship costs more than on the fake servers)

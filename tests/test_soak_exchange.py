@@ -24,6 +24,8 @@ from agent.settings import config
 from tests.exchange.server import CHAOS_KINDS, EwsServer
 from tests.test_soak import Clock, Outcome, _history, _mails, _org, _ticks, _uncertain, size
 
+pytestmark = pytest.mark.slow
+
 PASSWORD_ENV = "SOAK_EWS_PASSWORD"
 #: the client's read timeout and how long a ``timeout`` fault holds the answer: short,
 #: since every such fault costs that much wall time

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +57,7 @@ def events(draw: st.DrawFn, owner: str, n: int) -> Event:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), since_hours=st.integers(-2500, 2500))
 def test_the_same_candidates_as_from_the_whole_calendars(
@@ -136,6 +138,7 @@ def test_strangers_meetings_are_not_read(store_at: Path | str) -> None:
         store.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_read_for_many_relationships_at_once(data: st.DataObject) -> None:

@@ -14,10 +14,13 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.test_service import free_port, get
 from tests.web_helpers import csrf_of
 
 
+@pytest.mark.slow
 def test_demo_serve_prints_links_that_sign_in(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}

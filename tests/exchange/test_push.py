@@ -256,6 +256,7 @@ def test_a_server_without_subscriptions_is_polled_at_every_tick(
         assert all("ErrorInvalidSubscriptionRequest" in (r["error"] or "") for r in status)
 
 
+@pytest.mark.slow
 def test_a_busy_server_is_asked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
         # Subscribe throttled beyond the retries (the calendars are subscribed to at

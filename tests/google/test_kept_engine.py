@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.store.sqlite import Store
 from agent.tick.engine import Engine
 from tests.google.harness import workspace
@@ -110,6 +112,7 @@ def _dt(text: str) -> Any:
     return datetime.fromisoformat(text)
 
 
+@pytest.mark.slow
 def test_a_kept_engine_acts_as_a_fresh_one_on_incremental_sync(tmp_path: Path) -> None:
     fresh = _run(tmp_path / "fresh", kept=False)
     kept = _run(tmp_path / "kept", kept=True)

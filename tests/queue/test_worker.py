@@ -107,6 +107,7 @@ def run_round(folder: Path, name: str, tmp: Path, **env: str) -> str:
         services.stop(w)
 
 
+@pytest.mark.slow
 def test_a_round_on_a_worker_books_and_mails_like_one_process(name: str, tmp_path: Path) -> None:
     queued = tmp_path / "queued"
     workspace(queued, name)
@@ -171,6 +172,7 @@ def test_a_worker_killed_mid_unit_loses_nothing_and_repeats_nothing(
         assert [t["status"] for t in finished(folder)].count("running") == 1, where
 
 
+@pytest.mark.slow
 def test_two_workers_never_run_one_unit_at_once(name: str, tmp_path: Path) -> None:
     """The same unit sent three times at once to two workers: its ticks never overlap
     (the second waits for the lease), and it is booked once."""
@@ -201,6 +203,7 @@ def test_two_workers_never_run_one_unit_at_once(name: str, tmp_path: Path) -> No
     assert "is leased" in logs  # the workers did meet at the lease
 
 
+@pytest.mark.slow
 def test_two_workers_on_a_postgresql_store(name: str, tmp_path: Path) -> None:
     """The same round with the store in PostgreSQL (the workers share no file): every
     meeting booked once, every mail sent once, as on SQLite."""
