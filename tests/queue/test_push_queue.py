@@ -27,7 +27,9 @@ def test_a_notification_is_enqueued_and_a_worker_reacts(name: str, tmp_path: Pat
     assert service.queue is not None and service.push is not None
     ana = "ana@acme.example"
     service.push.react({ana: Pending(first=time.monotonic(), kinds={"missed"}, count=2)})
-    assert service.queue.depth() == 1  # the reaction is a task now, not a tick here
+    # the reaction is a task now, not a tick here (counted by the broker a moment later)
+    queue = service.queue
+    services.wait_for(lambda: queue.depth() == 1, 10, "the reaction's task queued")
     exposition = service.metrics.exposition().decode()
     assert "cadence_queue_depth 1.0" in exposition
     assert 'cadence_queue_enqueued_total{task="cadence.sync"} 1.0' in exposition
