@@ -19,8 +19,10 @@ import icalendar
 import recurring_ical_events
 
 from agent.core.model import Attendee, Event, EventDraft, Interval, PartStat, Person, Skipped
-from agent.formats import recurrence
+from agent.formats import recurrence, zones
 from agent.formats.recurrence import MAX_INSTANCES, Unbounded
+
+zones.install()
 
 PRODID = "-//Cadence//cadence-agent//EN"
 KEY_PROPERTY = "X-CADENCE-KEY"
