@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -315,6 +315,7 @@ def _lines(node: Any) -> list[tuple[str, int]]:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(edits=st.lists(mutation, min_size=1, max_size=4))
+@example(edits=[("replace", 1, "\t")])  # a tab in a key: libyaml took it, PyYAML does not
 def test_libyaml_reads_what_pyyaml_reads(tmp_path_factory, edits) -> None:  # type: ignore[no-untyped-def]
     """The fast parser is used only where it agrees with PyYAML: the same data, the same
     lines; anything else goes to PyYAML, whose words the errors keep."""

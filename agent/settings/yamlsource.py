@@ -113,8 +113,9 @@ def _parse(loader_class: Any, text: str) -> tuple[yaml.Node | None, Any]:
 
 def _parse_fast(text: str) -> tuple[yaml.Node | None, Any] | None:
     """Parse with libyaml; None when it is missing, the text has characters PyYAML
-    refuses, or libyaml finds a problem (PyYAML then words it, as always)."""
-    if _Fast is None or yaml.reader.Reader.NON_PRINTABLE.search(text):
+    refuses, or libyaml finds a problem (PyYAML then words it, as always). A text with
+    a tab goes to PyYAML too: libyaml reads ``t<tab>imezone:`` as a key, PyYAML refuses it."""
+    if _Fast is None or "\t" in text or yaml.reader.Reader.NON_PRINTABLE.search(text):
         return None
     try:
         return _parse(_Fast, text)
