@@ -20,7 +20,7 @@ import recurring_ical_events
 
 from agent.core.model import Attendee, Event, EventDraft, Interval, PartStat, Person, Skipped
 from agent.formats import recurrence, zones
-from agent.formats.recurrence import MAX_INSTANCES, Unbounded
+from agent.formats.recurrence import MAX_INSTANCES, Unbounded, as_list
 
 zones.install()
 
@@ -325,9 +325,3 @@ def _event(uid: str, comp: Any, owner: Person, recurring: bool) -> Event:
         description=str(comp.get("DESCRIPTION", "")),
         location=str(comp.get("LOCATION", "")),
     )
-
-
-def as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]

@@ -63,7 +63,7 @@ def materialise(comp: Any, window: Interval, zone: tzinfo) -> bool:
     occurrences were cut at ``MAX_INSTANCES``. Raise ``Unbounded`` for a rule too
     costly to walk, ValueError (or TypeError) for a malformed one.
     """
-    rules = _as_list(comp.get("RRULE"))
+    rules = as_list(comp.get("RRULE"))
     if not rules:
         return False
     start = comp.decoded("DTSTART")
@@ -89,7 +89,7 @@ def materialise(comp: Any, window: Interval, zone: tzinfo) -> bool:
     values = sorted(found)[:MAX_INSTANCES]
     if values:
         dts: list[date | datetime] = [v.date() if all_day else v.replace(tzinfo=tz) for v in values]
-        comp["RDATE"] = [*_as_list(comp.get("RDATE")), vDDDLists(dts)]
+        comp["RDATE"] = [*as_list(comp.get("RDATE")), vDDDLists(dts)]
     return cut
 
 
@@ -236,7 +236,8 @@ def _later(value: datetime, years: int) -> datetime:
     return value.replace(year=value.year + years) if years else value
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A property icalendar gives as one value or a list (RRULE, RDATE), as a list."""
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]

@@ -14,6 +14,8 @@ from typing import Any
 from icalendar.timezone import tzp
 from icalendar.timezone.zoneinfo import ZONEINFO
 
+from agent.formats.recurrence import as_list
+
 
 class CheckedZones(ZONEINFO):
     """icalendar's zoneinfo provider, with a calendar's own zones checked first."""
@@ -27,8 +29,7 @@ class CheckedZones(ZONEINFO):
 def check(tz: Any) -> None:
     """Raise ValueError unless every rule of the VTIMEZONE ``tz`` repeats yearly."""
     for sub in tz.subcomponents:
-        rules = sub.get("RRULE")
-        for rule in rules if isinstance(rules, list) else [rules] if rules else []:
+        for rule in as_list(sub.get("RRULE")):
             freq = [str(f).upper() for f in rule.get("FREQ", [])]
             interval = [int(i) for i in rule.get("INTERVAL", [1])]
             if freq != ["YEARLY"] or interval != [1]:
