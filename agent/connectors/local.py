@@ -42,6 +42,7 @@ from agent.core.model import (
     SyncToken,
 )
 from agent.formats import ical, mime
+from agent.formats.recurrence import as_list
 
 #: the write to several calendar files in progress (see ``LocalCalendar._write_all``)
 JOURNAL = ".cadence.journal"
@@ -311,10 +312,10 @@ class LocalCalendar:
         target.add("dtstamp", self._clock.now(UTC))
         organizer = ical.address(target.get("ORGANIZER", ""))
         if reset_replies:  # a new time asks everyone again, as RFC 5546 organizers do
-            for attendee in ical.as_list(target.get("ATTENDEE")):
+            for attendee in as_list(target.get("ATTENDEE")):
                 mine = ical.address(attendee) == organizer
                 attendee.params["PARTSTAT"] = "ACCEPTED" if mine else "NEEDS-ACTION"
-        emails = {ical.address(a) for a in ical.as_list(target.get("ATTENDEE"))}
+        emails = {ical.address(a) for a in as_list(target.get("ATTENDEE"))}
         emails.add(ical.address(target.get("ORGANIZER", "")))
         with _locked(self.folder):
             owners = [e for e in sorted(emails) if e in self.people]
