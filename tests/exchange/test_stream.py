@@ -153,6 +153,20 @@ def test_close_ends_the_connection_from_another_thread(
     assert not reader.thread.is_alive()
 
 
+def test_close_before_the_answer_arrives_still_ends_the_connection(
+    cal: ExchangeCalendar, server: EwsServer, staff: list[Person]
+) -> None:
+    """The race of a close that comes before the reading thread holds the response: the
+    thread finds the stream closed when the response arrives and shuts it itself."""
+    ana = staff[0]
+    stream = cal.stream(ana, [cal.subscribe_stream(ana)], HOUR)
+    stream.close()  # before any request: close finds no response to shut
+    reader = Reader(stream)
+    assert reader.next(timeout=5) is None  # ended without an error, not held an hour
+    reader.thread.join(5)
+    assert not reader.thread.is_alive()
+
+
 def test_a_server_without_streaming_refuses_it(
     cal: ExchangeCalendar, server: EwsServer, staff: list[Person]
 ) -> None:

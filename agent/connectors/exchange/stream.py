@@ -36,12 +36,32 @@ from agent.core.model import Person
 MAX_MINUTES = 30
 
 
-class _Events(GetStreamingEvents):  # type: ignore[misc]
-    """``GetStreamingEvents`` that keeps the subscription ids an error message names."""
+def _shut(response: Any) -> None:
+    """Shut the socket under a streaming response down: a socket closed in another
+    thread does not wake a blocked read; shut down, it does (the reading thread then
+    releases the session itself)."""
+    connection = getattr(getattr(response, "raw", None), "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class _Events(GetStreamingEvents):  # type: ignore[misc]
+    """``GetStreamingEvents`` that keeps the subscription ids an error message names,
+    and that shuts its response down at once when the stream was closed before the
+    response arrived (``close`` then found no socket to shut)."""
+
+    def __init__(self, closed: threading.Event, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lost: list[str] = []
+        self.closed = closed
+
+    def _get_response(self, payload: Any, api_version: Any) -> Any:
+        response = super()._get_response(payload, api_version)
+        if self.closed.is_set():  # set before close() could see this response
+            _shut(response)
+        return response
 
     def _get_element_container(self, message: Any, name: Any = None) -> Any:
         ids = message.find(f"{{{MNS}}}ErrorSubscriptionIds")
@@ -64,7 +84,7 @@ class EwsStream:
     def __iter__(self) -> Iterator[tuple[str, str]]:
         what = f"streaming events of {len(self.subscriptions)} calendar(s)"
         account = self.ews.folder(self.anchor.email).account
-        self._service = service = _Events(account=account)
+        self._service = service = _Events(self._closed, account=account)
         try:
             answers = service.call(
                 subscription_ids=self.subscriptions, connection_timeout=self.minutes
@@ -85,15 +105,10 @@ class EwsStream:
             service.stop_streaming()
 
     def close(self) -> None:
+        # set before looking: the reading thread looks after it stores the response, so
+        # one of the two sees the other's step
         self._closed.set()
-        # a socket closed in another thread does not wake a blocked read; shut down, it
-        # does (the reading thread then releases the session itself)
-        response = getattr(self._service, "_streaming_response", None)
-        connection = getattr(getattr(response, "raw", None), "_connection", None)
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        _shut(getattr(self._service, "_streaming_response", None))
 
 
 class StreamingSubscriptions:
