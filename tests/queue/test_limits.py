@@ -89,7 +89,9 @@ def test_the_slot_of_a_killed_holder_expires(key: str, tmp_path: Path) -> None:
     holder.wait(5)
     started = time.monotonic()
     token = semaphore.acquire()  # waits for the dead holder's slot to expire
-    assert time.monotonic() - started <= 1.6
+    # within the ttl (1.5 s) and a little: the holder would keep it for 60 s; the margin
+    # is for a loaded machine, whose sleeps overrun
+    assert time.monotonic() - started <= 3
     semaphore.release(token)
     assert semaphore.held() == 0
 
