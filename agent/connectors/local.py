@@ -41,7 +41,7 @@ from agent.core.model import (
     Skipped,
     SyncToken,
 )
-from agent.formats import ical, mime
+from agent.formats import ical, mime, zones
 from agent.formats.recurrence import as_list
 
 #: the write to several calendar files in progress (see ``LocalCalendar._write_all``)
@@ -159,7 +159,7 @@ class LocalCalendar:
     def _calendar(self, email: str, text: str) -> Any:
         """Parse a person's file (to find or change one event in it)."""
         try:
-            return icalendar.Calendar.from_ical(text)
+            return zones.parse(text)
         except Exception as exc:  # the parser raises more than ValueError on broken text
             raise PermanentError(
                 f"{self.path(email)} is not valid iCalendar ({type(exc).__name__}: {exc})"

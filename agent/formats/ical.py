@@ -202,7 +202,7 @@ def read_events(
     """
     text = decode(data).text if isinstance(data, bytes) else data
     try:
-        cal = icalendar.Calendar.from_ical(text)
+        cal = zones.parse(text)
         timezones: list[Any] = list(cal.walk("VTIMEZONE"))
         groups: dict[str, list[Any]] = {}
         for index, comp in enumerate(cal.walk("VEVENT")):

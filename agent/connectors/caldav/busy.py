@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-import icalendar
-
 from agent.connectors.base import Busy as BusyTimes
 from agent.connectors.caldav.client import CALDAV, Refused, Transport
 from agent.connectors.caldav.ics import (
@@ -21,6 +19,7 @@ from agent.core.model import (
     Person,
     merge,
 )
+from agent.formats import zones
 
 
 class Busy(Transport):
@@ -73,7 +72,7 @@ class Busy(Transport):
             self.log.info("%s refuses free-busy-query: computing busy time from events", url)
             self._refused.add((url, "free-busy-query"))
             return None
-        cal = icalendar.Calendar.from_ical(response.raw)
+        cal = zones.parse(response.raw)
         periods: list[Interval] = []
         for fb in cal.walk("VFREEBUSY"):
             values = fb.get("FREEBUSY", [])

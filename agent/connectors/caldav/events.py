@@ -9,7 +9,6 @@ from datetime import UTC
 from urllib.parse import quote, urljoin
 from xml.sax.saxutils import escape
 
-import icalendar
 from icalendar.cal import Component
 
 from agent.connectors.base import ensure_own
@@ -28,7 +27,7 @@ from agent.core.model import (
     Interval,
     Person,
 )
-from agent.formats import ical
+from agent.formats import ical, zones
 
 KEY_PROPERTY = ical.KEY_PROPERTY
 
@@ -146,7 +145,7 @@ class OwnEvents(Transport):
         if located is None:
             return None
         url, obj = located
-        cal = icalendar.Calendar.from_ical(obj.data)
+        cal = zones.parse(obj.data)
         masters = [v for v in cal.walk("VEVENT") if "RECURRENCE-ID" not in v]
         if len(masters) != 1 or str(masters[0].get(KEY_PROPERTY, "")) != key:
             raise PermanentError(f"refusing to change {url}: it is not the agent's event")

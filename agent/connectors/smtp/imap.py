@@ -19,7 +19,7 @@ from agent.connectors.smtp.common import Shared, connection_options, is_loopback
 from agent.core.errors import ConfigError, PermanentError, TransientError
 from agent.core.model import PartStat
 from agent.core.retry import RetryPolicy
-from agent.formats import ical
+from agent.formats import ical, zones
 
 if TYPE_CHECKING:
     from agent.settings.config import ImapSettings
@@ -57,14 +57,12 @@ _T = TypeVar("_T")
 
 def itip_replies(message: EmailMessage) -> tuple[ItipReply, ...]:
     """Return the iTIP REPLY answers carried by ``message`` (none when it has no REPLY)."""
-    import icalendar
-
     found: list[ItipReply] = []
     for part in message.walk():
         if part.get_content_type() not in ("text/calendar", "application/ics"):
             continue
         try:
-            cal = icalendar.Calendar.from_ical(part.get_content())
+            cal = zones.parse(part.get_content())
         except (ValueError, LookupError, KeyError):
             continue
         if str(cal.get("METHOD", "")).upper() != "REPLY":
