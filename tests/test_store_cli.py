@@ -5,6 +5,8 @@ nothing lost (the next tick there has nothing to redo)."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import sqlite_utils
@@ -151,3 +153,36 @@ def test_an_sqlite_store_copied_to_postgresql_ticks_on_there(
     refused = runner.invoke(app, ["store", "copy", "--to", postgres, "--config", str(workspace)])
     assert refused.exit_code == 1
     assert "is not empty" in refused.output
+
+
+def test_the_newest_version_named_by_the_files_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(versions._config()).get_current_head()
+    assert versions.newest() == int(head or 0)
+
+
+def test_the_version_read_with_sql_is_the_one_alembic_reads(store_at: Path | str) -> None:
+    from alembic.runtime.migration import MigrationContext
+
+    store = Store(store_at)
+    try:
+        assert store.version == SCHEMA_VERSION
+        with store.db.atomic():
+            revision = MigrationContext.configure(store.db.conn).get_current_revision()
+        assert store.version == int(revision)
+        store.db.execute("DELETE FROM alembic_version")  # no revision: a store made empty
+        assert store.version == 0
+    finally:
+        store.close()
+
+
+def test_a_store_at_the_newest_version_opens_without_loading_alembic(tmp_path: Path) -> None:
+    path = tmp_path / "cadence.db"
+    Store(path).close()  # made, with Alembic
+    code = (
+        "import sys; from agent.store.sqlite import Store; "
+        f"s = Store({str(path)!r}); print(s.version, 'alembic' in sys.modules)"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert found.stdout.split() == [str(SCHEMA_VERSION), "False"], found.stderr
