@@ -270,7 +270,8 @@ class Stream(Protocol):
     """One connection held open for a group of streaming subscriptions."""
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        """Yield ``(subscription, "changed")`` as a change arrives, and
+        """Yield ``("", "open")`` once the server holds the connection for all its
+        subscriptions, ``(subscription, "changed")`` as a change arrives, and
         ``(subscription, "lost")`` for each subscription the server no longer knows (the
         connection ends then); end when the server closes the connection at its timeout.
         Raise TransientError or PermanentError when the connection fails."""

@@ -23,12 +23,16 @@ holds a subscription wait for the next one; a subscription no connection held fo
 ``stream_idle`` seconds (30 minutes) ends. Unknown ids give ``ErrorSubscriptionNotFound``
 with the ids under ``ErrorSubscriptionIds``. A subscription is held by one connection at a
 time: a newer connection takes it. With ``offers_streaming`` off (Exchange 2007, or a
-policy), a streaming Subscribe is refused with ``ErrorInvalidSubscriptionRequest``.
+policy), a streaming Subscribe is refused with ``ErrorInvalidSubscriptionRequest``. With
+``connection_limit`` set (``HangingConnectionLimit``: 3 on Exchange Server, 10 online), a
+mailbox acted as that already holds that many connections is refused another with
+``ErrorExceededConnectionCount``.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import itertools
 import time
 import uuid
@@ -113,6 +117,7 @@ class Held:
     holder: object
     ids: list[str]
     until: float
+    acting: str = ""
 
 
 @dataclass
@@ -149,8 +154,11 @@ class Subscriptions:
     stream_idle = 30 * 60.0
     #: set when the server closes: held connections end
     closing = False
-    #: GetStreamingEvents answers being held now
+    #: GetStreamingEvents answers being held now, and by the mailbox acted as
     held = 0
+    holding: collections.Counter[str]
+    #: held connections a mailbox acted as may have at once (None: no limit)
+    connection_limit: int | None = None
 
     # --- test controls -----------------------------------------------------------------
 
@@ -281,11 +289,22 @@ class Subscriptions:
             for sid in unknown:
                 ET.SubElement(listed, m("SubscriptionId")).text = sid
             return response
+        acting: str = self._acting(req)  # type: ignore[attr-defined]
+        if self.connection_limit is not None and self.holding[acting] >= self.connection_limit:
+            msg = ET.SubElement(msgs, m("GetStreamingEventsResponseMessage"), ResponseClass="Error")
+            ET.SubElement(
+                msg, m("MessageText")
+            ).text = "You have exceeded the available concurrent connections for your account."
+            ET.SubElement(msg, m("ResponseCode")).text = "ErrorExceededConnectionCount"
+            ET.SubElement(msg, m("DescriptiveLinkKey")).text = "0"
+            return response
         holder = object()
         for sid in ids:
             self.subscriptions[sid].holder = holder
         self.held += 1
-        req.held = Held(holder, ids, time.monotonic() + minutes * self.minute)  # type: ignore[attr-defined]
+        self.holding[acting] += 1
+        until = time.monotonic() + minutes * self.minute
+        req.held = Held(holder, ids, until, acting)  # type: ignore[attr-defined]
         return self._status(msgs, response, "OK")
 
     def _status(self, msgs: ET.Element, response: ET.Element, status: str) -> ET.Element:
@@ -315,6 +334,7 @@ class Subscriptions:
         finally:
             with self._lock:  # type: ignore[attr-defined]
                 self.held -= 1
+                self.holding[held.acting] -= 1
                 for sid in held.ids:
                     sub = self.subscriptions.get(sid)
                     if sub is not None and sub.holder is held.holder:

@@ -257,6 +257,7 @@ class EwsServer(Subscriptions):
         self.counts: collections.Counter[str] = collections.Counter()
         #: pull subscriptions by id (see tests/exchange/notify.py)
         self.subscriptions: dict[str, Subscription] = {}
+        self.holding = collections.Counter()
         self.sent: list[EmailMessage] = []
         self.invitations: list[tuple[str, str, str]] = []  # (kind, to, subject)
         self.requests: list[Request] = []

@@ -9,13 +9,15 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from agent.connectors.base import Stream, Streams
 from agent.connectors.exchange import ExchangeCalendar
-from agent.core.errors import PermanentError
+from agent.core.errors import PermanentError, TransientError
 from agent.core.model import Person
+from tests.exchange import fixtures
 from tests.exchange.server import EwsServer
 from tests.exchange.test_notify import CALENDAR_CHANGES
 
@@ -75,7 +77,8 @@ def test_a_change_is_streamed_as_it_happens(
     server.reset_counts()
     readers.append(reader := Reader(cal.stream(ana, [sub], timedelta(minutes=30))))
     held(server, 1)
-    assert reader.got.empty()  # the first OK tells nothing
+    assert reader.next() == ("", "open")  # the first OK: the server holds it
+    assert reader.got.empty()
     item = server.add_event(ana.email, "1:1", START, START + HOUR, [ben.email])
     assert reader.next() == (sub, "changed")
     server.delete(ana.email, item)
@@ -91,6 +94,7 @@ def test_several_subscriptions_share_one_connection(
     server.reset_counts()
     readers.append(reader := Reader(cal.stream(ana, list(subs.values()), HOUR)))
     held(server, 1)
+    assert reader.next() == ("", "open")
     server.add_event(cy.email, "alone", START, START + HOUR, [])
     assert reader.next() == (subs[cy.email], "changed")
     server.add_event(ben.email, "alone", START, START + HOUR, [])
@@ -107,11 +111,13 @@ def test_the_server_closes_at_the_timeout_and_a_new_connection_goes_on(
     sub = cal.subscribe_stream(ana)
     start = time.monotonic()
     readers.append(first := Reader(cal.stream(ana, [sub], timedelta(minutes=1))))
+    assert first.next() == ("", "open")
     assert first.next() is None  # Closed after one (short) minute, heartbeats unseen
     assert 0.3 < time.monotonic() - start < 5
     # what happened while no connection held it waits for the next one
     server.add_event(ana.email, "between", START, START + HOUR, [ben.email])
     readers.append(second := Reader(cal.stream(ana, [sub], timedelta(minutes=1))))
+    assert second.next() == ("", "open")
     assert second.next() == (sub, "changed")
     assert server.counts["GetStreamingEvents"] == 2
 
@@ -123,11 +129,12 @@ def test_an_unknown_subscription_is_reported_lost(
     good, gone = cal.subscribe_stream(ana), cal.subscribe_stream(ben)
     server.expire(ben.email)
     readers.append(reader := Reader(cal.stream(ana, [good, gone], HOUR)))
-    assert reader.next() == (gone, "lost")  # named by ErrorSubscriptionIds
+    assert reader.next() == (gone, "lost")  # named by ErrorSubscriptionIds, never open
     assert reader.next() is None  # and the connection ends
     readers.append(alone := Reader(cal.stream(ana, [good], HOUR)))
     held(server, 1)
     server.add_event(ana.email, "1:1", START, START + HOUR, [])
+    assert alone.next() == ("", "open")
     assert alone.next() == (good, "changed")
 
 
@@ -148,6 +155,7 @@ def test_close_ends_the_connection_from_another_thread(
     ana = staff[0]
     reader = Reader(cal.stream(ana, [cal.subscribe_stream(ana)], HOUR))
     held(server, 1)
+    assert reader.next() == ("", "open")
     reader.close()
     assert reader.next(timeout=5) is None  # ended without an error
     assert not reader.thread.is_alive()
@@ -165,6 +173,31 @@ def test_close_before_the_answer_arrives_still_ends_the_connection(
     assert reader.next(timeout=5) is None  # ended without an error, not held an hour
     reader.thread.join(5)
     assert not reader.thread.is_alive()
+
+
+def test_a_mailbox_at_its_connection_limit_is_refused_another_for_a_while(
+    cal: ExchangeCalendar,
+    server: EwsServer,
+    ca: Path,
+    staff: list[Person],
+    readers: list[Reader],
+) -> None:
+    ana = staff[0]
+    server.connection_limit = 1
+    sub = cal.subscribe_stream(ana)
+    readers.append(first := Reader(cal.stream(ana, [sub], HOUR)))
+    assert first.next() == ("", "open")
+    # a connection of its own, as each of the service's streams has
+    other = fixtures.ews(server, ca)
+    try:
+        second = Reader(ExchangeCalendar(other, staff).stream(ana, [sub], HOUR))
+        refused, end = second.next(), second.next()
+    finally:
+        other.close()
+    assert isinstance(refused, TransientError), refused  # another try later may be let in
+    assert "ErrorExceededConnectionCount" in str(refused)
+    assert "limit of open connections" in str(refused)
+    assert end is None  # never open
 
 
 def test_a_server_without_streaming_refuses_it(

@@ -292,6 +292,10 @@ def translate(what: str, exc: BaseException) -> TransientError | PermanentError:
         return TransientError(text, retry_after=exc.back_off, maybe_done=not refused)
     if isinstance(exc, ews_errors.RateLimitError):
         return TransientError(text, retry_after=exc.wait)
+    if isinstance(exc, ews_errors.ErrorExceededConnectionCount):
+        # the account holds as many connections as its throttling policy lets it
+        # (streaming ones: HangingConnectionLimit, 3 on Exchange Server by default)
+        return TransientError(f"{text} (the account's limit of open connections)")
     if isinstance(exc, TRANSIENT):
         return TransientError(text)
     if isinstance(exc, ews_errors.ResponseMessageError):

@@ -34,6 +34,8 @@ from agent.core.model import Person
 
 #: the longest connection Exchange holds (``ConnectionTimeout``, minutes)
 MAX_MINUTES = 30
+#: what a stream yields, with no subscription, once the server holds the connection
+OPEN = "open"
 
 
 def _shut(response: Any) -> None:
@@ -49,13 +51,15 @@ def _shut(response: Any) -> None:
 
 class _Events(GetStreamingEvents):  # type: ignore[misc]
     """``GetStreamingEvents`` that keeps the subscription ids an error message names,
-    and that shuts its response down at once when the stream was closed before the
+    notes the first ``OK`` (the server holds the connection: exchangelib keeps it to
+    itself), and shuts its response down at once when the stream was closed before the
     response arrived (``close`` then found no socket to shut)."""
 
     def __init__(self, closed: threading.Event, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lost: list[str] = []
         self.closed = closed
+        self.held = False
 
     def _get_response(self, payload: Any, api_version: Any) -> Any:
         response = super()._get_response(payload, api_version)
@@ -67,7 +71,15 @@ class _Events(GetStreamingEvents):  # type: ignore[misc]
         ids = message.find(f"{{{MNS}}}ErrorSubscriptionIds")
         if ids is not None:
             self.lost = [str(i) for i in get_xml_attrs(ids, f"{{{MNS}}}SubscriptionId")]
-        return super()._get_element_container(message, name)
+        found = super()._get_element_container(message, name)  # raises the message's error
+        if self.connection_status == self.OK and not self.held:
+            self.held = True
+            if found == []:  # nothing else in it: yield a None, so that it is seen
+                return True
+        return found
+
+    def _elem_to_obj(self, elem: Any) -> Any:
+        return None if elem is True else super()._elem_to_obj(elem)
 
 
 class EwsStream:
@@ -89,7 +101,13 @@ class EwsStream:
             answers = service.call(
                 subscription_ids=self.subscriptions, connection_timeout=self.minutes
             )
+            told = False
             for notification in answers:
+                if service.held and not told:
+                    told = True
+                    yield "", OPEN
+                if notification is None:
+                    continue
                 if isinstance(notification, Exception):
                     raise notification
                 if any(not isinstance(e, StatusEvent) for e in notification.events or ()):
