@@ -6,12 +6,18 @@ Graph notification would: the same debounce, the same focused tick.
 One thread (``cadence-stream``) looks at the store every few seconds, or when woken,
 through one store it keeps open for the streamer's life (a look that failed opens it
 afresh: its connection may be what broke): it marks the calendars of a connection
-refused for good, makes again the subscriptions a connection reported lost, then opens
-a connection for the streaming subscriptions no connection holds, keeping each alive in
-the store for another ``pulls.LIFETIME``. Each connection runs in a thread of its own
-with an EWS connection of its own, until the server closes it after
-``push.stream_timeout``; its subscriptions are then free, and the next look opens them
-again (new ones join then).
+refused for good, makes again the subscriptions a connection reported lost, keeps alive
+in the store for another ``pulls.LIFETIME`` the subscriptions of each connection the
+server now holds, then opens a connection for the streaming subscriptions no connection
+holds. Each connection runs in a thread of its own with an EWS connection of its own,
+until the server closes it after ``push.stream_timeout``; its subscriptions are then
+free, and the next look opens them again (new ones join then).
+
+Only a connection the server holds keeps its subscriptions alive, not one asked for: a
+connection refused again and again for a while (a mailbox at its limit of open
+connections, a proxy that drops held answers) lets them expire after ``pulls.LIFETIME``,
+and its calendars are then read at every tick and subscribed again, where before they
+looked watched while nothing could tell of their changes.
 
 A lost subscription is made again before its calendar is read, so that no change falls
 between the read and the new subscription; one lost again within ``AGAIN`` is made a
@@ -32,7 +38,7 @@ from typing import Any
 
 from agent import connectors
 from agent.app.pulling import Side
-from agent.connectors.base import Stream, Streams
+from agent.connectors.base import OPEN, Stream, Streams
 from agent.core.errors import CadenceError, PermanentError
 from agent.core.model import Person, WorkingHours
 from agent.core.retry import RetryPolicy
@@ -94,6 +100,9 @@ class Streamer:
         self._remade: dict[str, float] = {}
         #: connections refused for good, with why, for the looking thread
         self._refusals: list[tuple[Connection, str]] = []
+        #: connections the server now holds, whose subscriptions the looking thread
+        #: keeps alive in the store
+        self._held_open: list[Connection] = []
         #: the looking thread's store, open from its first look until it ends (an SQLite
         #: connection serves the thread that opened it only)
         self._store: Store | None = None
@@ -177,11 +186,22 @@ class Streamer:
         with self._mutex:
             ended, self._ended = self._ended, []
             refusals, self._refusals = self._refusals, []
+            held, self._held_open = self._held_open, []
         for conn, reason in refusals:
             self._refused(rows, conn, reason)
         for conn in ended:
             self._remake(rows, conn)
+        self._alive(rows, held)
         return self._open(rows)
+
+    def _alive(self, rows: PushRows, held: list[Connection]) -> None:
+        """Keep alive the subscriptions of connections the server holds, for as long as
+        one may last (it is opened again before they expire)."""
+        now = datetime.now(UTC)
+        with self.side.lock:
+            for conn in held:
+                for subscription, owner in conn.subscriptions.items():
+                    rows.pulled(owner, subscription, pulls.STREAM, now + pulls.LIFETIME, now)
 
     def _remake(self, rows: PushRows, conn: Connection) -> None:
         """Subscribe again the calendars whose subscriptions ``conn`` lost, then have
@@ -230,14 +250,10 @@ class Streamer:
                     continue
                 free.setdefault(channel.address, []).append((channel.id, owner))
         opened: list[Connection] = []
-        now = datetime.now(UTC)
         for account, subs in free.items():
             size = settings.push.stream_group
             for group in (subs[i : i + size] for i in range(0, len(subs), size)):
                 conn = Connection(account, dict(group))
-                with self.side.lock:  # alive for as long as a connection may last
-                    for subscription, owner in group:
-                        rows.pulled(owner, subscription, pulls.STREAM, now + pulls.LIFETIME, now)
                 self._start(conn)
                 opened.append(conn)
         return opened
@@ -270,9 +286,13 @@ class Streamer:
             if not self._stop.is_set():
                 for subscription, what in conn.stream:
                     owner = conn.subscriptions.get(subscription)
-                    if owner is None:
+                    if what == OPEN:
+                        with self._mutex:
+                            self._held_open.append(conn)
+                        self._wake.set()
+                    elif owner is None:
                         continue
-                    if what == "lost":
+                    elif what == "lost":
                         conn.lost.append(subscription)
                         result = "lost"
                     else:

@@ -266,6 +266,10 @@ class Pulls(Protocol):
         ...
 
 
+#: what a ``Stream`` yields, with no subscription, once the server holds the connection
+OPEN = "open"
+
+
 class Stream(Protocol):
     """One connection held open for a group of streaming subscriptions."""
 

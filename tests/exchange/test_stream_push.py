@@ -264,6 +264,37 @@ def test_a_connection_refused_for_good_leaves_its_calendars_to_the_tick(
         wait_for(lambda: server.held == 1)
 
 
+def expiries(service: Service) -> dict[str, datetime]:
+    store = Store(service.settings.store)
+    try:
+        return {o: r.channel.expires for o, r in PushRows(store).all().items()}
+    finally:
+        store.close()
+
+
+def test_only_a_connection_the_server_holds_keeps_its_calendars_watched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection refused again and again (here: the mailbox is at its limit of open
+    connections) must not keep its subscriptions alive: its calendars are then read at
+    every tick once those expire, instead of looking watched while nothing is told."""
+    monkeypatch.setattr(streaming, "RETRY", 0.2)  # the pause before the next connection
+    monkeypatch.setattr(streaming, "LOOK", 0.1)  # and the look that opens it
+    with exchange(tmp_path, monkeypatch) as (server, path), serving(path) as service:
+        server.connection_limit = 0
+        service.tick()
+        made = expiries(service)
+        wait_for(lambda: streams(service, "failed") >= 3)  # refused, asked again, refused
+        assert expiries(service) == made  # not kept alive by asking
+        # refused for a while, not for good: the rows expire in their time (and the
+        # tick then reads their calendars), they are not marked failed at once
+        assert {v[0::2] for v in rows(service).values()} == {("active", "stream")}
+
+        server.connection_limit = None  # a connection is let in, and held
+        wait_for(lambda: server.held == 1)
+        wait_for(lambda: all(expiries(service)[o] > made[o] for o in made))
+
+
 def sessions(url: str) -> int:
     """How many sessions PostgreSQL has let into the database of ``url`` so far."""
     name = url.rsplit("/", 1)[1]

@@ -28,14 +28,13 @@ from exchangelib.properties import StatusEvent
 from exchangelib.services import GetStreamingEvents
 from exchangelib.util import MNS, get_xml_attrs
 
+from agent.connectors.base import OPEN
 from agent.connectors.exchange.client import Ews, translate
 from agent.connectors.exchange.notify import EVENT_TYPES, LOST
 from agent.core.model import Person
 
 #: the longest connection Exchange holds (``ConnectionTimeout``, minutes)
 MAX_MINUTES = 30
-#: what a stream yields, with no subscription, once the server holds the connection
-OPEN = "open"
 
 
 def _shut(response: Any) -> None:
