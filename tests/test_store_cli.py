@@ -177,12 +177,15 @@ def test_the_version_read_with_sql_is_the_one_alembic_reads(store_at: Path | str
         store.close()
 
 
-def test_a_store_at_the_newest_version_opens_without_loading_alembic(tmp_path: Path) -> None:
+def test_an_sqlite_store_at_the_newest_version_opens_without_alembic_or_psycopg(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "cadence.db"
     Store(path).close()  # made, with Alembic
     code = (
-        "import sys; from agent.store.sqlite import Store; "
-        f"s = Store({str(path)!r}); print(s.version, 'alembic' in sys.modules)"
+        "import sys; import agent.app.cli; from agent.store.sqlite import Store; "
+        f"s = Store({str(path)!r}); print(s.version, 'alembic' in sys.modules, "
+        "'psycopg' in sys.modules)"
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert found.stdout.split() == [str(SCHEMA_VERSION), "False"], found.stderr
+    assert found.stdout.split() == [str(SCHEMA_VERSION), "False", "False"], found.stderr

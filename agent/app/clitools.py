@@ -56,7 +56,7 @@ def store_problems(path: Path | str) -> Iterator[None]:
         yield
     except broken.StoreError as exc:
         fail(f"error: {exc}", 1)
-    except broken.DATABASE_ERRORS as exc:
+    except broken.database_errors() as exc:
         fail(f"error: {broken.explain(path, exc)}", 1)
 
 

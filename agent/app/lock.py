@@ -16,8 +16,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import psycopg
-
 from agent.core import files
 from agent.core.errors import CadenceError
 from agent.store.broken import explain
@@ -75,6 +73,8 @@ class TickLock:
         self._fd = fd
 
     def _acquire_server(self, url: str) -> None:
+        import psycopg  # a PostgreSQL store only: a process on SQLite never loads it
+
         from agent.store.target import StoreTarget
 
         target = StoreTarget.of(url)
@@ -110,6 +110,8 @@ class TickLock:
     def release(self) -> None:
         if self._server is not None:
             conn, self._server = self._server, None
+            import psycopg
+
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SELECT pg_advisory_unlock(%s)", [TICK_KEY])
             conn.close()

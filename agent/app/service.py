@@ -20,7 +20,7 @@ from agent.app.lock import Busy, TickLock
 from agent.app.pushing import PushSide
 from agent.settings.config import Settings
 from agent.store import retention
-from agent.store.broken import STORE_ERRORS, explain
+from agent.store.broken import explain, store_errors
 from agent.tick import metrics as metrics_mod
 from agent.views.uncertain import describe, uncertain_mail
 
@@ -111,7 +111,7 @@ class Service:
             failures = self.health.record(None, False, str(exc))
             self.metrics.observe_failure("busy", time.monotonic() - started, failures)
             log.warning("%s", exc)
-        except STORE_ERRORS as exc:
+        except store_errors() as exc:
             # a full disk or a broken store: one line, the same the CLI prints, no traceback
             problem = str(explain(self.settings.store_at, exc))
             failures = self.health.record(None, False, problem)

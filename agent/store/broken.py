@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 from pathlib import Path
-
-import psycopg
 
 from agent.core.errors import CadenceError
 
@@ -21,15 +20,22 @@ class StoreError(CadenceError):
     """The store cannot be used as it is; the message names the file and the remedy."""
 
 
-#: what the database drivers raise: a store that cannot be used, not a caller's bug
-DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
-#: and what ``explain`` already said in one line
-STORE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, StoreError)
+def database_errors() -> tuple[type[Exception], ...]:
+    """What the database drivers raise: a store that cannot be used, not a caller's bug.
+    psycopg's errors count once psycopg is loaded: a PostgreSQL store loads it before it
+    can raise, and a process on SQLite is spared loading it (a tenth of a second)."""
+    psycopg = sys.modules.get("psycopg")
+    return (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)
+
+
+def store_errors() -> tuple[type[Exception], ...]:
+    """Those, and what ``explain`` already said in one line."""
+    return (*database_errors(), StoreError)
 
 
 def is_store_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is the database's or the file system's (then ``explain`` it)."""
-    return isinstance(exc, (*DATABASE_ERRORS, OSError, StoreError))
+    return isinstance(exc, (*store_errors(), OSError))
 
 
 def explain(path: Path | str, exc: BaseException) -> StoreError:

@@ -22,7 +22,7 @@ from agent.core.errors import TransientError
 from agent.core.model import Event, Interval, OutgoingMail
 from agent.core.timestamps import to_store
 from agent.rules.actions import Accept, Action, Book, Cancel, Move, Note, Send
-from agent.store.broken import DATABASE_ERRORS
+from agent.store.broken import database_errors
 from agent.store.claims import Claimed
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Journal:
             self.audit_once(why, f"{why}, not done: {kind} {detail}", rel, series)
 
     def error(self, where: str, exc: BaseException, rel: str | None = None) -> None:
-        if isinstance(exc, DATABASE_ERRORS):
+        if isinstance(exc, database_errors()):
             # a store that cannot be written or read is nobody's failure in particular:
             # it ends the tick, and the command says what to do in one line
             raise exc
